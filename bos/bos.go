@@ -1,0 +1,102 @@
+package bos
+
+import (
+	"context"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+)
+
+// Sentinel errors, matched with errors.Is.
+var (
+	// ErrTemplateNotFound: no session template has this name.
+	ErrTemplateNotFound = batch.NewPermanent("bos: session template not found")
+	// ErrSessionNotFound: no boot session has this name.
+	ErrSessionNotFound = batch.NewPermanent("bos: session not found")
+	// ErrSessionExists: a session with this name exists and was created
+	// with other parameters.
+	ErrSessionExists = batch.NewPermanent("bos: session already exists with other parameters")
+	// ErrInvalidRequest: the request was refused as malformed.
+	ErrInvalidRequest = batch.NewPermanent("bos: invalid request")
+)
+
+// Orchestrator reboots nodes with a boot session template (the Boot
+// Orchestration Service). All methods are safe for concurrent use.
+//
+// Failures of a whole call (network, 5xx) are plain errors and are retried
+// by crus unless they match batch.ErrPermanent.
+type Orchestrator interface {
+	// CheckTemplate returns nil if the session template exists and
+	// ErrTemplateNotFound if it does not.
+	CheckTemplate(ctx context.Context, template string) error
+
+	// Reboot starts a session that reboots the nodes selected by req.
+	//
+	// Reboot is idempotent by name: if a session named req.Name already
+	// exists with the same template and limit, Reboot returns nil and
+	// creates nothing, so a retried or replayed request never reboots nodes
+	// twice. If the name is taken by a session with other parameters, it
+	// returns ErrSessionExists. An unknown template is ErrTemplateNotFound.
+	Reboot(ctx context.Context, req Request) error
+
+	// Status reports the session's progress and the outcome of each of
+	// nodes (xnames) known so far. It returns ErrSessionNotFound if no
+	// session has this name.
+	Status(ctx context.Context, name string, nodes []string) (Status, error)
+}
+
+// Request describes a reboot session.
+type Request struct {
+	// Name identifies the session. crus derives it from the upgrade id and
+	// a counter, so the same intent always has the same name. BOS v2 allows
+	// letters, digits and ".-_", starting and ending with a letter or digit,
+	// at most 127 characters.
+	Name string
+	// Template is the session template to boot with.
+	Template string
+	// Limit restricts the session to these xnames or group labels (BOS
+	// joins them with ","): the intersection of the template's boot sets
+	// and the limit is rebooted.
+	Limit []string
+}
+
+// Phase is the progress of a boot session.
+type Phase string
+
+// Phases of a boot session, in order.
+const (
+	PhasePending  Phase = "pending"  // created; nodes not chosen yet (BOS reads group membership now)
+	PhaseRunning  Phase = "running"  // nodes chosen and being rebooted
+	PhaseComplete Phase = "complete" // finished; see Status.Error and the per-node results
+)
+
+// Result is the outcome of one node in a boot session.
+type Result string
+
+// Node results.
+const (
+	ResultInProgress Result = ""          // not finished (or not reported yet)
+	ResultSucceeded  Result = "succeeded" // booted with the template
+	ResultFailed     Result = "failed"    // the orchestrator gave up on it
+)
+
+// NodeStatus is the outcome of one node.
+type NodeStatus struct {
+	Result Result
+	Reason string // why it failed, as the orchestrator says
+}
+
+// Status is a snapshot of a boot session.
+type Status struct {
+	Name  string
+	Phase Phase
+	// Error is set when the session failed as a whole (for example, it
+	// found no nodes to boot). Per-node outcomes are then unreliable: treat
+	// every node without a success as failed with this reason.
+	Error     string
+	StartTime time.Time
+	EndTime   time.Time // zero until complete
+	// Nodes holds the outcome of each node asked about, keyed by xname.
+	// Nodes the orchestrator does not report are absent.
+	Nodes map[string]NodeStatus
+}

@@ -1,0 +1,97 @@
+package wlm
+
+import (
+	"context"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+)
+
+// Sentinel errors. Implementations wrap them (with %w, or in a
+// *batch.NodeError for a single node) so callers can use errors.Is.
+var (
+	// ErrNodeNotFound: the workload manager does not know the node. Batch
+	// calls report it per node (*batch.NodeError) and still act on the
+	// other nodes.
+	ErrNodeNotFound = batch.NewPermanent("wlm: node not found")
+	// ErrInvalidArgument: the call was refused before reaching the
+	// workload manager (an empty reason, a malformed node name).
+	ErrInvalidArgument = batch.NewPermanent("wlm: invalid argument")
+	// ErrUnsupported: the workload manager cannot do this at all.
+	ErrUnsupported = batch.NewPermanent("wlm: operation not supported")
+)
+
+// Manager is what crus needs from a workload manager. Every method takes many
+// nodes at once: an implementation should turn one call into one request
+// (one scontrol command, one REST call) wherever the workload manager allows.
+//
+// All methods are safe for concurrent use. Node names are the workload
+// manager's own (Slurm NodeNames such as "nid000001"), never HSM xnames.
+//
+// Error contract, common to all methods:
+//   - an unknown node gives a *batch.NodeError wrapping ErrNodeNotFound and
+//     naming the node; the other nodes of the call are still acted on;
+//   - other per-node refusals are *batch.NodeError values too;
+//   - a failure of the call as a whole (network, daemon down, auth) is a
+//     plain error; crus retries those with backoff unless they match
+//     batch.ErrPermanent;
+//   - context cancellation is returned as (or wrapping) ctx.Err().
+//
+// Optional capabilities are separate interfaces, found by type assertion:
+// [BootTimeReporter] (the Node.BootTime field is meaningful), [JobEnder]
+// (expected end times of running jobs) and [Rebooter] (the workload
+// manager can reboot nodes itself).
+type Manager interface {
+	// Nodes returns the current state of the named nodes, in the order
+	// asked. Unknown names are left out of the result and reported in the
+	// error (see the error contract); the known nodes are still returned.
+	// An empty list returns nothing and no error.
+	Nodes(ctx context.Context, names []string) ([]Node, error)
+
+	// Drain stops the nodes from taking new work, recording reason. Running
+	// jobs continue: a busy node is Draining until they end, then Drained.
+	// An idle node is Drained at once. Draining a node that is already
+	// drained succeeds and replaces its reason. An empty reason is
+	// ErrInvalidArgument.
+	Drain(ctx context.Context, names []string, reason string) error
+
+	// Resume returns the nodes to service, clearing drain, fail and
+	// administrative down states. Resuming a node that is already in service
+	// succeeds and changes nothing. A node that is not responding returns
+	// to service when it responds again.
+	Resume(ctx context.Context, names []string) error
+
+	// Fail marks the nodes failed with reason: they take no new work and
+	// stay out of service until resumed (Slurm State=FAIL). Running jobs are
+	// not killed. Failing a failed node succeeds and replaces its reason. An
+	// empty reason is ErrInvalidArgument.
+	Fail(ctx context.Context, names []string, reason string) error
+}
+
+// BootTimeReporter is implemented by a Manager whose Node.BootTime tells
+// when the node last booted. crus proves a reboot by a boot time later than
+// the reboot request; without this capability it falls back to the rule of
+// the original CRUS: the node is idle and responding again after its boot
+// orchestrator session completed.
+type BootTimeReporter interface {
+	ReportsBootTime() bool
+}
+
+// JobEnder is implemented by a Manager that knows when the jobs running on a
+// node are expected to end (Slurm: start + time limit, as squeue reports;
+// not the real end, which no one knows in advance).
+type JobEnder interface {
+	// JobEnds returns, for each named node that runs jobs, the latest
+	// expected end of those jobs. Idle nodes are absent from the map.
+	// Unknown nodes follow the Manager error contract.
+	JobEnds(ctx context.Context, names []string) (map[string]time.Time, error)
+}
+
+// Rebooter is implemented by a Manager that can reboot nodes itself once
+// they are idle (Slurm: scontrol reboot ASAP nextstate=RESUME).
+type Rebooter interface {
+	// Reboot asks for the nodes to reboot as soon as their jobs end and
+	// return to service afterwards, recording reason. Rebooting a node
+	// whose reboot is already pending succeeds.
+	Reboot(ctx context.Context, names []string, reason string) error
+}
