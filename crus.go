@@ -1,0 +1,517 @@
+package crus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/crus-go/crus/hsm"
+)
+
+// APIVersion is the version of the session record format, reported in
+// Session.APIVersion as the original CRUS API does.
+const APIVersion = "1.0.0"
+
+// Sentinel errors of package crus, matched with errors.Is.
+var (
+	// ErrInvalidSpec: the session spec is malformed. The error is a list of
+	// *FieldError values, one per problem.
+	ErrInvalidSpec = errors.New("crus: invalid session spec")
+	// ErrPreflight: a pre-flight check refused the session before any node
+	// was touched; nothing was changed anywhere. The error joins one error
+	// per problem found (a missing group, a non-empty upgrading group,
+	// unknown nodes, ...), each matching its own sentinel too.
+	ErrPreflight = errors.New("crus: pre-flight check failed")
+	// ErrGroupNotEmpty: a group that must start empty has members.
+	ErrGroupNotEmpty = errors.New("crus: group is not empty")
+	// ErrNoNodes: the starting group has no members, or none can be taken.
+	ErrNoNodes = errors.New("crus: no nodes to upgrade")
+	// ErrSessionNotFound: the store has no session with this id.
+	ErrSessionNotFound = errors.New("crus: session not found")
+	// ErrSessionExists: the store already has a session with this id.
+	ErrSessionExists = errors.New("crus: session already exists")
+	// ErrConflict: the session was changed by someone else since it was
+	// read (its revision moved on). Read it again and retry.
+	ErrConflict = errors.New("crus: session changed concurrently")
+	// ErrSessionDone: the session has completed; it cannot be run again.
+	ErrSessionDone = errors.New("crus: session already completed")
+	// ErrSessionBusy: the session is already being run by this executor.
+	ErrSessionBusy = errors.New("crus: session is already running")
+	// ErrCorruptSession: a stored session record is inconsistent.
+	ErrCorruptSession = errors.New("crus: corrupt session record")
+)
+
+// FieldError describes one problem with one field of a Spec.
+type FieldError struct {
+	Field   string // JSON name of the field, e.g. "upgrade_step_size"
+	Value   any    // the offending value
+	Problem string // what is wrong, in words
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s %s", e.Field, e.Problem)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalidSpec) match a single FieldError.
+func (e *FieldError) Unwrap() error { return ErrInvalidSpec }
+
+// Spec is what a session is asked to do: the six parameters of the original
+// CRUS API, with their JSON names, plus optional extensions.
+type Spec struct {
+	// StartingLabel names the HSM group holding every node to upgrade. Its
+	// members are read once, when the session is created.
+	StartingLabel string `json:"starting_label"`
+	// UpgradingLabel names an empty HSM group; crus puts the nodes of the
+	// current step in it. The BOS template's boot set targets this group.
+	UpgradingLabel string `json:"upgrading_label"`
+	// FailedLabel names an empty HSM group; nodes that fail their upgrade
+	// end up in it.
+	FailedLabel string `json:"failed_label"`
+	// StepSize is the most nodes out of service because of the session at
+	// any instant (at least 1).
+	StepSize int `json:"upgrade_step_size"`
+	// TemplateID names the BOS session template to reboot with.
+	TemplateID string `json:"upgrade_template_id"`
+	// WorkloadManagerType names the workload manager ("slurm"). It must be
+	// the one the Executor drives.
+	WorkloadManagerType string `json:"workload_manager_type"`
+
+	// ClearFailed lets the session start with a non-empty failed group: its
+	// members are removed from the group when the session starts. Without
+	// it, a non-empty failed group fails the pre-flight check.
+	ClearFailed bool `json:"clear_failed,omitzero"`
+	// BootLimit chooses what limits each boot session: "nodes" (default;
+	// the step's xnames, so a stranger added to the upgrading group is never
+	// rebooted) or "label" (the upgrading label, as the original CRUS did).
+	BootLimit BootLimit `json:"boot_limit,omitzero"`
+	// BootTimeout bounds how long a boot session may take; its unfinished
+	// nodes are failed after it. Default 1h.
+	BootTimeout Duration `json:"boot_timeout,omitzero"`
+	// ReturnTimeout bounds how long a node may take, after its boot
+	// session completed, to be back in the workload manager with a new
+	// boot time and resumed. Default 30m.
+	ReturnTimeout Duration `json:"return_timeout,omitzero"`
+}
+
+// BootLimit says how a boot session is limited to a step's nodes.
+type BootLimit string
+
+// Boot limits.
+const (
+	LimitNodes BootLimit = "nodes" // the step's xnames
+	LimitLabel BootLimit = "label" // the upgrading group's label
+)
+
+// Defaults filled in by Spec.WithDefaults.
+const (
+	DefaultBootTimeout   = time.Hour
+	DefaultReturnTimeout = 30 * time.Minute
+)
+
+// WithDefaults returns a copy of s with every unset extension set to its
+// default. The six original parameters are never defaulted.
+func (s Spec) WithDefaults() Spec {
+	if s.BootLimit == "" {
+		s.BootLimit = LimitNodes
+	}
+	if s.BootTimeout == 0 {
+		s.BootTimeout = Duration(DefaultBootTimeout)
+	}
+	if s.ReturnTimeout == 0 {
+		s.ReturnTimeout = Duration(DefaultReturnTimeout)
+	}
+	return s
+}
+
+var wlmTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
+// Validate checks the spec on its own (without looking at any backend). It
+// returns nil or an error matching ErrInvalidSpec that lists every problem
+// as a *FieldError. Unset extensions are valid (see WithDefaults).
+func (s Spec) Validate() error {
+	var errs *multierror.Error
+	add := func(field string, value any, format string, args ...any) {
+		errs = multierror.Append(errs, &FieldError{Field: field, Value: value, Problem: fmt.Sprintf(format, args...)})
+	}
+	labels := []struct{ field, value string }{
+		{"starting_label", s.StartingLabel},
+		{"upgrading_label", s.UpgradingLabel},
+		{"failed_label", s.FailedLabel},
+	}
+	for i, l := range labels {
+		switch {
+		case l.value == "":
+			add(l.field, l.value, "is required")
+			continue
+		case hsm.ValidateLabel(l.value) != nil:
+			add(l.field, l.value, "%q is not a valid HSM group label (lower case letters, digits and -:._ only)", l.value)
+			continue
+		}
+		for _, m := range labels[:i] {
+			if m.value == l.value {
+				add(l.field, l.value, "%q is the same group as %s; the three groups must be distinct", l.value, m.field)
+			}
+		}
+	}
+	if s.StepSize < 1 {
+		add("upgrade_step_size", s.StepSize, "must be at least 1, got %d", s.StepSize)
+	}
+	if s.TemplateID == "" {
+		add("upgrade_template_id", s.TemplateID, "is required")
+	}
+	switch {
+	case s.WorkloadManagerType == "":
+		add("workload_manager_type", s.WorkloadManagerType, "is required")
+	case !wlmTypeRE.MatchString(s.WorkloadManagerType):
+		add("workload_manager_type", s.WorkloadManagerType, "%q is not a workload manager type (lower case, e.g. \"slurm\")", s.WorkloadManagerType)
+	}
+	switch s.BootLimit {
+	case "", LimitNodes, LimitLabel:
+	default:
+		add("boot_limit", s.BootLimit, "%q is not one of %q, %q", s.BootLimit, LimitNodes, LimitLabel)
+	}
+	if s.BootTimeout < 0 {
+		add("boot_timeout", s.BootTimeout, "must not be negative")
+	}
+	if s.ReturnTimeout < 0 {
+		add("return_timeout", s.ReturnTimeout, "must not be negative")
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		errs.ErrorFormat = listFormat("invalid session spec")
+		return errs
+	}
+	return nil
+}
+
+// listFormat renders a multierror as "what: a; b; c".
+func listFormat(what string) multierror.ErrorFormatFunc {
+	return func(es []error) string {
+		s := what + ": "
+		for i, e := range es {
+			if i > 0 {
+				s += "; "
+			}
+			s += e.Error()
+		}
+		return s
+	}
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("30m0s"). It reads either a string or a number of nanoseconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1h30m0s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "90m", "1h30m" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case float64:
+		*d = Duration(v)
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", v, err)
+		}
+		*d = Duration(p)
+	default:
+		return fmt.Errorf("duration: want a string like \"30m\", got %s", b)
+	}
+	return nil
+}
+
+// String formats like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// State is the state of a session, as in the original CRUS API.
+type State string
+
+// Session states.
+const (
+	StateCreated  State = "CREATED"  // created and checked; no node touched yet
+	StateUpdating State = "UPDATING" // running
+	StateReady    State = "READY"    // completed
+	StateDeleting State = "DELETING" // cancellation requested (or done, if Completed)
+)
+
+// Stage is where a session is in its current step.
+type Stage string
+
+// Stages, in the order a step goes through them.
+const (
+	StageStarting   Stage = "starting"    // choosing the step's nodes, adding them to the upgrading group
+	StageQuiescing  Stage = "quiescing"   // drain requested; waiting for jobs to end
+	StageQuiesced   Stage = "quiesced"    // every node drained; about to reboot
+	StageBooting    Stage = "booting"     // boot session under way
+	StageBooted     Stage = "booted"      // boot session complete; sorting out its outcomes
+	StageWLMWaiting Stage = "wlm_waiting" // waiting for nodes to come back in the workload manager
+	StageCleanup    Stage = "cleanup"     // every node has an outcome; emptying the upgrading group
+	StageDone       Stage = "done"        // finished
+)
+
+// Phase is where one node is in its own upgrade.
+type Phase string
+
+// Node phases. Pending and Done are at rest; the others are in flight (the
+// node is out of service because of the session).
+const (
+	PhasePending   Phase = "pending"   // not started
+	PhaseQuiescing Phase = "quiescing" // drain requested
+	PhaseQuiesced  Phase = "quiesced"  // drained, waiting to be rebooted
+	PhaseBooting   Phase = "booting"   // reboot requested (Boot names the boot session)
+	PhaseReturning Phase = "returning" // booted; waiting for the workload manager to see it back
+	PhaseResuming  Phase = "resuming"  // back with a new boot time; resume requested
+	PhaseFailing   Phase = "failing"   // being put in the failed group and failed in the workload manager
+	PhaseReleasing Phase = "releasing" // cancelled before its reboot; resume requested
+	PhaseDone      Phase = "done"      // has its outcome
+)
+
+// InFlight reports whether a node in this phase is out of service because
+// of the session.
+func (p Phase) InFlight() bool { return p != PhasePending && p != PhaseDone && p != "" }
+
+// Outcome is how a node ended.
+type Outcome string
+
+// Node outcomes. Every node of a finished session has exactly one.
+const (
+	OutcomeNone      Outcome = ""          // not finished
+	OutcomeUpgraded  Outcome = "upgraded"  // rebooted after its step began and back in service
+	OutcomeFailed    Outcome = "failed"    // in the failed group, failed in the workload manager
+	OutcomeSkipped   Outcome = "skipped"   // not taken: unavailable or refused (see Reason); left as it was
+	OutcomeUntouched Outcome = "untouched" // not upgraded because the session was cancelled; in service
+)
+
+// Result is how a finished session ended.
+type Result string
+
+// Session results.
+const (
+	ResultComplete  Result = "complete"  // every node has been through a step
+	ResultCancelled Result = "cancelled" // deleted before every node was
+)
+
+// Session is the record of one rolling upgrade. Its JSON form holds every
+// field of the original CRUS session status (upgrade_id, kind, api_version,
+// state, completed, messages and the six parameters, which Spec contributes
+// at the top level) plus "progress". Use [Session.Status] for the strict
+// original record.
+type Session struct {
+	UpgradeID  string   `json:"upgrade_id"`
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"api_version"`
+	State      State    `json:"state"`
+	Completed  bool     `json:"completed"`
+	Messages   []string `json:"messages"`
+	Spec
+	Progress Progress `json:"progress"`
+
+	// Revision is the store's version of this record, checked on update
+	// so that a stale writer loses (see Store). Not part of the record.
+	Revision int64 `json:"-"`
+}
+
+// Progress is the structured progress of a session.
+type Progress struct {
+	Stage      Stage     `json:"stage"`
+	StageSince time.Time `json:"stage_since,omitzero"`
+	Step       int       `json:"step"`  // current step, from 1; 0 before the first
+	Steps      int       `json:"steps"` // steps planned
+	Result     Result    `json:"result,omitzero"`
+
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+
+	// Cancel is set when deletion was requested.
+	Cancel      bool      `json:"cancel,omitzero"`
+	CancelledAt time.Time `json:"cancelled_at,omitzero"`
+
+	// Boots counts the boot sessions created so far; the next one is named
+	// from it, so a retried intent reuses its name.
+	Boots int `json:"boots"`
+	// FailedToClear lists the failed group's members at creation, removed
+	// when the session starts if Spec.ClearFailed; emptied once done.
+	FailedToClear []string `json:"failed_to_clear,omitempty"`
+
+	// Nodes holds one record per member of the starting group, sorted by
+	// xname.
+	Nodes []NodeRecord `json:"nodes"`
+}
+
+// NodeRecord is the progress and outcome of one node.
+type NodeRecord struct {
+	XName   string  `json:"xname"`
+	Name    string  `json:"wlm_name"` // the workload manager's name for it
+	Step    int     `json:"step,omitzero"`
+	Phase   Phase   `json:"phase"`
+	Outcome Outcome `json:"outcome,omitzero"`
+	Reason  string  `json:"reason,omitzero"` // why it has its outcome (or is skipped)
+	Boot    string  `json:"boot,omitzero"`   // the boot session that rebooted it
+	// Grouped is set while the node may be in the upgrading group.
+	Grouped bool `json:"grouped,omitzero"`
+	// LastError is the most recent error of an action on this node.
+	LastError string `json:"last_error,omitzero"`
+
+	Since           time.Time `json:"since,omitzero"` // when the current phase began
+	DrainRequested  time.Time `json:"drain_requested,omitzero"`
+	Drained         time.Time `json:"drained,omitzero"`
+	RebootRequested time.Time `json:"reboot_requested,omitzero"`
+	Booted          time.Time `json:"booted,omitzero"`   // its boot session reported it booted
+	Returned        time.Time `json:"returned,omitzero"` // the workload manager saw it back
+	Finished        time.Time `json:"finished,omitzero"`
+}
+
+// Counts tallies the nodes of a session by outcome.
+type Counts struct {
+	Nodes, Upgraded, Failed, Skipped, Untouched, InFlight, Pending int
+}
+
+// Counts returns the tally of the session's nodes.
+func (s *Session) Counts() Counts {
+	c := Counts{Nodes: len(s.Progress.Nodes)}
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		switch {
+		case n.Phase == PhasePending:
+			c.Pending++
+		case n.Phase.InFlight():
+			c.InFlight++
+		}
+		switch n.Outcome {
+		case OutcomeUpgraded:
+			c.Upgraded++
+		case OutcomeFailed:
+			c.Failed++
+		case OutcomeSkipped:
+			c.Skipped++
+		case OutcomeUntouched:
+			c.Untouched++
+		}
+	}
+	return c
+}
+
+// Node returns the record of the node with this xname, or nil.
+func (s *Session) Node(xname string) *NodeRecord {
+	i, ok := slices.BinarySearchFunc(s.Progress.Nodes, xname, func(n NodeRecord, x string) int {
+		switch {
+		case n.XName < x:
+			return -1
+		case n.XName > x:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return nil
+	}
+	return &s.Progress.Nodes[i]
+}
+
+// Clone returns a deep copy of the session.
+func (s *Session) Clone() *Session {
+	c := *s
+	c.Messages = slices.Clone(s.Messages)
+	c.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
+	c.Progress.Nodes = slices.Clone(s.Progress.Nodes)
+	return &c
+}
+
+// Status is the session record exactly as the original CRUS API served it
+// (SessionStatus in its OpenAPI document).
+type Status struct {
+	APIVersion          string   `json:"api_version"`
+	Completed           bool     `json:"completed"`
+	FailedLabel         string   `json:"failed_label"`
+	Kind                string   `json:"kind"`
+	Messages            []string `json:"messages"`
+	StartingLabel       string   `json:"starting_label"`
+	State               State    `json:"state"`
+	UpgradeID           string   `json:"upgrade_id"`
+	StepSize            int      `json:"upgrade_step_size"`
+	TemplateID          string   `json:"upgrade_template_id"`
+	UpgradingLabel      string   `json:"upgrading_label"`
+	WorkloadManagerType string   `json:"workload_manager_type"`
+}
+
+// Kind is the value of Session.Kind, as in the original API.
+const Kind = "ComputeUpgradeSession"
+
+// Status returns the original CRUS API's view of the session.
+func (s *Session) Status() Status {
+	msgs := s.Messages
+	if msgs == nil {
+		msgs = []string{}
+	}
+	return Status{
+		APIVersion:          s.APIVersion,
+		Completed:           s.Completed,
+		FailedLabel:         s.FailedLabel,
+		Kind:                s.Kind,
+		Messages:            slices.Clone(msgs),
+		StartingLabel:       s.StartingLabel,
+		State:               s.State,
+		UpgradeID:           s.UpgradeID,
+		StepSize:            s.StepSize,
+		TemplateID:          s.TemplateID,
+		UpgradingLabel:      s.UpgradingLabel,
+		WorkloadManagerType: s.WorkloadManagerType,
+	}
+}
+
+// check verifies the internal consistency of a session record read from a
+// store, so that a corrupt record is refused instead of acted upon.
+func (s *Session) check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrCorruptSession, s.UpgradeID, fmt.Sprintf(format, args...))
+	}
+	if s.UpgradeID == "" {
+		return bad("no upgrade_id")
+	}
+	if err := s.Spec.Validate(); err != nil {
+		return bad("%v", err)
+	}
+	switch s.State {
+	case StateCreated, StateUpdating, StateReady, StateDeleting:
+	default:
+		return bad("unknown state %q", s.State)
+	}
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		if i > 0 && s.Progress.Nodes[i-1].XName >= n.XName {
+			return bad("node records not sorted or duplicated at %q", n.XName)
+		}
+		switch n.Phase {
+		case PhasePending, PhaseQuiescing, PhaseQuiesced, PhaseBooting, PhaseReturning,
+			PhaseResuming, PhaseFailing, PhaseReleasing:
+			if n.Outcome != OutcomeNone {
+				return bad("node %s in phase %s already has outcome %s", n.XName, n.Phase, n.Outcome)
+			}
+		case PhaseDone:
+			switch n.Outcome {
+			case OutcomeUpgraded, OutcomeFailed, OutcomeSkipped, OutcomeUntouched:
+			default:
+				return bad("node %s done without a valid outcome (%q)", n.XName, n.Outcome)
+			}
+		default:
+			return bad("node %s has unknown phase %q", n.XName, n.Phase)
+		}
+		if n.Phase == PhaseBooting && n.Boot == "" {
+			return bad("node %s is booting without a boot session", n.XName)
+		}
+	}
+	return nil
+}

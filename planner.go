@@ -1,0 +1,1087 @@
+package crus
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+)
+
+// The planner is a pure function of a session record and an observation of
+// the world: it does no I/O, reads no clock, does not log, and returns the
+// same decision for the same inputs. The Executor does everything else.
+//
+// A decision changes the record (node phases, the stage, the step) and
+// lists the actions that carry the changes out. The caller must persist the
+// changed record before acting: that is how a crash between the two is
+// made safe. Each node's phase is an intent ("quiescing": drain
+// requested), and the planner issues its action again whenever the
+// observation shows it has not taken effect, so a lost action, a crash or a
+// restart is repaired by the next observation.
+
+// Scope says what the executor must observe before the next Plan.
+type Scope struct {
+	// Nodes are the xnames whose workload-manager state is needed.
+	Nodes []string
+	// Boots are the boot sessions whose status is needed.
+	Boots []BootRef
+	// Upgrading asks for the members of the upgrading group.
+	Upgrading bool
+}
+
+// BootRef names a boot session and the nodes crus asked it to reboot.
+type BootRef struct {
+	Name  string
+	Nodes []string
+}
+
+// Observation is what the executor saw just before planning. Maps are keyed
+// by xname.
+type Observation struct {
+	Now time.Time
+	// Nodes holds the workload-manager state of the nodes of Scope.Nodes
+	// that it reported. A node absent from Nodes and from Unknown was not
+	// observed this time (the planner waits for it).
+	Nodes map[string]wlm.Node
+	// Unknown holds the nodes the workload manager says it does not know,
+	// with its message.
+	Unknown map[string]string
+	// Boots holds the status of the boot sessions of Scope.Boots, by name.
+	Boots map[string]bos.Status
+	// MissingBoots holds the boot sessions the orchestrator does not know.
+	MissingBoots map[string]bool
+	// Upgrading lists the members of the upgrading group when asked;
+	// UpgradingObserved says it was read.
+	Upgrading         []string
+	UpgradingObserved bool
+
+	// BootTimes says the workload manager reports boot times
+	// (wlm.BootTimeReporter): a reboot is proven by a boot time later than
+	// the reboot request, less BootTimeSlack. Without boot times a node
+	// counts as rebooted when it is idle and responding after its boot
+	// session completed (the original CRUS rule).
+	BootTimes     bool
+	BootTimeSlack time.Duration
+}
+
+// ActionKind names what an Action does.
+type ActionKind string
+
+// Action kinds.
+const (
+	ActAddMembers    ActionKind = "add_members"    // add Nodes to group Label
+	ActRemoveMembers ActionKind = "remove_members" // remove Nodes from group Label
+	ActDrain         ActionKind = "drain"          // drain Nodes in the WLM with Reason
+	ActReboot        ActionKind = "reboot"         // create boot session Reboot
+	ActResume        ActionKind = "resume"         // resume Nodes in the WLM
+	ActFail          ActionKind = "fail"           // fail Nodes in the WLM with Reason
+)
+
+// Action is one batch call the executor must make.
+type Action struct {
+	Kind   ActionKind
+	Nodes  []string    // xnames, sorted
+	Label  string      // group, for add_members and remove_members
+	Reason string      // workload-manager reason, for drain and fail
+	Reboot bos.Request // for reboot
+	// SkipFailed drops from this action the nodes for which an earlier
+	// action of the same decision failed (drain only the nodes that made
+	// it into the upgrading group).
+	SkipFailed bool
+	// Why says, in words, why the planner wants this.
+	Why string
+}
+
+// Change is a transition of one node record.
+type Change struct {
+	XName   string
+	Phase   Phase   // new phase
+	Outcome Outcome // set when Phase is PhaseDone
+	Reason  string  // replaces the reason if not empty
+	Step    int     // replaces the step if not zero
+	Boot    string  // replaces the boot session if not empty
+	Group   GroupChange
+	// LastError replaces the node's last error if not empty.
+	LastError string
+}
+
+// GroupChange says how a change affects NodeRecord.Grouped.
+type GroupChange int8
+
+// Group changes.
+const (
+	GroupKeep  GroupChange = iota // leave Grouped as it is
+	GroupAdded                    // the node may now be in the upgrading group
+	GroupGone                     // the node is known not to be in it
+)
+
+// Decision is what Plan (or Settle) decided.
+type Decision struct {
+	// The session header after the decision.
+	Stage  Stage
+	Step   int
+	Steps  int
+	Boots  int
+	Result Result // set with Done
+	Done   bool   // the session is finished
+	// ClearedFailed says the failed group has been cleared.
+	ClearedFailed bool
+
+	Changes  []Change
+	Actions  []Action
+	Messages []string
+	// Wake is the latest time at which the executor should plan again
+	// even if it polls less often (a timeout falls due). Zero: no deadline.
+	Wake time.Time
+}
+
+// Changed reports whether the decision changes the record.
+func (d *Decision) Changed(s *Session) bool {
+	return len(d.Changes) > 0 || len(d.Messages) > 0 || d.Done || d.ClearedFailed ||
+		d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Steps != s.Progress.Steps ||
+		d.Boots != s.Progress.Boots
+}
+
+// Transitions reports whether the decision moves the session on: a new
+// stage, step or result, or a node changing phase, outcome or group
+// membership. (Noting an error is a change, not a transition.)
+func (d *Decision) Transitions(s *Session) bool {
+	if d.Done || d.ClearedFailed || d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Boots != s.Progress.Boots {
+		return true
+	}
+	for _, c := range d.Changes {
+		n := s.Node(c.XName)
+		if n != nil && ((c.Phase != "" && c.Phase != n.Phase) || c.Group == GroupAdded && !n.Grouped || c.Group == GroupGone && n.Grouped) {
+			return true
+		}
+	}
+	return false
+}
+
+// decisionFor starts a decision that changes nothing.
+func decisionFor(s *Session) Decision {
+	return Decision{Stage: s.Progress.Stage, Step: s.Progress.Step, Steps: s.Progress.Steps, Boots: s.Progress.Boots}
+}
+
+// ScopeFor returns what must be observed before planning the session: the
+// workload-manager state of every node in flight (or about to be taken),
+// the status of every boot session in use, and the upgrading group when the
+// session is winding up.
+func ScopeFor(s *Session) Scope {
+	var sc Scope
+	boots := map[string]int{}
+	inFlight := false
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		if !n.Phase.InFlight() {
+			continue
+		}
+		inFlight = true
+		sc.Nodes = append(sc.Nodes, n.XName)
+		if n.Phase == PhaseBooting {
+			j, ok := boots[n.Boot]
+			if !ok {
+				j = len(sc.Boots)
+				boots[n.Boot] = j
+				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot})
+			}
+			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
+		}
+	}
+	if !inFlight {
+		next := lowestPending(s, func(n *NodeRecord) Phase { return n.Phase })
+		if !s.Progress.Cancel && len(s.Progress.FailedToClear) == 0 {
+			sc.Nodes = append(sc.Nodes, next...)
+		}
+		sc.Upgrading = len(next) == 0 || s.Progress.Cancel || s.Progress.Stage == StageCleanup
+	}
+	slices.Sort(sc.Nodes)
+	return sc
+}
+
+// lowestPending returns the pending nodes of the lowest step that still has
+// pending nodes (the original strategy: fixed slices of the sorted list),
+// reading each node's phase through phase.
+func lowestPending(s *Session, phase func(*NodeRecord) Phase) []string {
+	step := 0
+	var out []string
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		if phase(n) != PhasePending {
+			continue
+		}
+		switch {
+		case step == 0 || n.Step < step:
+			step, out = n.Step, append(out[:0], n.XName)
+		case n.Step == step:
+			out = append(out, n.XName)
+		}
+	}
+	return out
+}
+
+// Plan decides what to do next for session s, given what was observed.
+// It is deterministic and does not modify s. It returns an error only for
+// a record it cannot plan (a completed session, a corrupt record).
+func Plan(s *Session, obs Observation) (Decision, error) {
+	if s.Completed {
+		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
+	}
+	p := &planner{s: s, obs: obs, d: decisionFor(s), changed: map[string]int{}}
+	return p.plan(), nil
+}
+
+type planner struct {
+	s       *Session
+	obs     Observation
+	d       Decision
+	changed map[string]int // xname -> index in d.Changes
+	booted  bool           // a boot session completed in this decision
+	nudges  nudges         // actions repeated because the world lags the record
+}
+
+// nudges collects repeated actions for nodes whose intent is recorded but
+// not (yet) visible in the observation.
+type nudges struct {
+	drain, resume []string
+	reboot        map[string][]string // boot name -> nodes
+}
+
+func (p *planner) plan() Decision {
+	s := p.s
+	if len(s.Progress.FailedToClear) > 0 {
+		p.d.Stage = StageStarting
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActRemoveMembers, Label: s.FailedLabel, Nodes: slices.Clone(s.Progress.FailedToClear),
+			Why: "clear the failed group before the first step, as asked (clear_failed)",
+		})
+		return p.d
+	}
+	wasInFlight := false
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		wasInFlight = wasInFlight || n.Phase.InFlight()
+		p.advance(n)
+	}
+	p.emitNudges()
+	p.emitFailing()
+	p.emitUngroup()
+	inFlight := p.anyInFlight()
+	if wasInFlight && !inFlight && s.Progress.Step > 0 {
+		p.summariseStep()
+	}
+	if !inFlight && !p.anyGrouped() {
+		if len(p.pending()) == 0 {
+			p.finish()
+			return p.d
+		}
+		p.admit()
+	}
+	p.setStage()
+	return p.d
+}
+
+// pending returns the pending nodes of the next step, after this
+// decision's changes.
+func (p *planner) pending() []string { return lowestPending(p.s, p.phase) }
+
+// summariseStep writes the message that closes a step.
+func (p *planner) summariseStep() {
+	var c Counts
+	for i := range p.s.Progress.Nodes {
+		n := &p.s.Progress.Nodes[i]
+		if n.Step != p.s.Progress.Step || p.phase(n) != PhaseDone {
+			continue
+		}
+		o := n.Outcome
+		if j, ok := p.changed[n.XName]; ok {
+			o = p.d.Changes[j].Outcome
+		}
+		switch o {
+		case OutcomeUpgraded:
+			c.Upgraded++
+		case OutcomeFailed:
+			c.Failed++
+		case OutcomeSkipped:
+			c.Skipped++
+		case OutcomeUntouched:
+			c.Untouched++
+		}
+	}
+	p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d of %d complete: %d upgraded, %d failed, %d skipped, %d untouched",
+		p.s.Progress.Step, p.s.Progress.Steps, c.Upgraded, c.Failed, c.Skipped, c.Untouched))
+}
+
+// phase returns the node's phase after this decision's changes.
+func (p *planner) phase(n *NodeRecord) Phase {
+	if i, ok := p.changed[n.XName]; ok {
+		return p.d.Changes[i].Phase
+	}
+	return n.Phase
+}
+
+func (p *planner) grouped(n *NodeRecord) bool {
+	if i, ok := p.changed[n.XName]; ok {
+		switch p.d.Changes[i].Group {
+		case GroupAdded:
+			return true
+		case GroupGone:
+			return false
+		}
+	}
+	return n.Grouped
+}
+
+func (p *planner) change(c Change) {
+	if i, ok := p.changed[c.XName]; ok {
+		p.d.Changes[i] = c
+		return
+	}
+	p.changed[c.XName] = len(p.d.Changes)
+	p.d.Changes = append(p.d.Changes, c)
+}
+
+func (p *planner) done(n *NodeRecord, o Outcome, reason string) {
+	p.change(Change{XName: n.XName, Phase: PhaseDone, Outcome: o, Reason: reason})
+}
+
+func (p *planner) fail(n *NodeRecord, reason string) {
+	p.change(Change{XName: n.XName, Phase: PhaseFailing, Reason: reason})
+}
+
+func (p *planner) wake(t time.Time) {
+	if p.d.Wake.IsZero() || t.Before(p.d.Wake) {
+		p.d.Wake = t
+	}
+}
+
+// reasonPrefix marks the workload-manager reasons crus sets for this
+// session, so that a drain set by someone else is recognised as not ours.
+func reasonPrefix(s *Session) string { return "crus " + s.UpgradeID }
+
+// ours reports whether the node's drain or fail was set by this session. A
+// workload manager that reports no reason cannot tell; crus then assumes
+// the state is its own.
+func (p *planner) ours(w wlm.Node) bool {
+	return w.Reason == "" || strings.HasPrefix(w.Reason, reasonPrefix(p.s))
+}
+
+func describe(w wlm.Node) string {
+	if w.Reason != "" {
+		return fmt.Sprintf("%s (%s)", w.Condition(), w.Reason)
+	}
+	return w.Condition()
+}
+
+// rebooted reports whether the node has really rebooted since its reboot
+// was requested.
+func (p *planner) rebooted(n *NodeRecord, w wlm.Node) bool {
+	if !w.Responding() || w.State == wlm.StateUnknown {
+		return false
+	}
+	if !p.obs.BootTimes {
+		return w.State == wlm.StateIdle
+	}
+	return !w.BootTime.IsZero() && w.BootTime.After(n.RebootRequested.Add(-p.obs.BootTimeSlack))
+}
+
+// advance moves one node on according to what was observed.
+func (p *planner) advance(n *NodeRecord) {
+	s, obs := p.s, p.obs
+	now := obs.Now
+	w, seen := obs.Nodes[n.XName]
+	gone, unknown := obs.Unknown[n.XName]
+	cancel := s.Progress.Cancel
+	switch n.Phase {
+	case PhasePending:
+		if cancel {
+			p.done(n, OutcomeUntouched, "session cancelled before this node's step began")
+		}
+
+	case PhaseQuiescing, PhaseQuiesced:
+		switch {
+		case cancel:
+			p.change(Change{XName: n.XName, Phase: PhaseReleasing, Reason: "session cancelled before this node's reboot"})
+			p.nudges.resume = append(p.nudges.resume, n.XName)
+		case unknown:
+			p.fail(n, "disappeared from the workload manager: "+gone)
+		case !seen:
+		case w.Fail && !p.ours(w):
+			p.done(n, OutcomeSkipped, "failed by someone else during the session: "+describe(w))
+		case w.Drain && !p.ours(w):
+			p.done(n, OutcomeSkipped, "drained by someone else during the session: "+describe(w))
+		case w.Drained():
+			if n.Phase == PhaseQuiescing {
+				p.change(Change{XName: n.XName, Phase: PhaseQuiesced})
+			}
+		case w.Draining():
+			if n.Phase == PhaseQuiesced { // a job got onto it after all
+				p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
+			}
+		default: // not drained: the drain was lost, or someone resumed it
+			if n.Phase == PhaseQuiesced {
+				p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
+			}
+			p.nudges.drain = append(p.nudges.drain, n.XName)
+		}
+
+	case PhaseBooting:
+		b, ok := obs.Boots[n.Boot]
+		deadline := n.RebootRequested.Add(time.Duration(s.BootTimeout))
+		switch {
+		case obs.MissingBoots[n.Boot]:
+			if now.After(deadline) {
+				p.fail(n, fmt.Sprintf("boot session %s could not be created within %s (%s)", n.Boot, s.BootTimeout, orNone(n.LastError)))
+				return
+			}
+			if p.nudges.reboot == nil {
+				p.nudges.reboot = map[string][]string{}
+			}
+			p.nudges.reboot[n.Boot] = append(p.nudges.reboot[n.Boot], n.XName)
+			p.wake(deadline)
+		case !ok:
+		case b.Phase == bos.PhaseComplete:
+			p.booted = true
+			r := b.Nodes[n.XName]
+			switch {
+			case r.Result == bos.ResultSucceeded && b.Error == "":
+				p.change(Change{XName: n.XName, Phase: PhaseReturning})
+			case r.Result == bos.ResultFailed:
+				p.fail(n, fmt.Sprintf("boot failed in boot session %s: %s", n.Boot, orNone(r.Reason)))
+			case b.Error != "":
+				p.fail(n, fmt.Sprintf("boot session %s failed: %s", n.Boot, b.Error))
+			default:
+				p.fail(n, fmt.Sprintf("boot session %s completed without reporting this node", n.Boot))
+			}
+		case now.After(deadline):
+			p.fail(n, fmt.Sprintf("boot session %s did not complete within %s (still %s)", n.Boot, s.BootTimeout, b.Phase))
+		default:
+			p.wake(deadline)
+		}
+
+	case PhaseReturning:
+		deadline := n.Booted.Add(time.Duration(s.ReturnTimeout))
+		switch {
+		case unknown:
+			p.fail(n, "disappeared from the workload manager: "+gone)
+		case seen && p.rebooted(n, w) && w.InService():
+			p.done(n, OutcomeUpgraded, "rebooted and back in service")
+		case seen && p.rebooted(n, w) && w.Drain && !p.ours(w):
+			p.done(n, OutcomeUpgraded, "rebooted; left drained by someone else: "+describe(w))
+		case seen && p.rebooted(n, w):
+			p.change(Change{XName: n.XName, Phase: PhaseResuming})
+			p.nudges.resume = append(p.nudges.resume, n.XName)
+		case now.After(deadline):
+			state := "not observed"
+			if seen {
+				state = describe(w)
+				if p.obs.BootTimes && !w.BootTime.IsZero() && w.Responding() {
+					state += fmt.Sprintf(", last boot %s is before the reboot request", w.BootTime.UTC().Format(time.RFC3339))
+				}
+			}
+			p.fail(n, fmt.Sprintf("did not return to the workload manager within %s of booting (%s)", s.ReturnTimeout, state))
+		default:
+			p.wake(deadline)
+		}
+
+	case PhaseResuming:
+		deadline := n.Booted.Add(time.Duration(s.ReturnTimeout))
+		switch {
+		case unknown:
+			p.fail(n, "disappeared from the workload manager: "+gone)
+		case seen && w.InService():
+			p.done(n, OutcomeUpgraded, "rebooted and back in service")
+		case seen && (w.Drain || w.Fail) && !p.ours(w):
+			p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+describe(w))
+		case now.After(deadline):
+			p.fail(n, fmt.Sprintf("could not be resumed within %s of booting (%s; %s)", s.ReturnTimeout, stateOf(w, seen), orNone(n.LastError)))
+		default:
+			p.nudges.resume = append(p.nudges.resume, n.XName)
+			p.wake(deadline)
+		}
+
+	case PhaseReleasing:
+		deadline := n.Since.Add(time.Duration(s.ReturnTimeout))
+		switch {
+		case unknown:
+			p.done(n, OutcomeSkipped, "session cancelled; the node disappeared from the workload manager: "+gone)
+		case seen && w.InService():
+			p.done(n, OutcomeUntouched, "session cancelled before this node's reboot; back in service")
+		case seen && (w.Drain || w.Fail) && !p.ours(w):
+			p.done(n, OutcomeSkipped, "session cancelled; left out of service by someone else: "+describe(w))
+		case seen && !w.Drain && !w.Fail:
+			// Resumed, not yet responding: nothing more crus can do.
+			p.done(n, OutcomeUntouched, "session cancelled before this node's reboot; resumed ("+w.Condition()+")")
+		case now.After(deadline):
+			p.done(n, OutcomeSkipped, fmt.Sprintf("session cancelled; could not be returned to service within %s (%s; %s)", s.ReturnTimeout, stateOf(w, seen), orNone(n.LastError)))
+		default:
+			p.nudges.resume = append(p.nudges.resume, n.XName)
+			p.wake(deadline)
+		}
+
+	case PhaseFailing, PhaseDone:
+		// Failing nodes are handled by emitFailing; done nodes rest.
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no error reported"
+	}
+	return s
+}
+
+func stateOf(w wlm.Node, seen bool) string {
+	if !seen {
+		return "not observed"
+	}
+	return describe(w)
+}
+
+// emitNudges repeats the actions whose effect is not visible yet.
+func (p *planner) emitNudges() {
+	s := p.s
+	if len(p.nudges.drain) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActDrain, Nodes: p.nudges.drain, Reason: p.drainReason(s.Progress.Step),
+			Why: "drain requested but not in effect",
+		})
+	}
+	if len(p.nudges.resume) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActResume, Nodes: p.nudges.resume,
+			Why: "return nodes to service",
+		})
+	}
+	for _, name := range sortedKeys(p.nudges.reboot) {
+		nodes := p.nudges.reboot[name]
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActReboot, Nodes: nodes, Reboot: p.rebootRequest(name, nodes),
+			Why: "boot session recorded but not found: create it (again)",
+		})
+	}
+}
+
+// emitFailing issues the actions that fail nodes: failed group, then the
+// workload manager's FAIL state. Settle marks them done.
+func (p *planner) emitFailing() {
+	var nodes []string
+	var reasons = map[string]string{}
+	for i := range p.s.Progress.Nodes {
+		n := &p.s.Progress.Nodes[i]
+		if p.phase(n) != PhaseFailing {
+			continue
+		}
+		nodes = append(nodes, n.XName)
+		reason := n.Reason
+		if j, ok := p.changed[n.XName]; ok && p.d.Changes[j].Reason != "" {
+			reason = p.d.Changes[j].Reason
+		}
+		reasons[n.XName] = reason
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	p.d.Actions = append(p.d.Actions, Action{
+		Kind: ActAddMembers, Label: p.s.FailedLabel, Nodes: nodes,
+		Why: "record failed nodes in the failed group",
+	})
+	// One fail action per distinct reason, so each node carries its own.
+	byReason := map[string][]string{}
+	for _, x := range nodes {
+		byReason[reasons[x]] = append(byReason[reasons[x]], x)
+	}
+	for _, r := range sortedKeys(byReason) {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActFail, Nodes: byReason[r], Reason: reasonPrefix(p.s) + ": " + r,
+			Why: "take failed nodes out of service",
+		})
+	}
+}
+
+// emitUngroup removes from the upgrading group the nodes that have left
+// flight, unless a boot session is pending (BOS reads the group then).
+func (p *planner) emitUngroup() {
+	if p.bootPending() {
+		return
+	}
+	var nodes []string
+	for i := range p.s.Progress.Nodes {
+		n := &p.s.Progress.Nodes[i]
+		if p.grouped(n) && !p.phase(n).InFlight() {
+			nodes = append(nodes, n.XName)
+		}
+	}
+	if len(nodes) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActRemoveMembers, Label: p.s.UpgradingLabel, Nodes: nodes,
+			Why: "nodes done with their step leave the upgrading group",
+		})
+	}
+}
+
+// bootPending reports whether a boot session in use may not have read the
+// upgrading group yet.
+func (p *planner) bootPending() bool {
+	for i := range p.s.Progress.Nodes {
+		n := &p.s.Progress.Nodes[i]
+		if n.Phase != PhaseBooting {
+			continue
+		}
+		if b, ok := p.obs.Boots[n.Boot]; !ok || b.Phase == bos.PhasePending {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) anyInFlight() bool {
+	for i := range p.s.Progress.Nodes {
+		if p.phase(&p.s.Progress.Nodes[i]).InFlight() {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) anyGrouped() bool {
+	for i := range p.s.Progress.Nodes {
+		if p.grouped(&p.s.Progress.Nodes[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit starts the next step: it takes the step's nodes that are still in
+// service and skips the others. If some of them have not been observed, it
+// waits for the next observation.
+func (p *planner) admit() {
+	s, obs := p.s, p.obs
+	for next := p.pending(); len(next) > 0; next = p.pending() {
+		step := s.Node(next[0]).Step
+		var taken, skipped []string
+		for _, x := range next {
+			if _, ok := obs.Nodes[x]; !ok {
+				if _, ok := obs.Unknown[x]; !ok {
+					return // not observed: plan again after the next observation
+				}
+			}
+		}
+		for _, x := range next {
+			n := s.Node(x)
+			w := obs.Nodes[x]
+			if gone, unknown := obs.Unknown[x]; unknown {
+				p.done(n, OutcomeSkipped, "unknown to the workload manager at the start of its step: "+gone)
+				skipped = append(skipped, x)
+			} else if !w.InService() {
+				p.done(n, OutcomeSkipped, "not in service at the start of its step: "+describe(w))
+				skipped = append(skipped, x)
+			} else {
+				taken = append(taken, x)
+			}
+		}
+		if len(taken) == 0 {
+			p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d of %d: all %d nodes skipped (not in service)", step, s.Progress.Steps, len(skipped)))
+			continue
+		}
+		p.d.Step = step
+		for _, x := range taken {
+			p.change(Change{XName: x, Phase: PhaseQuiescing, Step: step, Group: GroupAdded})
+		}
+		msg := fmt.Sprintf("Step %d of %d: quiescing %d nodes", step, s.Progress.Steps, len(taken))
+		if len(skipped) > 0 {
+			msg += fmt.Sprintf(" (%d skipped: not in service)", len(skipped))
+		}
+		p.d.Messages = append(p.d.Messages, msg)
+		p.d.Actions = append(p.d.Actions,
+			Action{Kind: ActAddMembers, Label: s.UpgradingLabel, Nodes: taken, Why: fmt.Sprintf("step %d: put the step's nodes in the upgrading group", step)},
+			Action{Kind: ActDrain, Nodes: taken, Reason: p.drainReason(step), SkipFailed: true, Why: fmt.Sprintf("step %d: quiesce the step's nodes", step)},
+		)
+		return
+	}
+}
+
+func (p *planner) drainReason(step int) string {
+	return fmt.Sprintf("%s: rolling upgrade, step %d of %d", reasonPrefix(p.s), step, p.s.Progress.Steps)
+}
+
+// finish runs when no node is in flight and no step can start: it checks
+// the upgrading group holds none of the session's nodes, then ends.
+func (p *planner) finish() {
+	s := p.s
+	p.d.Stage = StageCleanup
+	if !p.obs.UpgradingObserved {
+		return // observe the group first
+	}
+	var ours, strangers []string
+	for _, x := range p.obs.Upgrading {
+		if s.Node(x) != nil {
+			ours = append(ours, x)
+		} else {
+			strangers = append(strangers, x)
+		}
+	}
+	if len(ours) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActRemoveMembers, Label: s.UpgradingLabel, Nodes: ours,
+			Why: "cleanup: the upgrading group must be empty of the session's nodes",
+		})
+		return
+	}
+	c := s.Counts()
+	for _, ch := range p.d.Changes {
+		if ch.Phase == PhaseDone && s.Node(ch.XName).Phase != PhaseDone {
+			switch ch.Outcome {
+			case OutcomeUpgraded:
+				c.Upgraded++
+			case OutcomeFailed:
+				c.Failed++
+			case OutcomeUntouched:
+				c.Untouched++
+			case OutcomeSkipped:
+				c.Skipped++
+			}
+		}
+	}
+	if len(strangers) > 0 {
+		p.d.Messages = append(p.d.Messages, fmt.Sprintf("The upgrading group holds %d nodes that are not part of this session; left alone: %s", len(strangers), abbreviate(strangers, 10)))
+	}
+	p.d.Done = true
+	p.d.Stage = StageDone
+	p.d.Result = ResultComplete
+	verb := "Upgrade session completed"
+	if s.Progress.Cancel {
+		p.d.Result = ResultCancelled
+		verb = "Upgrade session cancelled"
+	}
+	p.d.Messages = append(p.d.Messages, fmt.Sprintf("%s: %d upgraded, %d failed, %d skipped, %d untouched",
+		verb, c.Upgraded, c.Failed, c.Skipped, c.Untouched))
+}
+
+// setStage derives the session stage from the phases of the nodes in
+// flight, and writes a message at each step milestone.
+func (p *planner) setStage() {
+	var count = map[Phase]int{}
+	for i := range p.s.Progress.Nodes {
+		n := &p.s.Progress.Nodes[i]
+		if ph := p.phase(n); ph.InFlight() {
+			count[ph]++
+		}
+	}
+	stage := StageStarting
+	switch {
+	case count[PhaseQuiescing] > 0:
+		stage = StageQuiescing
+	case count[PhaseQuiesced] > 0:
+		stage = StageQuiesced
+	case count[PhaseBooting] > 0:
+		stage = StageBooting
+	case p.booted:
+		stage = StageBooted
+	case count[PhaseFailing] > 0:
+		stage = StageBooted
+	case count[PhaseReturning]+count[PhaseResuming] > 0:
+		stage = StageWLMWaiting
+	case count[PhaseReleasing] > 0:
+		stage = StageCleanup
+	}
+	if stage == StageQuiesced {
+		p.boot()
+		stage = StageBooting
+		if len(p.d.Actions) == 0 || p.d.Actions[len(p.d.Actions)-1].Kind != ActReboot {
+			stage = StageQuiesced
+		}
+	}
+	if p.booted {
+		var ok, failed int
+		for _, c := range p.d.Changes {
+			switch c.Phase {
+			case PhaseReturning:
+				ok++
+			case PhaseFailing:
+				failed++
+			}
+		}
+		p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d: boot session complete: %d booted, %d failed; waiting for the workload manager", p.d.Step, ok, failed))
+	}
+	p.d.Stage = stage
+}
+
+// boot starts the boot session of the step once every node of the step is
+// quiesced (the original strategy's whole-step barrier). In label mode it
+// also waits until no stranger of the session is left in the group.
+func (p *planner) boot() {
+	s := p.s
+	var nodes []string
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		switch p.phase(n) {
+		case PhaseQuiescing:
+			return
+		case PhaseQuiesced:
+			// Reboot only what this very observation shows drained.
+			if w, ok := p.obs.Nodes[n.XName]; !ok || !w.Drained() {
+				return
+			}
+			nodes = append(nodes, n.XName)
+		}
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	if s.BootLimit == LimitLabel {
+		for i := range s.Progress.Nodes {
+			n := &s.Progress.Nodes[i]
+			if p.grouped(n) && !p.phase(n).InFlight() {
+				return // wait until they have left the group
+			}
+		}
+	}
+	p.d.Boots++
+	name := bootName(s, p.d.Boots)
+	for _, x := range nodes {
+		p.change(Change{XName: x, Phase: PhaseBooting, Boot: name})
+	}
+	p.d.Actions = append(p.d.Actions, Action{
+		Kind: ActReboot, Nodes: nodes, Reboot: p.rebootRequest(name, nodes),
+		Why: fmt.Sprintf("step %d: every node quiesced; reboot them", p.d.Step),
+	})
+	p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d: all %d nodes quiesced; boot session %s created", p.d.Step, len(nodes), name))
+}
+
+// bootName is the deterministic name of the session's n-th boot session.
+func bootName(s *Session, n int) string { return fmt.Sprintf("crus-%s-%d", s.UpgradeID, n) }
+
+func (p *planner) rebootRequest(name string, nodes []string) bos.Request {
+	limit := slices.Clone(nodes)
+	if p.s.BootLimit == LimitLabel {
+		limit = []string{p.s.UpgradingLabel}
+	}
+	return bos.Request{Name: name, Template: p.s.TemplateID, Limit: limit}
+}
+
+// ActionResult is what came of one action.
+type ActionResult struct {
+	Action Action
+	// Nodes are the nodes the action was actually applied to (after
+	// SkipFailed).
+	Nodes []string
+	// PerNode maps nodes the action failed for to the error.
+	PerNode map[string]error
+	// Err is a failure of the call as a whole, after retries.
+	Err error
+}
+
+// Settle turns the result of an action into record changes. Like Plan it is
+// pure. What a failure means depends on the action: a node that cannot be
+// put in the upgrading group or drained is skipped (it was not taken out of
+// service); a boot session that cannot be created fails its nodes; a resume
+// that does not take is tried again until the return timeout; a node that
+// cannot be put in the failed group or failed in the workload manager is
+// still failed, with the error noted. Transient failures of a whole call
+// change nothing: the next plan issues the action again.
+func Settle(s *Session, r ActionResult) Decision {
+	d := decisionFor(s)
+	a := r.Action
+	permanent := r.Err != nil && batch.IsPermanent(r.Err)
+	errFor := func(x string) error {
+		if r.Err != nil {
+			return r.Err
+		}
+		return r.PerNode[x]
+	}
+	each := func(f func(n *NodeRecord, err error)) {
+		for _, x := range r.Nodes {
+			if n := s.Node(x); n != nil {
+				f(n, errFor(x))
+			}
+		}
+	}
+	switch {
+	case a.Kind == ActRemoveMembers && a.Label == s.FailedLabel && len(s.Progress.FailedToClear) > 0:
+		if r.Err == nil || permanent {
+			d.ClearedFailed = true
+			msg := fmt.Sprintf("Cleared %d nodes from the failed group %q", len(r.Nodes)-len(r.PerNode), s.FailedLabel)
+			if r.Err != nil || len(r.PerNode) > 0 {
+				msg += fmt.Sprintf(" (errors: %v)", errors.Join(r.Err, joinPerNode(r.PerNode)))
+			}
+			d.Messages = append(d.Messages, msg)
+		}
+
+	case a.Kind == ActAddMembers && a.Label == s.UpgradingLabel:
+		each(func(n *NodeRecord, err error) {
+			switch {
+			case err == nil:
+			case r.Err != nil && !permanent:
+				// The step could not start: try again at the next plan.
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhasePending, LastError: err.Error()})
+			default:
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped,
+					Reason: "could not be put in the upgrading group: " + err.Error(), LastError: err.Error()})
+			}
+		})
+
+	case a.Kind == ActDrain:
+		each(func(n *NodeRecord, err error) {
+			if err == nil || (r.Err != nil && !permanent) || n.Phase != PhaseQuiescing {
+				return
+			}
+			d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped,
+				Reason: "the workload manager refused to drain it: " + err.Error(), LastError: err.Error()})
+		})
+
+	case a.Kind == ActReboot:
+		if r.Err == nil {
+			break
+		}
+		each(func(n *NodeRecord, err error) {
+			if n.Phase != PhaseBooting || n.Boot != a.Reboot.Name {
+				return
+			}
+			if permanent {
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseFailing,
+					Reason: fmt.Sprintf("boot session %s was refused: %v", a.Reboot.Name, err), LastError: err.Error()})
+			} else {
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseBooting, LastError: err.Error()})
+			}
+		})
+
+	case a.Kind == ActResume:
+		each(func(n *NodeRecord, err error) {
+			if err != nil {
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: "resume: " + err.Error()})
+			}
+		})
+
+	case a.Kind == ActAddMembers && a.Label == s.FailedLabel:
+		each(func(n *NodeRecord, err error) {
+			if err != nil {
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: fmt.Sprintf("not added to the failed group %q: %v", s.FailedLabel, err)})
+			}
+		})
+
+	case a.Kind == ActFail:
+		each(func(n *NodeRecord, err error) {
+			if n.Phase != PhaseFailing || (r.Err != nil && !permanent) {
+				return
+			}
+			c := Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeFailed}
+			if err != nil {
+				c.LastError = "workload manager FAIL not applied: " + err.Error()
+			}
+			d.Changes = append(d.Changes, c)
+		})
+
+	case a.Kind == ActRemoveMembers && a.Label == s.UpgradingLabel:
+		each(func(n *NodeRecord, err error) {
+			switch {
+			case err == nil,
+				errors.Is(err, hsm.ErrGroupNotFound),
+				errors.Is(err, hsm.ErrComponentNotFound):
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Group: GroupGone})
+			default:
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: "leaving the upgrading group: " + err.Error()})
+			}
+		})
+	}
+	return d
+}
+
+func joinPerNode(m map[string]error) error {
+	var errs []error
+	for _, x := range sortedKeys(m) {
+		errs = append(errs, &batch.NodeError{Node: x, Err: m[x]})
+	}
+	return errors.Join(errs...)
+}
+
+// Apply writes a decision into the session record, stamping transitions
+// with now. It is the only way the executor changes a record.
+func (s *Session) Apply(d Decision, now time.Time) {
+	p := &s.Progress
+	if d.Stage != p.Stage {
+		p.Stage, p.StageSince = d.Stage, now
+	}
+	p.Step, p.Steps, p.Boots = d.Step, d.Steps, d.Boots
+	if d.ClearedFailed {
+		p.FailedToClear = nil
+	}
+	for _, c := range d.Changes {
+		n := s.Node(c.XName)
+		if n == nil {
+			continue
+		}
+		if c.Phase != "" && c.Phase != n.Phase {
+			old := n.Phase
+			n.Phase, n.Since = c.Phase, now
+			switch c.Phase {
+			case PhaseQuiescing:
+				if old == PhasePending {
+					n.DrainRequested = now
+				}
+			case PhaseQuiesced:
+				n.Drained = now
+			case PhaseBooting:
+				n.RebootRequested = now
+			case PhaseReturning:
+				n.Booted = now
+			case PhaseResuming:
+				n.Returned = now
+			case PhaseDone:
+				n.Finished = now
+				n.Outcome = c.Outcome
+			}
+		}
+		if c.Step != 0 {
+			n.Step = c.Step
+		}
+		if c.Reason != "" {
+			n.Reason = c.Reason
+		}
+		if c.Boot != "" {
+			n.Boot = c.Boot
+		}
+		if c.LastError != "" {
+			n.LastError = c.LastError
+		}
+		switch c.Group {
+		case GroupAdded:
+			n.Grouped = true
+		case GroupGone:
+			n.Grouped = false
+		}
+	}
+	s.Messages = append(s.Messages, d.Messages...)
+	if d.Done {
+		s.Completed = true
+		p.Result = d.Result
+		p.EndedAt = now
+		if s.State != StateDeleting {
+			s.State = StateReady
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// abbreviate lists at most max names, then "and N more".
+func abbreviate(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+}

@@ -1,0 +1,134 @@
+package crus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Store keeps session records. Every change of a session is written to the
+// Store before the action it announces is taken, so that a new executor
+// can always carry on from the record.
+//
+// Implementations must be safe for concurrent use and must give each
+// caller its own copy: a *Session passed in or returned is never shared.
+type Store interface {
+	// Create stores a new session. It returns ErrSessionExists if the id
+	// is taken. On success it sets s.Revision.
+	Create(ctx context.Context, s *Session) error
+
+	// Get returns the session with this id, or ErrSessionNotFound.
+	Get(ctx context.Context, id string) (*Session, error)
+
+	// Update replaces the stored session if its revision is still
+	// s.Revision, and sets s.Revision to the new one. If the stored
+	// revision moved on (another writer), it returns ErrConflict and
+	// stores nothing: the caller reads the session again. It returns
+	// ErrSessionNotFound if the session is gone.
+	Update(ctx context.Context, s *Session) error
+
+	// List returns every session, ordered by creation time then id.
+	List(ctx context.Context) ([]*Session, error)
+
+	// Delete removes the session. Deleting a missing session returns
+	// ErrSessionNotFound.
+	Delete(ctx context.Context, id string) error
+}
+
+// MemoryStore is a Store that keeps sessions in memory. It is complete and
+// safe for concurrent use, but loses everything when the process ends.
+type MemoryStore struct {
+	mu       sync.Mutex
+	sessions map[string]*Session
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{sessions: map[string]*Session{}}
+}
+
+// Create implements Store.
+func (m *MemoryStore) Create(ctx context.Context, s *Session) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[s.UpgradeID]; ok {
+		return fmt.Errorf("%w: %s", ErrSessionExists, s.UpgradeID)
+	}
+	s.Revision = 1
+	m.sessions[s.UpgradeID] = s.Clone()
+	return nil
+}
+
+// Get implements Store.
+func (m *MemoryStore) Get(ctx context.Context, id string) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrSessionNotFound, id)
+	}
+	return s.Clone(), nil
+}
+
+// Update implements Store.
+func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.sessions[s.UpgradeID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrSessionNotFound, s.UpgradeID)
+	}
+	if cur.Revision != s.Revision {
+		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", ErrConflict, s.UpgradeID, cur.Revision, s.Revision)
+	}
+	s.Revision++
+	m.sessions[s.UpgradeID] = s.Clone()
+	return nil
+}
+
+// List implements Store.
+func (m *MemoryStore) List(ctx context.Context) ([]*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	out := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s.Clone())
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Session) int {
+		if c := a.Progress.CreatedAt.Compare(b.Progress.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UpgradeID, b.UpgradeID)
+	})
+	return out, nil
+}
+
+// Delete implements Store.
+func (m *MemoryStore) Delete(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[id]; !ok {
+		return fmt.Errorf("%w: %s", ErrSessionNotFound, id)
+	}
+	delete(m.sessions, id)
+	return nil
+}
