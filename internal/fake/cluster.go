@@ -1,0 +1,70 @@
+package fake
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Labels and template of the groups a Cluster creates.
+const (
+	StartingLabel  = "crus-starting"
+	UpgradingLabel = "crus-upgrading"
+	FailedLabel    = "crus-failed"
+	Template       = "compute-upgrade"
+)
+
+// ClusterOptions describe a ready-made cluster.
+type ClusterOptions struct {
+	Options
+	Nodes int // compute nodes; default 8
+	// Busy is the fraction of nodes running a job at the start (0..1).
+	Busy float64
+	// MaxJob bounds the remaining run time of those jobs (uniform in
+	// (0, MaxJob]); default 4h. The workload manager knows a time limit
+	// 0-50% longer than the real run time, as users overestimate.
+	MaxJob time.Duration
+}
+
+// XName returns the xname of the i-th node (from 0) of a cluster of
+// HPE Cray EX cabinets: 8 chassis of 8 slots of 2 BMCs of 2 nodes, so 256
+// nodes per cabinet from x1000.
+func XName(i int) string {
+	cab, rem := 1000+i/256, i%256
+	return fmt.Sprintf("x%dc%ds%db%dn%d", cab, rem/32, rem%32/4, rem%4/2, rem%2)
+}
+
+// NewCluster returns a World with opts.Nodes nodes (NIDs from 1), the
+// starting group holding all of them, empty upgrading and failed groups, a
+// boot session template targeting the upgrading group, and jobs running
+// on a fraction of the nodes.
+func NewCluster(opts ClusterOptions) *World {
+	if opts.Nodes == 0 {
+		opts.Nodes = 8
+	}
+	if opts.MaxJob == 0 {
+		opts.MaxJob = 4 * time.Hour
+	}
+	w := New(opts.Options)
+	rng := rand.New(rand.NewPCG(opts.Seed+1, opts.Seed^0xdeadbeef))
+	xnames := make([]string, opts.Nodes)
+	for i := range opts.Nodes {
+		xnames[i] = XName(i)
+		w.AddNode(xnames[i], i+1)
+	}
+	w.AddGroup(StartingLabel, xnames...)
+	w.AddGroup(UpgradingLabel)
+	w.AddGroup(FailedLabel)
+	w.AddTemplate(Template, UpgradingLabel)
+	for _, x := range xnames {
+		if rng.Float64() >= opts.Busy {
+			continue
+		}
+		run := time.Duration(rng.Int64N(int64(opts.MaxJob))) + time.Minute
+		limit := run + time.Duration(rng.Float64()*0.5*float64(run))
+		if err := w.StartJob(x, run.Truncate(time.Second), limit.Truncate(time.Minute)); err != nil {
+			panic(err) // a new node is always in service
+		}
+	}
+	return w
+}

@@ -1,0 +1,176 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
+)
+
+// WLM is the World's workload manager, Slurm-like: nodes have jobs, drain
+// keeps jobs running until they end, reboots are proven by boot times.
+type WLM struct{ w *World }
+
+var (
+	_ wlm.Manager          = (*WLM)(nil)
+	_ wlm.BootTimeReporter = (*WLM)(nil)
+	_ wlm.JobEnder         = (*WLM)(nil)
+)
+
+// WLM returns the World's workload manager.
+func (w *World) WLM() *WLM { return &WLM{w} }
+
+// ReportsBootTime implements wlm.BootTimeReporter.
+func (m *WLM) ReportsBootTime() bool { return !m.w.opts.NoBootTimes }
+
+// Nodes implements wlm.Manager.
+func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	w := m.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := w.call("wlm.Nodes"); err != nil {
+		return nil, err
+	}
+	out := make([]wlm.Node, 0, len(names))
+	var unknown []string
+	for _, name := range names {
+		n, ok := w.byName[name]
+		if !ok {
+			unknown = append(unknown, name)
+			continue
+		}
+		out = append(out, w.wlmNode(n))
+	}
+	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
+}
+
+func (w *World) wlmNode(n *node) wlm.Node {
+	s := wlm.Node{
+		Name: n.name, Drain: n.drain, Fail: n.fail, Reason: n.reason, ReasonTime: n.reasonTime,
+		Completing: w.now.Before(n.completingUntil),
+	}
+	switch {
+	case !n.up:
+		s.State, s.NotResponding = wlm.StateDown, true
+	case len(n.jobs) > 0:
+		s.State = wlm.StateAllocated
+	default:
+		s.State = wlm.StateIdle
+	}
+	if !w.opts.NoBootTimes {
+		s.BootTime, s.AgentStartTime = n.bootTime, n.agentStart
+	}
+	return s
+}
+
+// each applies f to the named nodes, reporting unknown ones per node.
+func (w *World) each(names []string, f func(n *node) error) error {
+	var errs []error
+	for _, name := range names {
+		n, ok := w.byName[name]
+		if !ok {
+			errs = append(errs, &batch.NodeError{Node: name, Err: wlm.ErrNodeNotFound})
+			continue
+		}
+		w.touched[n.xname]++
+		if err := f(n); err != nil {
+			errs = append(errs, &batch.NodeError{Node: name, Err: err})
+		}
+		w.update(n)
+	}
+	return joinErrs(errs)
+}
+
+// Drain implements wlm.Manager.
+func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
+	w := m.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.call("wlm.Drain"); err != nil {
+		return err
+	}
+	if reason == "" {
+		return fmt.Errorf("%w: drain needs a reason", wlm.ErrInvalidArgument)
+	}
+	return w.each(names, func(n *node) error {
+		if n.faults.RefuseDrain {
+			return fmt.Errorf("fake: node %s refuses to drain", n.name)
+		}
+		n.drain, n.reason, n.reasonTime = true, reason, w.now
+		return nil
+	})
+}
+
+// Resume implements wlm.Manager.
+func (m *WLM) Resume(ctx context.Context, names []string) error {
+	w := m.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.call("wlm.Resume"); err != nil {
+		return err
+	}
+	return w.each(names, func(n *node) error {
+		n.drain, n.fail, n.reason, n.reasonTime = false, false, "", time.Time{}
+		return nil
+	})
+}
+
+// Fail implements wlm.Manager.
+func (m *WLM) Fail(ctx context.Context, names []string, reason string) error {
+	w := m.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.call("wlm.Fail"); err != nil {
+		return err
+	}
+	if reason == "" {
+		return fmt.Errorf("%w: fail needs a reason", wlm.ErrInvalidArgument)
+	}
+	return w.each(names, func(n *node) error {
+		n.fail, n.reason, n.reasonTime = true, reason, w.now
+		return nil
+	})
+}
+
+// JobEnds implements wlm.JobEnder: the latest time limit of each busy
+// node's jobs.
+func (m *WLM) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	w := m.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := w.call("wlm.JobEnds"); err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	var unknown []string
+	for _, name := range names {
+		n, ok := w.byName[name]
+		if !ok {
+			unknown = append(unknown, name)
+			continue
+		}
+		for _, j := range n.jobs {
+			if j.limit.After(out[name]) {
+				out[name] = j.limit
+			}
+		}
+	}
+	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
+}

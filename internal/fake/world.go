@@ -1,0 +1,506 @@
+package fake
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options tune a World. The zero value gives the defaults noted.
+type Options struct {
+	Start time.Time // virtual start time; default 2026-01-05 08:00 UTC
+	Seed  uint64    // seeds reboot times
+
+	RebootTime    time.Duration // mean reboot time; default 10m
+	RebootJitter  time.Duration // reboot time varies by up to ± this; default 3m
+	PendingDelay  time.Duration // boot session pending → running; default 10s
+	RegisterDelay time.Duration // boot → workload-manager agent registered; default 20s
+	// CompletingTime is how long a node stays COMPLETING after its last
+	// job ends; default 2s.
+	CompletingTime time.Duration
+	// NoBootTimes makes the workload manager unable to report boot times.
+	NoBootTimes bool
+	// ReasonPrefix marks the drains and fails that count as crus's own for
+	// MaxOut; default "crus ".
+	ReasonPrefix string
+}
+
+// NodeFaults are faults injected into one node.
+type NodeFaults struct {
+	BootFails    bool   // its boot fails: the boot session reports it failed and it stays down
+	BootError    string // the failure reason BOS gives (default "failed to boot")
+	NeverReturns bool   // it boots, but its workload-manager agent never registers
+	RefuseDrain  bool   // the workload manager refuses to drain it (per-node error)
+}
+
+type job struct {
+	id         int
+	end, limit time.Time
+}
+
+type node struct {
+	xname, name string
+	nid         int
+
+	up              bool // agent responding
+	drain, fail     bool
+	reason          string
+	reasonTime      time.Time
+	bootTime        time.Time
+	agentStart      time.Time
+	jobs            []job
+	completingUntil time.Time
+	rebooting       bool
+	reboots         int
+	faults          NodeFaults
+
+	out bool // counted in World.out
+}
+
+type event struct {
+	at  time.Time
+	seq uint64
+	fn  func()
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// World is the simulated system. All methods are safe for concurrent use.
+type World struct {
+	mu    sync.Mutex
+	opts  Options
+	now   time.Time
+	seq   uint64
+	queue eventQueue
+	rng   *rand.Rand
+	jobID int
+
+	nodes     map[string]*node // by xname
+	byName    map[string]*node // by workload-manager name
+	groups    map[string]map[string]bool
+	templates map[string]*template
+	sessions  map[string]*bootSession
+
+	calls      map[string]int
+	faults     map[string][]error
+	touched    map[string]int
+	violations []string
+	out        int
+	maxOut     int
+	reboots    int
+}
+
+type template struct {
+	nodeGroups []string
+	broken     string // every session of it fails as a whole with this error
+}
+
+// New returns an empty World.
+func New(opts Options) *World {
+	if opts.Start.IsZero() {
+		opts.Start = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	}
+	if opts.RebootTime == 0 {
+		opts.RebootTime = 10 * time.Minute
+	}
+	if opts.RebootJitter == 0 {
+		opts.RebootJitter = 3 * time.Minute
+	}
+	if opts.PendingDelay == 0 {
+		opts.PendingDelay = 10 * time.Second
+	}
+	if opts.RegisterDelay == 0 {
+		opts.RegisterDelay = 20 * time.Second
+	}
+	if opts.CompletingTime == 0 {
+		opts.CompletingTime = 2 * time.Second
+	}
+	if opts.ReasonPrefix == "" {
+		opts.ReasonPrefix = "crus "
+	}
+	return &World{
+		opts:      opts,
+		now:       opts.Start,
+		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		nodes:     map[string]*node{},
+		byName:    map[string]*node{},
+		groups:    map[string]map[string]bool{},
+		templates: map[string]*template{},
+		sessions:  map[string]*bootSession{},
+		calls:     map[string]int{},
+		faults:    map[string][]error{},
+		touched:   map[string]int{},
+	}
+}
+
+// Now returns the virtual time.
+func (w *World) Now() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.now
+}
+
+// After advances the world by d and returns a channel holding the new time:
+// an Executor using the World as its Clock moves the simulation on while it
+// waits.
+func (w *World) After(d time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	c <- w.Advance(d)
+	return c
+}
+
+// Advance runs every event due in the next d and returns the new time.
+func (w *World) Advance(d time.Duration) time.Time {
+	w.mu.Lock()
+	until := w.now.Add(d)
+	w.mu.Unlock()
+	return w.RunUntil(until)
+}
+
+// RunUntil runs every event due up to t, in order, and sets the clock to t
+// (or leaves it, if it is already later).
+func (w *World) RunUntil(t time.Time) time.Time {
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 || w.queue[0].at.After(t) {
+			if t.After(w.now) {
+				w.now = t
+			}
+			now := w.now
+			w.mu.Unlock()
+			return now
+		}
+		ev := heap.Pop(&w.queue).(event)
+		if ev.at.After(w.now) {
+			w.now = ev.at
+		}
+		w.mu.Unlock()
+		ev.fn() // without the lock: events may call the World's methods
+	}
+}
+
+// Schedule runs fn at virtual time at (at once, on the next advance, if at
+// is past). fn runs without the World's lock and may call its methods.
+func (w *World) Schedule(at time.Time, fn func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.schedule(at, fn)
+}
+
+func (w *World) schedule(at time.Time, fn func()) {
+	w.seq++
+	heap.Push(&w.queue, event{at: at, seq: w.seq, fn: fn})
+}
+
+// locked runs fn under the World's lock (for events).
+func (w *World) locked(fn func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fn()
+}
+
+// AddNode adds a compute node, up and idle, with HSM component xname, node
+// ID nid and workload-manager name "nid%06d". It last booted a day ago.
+func (w *World) AddNode(xname string, nid int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := &node{
+		xname: xname, name: fmt.Sprintf("nid%06d", nid), nid: nid, up: true,
+		bootTime: w.now.Add(-24 * time.Hour).Truncate(time.Second), agentStart: w.now.Add(-24 * time.Hour).Truncate(time.Second),
+	}
+	w.nodes[xname] = n
+	w.byName[n.name] = n
+}
+
+// AddGroup creates (or replaces) an HSM group with these members.
+func (w *World) AddGroup(label string, members ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := map[string]bool{}
+	for _, m := range members {
+		g[m] = true
+	}
+	w.groups[label] = g
+}
+
+// DeleteGroup removes an HSM group.
+func (w *World) DeleteGroup(label string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.groups, label)
+}
+
+// Members returns a group's members, sorted, without counting a call.
+func (w *World) Members(label string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return sortedSet(w.groups[label])
+}
+
+// AddTemplate creates a boot session template whose boot set targets the
+// given node groups.
+func (w *World) AddTemplate(name string, nodeGroups ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.templates[name] = &template{nodeGroups: nodeGroups}
+}
+
+// BreakTemplate makes every later boot session of the template fail as a
+// whole with the given error, rebooting nothing.
+func (w *World) BreakTemplate(name, err string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t, ok := w.templates[name]; ok {
+		t.broken = err
+	}
+}
+
+// SetFaults sets the faults of a node.
+func (w *World) SetFaults(xname string, f NodeFaults) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok {
+		n.faults = f
+	}
+}
+
+// FailNext makes the next n calls of op fail with err before doing
+// anything. op is a backend method such as "wlm.Drain", "hsm.AddMembers",
+// "bos.Reboot" or "bos.Status" (see Calls for the names).
+func (w *World) FailNext(op string, n int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for range n {
+		w.faults[op] = append(w.faults[op], err)
+	}
+}
+
+// ErrInjected is the default transient error of injected faults.
+var ErrInjected = errors.New("fake: injected transient failure")
+
+// call counts a call of op and returns its injected failure, if any.
+// Callers hold the lock.
+func (w *World) call(op string) error {
+	w.calls[op]++
+	if q := w.faults[op]; len(q) > 0 {
+		w.faults[op] = q[1:]
+		return q[0]
+	}
+	return nil
+}
+
+// Calls returns the number of calls made to each backend method, such as
+// "wlm.Nodes" or "hsm.AddMembers".
+func (w *World) Calls() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.calls))
+	for k, v := range w.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// CallsTo returns the total calls made to one backend: "wlm", "hsm" or "bos".
+func (w *World) CallsTo(backend string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	total := 0
+	for k, v := range w.calls {
+		if strings.HasPrefix(k, backend+".") {
+			total += v
+		}
+	}
+	return total
+}
+
+// Touched returns how many changing calls named each node (by xname):
+// drains, resumes, fails, group edits and reboots.
+func (w *World) Touched() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.touched))
+	for k, v := range w.touched {
+		out[k] = v
+	}
+	return out
+}
+
+// Violations lists every broken promise the world saw (a node rebooted
+// while it still ran jobs).
+func (w *World) Violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.violations)
+}
+
+// MaxOut returns the most nodes that were out of service because of crus
+// at one instant: drained or failed with a crus reason (ReasonPrefix) but
+// not failed yet, or rebooting.
+func (w *World) MaxOut() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maxOut
+}
+
+// Reboots returns the number of reboots so far.
+func (w *World) Reboots() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reboots
+}
+
+// update recomputes the node's contribution to the out-of-service count.
+// Callers hold the lock.
+func (w *World) update(n *node) {
+	out := !n.fail && (n.rebooting || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix))
+	if out != n.out {
+		n.out = out
+		if out {
+			w.out++
+		} else {
+			w.out--
+		}
+	}
+	w.maxOut = max(w.maxOut, w.out)
+}
+
+// StartJob starts a job on a node that is in service: it really runs for
+// runFor, while the workload manager only knows its time limit (limit, at
+// least runFor).
+func (w *World) StartJob(xname string, runFor, limit time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, ok := w.nodes[xname]
+	if !ok {
+		return fmt.Errorf("fake: no node %s", xname)
+	}
+	if !n.up || n.drain || n.fail || n.rebooting {
+		return fmt.Errorf("fake: node %s is not in service", xname)
+	}
+	w.jobID++
+	j := job{id: w.jobID, end: w.now.Add(runFor), limit: w.now.Add(max(limit, runFor))}
+	n.jobs = append(n.jobs, j)
+	w.schedule(j.end, func() { w.locked(func() { w.endJob(n, j.id) }) })
+	return nil
+}
+
+func (w *World) endJob(n *node, id int) {
+	i := slices.IndexFunc(n.jobs, func(j job) bool { return j.id == id })
+	if i < 0 {
+		return // killed by a reboot
+	}
+	n.jobs = slices.Delete(n.jobs, i, i+1)
+	if len(n.jobs) == 0 {
+		n.completingUntil = w.now.Add(w.opts.CompletingTime)
+	}
+}
+
+// NodeState is a snapshot of one node for tests.
+type NodeState struct {
+	XName, Name string
+	NID         int
+	Up          bool
+	Drain, Fail bool
+	Reason      string
+	Jobs        int
+	BootTime    time.Time
+	Reboots     int
+}
+
+// Node returns the state of a node.
+func (w *World) Node(xname string) (NodeState, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, ok := w.nodes[xname]
+	if !ok {
+		return NodeState{}, false
+	}
+	return NodeState{XName: n.xname, Name: n.name, NID: n.nid, Up: n.up, Drain: n.drain, Fail: n.fail,
+		Reason: n.reason, Jobs: len(n.jobs), BootTime: n.bootTime, Reboots: n.reboots}, true
+}
+
+// XNames returns every node's xname, sorted.
+func (w *World) XNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.nodes))
+	for x := range w.nodes {
+		out = append(out, x)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// AdminDrain drains a node as an administrator would, with reason.
+func (w *World) AdminDrain(xname, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok {
+		n.drain, n.reason, n.reasonTime = true, reason, w.now
+		w.update(n)
+	}
+}
+
+// AdminResume clears a node's drain and fail states as an administrator
+// would.
+func (w *World) AdminResume(xname string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok {
+		n.drain, n.fail, n.reason = false, false, ""
+		w.update(n)
+	}
+}
+
+// SetDown makes a node's agent stop (down) or start (up) responding.
+func (w *World) SetDown(xname string, down bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok {
+		n.up = !down
+		if down {
+			n.jobs = nil
+		}
+		w.update(n)
+	}
+}
+
+// RemoveNode makes the workload manager forget a node (HSM keeps it).
+func (w *World) RemoveNode(xname string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok {
+		delete(w.byName, n.name)
+	}
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
