@@ -504,3 +504,13 @@ func sortedSet(m map[string]bool) []string {
 	slices.Sort(out)
 	return out
 }
+
+// EndJobs ends every job running on the node now (as if they finished).
+func (w *World) EndJobs(xname string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.nodes[xname]; ok && len(n.jobs) > 0 {
+		n.jobs = nil
+		n.completingUntil = w.now.Add(w.opts.CompletingTime)
+	}
+}

@@ -1,0 +1,435 @@
+// Package wlmtest is the conformance suite every wlm.Manager must pass: the
+// in-memory one of crus's tests, the Slurm adapters, and yours.
+//
+// It checks the state model (idle, busy, draining, drained, failed), the
+// error contract (unknown nodes reported per node with
+// wlm.ErrNodeNotFound and named in the message, refused arguments with
+// wlm.ErrInvalidArgument, the other nodes of a batch still acted on) and
+// idempotency (drain, resume and fail twice). An adapter that passes it
+// needs no further unit tests of these semantics.
+//
+// Use it from a test of your adapter's package:
+//
+//	func TestConformance(t *testing.T) {
+//		wlmtest.RunConformanceTests(t, func(ctx context.Context, t *testing.T) (wlmtest.Harness, error) {
+//			return newHarness(ctx, t) // your cluster, or a fake of it
+//		})
+//	}
+package wlmtest
+
+import (
+	"context"
+	"errors"
+
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
+)
+
+// Harness gives the suite a workload manager and a few nodes to play with.
+type Harness interface {
+	// Manager returns the Manager under test.
+	Manager() wlm.Manager
+	// Nodes returns the names of at least 3 nodes the suite may drain,
+	// fail and resume: each up, in service and idle.
+	Nodes() []string
+	// StartJob starts a job on the node (in service, idle) that runs until
+	// the returned stop function is called. The suite waits (with Sleep)
+	// until the job shows.
+	StartJob(ctx context.Context, node string) (stop func(context.Context) error, err error)
+	// Sleep lets d of the workload manager's time pass (a real sleep, or
+	// an advance of a virtual clock).
+	Sleep(ctx context.Context, d time.Duration) error
+	// Close releases the harness: the suite's nodes must be left in
+	// service and idle for the next harness.
+	Close(ctx context.Context) error
+}
+
+// HarnessMaker makes a new Harness for one subtest.
+type HarnessMaker func(ctx context.Context, t *testing.T) (Harness, error)
+
+// Options tune the suite for slow workload managers.
+type Options struct {
+	// Settle bounds how long the suite waits for a state change to show
+	// (a job to start or end, a drain to complete). Default 30s of the
+	// harness's time.
+	Settle time.Duration
+	// Poll is the interval between two reads while waiting. Default 250ms.
+	Poll time.Duration
+}
+
+const unknownNode = "crus-wlmtest-no-such-node"
+
+// RunConformanceTests runs the suite with default options.
+func RunConformanceTests(t *testing.T, newHarness HarnessMaker) {
+	RunConformanceTestsWithOptions(t, newHarness, Options{})
+}
+
+// RunConformanceTestsWithOptions runs the suite.
+func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts Options) {
+	t.Helper()
+	if opts.Settle == 0 {
+		opts.Settle = 30 * time.Second
+	}
+	if opts.Poll == 0 {
+		opts.Poll = 250 * time.Millisecond
+	}
+	tests := []struct {
+		name string
+		f    func(*suite)
+	}{
+		{"NodesInService", (*suite).nodesInService},
+		{"NodesEmpty", (*suite).nodesEmpty},
+		{"NodesUnknown", (*suite).nodesUnknown},
+		{"DrainIdle", (*suite).drainIdle},
+		{"DrainBusy", (*suite).drainBusy},
+		{"DrainIdempotent", (*suite).drainIdempotent},
+		{"DrainNeedsReason", (*suite).drainNeedsReason},
+		{"DrainUnknownInBatch", (*suite).drainUnknownInBatch},
+		{"ResumeIdempotent", (*suite).resumeIdempotent},
+		{"ResumeUnknownInBatch", (*suite).resumeUnknownInBatch},
+		{"Fail", (*suite).fail},
+		{"FailIdempotent", (*suite).failIdempotent},
+		{"FailNeedsReason", (*suite).failNeedsReason},
+		{"FailUnknownInBatch", (*suite).failUnknownInBatch},
+		{"BootTime", (*suite).bootTime},
+		{"JobEnds", (*suite).jobEnds},
+		{"CanceledContext", (*suite).canceledContext},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			h, err := newHarness(ctx, t)
+			if err != nil {
+				t.Fatalf("making harness: %v", err)
+			}
+			t.Cleanup(func() {
+				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
+					t.Errorf("closing harness: %v", err)
+				}
+			})
+			nodes := h.Nodes()
+			if len(nodes) < 3 {
+				t.Fatalf("harness gives %d nodes, the suite needs at least 3", len(nodes))
+			}
+			tc.f(&suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts})
+		})
+	}
+}
+
+type suite struct {
+	t     *testing.T
+	ctx   context.Context
+	h     Harness
+	m     wlm.Manager
+	nodes []string
+	opts  Options
+}
+
+func (s *suite) get(names ...string) []wlm.Node {
+	s.t.Helper()
+	nodes, err := s.m.Nodes(s.ctx, names)
+	if err != nil {
+		s.t.Fatalf("Nodes(%v): %v", names, err)
+	}
+	if len(nodes) != len(names) {
+		s.t.Fatalf("Nodes(%v) returned %d nodes, want %d", names, len(nodes), len(names))
+	}
+	for i, n := range nodes {
+		if n.Name != names[i] {
+			s.t.Fatalf("Nodes(%v)[%d] is %q, want %q (the order asked)", names, i, n.Name, names[i])
+		}
+	}
+	return nodes
+}
+
+func (s *suite) one(name string) wlm.Node { s.t.Helper(); return s.get(name)[0] }
+
+// eventually waits until cond holds for the node, failing the test after
+// opts.Settle.
+func (s *suite) eventually(name, what string, cond func(wlm.Node) bool) wlm.Node {
+	s.t.Helper()
+	var waited time.Duration
+	for {
+		n := s.one(name)
+		if cond(n) {
+			return n
+		}
+		if waited >= s.opts.Settle {
+			s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, n.Condition(), n.Reason)
+		}
+		if err := s.h.Sleep(s.ctx, s.opts.Poll); err != nil {
+			s.t.Fatalf("sleep: %v", err)
+		}
+		waited += s.opts.Poll
+	}
+}
+
+func (s *suite) must(what string, err error) {
+	s.t.Helper()
+	if err != nil {
+		s.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// checkUnknown checks err reports exactly the unknown node, per node.
+func (s *suite) checkUnknown(call string, err error) {
+	s.t.Helper()
+	if !errors.Is(err, wlm.ErrNodeNotFound) {
+		s.t.Fatalf("%s with an unknown node: error %v, want one matching wlm.ErrNodeNotFound", call, err)
+	}
+	if !strings.Contains(err.Error(), unknownNode) {
+		s.t.Errorf("%s: error %q does not name the unknown node %q", call, err, unknownNode)
+	}
+	perNode, rest := batch.Split(err)
+	if _, ok := perNode[unknownNode]; !ok || rest != nil {
+		s.t.Errorf("%s: error %v is not a *batch.NodeError for %q alone (per node %v, rest %v)", call, err, unknownNode, perNode, rest)
+	}
+	for name := range perNode {
+		if name != unknownNode {
+			s.t.Errorf("%s: known node %s reported failed: %v", call, name, perNode[name])
+		}
+	}
+}
+
+func reasonLike(got, want string) bool { return strings.Contains(got, want) }
+
+func (s *suite) nodesInService() {
+	nodes := s.get(s.nodes...)
+	for _, n := range nodes {
+		if !n.InService() || n.Busy() || n.Drain || n.Fail || !n.Responding() {
+			s.t.Errorf("node %s: state %s; a harness node must be idle and in service", n.Name, n.Condition())
+		}
+		if n.State != wlm.StateIdle {
+			s.t.Errorf("node %s: base state %q, want %q", n.Name, n.State, wlm.StateIdle)
+		}
+	}
+}
+
+func (s *suite) nodesEmpty() {
+	nodes, err := s.m.Nodes(s.ctx, nil)
+	if err != nil || len(nodes) != 0 {
+		s.t.Errorf("Nodes(nil) = %v, %v; want nothing and no error", nodes, err)
+	}
+}
+
+func (s *suite) nodesUnknown() {
+	a := s.nodes[0]
+	nodes, err := s.m.Nodes(s.ctx, []string{a, unknownNode})
+	s.checkUnknown("Nodes", err)
+	if len(nodes) != 1 || nodes[0].Name != a {
+		s.t.Errorf("Nodes([%s %s]) returned %v; want the known node alone", a, unknownNode, nodes)
+	}
+}
+
+func (s *suite) drainIdle() {
+	a, b := s.nodes[0], s.nodes[1]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a, b}, "wlmtest drain idle"))
+	for _, name := range []string{a, b} {
+		n := s.eventually(name, "drained", wlm.Node.Drained)
+		if n.Draining() || n.InService() {
+			s.t.Errorf("drained idle node %s: state %s", name, n.Condition())
+		}
+		if !reasonLike(n.Reason, "wlmtest drain idle") {
+			s.t.Errorf("drained node %s: reason %q, want it to hold %q", name, n.Reason, "wlmtest drain idle")
+		}
+	}
+	if c := s.one(s.nodes[2]); !c.InService() {
+		s.t.Errorf("node %s was not named but is %s", c.Name, c.Condition())
+	}
+	s.must("Resume", s.m.Resume(s.ctx, []string{a, b}))
+	for _, name := range []string{a, b} {
+		s.eventually(name, "back in service", wlm.Node.InService)
+	}
+}
+
+func (s *suite) drainBusy() {
+	a := s.nodes[0]
+	stop, err := s.h.StartJob(s.ctx, a)
+	s.must("StartJob", err)
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = stop(context.WithoutCancel(s.ctx))
+		}
+	}()
+	s.eventually(a, "busy", wlm.Node.Busy)
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest drain busy"))
+	n := s.one(a)
+	if !n.Draining() || n.Drained() || n.InService() {
+		s.t.Fatalf("busy node %s after drain: state %s; want draining (not drained)", a, n.Condition())
+	}
+	s.must("stop job", stop(s.ctx))
+	stopped = true
+	n = s.eventually(a, "drained after its job ended", wlm.Node.Drained)
+	if !reasonLike(n.Reason, "wlmtest drain busy") {
+		s.t.Errorf("node %s: reason %q after its job ended", a, n.Reason)
+	}
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+func (s *suite) drainIdempotent() {
+	a := s.nodes[0]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest first reason"))
+	s.eventually(a, "drained", wlm.Node.Drained)
+	s.must("Drain again", s.m.Drain(s.ctx, []string{a}, "wlmtest second reason"))
+	n := s.eventually(a, "drained with the new reason", func(n wlm.Node) bool {
+		return n.Drained() && reasonLike(n.Reason, "wlmtest second reason")
+	})
+	_ = n
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+func (s *suite) drainNeedsReason() {
+	a := s.nodes[0]
+	err := s.m.Drain(s.ctx, []string{a}, "")
+	if !errors.Is(err, wlm.ErrInvalidArgument) {
+		s.t.Errorf("Drain without a reason: error %v, want wlm.ErrInvalidArgument", err)
+	}
+	if n := s.one(a); !n.InService() {
+		s.t.Errorf("refused drain changed node %s: %s", a, n.Condition())
+	}
+}
+
+func (s *suite) drainUnknownInBatch() {
+	a := s.nodes[0]
+	s.checkUnknown("Drain", s.m.Drain(s.ctx, []string{a, unknownNode}, "wlmtest batch"))
+	s.eventually(a, "drained despite an unknown node in the batch", wlm.Node.Drained)
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+func (s *suite) resumeIdempotent() {
+	a, b := s.nodes[0], s.nodes[1]
+	s.must("Resume of nodes in service", s.m.Resume(s.ctx, []string{a, b}))
+	for _, n := range s.get(a, b) {
+		if !n.InService() {
+			s.t.Errorf("node %s after a needless resume: %s", n.Name, n.Condition())
+		}
+	}
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest resume"))
+	s.eventually(a, "drained", wlm.Node.Drained)
+	// One node drained, one in service, in one call.
+	s.must("Resume of a mixed batch", s.m.Resume(s.ctx, []string{a, b}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+	s.must("Resume again", s.m.Resume(s.ctx, []string{a}))
+	if n := s.one(a); !n.InService() || n.Reason != "" && n.Drain {
+		s.t.Errorf("node %s after resuming twice: %s (%q)", a, n.Condition(), n.Reason)
+	}
+}
+
+func (s *suite) resumeUnknownInBatch() {
+	a := s.nodes[0]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest resume batch"))
+	s.eventually(a, "drained", wlm.Node.Drained)
+	s.checkUnknown("Resume", s.m.Resume(s.ctx, []string{a, unknownNode}))
+	s.eventually(a, "resumed despite an unknown node in the batch", wlm.Node.InService)
+}
+
+func (s *suite) fail() {
+	a := s.nodes[0]
+	s.must("Fail", s.m.Fail(s.ctx, []string{a}, "wlmtest failed node"))
+	n := s.eventually(a, "failed", func(n wlm.Node) bool { return n.Fail })
+	if n.InService() {
+		s.t.Errorf("failed node %s is in service: %s", a, n.Condition())
+	}
+	if !reasonLike(n.Reason, "wlmtest failed node") {
+		s.t.Errorf("failed node %s: reason %q", a, n.Reason)
+	}
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service after fail", wlm.Node.InService)
+}
+
+func (s *suite) failIdempotent() {
+	a := s.nodes[0]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest before fail"))
+	s.eventually(a, "drained", wlm.Node.Drained)
+	s.must("Fail a drained node", s.m.Fail(s.ctx, []string{a}, "wlmtest fail one"))
+	s.must("Fail again", s.m.Fail(s.ctx, []string{a}, "wlmtest fail two"))
+	n := s.eventually(a, "failed with the second reason", func(n wlm.Node) bool {
+		return n.Fail && reasonLike(n.Reason, "wlmtest fail two")
+	})
+	if n.InService() {
+		s.t.Errorf("failed node %s is in service", a)
+	}
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service after fail", wlm.Node.InService)
+}
+
+func (s *suite) failNeedsReason() {
+	a := s.nodes[0]
+	err := s.m.Fail(s.ctx, []string{a}, "")
+	if !errors.Is(err, wlm.ErrInvalidArgument) {
+		s.t.Errorf("Fail without a reason: error %v, want wlm.ErrInvalidArgument", err)
+	}
+	if n := s.one(a); !n.InService() {
+		s.t.Errorf("refused fail changed node %s: %s", a, n.Condition())
+	}
+}
+
+func (s *suite) failUnknownInBatch() {
+	a := s.nodes[0]
+	s.checkUnknown("Fail", s.m.Fail(s.ctx, []string{a, unknownNode}, "wlmtest fail batch"))
+	s.eventually(a, "failed despite an unknown node in the batch", func(n wlm.Node) bool { return n.Fail })
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+func (s *suite) bootTime() {
+	r, ok := s.m.(wlm.BootTimeReporter)
+	if !ok || !r.ReportsBootTime() {
+		s.t.Skip("the Manager does not report boot times (wlm.BootTimeReporter)")
+	}
+	for _, n := range s.get(s.nodes...) {
+		if n.BootTime.IsZero() {
+			s.t.Errorf("node %s: zero BootTime from a Manager that reports boot times", n.Name)
+		}
+		if n.BootTime.After(time.Now().Add(24 * time.Hour * 365 * 10)) {
+			s.t.Errorf("node %s: BootTime %s is absurd", n.Name, n.BootTime)
+		}
+	}
+}
+
+func (s *suite) jobEnds() {
+	je, ok := s.m.(wlm.JobEnder)
+	if !ok {
+		s.t.Skip("the Manager does not report job end times (wlm.JobEnder)")
+	}
+	a, b := s.nodes[0], s.nodes[1]
+	stop, err := s.h.StartJob(s.ctx, a)
+	s.must("StartJob", err)
+	defer func() { _ = stop(context.WithoutCancel(s.ctx)) }()
+	s.eventually(a, "busy", wlm.Node.Busy)
+	ends, err := je.JobEnds(s.ctx, []string{a, b})
+	s.must("JobEnds", err)
+	if ends[a].IsZero() {
+		s.t.Errorf("JobEnds: no end time for busy node %s (%v)", a, ends)
+	}
+	if _, ok := ends[b]; ok {
+		s.t.Errorf("JobEnds: idle node %s has an end time %v", b, ends[b])
+	}
+	_, err = je.JobEnds(s.ctx, []string{a, unknownNode})
+	s.checkUnknown("JobEnds", err)
+}
+
+func (s *suite) canceledContext() {
+	ctx, cancel := context.WithCancel(s.ctx)
+	cancel()
+	a := s.nodes[0]
+	calls := map[string]error{}
+	_, calls["Nodes"] = s.m.Nodes(ctx, []string{a})
+	calls["Drain"] = s.m.Drain(ctx, []string{a}, "wlmtest canceled")
+	for name, err := range calls {
+		if !errors.Is(err, context.Canceled) {
+			s.t.Errorf("%s with a canceled context: error %v, want context.Canceled", name, err)
+		}
+	}
+	if n := s.one(a); !n.InService() {
+		s.t.Errorf("a canceled drain changed node %s: %s", a, n.Condition())
+	}
+}
