@@ -80,7 +80,7 @@ const (
 	ActDrain         ActionKind = "drain"          // drain Nodes in the WLM with Reason
 	ActReboot        ActionKind = "reboot"         // create boot session Reboot
 	ActResume        ActionKind = "resume"         // resume Nodes in the WLM
-	ActFail          ActionKind = "fail"           // fail Nodes in the WLM with Reason
+	ActFail          ActionKind = "fail"           // put Nodes in failed group Label and fail them in the WLM with Reason
 )
 
 // Action is one batch call the executor must make.
@@ -176,13 +176,15 @@ func decisionFor(s *Session) Decision {
 func ScopeFor(s *Session) Scope {
 	var sc Scope
 	boots := map[string]int{}
-	inFlight := false
+	inFlight, quiescing, quiesced := false, false, false
 	for i := range s.Progress.Nodes {
 		n := &s.Progress.Nodes[i]
 		if !n.Phase.InFlight() {
 			continue
 		}
 		inFlight = true
+		quiescing = quiescing || n.Phase == PhaseQuiescing
+		quiesced = quiesced || n.Phase == PhaseQuiesced
 		sc.Nodes = append(sc.Nodes, n.XName)
 		if n.Phase == PhaseBooting {
 			j, ok := boots[n.Boot]
@@ -194,6 +196,10 @@ func ScopeFor(s *Session) Scope {
 			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
 		}
 	}
+	// At the barrier, check the nodes about to boot are in the upgrading
+	// group (the boot template targets it): an add lost to a crash between
+	// recording a step and acting on it is repaired here.
+	sc.Upgrading = quiesced && !quiescing
 	if !inFlight {
 		next := lowestPending(s, func(n *NodeRecord) Phase { return n.Phase })
 		if !s.Progress.Cancel && len(s.Progress.FailedToClear) == 0 {
@@ -361,6 +367,10 @@ func (p *planner) wake(t time.Time) {
 	}
 }
 
+// reasonCancelled is the reason of a node released because the session
+// was cancelled before its reboot.
+const reasonCancelled = "session cancelled before this node's reboot"
+
 // reasonPrefix marks the workload-manager reasons crus sets for this
 // session, so that a drain set by someone else is recognised as not ours.
 func reasonPrefix(s *Session) string { return "crus " + s.UpgradeID }
@@ -370,6 +380,15 @@ func reasonPrefix(s *Session) string { return "crus " + s.UpgradeID }
 // the state is its own.
 func (p *planner) ours(w wlm.Node) bool {
 	return w.Reason == "" || strings.HasPrefix(w.Reason, reasonPrefix(p.s))
+}
+
+// describeFor describes a node, leaving out the reason if it is the
+// session's own.
+func (p *planner) describe(w wlm.Node) string {
+	if strings.HasPrefix(w.Reason, reasonPrefix(p.s)) {
+		return w.Condition()
+	}
+	return describe(w)
 }
 
 func describe(w wlm.Node) string {
@@ -407,7 +426,7 @@ func (p *planner) advance(n *NodeRecord) {
 	case PhaseQuiescing, PhaseQuiesced:
 		switch {
 		case cancel:
-			p.change(Change{XName: n.XName, Phase: PhaseReleasing, Reason: "session cancelled before this node's reboot"})
+			p.change(Change{XName: n.XName, Phase: PhaseReleasing, Reason: reasonCancelled})
 			p.nudges.resume = append(p.nudges.resume, n.XName)
 		case unknown:
 			p.fail(n, "disappeared from the workload manager: "+gone)
@@ -480,7 +499,7 @@ func (p *planner) advance(n *NodeRecord) {
 		case now.After(deadline):
 			state := "not observed"
 			if seen {
-				state = describe(w)
+				state = p.describe(w)
 				if p.obs.BootTimes && !w.BootTime.IsZero() && w.Responding() {
 					state += fmt.Sprintf(", last boot %s is before the reboot request", w.BootTime.UTC().Format(time.RFC3339))
 				}
@@ -500,26 +519,33 @@ func (p *planner) advance(n *NodeRecord) {
 		case seen && (w.Drain || w.Fail) && !p.ours(w):
 			p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+describe(w))
 		case now.After(deadline):
-			p.fail(n, fmt.Sprintf("could not be resumed within %s of booting (%s; %s)", s.ReturnTimeout, stateOf(w, seen), orNone(n.LastError)))
+			p.fail(n, fmt.Sprintf("could not be resumed within %s of booting (%s; %s)", s.ReturnTimeout, p.stateOf(w, seen), orNone(n.LastError)))
 		default:
 			p.nudges.resume = append(p.nudges.resume, n.XName)
 			p.wake(deadline)
 		}
 
 	case PhaseReleasing:
+		// Released because of a cancel: untouched; because it could not
+		// be taken after all: skipped. Either way, back in service unless
+		// someone else holds it.
+		outcome := OutcomeSkipped
+		if n.Reason == reasonCancelled {
+			outcome = OutcomeUntouched
+		}
 		deadline := n.Since.Add(time.Duration(s.ReturnTimeout))
 		switch {
 		case unknown:
-			p.done(n, OutcomeSkipped, "session cancelled; the node disappeared from the workload manager: "+gone)
+			p.done(n, OutcomeSkipped, n.Reason+"; the node then disappeared from the workload manager: "+gone)
 		case seen && w.InService():
-			p.done(n, OutcomeUntouched, "session cancelled before this node's reboot; back in service")
+			p.done(n, outcome, n.Reason+"; back in service")
 		case seen && (w.Drain || w.Fail) && !p.ours(w):
-			p.done(n, OutcomeSkipped, "session cancelled; left out of service by someone else: "+describe(w))
+			p.done(n, OutcomeSkipped, n.Reason+"; left out of service by someone else: "+describe(w))
 		case seen && !w.Drain && !w.Fail:
-			// Resumed, not yet responding: nothing more crus can do.
-			p.done(n, OutcomeUntouched, "session cancelled before this node's reboot; resumed ("+w.Condition()+")")
+			// Resumed, not responding yet: nothing more crus can do.
+			p.done(n, outcome, n.Reason+"; resumed ("+w.Condition()+")")
 		case now.After(deadline):
-			p.done(n, OutcomeSkipped, fmt.Sprintf("session cancelled; could not be returned to service within %s (%s; %s)", s.ReturnTimeout, stateOf(w, seen), orNone(n.LastError)))
+			p.done(n, OutcomeSkipped, fmt.Sprintf("%s; could not be returned to service within %s (%s; %s)", n.Reason, s.ReturnTimeout, p.stateOf(w, seen), orNone(n.LastError)))
 		default:
 			p.nudges.resume = append(p.nudges.resume, n.XName)
 			p.wake(deadline)
@@ -537,11 +563,11 @@ func orNone(s string) string {
 	return s
 }
 
-func stateOf(w wlm.Node, seen bool) string {
+func (p *planner) stateOf(w wlm.Node, seen bool) string {
 	if !seen {
 		return "not observed"
 	}
-	return describe(w)
+	return p.describe(w)
 }
 
 // emitNudges repeats the actions whose effect is not visible yet.
@@ -568,8 +594,10 @@ func (p *planner) emitNudges() {
 	}
 }
 
-// emitFailing issues the actions that fail nodes: failed group, then the
-// workload manager's FAIL state. Settle marks them done.
+// emitFailing issues the actions that fail nodes: each puts its nodes in
+// the failed group and fails them in the workload manager, with one reason
+// per action. Settle marks them done once neither call failed for a
+// reason that retrying may fix.
 func (p *planner) emitFailing() {
 	var nodes []string
 	var reasons = map[string]string{}
@@ -588,10 +616,6 @@ func (p *planner) emitFailing() {
 	if len(nodes) == 0 {
 		return
 	}
-	p.d.Actions = append(p.d.Actions, Action{
-		Kind: ActAddMembers, Label: p.s.FailedLabel, Nodes: nodes,
-		Why: "record failed nodes in the failed group",
-	})
 	// One fail action per distinct reason, so each node carries its own.
 	byReason := map[string][]string{}
 	for _, x := range nodes {
@@ -599,8 +623,8 @@ func (p *planner) emitFailing() {
 	}
 	for _, r := range sortedKeys(byReason) {
 		p.d.Actions = append(p.d.Actions, Action{
-			Kind: ActFail, Nodes: byReason[r], Reason: reasonPrefix(p.s) + ": " + r,
-			Why: "take failed nodes out of service",
+			Kind: ActFail, Label: p.s.FailedLabel, Nodes: byReason[r], Reason: reasonPrefix(p.s) + ": " + r,
+			Why: "record failed nodes in the failed group and take them out of service",
 		})
 	}
 }
@@ -836,6 +860,22 @@ func (p *planner) boot() {
 	if len(nodes) == 0 {
 		return
 	}
+	if !p.obs.UpgradingObserved {
+		return // check group membership first (ScopeFor asks for it)
+	}
+	var missing []string
+	for _, x := range nodes {
+		if _, ok := slices.BinarySearch(p.obs.Upgrading, x); !ok {
+			missing = append(missing, x)
+		}
+	}
+	if len(missing) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActAddMembers, Label: s.UpgradingLabel, Nodes: missing,
+			Why: "nodes about to boot are missing from the upgrading group: add them (again)",
+		})
+		return
+	}
 	if s.BootLimit == LimitLabel {
 		for i := range s.Progress.Nodes {
 			n := &s.Progress.Nodes[i]
@@ -883,10 +923,10 @@ type ActionResult struct {
 // pure. What a failure means depends on the action: a node that cannot be
 // put in the upgrading group or drained is skipped (it was not taken out of
 // service); a boot session that cannot be created fails its nodes; a resume
-// that does not take is tried again until the return timeout; a node that
-// cannot be put in the failed group or failed in the workload manager is
-// still failed, with the error noted. Transient failures of a whole call
-// change nothing: the next plan issues the action again.
+// that does not take is tried again until the return timeout; a node the
+// failed group or the workload manager refuses is still failed, with the
+// refusal noted. Transient failures of a whole call change nothing: the
+// next plan issues the action again.
 func Settle(s *Session, r ActionResult) Decision {
 	d := decisionFor(s)
 	a := r.Action
@@ -920,10 +960,12 @@ func Settle(s *Session, r ActionResult) Decision {
 			switch {
 			case err == nil:
 			case r.Err != nil && !permanent:
-				// The step could not start: try again at the next plan.
-				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhasePending, LastError: err.Error()})
-			default:
-				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped,
+				// Keep the intent: the drain is issued again at the next
+				// plan, and the add at the barrier before the boot.
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: err.Error()})
+			case n.Phase.InFlight():
+				// It may have been drained (by a replayed step): release it.
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseReleasing,
 					Reason: "could not be put in the upgrading group: " + err.Error(), LastError: err.Error()})
 			}
 		})
@@ -933,7 +975,9 @@ func Settle(s *Session, r ActionResult) Decision {
 			if err == nil || (r.Err != nil && !permanent) || n.Phase != PhaseQuiescing {
 				return
 			}
-			d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped,
+			// Release rather than drop it: a refused node may still carry
+			// an earlier drain of this session.
+			d.Changes = append(d.Changes, Change{XName: n.XName, Phase: PhaseReleasing,
 				Reason: "the workload manager refused to drain it: " + err.Error(), LastError: err.Error()})
 		})
 
@@ -960,21 +1004,16 @@ func Settle(s *Session, r ActionResult) Decision {
 			}
 		})
 
-	case a.Kind == ActAddMembers && a.Label == s.FailedLabel:
-		each(func(n *NodeRecord, err error) {
-			if err != nil {
-				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: fmt.Sprintf("not added to the failed group %q: %v", s.FailedLabel, err)})
-			}
-		})
-
 	case a.Kind == ActFail:
 		each(func(n *NodeRecord, err error) {
 			if n.Phase != PhaseFailing || (r.Err != nil && !permanent) {
-				return
+				return // try both again at the next plan
 			}
 			c := Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeFailed}
 			if err != nil {
-				c.LastError = "workload manager FAIL not applied: " + err.Error()
+				// Keep the refusal with the outcome, for good.
+				c.Reason = n.Reason + " (and failing it was refused: " + err.Error() + ")"
+				c.LastError = err.Error()
 			}
 			d.Changes = append(d.Changes, c)
 		})

@@ -836,7 +836,24 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 	case ActResume:
 		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Resume(ctx, names()) }))
 	case ActFail:
-		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Fail(ctx, names(), a.Reason) }))
+		// Both halves, always: a node refused by one is still failed by
+		// the other.
+		inGroup, gerr := e.call(ctx, what, func() error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
+		inWLM, werr := byWLMName(e.call(ctx, what, func() error { return e.wlm.Fail(ctx, names(), a.Reason) }))
+		res.PerNode = map[string]error{}
+		for x, nerr := range inGroup {
+			res.PerNode[x] = fmt.Errorf("failed group %q: %w", a.Label, nerr)
+		}
+		for x, nerr := range inWLM {
+			res.PerNode[x] = errors.Join(res.PerNode[x], fmt.Errorf("workload manager: %w", nerr))
+		}
+		if gerr != nil {
+			gerr = fmt.Errorf("failed group %q: %w", a.Label, gerr)
+		}
+		if werr != nil {
+			werr = fmt.Errorf("workload manager: %w", werr)
+		}
+		err = errors.Join(gerr, werr)
 	case ActReboot:
 		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
 	default:
@@ -889,6 +906,9 @@ func (e *Executor) retry(ctx context.Context, what string, f func() error) error
 	b.InitialInterval = e.cfg.RetryInitial
 	b.MaxInterval = e.cfg.RetryMax
 	b.MaxElapsedTime = e.cfg.RetryTimeout
+	// No jitter: one controller is not a thundering herd, and exact waits
+	// keep simulations on a virtual clock deterministic.
+	b.RandomizationFactor = 0
 	b.Clock = e.clock
 	b.Reset()
 	op := func() error {

@@ -55,6 +55,7 @@ func run(out io.Writer, nodes, step int, seed uint64, asJSON, verbose bool) erro
 		Busy:    0.8,
 		MaxJob:  6 * time.Hour,
 	})
+	world.KeepBusy(0.8, 6*time.Hour, 10*time.Minute, time.Time{})
 	faults := injectFaults(world, nodes, seed)
 
 	logger := slog.New(slog.DiscardHandler)

@@ -207,3 +207,6 @@ func (w *World) Sessions() []string {
 	slices.Sort(out)
 	return out
 }
+
+// RepairTemplate undoes BreakTemplate.
+func (w *World) RepairTemplate(name string) { w.BreakTemplate(name, "") }

@@ -68,3 +68,37 @@ func NewCluster(opts ClusterOptions) *World {
 	}
 	return w
 }
+
+// KeepBusy keeps the cluster loaded: every interval, each node that is in
+// service and idle starts a new job with probability busy, running for up
+// to maxJob (uniform), with a time limit 0-50% longer. It stops at stop
+// (zero: never). Deterministic for a given World seed.
+func (w *World) KeepBusy(busy float64, maxJob, interval time.Duration, stop time.Time) {
+	w.mu.Lock()
+	rng := rand.New(rand.NewPCG(w.opts.Seed+2, w.opts.Seed^0xb5ad4eceda1ce2a9))
+	w.mu.Unlock()
+	var tick func()
+	tick = func() {
+		now := w.Now()
+		if !stop.IsZero() && now.After(stop) {
+			return
+		}
+		for _, x := range w.XNames() {
+			if !w.idleInService(x) || rng.Float64() >= busy {
+				continue
+			}
+			run := time.Duration(rng.Int64N(int64(maxJob))) + time.Minute
+			limit := run + time.Duration(rng.Float64()*0.5*float64(run))
+			_ = w.StartJob(x, run.Truncate(time.Second), limit.Truncate(time.Minute))
+		}
+		w.Schedule(now.Add(interval), tick)
+	}
+	w.Schedule(w.Now().Add(interval), tick)
+}
+
+func (w *World) idleInService(xname string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, ok := w.nodes[xname]
+	return ok && n.up && !n.drain && !n.fail && !n.rebooting && len(n.jobs) == 0 && !w.now.Before(n.completingUntil)
+}
