@@ -412,13 +412,13 @@ func TestPreflightBadInput(t *testing.T) {
 		{name: "unknown workload manager", setup: func(e *env) { e.spec.WorkloadManagerType = "pbs" },
 			want: []error{crus.ErrInvalidSpec}, has: []string{`"pbs" is not known here`}},
 		{name: "missing template", setup: func(e *env) { e.spec.TemplateID = "nope" },
-			want: []error{crus.ErrPreflight, bos.ErrTemplateNotFound}, has: []string{`template "nope" does not exist`}},
+			want: []error{crus.ErrPreflight, bos.ErrTemplateNotFound}, has: []string{`boot session template: `, `"nope"`}},
 		{name: "missing starting group", setup: func(e *env) { e.w.DeleteGroup(fake.StartingLabel) },
-			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`starting group "crus-starting" does not exist`}},
+			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`starting group: hsm: group not found: "crus-starting"`}},
 		{name: "missing upgrading group", setup: func(e *env) { e.w.DeleteGroup(fake.UpgradingLabel) },
-			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`upgrading group "crus-upgrading" does not exist`}},
+			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`upgrading group: hsm: group not found: "crus-upgrading"`}},
 		{name: "missing failed group", setup: func(e *env) { e.w.DeleteGroup(fake.FailedLabel) },
-			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`failed group "crus-failed" does not exist`}},
+			want: []error{crus.ErrPreflight, hsm.ErrGroupNotFound}, has: []string{`failed group: hsm: group not found: "crus-failed"`}},
 		{name: "upgrading group not empty", setup: func(e *env) { e.w.AddGroup(fake.UpgradingLabel, fake.XName(2)) },
 			want: []error{crus.ErrPreflight, crus.ErrGroupNotEmpty}, has: []string{"must be empty", fake.XName(2)}},
 		{name: "failed group not empty", setup: func(e *env) { e.w.AddGroup(fake.FailedLabel, fake.XName(3)) },
@@ -651,3 +651,25 @@ func TestNewExecutorNeedsAMapper(t *testing.T) {
 
 // groupsOnly hides every capability but hsm.GroupStore.
 type groupsOnly struct{ hsm.GroupStore }
+
+// TestDeleteFromAnotherExecutor cancels through a second executor on the
+// same store (another process, in real life): the running one notices at
+// its next poll, not only when it next writes.
+func TestDeleteFromAnotherExecutor(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 6}, 3)
+	for _, x := range e.w.XNames() {
+		require.NoError(t, e.w.StartJob(x, 10*time.Hour, 12*time.Hour))
+	}
+	other := e.executor()
+	s := e.create()
+	e.w.Schedule(e.w.Now().Add(time.Hour), func() {
+		_, err := other.Delete(context.Background(), s.UpgradeID)
+		require.NoError(t, err)
+	})
+	final, err := e.ex.Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	e.check(final)
+	assert.Equal(t, crus.ResultCancelled, final.Progress.Result)
+	assert.Equal(t, 6, final.Counts().Untouched)
+	assert.Less(t, final.Progress.EndedAt.Sub(final.Progress.CancelledAt), 2*time.Minute, "noticed at the next poll")
+}

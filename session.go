@@ -217,7 +217,7 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		err := e.retry(gctx, "check template", func() error { return e.boot.CheckTemplate(gctx, spec.TemplateID) })
 		switch {
 		case errors.Is(err, bos.ErrTemplateNotFound):
-			problem(fmt.Errorf("boot session template %q does not exist: %w", spec.TemplateID, err))
+			problem(fmt.Errorf("boot session template: %w", err))
 		case err != nil:
 			return fmt.Errorf("checking boot session template %q: %w", spec.TemplateID, err)
 		}
@@ -234,7 +234,7 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 			})
 			switch {
 			case errors.Is(err, hsm.ErrGroupNotFound):
-				problem(fmt.Errorf("%s group %q does not exist: %w", l.role, l.label, err))
+				problem(fmt.Errorf("%s group: %w", l.role, err))
 			case err != nil:
 				return fmt.Errorf("reading %s group %q: %w", l.role, l.label, err)
 			default:
@@ -523,6 +523,9 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
 				return r.s, err
 			}
+			if err := e.refresh(ctx, r); err != nil {
+				return r.s, err
+			}
 			continue
 		}
 		d, err := Plan(r.s, obs)
@@ -573,7 +576,43 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err := e.sleep(ctx, r, wait); err != nil {
 			return r.s, err
 		}
+		if err := e.refresh(ctx, r); err != nil {
+			return r.s, err
+		}
 	}
+}
+
+// refresh reads the session again if someone else changed it while Run
+// waited (a Delete, from this process or another). A store that cannot be
+// read is not fatal: Run carries on with its copy, and a stale write would
+// be refused anyway. A session removed from the store stops Run.
+func (e *Executor) refresh(ctx context.Context, r *run) error {
+	if rr, ok := e.store.(RevisionReader); ok {
+		rev, err := rr.Revision(ctx, r.s.UpgradeID)
+		switch {
+		case err == nil && rev == r.s.Revision:
+			return nil
+		case errors.Is(err, ErrSessionNotFound):
+			return err
+		}
+	}
+	fresh, err := e.store.Get(ctx, r.s.UpgradeID)
+	switch {
+	case errors.Is(err, ErrSessionNotFound) || ctx.Err() != nil:
+		return err
+	case err != nil:
+		r.log.Warn("could not read the session again; carrying on with the copy in memory", "err", err)
+		return nil
+	}
+	if fresh.Revision == r.s.Revision {
+		return nil
+	}
+	if err := fresh.check(); err != nil {
+		return err
+	}
+	r.s = fresh
+	r.log.Debug("session changed by someone else; reloaded", "revision", fresh.Revision)
+	return nil
 }
 
 // index builds the run's map of workload-manager names.

@@ -37,6 +37,16 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// RevisionReader is implemented by a Store that can tell a session's
+// current revision without reading the whole record. The executor uses it
+// after each wait to notice changes made by others (a Delete) cheaply;
+// without it, it reads the whole record.
+type RevisionReader interface {
+	// Revision returns the session's current revision, or
+	// ErrSessionNotFound.
+	Revision(ctx context.Context, id string) (int64, error)
+}
+
 // MemoryStore is a Store that keeps sessions in memory. It is complete and
 // safe for concurrent use, but loses everything when the process ends.
 type MemoryStore struct {
@@ -44,7 +54,10 @@ type MemoryStore struct {
 	sessions map[string]*Session
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store          = (*MemoryStore)(nil)
+	_ RevisionReader = (*MemoryStore)(nil)
+)
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
@@ -131,4 +144,18 @@ func (m *MemoryStore) Delete(ctx context.Context, id string) error {
 	}
 	delete(m.sessions, id)
 	return nil
+}
+
+// Revision implements RevisionReader.
+func (m *MemoryStore) Revision(ctx context.Context, id string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok {
+		return 0, fmt.Errorf("%w: %s", ErrSessionNotFound, id)
+	}
+	return s.Revision, nil
 }

@@ -88,6 +88,9 @@ func Split(err error) (perNode map[string]error, rest error) {
 // FailedNodes returns the sorted names of the nodes Split finds in err.
 func FailedNodes(err error) []string {
 	perNode, _ := Split(err)
+	if len(perNode) == 0 {
+		return nil
+	}
 	names := make([]string, 0, len(perNode))
 	for n := range perNode {
 		names = append(names, n)
