@@ -390,18 +390,23 @@ func (s *Session) Counts() Counts {
 		case n.Phase.InFlight():
 			c.InFlight++
 		}
-		switch n.Outcome {
-		case OutcomeUpgraded:
-			c.Upgraded++
-		case OutcomeFailed:
-			c.Failed++
-		case OutcomeSkipped:
-			c.Skipped++
-		case OutcomeUntouched:
-			c.Untouched++
-		}
+		c.add(n.Outcome)
 	}
 	return c
+}
+
+// add counts one outcome.
+func (c *Counts) add(o Outcome) {
+	switch o {
+	case OutcomeUpgraded:
+		c.Upgraded++
+	case OutcomeFailed:
+		c.Failed++
+	case OutcomeSkipped:
+		c.Skipped++
+	case OutcomeUntouched:
+		c.Untouched++
+	}
 }
 
 // Node returns the record of the node with this xname, or nil.

@@ -309,16 +309,7 @@ func (p *planner) summariseStep() {
 		if j, ok := p.changed[n.XName]; ok {
 			o = p.d.Changes[j].Outcome
 		}
-		switch o {
-		case OutcomeUpgraded:
-			c.Upgraded++
-		case OutcomeFailed:
-			c.Failed++
-		case OutcomeSkipped:
-			c.Skipped++
-		case OutcomeUntouched:
-			c.Untouched++
-		}
+		c.add(o)
 	}
 	p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d of %d complete: %d upgraded, %d failed, %d skipped, %d untouched",
 		p.s.Progress.Step, p.s.Progress.Steps, c.Upgraded, c.Failed, c.Skipped, c.Untouched))
@@ -762,16 +753,7 @@ func (p *planner) finish() {
 	c := s.Counts()
 	for _, ch := range p.d.Changes {
 		if ch.Phase == PhaseDone && s.Node(ch.XName).Phase != PhaseDone {
-			switch ch.Outcome {
-			case OutcomeUpgraded:
-				c.Upgraded++
-			case OutcomeFailed:
-				c.Failed++
-			case OutcomeUntouched:
-				c.Untouched++
-			case OutcomeSkipped:
-				c.Skipped++
-			}
+			c.add(ch.Outcome)
 		}
 	}
 	if len(strangers) > 0 {

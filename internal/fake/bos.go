@@ -34,9 +34,7 @@ type bootSession struct {
 
 var sessionNameRE = regexp.MustCompile(`^[a-zA-Z0-9](?:[-._a-zA-Z0-9]{0,125}[a-zA-Z0-9])?$`)
 
-func (b *BOS) begin(ctx context.Context, op string) (*World, error) {
-	return (&HSM{b.w}).begin(ctx, op)
-}
+func (b *BOS) begin(ctx context.Context, op string) (*World, error) { return b.w.begin(ctx, op) }
 
 // CheckTemplate implements bos.Orchestrator.
 func (b *BOS) CheckTemplate(ctx context.Context, name string) error {

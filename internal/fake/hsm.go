@@ -21,19 +21,7 @@ var (
 // HSM returns the World's Hardware State Manager.
 func (w *World) HSM() *HSM { return &HSM{w} }
 
-func (h *HSM) begin(ctx context.Context, op string) (*World, error) {
-	w := h.w
-	w.mu.Lock()
-	if err := ctx.Err(); err != nil {
-		w.mu.Unlock()
-		return nil, err
-	}
-	if err := w.call(op); err != nil {
-		w.mu.Unlock()
-		return nil, err
-	}
-	return w, nil
-}
+func (h *HSM) begin(ctx context.Context, op string) (*World, error) { return h.w.begin(ctx, op) }
 
 // Members implements hsm.GroupStore.
 func (h *HSM) Members(ctx context.Context, label string) ([]string, error) {

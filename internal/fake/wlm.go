@@ -27,15 +27,11 @@ func (m *WLM) ReportsBootTime() bool { return !m.w.opts.NoBootTimes }
 
 // Nodes implements wlm.Manager.
 func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
-	w := m.w
-	w.mu.Lock()
+	w, err := m.w.begin(ctx, "wlm.Nodes")
+	if err != nil {
+		return nil, err
+	}
 	defer w.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := w.call("wlm.Nodes"); err != nil {
-		return nil, err
-	}
 	out := make([]wlm.Node, 0, len(names))
 	var unknown []string
 	for _, name := range names {
@@ -88,15 +84,11 @@ func (w *World) each(names []string, f func(n *node) error) error {
 
 // Drain implements wlm.Manager.
 func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
-	w := m.w
-	w.mu.Lock()
+	w, err := m.w.begin(ctx, "wlm.Drain")
+	if err != nil {
+		return err
+	}
 	defer w.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := w.call("wlm.Drain"); err != nil {
-		return err
-	}
 	if reason == "" {
 		return fmt.Errorf("%w: drain needs a reason", wlm.ErrInvalidArgument)
 	}
@@ -111,15 +103,11 @@ func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
 
 // Resume implements wlm.Manager.
 func (m *WLM) Resume(ctx context.Context, names []string) error {
-	w := m.w
-	w.mu.Lock()
+	w, err := m.w.begin(ctx, "wlm.Resume")
+	if err != nil {
+		return err
+	}
 	defer w.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := w.call("wlm.Resume"); err != nil {
-		return err
-	}
 	return w.each(names, func(n *node) error {
 		n.drain, n.fail, n.reason, n.reasonTime = false, false, "", time.Time{}
 		return nil
@@ -128,15 +116,11 @@ func (m *WLM) Resume(ctx context.Context, names []string) error {
 
 // Fail implements wlm.Manager.
 func (m *WLM) Fail(ctx context.Context, names []string, reason string) error {
-	w := m.w
-	w.mu.Lock()
+	w, err := m.w.begin(ctx, "wlm.Fail")
+	if err != nil {
+		return err
+	}
 	defer w.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := w.call("wlm.Fail"); err != nil {
-		return err
-	}
 	if reason == "" {
 		return fmt.Errorf("%w: fail needs a reason", wlm.ErrInvalidArgument)
 	}
@@ -149,15 +133,11 @@ func (m *WLM) Fail(ctx context.Context, names []string, reason string) error {
 // JobEnds implements wlm.JobEnder: the latest time limit of each busy
 // node's jobs.
 func (m *WLM) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
-	w := m.w
-	w.mu.Lock()
+	w, err := m.w.begin(ctx, "wlm.JobEnds")
+	if err != nil {
+		return nil, err
+	}
 	defer w.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := w.call("wlm.JobEnds"); err != nil {
-		return nil, err
-	}
 	out := map[string]time.Time{}
 	var unknown []string
 	for _, name := range names {

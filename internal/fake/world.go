@@ -2,6 +2,7 @@ package fake
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -308,6 +309,22 @@ func (w *World) call(op string) error {
 		return q[0]
 	}
 	return nil
+}
+
+// begin starts a backend call: it takes the lock, honours ctx, counts the
+// call and returns its injected failure. On success the caller holds the
+// lock and must release it.
+func (w *World) begin(ctx context.Context, op string) (*World, error) {
+	w.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		w.mu.Unlock()
+		return nil, err
+	}
+	if err := w.call(op); err != nil {
+		w.mu.Unlock()
+		return nil, err
+	}
+	return w, nil
 }
 
 // Calls returns the number of calls made to each backend method, such as
