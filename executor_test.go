@@ -673,3 +673,16 @@ func TestDeleteFromAnotherExecutor(t *testing.T) {
 	assert.Equal(t, 6, final.Counts().Untouched)
 	assert.Less(t, final.Progress.EndedAt.Sub(final.Progress.CancelledAt), 2*time.Minute, "noticed at the next poll")
 }
+
+func TestRunWaitsForASlowDrain(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 4}, 4)
+	x := e.w.XNames()[1]
+	e.w.SetFaults(x, fake.NodeFaults{SlowDrain: 3 * time.Hour})
+	require.NoError(t, e.w.StartJob(x, time.Hour, 2*time.Hour))
+	start := e.w.Now()
+	s := e.run()
+	assert.Equal(t, 4, s.Counts().Upgraded)
+	n := s.Node(x)
+	assert.False(t, n.RebootRequested.Before(start.Add(4*time.Hour)), "rebooted while its job was still completing")
+	assert.Equal(t, crus.StageDone, s.Progress.Stage)
+}

@@ -269,20 +269,13 @@ func (p *planner) plan() Decision {
 		})
 		return p.d
 	}
-	wasInFlight := false
 	for i := range s.Progress.Nodes {
-		n := &s.Progress.Nodes[i]
-		wasInFlight = wasInFlight || n.Phase.InFlight()
-		p.advance(n)
+		p.advance(&s.Progress.Nodes[i])
 	}
 	p.emitNudges()
 	p.emitFailing()
 	p.emitUngroup()
-	inFlight := p.anyInFlight()
-	if wasInFlight && !inFlight && s.Progress.Step > 0 {
-		p.summariseStep()
-	}
-	if !inFlight && !p.anyGrouped() {
+	if !p.anyInFlight() && !p.anyGrouped() {
 		if len(p.pending()) == 0 {
 			p.finish()
 			return p.d
@@ -297,7 +290,8 @@ func (p *planner) plan() Decision {
 // decision's changes.
 func (p *planner) pending() []string { return lowestPending(p.s, p.phase) }
 
-// summariseStep writes the message that closes a step.
+// summariseStep writes the message that closes the current step, once its
+// nodes are done: when the next step starts, or the session ends.
 func (p *planner) summariseStep() {
 	var c Counts
 	for i := range p.s.Progress.Nodes {
@@ -706,6 +700,9 @@ func (p *planner) admit() {
 			p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d of %d: all %d nodes skipped (not in service)", step, s.Progress.Steps, len(skipped)))
 			continue
 		}
+		if s.Progress.Step > 0 && p.d.Step == s.Progress.Step {
+			p.summariseStep()
+		}
 		p.d.Step = step
 		for _, x := range taken {
 			p.change(Change{XName: x, Phase: PhaseQuiescing, Step: step, Group: GroupAdded})
@@ -755,6 +752,9 @@ func (p *planner) finish() {
 		if ch.Phase == PhaseDone && s.Node(ch.XName).Phase != PhaseDone {
 			c.add(ch.Outcome)
 		}
+	}
+	if s.Progress.Step > 0 {
+		p.summariseStep()
 	}
 	if len(strangers) > 0 {
 		p.d.Messages = append(p.d.Messages, fmt.Sprintf("The upgrading group holds %d nodes that are not part of this session; left alone: %s", len(strangers), abbreviate(strangers, 10)))

@@ -517,11 +517,15 @@ func TestPlanStepEndThenNextStep(t *testing.T) {
 }
 
 func TestPlanStepSummary(t *testing.T) {
-	s := newTestSession(2, 2)
+	s := newTestSession(4, 2)
 	xs := nodes(s, 1)
-	setPhase(s, PhaseResuming, t0, xs...)
-	d := plan(t, s, observe(t0.Add(time.Minute)).idle(xs...).obs)
-	assert.Contains(t, d.Messages, "Step 1 of 1 complete: 2 upgraded, 0 failed, 0 skipped, 0 untouched")
+	setPhase(s, PhaseDone, t0, xs...)
+	s.Node(xs[0]).Outcome, s.Node(xs[1]).Outcome = OutcomeUpgraded, OutcomeFailed
+	for _, x := range xs {
+		s.Node(x).Grouped = false
+	}
+	d := plan(t, s, observe(t0.Add(time.Minute)).idle(nodes(s, 2)...).obs)
+	assert.Equal(t, []string{"Step 1 of 2 complete: 1 upgraded, 1 failed, 0 skipped, 0 untouched", "Step 2 of 2: quiescing 2 nodes"}, d.Messages)
 }
 
 func TestPlanCleanupAndDone(t *testing.T) {
@@ -546,8 +550,10 @@ func TestPlanCleanupAndDone(t *testing.T) {
 	assert.True(t, d.Done)
 	assert.Equal(t, ResultComplete, d.Result)
 	assert.Equal(t, StageDone, d.Stage)
-	assert.Len(t, d.Messages, 2, "the stranger is reported")
-	assert.Contains(t, d.Messages[1], "2 upgraded")
+	require.Len(t, d.Messages, 3, "the stranger is reported")
+	assert.Equal(t, "Step 1 of 1 complete: 2 upgraded, 0 failed, 0 skipped, 0 untouched", d.Messages[0])
+	assert.Contains(t, d.Messages[1], "x9999c0s0b0n0")
+	assert.Equal(t, "Upgrade session completed: 2 upgraded, 0 failed, 0 skipped, 0 untouched", d.Messages[2])
 }
 
 func TestPlanCancel(t *testing.T) {

@@ -10,7 +10,8 @@
 //
 // Every backend records its calls (World.Calls) and can be made to fail:
 // per call (World.FailNext: transient or permanent errors) or per node
-// (World.SetFaults: boot failure, never returning, refusing to drain). The
+// (World.SetFaults: boot failure, never returning, refusing to drain, a
+// drain slowed by a job stuck completing). The
 // world also checks the invariants crus promises: it records every reboot
 // of a node that still ran jobs (World.Violations), the most nodes out of
 // service because of crus at one instant (World.MaxOut), and which nodes

@@ -37,6 +37,9 @@ type NodeFaults struct {
 	BootError    string // the failure reason BOS gives (default "failed to boot")
 	NeverReturns bool   // it boots, but its workload-manager agent never registers
 	RefuseDrain  bool   // the workload manager refuses to drain it (per-node error)
+	// SlowDrain keeps the node COMPLETING this long after its last job
+	// ends (a job stuck in its epilog), so its drain finishes late.
+	SlowDrain time.Duration
 }
 
 type job struct {
@@ -430,7 +433,7 @@ func (w *World) endJob(n *node, id int) {
 	}
 	n.jobs = slices.Delete(n.jobs, i, i+1)
 	if len(n.jobs) == 0 {
-		n.completingUntil = w.now.Add(w.opts.CompletingTime)
+		n.completingUntil = w.now.Add(w.opts.CompletingTime + n.faults.SlowDrain)
 	}
 }
 
@@ -528,6 +531,6 @@ func (w *World) EndJobs(xname string) {
 	defer w.mu.Unlock()
 	if n, ok := w.nodes[xname]; ok && len(n.jobs) > 0 {
 		n.jobs = nil
-		n.completingUntil = w.now.Add(w.opts.CompletingTime)
+		n.completingUntil = w.now.Add(w.opts.CompletingTime + n.faults.SlowDrain)
 	}
 }
