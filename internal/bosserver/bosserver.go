@@ -306,6 +306,26 @@ func (s *Server) Sessions() []string {
 	return out
 }
 
+// Pending returns the names of the v2 sessions and ids of the v1 sessions
+// that are pending as last recorded (BOS may still read group membership
+// for them), without moving time on.
+func (s *Server) Pending() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, k := range s.order {
+		if s.sessions[k].status == "pending" {
+			out = append(out, s.sessions[k].name)
+		}
+	}
+	for _, id := range s.v1order {
+		if !s.v1[id].started {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // V1Sessions returns the ids of the v1 sessions, in creation order.
 func (s *Server) V1Sessions() []string {
 	s.mu.Lock()
