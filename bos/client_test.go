@@ -535,3 +535,44 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// flakyStore fails its first Put.
+type flakyStore struct {
+	bos.MemoryV1Store
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *flakyStore) Put(ctx context.Context, r bos.V1Record) error {
+	f.mu.Lock()
+	first := !f.failed
+	f.failed = true
+	f.mu.Unlock()
+	if first {
+		return errors.New("disk full")
+	}
+	return f.MemoryV1Store.Put(ctx, r)
+}
+
+func TestV1RecordLostIsNotRecreated(t *testing.T) {
+	e := newEnv(t, envOptions{v1: true})
+	e.hsm.SetGroup(label, xnames()[0])
+	store := &flakyStore{}
+	c, err := bos.NewV1(bos.V1Config{Config: e.config(bos.Config{}), Sessions: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := bos.Request{Name: "v1lost", Template: tmplName, Limit: []string{xnames()[0]}}
+	if err := c.Reboot(t.Context(), req); err == nil || !strings.Contains(err.Error(), "disk full") || errors.Is(err, batch.ErrPermanent) {
+		t.Fatalf("Reboot whose record failed: %v; want the store's error, transient", err)
+	}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Fatalf("Reboot again: %v", err)
+	}
+	if n := len(e.srv.V1Sessions()); n != 1 {
+		t.Errorf("%d v1 sessions, want 1", n)
+	}
+	if _, ok, _ := store.Get(t.Context(), "v1lost"); !ok {
+		t.Error("the record was not written on the second try")
+	}
+}

@@ -166,6 +166,26 @@ type V1Client struct {
 	// creating serializes Reboot calls of one name in this process, as
 	// BOS v1 has no name to refuse a second create with.
 	creating sync.Map // name -> *sync.Mutex
+	// known holds every session this client created, so that a failure
+	// to record one in the store never leads to a second create.
+	known sync.Map // name -> V1Record
+}
+
+// lookup finds a name's record in the store, or else among the sessions
+// this client created (writing it to the store again, if it was lost).
+func (c *V1Client) lookup(ctx context.Context, name string) (V1Record, bool, error) {
+	r, ok, err := c.store.Get(ctx, name)
+	if err != nil || ok {
+		return r, ok, err
+	}
+	if v, ok := c.known.Load(name); ok {
+		r := v.(V1Record)
+		if err := c.store.Put(ctx, r); err != nil {
+			return r, true, fmt.Errorf("bos: session %q (BOS v1 session %s) is still not recorded: %w", name, r.ID, err)
+		}
+		return r, true, nil
+	}
+	return V1Record{}, false, nil
 }
 
 var _ Orchestrator = (*V1Client)(nil)
@@ -354,9 +374,10 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	limit := strings.Join(req.Limit, ",")
-	if r, ok, err := c.store.Get(ctx, req.Name); err != nil {
-		return err
-	} else if ok {
+	if r, ok, err := c.lookup(ctx, req.Name); ok || err != nil {
+		if err != nil {
+			return err
+		}
 		if r.Template != req.Template || strings.Join(r.Limit, ",") != limit {
 			return fmt.Errorf("%w: session %q (BOS v1 session %s) has template %q and limit %q", ErrSessionExists, req.Name, r.ID, r.Template, abbreviate(strings.Join(r.Limit, ",")))
 		}
@@ -368,6 +389,7 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 	}
 	record := func(id string) error {
 		r := V1Record{Name: req.Name, ID: id, Template: req.Template, Limit: slices.Clone(req.Limit)}
+		c.known.Store(req.Name, r)
 		if err := c.store.Put(ctx, r); err != nil {
 			return fmt.Errorf("bos: session %q was created as BOS v1 session %s but could not be recorded: %w", req.Name, id, err)
 		}
@@ -458,11 +480,11 @@ func (c *V1Client) Status(ctx context.Context, name string, nodes []string) (Sta
 	if err := ctx.Err(); err != nil {
 		return Status{}, err
 	}
-	r, ok, err := c.store.Get(ctx, name)
-	if err != nil {
+	r, ok, err := c.lookup(ctx, name)
+	switch {
+	case !ok && err != nil:
 		return Status{}, err
-	}
-	if !ok {
+	case !ok:
 		return Status{}, fmt.Errorf("%w: %q (no BOS v1 session is recorded under this name)", ErrSessionNotFound, name)
 	}
 	op := fmt.Sprintf("read the status of session %q (BOS v1 session %s)", name, r.ID)
