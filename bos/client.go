@@ -9,9 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crus-go/crus/internal/rest"
 )
@@ -229,12 +226,14 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 
 // maxIDsParam is the longest ids query parameter BOS takes: the spec gives
 // it the schema V2ComponentId (maxLength 127), and BOS's connexion layer
-// validates parameters, so longer lists are refused with 400.
+// validates parameters, so a longer list is refused with 400.
 const maxIDsParam = 127
 
 // Status implements Orchestrator: GET /v2/sessions/{name}, then, once the
-// session has chosen its nodes, GET /v2/components?ids=... for the nodes
-// asked about (several requests when the list is long).
+// session has chosen its nodes, one GET /v2/components for the nodes asked
+// about: ?ids=x1,x2,... when the list fits in the 127 characters BOS takes,
+// else ?session={name} (the components the session manages, which are the
+// only ones whose outcome counts).
 func (c *Client) Status(ctx context.Context, name string, nodes []string) (Status, error) {
 	if err := ctx.Err(); err != nil {
 		return Status{}, err
@@ -263,7 +262,7 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	if st.Phase == PhasePending || len(nodes) == 0 || (st.Phase == PhaseComplete && st.Error != "") {
 		return st, nil
 	}
-	comps, err := c.components(ctx, nodes)
+	comps, err := c.components(ctx, name, nodes)
 	if err != nil {
 		return Status{}, err
 	}
@@ -286,44 +285,31 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	return st, nil
 }
 
-// components reads the BOS components of the given xnames.
-func (c *Client) components(ctx context.Context, nodes []string) (map[string]componentJSON, error) {
+// components reads the BOS components of the given xnames, or of the
+// session when the xnames do not fit in one ids parameter.
+func (c *Client) components(ctx context.Context, session string, nodes []string) (map[string]componentJSON, error) {
 	ids := slices.Clone(nodes)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	var chunks [][]string
-	for _, id := range ids {
-		if n := len(chunks); n > 0 && len(strings.Join(chunks[n-1], ","))+1+len(id) <= maxIDsParam {
-			chunks[n-1] = append(chunks[n-1], id)
-			continue
-		}
-		chunks = append(chunks, []string{id})
+	q := url.Values{"ids": {strings.Join(ids, ",")}}
+	op := fmt.Sprintf("read components %s", abbreviate(q.Get("ids")))
+	if len(q.Get("ids")) > maxIDsParam {
+		q = url.Values{"session": {session}}
+		op = fmt.Sprintf("read the components of session %q", session)
 	}
-	out := make(map[string]componentJSON, len(ids))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.cfg.Concurrency)
-	for _, chunk := range chunks {
-		g.Go(func() error {
-			op := fmt.Sprintf("read components %s", abbreviate(strings.Join(chunk, ",")))
-			var comps []componentJSON
-			resp, err := c.rc.Do(gctx, rest.Request{Method: http.MethodGet, Path: "/v2/components",
-				Query: url.Values{"ids": {strings.Join(chunk, ",")}}, Out: &comps, Safe: true})
-			switch {
-			case err != nil:
-				return callError(op, err)
-			case resp.Status != http.StatusOK:
-				return unexpected(op, resp)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, comp := range comps {
-				out[comp.ID] = comp
-			}
-			return nil
-		})
+	var comps []componentJSON
+	resp, err := c.rc.Do(ctx, rest.Request{Method: http.MethodGet, Path: "/v2/components", Query: q, Out: &comps, Safe: true})
+	switch {
+	case err != nil:
+		return nil, callError(op, err)
+	case resp.Status != http.StatusOK:
+		return nil, unexpected(op, resp)
 	}
-	return out, g.Wait()
+	out := make(map[string]componentJSON, len(comps))
+	for _, comp := range comps {
+		out[comp.ID] = comp
+	}
+	return out, nil
 }
 
 // creates is how many times a session create is sent, at most, in one

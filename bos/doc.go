@@ -21,9 +21,10 @@
 // It creates sessions with POST /v2/sessions under the caller's name,
 // looking the name up first (GET /v2/sessions/{name}) and again after any
 // create that got no clear answer, so that a retried Reboot never creates a
-// second session; it reads outcomes from GET /v2/components?ids=...
-// (stable: booted; failed: failed with BOS's error; left on_hold when the
-// session completed: failed).
+// second session; it reads outcomes from GET /v2/components?ids=... (or
+// ?session=, for lists longer than BOS takes): stable is booted, failed is
+// failed with BOS's error, left on_hold when the session completed is
+// failed.
 //
 // [V1Client] speaks BOS v1 (POST /v1/session and its status), for systems
 // older than CSM 1.6 where v2 is missing. BOS v1 names sessions itself;

@@ -482,6 +482,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
+	if len(in.ComponentIDs) < 1 {
+		problem(w, http.StatusBadRequest, "Missing IDs")
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []map[string]any{}
