@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -51,11 +53,12 @@ func newEnv(t *testing.T, s setup) *env {
 		srv.AddComponent(n.XName, n.NID)
 	}
 	in := &faultinject.Injector{}
-	var ts *httptest.Server
+	ts := httptest.NewUnstartedServer(in.Wrap(srv))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are expected
 	if s.tls {
-		ts = httptest.NewTLSServer(in.Wrap(srv))
+		ts.StartTLS()
 	} else {
-		ts = httptest.NewServer(in.Wrap(srv))
+		ts.Start()
 	}
 	t.Cleanup(ts.Close)
 	logs := &strings.Builder{}
