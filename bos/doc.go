@@ -7,4 +7,39 @@
 // name and a limit, followed from pending through running to complete.
 // BOS reads HSM group membership while a session is pending, so crus does
 // not change the upgrading group until the session is running.
+//
+// # The HTTP clients
+//
+// [Client] speaks BOS v2, the current API:
+//
+//	boot, err := bos.New(bos.Config{
+//		BaseURL: "https://api-gw-service-nmn.local/apis/bos",
+//		CAFile:  "/etc/pki/trust/anchors/platform-ca-certs.crt",
+//		Tokens:  tokens, // an auth.TokenSource
+//	})
+//
+// It creates sessions with POST /v2/sessions under the caller's name,
+// looking the name up first (GET /v2/sessions/{name}) and again after any
+// create that got no clear answer, so that a retried Reboot never creates a
+// second session; it reads outcomes from GET /v2/components?ids=... (or
+// ?session=, for lists longer than BOS takes): stable is booted, failed is
+// failed with BOS's error, left on_hold when the session completed is
+// failed.
+//
+// [V1Client] speaks BOS v1 (POST /v1/session and its status), for systems
+// older than CSM 1.6 where v2 is missing. BOS v1 names sessions itself;
+// give it a [V1SessionStore] that outlives the process ([FileV1Store]) so
+// that a replayed Reboot finds the session it created.
+//
+// # Errors
+//
+// Failures of the API are [*APIError] values. errors.Is matches their kind
+// (ErrTemplateNotFound, ErrSessionNotFound, ErrSessionExists,
+// ErrInvalidRequest, auth.ErrUnauthorized) and the cause when no answer
+// came; errors.As gives the HTTP status and the server's problem details.
+// Requests that are safe to repeat are retried on network errors, timeouts
+// and 5xx answers (Config.Retries).
+//
+// The conformance suite of package bos/bostest holds every Orchestrator,
+// both clients included, to the same contract.
 package bos
