@@ -89,6 +89,13 @@ func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// total returns the commands and requests counted since the last take.
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.cmds) + len(c.reqs)
+}
+
 // take returns what was counted since the last call and starts again.
 func (c *counter) take() (cmds, reqs []string) {
 	c.mu.Lock()
@@ -96,3 +103,5 @@ func (c *counter) take() (cmds, reqs []string) {
 	cmds, reqs, c.cmds, c.reqs = c.cmds, c.reqs, nil, nil
 	return cmds, reqs
 }
+
+func newCountingClient(c *counter) *http.Client { return &http.Client{Transport: c} }
