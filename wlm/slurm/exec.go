@@ -1,0 +1,96 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Command is one run of a Slurm client program.
+type Command struct {
+	Path string   // the program: a name looked up in $PATH, or a path
+	Args []string // its arguments, without the program name
+	// Env holds KEY=VALUE settings added to the environment the program
+	// inherits (SLURM_CONF and the output settings the adapter relies on).
+	Env []string
+}
+
+// String renders the command for messages and logs.
+func (c Command) String() string {
+	return strings.Join(append([]string{c.Path}, c.Args...), " ")
+}
+
+// Runner runs a command to completion and returns what it wrote to its
+// standard output and standard error. A command that ran and exited
+// non-zero returns its output and an *exec.ExitError (or any error
+// wrapping one); a command that could not run returns another error. It
+// must stop the command when ctx is done.
+//
+// The default, Exec, starts the program directly (never through a shell).
+// Tests and sites wrap it, for instance to count or log invocations, or to
+// run the commands on another host.
+type Runner func(ctx context.Context, c Command) (stdout, stderr []byte, err error)
+
+// Exec is the default Runner: exec.CommandContext, no shell, the
+// environment inherited plus c.Env. On cancellation the program gets
+// SIGTERM, then SIGKILL 5 seconds later.
+func Exec(ctx context.Context, c Command) (stdout, stderr []byte, err error) {
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	cmd.Env = append(cmd.Environ(), c.Env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.Bytes(), errb.Bytes(), err
+}
+
+// CommandError reports a Slurm command that failed: it exited non-zero, or
+// could not be run at all.
+type CommandError struct {
+	Command  string // the command line, for the message
+	ExitCode int    // -1 if it did not exit normally (not found, killed)
+	Message  string // what it said on standard error (or output), trimmed
+	Err      error  // the underlying error from the Runner
+}
+
+func (e *CommandError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Err.Error()
+	}
+	if e.ExitCode >= 0 {
+		return fmt.Sprintf("slurm: %s: exit status %d: %s", e.Command, e.ExitCode, msg)
+	}
+	return fmt.Sprintf("slurm: %s: %s", e.Command, msg)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// exited reports whether the command ran and Slurm refused the request
+// (as opposed to the program being missing or killed).
+func (e *CommandError) exited() bool { return e.ExitCode > 0 }
+
+// newCommandError builds a CommandError from a Runner's results.
+func newCommandError(c Command, stdout, stderr []byte, err error) *CommandError {
+	ce := &CommandError{Command: c.String(), ExitCode: -1, Err: err}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		ce.ExitCode = ee.ExitCode()
+	}
+	msg := strings.TrimSpace(string(stderr))
+	if msg == "" {
+		msg = strings.TrimSpace(string(stdout))
+	}
+	const maxMsg = 2000
+	if len(msg) > maxMsg {
+		msg = msg[:maxMsg] + " ..."
+	}
+	ce.Message = msg
+	return ce
+}
