@@ -48,8 +48,9 @@ type Config struct {
 	// retried.
 	RetryInitial, RetryMax, RetryTimeout time.Duration
 	// BootTimeSlack is the clock skew allowed when comparing a node's boot
-	// time with the time its reboot was requested. Default 1s (Slurm
-	// reports whole seconds).
+	// time with the time its reboot was requested. Default 3s: Slurm
+	// reports whole seconds, and a real slurmd was seen reporting a boot
+	// time 1.7 s before it started. A stale boot time is hours old.
 	BootTimeSlack time.Duration
 	// MaxConcurrentCalls bounds the backend calls made at once while
 	// observing. Default 4.
@@ -84,7 +85,7 @@ func (c Config) withDefaults() Config {
 		c.RetryTimeout = 2 * time.Minute
 	}
 	if c.BootTimeSlack == 0 {
-		c.BootTimeSlack = time.Second
+		c.BootTimeSlack = 3 * time.Second
 	}
 	if c.MaxConcurrentCalls == 0 {
 		c.MaxConcurrentCalls = 4
