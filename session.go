@@ -133,6 +133,7 @@ type Executor struct {
 	clock     Clock
 	log       *slog.Logger
 	bootTimes bool
+	jobEnder  wlm.JobEnder // nil: the workload manager cannot tell job ends
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -162,6 +163,9 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 	}
 	if r, ok := manager.(wlm.BootTimeReporter); ok {
 		e.bootTimes = r.ReportsBootTime()
+	}
+	if j, ok := manager.(wlm.JobEnder); ok {
+		e.jobEnder = j
 	}
 	return e, nil
 }
@@ -324,6 +328,7 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		s.Progress.FailedToClear = slices.Clone(failed)
 	}
 	s.Progress.Nodes = make([]NodeRecord, len(starting))
+	_, stepOf := spec.plannedSteps(len(starting), spec.StepSize)
 	taken, skipped := 0, 0
 	for i, x := range starting {
 		r := NodeRecord{XName: x, Name: names[x], Phase: PhasePending, Since: now}
@@ -338,7 +343,9 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 			r.Reason = "not in service at session start: " + describe(w)
 			skipped++
 		default:
-			r.Step = taken/spec.StepSize + 1
+			if !spec.rolling() { // rolling numbers its batches as it takes them
+				r.Step = stepOf(taken)
+			}
 			taken++
 		}
 		s.Progress.Nodes[i] = r
@@ -346,8 +353,12 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 	if taken == 0 {
 		return nil, preflightError([]error{fmt.Errorf("%w: none of the %d nodes of starting group %q is in service", ErrNoNodes, len(starting), spec.StartingLabel)})
 	}
-	s.Progress.Steps = (taken + spec.StepSize - 1) / spec.StepSize
+	s.Progress.Steps, _ = spec.plannedSteps(taken, spec.StepSize)
 	msg := fmt.Sprintf("Session created: %d nodes to upgrade in %d steps of at most %d", taken, s.Progress.Steps, spec.StepSize)
+	if spec.rolling() {
+		s.Progress.Steps = 0
+		msg = fmt.Sprintf("Session created: %d nodes to upgrade, rolling, at most %d out of service at once", taken, spec.StepSize)
+	}
 	if skipped > 0 {
 		msg += fmt.Sprintf("; %d nodes skipped (not in service)", skipped)
 	}
@@ -415,6 +426,76 @@ func (e *Executor) Delete(ctx context.Context, id string) (*Session, error) {
 		}
 		e.log.Info("session deletion requested", "session", id)
 		e.emit(Event{Time: now, Session: id, Kind: EventCancel, Message: msg})
+		e.wake(id)
+		return s, nil
+	}
+}
+
+// Pause stops the session from taking new nodes: nodes in flight finish,
+// nothing new starts, until Resume. Pausing a paused session changes
+// nothing. It returns the session record as it stands, or
+// ErrSessionDone for a completed session.
+func (e *Executor) Pause(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "pause", func(p *Progress, now time.Time) string {
+		if p.Paused {
+			return ""
+		}
+		p.Paused, p.PausedAt = true, now
+		return "Pause requested: nodes in flight finish; no new node is taken until the session is resumed"
+	})
+}
+
+// Resume lets a paused session take new nodes again.
+func (e *Executor) Resume(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "resume", func(p *Progress, now time.Time) string {
+		if !p.Paused {
+			return ""
+		}
+		p.Paused, p.PausedAt = false, time.Time{}
+		return "Resumed: new nodes are taken again"
+	})
+}
+
+// Approve lets a session whose spec asks for canary approval go on past
+// its canary batches. Approving before the canary batches are over is
+// allowed: the session then does not stop after them.
+func (e *Executor) Approve(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "approve", func(p *Progress, now time.Time) string {
+		if p.Approved {
+			return ""
+		}
+		p.Approved = true
+		return "Canary approved: the session goes on at full step size"
+	})
+}
+
+// flag changes the session's progress by f, with a compare-and-swap on the
+// store as Delete does, and wakes its Run. f returns the message to record,
+// or "" if there is nothing to change.
+func (e *Executor) flag(ctx context.Context, id, what string, f func(p *Progress, now time.Time) string) (*Session, error) {
+	for {
+		s, err := e.store.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if s.Completed {
+			return s, fmt.Errorf("%w: cannot %s %s", ErrSessionDone, what, id)
+		}
+		now := e.clock.Now()
+		msg := f(&s.Progress, now)
+		if msg == "" {
+			return s, nil
+		}
+		s.Messages = append(s.Messages, msg)
+		err = e.store.Update(ctx, s)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.log.Info(msg, "session", id)
+		e.emit(Event{Time: now, Session: id, Kind: EventMessage, Message: msg})
 		e.wake(id)
 		return s, nil
 	}
@@ -807,6 +888,32 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			default:
 				obs.Boots[b.Name] = st
 			}
+			return nil
+		})
+	}
+	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
+		g.Go(func() error {
+			names := make([]string, len(sc.JobEnds))
+			for i, x := range sc.JobEnds {
+				names[i] = s.Node(x).Name
+			}
+			var ends map[string]time.Time
+			_, err := e.call(gctx, "job ends", func() (err error) {
+				ends, err = e.jobEnder.JobEnds(gctx, names)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("reading the job ends of %d nodes: %w", len(names), err)
+			}
+			byX := make(map[string]time.Time, len(ends))
+			for name, t := range ends {
+				if x, ok := r.xnames[name]; ok {
+					byX[x] = t
+				}
+			}
+			mu.Lock()
+			obs.JobEnds = byX
+			mu.Unlock()
 			return nil
 		})
 	}
