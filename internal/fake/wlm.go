@@ -52,7 +52,8 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 func (w *World) wlmNode(n *node) wlm.Node {
 	s := wlm.Node{
 		Name: n.name, Drain: n.drain, Fail: n.fail, Reason: n.reason, ReasonTime: n.reasonTime,
-		Completing: w.now.Before(n.completingUntil),
+		Completing:      w.now.Before(n.completingUntil),
+		RebootRequested: n.asap && !n.rebooting, RebootIssued: n.asap && n.rebooting,
 	}
 	switch {
 	case !n.up:
