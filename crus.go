@@ -466,6 +466,25 @@ func (s *Session) Clone() *Session {
 	return &c
 }
 
+// copyInto makes dst a deep copy of s, reusing dst's node records and
+// messages: a store keeping a large session updates it without allocating
+// a new record each time.
+func (s *Session) copyInto(dst *Session) {
+	nodes, msgs := dst.Progress.Nodes, dst.Messages
+	*dst = *s
+	dst.Progress.Nodes = append(nodes[:0], s.Progress.Nodes...)
+	dst.Messages = append(msgs[:0], s.Messages...)
+	if s.Messages == nil {
+		dst.Messages = nil
+	}
+	dst.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
+	dst.Canary = slices.Clone(s.Canary)
+	dst.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
+	for i := range dst.MaintenanceWindows {
+		dst.MaintenanceWindows[i].Days = slices.Clone(dst.MaintenanceWindows[i].Days)
+	}
+}
+
 // Status is the session record exactly as the original CRUS API served it
 // (SessionStatus in its OpenAPI document).
 type Status struct {

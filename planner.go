@@ -191,13 +191,38 @@ func decisionFor(s *Session) Decision {
 // workload-manager state of every node in flight (or about to be taken),
 // the status of every boot session in use, and the upgrading group when the
 // session is winding up.
-func ScopeFor(s *Session) Scope {
+func ScopeFor(s *Session) Scope { return scopeWith(s, nil) }
+
+// scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
+func scopeWith(s *Session, idx *nodeIndex) Scope {
 	var sc Scope
 	boots := map[string]int{}
 	inFlight, quiescing, quiesced := 0, false, false
-	for i := range s.Progress.Nodes {
+	firstPending := len(s.Progress.Nodes)
+	each := func(yield func(int) bool) {
+		for i := range s.Progress.Nodes {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	if idx != nil {
+		firstPending = idx.firstPending
+		each = func(yield func(int) bool) {
+			for _, i := range idx.active {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	}
+	for i := range each {
 		n := &s.Progress.Nodes[i]
-		if !n.Phase.InFlight() {
+		switch n.Phase { // most nodes are at rest: keep this loop cheap
+		case PhasePending:
+			firstPending = min(firstPending, i)
+			continue
+		case PhaseDone, "":
 			continue
 		}
 		inFlight++
@@ -219,7 +244,7 @@ func ScopeFor(s *Session) Scope {
 	// recording a step and acting on it is repaired here.
 	sc.Upgrading = quiesced && !quiescing
 	if !s.Rollout.IsClassic() {
-		scopeRollout(s, &sc, inFlight, quiesced)
+		scopeRollout(s, &sc, inFlight, quiesced, firstPending)
 		return sc
 	}
 	if inFlight == 0 {
@@ -235,7 +260,7 @@ func ScopeFor(s *Session) Scope {
 
 // scopeRollout completes the scope of a session with rollout options: the
 // candidates for the next nodes to take, when there is room for any.
-func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool) {
+func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool, firstPending int) {
 	if s.Rollout.rolling() {
 		sc.Upgrading = quiesced // every boot checks its nodes are in the group
 	}
@@ -252,7 +277,7 @@ func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool) {
 				limit = room
 			}
 		}
-		cands := candidates(nodes, phase, limit)
+		cands := candidates(nodes, phase, limit, firstPending)
 		for _, i := range cands {
 			sc.Nodes = append(sc.Nodes, nodes[i].XName)
 		}
@@ -265,7 +290,7 @@ func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool) {
 	}
 	if inFlight == 0 {
 		sc.Upgrading = sc.Upgrading || s.Progress.Cancel || s.Progress.Abort != "" || s.Progress.Stage == StageCleanup ||
-			len(candidates(nodes, phase, 1)) == 0
+			firstPending == len(nodes)
 	}
 	slices.Sort(sc.Nodes)
 }
@@ -305,10 +330,11 @@ func admissionRoom(s *Session, step, inFlight int) (int, Stage) {
 
 // candidates returns the indices of at most max pending nodes in turn
 // order: nodes never put back in list order, then the ones put back by
-// how often they were, reading each node's phase through phase.
-func candidates(nodes []NodeRecord, phase func(i int) Phase, max int) []int {
+// how often they were, reading each node's phase through phase. No node
+// before from is pending.
+func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
 	var out, retried []int
-	for i := range nodes {
+	for i := from; i < len(nodes); i++ {
 		if phase(i) != PhasePending {
 			continue
 		}
@@ -357,12 +383,28 @@ func lowestPending(s *Session, phase func(i int) Phase) []string {
 //
 // Its cost is one pass over the node records plus work proportional to
 // the nodes in flight, changed or ranked for admission.
-func Plan(s *Session, obs Observation) (Decision, error) {
+func Plan(s *Session, obs Observation) (Decision, error) { return planWith(s, obs, nil) }
+
+// planWith is Plan, reading only the active nodes of idx (the index of s)
+// when given one, and using its scratch space.
+func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 	if s.Completed {
 		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
 	}
-	p := &planner{s: s, obs: obs, d: decisionFor(s), chg: make([]int32, len(s.Progress.Nodes)),
-		isActive: make([]bool, len(s.Progress.Nodes)), legacy: s.Rollout.IsClassic()}
+	p := &planner{s: s, obs: obs, d: decisionFor(s), legacy: s.Rollout.IsClassic(), idx: idx}
+	if idx != nil {
+		if len(idx.chg) != idx.n {
+			idx.chg, idx.act = make([]int32, idx.n), make([]bool, idx.n)
+		}
+		p.chg, p.isActive = idx.chg, idx.act
+		defer func() { // leave the scratch space clean: only active nodes were marked
+			for _, i := range p.active {
+				p.chg[i], p.isActive[i] = 0, false
+			}
+		}()
+	} else {
+		p.chg, p.isActive = make([]int32, len(s.Progress.Nodes)), make([]bool, len(s.Progress.Nodes))
+	}
 	return p.plan(), nil
 }
 
@@ -379,11 +421,15 @@ type planner struct {
 	active   []int
 	isActive []bool
 	unsorted bool
-	legacy   bool   // the original algorithm (Rollout.IsClassic)
+	legacy   bool // the original algorithm (Rollout.IsClassic)
+	idx      *nodeIndex
 	booted   bool   // a boot session completed in this decision
 	nudges   nudges // actions repeated because the world lags the record
 	failures int    // nodes failed or failing, after the decision
-	held     Stage  // why no node could be taken, if a gate held them
+	// firstPending is the first node pending in the record (len(nodes):
+	// none); nodes this decision makes pending are active.
+	firstPending int
+	held         Stage // why no node could be taken, if a gate held them
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but
@@ -404,15 +450,49 @@ func (p *planner) plan() Decision {
 		return p.d
 	}
 	wasInFlight := false
-	for i := range s.Progress.Nodes {
-		n := &s.Progress.Nodes[i]
-		if n.Phase.InFlight() || n.Grouped {
+	p.firstPending = len(s.Progress.Nodes)
+	stop := s.Progress.Cancel || s.Progress.Abort != ""
+	if p.idx != nil && !stop {
+		// Only the active nodes can change (pending ones do only when
+		// the session stops taking nodes: then read them all).
+		p.failures, p.firstPending = p.idx.failures, p.idx.firstPending
+		for _, i := range p.idx.active {
 			p.activate(i)
+			if n := &s.Progress.Nodes[i]; n.Phase.InFlight() {
+				wasInFlight = true
+				p.advance(i, n)
+			}
 		}
-		if n.Outcome == OutcomeFailed || n.Phase == PhaseFailing {
+	}
+	for i := range s.Progress.Nodes {
+		if p.idx != nil && !stop {
+			break
+		}
+		n := &s.Progress.Nodes[i]
+		switch n.Phase { // most nodes are at rest: keep this loop cheap
+		case PhasePending:
+			p.firstPending = min(p.firstPending, i)
+			if n.Grouped {
+				p.activate(i)
+			}
+			if stop {
+				p.advance(i, n)
+			}
+			continue
+		case PhaseDone:
+			if n.Grouped {
+				p.activate(i)
+			}
+			if n.Outcome == OutcomeFailed {
+				p.failures++
+			}
+			continue
+		}
+		p.activate(i)
+		if n.Phase == PhaseFailing {
 			p.failures++
 		}
-		wasInFlight = wasInFlight || n.Phase.InFlight()
+		wasInFlight = true
 		p.advance(i, n)
 	}
 	if !p.legacy {
@@ -434,7 +514,7 @@ func (p *planner) plan() Decision {
 			p.admit()
 		}
 	} else {
-		if !inFlight && !p.anyGrouped() && len(candidates(s.Progress.Nodes, p.phaseAt, 1)) == 0 {
+		if !inFlight && !p.anyGrouped() && !p.anyPending() {
 			p.finish()
 			return p.d
 		}
@@ -921,6 +1001,21 @@ func (p *planner) inFlight() int {
 	return k
 }
 
+// anyPending reports whether a node is pending after this decision.
+func (p *planner) anyPending() bool {
+	for _, i := range p.active {
+		if p.phaseAt(i) == PhasePending {
+			return true
+		}
+	}
+	for i := p.firstPending; i < len(p.s.Progress.Nodes); i++ {
+		if p.phaseAt(i) == PhasePending {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *planner) anyGrouped() bool {
 	for _, i := range p.active {
 		if p.groupedAt(i) {
@@ -1088,7 +1183,7 @@ func (p *planner) admitRollout() {
 		return
 	}
 	limit := s.Rollout.lookahead(s.StepSize)
-	cands := p.rank(candidates(s.Progress.Nodes, p.phaseAt, limit))
+	cands := p.rank(candidates(s.Progress.Nodes, p.phaseAt, limit, p.firstPending))
 	if !s.Rollout.rolling() {
 		p.admitBatch(cands, room)
 		return
@@ -1432,7 +1527,7 @@ func (p *planner) boot() {
 	if s.BootLimit == LimitLabel {
 		for _, i := range p.activeNodes() {
 			if p.groupedAt(i) && !p.phaseAt(i).InFlight() {
-				return // wait until they have left the group
+				return
 			}
 		}
 	}

@@ -528,8 +528,26 @@ const maxReplans = 64
 type run struct {
 	s      *Session
 	xnames map[string]string // WLM name -> xname
+	at     map[string]int    // xname -> position in s.Progress.Nodes (fixed for a session)
+	idx    *nodeIndex        // of s; rebuilt whenever s is replaced
 	log    *slog.Logger
 	wakeC  chan struct{}
+}
+
+// indexed returns the index of the run's session record.
+func (r *run) indexed() *nodeIndex {
+	if !r.idx.valid(r.s) {
+		r.idx = newNodeIndex(r.s)
+	}
+	return r.idx
+}
+
+// name returns the workload-manager name of the node with this xname.
+func (r *run) name(xname string) string {
+	if i, ok := r.at[xname]; ok && i < len(r.s.Progress.Nodes) {
+		return r.s.Progress.Nodes[i].Name
+	}
+	return r.s.Node(xname).Name
 }
 
 // Run drives the session to completion: it observes the world, plans,
@@ -609,7 +627,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			}
 			continue
 		}
-		d, err := Plan(r.s, obs)
+		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err
 		}
@@ -699,8 +717,10 @@ func (e *Executor) refresh(ctx context.Context, r *run) error {
 // index builds the run's map of workload-manager names.
 func (r *run) index() {
 	r.xnames = make(map[string]string, len(r.s.Progress.Nodes))
-	for _, n := range r.s.Progress.Nodes {
+	r.at = make(map[string]int, len(r.s.Progress.Nodes))
+	for i, n := range r.s.Progress.Nodes {
 		r.xnames[n.Name] = n.XName
+		r.at[n.XName] = i
 	}
 }
 
@@ -723,6 +743,9 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 	events := e.eventsOf(r.s, d, now)
 	for {
 		r.s.Apply(d, now)
+		if r.idx.valid(r.s) {
+			r.idx.update(d)
+		}
 		err := e.retry(ctx, "store session", func() error { return e.store.Update(ctx, r.s) })
 		if err == nil {
 			break
@@ -828,7 +851,7 @@ func (e *Executor) emit(ev Event) {
 // observe reads what the plan needs, fanning the calls out.
 func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	s := r.s
-	sc := ScopeFor(s)
+	sc := scopeWith(s, r.indexed())
 	obs := Observation{
 		Now:           e.clock.Now(),
 		Nodes:         make(map[string]wlm.Node, len(sc.Nodes)),
@@ -845,7 +868,7 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		g.Go(func() error {
 			names := make([]string, len(sc.Nodes))
 			for i, x := range sc.Nodes {
-				names[i] = s.Node(x).Name
+				names[i] = r.name(x)
 			}
 			var nodes []wlm.Node
 			perNode, err := e.call(gctx, "read nodes", func() (err error) {
@@ -895,7 +918,7 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		g.Go(func() error {
 			names := make([]string, len(sc.JobEnds))
 			for i, x := range sc.JobEnds {
-				names[i] = s.Node(x).Name
+				names[i] = r.name(x)
 			}
 			var ends map[string]time.Time
 			_, err := e.call(gctx, "job ends", func() (err error) {
@@ -954,7 +977,7 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 	names := func() []string {
 		out := make([]string, len(res.Nodes))
 		for i, x := range res.Nodes {
-			out[i] = r.s.Node(x).Name
+			out[i] = r.name(x)
 		}
 		return out
 	}

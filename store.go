@@ -108,7 +108,7 @@ func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
 		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", ErrConflict, s.UpgradeID, cur.Revision, s.Revision)
 	}
 	s.Revision++
-	m.sessions[s.UpgradeID] = s.Clone()
+	s.copyInto(cur) // in place: no other copy of cur is ever handed out
 	return nil
 }
 

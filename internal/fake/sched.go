@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -63,9 +64,25 @@ func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func())
 	}
 	w.schedule(j.end, func() {
 		w.locked(func() {
+			// One event for the job's end and one for the end of its
+			// nodes' completing time, however wide it is.
+			until := w.now.Add(w.opts.CompletingTime)
 			for _, n := range nodes {
-				w.endJob(n, j.id)
+				if i := slices.IndexFunc(n.jobs, func(x job) bool { return x.id == j.id }); i >= 0 {
+					n.jobs = slices.Delete(n.jobs, i, i+1)
+					if len(n.jobs) == 0 {
+						n.completingUntil = until
+					}
+					w.update(n)
+				}
 			}
+			w.schedule(until, func() {
+				w.locked(func() {
+					for _, n := range nodes {
+						w.completed(n)
+					}
+				})
+			})
 		})
 		if ended != nil {
 			ended()

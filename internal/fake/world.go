@@ -478,14 +478,16 @@ func (w *World) endJob(n *node, id int) {
 // pending reboot). Callers hold the lock.
 func (w *World) idle(n *node) {
 	n.completingUntil = w.now.Add(w.opts.CompletingTime)
-	w.schedule(n.completingUntil, func() {
-		w.locked(func() {
-			if n.asap && len(n.jobs) == 0 && !n.rebooting && n.up {
-				w.rebootASAP(n)
-			}
-			w.update(n)
-		})
-	})
+	w.schedule(n.completingUntil, func() { w.locked(func() { w.completed(n) }) })
+}
+
+// completed looks at a node whose completing time is over. Callers hold
+// the lock.
+func (w *World) completed(n *node) {
+	if n.asap && len(n.jobs) == 0 && !n.rebooting && n.up && !w.now.Before(n.completingUntil) {
+		w.rebootASAP(n)
+	}
+	w.update(n)
 }
 
 // NodeState is a snapshot of one node for tests.
