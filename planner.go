@@ -1525,8 +1525,12 @@ func (p *planner) boot() {
 		return
 	}
 	if s.BootLimit == LimitLabel {
+		// The boot session reboots every member of the group: wait until
+		// the only members of the session's are the nodes to boot (not a
+		// node done, released back to service or being failed, which may
+		// run jobs).
 		for _, i := range p.activeNodes() {
-			if p.groupedAt(i) && !p.phaseAt(i).InFlight() {
+			if p.groupedAt(i) && p.phaseAt(i) != PhaseQuiesced {
 				return
 			}
 		}
