@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
@@ -121,8 +122,12 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("round %d: indexed plan differs (-plan +indexed):\n%s", round, diff)
 			}
-			if diff := cmp.Diff(ScopeFor(s), scopeWith(s, idx)); diff != "" {
+			sc, pos := scopeWith(s, idx)
+			if diff := cmp.Diff(ScopeFor(s), sc); diff != "" {
 				t.Fatalf("round %d: indexed scope differs (-plain +indexed):\n%s", round, diff)
+			}
+			for k, i := range pos {
+				require.Equal(t, sc.Nodes[k], s.Progress.Nodes[i].XName, "positions of the scope's nodes")
 			}
 			require.True(t, slices.IndexFunc(idx.chg, func(c int32) bool { return c != 0 }) < 0, "scratch space left clean")
 			if want.Done {
@@ -137,4 +142,29 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			obs.Now = obs.Now.Add(time.Minute)
 		}
 	})
+}
+
+func TestMemoryStoreUpdateNodes(t *testing.T) {
+	ctx := t.Context()
+	m := NewMemoryStore()
+	s := newTestSession(5, 2)
+	require.NoError(t, m.Create(ctx, s))
+	mine, err := m.Get(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	x := mine.Progress.Nodes[3].XName
+	d := Decision{Stage: StageQuiescing, Step: 1, Steps: 3, Messages: []string{"hello"},
+		Changes: []Change{{XName: x, Phase: PhaseQuiescing, Step: 1, Group: GroupAdded}}}
+	mine.Apply(d, t0)
+	require.NoError(t, m.updateNodes(ctx, mine, []int{3}))
+	got, err := m.Get(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	if diff := cmp.Diff(mine, got); diff != "" {
+		t.Fatalf("stored record differs (-mine +stored):\n%s", diff)
+	}
+	stale := s.Clone() // at the first revision
+	assert.ErrorIs(t, m.updateNodes(ctx, stale, nil), ErrConflict)
+	got.Progress.Nodes[3].Reason = "changed on a copy"
+	again, err := m.Get(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	assert.Empty(t, again.Progress.Nodes[3].Reason, "the stored record shares nothing with copies handed out")
 }

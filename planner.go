@@ -191,11 +191,16 @@ func decisionFor(s *Session) Decision {
 // workload-manager state of every node in flight (or about to be taken),
 // the status of every boot session in use, and the upgrading group when the
 // session is winding up.
-func ScopeFor(s *Session) Scope { return scopeWith(s, nil) }
+func ScopeFor(s *Session) Scope {
+	sc, _ := scopeWith(s, nil)
+	return sc
+}
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
-func scopeWith(s *Session, idx *nodeIndex) Scope {
+// It also returns the positions of Scope.Nodes in the record.
+func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 	var sc Scope
+	var pos []int
 	boots := map[string]int{}
 	inFlight, quiescing, quiesced := 0, false, false
 	firstPending := len(s.Progress.Nodes)
@@ -228,7 +233,7 @@ func scopeWith(s *Session, idx *nodeIndex) Scope {
 		inFlight++
 		quiescing = quiescing || n.Phase == PhaseQuiescing
 		quiesced = quiesced || n.Phase == PhaseQuiesced
-		sc.Nodes = append(sc.Nodes, n.XName)
+		pos = append(pos, i)
 		if n.Phase == PhaseBooting {
 			j, ok := boots[n.Boot]
 			if !ok {
@@ -244,23 +249,29 @@ func scopeWith(s *Session, idx *nodeIndex) Scope {
 	// recording a step and acting on it is repaired here.
 	sc.Upgrading = quiesced && !quiescing
 	if !s.Rollout.IsClassic() {
-		scopeRollout(s, &sc, inFlight, quiesced, firstPending)
-		return sc
-	}
-	if inFlight == 0 {
+		pos = scopeRollout(s, &sc, pos, inFlight, quiesced, firstPending)
+	} else if inFlight == 0 {
 		next := lowestPending(s, func(i int) Phase { return s.Progress.Nodes[i].Phase })
 		if !s.Progress.Cancel && len(s.Progress.FailedToClear) == 0 {
-			sc.Nodes = append(sc.Nodes, next...)
+			pos = append(pos, next...)
 		}
 		sc.Upgrading = len(next) == 0 || s.Progress.Cancel || s.Progress.Stage == StageCleanup
 	}
-	slices.Sort(sc.Nodes)
-	return sc
+	// Node records are sorted by xname: sorted positions give sorted
+	// xnames.
+	slices.Sort(pos)
+	if len(pos) > 0 {
+		sc.Nodes = make([]string, len(pos))
+		for k, i := range pos {
+			sc.Nodes[k] = s.Progress.Nodes[i].XName
+		}
+	}
+	return sc, pos
 }
 
 // scopeRollout completes the scope of a session with rollout options: the
 // candidates for the next nodes to take, when there is room for any.
-func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool, firstPending int) {
+func scopeRollout(s *Session, sc *Scope, pos []int, inFlight int, quiesced bool, firstPending int) []int {
 	if s.Rollout.rolling() {
 		sc.Upgrading = quiesced // every boot checks its nodes are in the group
 	}
@@ -278,9 +289,7 @@ func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool, firstPendi
 			}
 		}
 		cands := candidates(nodes, phase, limit, firstPending)
-		for _, i := range cands {
-			sc.Nodes = append(sc.Nodes, nodes[i].XName)
-		}
+		pos = append(pos, cands...)
 		if s.Rollout.Order == OrderJobEnd {
 			for _, i := range cands {
 				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
@@ -292,7 +301,7 @@ func scopeRollout(s *Session, sc *Scope, inFlight int, quiesced bool, firstPendi
 		sc.Upgrading = sc.Upgrading || s.Progress.Cancel || s.Progress.Abort != "" || s.Progress.Stage == StageCleanup ||
 			firstPending == len(nodes)
 	}
-	slices.Sort(sc.Nodes)
+	return pos
 }
 
 // admissionRoom returns how many nodes the session may take now, given
@@ -359,9 +368,9 @@ func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []in
 // lowestPending returns the pending nodes of the lowest step that still has
 // pending nodes (the original strategy: fixed slices of the sorted list),
 // reading each node's phase through phase.
-func lowestPending(s *Session, phase func(i int) Phase) []string {
+func lowestPending(s *Session, phase func(i int) Phase) []int {
 	step := 0
-	var out []string
+	var out []int
 	for i := range s.Progress.Nodes {
 		n := &s.Progress.Nodes[i]
 		if phase(i) != PhasePending {
@@ -369,9 +378,9 @@ func lowestPending(s *Session, phase func(i int) Phase) []string {
 		}
 		switch {
 		case step == 0 || n.Step < step:
-			step, out = n.Step, append(out[:0], n.XName)
+			step, out = n.Step, append(out[:0], i)
 		case n.Step == step:
-			out = append(out, n.XName)
+			out = append(out, i)
 		}
 	}
 	return out
@@ -526,7 +535,14 @@ func (p *planner) plan() Decision {
 
 // pending returns the pending nodes of the next step, after this
 // decision's changes.
-func (p *planner) pending() []string { return lowestPending(p.s, p.phaseAt) }
+func (p *planner) pending() []string {
+	next := lowestPending(p.s, p.phaseAt)
+	out := make([]string, len(next))
+	for k, i := range next {
+		out[k] = p.s.Progress.Nodes[i].XName
+	}
+	return out
+}
 
 // activate adds node i to the nodes that matter beyond the first pass.
 func (p *planner) activate(i int) {

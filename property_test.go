@@ -246,6 +246,13 @@ func TestInvariantsUnderRandomFaults(t *testing.T) {
 		}
 		require.True(t, final.Completed)
 		e.check(final)
+		stored, err := e.store.Get(context.Background(), final.UpgradeID)
+		require.NoError(t, err)
+		js, err := json.Marshal(stored)
+		require.NoError(t, err)
+		jf, err := json.Marshal(final)
+		require.NoError(t, err)
+		require.JSONEq(t, string(jf), string(js), "the store holds the record the executor ended with")
 		budget := sc.rollout.MaxFailures > 0 || sc.rollout.MaxFailurePercent > 0
 		switch {
 		case sc.cancelAt > 0:

@@ -524,14 +524,22 @@ func (e *Executor) wake(id string) {
 // session on.
 const maxReplans = 64
 
+// nodeUpdater is implemented by a store that can take an update of only
+// the node records that changed (MemoryStore).
+type nodeUpdater interface {
+	updateNodes(ctx context.Context, s *Session, changed []int) error
+}
+
 // run is the state of one Run call.
 type run struct {
 	s      *Session
 	xnames map[string]string // WLM name -> xname
 	at     map[string]int    // xname -> position in s.Progress.Nodes (fixed for a session)
 	idx    *nodeIndex        // of s; rebuilt whenever s is replaced
-	log    *slog.Logger
-	wakeC  chan struct{}
+
+	obsNodes map[string]wlm.Node // Observation.Nodes, reused
+	log      *slog.Logger
+	wakeC    chan struct{}
 }
 
 // indexed returns the index of the run's session record.
@@ -746,7 +754,19 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 		if r.idx.valid(r.s) {
 			r.idx.update(d)
 		}
-		err := e.retry(ctx, "store session", func() error { return e.store.Update(ctx, r.s) })
+		update := func() error { return e.store.Update(ctx, r.s) }
+		if m, ok := e.store.(nodeUpdater); ok {
+			// r.s is the store's record at its revision, changed since
+			// only by this Apply.
+			changed := make([]int, 0, len(d.Changes))
+			for _, c := range d.Changes {
+				if i, ok := r.at[c.XName]; ok {
+					changed = append(changed, i)
+				}
+			}
+			update = func() error { return m.updateNodes(ctx, r.s, changed) }
+		}
+		err := e.retry(ctx, "store session", update)
 		if err == nil {
 			break
 		}
@@ -851,10 +871,14 @@ func (e *Executor) emit(ev Event) {
 // observe reads what the plan needs, fanning the calls out.
 func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	s := r.s
-	sc := scopeWith(s, r.indexed())
+	sc, pos := scopeWith(s, r.indexed())
+	if r.obsNodes == nil {
+		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
+	}
+	clear(r.obsNodes) // reused: the planner keeps nothing of an observation
 	obs := Observation{
 		Now:           e.clock.Now(),
-		Nodes:         make(map[string]wlm.Node, len(sc.Nodes)),
+		Nodes:         r.obsNodes,
 		Unknown:       map[string]string{},
 		Boots:         make(map[string]bos.Status, len(sc.Boots)),
 		MissingBoots:  map[string]bool{},
@@ -866,9 +890,9 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	g.SetLimit(e.cfg.MaxConcurrentCalls)
 	if len(sc.Nodes) > 0 {
 		g.Go(func() error {
-			names := make([]string, len(sc.Nodes))
-			for i, x := range sc.Nodes {
-				names[i] = r.name(x)
+			names := make([]string, len(pos))
+			for k, i := range pos {
+				names[k] = s.Progress.Nodes[i].Name
 			}
 			var nodes []wlm.Node
 			perNode, err := e.call(gctx, "read nodes", func() (err error) {
@@ -880,8 +904,17 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			// Nodes come back in the order asked, less the unknown ones:
+			// match them by position, by name if an adapter reorders.
+			k := 0
 			for _, n := range nodes {
-				if x, ok := r.xnames[n.Name]; ok {
+				for k < len(names) && names[k] != n.Name && perNode[names[k]] != nil {
+					k++
+				}
+				if k < len(names) && names[k] == n.Name {
+					obs.Nodes[sc.Nodes[k]] = n
+					k++
+				} else if x, ok := r.xnames[n.Name]; ok {
 					obs.Nodes[x] = n
 				}
 			}

@@ -29,7 +29,7 @@ type Rollout struct {
 	Order Order `json:"order,omitzero"`
 	// Lookahead bounds how many pending nodes (the first ones in the
 	// sorted list) are observed and ranked by Order at each decision.
-	// Default 0 means max(2 × upgrade_step_size, 1000).
+	// Default 0 means max(4 × upgrade_step_size, 1000).
 	Lookahead int `json:"lookahead,omitzero"`
 	// BootBatchSize bounds the nodes of one boot session in the rolling
 	// strategy. Default 0: every node found drained at a decision is
@@ -118,7 +118,7 @@ func (r Rollout) lookahead(step int) int {
 	if r.Lookahead > 0 {
 		return r.Lookahead
 	}
-	return max(2*step, DefaultLookahead)
+	return max(4*step, DefaultLookahead)
 }
 
 func (r Rollout) withDefaults() Rollout {

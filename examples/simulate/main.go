@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -40,6 +41,14 @@ import (
 
 func main() {
 	log.SetFlags(0)
+	// A large simulation keeps a few hundred MB live and allocates an
+	// observation per poll: collect less often, within a 1.5 GiB soft
+	// limit (the 100k-node budget is 2 GB), unless GOGC or GOMEMLIMIT say
+	// otherwise.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(3 << 29)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -78,6 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start := fs.Duration("start", 50*24*time.Hour, "point of the trace where the upgrade starts (LLNL Thunder has an outage on days 28-30)")
 	warmup := fs.Duration("warmup", 7*24*time.Hour, "trace replayed before the upgrade starts")
 	drain := fs.Duration("drain-timeout", 2*time.Hour, "drain timeout of the strategies that use one")
+	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000))")
 	poll := fs.Duration("poll", 30*time.Second, "executor poll interval")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
 	noFaults := fs.Bool("no-faults", false, "no node fails to boot or never returns (default: 1% and 0.5%)")
@@ -86,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "strategies simulated at once")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile to this file when done")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,6 +111,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *memprofile != "" {
+		defer func() {
+			if f, err := os.Create(*memprofile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	switch *format {
 	case "table", "csv", "markdown":
 	default:
@@ -109,6 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-nodes, -step and -parallel must be at least 1")
 	}
 	all := strategies(*drain)
+	for i := range all {
+		all[i].Rollout.Lookahead = *lookahead
+	}
 	chosen := all
 	if *only != "" {
 		chosen = nil

@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -39,7 +40,7 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	out := make([]wlm.Node, 0, len(names))
 	var unknown []string
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			unknown = append(unknown, name)
 			continue
@@ -47,6 +48,21 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 		out = append(out, w.wlmNode(n))
 	}
 	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
+}
+
+// lookup finds a node by workload-manager name: by its NID when the name
+// is the usual nid%06d of a node added in NID order (no hashing), by map
+// otherwise. Callers hold the lock.
+func (w *World) lookup(name string) (*node, bool) {
+	if len(name) == 9 && name[:3] == "nid" {
+		if k, err := strconv.Atoi(name[3:]); err == nil && k >= 1 && k <= len(w.order) {
+			if n := w.order[k-1]; n.name == name {
+				return n, !n.forgotten
+			}
+		}
+	}
+	n, ok := w.byName[name]
+	return n, ok
 }
 
 func (w *World) wlmNode(n *node) wlm.Node {
@@ -73,7 +89,7 @@ func (w *World) wlmNode(n *node) wlm.Node {
 func (w *World) each(names []string, f func(n *node) error) error {
 	var errs []error
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			errs = append(errs, &batch.NodeError{Node: name, Err: wlm.ErrNodeNotFound})
 			continue
@@ -162,7 +178,7 @@ func (m *WLM) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	out := map[string]time.Time{}
 	var unknown []string
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			unknown = append(unknown, name)
 			continue

@@ -64,6 +64,7 @@ type node struct {
 	idx       int       // order of AddNode, for the free-node bitset
 	free      bool      // idle and in service (set in World.free)
 	asap      bool      // a workload-manager reboot is pending (wlm.Rebooter)
+	forgotten bool      // removed from the workload manager (RemoveNode)
 	lostSince time.Time // out of service because of crus and running nothing, since
 }
 
@@ -567,6 +568,7 @@ func (w *World) RemoveNode(xname string) {
 	defer w.mu.Unlock()
 	if n, ok := w.nodes[xname]; ok {
 		delete(w.byName, n.name)
+		n.forgotten = true
 	}
 }
 
