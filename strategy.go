@@ -202,6 +202,8 @@ type Window struct {
 	Start string `json:"start"`
 	End   string `json:"end"`
 	// TimeZone is an IANA zone such as "Europe/Zurich". Empty means UTC.
+	// It is looked up with time.LoadLocation (the system's zone database,
+	// or Go's), the only thing Contains reads besides its argument.
 	TimeZone string `json:"time_zone,omitempty"`
 }
 
