@@ -96,6 +96,11 @@ type Spec struct {
 	// session completed, to be back in the workload manager with a new
 	// boot time and resumed. Default 30m.
 	ReturnTimeout Duration `json:"return_timeout,omitzero"`
+
+	// Rollout chooses how nodes are picked and paced (strategy, order,
+	// failure budget, drain timeout, canary, maintenance windows). Its
+	// zero value is the original CRUS algorithm. See strategy.go.
+	Rollout
 }
 
 // BootLimit says how a boot session is limited to a step's nodes.
@@ -124,6 +129,9 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.ReturnTimeout == 0 {
 		s.ReturnTimeout = Duration(DefaultReturnTimeout)
+	}
+	if s.DrainTimeout > 0 && s.DrainTimeoutAction == "" {
+		s.DrainTimeoutAction = DrainRelease
 	}
 	return s
 }
@@ -181,6 +189,7 @@ func (s Spec) Validate() error {
 	if s.ReturnTimeout < 0 {
 		add("return_timeout", s.ReturnTimeout, "must not be negative")
 	}
+	s.Rollout.validate(s.StepSize, s.BootLimit, add)
 	if err := errs.ErrorOrNil(); err != nil {
 		errs.ErrorFormat = listFormat("invalid session spec")
 		return errs
@@ -258,7 +267,12 @@ const (
 	StageBooted     Stage = "booted"      // boot session complete; sorting out its outcomes
 	StageWLMWaiting Stage = "wlm_waiting" // waiting for nodes to come back in the workload manager
 	StageCleanup    Stage = "cleanup"     // every node has an outcome; emptying the upgrading group
-	StageDone       Stage = "done"        // finished
+	// Stages of a session that takes no new node for now and has none in
+	// flight (see Rollout and Executor.Pause).
+	StagePaused        Stage = "paused"            // paused by Executor.Pause
+	StageApproval      Stage = "awaiting_approval" // canary done; waiting for Executor.Approve
+	StageOutsideWindow Stage = "outside_window"    // waiting for a maintenance window
+	StageDone          Stage = "done"              // finished
 )
 
 // Phase is where one node is in its own upgrade.
@@ -301,6 +315,9 @@ type Result string
 const (
 	ResultComplete  Result = "complete"  // every node has been through a step
 	ResultCancelled Result = "cancelled" // deleted before every node was
+	// ResultAborted: the failure budget was exceeded; the nodes not taken
+	// were left in service, untouched.
+	ResultAborted Result = "aborted"
 )
 
 // Session is the record of one rolling upgrade. Its JSON form holds every
@@ -339,6 +356,17 @@ type Progress struct {
 	Cancel      bool      `json:"cancel,omitzero"`
 	CancelledAt time.Time `json:"cancelled_at,omitzero"`
 
+	// Paused is set while the session is paused (Executor.Pause): nodes in
+	// flight finish, no new node is taken.
+	Paused   bool      `json:"paused,omitzero"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
+	// Approved is set when the canary batches were approved
+	// (Executor.Approve, for Spec.CanaryApproval).
+	Approved bool `json:"approved,omitzero"`
+	// Abort is why the session stopped taking new nodes (its failure
+	// budget was exceeded); empty while it has not.
+	Abort string `json:"abort,omitzero"`
+
 	// Boots counts the boot sessions created so far; the next one is named
 	// from it, so a retried intent reuses its name.
 	Boots int `json:"boots"`
@@ -364,6 +392,9 @@ type NodeRecord struct {
 	Grouped bool `json:"grouped,omitzero"`
 	// LastError is the most recent error of an action on this node.
 	LastError string `json:"last_error,omitzero"`
+	// Retries counts the times the node was put back to wait for a later
+	// turn (its drain timed out).
+	Retries int `json:"retries,omitzero"`
 
 	Since           time.Time `json:"since,omitzero"` // when the current phase began
 	DrainRequested  time.Time `json:"drain_requested,omitzero"`
@@ -432,7 +463,31 @@ func (s *Session) Clone() *Session {
 	c.Messages = slices.Clone(s.Messages)
 	c.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
 	c.Progress.Nodes = slices.Clone(s.Progress.Nodes)
+	c.Canary = slices.Clone(s.Canary)
+	c.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
+	for i := range c.MaintenanceWindows {
+		c.MaintenanceWindows[i].Days = slices.Clone(c.MaintenanceWindows[i].Days)
+	}
 	return &c
+}
+
+// copyInto makes dst a deep copy of s, reusing dst's node records and
+// messages: a store keeping a large session updates it without allocating
+// a new record each time.
+func (s *Session) copyInto(dst *Session) {
+	nodes, msgs := dst.Progress.Nodes, dst.Messages
+	*dst = *s
+	dst.Progress.Nodes = append(nodes[:0], s.Progress.Nodes...)
+	dst.Messages = append(msgs[:0], s.Messages...)
+	if s.Messages == nil {
+		dst.Messages = nil
+	}
+	dst.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
+	dst.Canary = slices.Clone(s.Canary)
+	dst.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
+	for i := range dst.MaintenanceWindows {
+		dst.MaintenanceWindows[i].Days = slices.Clone(dst.MaintenanceWindows[i].Days)
+	}
 }
 
 // Status is the session record exactly as the original CRUS API served it

@@ -44,6 +44,25 @@
 //     world again and carries on.
 //  5. To cancel, call [Executor.Delete]; Run finishes the cancellation.
 //     Deleting a completed session removes its record.
+//  6. To hold a session, call [Executor.Pause] (nodes in flight finish,
+//     nothing new starts) and [Executor.Resume]; a spec with
+//     canary_approval waits after its canary batches for
+//     [Executor.Approve].
+//
+// # Strategies
+//
+// [Rollout], part of the Spec and persisted with the session, chooses how
+// nodes are picked and paced. Its zero value is the original algorithm:
+// fixed slices of the sorted list, each step rebooted in one boot session
+// once its slowest node is drained. The "rolling" strategy keeps at most
+// upgrade_step_size nodes out of service at any instant, boots each node as
+// soon as it is drained and takes the next as soon as one returns; the
+// "job_end" order takes first the nodes whose jobs are expected to end
+// soonest (by the time limits of wlm.JobEnder). A drain timeout puts back
+// nodes whose jobs outlast it, a failure budget aborts a session that fails
+// too many nodes (leaving the rest in service), canary batches go first,
+// and maintenance windows restrict when new nodes are taken. The cap and
+// every other invariant hold for every combination.
 //
 // The caller must not act on the session's nodes or groups behind crus's
 // back; if an administrator drains or fails a node for another reason,

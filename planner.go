@@ -33,6 +33,10 @@ type Scope struct {
 	Boots []BootRef
 	// Upgrading asks for the members of the upgrading group.
 	Upgrading bool
+	// JobEnds are the xnames whose expected job ends are needed (the
+	// job_end order), to be read in one wlm.JobEnder call when the
+	// workload manager has that capability.
+	JobEnds []string
 }
 
 // BootRef names a boot session and the nodes crus asked it to reboot.
@@ -68,6 +72,11 @@ type Observation struct {
 	// session completed (the original CRUS rule).
 	BootTimes     bool
 	BootTimeSlack time.Duration
+
+	// JobEnds holds, for the nodes of Scope.JobEnds that run jobs, the
+	// latest expected end of their jobs (start + time limit), by xname.
+	// Nil when the workload manager cannot tell (no wlm.JobEnder).
+	JobEnds map[string]time.Time
 }
 
 // ActionKind names what an Action does.
@@ -109,6 +118,9 @@ type Change struct {
 	Group   GroupChange
 	// LastError replaces the node's last error if not empty.
 	LastError string
+	// Retry counts one more retry of the node (its drain timed out and it
+	// waits for a later turn).
+	Retry bool
 }
 
 // GroupChange says how a change affects NodeRecord.Grouped.
@@ -132,6 +144,9 @@ type Decision struct {
 	Done   bool   // the session is finished
 	// ClearedFailed says the failed group has been cleared.
 	ClearedFailed bool
+	// Abort, when not empty, says why the session stops taking new nodes
+	// from now on (its failure budget was exceeded).
+	Abort string
 
 	Changes  []Change
 	Actions  []Action
@@ -143,7 +158,7 @@ type Decision struct {
 
 // Changed reports whether the decision changes the record.
 func (d *Decision) Changed(s *Session) bool {
-	return len(d.Changes) > 0 || len(d.Messages) > 0 || d.Done || d.ClearedFailed ||
+	return len(d.Changes) > 0 || len(d.Messages) > 0 || d.Done || d.ClearedFailed || d.aborts(s) ||
 		d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Steps != s.Progress.Steps ||
 		d.Boots != s.Progress.Boots
 }
@@ -152,7 +167,7 @@ func (d *Decision) Changed(s *Session) bool {
 // stage, step or result, or a node changing phase, outcome or group
 // membership. (Noting an error is a change, not a transition.)
 func (d *Decision) Transitions(s *Session) bool {
-	if d.Done || d.ClearedFailed || d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Boots != s.Progress.Boots {
+	if d.Done || d.ClearedFailed || d.aborts(s) || d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Boots != s.Progress.Boots {
 		return true
 	}
 	for _, c := range d.Changes {
@@ -164,6 +179,9 @@ func (d *Decision) Transitions(s *Session) bool {
 	return false
 }
 
+// aborts reports whether the decision newly aborts the session.
+func (d *Decision) aborts(s *Session) bool { return d.Abort != "" && s.Progress.Abort == "" }
+
 // decisionFor starts a decision that changes nothing.
 func decisionFor(s *Session) Decision {
 	return Decision{Stage: s.Progress.Stage, Step: s.Progress.Step, Steps: s.Progress.Steps, Boots: s.Progress.Boots}
@@ -174,18 +192,48 @@ func decisionFor(s *Session) Decision {
 // the status of every boot session in use, and the upgrading group when the
 // session is winding up.
 func ScopeFor(s *Session) Scope {
+	sc, _ := scopeWith(s, nil)
+	return sc
+}
+
+// scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
+// It also returns the positions of Scope.Nodes in the record.
+func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 	var sc Scope
+	var pos []int
 	boots := map[string]int{}
-	inFlight, quiescing, quiesced := false, false, false
-	for i := range s.Progress.Nodes {
+	inFlight, quiescing, quiesced := 0, false, false
+	firstPending := len(s.Progress.Nodes)
+	each := func(yield func(int) bool) {
+		for i := range s.Progress.Nodes {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	if idx != nil {
+		firstPending = idx.firstPending
+		each = func(yield func(int) bool) {
+			for _, i := range idx.active {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	}
+	for i := range each {
 		n := &s.Progress.Nodes[i]
-		if !n.Phase.InFlight() {
+		switch n.Phase { // most nodes are at rest: keep this loop cheap
+		case PhasePending:
+			firstPending = min(firstPending, i)
+			continue
+		case PhaseDone, "":
 			continue
 		}
-		inFlight = true
+		inFlight++
 		quiescing = quiescing || n.Phase == PhaseQuiescing
 		quiesced = quiesced || n.Phase == PhaseQuiesced
-		sc.Nodes = append(sc.Nodes, n.XName)
+		pos = append(pos, i)
 		if n.Phase == PhaseBooting {
 			j, ok := boots[n.Boot]
 			if !ok {
@@ -200,33 +248,139 @@ func ScopeFor(s *Session) Scope {
 	// group (the boot template targets it): an add lost to a crash between
 	// recording a step and acting on it is repaired here.
 	sc.Upgrading = quiesced && !quiescing
-	if !inFlight {
-		next := lowestPending(s, func(n *NodeRecord) Phase { return n.Phase })
+	if !s.Rollout.IsClassic() {
+		pos = scopeRollout(s, &sc, pos, inFlight, quiesced, firstPending)
+	} else if inFlight == 0 {
+		next := lowestPending(s, func(i int) Phase { return s.Progress.Nodes[i].Phase })
 		if !s.Progress.Cancel && len(s.Progress.FailedToClear) == 0 {
-			sc.Nodes = append(sc.Nodes, next...)
+			pos = append(pos, next...)
 		}
 		sc.Upgrading = len(next) == 0 || s.Progress.Cancel || s.Progress.Stage == StageCleanup
 	}
-	slices.Sort(sc.Nodes)
-	return sc
+	// Node records are sorted by xname: sorted positions give sorted
+	// xnames.
+	slices.Sort(pos)
+	if len(pos) > 0 {
+		sc.Nodes = make([]string, len(pos))
+		for k, i := range pos {
+			sc.Nodes[k] = s.Progress.Nodes[i].XName
+		}
+	}
+	return sc, pos
+}
+
+// scopeRollout completes the scope of a session with rollout options: the
+// candidates for the next nodes to take, when there is room for any.
+func scopeRollout(s *Session, sc *Scope, pos []int, inFlight int, quiesced bool, firstPending int) []int {
+	if s.Rollout.rolling() {
+		sc.Upgrading = quiesced // every boot checks its nodes are in the group
+	}
+	nodes := s.Progress.Nodes
+	phase := func(i int) Phase { return nodes[i].Phase }
+	room, _ := admissionRoom(s, s.Progress.Step, inFlight)
+	if len(s.Progress.FailedToClear) > 0 {
+		room = 0
+	}
+	if room > 0 {
+		limit := s.Rollout.lookahead(s.StepSize)
+		if s.Rollout.Order == "" || s.Rollout.Order == OrderListed {
+			if !s.Rollout.rolling() {
+				limit = room
+			}
+		}
+		cands := candidates(nodes, phase, limit, firstPending)
+		pos = append(pos, cands...)
+		if s.Rollout.Order == OrderJobEnd {
+			for _, i := range cands {
+				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
+			}
+			slices.Sort(sc.JobEnds)
+		}
+	}
+	if inFlight == 0 {
+		sc.Upgrading = sc.Upgrading || s.Progress.Cancel || s.Progress.Abort != "" || s.Progress.Stage == StageCleanup ||
+			firstPending == len(nodes)
+	}
+	return pos
+}
+
+// admissionRoom returns how many nodes the session may take now, given
+// the nodes in flight, from its record alone (maintenance windows aside),
+// and the stage that says why it may take none.
+func admissionRoom(s *Session, step, inFlight int) (int, Stage) {
+	r, p := s.Rollout, &s.Progress
+	switch {
+	case p.Cancel || p.Abort != "":
+		return 0, ""
+	case p.Paused:
+		return 0, StagePaused
+	}
+	batch := step + 1
+	if size, ok := r.canarySize(batch); ok {
+		if inFlight > 0 {
+			return 0, "" // a canary batch runs alone
+		}
+		return size, ""
+	}
+	if len(r.Canary) > 0 && step <= len(r.Canary) && inFlight > 0 {
+		return 0, "" // the last canary batch is not over yet
+	}
+	if r.CanaryApproval && len(r.Canary) > 0 && !p.Approved {
+		return 0, StageApproval
+	}
+	if !r.rolling() {
+		if inFlight > 0 {
+			return 0, ""
+		}
+		return s.StepSize, ""
+	}
+	return max(0, s.StepSize-inFlight), ""
+}
+
+// candidates returns the indices of at most max pending nodes in turn
+// order: nodes never put back in list order, then the ones put back by
+// how often they were, reading each node's phase through phase. No node
+// before from is pending.
+func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
+	var out, retried []int
+	for i := from; i < len(nodes); i++ {
+		if phase(i) != PhasePending {
+			continue
+		}
+		if nodes[i].Retries > 0 {
+			retried = append(retried, i)
+			continue
+		}
+		if out = append(out, i); len(out) >= max {
+			return out
+		}
+	}
+	slices.SortStableFunc(retried, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
+	for _, i := range retried {
+		if len(out) >= max {
+			break
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // lowestPending returns the pending nodes of the lowest step that still has
 // pending nodes (the original strategy: fixed slices of the sorted list),
 // reading each node's phase through phase.
-func lowestPending(s *Session, phase func(*NodeRecord) Phase) []string {
+func lowestPending(s *Session, phase func(i int) Phase) []int {
 	step := 0
-	var out []string
+	var out []int
 	for i := range s.Progress.Nodes {
 		n := &s.Progress.Nodes[i]
-		if phase(n) != PhasePending {
+		if phase(i) != PhasePending {
 			continue
 		}
 		switch {
 		case step == 0 || n.Step < step:
-			step, out = n.Step, append(out[:0], n.XName)
+			step, out = n.Step, append(out[:0], i)
 		case n.Step == step:
-			out = append(out, n.XName)
+			out = append(out, i)
 		}
 	}
 	return out
@@ -235,21 +389,56 @@ func lowestPending(s *Session, phase func(*NodeRecord) Phase) []string {
 // Plan decides what to do next for session s, given what was observed.
 // It is deterministic and does not modify s. It returns an error only for
 // a record it cannot plan (a completed session, a corrupt record).
-func Plan(s *Session, obs Observation) (Decision, error) {
+//
+// Its cost is one pass over the node records plus work proportional to
+// the nodes in flight, changed or ranked for admission.
+func Plan(s *Session, obs Observation) (Decision, error) { return planWith(s, obs, nil) }
+
+// planWith is Plan, reading only the active nodes of idx (the index of s)
+// when given one, and using its scratch space.
+func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 	if s.Completed {
 		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
 	}
-	p := &planner{s: s, obs: obs, d: decisionFor(s), changed: map[string]int{}}
+	p := &planner{s: s, obs: obs, d: decisionFor(s), legacy: s.Rollout.IsClassic(), idx: idx}
+	if idx != nil {
+		if len(idx.chg) != idx.n {
+			idx.chg, idx.act = make([]int32, idx.n), make([]bool, idx.n)
+		}
+		p.chg, p.isActive = idx.chg, idx.act
+		defer func() { // leave the scratch space clean: only active nodes were marked
+			for _, i := range p.active {
+				p.chg[i], p.isActive[i] = 0, false
+			}
+		}()
+	} else {
+		p.chg, p.isActive = make([]int32, len(s.Progress.Nodes)), make([]bool, len(s.Progress.Nodes))
+	}
 	return p.plan(), nil
 }
 
 type planner struct {
-	s       *Session
-	obs     Observation
-	d       Decision
-	changed map[string]int // xname -> index in d.Changes
-	booted  bool           // a boot session completed in this decision
-	nudges  nudges         // actions repeated because the world lags the record
+	s   *Session
+	obs Observation
+	d   Decision
+	// chg maps a node's index to 1 + the index of its change in d.Changes
+	// (0: unchanged).
+	chg []int32
+	// active lists the nodes that matter beyond the first pass: in flight
+	// or grouped before the decision, or changed by it. isActive marks
+	// them; sorted says active is in index order.
+	active   []int
+	isActive []bool
+	unsorted bool
+	legacy   bool // the original algorithm (Rollout.IsClassic)
+	idx      *nodeIndex
+	booted   bool   // a boot session completed in this decision
+	nudges   nudges // actions repeated because the world lags the record
+	failures int    // nodes failed or failing, after the decision
+	// firstPending is the first node pending in the record (len(nodes):
+	// none); nodes this decision makes pending are active.
+	firstPending int
+	held         Stage // why no node could be taken, if a gate held them
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but
@@ -269,18 +458,78 @@ func (p *planner) plan() Decision {
 		})
 		return p.d
 	}
+	wasInFlight := false
+	p.firstPending = len(s.Progress.Nodes)
+	stop := s.Progress.Cancel || s.Progress.Abort != ""
+	if p.idx != nil && !stop {
+		// Only the active nodes can change (pending ones do only when
+		// the session stops taking nodes: then read them all).
+		p.failures, p.firstPending = p.idx.failures, p.idx.firstPending
+		for _, i := range p.idx.active {
+			p.activate(i)
+			if n := &s.Progress.Nodes[i]; n.Phase.InFlight() {
+				wasInFlight = true
+				p.advance(i, n)
+			}
+		}
+	}
 	for i := range s.Progress.Nodes {
-		p.advance(&s.Progress.Nodes[i])
+		if p.idx != nil && !stop {
+			break
+		}
+		n := &s.Progress.Nodes[i]
+		switch n.Phase { // most nodes are at rest: keep this loop cheap
+		case PhasePending:
+			p.firstPending = min(p.firstPending, i)
+			if n.Grouped {
+				p.activate(i)
+			}
+			if stop {
+				p.advance(i, n)
+			}
+			continue
+		case PhaseDone:
+			if n.Grouped {
+				p.activate(i)
+			}
+			if n.Outcome == OutcomeFailed {
+				p.failures++
+			}
+			continue
+		}
+		p.activate(i)
+		if n.Phase == PhaseFailing {
+			p.failures++
+		}
+		wasInFlight = true
+		p.advance(i, n)
+	}
+	if !p.legacy {
+		p.checkBudget()
 	}
 	p.emitNudges()
 	p.emitFailing()
 	p.emitUngroup()
-	if !p.anyInFlight() && !p.anyGrouped() {
-		if len(p.pending()) == 0 {
+	inFlight := p.anyInFlight()
+	// The original algorithm closes a step when the next one starts or the
+	// session ends (admit, finish): its last node may leave flight in Settle.
+	if !p.legacy && wasInFlight && !inFlight && s.Progress.Step > 0 && (!s.Rollout.rolling() || s.Progress.Step <= len(s.Canary)) {
+		p.summariseStep()
+	}
+	if p.legacy {
+		if !inFlight && !p.anyGrouped() {
+			if len(p.pending()) == 0 {
+				p.finish()
+				return p.d
+			}
+			p.admit()
+		}
+	} else {
+		if !inFlight && !p.anyGrouped() && !p.anyPending() {
 			p.finish()
 			return p.d
 		}
-		p.admit()
+		p.admitRollout()
 	}
 	p.setStage()
 	return p.d
@@ -288,7 +537,53 @@ func (p *planner) plan() Decision {
 
 // pending returns the pending nodes of the next step, after this
 // decision's changes.
-func (p *planner) pending() []string { return lowestPending(p.s, p.phase) }
+func (p *planner) pending() []string {
+	next := lowestPending(p.s, p.phaseAt)
+	out := make([]string, len(next))
+	for k, i := range next {
+		out[k] = p.s.Progress.Nodes[i].XName
+	}
+	return out
+}
+
+// activate adds node i to the nodes that matter beyond the first pass.
+func (p *planner) activate(i int) {
+	if p.isActive[i] {
+		return
+	}
+	p.isActive[i] = true
+	if len(p.active) > 0 && p.active[len(p.active)-1] > i {
+		p.unsorted = true
+	}
+	p.active = append(p.active, i)
+}
+
+// activeNodes returns the active nodes in index order (that is, sorted by
+// xname).
+func (p *planner) activeNodes() []int {
+	if p.unsorted {
+		slices.Sort(p.active)
+		p.unsorted = false
+	}
+	return p.active
+}
+
+// index returns the index of the node with this xname, or -1.
+func (p *planner) index(xname string) int {
+	i, ok := slices.BinarySearchFunc(p.s.Progress.Nodes, xname, func(n NodeRecord, x string) int { return strings.Compare(n.XName, x) })
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+// changeOf returns this decision's change of node i, or nil.
+func (p *planner) changeOf(i int) *Change {
+	if j := p.chg[i]; j > 0 {
+		return &p.d.Changes[j-1]
+	}
+	return nil
+}
 
 // summariseStep writes the message that closes the current step, once its
 // nodes are done: when the next step starts, or the session ends.
@@ -296,12 +591,12 @@ func (p *planner) summariseStep() {
 	var c Counts
 	for i := range p.s.Progress.Nodes {
 		n := &p.s.Progress.Nodes[i]
-		if n.Step != p.s.Progress.Step || p.phase(n) != PhaseDone {
+		if n.Step != p.s.Progress.Step || p.phaseAt(i) != PhaseDone {
 			continue
 		}
 		o := n.Outcome
-		if j, ok := p.changed[n.XName]; ok {
-			o = p.d.Changes[j].Outcome
+		if c := p.changeOf(i); c != nil {
+			o = c.Outcome
 		}
 		c.add(o)
 	}
@@ -309,33 +604,43 @@ func (p *planner) summariseStep() {
 		p.s.Progress.Step, p.s.Progress.Steps, c.Upgraded, c.Failed, c.Skipped, c.Untouched))
 }
 
-// phase returns the node's phase after this decision's changes.
-func (p *planner) phase(n *NodeRecord) Phase {
-	if i, ok := p.changed[n.XName]; ok {
-		return p.d.Changes[i].Phase
+// phaseAt returns node i's phase after this decision's changes.
+func (p *planner) phaseAt(i int) Phase {
+	if c := p.changeOf(i); c != nil {
+		return c.Phase
 	}
-	return n.Phase
+	return p.s.Progress.Nodes[i].Phase
 }
 
-func (p *planner) grouped(n *NodeRecord) bool {
-	if i, ok := p.changed[n.XName]; ok {
-		switch p.d.Changes[i].Group {
+// groupedAt reports whether node i may be in the upgrading group after
+// this decision's changes.
+func (p *planner) groupedAt(i int) bool {
+	if c := p.changeOf(i); c != nil {
+		switch c.Group {
 		case GroupAdded:
 			return true
 		case GroupGone:
 			return false
 		}
 	}
-	return n.Grouped
+	return p.s.Progress.Nodes[i].Grouped
 }
 
 func (p *planner) change(c Change) {
-	if i, ok := p.changed[c.XName]; ok {
-		p.d.Changes[i] = c
+	i := p.index(c.XName)
+	if i < 0 {
+		return // not a node of the session: nothing to change
+	}
+	if old := p.changeOf(i); old != nil {
+		*old = c
 		return
 	}
-	p.changed[c.XName] = len(p.d.Changes)
+	p.activate(i)
+	if n := &p.s.Progress.Nodes[i]; (c.Phase == PhaseFailing || c.Outcome == OutcomeFailed) && n.Phase != PhaseFailing && n.Outcome != OutcomeFailed {
+		p.failures++
+	}
 	p.d.Changes = append(p.d.Changes, c)
+	p.chg[i] = int32(len(p.d.Changes))
 }
 
 func (p *planner) done(n *NodeRecord, o Outcome, reason string) {
@@ -355,6 +660,29 @@ func (p *planner) wake(t time.Time) {
 // reasonCancelled is the reason of a node released because the session
 // was cancelled before its reboot.
 const reasonCancelled = "session cancelled before this node's reboot"
+
+// reasonDrainTimeout is the reason of a node released because it still ran
+// jobs at its drain timeout; it waits for a later turn.
+const reasonDrainTimeout = "still running jobs at the drain timeout; released to be tried again later"
+
+// drainTimeout releases or fails a node still busy at its drain timeout,
+// or asks to plan again when the timeout falls due.
+func (p *planner) drainTimeout(n *NodeRecord) {
+	t := time.Duration(p.s.DrainTimeout)
+	if t <= 0 || p.s.Progress.Cancel {
+		return
+	}
+	deadline := n.DrainRequested.Add(t)
+	switch {
+	case p.obs.Now.Before(deadline):
+		p.wake(deadline)
+	case p.s.DrainTimeoutAction == DrainFail:
+		p.fail(n, fmt.Sprintf("still running jobs %s after its drain was requested (drain_timeout)", t))
+	default:
+		p.change(Change{XName: n.XName, Phase: PhaseReleasing, Reason: reasonDrainTimeout})
+		p.nudges.resume = append(p.nudges.resume, n.XName)
+	}
+}
 
 // reasonPrefix marks the workload-manager reasons crus sets for this
 // session, so that a drain set by someone else is recognised as not ours.
@@ -395,18 +723,26 @@ func (p *planner) rebooted(n *NodeRecord, w wlm.Node) bool {
 	return !w.BootTime.IsZero() && w.BootTime.After(n.RebootRequested.Add(-p.obs.BootTimeSlack))
 }
 
-// advance moves one node on according to what was observed.
-func (p *planner) advance(n *NodeRecord) {
+// advance moves node i (n) on according to what was observed.
+func (p *planner) advance(i int, n *NodeRecord) {
 	s, obs := p.s, p.obs
-	now := obs.Now
-	w, seen := obs.Nodes[n.XName]
-	gone, unknown := obs.Unknown[n.XName]
 	cancel := s.Progress.Cancel
 	switch n.Phase {
 	case PhasePending:
-		if cancel {
+		switch {
+		case cancel:
 			p.done(n, OutcomeUntouched, "session cancelled before this node's step began")
+		case s.Progress.Abort != "":
+			p.done(n, OutcomeUntouched, "session aborted before this node was taken: "+s.Progress.Abort)
 		}
+		return
+	case PhaseDone:
+		return
+	}
+	now := obs.Now
+	w, seen := obs.Nodes[n.XName]
+	gone, unknown := obs.Unknown[n.XName]
+	switch n.Phase {
 
 	case PhaseQuiescing, PhaseQuiesced:
 		switch {
@@ -428,6 +764,7 @@ func (p *planner) advance(n *NodeRecord) {
 			if n.Phase == PhaseQuiesced { // a job got onto it after all
 				p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
 			}
+			p.drainTimeout(n)
 		default: // not drained: the drain was lost, or someone resumed it
 			if n.Phase == PhaseQuiesced {
 				p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
@@ -513,15 +850,25 @@ func (p *planner) advance(n *NodeRecord) {
 	case PhaseReleasing:
 		// Released because of a cancel: untouched; because it could not
 		// be taken after all: skipped. Either way, back in service unless
-		// someone else holds it.
+		// someone else holds it. Released because its drain timed out:
+		// back to wait for a later turn, unless the session stops taking
+		// nodes (untouched).
 		outcome := OutcomeSkipped
-		if n.Reason == reasonCancelled {
+		retry := false
+		switch {
+		case n.Reason == reasonCancelled:
 			outcome = OutcomeUntouched
+		case n.Reason == reasonDrainTimeout && (cancel || s.Progress.Abort != ""):
+			outcome = OutcomeUntouched
+		case n.Reason == reasonDrainTimeout:
+			retry = true
 		}
 		deadline := n.Since.Add(time.Duration(s.ReturnTimeout))
 		switch {
 		case unknown:
 			p.done(n, OutcomeSkipped, n.Reason+"; the node then disappeared from the workload manager: "+gone)
+		case retry && seen && !w.Drain && !w.Fail:
+			p.change(Change{XName: n.XName, Phase: PhasePending, Retry: true})
 		case seen && w.InService():
 			p.done(n, outcome, n.Reason+"; back in service")
 		case seen && (w.Drain || w.Fail) && !p.ours(w):
@@ -586,15 +933,15 @@ func (p *planner) emitNudges() {
 func (p *planner) emitFailing() {
 	var nodes []string
 	var reasons = map[string]string{}
-	for i := range p.s.Progress.Nodes {
+	for _, i := range p.activeNodes() {
 		n := &p.s.Progress.Nodes[i]
-		if p.phase(n) != PhaseFailing {
+		if p.phaseAt(i) != PhaseFailing {
 			continue
 		}
 		nodes = append(nodes, n.XName)
 		reason := n.Reason
-		if j, ok := p.changed[n.XName]; ok && p.d.Changes[j].Reason != "" {
-			reason = p.d.Changes[j].Reason
+		if c := p.changeOf(i); c != nil && c.Reason != "" {
+			reason = c.Reason
 		}
 		reasons[n.XName] = reason
 	}
@@ -617,14 +964,15 @@ func (p *planner) emitFailing() {
 // emitUngroup removes from the upgrading group the nodes that have left
 // flight, unless a boot session is pending (BOS reads the group then).
 func (p *planner) emitUngroup() {
-	if p.bootPending() {
+	// A boot limited to xnames is not affected by other nodes leaving the
+	// group; the original algorithm waits all the same.
+	if (p.legacy || p.s.BootLimit == LimitLabel) && p.bootPending() {
 		return
 	}
 	var nodes []string
-	for i := range p.s.Progress.Nodes {
-		n := &p.s.Progress.Nodes[i]
-		if p.grouped(n) && !p.phase(n).InFlight() {
-			nodes = append(nodes, n.XName)
+	for _, i := range p.activeNodes() {
+		if p.groupedAt(i) && !p.phaseAt(i).InFlight() {
+			nodes = append(nodes, p.s.Progress.Nodes[i].XName)
 		}
 	}
 	if len(nodes) > 0 {
@@ -638,7 +986,7 @@ func (p *planner) emitUngroup() {
 // bootPending reports whether a boot session in use may not have read the
 // upgrading group yet.
 func (p *planner) bootPending() bool {
-	for i := range p.s.Progress.Nodes {
+	for _, i := range p.activeNodes() {
 		n := &p.s.Progress.Nodes[i]
 		if n.Phase != PhaseBooting {
 			continue
@@ -650,9 +998,28 @@ func (p *planner) bootPending() bool {
 	return false
 }
 
-func (p *planner) anyInFlight() bool {
-	for i := range p.s.Progress.Nodes {
-		if p.phase(&p.s.Progress.Nodes[i]).InFlight() {
+func (p *planner) anyInFlight() bool { return p.inFlight() > 0 }
+
+// inFlight counts the nodes in flight after this decision's changes.
+func (p *planner) inFlight() int {
+	k := 0
+	for _, i := range p.active {
+		if p.phaseAt(i).InFlight() {
+			k++
+		}
+	}
+	return k
+}
+
+// anyPending reports whether a node is pending after this decision.
+func (p *planner) anyPending() bool {
+	for _, i := range p.active {
+		if p.phaseAt(i) == PhasePending {
+			return true
+		}
+	}
+	for i := p.firstPending; i < len(p.s.Progress.Nodes); i++ {
+		if p.phaseAt(i) == PhasePending {
 			return true
 		}
 	}
@@ -660,8 +1027,8 @@ func (p *planner) anyInFlight() bool {
 }
 
 func (p *planner) anyGrouped() bool {
-	for i := range p.s.Progress.Nodes {
-		if p.grouped(&p.s.Progress.Nodes[i]) {
+	for _, i := range p.active {
+		if p.groupedAt(i) {
 			return true
 		}
 	}
@@ -720,6 +1087,233 @@ func (p *planner) admit() {
 	}
 }
 
+// checkBudget aborts the session once more of its nodes have failed than
+// its failure budget allows: no new node is taken (the pending ones are
+// left untouched, in service); the nodes in flight finish.
+func (p *planner) checkBudget() {
+	s := p.s
+	if s.Progress.Abort != "" || s.Progress.Cancel {
+		return
+	}
+	budget := s.Rollout.failureBudget(len(s.Progress.Nodes))
+	if budget < 0 || p.failures <= budget {
+		return
+	}
+	p.d.Abort = fmt.Sprintf("%d nodes failed, more than the failure budget of %d", p.failures, budget)
+	p.d.Messages = append(p.d.Messages, "Failure budget exceeded: "+p.d.Abort+"; no new node is taken, nodes in flight finish, the others stay in service")
+	for i := range s.Progress.Nodes {
+		if p.phaseAt(i) == PhasePending {
+			p.done(&s.Progress.Nodes[i], OutcomeUntouched, "session aborted before this node was taken: "+p.d.Abort)
+		}
+	}
+}
+
+// ranked is a candidate for admission with its rank.
+type ranked struct {
+	i       int
+	retries int
+	class   int       // 0 first
+	end     time.Time // expected end of its jobs (job_end)
+}
+
+// rank orders the candidates by the rollout's Order, from what was
+// observed: nodes put back less often first, then by order, then in list
+// order. Nodes changed by this decision wait for a later one.
+func (p *planner) rank(cands []int) []ranked {
+	s, obs := p.s, p.obs
+	far := obs.Now.Add(100 * 365 * 24 * time.Hour)
+	out := make([]ranked, 0, len(cands))
+	for _, i := range cands {
+		if p.chg[i] != 0 {
+			continue
+		}
+		n := &s.Progress.Nodes[i]
+		r := ranked{i: i, retries: n.Retries}
+		w, seen := obs.Nodes[n.XName]
+		switch s.Rollout.Order {
+		case OrderIdleFirst, OrderJobEnd:
+			switch {
+			case !seen || !w.InService():
+				r.class = 2
+			case !w.Busy():
+				r.end = obs.Now
+			case s.Rollout.Order == OrderIdleFirst:
+				r.class = 1
+			default:
+				r.end = far
+				if e, ok := obs.JobEnds[n.XName]; ok {
+					r.end = e
+					if e.Before(obs.Now) {
+						r.end = obs.Now // overdue: about to end
+					}
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b ranked) int {
+		switch {
+		case a.retries != b.retries:
+			return a.retries - b.retries
+		case a.class != b.class:
+			return a.class - b.class
+		}
+		if c := a.end.Compare(b.end); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
+	return out
+}
+
+// admitRollout takes the next nodes for a session with rollout options:
+// a whole batch when nothing is in flight (classic, and canary batches),
+// or as many as there is room for (rolling), in the rollout's order, while
+// no gate (pause, approval, maintenance window) holds it.
+func (p *planner) admitRollout() {
+	s, obs := p.s, p.obs
+	if s.Progress.Cancel || s.Progress.Abort != "" || p.d.Abort != "" {
+		return
+	}
+	inFlight := p.inFlight()
+	room, held := admissionRoom(s, p.d.Step, inFlight)
+	if held != "" {
+		if inFlight == 0 {
+			p.held = held
+		}
+		return
+	}
+	if room <= 0 || (!s.Rollout.rolling() && p.anyGrouped()) {
+		return
+	}
+	if open, next := s.Rollout.windows().open(obs.Now); !open {
+		if !next.IsZero() {
+			p.wake(next)
+		}
+		if inFlight == 0 {
+			p.held = StageOutsideWindow
+		}
+		return
+	}
+	limit := s.Rollout.lookahead(s.StepSize)
+	cands := p.rank(candidates(s.Progress.Nodes, p.phaseAt, limit, p.firstPending))
+	if !s.Rollout.rolling() {
+		p.admitBatch(cands, room)
+		return
+	}
+	_, canary := s.Rollout.canarySize(p.d.Step + 1)
+	var taken []string
+	var out []int
+	for _, c := range cands {
+		if len(taken) >= room {
+			break
+		}
+		n := &s.Progress.Nodes[c.i]
+		if gone, unknown := obs.Unknown[n.XName]; unknown {
+			p.done(n, OutcomeSkipped, "unknown to the workload manager when its turn came: "+gone)
+			continue
+		}
+		w, seen := obs.Nodes[n.XName]
+		switch {
+		case !seen: // not observed this time: a later decision
+		case !w.InService():
+			out = append(out, c.i)
+		default:
+			taken = append(taken, n.XName)
+		}
+	}
+	if len(taken) == 0 && inFlight == 0 {
+		// Only nodes out of service are left to choose from, and none
+		// will return from flight: skip them rather than wait for ever.
+		for _, i := range out {
+			n := &s.Progress.Nodes[i]
+			p.done(n, OutcomeSkipped, "not in service when its turn came: "+describe(obs.Nodes[n.XName]))
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	slices.Sort(taken)
+	batch := p.d.Step + 1
+	p.d.Step, p.d.Steps = batch, max(p.d.Steps, batch)
+	what := fmt.Sprintf("Batch %d", batch)
+	if canary {
+		what = fmt.Sprintf("Canary batch %d of %d", batch, len(s.Canary))
+	}
+	p.take(batch, taken, fmt.Sprintf("%s: quiescing %d nodes (%d in flight, at most %d)", what, len(taken), inFlight+len(taken), s.StepSize))
+}
+
+// take puts nodes in flight as batch (step) number batch.
+func (p *planner) take(batch int, taken []string, msg string) {
+	s := p.s
+	for _, x := range taken {
+		p.change(Change{XName: x, Phase: PhaseQuiescing, Step: batch, Group: GroupAdded})
+	}
+	p.d.Messages = append(p.d.Messages, msg)
+	p.d.Actions = append(p.d.Actions,
+		Action{Kind: ActAddMembers, Label: s.UpgradingLabel, Nodes: taken, Why: fmt.Sprintf("step %d: put the step's nodes in the upgrading group", batch)},
+		Action{Kind: ActDrain, Nodes: taken, Reason: p.drainReason(batch), SkipFailed: true, Why: fmt.Sprintf("step %d: quiesce the step's nodes", batch)},
+	)
+}
+
+// admitBatch starts the next classic step (or canary batch) of size nodes
+// in the rollout's order: it takes those still in service and skips the
+// others, as the original algorithm does. If some of them have not been
+// observed, it waits for the next observation.
+func (p *planner) admitBatch(cands []ranked, size int) {
+	s, obs := p.s, p.obs
+	for len(cands) > 0 && size > 0 {
+		batch := cands[:min(size, len(cands))]
+		for _, c := range batch {
+			x := s.Progress.Nodes[c.i].XName
+			if _, ok := obs.Nodes[x]; !ok {
+				if _, ok := obs.Unknown[x]; !ok {
+					return // not observed: plan again after the next observation
+				}
+			}
+		}
+		step := p.d.Step + 1
+		_, canary := s.Rollout.canarySize(step)
+		var taken []string
+		skipped := 0
+		for _, c := range batch {
+			n := &s.Progress.Nodes[c.i]
+			w := obs.Nodes[n.XName]
+			if gone, unknown := obs.Unknown[n.XName]; unknown {
+				p.change(Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped, Step: step, Reason: "unknown to the workload manager at the start of its step: " + gone})
+				skipped++
+			} else if !w.InService() {
+				p.change(Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeSkipped, Step: step, Reason: "not in service at the start of its step: " + describe(w)})
+				skipped++
+			} else {
+				taken = append(taken, n.XName)
+			}
+		}
+		cands = cands[len(batch):]
+		p.d.Step, p.d.Steps = step, max(p.d.Steps, step)
+		what := fmt.Sprintf("Step %d of %d", step, p.d.Steps)
+		if canary {
+			what = fmt.Sprintf("Step %d of %d (canary)", step, p.d.Steps)
+		}
+		if len(taken) == 0 {
+			p.d.Messages = append(p.d.Messages, fmt.Sprintf("%s: all %d nodes skipped (not in service)", what, skipped))
+			var held Stage
+			if size, held = admissionRoom(s, p.d.Step, 0); held != "" {
+				p.held = held
+				return
+			}
+			continue
+		}
+		slices.Sort(taken)
+		msg := fmt.Sprintf("%s: quiescing %d nodes", what, len(taken))
+		if skipped > 0 {
+			msg += fmt.Sprintf(" (%d skipped: not in service)", skipped)
+		}
+		p.take(step, taken, msg)
+		return
+	}
+}
+
 func (p *planner) drainReason(step int) string {
 	return fmt.Sprintf("%s: rolling upgrade, step %d of %d", reasonPrefix(p.s), step, p.s.Progress.Steps)
 }
@@ -753,7 +1347,7 @@ func (p *planner) finish() {
 			c.add(ch.Outcome)
 		}
 	}
-	if s.Progress.Step > 0 {
+	if p.legacy && s.Progress.Step > 0 {
 		p.summariseStep()
 	}
 	if len(strangers) > 0 {
@@ -763,9 +1357,13 @@ func (p *planner) finish() {
 	p.d.Stage = StageDone
 	p.d.Result = ResultComplete
 	verb := "Upgrade session completed"
-	if s.Progress.Cancel {
+	switch {
+	case s.Progress.Cancel:
 		p.d.Result = ResultCancelled
 		verb = "Upgrade session cancelled"
+	case s.Progress.Abort != "" || p.d.Abort != "":
+		p.d.Result = ResultAborted
+		verb = "Upgrade session aborted"
 	}
 	p.d.Messages = append(p.d.Messages, fmt.Sprintf("%s: %d upgraded, %d failed, %d skipped, %d untouched",
 		verb, c.Upgraded, c.Failed, c.Skipped, c.Untouched))
@@ -774,10 +1372,12 @@ func (p *planner) finish() {
 // setStage derives the session stage from the phases of the nodes in
 // flight, and writes a message at each step milestone.
 func (p *planner) setStage() {
+	if p.s.Rollout.rolling() {
+		p.bootRolling()
+	}
 	var count = map[Phase]int{}
-	for i := range p.s.Progress.Nodes {
-		n := &p.s.Progress.Nodes[i]
-		if ph := p.phase(n); ph.InFlight() {
+	for _, i := range p.active {
+		if ph := p.phaseAt(i); ph.InFlight() {
 			count[ph]++
 		}
 	}
@@ -798,7 +1398,7 @@ func (p *planner) setStage() {
 	case count[PhaseReleasing] > 0:
 		stage = StageCleanup
 	}
-	if stage == StageQuiesced {
+	if stage == StageQuiesced && !p.s.Rollout.rolling() {
 		p.boot()
 		stage = StageBooting
 		if len(p.d.Actions) == 0 || p.d.Actions[len(p.d.Actions)-1].Kind != ActReboot {
@@ -815,9 +1415,82 @@ func (p *planner) setStage() {
 				failed++
 			}
 		}
-		p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d: boot session complete: %d booted, %d failed; waiting for the workload manager", p.d.Step, ok, failed))
+		if p.s.Rollout.rolling() {
+			p.d.Messages = append(p.d.Messages, fmt.Sprintf("Boot sessions complete: %d booted, %d failed; waiting for the workload manager", ok, failed))
+		} else {
+			p.d.Messages = append(p.d.Messages, fmt.Sprintf("Step %d: boot session complete: %d booted, %d failed; waiting for the workload manager", p.d.Step, ok, failed))
+		}
+	}
+	if stage == StageStarting && p.held != "" {
+		stage = p.held
+		if stage != p.s.Progress.Stage {
+			p.d.Messages = append(p.d.Messages, heldMessage(stage))
+		}
 	}
 	p.d.Stage = stage
+}
+
+// heldMessage says why a session takes no new node.
+func heldMessage(stage Stage) string {
+	switch stage {
+	case StagePaused:
+		return "Session paused: no new node is taken until it is resumed"
+	case StageApproval:
+		return "Canary batches done: waiting for approval before taking more nodes"
+	case StageOutsideWindow:
+		return "Outside the maintenance windows: waiting for the next one before taking more nodes"
+	}
+	return "Waiting: " + string(stage)
+}
+
+// bootRolling reboots, in boot sessions of at most BootBatchSize nodes,
+// every node the observation shows drained and in the upgrading group,
+// without waiting for the other nodes in flight (the rolling strategy).
+func (p *planner) bootRolling() {
+	s := p.s
+	if !p.obs.UpgradingObserved {
+		return // check group membership first (ScopeFor asks for it)
+	}
+	var nodes, missing []string
+	for _, i := range p.activeNodes() {
+		if p.phaseAt(i) != PhaseQuiesced {
+			continue
+		}
+		x := s.Progress.Nodes[i].XName
+		if w, ok := p.obs.Nodes[x]; !ok || !w.Drained() {
+			continue // reboot only what this very observation shows drained
+		}
+		if _, ok := slices.BinarySearch(p.obs.Upgrading, x); !ok {
+			missing = append(missing, x)
+			continue
+		}
+		nodes = append(nodes, x)
+	}
+	if len(missing) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActAddMembers, Label: s.UpgradingLabel, Nodes: missing,
+			Why: "nodes about to boot are missing from the upgrading group: add them (again)",
+		})
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	size := s.BootBatchSize
+	if size <= 0 {
+		size = len(nodes)
+	}
+	for chunk := range slices.Chunk(nodes, size) {
+		p.d.Boots++
+		name := bootName(s, p.d.Boots)
+		for _, x := range chunk {
+			p.change(Change{XName: x, Phase: PhaseBooting, Boot: name})
+		}
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActReboot, Nodes: chunk, Reboot: p.rebootRequest(name, chunk),
+			Why: "rolling: reboot the nodes drained since the last decision",
+		})
+		p.d.Messages = append(p.d.Messages, fmt.Sprintf("Boot session %s created for %d drained nodes", name, len(chunk)))
+	}
 }
 
 // boot starts the boot session of the step once every node of the step is
@@ -826,9 +1499,9 @@ func (p *planner) setStage() {
 func (p *planner) boot() {
 	s := p.s
 	var nodes []string
-	for i := range s.Progress.Nodes {
+	for _, i := range p.activeNodes() {
 		n := &s.Progress.Nodes[i]
-		switch p.phase(n) {
+		switch p.phaseAt(i) {
 		case PhaseQuiescing:
 			return
 		case PhaseQuiesced:
@@ -859,10 +1532,13 @@ func (p *planner) boot() {
 		return
 	}
 	if s.BootLimit == LimitLabel {
-		for i := range s.Progress.Nodes {
-			n := &s.Progress.Nodes[i]
-			if p.grouped(n) && !p.phase(n).InFlight() {
-				return // wait until they have left the group
+		// The boot session reboots every member of the group: wait until
+		// the only members of the session's are the nodes to boot (not a
+		// node done, released back to service or being failed, which may
+		// run jobs).
+		for _, i := range p.activeNodes() {
+			if p.groupedAt(i) && p.phaseAt(i) != PhaseQuiesced {
+				return
 			}
 		}
 	}
@@ -1034,6 +1710,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 	if d.ClearedFailed {
 		p.FailedToClear = nil
 	}
+	if d.Abort != "" && p.Abort == "" {
+		p.Abort = d.Abort
+	}
 	for _, c := range d.Changes {
 		n := s.Node(c.XName)
 		if n == nil {
@@ -1071,6 +1750,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		}
 		if c.LastError != "" {
 			n.LastError = c.LastError
+		}
+		if c.Retry {
+			n.Retries++
 		}
 		switch c.Group {
 		case GroupAdded:

@@ -709,3 +709,27 @@ func TestApplyStampsTransitions(t *testing.T) {
 	assert.Equal(t, OutcomeUpgraded, s.Node(x).Outcome)
 	require.NoError(t, s.check())
 }
+
+// A node released back to service (its drain was refused, or timed out)
+// may run jobs while it is still in the upgrading group: a boot limited by
+// label would reboot it, so the barrier waits for it to leave the group.
+func TestPlanLabelBootWaitsForReleasedNodesToLeaveTheGroup(t *testing.T) {
+	s := newTestSession(2, 2)
+	s.BootLimit = LimitLabel
+	x := nodes(s, 1)
+	setPhase(s, PhaseQuiesced, t0, x[0])
+	setPhase(s, PhaseReleasing, t0, x[1])
+	s.Node(x[1]).Reason = "the workload manager refused to drain it: no"
+	w := observe(t0.Add(time.Minute)).drained(ourReason, x[0]).group(x...)
+	w.node(x[1], wlm.Node{Name: x[1], State: wlm.StateAllocated, Drain: true, Reason: ourReason}) // resume not in effect yet
+	d := plan(t, s, w.obs)
+	assert.Empty(t, actionsOf(d, ActReboot), "no label boot while a released node is in the group")
+	assert.Equal(t, []string{x[1]}, actionsOf(d, ActResume)[0].Nodes)
+
+	// Back in service and out of the group: the boot goes ahead.
+	setPhase(s, PhaseDone, t0, x[1])
+	s.Node(x[1]).Outcome, s.Node(x[1]).Grouped = OutcomeSkipped, false
+	d = plan(t, s, observe(t0.Add(2*time.Minute)).drained(ourReason, x[0]).idle(x[1]).group(x[0]).obs)
+	require.Len(t, actionsOf(d, ActReboot), 1)
+	assert.Equal(t, []string{s.UpgradingLabel}, actionsOf(d, ActReboot)[0].Reboot.Limit)
+}

@@ -37,6 +37,12 @@ type scenario struct {
 	adminDrains  []adminDrain
 	cancelAt     time.Duration // 0: never
 	crashAtEvent int           // 0: never
+
+	rollout     crus.Rollout
+	pauseAt     time.Duration // 0: never
+	pauseFor    time.Duration
+	approveAt   time.Duration // when the canary is approved, if it must be
+	pausedStage bool
 }
 
 type callFault struct {
@@ -89,7 +95,52 @@ func drawScenario(t *rapid.T) scenario {
 	if rapid.Float64Range(0, 1).Draw(t, "crash") < 0.25 {
 		sc.crashAtEvent = rapid.IntRange(1, 60).Draw(t, "crashAt")
 	}
+	// Half the runs use the original algorithm; the others any valid
+	// combination of rollout options.
+	if rapid.Bool().Draw(t, "options") {
+		sc.rollout = drawRollout(t, sc.step)
+		if sc.rollout.Strategy == crus.StrategyRolling {
+			sc.limit = crus.LimitNodes
+		}
+		if sc.rollout.CanaryApproval {
+			sc.approveAt = time.Duration(rapid.IntRange(1, 900).Draw(t, "approveAt")) * time.Minute
+		}
+	}
+	if rapid.Float64Range(0, 1).Draw(t, "pause") < 0.2 {
+		sc.pauseAt = time.Duration(rapid.IntRange(1, 600).Draw(t, "pauseAt")) * time.Minute
+		sc.pauseFor = time.Duration(rapid.IntRange(1, 600).Draw(t, "pauseFor")) * time.Minute
+	}
 	return sc
+}
+
+// drawRollout draws any valid combination of rollout options.
+func drawRollout(t *rapid.T, step int) crus.Rollout {
+	r := crus.Rollout{
+		Strategy:  rapid.SampledFrom([]crus.Strategy{crus.StrategyClassic, crus.StrategyRolling}).Draw(t, "strategy"),
+		Order:     rapid.SampledFrom([]crus.Order{crus.OrderListed, crus.OrderIdleFirst, crus.OrderJobEnd}).Draw(t, "order"),
+		Lookahead: rapid.IntRange(0, 6).Draw(t, "lookahead"),
+	}
+	if r.Strategy == crus.StrategyRolling {
+		r.BootBatchSize = rapid.IntRange(0, 3).Draw(t, "bootBatch")
+	}
+	switch rapid.IntRange(0, 2).Draw(t, "budget") {
+	case 1:
+		r.MaxFailures = rapid.IntRange(1, 3).Draw(t, "maxFailures")
+	case 2:
+		r.MaxFailurePercent = rapid.Float64Range(1, 50).Draw(t, "maxFailurePercent")
+	}
+	if rapid.Bool().Draw(t, "drainTimeout") {
+		r.DrainTimeout = crus.Duration(time.Duration(rapid.IntRange(5, 180).Draw(t, "drainTimeoutMin")) * time.Minute)
+		r.DrainTimeoutAction = rapid.SampledFrom([]crus.DrainTimeoutAction{crus.DrainRelease, crus.DrainFail}).Draw(t, "drainTimeoutAction")
+	}
+	if rapid.Float64Range(0, 1).Draw(t, "canary") < 0.3 {
+		r.Canary = []int{1, min(step, rapid.IntRange(1, 3).Draw(t, "canary2"))}
+		r.CanaryApproval = rapid.Bool().Draw(t, "canaryApproval")
+	}
+	if rapid.Float64Range(0, 1).Draw(t, "window") < 0.2 {
+		r.MaintenanceWindows = []crus.Window{{Start: "20:00", End: "08:00", TimeZone: "Europe/Zurich"}}
+	}
+	return r
 }
 
 // play runs the scenario to the end and returns the final session and the
@@ -104,6 +155,7 @@ func (sc scenario) play(t tb, sequential bool) (*crus.Session, *env) {
 		e.ex = e.executor()
 	}
 	e.spec.BootLimit = sc.limit
+	e.spec.Rollout = sc.rollout
 	start := e.w.Now()
 	if sc.keepBusy {
 		e.w.KeepBusy(sc.busy, 5*time.Hour, 15*time.Minute, start.Add(48*time.Hour))
@@ -145,6 +197,20 @@ func (sc scenario) play(t tb, sequential bool) (*crus.Session, *env) {
 			require.NoError(t, err)
 		})
 	}
+	flag := func(at time.Duration, f func(context.Context, string) (*crus.Session, error)) {
+		e.w.Schedule(start.Add(at), func() {
+			if _, err := f(context.Background(), s.UpgradeID); err != nil {
+				require.ErrorIs(t, err, crus.ErrSessionDone)
+			}
+		})
+	}
+	if sc.pauseAt > 0 {
+		flag(sc.pauseAt, e.ex.Pause)
+		flag(sc.pauseAt+sc.pauseFor, e.ex.Resume)
+	}
+	if sc.approveAt > 0 {
+		flag(sc.approveAt, e.ex.Approve)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := 0
@@ -180,9 +246,27 @@ func TestInvariantsUnderRandomFaults(t *testing.T) {
 		}
 		require.True(t, final.Completed)
 		e.check(final)
-		if sc.cancelAt == 0 {
+		stored, err := e.store.Get(context.Background(), final.UpgradeID)
+		require.NoError(t, err)
+		js, err := json.Marshal(stored)
+		require.NoError(t, err)
+		jf, err := json.Marshal(final)
+		require.NoError(t, err)
+		require.JSONEq(t, string(jf), string(js), "the store holds the record the executor ended with")
+		budget := sc.rollout.MaxFailures > 0 || sc.rollout.MaxFailurePercent > 0
+		switch {
+		case sc.cancelAt > 0:
+		case budget && final.Progress.Result == crus.ResultAborted:
+			assert.NotEmpty(t, final.Progress.Abort)
+			assert.Positive(t, final.Counts().Failed, "aborted only after failures")
+		default:
 			assert.Equal(t, crus.ResultComplete, final.Progress.Result)
-			assert.Zero(t, final.Counts().Untouched, "untouched only after a cancel")
+			assert.Zero(t, final.Counts().Untouched, "untouched only after a cancel or an abort")
+		}
+		if sc.rollout.DrainTimeout == 0 || sc.rollout.DrainTimeoutAction == crus.DrainFail {
+			for _, n := range final.Progress.Nodes {
+				assert.Zero(t, n.Retries, "%s retried without a drain timeout that releases", n.XName)
+			}
 		}
 		for _, n := range final.Progress.Nodes {
 			ws, _ := e.w.Node(n.XName)

@@ -134,6 +134,7 @@ type Executor struct {
 	clock     Clock
 	log       *slog.Logger
 	bootTimes bool
+	jobEnder  wlm.JobEnder // nil: the workload manager cannot tell job ends
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -163,6 +164,9 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 	}
 	if r, ok := manager.(wlm.BootTimeReporter); ok {
 		e.bootTimes = r.ReportsBootTime()
+	}
+	if j, ok := manager.(wlm.JobEnder); ok {
+		e.jobEnder = j
 	}
 	return e, nil
 }
@@ -325,6 +329,7 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		s.Progress.FailedToClear = slices.Clone(failed)
 	}
 	s.Progress.Nodes = make([]NodeRecord, len(starting))
+	_, stepOf := spec.plannedSteps(len(starting), spec.StepSize)
 	taken, skipped := 0, 0
 	for i, x := range starting {
 		r := NodeRecord{XName: x, Name: names[x], Phase: PhasePending, Since: now}
@@ -339,7 +344,9 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 			r.Reason = "not in service at session start: " + describe(w)
 			skipped++
 		default:
-			r.Step = taken/spec.StepSize + 1
+			if !spec.rolling() { // rolling numbers its batches as it takes them
+				r.Step = stepOf(taken)
+			}
 			taken++
 		}
 		s.Progress.Nodes[i] = r
@@ -347,8 +354,12 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 	if taken == 0 {
 		return nil, preflightError([]error{fmt.Errorf("%w: none of the %d nodes of starting group %q is in service", ErrNoNodes, len(starting), spec.StartingLabel)})
 	}
-	s.Progress.Steps = (taken + spec.StepSize - 1) / spec.StepSize
+	s.Progress.Steps, _ = spec.plannedSteps(taken, spec.StepSize)
 	msg := fmt.Sprintf("Session created: %d nodes to upgrade in %d steps of at most %d", taken, s.Progress.Steps, spec.StepSize)
+	if spec.rolling() {
+		s.Progress.Steps = 0
+		msg = fmt.Sprintf("Session created: %d nodes to upgrade, rolling, at most %d out of service at once", taken, spec.StepSize)
+	}
 	if skipped > 0 {
 		msg += fmt.Sprintf("; %d nodes skipped (not in service)", skipped)
 	}
@@ -421,6 +432,76 @@ func (e *Executor) Delete(ctx context.Context, id string) (*Session, error) {
 	}
 }
 
+// Pause stops the session from taking new nodes: nodes in flight finish,
+// nothing new starts, until Resume. Pausing a paused session changes
+// nothing. It returns the session record as it stands, or
+// ErrSessionDone for a completed session.
+func (e *Executor) Pause(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "pause", func(p *Progress, now time.Time) string {
+		if p.Paused {
+			return ""
+		}
+		p.Paused, p.PausedAt = true, now
+		return "Pause requested: nodes in flight finish; no new node is taken until the session is resumed"
+	})
+}
+
+// Resume lets a paused session take new nodes again.
+func (e *Executor) Resume(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "resume", func(p *Progress, now time.Time) string {
+		if !p.Paused {
+			return ""
+		}
+		p.Paused, p.PausedAt = false, time.Time{}
+		return "Resumed: new nodes are taken again"
+	})
+}
+
+// Approve lets a session whose spec asks for canary approval go on past
+// its canary batches. Approving before the canary batches are over is
+// allowed: the session then does not stop after them.
+func (e *Executor) Approve(ctx context.Context, id string) (*Session, error) {
+	return e.flag(ctx, id, "approve", func(p *Progress, now time.Time) string {
+		if p.Approved {
+			return ""
+		}
+		p.Approved = true
+		return "Canary approved: the session goes on at full step size"
+	})
+}
+
+// flag changes the session's progress by f, with a compare-and-swap on the
+// store as Delete does, and wakes its Run. f returns the message to record,
+// or "" if there is nothing to change.
+func (e *Executor) flag(ctx context.Context, id, what string, f func(p *Progress, now time.Time) string) (*Session, error) {
+	for {
+		s, err := e.store.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if s.Completed {
+			return s, fmt.Errorf("%w: cannot %s %s", ErrSessionDone, what, id)
+		}
+		now := e.clock.Now()
+		msg := f(&s.Progress, now)
+		if msg == "" {
+			return s, nil
+		}
+		s.Messages = append(s.Messages, msg)
+		err = e.store.Update(ctx, s)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.log.Info(msg, "session", id)
+		e.emit(Event{Time: now, Session: id, Kind: EventMessage, Message: msg})
+		e.wake(id)
+		return s, nil
+	}
+}
+
 func (e *Executor) isRunning(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -444,12 +525,38 @@ func (e *Executor) wake(id string) {
 // session on.
 const maxReplans = 64
 
+// nodeUpdater is implemented by a store that can take an update of only
+// the node records that changed (MemoryStore).
+type nodeUpdater interface {
+	updateNodes(ctx context.Context, s *Session, changed []int) error
+}
+
 // run is the state of one Run call.
 type run struct {
 	s      *Session
 	xnames map[string]string // WLM name -> xname
-	log    *slog.Logger
-	wakeC  chan struct{}
+	at     map[string]int    // xname -> position in s.Progress.Nodes (fixed for a session)
+	idx    *nodeIndex        // of s; rebuilt whenever s is replaced
+
+	obsNodes map[string]wlm.Node // Observation.Nodes, reused
+	log      *slog.Logger
+	wakeC    chan struct{}
+}
+
+// indexed returns the index of the run's session record.
+func (r *run) indexed() *nodeIndex {
+	if !r.idx.valid(r.s) {
+		r.idx = newNodeIndex(r.s)
+	}
+	return r.idx
+}
+
+// name returns the workload-manager name of the node with this xname.
+func (r *run) name(xname string) string {
+	if i, ok := r.at[xname]; ok && i < len(r.s.Progress.Nodes) {
+		return r.s.Progress.Nodes[i].Name
+	}
+	return r.s.Node(xname).Name
 }
 
 // Run drives the session to completion: it observes the world, plans,
@@ -529,7 +636,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			}
 			continue
 		}
-		d, err := Plan(r.s, obs)
+		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err
 		}
@@ -619,8 +726,10 @@ func (e *Executor) refresh(ctx context.Context, r *run) error {
 // index builds the run's map of workload-manager names.
 func (r *run) index() {
 	r.xnames = make(map[string]string, len(r.s.Progress.Nodes))
-	for _, n := range r.s.Progress.Nodes {
+	r.at = make(map[string]int, len(r.s.Progress.Nodes))
+	for i, n := range r.s.Progress.Nodes {
 		r.xnames[n.Name] = n.XName
+		r.at[n.XName] = i
 	}
 }
 
@@ -643,7 +752,22 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 	events := e.eventsOf(r.s, d, now)
 	for {
 		r.s.Apply(d, now)
-		err := e.retry(ctx, "store session", func() error { return e.store.Update(ctx, r.s) })
+		if r.idx.valid(r.s) {
+			r.idx.update(d)
+		}
+		update := func() error { return e.store.Update(ctx, r.s) }
+		if m, ok := e.store.(nodeUpdater); ok {
+			// r.s is the store's record at its revision, changed since
+			// only by this Apply.
+			changed := make([]int, 0, len(d.Changes))
+			for _, c := range d.Changes {
+				if i, ok := r.at[c.XName]; ok {
+					changed = append(changed, i)
+				}
+			}
+			update = func() error { return m.updateNodes(ctx, r.s, changed) }
+		}
+		err := e.retry(ctx, "store session", update)
 		if err == nil {
 			break
 		}
@@ -748,10 +872,14 @@ func (e *Executor) emit(ev Event) {
 // observe reads what the plan needs, fanning the calls out.
 func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	s := r.s
-	sc := ScopeFor(s)
+	sc, pos := scopeWith(s, r.indexed())
+	if r.obsNodes == nil {
+		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
+	}
+	clear(r.obsNodes) // reused: the planner keeps nothing of an observation
 	obs := Observation{
 		Now:           e.clock.Now(),
-		Nodes:         make(map[string]wlm.Node, len(sc.Nodes)),
+		Nodes:         r.obsNodes,
 		Unknown:       map[string]string{},
 		Boots:         make(map[string]bos.Status, len(sc.Boots)),
 		MissingBoots:  map[string]bool{},
@@ -763,9 +891,9 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	g.SetLimit(e.cfg.MaxConcurrentCalls)
 	if len(sc.Nodes) > 0 {
 		g.Go(func() error {
-			names := make([]string, len(sc.Nodes))
-			for i, x := range sc.Nodes {
-				names[i] = s.Node(x).Name
+			names := make([]string, len(pos))
+			for k, i := range pos {
+				names[k] = s.Progress.Nodes[i].Name
 			}
 			var nodes []wlm.Node
 			perNode, err := e.call(gctx, "read nodes", func() (err error) {
@@ -777,8 +905,17 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			// Nodes come back in the order asked, less the unknown ones:
+			// match them by position, by name if an adapter reorders.
+			k := 0
 			for _, n := range nodes {
-				if x, ok := r.xnames[n.Name]; ok {
+				for k < len(names) && names[k] != n.Name && perNode[names[k]] != nil {
+					k++
+				}
+				if k < len(names) && names[k] == n.Name {
+					obs.Nodes[sc.Nodes[k]] = n
+					k++
+				} else if x, ok := r.xnames[n.Name]; ok {
 					obs.Nodes[x] = n
 				}
 			}
@@ -808,6 +945,32 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			default:
 				obs.Boots[b.Name] = st
 			}
+			return nil
+		})
+	}
+	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
+		g.Go(func() error {
+			names := make([]string, len(sc.JobEnds))
+			for i, x := range sc.JobEnds {
+				names[i] = r.name(x)
+			}
+			var ends map[string]time.Time
+			_, err := e.call(gctx, "job ends", func() (err error) {
+				ends, err = e.jobEnder.JobEnds(gctx, names)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("reading the job ends of %d nodes: %w", len(names), err)
+			}
+			byX := make(map[string]time.Time, len(ends))
+			for name, t := range ends {
+				if x, ok := r.xnames[name]; ok {
+					byX[x] = t
+				}
+			}
+			mu.Lock()
+			obs.JobEnds = byX
+			mu.Unlock()
 			return nil
 		})
 	}
@@ -848,7 +1011,7 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 	names := func() []string {
 		out := make([]string, len(res.Nodes))
 		for i, x := range res.Nodes {
-			out[i] = r.s.Node(x).Name
+			out[i] = r.name(x)
 		}
 		return out
 	}

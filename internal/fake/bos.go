@@ -135,6 +135,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 		w.violations = append(w.violations, fmt.Sprintf("%s: %s (%s) rebooted while running %d jobs", w.now.Format(time.RFC3339), n.xname, n.name, len(n.jobs)))
 		n.jobs = nil
 	}
+	asap := n.asap
 	n.up, n.rebooting = false, true
 	n.reboots++
 	w.reboots++
@@ -148,6 +149,9 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 		w.locked(func() {
 			if n.faults.BootFails {
 				n.rebooting = false
+				if asap {
+					w.asapDone(n)
+				}
 				w.update(n)
 				reason := n.faults.BootError
 				if reason == "" {
@@ -160,6 +164,9 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 			done(true, "")
 			if n.faults.NeverReturns {
 				n.rebooting = false
+				if asap {
+					w.asapDone(n)
+				}
 				w.update(n)
 				return
 			}
@@ -167,6 +174,10 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 				w.locked(func() {
 					n.up, n.rebooting, n.agentStart = true, false, w.now.Truncate(time.Second)
 					n.completingUntil = time.Time{}
+					if asap { // nextstate=RESUME
+						w.asapDone(n)
+						n.drain, n.reason = false, ""
+					}
 					w.update(n)
 				})
 			})

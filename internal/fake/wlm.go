@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -35,7 +36,7 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	out := make([]wlm.Node, 0, len(names))
 	var unknown []string
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			unknown = append(unknown, name)
 			continue
@@ -45,10 +46,26 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
 }
 
+// lookup finds a node by workload-manager name: by its NID when the name
+// is the usual nid%06d of a node added in NID order (no hashing), by map
+// otherwise. Callers hold the lock.
+func (w *World) lookup(name string) (*node, bool) {
+	if len(name) == 9 && name[:3] == "nid" {
+		if k, err := strconv.Atoi(name[3:]); err == nil && k >= 1 && k <= len(w.order) {
+			if n := w.order[k-1]; n.name == name {
+				return n, !n.forgotten
+			}
+		}
+	}
+	n, ok := w.byName[name]
+	return n, ok
+}
+
 func (w *World) wlmNode(n *node) wlm.Node {
 	s := wlm.Node{
 		Name: n.name, Drain: n.drain, Fail: n.fail, Reason: n.reason, ReasonTime: n.reasonTime,
-		Completing: w.now.Before(n.completingUntil),
+		Completing:      w.now.Before(n.completingUntil),
+		RebootRequested: n.asap && !n.rebooting, RebootIssued: n.asap && n.rebooting,
 	}
 	switch {
 	case !n.up:
@@ -68,7 +85,7 @@ func (w *World) wlmNode(n *node) wlm.Node {
 func (w *World) each(names []string, f func(n *node) error) error {
 	var errs []error
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			errs = append(errs, &batch.NodeError{Node: name, Err: wlm.ErrNodeNotFound})
 			continue
@@ -141,7 +158,7 @@ func (m *WLM) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	out := map[string]time.Time{}
 	var unknown []string
 	for _, name := range names {
-		n, ok := w.byName[name]
+		n, ok := w.lookup(name)
 		if !ok {
 			unknown = append(unknown, name)
 			continue

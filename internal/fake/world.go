@@ -64,6 +64,12 @@ type node struct {
 	faults          NodeFaults
 
 	out bool // counted in World.out
+
+	idx       int       // order of AddNode, for the free-node bitset
+	free      bool      // idle and in service (set in World.free)
+	asap      bool      // a workload-manager reboot is pending (wlm.Rebooter)
+	forgotten bool      // removed from the workload manager (RemoveNode)
+	lostSince time.Time // out of service because of crus and running nothing, since
 }
 
 type event struct {
@@ -113,6 +119,14 @@ type World struct {
 	out        int
 	maxOut     int
 	reboots    int
+
+	order     []*node  // nodes in AddNode order
+	freeBits  []uint64 // bit i: order[i] is idle and in service
+	freeCount int
+	kick      bool   // something may have freed nodes since the hook ran
+	hook      func() // see SetScheduler
+	lost      time.Duration
+	asapLeft  int // nodes whose wlm.Rebooter reboot has not finished
 }
 
 type template struct {
@@ -188,12 +202,27 @@ func (w *World) RunUntil(t time.Time) time.Time {
 	for {
 		w.mu.Lock()
 		if len(w.queue) == 0 || w.queue[0].at.After(t) {
+			if w.kick && w.hook != nil && t.After(w.now) {
+				w.kick = false
+				hook := w.hook
+				w.mu.Unlock()
+				hook()
+				continue
+			}
 			if t.After(w.now) {
 				w.now = t
 			}
 			now := w.now
 			w.mu.Unlock()
 			return now
+		}
+		if w.kick && w.hook != nil && w.queue[0].at.After(w.now) {
+			// Let the scheduler use what was freed before time moves on.
+			w.kick = false
+			hook := w.hook
+			w.mu.Unlock()
+			hook()
+			continue
 		}
 		ev := heap.Pop(&w.queue).(event)
 		if ev.at.After(w.now) {
@@ -232,9 +261,15 @@ func (w *World) AddNode(xname string, nid int) {
 	n := &node{
 		xname: xname, name: fmt.Sprintf("nid%06d", nid), nid: nid, up: true,
 		bootTime: w.now.Add(-24 * time.Hour).Truncate(time.Second), agentStart: w.now.Add(-24 * time.Hour).Truncate(time.Second),
+		idx: len(w.order),
 	}
 	w.nodes[xname] = n
 	w.byName[n.name] = n
+	w.order = append(w.order, n)
+	if n.idx/64 >= len(w.freeBits) {
+		w.freeBits = append(w.freeBits, 0)
+	}
+	w.update(n)
 }
 
 // AddGroup creates (or replaces) an HSM group with these members.
@@ -394,7 +429,7 @@ func (w *World) Reboots() int {
 // update recomputes the node's contribution to the out-of-service count.
 // Callers hold the lock.
 func (w *World) update(n *node) {
-	out := !n.fail && (n.rebooting || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix))
+	out := !n.fail && (n.rebooting || n.asap || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix))
 	if out != n.out {
 		n.out = out
 		if out {
@@ -404,6 +439,26 @@ func (w *World) update(n *node) {
 		}
 	}
 	w.maxOut = max(w.maxOut, w.out)
+	// Capacity lost: out of service because of crus and computing nothing.
+	switch lost := out && len(n.jobs) == 0; {
+	case lost && n.lostSince.IsZero():
+		n.lostSince = w.now
+	case !lost && !n.lostSince.IsZero():
+		w.lost += w.now.Sub(n.lostSince)
+		n.lostSince = time.Time{}
+	}
+	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil)
+	if free != n.free {
+		n.free = free
+		if free {
+			w.freeBits[n.idx/64] |= 1 << (n.idx % 64)
+			w.freeCount++
+			w.kick = true
+		} else {
+			w.freeBits[n.idx/64] &^= 1 << (n.idx % 64)
+			w.freeCount--
+		}
+	}
 }
 
 // StartJob starts a job on a node that is in service: it really runs for
@@ -422,6 +477,7 @@ func (w *World) StartJob(xname string, runFor, limit time.Duration) error {
 	w.jobID++
 	j := job{id: w.jobID, end: w.now.Add(runFor), limit: w.now.Add(max(limit, runFor))}
 	n.jobs = append(n.jobs, j)
+	w.update(n)
 	w.schedule(j.end, func() { w.locked(func() { w.endJob(n, j.id) }) })
 	return nil
 }
@@ -433,8 +489,26 @@ func (w *World) endJob(n *node, id int) {
 	}
 	n.jobs = slices.Delete(n.jobs, i, i+1)
 	if len(n.jobs) == 0 {
-		n.completingUntil = w.now.Add(w.opts.CompletingTime + n.faults.SlowDrain)
+		w.idle(n)
 	}
+	w.update(n)
+}
+
+// idle starts a node's completing time after its last job ended, and
+// looks at it again once that is over (it may then be free, or due for a
+// pending reboot). Callers hold the lock.
+func (w *World) idle(n *node) {
+	n.completingUntil = w.now.Add(w.opts.CompletingTime + n.faults.SlowDrain)
+	w.schedule(n.completingUntil, func() { w.locked(func() { w.completed(n) }) })
+}
+
+// completed looks at a node whose completing time is over. Callers hold
+// the lock.
+func (w *World) completed(n *node) {
+	if n.asap && len(n.jobs) == 0 && !n.rebooting && n.up && !w.now.Before(n.completingUntil) {
+		w.rebootASAP(n)
+	}
+	w.update(n)
 }
 
 // NodeState is a snapshot of one node for tests.
@@ -504,6 +578,7 @@ func (w *World) SetDown(xname string, down bool) {
 			n.jobs = nil
 		}
 		w.update(n)
+		w.kick = true
 	}
 }
 
@@ -513,6 +588,7 @@ func (w *World) RemoveNode(xname string) {
 	defer w.mu.Unlock()
 	if n, ok := w.nodes[xname]; ok {
 		delete(w.byName, n.name)
+		n.forgotten = true
 	}
 }
 
@@ -531,6 +607,7 @@ func (w *World) EndJobs(xname string) {
 	defer w.mu.Unlock()
 	if n, ok := w.nodes[xname]; ok && len(n.jobs) > 0 {
 		n.jobs = nil
-		n.completingUntil = w.now.Add(w.opts.CompletingTime + n.faults.SlowDrain)
+		w.idle(n)
+		w.update(n)
 	}
 }

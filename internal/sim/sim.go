@@ -1,0 +1,349 @@
+// Package sim measures rollout strategies the way ../shared/BENCHMARK.md
+// says: it replays a real job trace (Standard Workload Format) on a
+// simulated cluster, with a FCFS + EASY-backfill scheduler placing jobs on
+// the nodes that are up and not drained, and runs a crus session on it:
+// the real crus.Executor and crus.Plan, driving the in-memory backends of
+// internal/fake on their virtual clock. Every run is seeded and
+// deterministic: the same Config and Strategy give the same Result.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/internal/swf"
+)
+
+// Config describes the simulated cluster and the trace window. The zero
+// value of every field but Trace gives the default noted.
+type Config struct {
+	Trace *swf.Trace
+	// Nodes in the cluster; default the trace's MaxNodes. With more nodes
+	// than the trace's machine, every job is made wider in proportion, so
+	// the cluster is as busy as the traced one was.
+	Nodes int
+	// ProcsPerNode turns a job's processors into nodes; default the
+	// trace's MaxProcs / MaxNodes.
+	ProcsPerNode int
+	// Step is the session's upgrade_step_size; default 50.
+	Step int
+	Seed uint64
+	// Start is the point of the trace (since its beginning) at which the
+	// upgrade starts; default 50 days. Jobs are replayed from Warmup
+	// before it (default 7 days), so the cluster is as busy as it was.
+	Start, Warmup time.Duration
+	// RebootTime and RebootJitter: a reboot takes RebootTime ± up to
+	// RebootJitter (uniform); defaults 10m and 3m.
+	RebootTime, RebootJitter time.Duration
+	// BootFailures and NeverReturn are the fractions of nodes that fail to
+	// boot and that never come back; defaults 0.01 and 0.005. NoFaults
+	// turns both off.
+	BootFailures, NeverReturn float64
+	NoFaults                  bool
+	// PollInterval is the executor's; default 30s.
+	PollInterval time.Duration
+	// DefaultLimit is the time limit the workload manager knows for jobs
+	// without a requested time, as a partition default would be. Default:
+	// the longest run time of any job of the same partition in the trace
+	// (so no job is killed, and the limit tells nothing about the job).
+	DefaultLimit time.Duration
+	// MaxDuration bounds the simulated time of one session; default 120
+	// days.
+	MaxDuration time.Duration
+	// OnProgress, if set, is called as nodes finish.
+	OnProgress func(Progress)
+}
+
+// Progress is a progress report of one run.
+type Progress struct {
+	Strategy    string
+	Done, Nodes int
+	Simulated   time.Duration
+}
+
+// Strategy is one contender.
+type Strategy struct {
+	Name    string
+	Rollout crus.Rollout
+	// RebootASAP runs the uncapped reference instead of a crus session:
+	// every node is asked to reboot through the workload manager as soon
+	// as its jobs end (wlm.Rebooter, Slurm's scontrol reboot ASAP).
+	RebootASAP bool
+}
+
+// Result is what one run measured (see BENCHMARK.md).
+type Result struct {
+	Strategy string
+	Nodes    int
+	// Step is the cap on nodes out at once (0: no cap).
+	Step     int
+	Makespan time.Duration
+	// Lost is the capacity lost, in node-time; Floor is Nodes × the mean
+	// reboot time.
+	Lost, Floor time.Duration
+	MaxOut      int
+	Upgraded    int
+	Failed      int
+	Skipped     int
+	Untouched   int
+	WLMCalls    int
+	HSMCalls    int
+	BOSCalls    int
+	// Jobs started by the scheduler during the session.
+	JobsStarted int
+	Result      crus.Result
+	Wall        time.Duration
+}
+
+// LostOverFloor is Lost / Floor.
+func (r Result) LostOverFloor() float64 {
+	if r.Floor <= 0 {
+		return 0
+	}
+	return float64(r.Lost) / float64(r.Floor)
+}
+
+// ErrTooLong: the session did not finish within Config.MaxDuration.
+var ErrTooLong = errors.New("sim: session did not finish within the simulated time allowed")
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Trace == nil {
+		return c, errors.New("sim: no trace")
+	}
+	h := c.Trace.Header
+	if c.Nodes == 0 {
+		c.Nodes = h.MaxNodes
+	}
+	if c.Nodes < 1 {
+		return c, errors.New("sim: the trace gives no MaxNodes: set Config.Nodes")
+	}
+	if c.ProcsPerNode == 0 && h.MaxNodes > 0 && h.MaxProcs > 0 {
+		c.ProcsPerNode = max(1, h.MaxProcs/h.MaxNodes)
+	}
+	if c.ProcsPerNode == 0 {
+		c.ProcsPerNode = 1
+	}
+	if c.Step == 0 {
+		c.Step = 50
+	}
+	if c.Start == 0 {
+		c.Start = 50 * 24 * time.Hour
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 7 * 24 * time.Hour
+	}
+	if c.RebootTime == 0 {
+		c.RebootTime = 10 * time.Minute
+	}
+	if c.RebootJitter == 0 {
+		c.RebootJitter = 3 * time.Minute
+	}
+	if c.BootFailures == 0 {
+		c.BootFailures = 0.01
+	}
+	if c.NeverReturn == 0 {
+		c.NeverReturn = 0.005
+	}
+	if c.NoFaults {
+		c.BootFailures, c.NeverReturn = 0, 0
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 30 * time.Second
+	}
+	if c.MaxDuration == 0 {
+		c.MaxDuration = 120 * 24 * time.Hour
+	}
+	if c.Warmup > c.Start {
+		c.Warmup = c.Start
+	}
+	return c, nil
+}
+
+// job is a trace job ready to be replayed.
+type job struct {
+	submit time.Duration // since the world's start
+	width  int           // nodes
+	run    time.Duration
+	limit  time.Duration // as the workload manager knows it
+}
+
+// jobs turns the trace into the jobs replayed from Start - Warmup on.
+func (c Config) jobs() []job {
+	longest := map[int]time.Duration{}
+	for _, j := range c.Trace.Jobs {
+		longest[j.Partition] = max(longest[j.Partition], j.Run)
+	}
+	scale := 1
+	if m := c.Trace.Header.MaxNodes; m > 0 && c.Nodes > m {
+		scale = c.Nodes / m
+	}
+	from := c.Start - c.Warmup
+	var out []job
+	for _, j := range c.Trace.Jobs {
+		if j.Submit < from || j.Run <= 0 || j.Width() <= 0 {
+			continue
+		}
+		width := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode * scale
+		if width > c.Nodes {
+			continue // never fits this cluster
+		}
+		limit := j.ReqTime
+		if limit <= 0 {
+			limit = c.DefaultLimit
+			if limit <= 0 {
+				limit = longest[j.Partition]
+			}
+		}
+		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: max(limit, j.Run)})
+	}
+	return out
+}
+
+// Run simulates one strategy and reports what it measured.
+func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
+	wall := time.Now()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Result{}, err
+	}
+	traceStart := cfg.Trace.Header.Start()
+	if traceStart.IsZero() {
+		traceStart = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	}
+	w := fake.NewCluster(fake.ClusterOptions{
+		Nodes: cfg.Nodes,
+		Options: fake.Options{
+			Start: traceStart.Add(cfg.Start - cfg.Warmup), Seed: cfg.Seed,
+			RebootTime: cfg.RebootTime, RebootJitter: cfg.RebootJitter,
+		},
+	})
+	injectFaults(w, cfg)
+	sch := newScheduler(w, cfg.jobs())
+	w.SetScheduler(sch.pass)
+	sch.replay()
+
+	start := w.RunUntil(w.Now().Add(cfg.Warmup))
+	jobsBefore := sch.startedJobs()
+	res := Result{Strategy: st.Name, Nodes: cfg.Nodes, Step: cfg.Step, Floor: time.Duration(cfg.Nodes) * cfg.RebootTime}
+	if st.RebootASAP {
+		res.Step = 0
+		err = runASAP(ctx, w, cfg, st, start, &res)
+	} else {
+		err = runCrus(ctx, w, cfg, st, start, &res)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Lost = w.Lost()
+	res.MaxOut = w.MaxOut()
+	res.WLMCalls, res.HSMCalls, res.BOSCalls = w.CallsTo("wlm"), w.CallsTo("hsm"), w.CallsTo("bos")
+	res.JobsStarted = sch.startedJobs() - jobsBefore
+	if v := w.Violations(); len(v) > 0 {
+		return res, fmt.Errorf("sim: %s: %d nodes rebooted while running jobs, e.g. %s", st.Name, len(v), v[0])
+	}
+	res.Wall = time.Since(wall)
+	return res, nil
+}
+
+// injectFaults makes BootFailures of the nodes fail to boot and
+// NeverReturn of them never come back, chosen by the seed.
+func injectFaults(w *fake.World, cfg Config) {
+	rng := rand.New(rand.NewPCG(cfg.Seed^0x5eed, cfg.Seed))
+	pick := rng.Perm(cfg.Nodes)
+	nFail := int(float64(cfg.Nodes)*cfg.BootFailures + 0.5)
+	nNever := int(float64(cfg.Nodes)*cfg.NeverReturn + 0.5)
+	for _, i := range pick[:min(nFail, len(pick))] {
+		w.SetFaults(fake.XName(i), fake.NodeFaults{BootFails: true, BootError: "kernel panic - not syncing"})
+	}
+	for _, i := range pick[min(nFail, len(pick)):min(nFail+nNever, len(pick))] {
+		w.SetFaults(fake.XName(i), fake.NodeFaults{NeverReturns: true})
+	}
+}
+
+func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start time.Time, res *Result) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deadline := start.Add(cfg.MaxDuration)
+	done := 0
+	tooLong := false
+	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{
+		Clock:        w,
+		PollInterval: cfg.PollInterval,
+		NewID:        func() string { return "sim" },
+		OnEvent: func(ev crus.Event) {
+			if ev.Time.After(deadline) {
+				tooLong = true
+				cancel()
+			}
+			if ev.Kind == crus.EventNode {
+				done++
+				if cfg.OnProgress != nil {
+					cfg.OnProgress(Progress{Strategy: st.Name, Done: done, Nodes: cfg.Nodes, Simulated: ev.Time.Sub(start)})
+				}
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	s, err := ex.Create(ctx, crus.Spec{
+		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+		StepSize: cfg.Step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
+		Rollout: st.Rollout,
+	})
+	if err != nil {
+		return fmt.Errorf("sim: %s: %w", st.Name, err)
+	}
+	final, err := ex.Run(ctx, s.UpgradeID)
+	if tooLong {
+		return fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, cfg.MaxDuration)
+	}
+	if err != nil {
+		return fmt.Errorf("sim: %s: %w", st.Name, err)
+	}
+	res.Makespan = final.Progress.EndedAt.Sub(start)
+	c := final.Counts()
+	res.Upgraded, res.Failed, res.Skipped, res.Untouched = c.Upgraded, c.Failed, c.Skipped, c.Untouched
+	res.Result = final.Progress.Result
+	return nil
+}
+
+// runASAP is the uncapped reference: one workload-manager reboot request
+// for every node, then wait until every node has rebooted or failed to.
+func runASAP(ctx context.Context, w *fake.World, cfg Config, st Strategy, start time.Time, res *Result) error {
+	names := make([]string, cfg.Nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("nid%06d", i+1)
+	}
+	if err := w.WLM().Reboot(ctx, names, "reboot ASAP for the upgrade"); err != nil {
+		return err
+	}
+	const tick = 30 * time.Second
+	for w.RebootsPending() > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := w.Advance(tick)
+		if now.Sub(start) > cfg.MaxDuration {
+			return fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, cfg.MaxDuration)
+		}
+		if cfg.OnProgress != nil {
+			cfg.OnProgress(Progress{Strategy: st.Name, Done: cfg.Nodes - w.RebootsPending(), Nodes: cfg.Nodes, Simulated: now.Sub(start)})
+		}
+	}
+	res.Makespan = w.Now().Sub(start)
+	for i := range cfg.Nodes {
+		n, _ := w.Node(fake.XName(i))
+		if n.Up && n.BootTime.After(start) {
+			res.Upgraded++
+		} else {
+			res.Failed++
+		}
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+// Package swf reads job traces in the Standard Workload Format (SWF 2.2)
+// of the Parallel Workloads Archive (Feitelson et al.): a header of ";"
+// comment lines, then one job a line in 18 whitespace-separated fields.
+// It reads gzip-compressed or plain traces.
+package swf
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrFormat: the input is not a valid SWF trace.
+var ErrFormat = errors.New("swf: malformed trace")
+
+// Job is one job of a trace. Durations are whole seconds; an unknown
+// value (-1 in the file) is -1 (counts) or a negative duration.
+type Job struct {
+	ID       int
+	Submit   time.Duration // since the start of the trace
+	Wait     time.Duration
+	Run      time.Duration
+	Procs    int // allocated processors
+	ReqProcs int // requested processors
+	ReqTime  time.Duration
+	Status   int
+	User     int
+	Queue    int
+	// Partition numbers the partition the job ran in (-1: unknown).
+	Partition int
+}
+
+// Width returns the processors the job used: allocated, or requested when
+// the allocation is unknown.
+func (j Job) Width() int {
+	if j.Procs > 0 {
+		return j.Procs
+	}
+	return j.ReqProcs
+}
+
+// Header holds the header fields a simulation needs.
+type Header struct {
+	Computer       string
+	MaxNodes       int
+	MaxProcs       int
+	UnixStartTime  int64
+	TimeZoneString string
+}
+
+// Start returns the wall-clock start of the trace (UTC), zero if unknown.
+func (h Header) Start() time.Time {
+	if h.UnixStartTime == 0 {
+		return time.Time{}
+	}
+	return time.Unix(h.UnixStartTime, 0).UTC()
+}
+
+// Trace is a parsed trace, its jobs in file order (by submit time).
+type Trace struct {
+	Header Header
+	Jobs   []Job
+}
+
+// ReadFile reads the trace at path, gzip-compressed or plain.
+func ReadFile(path string) (*Trace, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Read reads a trace, gzip-compressed or plain.
+func Read(r io.Reader) (*Trace, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	if magic, err := br.Peek(2); err == nil && bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+		}
+		defer gz.Close()
+		br = bufio.NewReaderSize(gz, 1<<16)
+	}
+	t := &Trace{}
+	sc := bufio.NewScanner(br)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		switch {
+		case text == "":
+			continue
+		case strings.HasPrefix(text, ";"):
+			t.Header.parse(strings.TrimSpace(text[1:]))
+			continue
+		}
+		j, err := parseJob(text)
+		if err != nil {
+			return nil, fmt.Errorf("%w: line %d: %w", ErrFormat, line, err)
+		}
+		t.Jobs = append(t.Jobs, j)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	return t, nil
+}
+
+func (h *Header) parse(s string) {
+	k, v, ok := strings.Cut(s, ":")
+	if !ok {
+		return
+	}
+	v = strings.TrimSpace(v)
+	switch strings.TrimSpace(k) {
+	case "Computer":
+		h.Computer = v
+	case "MaxNodes":
+		h.MaxNodes, _ = strconv.Atoi(v)
+	case "MaxProcs":
+		h.MaxProcs, _ = strconv.Atoi(v)
+	case "UnixStartTime":
+		h.UnixStartTime, _ = strconv.ParseInt(v, 10, 64)
+	case "TimeZoneString":
+		h.TimeZoneString = v
+	}
+}
+
+func parseJob(s string) (Job, error) {
+	f := strings.Fields(s)
+	if len(f) != 18 {
+		return Job{}, fmt.Errorf("want 18 fields, got %d", len(f))
+	}
+	var v [18]int64
+	for i, x := range f {
+		n, err := strconv.ParseFloat(x, 64) // some traces write fractions
+		if err != nil {
+			return Job{}, fmt.Errorf("field %d: %q is not a number", i+1, x)
+		}
+		v[i] = int64(n)
+	}
+	sec := func(x int64) time.Duration {
+		if x < 0 {
+			return -1
+		}
+		return time.Duration(x) * time.Second
+	}
+	return Job{
+		ID: int(v[0]), Submit: sec(v[1]), Wait: sec(v[2]), Run: sec(v[3]),
+		Procs: int(v[4]), ReqProcs: int(v[7]), ReqTime: sec(v[8]), Status: int(v[10]),
+		User: int(v[11]), Queue: int(v[14]), Partition: int(v[15]),
+	}, nil
+}
