@@ -87,29 +87,42 @@ func Start(t testing.TB) *Server {
 var shared struct {
 	mu     sync.Mutex
 	server *Server
+	client *clientv3.Client
 	err    error
 	prefix int
 }
 
-// Shared returns a client of the package's shared etcd server, started on
-// first use, and a key prefix of the test's own ("/t<n>/"). The client is
-// closed when the test ends. Call Main from TestMain to stop the server
-// when the tests are done.
+// Shared returns the client of the package's shared etcd server, started
+// on first use, and a key prefix of the test's own ("/t<n>/"). The client
+// is shared by every test of the package: do not close it. Call Main from
+// TestMain to stop the server when the tests are done.
 func Shared(t testing.TB) (*clientv3.Client, string) {
 	t.Helper()
 	bin := require(t)
 	shared.mu.Lock()
 	if shared.server == nil && shared.err == nil {
 		shared.server, shared.err = start(bin)
+		if shared.err == nil {
+			shared.client, shared.err = shared.server.NewClient()
+		}
 	}
-	s, err := shared.server, shared.err
+	c, err := shared.client, shared.err
 	shared.prefix++
 	prefix := fmt.Sprintf("/t%d/", shared.prefix)
 	shared.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Client(t), prefix
+	return c, prefix
+}
+
+// SharedServer returns the package's shared server, started on first use.
+func SharedServer(t testing.TB) *Server {
+	t.Helper()
+	Shared(t)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	return shared.server
 }
 
 // Main runs the package's tests, then stops the shared server if they
@@ -117,6 +130,9 @@ func Shared(t testing.TB) (*clientv3.Client, string) {
 func Main(m *testing.M) {
 	code := m.Run()
 	shared.mu.Lock()
+	if shared.client != nil {
+		shared.client.Close()
+	}
 	if shared.server != nil {
 		if err := shared.server.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, err)

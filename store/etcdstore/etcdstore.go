@@ -130,6 +130,9 @@ type Store struct {
 	// fences holds, per session this process drives, the lease key that
 	// every write of it must still find (see Replica).
 	fences map[string]fence
+	// gzip keeps compressors for reuse: a new one allocates some hundreds
+	// of kilobytes of state.
+	gzip sync.Pool
 }
 
 type cached struct {
@@ -162,7 +165,8 @@ func New(client *clientv3.Client, cfg Config) (*Store, error) {
 	if cfg.MaxTxnOps < 4 {
 		return nil, fmt.Errorf("etcdstore: MaxTxnOps %d is too small (at least 4)", cfg.MaxTxnOps)
 	}
-	return &Store{c: client, cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, fences: map[string]fence{}}, nil
+	return &Store{c: client, cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, fences: map[string]fence{},
+		gzip: sync.Pool{New: newGzipWriter}}, nil
 }
 
 // Prefix returns the key prefix of the store.
@@ -206,13 +210,21 @@ func newGen() string {
 	return hex.EncodeToString(b[:])
 }
 
-func compress(v any) ([]byte, error) {
+func newGzipWriter() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}
+
+// compress encodes v as gzip-compressed JSON.
+func (st *Store) compress(v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw := st.gzip.Get().(*gzip.Writer)
+	defer st.gzip.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(j); err != nil {
 		return nil, err
 	}
@@ -394,7 +406,7 @@ func (st *Store) plan(s *crus.Session, prev *cached) (*writePlan, error) {
 				continue
 			}
 		}
-		v, err := compress(part)
+		v, err := st.compress(part)
 		if err != nil {
 			return nil, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
 		}
@@ -597,7 +609,7 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 		}
 		ops := []clientv3.Op{clientv3.OpPut(st.activeRevKey(), id)}
 		if !s.Completed {
-			res, err := compress(crus.ReservationOf(s))
+			res, err := st.compress(crus.ReservationOf(s))
 			if err != nil {
 				return fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
 			}
