@@ -59,10 +59,28 @@ type crasher struct {
 	release chan struct{} // closed at the end of the test: abandoned calls return
 	crashed chan struct{} // closed when the crash happens
 
-	mu   sync.Mutex
-	n    int
-	ops  []string
-	dead bool
+	mu          sync.Mutex
+	n           int
+	ops         []string
+	dead        bool
+	first, last time.Time // wall time of the first and last call made
+}
+
+// kill makes the process dead from now on: no more calls are made.
+func (c *crasher) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dead {
+		c.dead = true
+		close(c.crashed)
+	}
+}
+
+// span returns the wall times of the first and last calls made.
+func (c *crasher) span() (first, last time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.first, c.last
 }
 
 func newCrasher(at int, after bool, cancel context.CancelFunc) *crasher {
@@ -81,6 +99,9 @@ func (c *crasher) do(op string, f func() error) error {
 	}
 	c.n++
 	c.ops = append(c.ops, op)
+	if c.first.IsZero() {
+		c.first = time.Now()
+	}
 	crash := c.n == c.at
 	if crash {
 		c.dead = true
@@ -88,7 +109,11 @@ func (c *crasher) do(op string, f func() error) error {
 	}
 	c.mu.Unlock()
 	if !crash {
-		return f()
+		err := f()
+		c.mu.Lock()
+		c.last = time.Now() // when the call returned
+		c.mu.Unlock()
+		return err
 	}
 	var err error = context.Canceled
 	if c.after {
