@@ -3,7 +3,9 @@ package crus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -311,4 +313,96 @@ func TestReplicaStopsBeforeItsLeaseExpires(t *testing.T) {
 			assert.False(t, errors.Is(ev.Err, crus.ErrLeaseLost), "A acted after losing its lease: %v", ev.Err)
 		}
 	}
+}
+
+// TestReplicasShareSessions: three replicas, three sessions on disjoint
+// nodes. Each session is driven by one replica at a time; when the
+// replica driving the first session dies, another finishes it, and the
+// others' sessions are not disturbed.
+func TestReplicasShareSessions(t *testing.T) {
+	srv := etcdtest.SharedServer(t)
+	_, prefix := etcdtest.Shared(t)
+	e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.5, MaxJob: time.Hour}, 2)
+	clock := slowClock{w: e.w, per: time.Millisecond}
+	xs := e.w.XNames()
+	var specs []crus.Spec
+	for i := range 3 {
+		sp := e.spec
+		sp.StartingLabel, sp.UpgradingLabel, sp.FailedLabel = fmt.Sprintf("s%d-start", i), fmt.Sprintf("s%d-up", i), fmt.Sprintf("s%d-failed", i)
+		sp.TemplateID = fmt.Sprintf("t%d", i)
+		e.w.AddGroup(sp.StartingLabel, xs[i*4:i*4+4]...)
+		e.w.AddGroup(sp.UpgradingLabel)
+		e.w.AddGroup(sp.FailedLabel)
+		e.w.AddTemplate(sp.TemplateID, sp.UpgradingLabel)
+		specs = append(specs, sp)
+	}
+	procs := []*replicaProc{
+		startReplica(t, e, srv, prefix, "r0", clock, nil),
+		startReplica(t, e, srv, prefix, "r1", clock, nil),
+		startReplica(t, e, srv, prefix, "r2", clock, nil),
+	}
+	client, err := srv.NewClient()
+	require.NoError(t, err)
+	defer client.Close()
+	creator, err := etcdstore.New(client, etcdstore.Config{Prefix: prefix})
+	require.NoError(t, err)
+	cfg := e.cfg
+	cfg.Store = creator
+	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
+	require.NoError(t, err)
+	var ids []string
+	for _, sp := range specs {
+		s, err := ex.Create(context.Background(), sp)
+		require.NoError(t, err)
+		ids = append(ids, s.UpgradeID)
+	}
+	// The fourth session overlaps the first: refused, naming it.
+	_, err = ex.Create(context.Background(), specs[0])
+	require.ErrorIs(t, err, crus.ErrReserved)
+	assert.ErrorContains(t, err, "session "+ids[0]+" holds")
+
+	// Kill whoever drives the first session once it is under way.
+	drivers := func(id string) (names []string) {
+		for _, p := range procs {
+			p.mu.Lock()
+			for _, ev := range p.events {
+				if ev.Kind == crus.EventStarted && ev.Session == id {
+					names = append(names, p.name)
+				}
+			}
+			p.mu.Unlock()
+		}
+		return names
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(drivers(ids[0])) == 0 {
+		require.True(t, time.Now().Before(deadline), "nobody drives the first session")
+		time.Sleep(5 * time.Millisecond)
+	}
+	first := drivers(ids[0])[0]
+	for _, p := range procs {
+		if p.name == first {
+			p.c.kill()
+			p.client.Close()
+		}
+	}
+	for i, id := range ids {
+		final := waitCompleted(t, creator, id, time.Minute)
+		assert.Equal(t, 4, final.Counts().Upgraded, "session %d", i)
+		d := drivers(id)
+		if i == 0 {
+			require.Len(t, d, 2, "the first session was taken over once: %v", d)
+			assert.Equal(t, first, d[0])
+			assert.NotEqual(t, first, d[1])
+		} else if !slices.Contains(d, first) {
+			assert.Len(t, d, 1, "session %d driven by one replica: %v", i, d)
+		}
+	}
+	for _, x := range xs {
+		ws, _ := e.w.Node(x)
+		assert.Equal(t, 1, ws.Reboots, "%s rebooted once", x)
+	}
+	held, err := creator.Reservations(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, held)
 }
