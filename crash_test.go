@@ -104,8 +104,7 @@ func (c *crasher) do(op string, f func() error) error {
 	}
 	crash := c.n == c.at
 	if crash {
-		c.dead = true
-		close(c.crashed)
+		c.dead = true // no other call gets through from now on
 	}
 	c.mu.Unlock()
 	if !crash {
@@ -119,6 +118,7 @@ func (c *crasher) do(op string, f func() error) error {
 	if c.after {
 		err = f()
 	}
+	close(c.crashed) // once the call is over: the next process starts after
 	if c.cancel != nil {
 		c.cancel()
 		return err
@@ -598,3 +598,61 @@ func checkCrashRun(t *testing.T, sc crashScenario, p crashPoint, base, got crash
 
 // TestMain stops the etcd server the tests started, if any.
 func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// TestCrashDuringCreate: the process dies after storing a new session but
+// before telling its caller. The caller, trying again, is refused with
+// the id of the session it did create (which holds the nodes), and can
+// run that one: nothing is lost and nothing is done twice.
+func TestCrashDuringCreate(t *testing.T) {
+	for _, kind := range []storeKind{fileStoreKind(), etcdStoreKind()} {
+		t.Run(kind.name, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 4, Busy: 0.5}, 2)
+			open := kind.open(t)
+			st := open()
+			probe := newCrasher(0, false, nil)
+			cfg := e.cfg
+			cfg.Store = crashStore{probe, st}
+			ex, err := crus.NewExecutor(crashHSM{probe, e.w.HSM()}, crashWLM{probe, e.w.WLM()}, crashBOS{probe, e.w.BOS()}, cfg)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			// Find the store's create among Create's calls, then die just
+			// after it.
+			_, _ = ex.Create(ctx, e.spec)
+			at := slices.Index(probe.calls(), "store.CreateReserved") + 1
+			require.Positive(t, at)
+			first, err := st.List(context.Background())
+			require.NoError(t, err)
+			require.Len(t, first, 1)
+			require.NoError(t, st.Delete(context.Background(), first[0].UpgradeID))
+
+			c := newCrasher(at, true, nil)
+			cfg.Store = crashStore{c, st}
+			ex, err = crus.NewExecutor(crashHSM{c, e.w.HSM()}, crashWLM{c, e.w.WLM()}, crashBOS{c, e.w.BOS()}, cfg)
+			require.NoError(t, err)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s, _ := ex.Create(ctx, e.spec)
+				assert.Nil(t, s, "the dead process returned a session")
+			}()
+			<-c.crashed // stored, and the process died before it could say so
+			defer func() { cancel(); close(c.release); <-done }()
+
+			st = open()
+			cfg.Store = st
+			ex, err = crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
+			require.NoError(t, err)
+			_, err = ex.Create(context.Background(), e.spec)
+			var re *crus.ReservedError
+			require.ErrorAs(t, err, &re, "the retry is refused")
+			require.Len(t, re.Conflicts, 1)
+			id := re.Conflicts[0].Session
+			assert.ErrorContains(t, err, "session "+id+" holds")
+			final, err := ex.Run(context.Background(), id)
+			require.NoError(t, err)
+			e.check(final)
+			assert.Equal(t, 4, final.Counts().Upgraded)
+		})
+	}
+}
