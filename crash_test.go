@@ -63,7 +63,21 @@ type crasher struct {
 	n           int
 	ops         []string
 	dead        bool
-	first, last time.Time // wall time of the first and last call made
+	first, last time.Time   // wall time of the first and last call made
+	began       []time.Time // wall time each call began
+}
+
+// firstAfter returns when the first call that began after t began (zero
+// if none did).
+func (c *crasher) firstAfter(t time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.began {
+		if b.After(t) {
+			return b
+		}
+	}
+	return time.Time{}
 }
 
 // kill makes the process dead from now on: no more calls are made.
@@ -102,6 +116,7 @@ func (c *crasher) do(op string, f func() error) error {
 	if c.first.IsZero() {
 		c.first = time.Now()
 	}
+	c.began = append(c.began, time.Now())
 	crash := c.n == c.at
 	if crash {
 		c.dead = true // no other call gets through from now on
