@@ -87,8 +87,12 @@ func (e *ReservedError) Error() string {
 		}
 		fmt.Fprintf(&b, "session %s", c.Session)
 		var parts []string
-		if len(c.Labels) > 0 {
-			parts = append(parts, fmt.Sprintf("group %s", strings.Join(c.Labels, ", ")))
+		switch len(c.Labels) {
+		case 0:
+		case 1:
+			parts = append(parts, "group "+c.Labels[0])
+		default:
+			parts = append(parts, "groups "+strings.Join(c.Labels, ", "))
 		}
 		if len(c.Nodes) > 0 {
 			parts = append(parts, fmt.Sprintf("%d of its nodes (%s)", len(c.Nodes), abbreviate(c.Nodes, 10)))

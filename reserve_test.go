@@ -40,7 +40,7 @@ func TestReservationsRefuseOverlappingSessions(t *testing.T) {
 		has  []string
 	}{
 		{"shared node", second, []string{"session s1 holds 1 of its nodes (" + xs[3] + ")"}},
-		{"shared groups", third, []string{"session s1 holds group " + fake.FailedLabel + ", " + fake.UpgradingLabel}},
+		{"shared groups", third, []string{"session s1 holds groups " + fake.FailedLabel + ", " + fake.UpgradingLabel}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.ex.Create(context.Background(), tc.spec)
