@@ -728,7 +728,11 @@ func (st *Store) Update(ctx context.Context, s *crus.Session) error {
 		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, kvs[0].ModRevision, s.Revision)
 	}
 	s.Revision = rev
-	st.remember(id, s.Revision, s.Progress.Nodes, w.refs)
+	if s.Completed {
+		st.forget(id) // finished: it will hardly be written again
+	} else {
+		st.remember(id, s.Revision, s.Progress.Nodes, w.refs)
+	}
 	return nil
 }
 
