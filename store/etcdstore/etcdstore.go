@@ -297,7 +297,9 @@ func (st *Store) assemble(ctx context.Context, id string, value []byte, modRev, 
 			s.Progress.Nodes = append(s.Progress.Nodes, part...)
 		}
 	}
-	st.remember(id, modRev, s.Progress.Nodes, h.Chunks)
+	if !s.Completed {
+		st.remember(id, modRev, s.Progress.Nodes, h.Chunks)
+	}
 	return s, nil
 }
 
