@@ -285,14 +285,14 @@ func etcdStoreKind() storeKind {
 // crashScenario is a cluster and a session whose outcomes do not depend
 // on timing: faults are per node and set before the session starts.
 type crashScenario struct {
-	seed                     uint64
-	nodes, step              int
-	busy                     float64
-	limit                    crus.BootLimit
-	noBootTimes              bool
-	faults                   map[int]int // node -> 0 boot fails, 1 never returns, 2 refuses drain, 3 admin-drained, 4 down
-	cancelAt                 time.Duration
-	transientAt, transientOp string
+	seed        uint64
+	nodes, step int
+	busy        float64
+	limit       crus.BootLimit
+	noBootTimes bool
+	faults      map[int]int // node -> 0 boot fails, 1 never returns, 2 refuses drain, 3 admin-drained, 4 down
+	cancelAt    time.Duration
+	clearFailed bool // the failed group holds a node of the session, to clear at the start
 }
 
 func drawCrashScenario(seed uint64) crashScenario {
@@ -312,6 +312,7 @@ func drawCrashScenario(seed uint64) crashScenario {
 	if r.IntN(5) == 0 { // a cancel, at a time: outcomes then depend on timing
 		sc.cancelAt = time.Duration(10+r.IntN(120)) * time.Minute
 	}
+	sc.clearFailed = r.IntN(4) == 0
 	return sc
 }
 
@@ -322,6 +323,9 @@ func (sc crashScenario) String() string {
 	}
 	if sc.cancelAt > 0 {
 		s += fmt.Sprintf(", cancelled at %s", sc.cancelAt)
+	}
+	if sc.clearFailed {
+		s += ", failed group to clear"
 	}
 	return s
 }
@@ -362,6 +366,10 @@ func (sc crashScenario) play(t *testing.T, kind storeKind, p crashPoint) crashRu
 		Options: fake.Options{Seed: sc.seed, NoBootTimes: sc.noBootTimes},
 	}, sc.step)
 	e.spec.BootLimit = sc.limit
+	if sc.clearFailed {
+		e.w.AddGroup(fake.FailedLabel, fake.XName(sc.nodes-1)) // left over from an earlier session
+		e.spec.ClearFailed = true
+	}
 	e.cfg.MaxConcurrentCalls = 1 // calls in a fixed order, so that call n is the same call in every play
 	e.cfg.PollInterval = 5 * time.Minute
 	e.cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -568,7 +576,8 @@ func testCrashInjection(t *testing.T, kind storeKind) {
 	t.Logf("crash injection with the %s store: %d seeds, %d crash points; by call and side: %s", kind.name, cov.seeds, cov.points, strings.Join(kinds, ", "))
 	// Every action and every record has been crashed on, on both sides.
 	for _, k := range []string{"store.Update", "wlm.Drain", "wlm.Resume", "wlm.Fail", "bos.Reboot",
-		"hsm.AddMembers:" + fake.UpgradingLabel, "hsm.RemoveMembers:" + fake.UpgradingLabel, "hsm.AddMembers:" + fake.FailedLabel} {
+		"hsm.AddMembers:" + fake.UpgradingLabel, "hsm.RemoveMembers:" + fake.UpgradingLabel,
+		"hsm.AddMembers:" + fake.FailedLabel, "hsm.RemoveMembers:" + fake.FailedLabel} {
 		for _, side := range []string{"before", "after"} {
 			if cov.kinds[k+" "+side] == 0 && !t.Failed() && *crashSeeds >= 8 {
 				t.Errorf("no crash %s %s", side, k)
