@@ -32,8 +32,10 @@
 //  1. Build the backends: a wlm.Manager (wlm/slurm for Slurm), an
 //     hsm.GroupStore and a bos.Orchestrator (the hsm and bos clients).
 //  2. Create an Executor with [NewExecutor]. Give Config.Store a durable
-//     Store to survive restarts, Config.Logger to see what it does, and
-//     Config.OnEvent to follow progress.
+//     Store to survive restarts (store/filestore on one machine,
+//     store/etcdstore for several replicas, with etcdstore.Replica),
+//     Config.Logger to see what it does, and Config.OnEvent to follow
+//     progress.
 //  3. Call [Executor.Create] with a [Spec]. It checks the spec and the
 //     world (groups, template, nodes) and records the session without
 //     touching any node; a refusal matches [ErrPreflight] or

@@ -189,7 +189,10 @@ func (e *Executor) List(ctx context.Context) ([]*Session, error) {
 //   - the three groups exist, the upgrading group is empty, the failed
 //     group is empty (unless Spec.ClearFailed), the starting group is not;
 //   - every starting node maps to a workload-manager name the workload
-//     manager knows.
+//     manager knows;
+//   - if the store is a Reserver, no session in progress holds any of the
+//     starting nodes or the upgrading or failed group (ErrReserved names
+//     the session and what it holds).
 //
 // Nodes that are not in service (drained, down, failed: for another reason)
 // are recorded as skipped with the reason and never touched. A check that
@@ -262,6 +265,9 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 	}
 	if _, ok := members["starting"]; ok && len(starting) == 0 {
 		problem(fmt.Errorf("%w: starting group %q is empty", ErrNoNodes, spec.StartingLabel))
+	}
+	if err := e.checkReserved(ctx, spec, starting, problem); err != nil {
+		return nil, err
 	}
 	if len(problems) > 0 {
 		return nil, preflightError(problems)
@@ -364,8 +370,8 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		msg += fmt.Sprintf("; %d nodes skipped (not in service)", skipped)
 	}
 	s.Messages = []string{msg}
-	if err := e.store.Create(ctx, s); err != nil {
-		return nil, fmt.Errorf("storing session %s: %w", s.UpgradeID, err)
+	if err := e.createRecord(ctx, s); err != nil {
+		return nil, err
 	}
 	log.Info("session created", "session", s.UpgradeID, "nodes", taken, "skipped", skipped, "steps", s.Progress.Steps)
 	e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventCreated, Steps: s.Progress.Steps, Nodes: taken, Message: msg})

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/crus-go/crus/batch"
 )
 
 // Store keeps session records. Every change of a session is written to the
@@ -26,7 +28,9 @@ type Store interface {
 	// s.Revision, and sets s.Revision to the new one. If the stored
 	// revision moved on (another writer), it returns ErrConflict and
 	// stores nothing: the caller reads the session again. It returns
-	// ErrSessionNotFound if the session is gone.
+	// ErrSessionNotFound if the session is gone. A store that fences
+	// writes (one replica drives each session) returns ErrLeaseLost, and
+	// stores nothing, once this process no longer holds the session.
 	Update(ctx context.Context, s *Session) error
 
 	// List returns every session, ordered by creation time then id.
@@ -36,6 +40,12 @@ type Store interface {
 	// ErrSessionNotFound.
 	Delete(ctx context.Context, id string) error
 }
+
+// ErrLeaseLost: this process no longer holds the lease that lets it drive
+// the session (another replica may have taken it over); the write was
+// refused and nothing was stored. It matches batch.ErrPermanent, so the
+// executor stops instead of retrying.
+var ErrLeaseLost = batch.NewPermanent("crus: lease on the session lost to another replica")
 
 // RevisionReader is implemented by a Store that can tell a session's
 // current revision without reading the whole record. The executor uses it

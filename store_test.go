@@ -11,6 +11,7 @@ import (
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/store/storetest"
 )
 
 func fakeCluster(n int) fake.ClusterOptions { return fake.ClusterOptions{Nodes: n} }
@@ -85,4 +86,8 @@ func TestMemoryStoreConcurrentWriters(t *testing.T) {
 	s, _ := st.Get(ctx, "s")
 	assert.Len(t, s.Messages, writers*each, "no update lost")
 	assert.Equal(t, int64(1+writers*each), s.Revision)
+}
+
+func TestMemoryStoreConformance(t *testing.T) {
+	storetest.RunConformanceTests(t, func(t *testing.T) crus.Store { return crus.NewMemoryStore() })
 }

@@ -1,0 +1,14 @@
+//go:build !unix
+
+package filestore
+
+import (
+	"errors"
+	"os"
+)
+
+func lockDir(dir string) (*os.File, error) {
+	return nil, errors.New("filestore: locking the store directory needs flock, which this system lacks")
+}
+
+func unlockDir(f *os.File) error { return nil }

@@ -1,0 +1,479 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crus-go/crus"
+)
+
+// NewStore returns a new, empty store for one test. It closes the store
+// with t.Cleanup if it needs closing.
+type NewStore func(t *testing.T) crus.Store
+
+// Session returns a realistic session record with n nodes, in progress:
+// the first third upgraded, the next few in flight, the rest pending.
+// Useful for tests and benchmarks of stores.
+func Session(id string, n int) *crus.Session {
+	t0 := time.Date(2026, 1, 5, 8, 0, 0, 123456789, time.UTC)
+	s := &crus.Session{
+		UpgradeID: id, Kind: crus.Kind, APIVersion: crus.APIVersion, State: crus.StateUpdating,
+		Messages: []string{fmt.Sprintf("Session created: %d nodes to upgrade in %d steps of at most 50", n, (n+49)/50)},
+		Spec: crus.Spec{
+			StartingLabel: "starting-" + id, UpgradingLabel: "upgrading-" + id, FailedLabel: "failed-" + id,
+			StepSize: 50, TemplateID: "compute-template", WorkloadManagerType: "slurm",
+		}.WithDefaults(),
+		Progress: crus.Progress{
+			Stage: crus.StageQuiescing, StageSince: t0.Add(time.Hour), Step: n/150 + 1, Steps: (n + 49) / 50,
+			CreatedAt: t0, StartedAt: t0.Add(time.Second), Boots: n / 150,
+		},
+	}
+	s.Progress.Nodes = make([]crus.NodeRecord, n)
+	for i := range n {
+		r := crus.NodeRecord{
+			XName: fmt.Sprintf("x%dc%ds%db%dn%d", 1000+i/256, i%256/32, i%32/4, i%4/2, i%2),
+			Name:  fmt.Sprintf("nid%06d", i+1), Step: i/50 + 1, Phase: crus.PhasePending, Since: t0,
+		}
+		switch {
+		case i < n/3:
+			r.Phase, r.Outcome, r.Reason = crus.PhaseDone, crus.OutcomeUpgraded, "rebooted and back in service"
+			r.Boot = fmt.Sprintf("crus-%s-%d", id, i/50+1)
+			r.DrainRequested, r.Drained = t0.Add(time.Minute), t0.Add(20*time.Minute)
+			r.RebootRequested, r.Booted = t0.Add(21*time.Minute), t0.Add(31*time.Minute)
+			r.Returned, r.Finished = t0.Add(32*time.Minute), t0.Add(33*time.Minute)
+		case i < n/3+5:
+			r.Phase, r.Grouped, r.DrainRequested = crus.PhaseQuiescing, true, t0.Add(time.Hour)
+		}
+		s.Progress.Nodes[i] = r
+	}
+	// Sorted by xname, as the executor keeps them.
+	sortNodes(s.Progress.Nodes)
+	return s
+}
+
+func sortNodes(ns []crus.NodeRecord) {
+	for i := 1; i < len(ns); i++ { // insertion sort: the input is nearly sorted
+		for j := i; j > 0 && ns[j].XName < ns[j-1].XName; j-- {
+			ns[j], ns[j-1] = ns[j-1], ns[j]
+		}
+	}
+}
+
+// equal compares sessions as stored: nil and empty lists are the same.
+func equal(t *testing.T, want, got *crus.Session, msg string) {
+	t.Helper()
+	// The same JSON is the same record (and much faster to tell for 10,000
+	// nodes than a deep comparison); otherwise compare field by field,
+	// where equal instants in other zones and nil or empty lists match.
+	if want.Revision == got.Revision {
+		jw, errw := json.Marshal(want)
+		jg, errg := json.Marshal(got)
+		if errw == nil && errg == nil && bytes.Equal(jw, jg) {
+			return
+		}
+	}
+	if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("%s: stored session differs (-want +got):\n%s", msg, d)
+	}
+}
+
+// RunConformanceTests runs the suite, one subtest per property, each on a
+// store from newStore.
+func RunConformanceTests(t *testing.T, newStore NewStore) {
+	t.Run("CreateGet", func(t *testing.T) { testCreateGet(t, newStore(t)) })
+	t.Run("CreateExisting", func(t *testing.T) { testCreateExisting(t, newStore(t)) })
+	t.Run("NotFound", func(t *testing.T) { testNotFound(t, newStore(t)) })
+	t.Run("Copies", func(t *testing.T) { testCopies(t, newStore(t)) })
+	t.Run("UpdateCompareAndSwap", func(t *testing.T) { testUpdateCAS(t, newStore(t)) })
+	t.Run("List", func(t *testing.T) { testList(t, newStore(t)) })
+	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
+	t.Run("LargeSession", func(t *testing.T) { testLargeSession(t, newStore(t)) })
+	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, newStore(t)) })
+	t.Run("RevisionReader", func(t *testing.T) {
+		st := newStore(t)
+		rr, ok := st.(crus.RevisionReader)
+		if !ok {
+			t.Skip("the store does not implement crus.RevisionReader")
+		}
+		testRevisionReader(t, st, rr)
+	})
+	t.Run("Reserver", func(t *testing.T) {
+		st := newStore(t)
+		rs, ok := st.(crus.Reserver)
+		if !ok {
+			t.Skip("the store does not implement crus.Reserver")
+		}
+		testReserver(t, st, rs)
+	})
+	t.Run("ReserverConcurrent", func(t *testing.T) {
+		st := newStore(t)
+		rs, ok := st.(crus.Reserver)
+		if !ok {
+			t.Skip("the store does not implement crus.Reserver")
+		}
+		testReserverConcurrent(t, st, rs)
+	})
+}
+
+func testCreateGet(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	s := Session("a", 7)
+	s.Progress.FailedToClear = []string{"x9000c0s0b0n0"}
+	s.ClearFailed = true
+	require.NoError(t, st.Create(ctx, s))
+	assert.Positive(t, s.Revision, "Create sets the revision")
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, s, got, "after Create")
+
+	empty := &crus.Session{UpgradeID: "empty"}
+	require.NoError(t, st.Create(ctx, empty))
+	got, err = st.Get(ctx, "empty")
+	require.NoError(t, err)
+	equal(t, empty, got, "a record with no nodes")
+}
+
+func testCreateExisting(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	s := Session("a", 3)
+	require.NoError(t, st.Create(ctx, s))
+	other := Session("a", 5)
+	err := st.Create(ctx, other)
+	assert.ErrorIs(t, err, crus.ErrSessionExists)
+	assert.ErrorContains(t, err, "a")
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, s, got, "the first record is kept")
+}
+
+func testNotFound(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	_, err := st.Get(ctx, "no-such-session")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+	assert.ErrorContains(t, err, "no-such-session", "the error names the id")
+	s := Session("no-such-session", 2)
+	s.Revision = 1
+	assert.ErrorIs(t, st.Update(ctx, s), crus.ErrSessionNotFound)
+	assert.ErrorIs(t, st.Delete(ctx, "no-such-session"), crus.ErrSessionNotFound)
+	list, err := st.List(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, list, "a failed Update creates nothing")
+}
+
+func testCopies(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	s := Session("a", 3)
+	require.NoError(t, st.Create(ctx, s))
+	s.Messages = append(s.Messages, "not stored")
+	s.Progress.Nodes[0].Reason = "not stored either"
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Len(t, got.Messages, 1)
+	assert.NotEqual(t, "not stored either", got.Progress.Nodes[0].Reason)
+	got.Messages[0] = "changed"
+	got.Progress.Nodes[1].Phase = crus.PhaseFailing
+	again, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.NotEqual(t, "changed", again.Messages[0])
+	assert.NotEqual(t, crus.PhaseFailing, again.Progress.Nodes[1].Phase)
+}
+
+func testUpdateCAS(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	s := Session("a", 20)
+	require.NoError(t, st.Create(ctx, s))
+	first := s.Revision
+	stale, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, first, stale.Revision, "Get returns the revision")
+
+	s.Messages = append(s.Messages, "first")
+	s.Progress.Nodes[10].Phase = crus.PhaseQuiescing
+	require.NoError(t, st.Update(ctx, s))
+	assert.Greater(t, s.Revision, first, "Update moves the revision on")
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, s, got, "after Update")
+
+	stale.Messages = append(stale.Messages, "second")
+	stale.Progress.Nodes[11].Phase = crus.PhaseQuiescing
+	err = st.Update(ctx, stale)
+	assert.ErrorIs(t, err, crus.ErrConflict, "a stale writer loses")
+	assert.Equal(t, first, stale.Revision, "a refused Update leaves the revision")
+	got, err = st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, s, got, "the stale write changed nothing")
+
+	// Writing the same record again is a new revision.
+	rev := s.Revision
+	require.NoError(t, st.Update(ctx, s))
+	assert.Greater(t, s.Revision, rev)
+}
+
+func testList(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, id := range []string{"c", "a", "b", "d"} {
+		s := Session(id, 2)
+		s.Progress.CreatedAt = t0.Add(time.Duration(i) * time.Hour)
+		if id == "d" {
+			s.Progress.CreatedAt = t0 // same time as "c": ordered by id
+		}
+		require.NoError(t, st.Create(ctx, s))
+	}
+	list, err := st.List(ctx)
+	require.NoError(t, err)
+	var ids []string
+	for _, s := range list {
+		ids = append(ids, s.UpgradeID)
+		assert.Len(t, s.Progress.Nodes, 2, "List returns whole records")
+		assert.Positive(t, s.Revision)
+	}
+	assert.Equal(t, []string{"c", "d", "a", "b"}, ids, "ordered by creation time, then id")
+}
+
+func testDelete(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	a, b := Session("a", 3), Session("b", 3)
+	require.NoError(t, st.Create(ctx, a))
+	require.NoError(t, st.Create(ctx, b))
+	require.NoError(t, st.Delete(ctx, "a"))
+	_, err := st.Get(ctx, "a")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+	assert.ErrorIs(t, st.Delete(ctx, "a"), crus.ErrSessionNotFound)
+	assert.ErrorIs(t, st.Update(ctx, a), crus.ErrSessionNotFound)
+	got, err := st.Get(ctx, "b")
+	require.NoError(t, err)
+	equal(t, b, got, "other sessions are kept")
+	// The id can be used again.
+	again := Session("a", 4)
+	require.NoError(t, st.Create(ctx, again))
+	got, err = st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, again, got, "a new session under a deleted id")
+}
+
+func testConcurrentWriters(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	require.NoError(t, st.Create(ctx, Session("s", 10)))
+	const writers, each = 4, 15
+	var wg sync.WaitGroup
+	var conflicts atomic.Int64
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				for { // read, change, write; on conflict read again
+					s, err := st.Get(ctx, "s")
+					if !assert.NoError(t, err) {
+						return
+					}
+					s.Messages = append(s.Messages, fmt.Sprintf("%d.%d", w, i))
+					s.Progress.Nodes[w].LastError = fmt.Sprintf("writer %d, write %d", w, i)
+					err = st.Update(ctx, s)
+					if err == nil {
+						break
+					}
+					if !assert.ErrorIs(t, err, crus.ErrConflict) {
+						return
+					}
+					conflicts.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s, err := st.Get(ctx, "s")
+	require.NoError(t, err)
+	assert.Len(t, s.Messages, 1+writers*each, "no update lost")
+	for w := range writers {
+		assert.Equal(t, fmt.Sprintf("writer %d, write %d", w, each-1), s.Progress.Nodes[w].LastError)
+	}
+	t.Logf("%d conflicts resolved", conflicts.Load())
+}
+
+func testLargeSession(t *testing.T, st crus.Store) {
+	ctx := context.Background()
+	s := Session("big", 10000)
+	require.NoError(t, st.Create(ctx, s))
+	got, err := st.Get(ctx, "big")
+	require.NoError(t, err)
+	equal(t, s, got, "10,000 nodes after Create")
+
+	// A typical write: a step's nodes change phase.
+	for i := 5000; i < 5050; i++ {
+		s.Progress.Nodes[i].Phase = crus.PhaseBooting
+		s.Progress.Nodes[i].Boot = "crus-big-101"
+		s.Progress.Nodes[i].RebootRequested = time.Date(2026, 1, 6, 0, 0, 0, 0, time.UTC)
+	}
+	s.Messages = append(s.Messages, "Step 101: all 50 nodes quiesced")
+	require.NoError(t, st.Update(ctx, s))
+	got, err = st.Get(ctx, "big")
+	require.NoError(t, err)
+	equal(t, s, got, "after a step's update")
+
+	// A write that changes every node (a cancel of a session never run).
+	for i := range s.Progress.Nodes {
+		s.Progress.Nodes[i].Reason = fmt.Sprintf("session cancelled before this node's step began (%d)", i)
+	}
+	require.NoError(t, st.Update(ctx, s))
+	got, err = st.Get(ctx, "big")
+	require.NoError(t, err)
+	equal(t, s, got, "after every node changed")
+
+	// From another copy, so that nothing cached helps.
+	again, err := st.Get(ctx, "big")
+	require.NoError(t, err)
+	again.Progress.Nodes[9999].LastError = "last"
+	require.NoError(t, st.Update(ctx, again))
+	got, err = st.Get(ctx, "big")
+	require.NoError(t, err)
+	equal(t, again, got, "after an update from a fresh copy")
+}
+
+func testCancelled(t *testing.T, st crus.Store) {
+	require.NoError(t, st.Create(context.Background(), Session("a", 2)))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := st.Get(ctx, "a")
+	assert.ErrorIs(t, err, context.Canceled)
+	s := Session("b", 2)
+	assert.ErrorIs(t, st.Create(ctx, s), context.Canceled)
+	_, err = st.Get(context.Background(), "b")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound, "a cancelled Create stores nothing")
+}
+
+func testRevisionReader(t *testing.T, st crus.Store, rr crus.RevisionReader) {
+	ctx := context.Background()
+	s := Session("a", 3)
+	require.NoError(t, st.Create(ctx, s))
+	rev, err := rr.Revision(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, s.Revision, rev)
+	s.Messages = append(s.Messages, "more")
+	require.NoError(t, st.Update(ctx, s))
+	rev, err = rr.Revision(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, s.Revision, rev)
+	_, err = rr.Revision(ctx, "nope")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+}
+
+// reserved returns a small session holding nodes and its own groups
+// (u-<id>, f-<id>) unless labels are given.
+func reserved(id string, nodes []string, labels ...string) *crus.Session {
+	s := Session(id, 0)
+	s.UpgradingLabel, s.FailedLabel = "u-"+id, "f-"+id
+	if len(labels) == 2 {
+		s.UpgradingLabel, s.FailedLabel = labels[0], labels[1]
+	}
+	for _, x := range nodes {
+		s.Progress.Nodes = append(s.Progress.Nodes, crus.NodeRecord{XName: x, Name: x, Phase: crus.PhasePending})
+	}
+	return s
+}
+
+func testReserver(t *testing.T, st crus.Store, rs crus.Reserver) {
+	ctx := context.Background()
+	held, err := rs.Reservations(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, held)
+
+	a := reserved("a", []string{"x1000c0s0b0n0", "x1000c0s0b0n1", "x1000c0s1b0n0"})
+	require.NoError(t, rs.CreateReserved(ctx, a))
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, a, got, "CreateReserved stores the session")
+
+	// A shared node.
+	b := reserved("b", []string{"x1000c0s0b0n1", "x1000c0s4b0n0"})
+	err = rs.CreateReserved(ctx, b)
+	var re *crus.ReservedError
+	require.ErrorAs(t, err, &re)
+	assert.ErrorIs(t, err, crus.ErrReserved)
+	assert.Equal(t, []crus.Conflict{{Session: "a", Nodes: []string{"x1000c0s0b0n1"}}}, re.Conflicts)
+	assert.ErrorContains(t, err, "session a holds 1 of its nodes (x1000c0s0b0n1)")
+	_, err = st.Get(ctx, "b")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound, "a refused session is not stored")
+
+	// A shared group.
+	c := reserved("c", []string{"x1000c0s3b0n0"}, "u-a", "f-c")
+	err = rs.CreateReserved(ctx, c)
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, []crus.Conflict{{Session: "a", Labels: []string{"u-a"}}}, re.Conflicts)
+
+	// Disjoint: accepted. Then both are listed.
+	d := reserved("d", []string{"x1000c0s2b0n0"})
+	require.NoError(t, rs.CreateReserved(ctx, d))
+	held, err = rs.Reservations(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []crus.Reservation{
+		{Session: "a", Nodes: []string{"x1000c0s0b0n0", "x1000c0s0b0n1", "x1000c0s1b0n0"}, Labels: []string{"f-a", "u-a"}},
+		{Session: "d", Nodes: []string{"x1000c0s2b0n0"}, Labels: []string{"f-d", "u-d"}},
+	}, held)
+
+	// Conflicts with two sessions at once are all named.
+	e := reserved("e", []string{"x1000c0s0b0n0", "x1000c0s2b0n0"})
+	err = rs.CreateReserved(ctx, e)
+	require.ErrorAs(t, err, &re)
+	require.Len(t, re.Conflicts, 2)
+	assert.Equal(t, "a", re.Conflicts[0].Session)
+	assert.Equal(t, "d", re.Conflicts[1].Session)
+
+	// An existing id is ErrSessionExists, whatever it holds.
+	assert.ErrorIs(t, rs.CreateReserved(ctx, reserved("a", []string{"x9999c0s0b0n0"})), crus.ErrSessionExists)
+
+	// Completing a session releases what it held, in the same write.
+	a, err = st.Get(ctx, "a")
+	require.NoError(t, err)
+	a.Completed, a.State = true, crus.StateReady
+	require.NoError(t, st.Update(ctx, a))
+	require.NoError(t, rs.CreateReserved(ctx, b), "a completed session holds nothing")
+
+	// Deleting a session releases it too.
+	require.NoError(t, st.Delete(ctx, "d"))
+	held, err = rs.Reservations(ctx)
+	require.NoError(t, err)
+	require.Len(t, held, 1)
+	assert.Equal(t, "b", held[0].Session)
+	require.NoError(t, rs.CreateReserved(ctx, reserved("f", []string{"x1000c0s2b0n1"}, "u-d", "f-d")))
+}
+
+func testReserverConcurrent(t *testing.T, st crus.Store, rs crus.Reserver) {
+	ctx := context.Background()
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			// Every session shares node x1000c0s0b0n0 with every other.
+			errs[i] = rs.CreateReserved(ctx, reserved(fmt.Sprintf("s%d", i), []string{"x1000c0s0b0n0", fmt.Sprintf("x1001c0s%db0n0", i)}))
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, crus.ErrReserved):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	assert.Equal(t, 1, won, "exactly one of the overlapping sessions is created")
+	list, err := st.List(ctx)
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
+}
