@@ -1,10 +1,7 @@
 package hsm
 
 import (
-	"net/http"
-	"strings"
 
-	"github.com/crus-go/crus/auth"
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/internal/rest"
 )
@@ -43,46 +40,18 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	var b strings.Builder
-	if e.Kind != nil {
-		b.WriteString(e.Kind.Error())
-		b.WriteString(": ")
-	} else {
-		b.WriteString("hsm: ")
-	}
-	b.WriteString(e.Op)
-	switch {
-	case e.StatusCode != 0:
-		b.WriteString(": ")
-		b.WriteString(rest.Problem{Status: e.StatusCode, Title: e.Title, Detail: e.Detail}.String())
-	case e.Err != nil:
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
-	}
-	return b.String()
+	return rest.ErrorText("hsm", e.Kind, e.Op, e.StatusCode, e.Title, e.Detail, e.Err)
 }
 
 // Unwrap returns the cause and the sentinel, so that errors.Is matches
 // either.
-func (e *APIError) Unwrap() []error {
-	var out []error
-	if e.Err != nil {
-		out = append(out, e.Err)
-	}
-	if e.Kind != nil {
-		out = append(out, e.Kind)
-	}
-	return out
-}
+func (e *APIError) Unwrap() []error { return rest.ErrorUnwrap(e.Err, e.Kind) }
 
 // statusError builds the APIError of an answer, with kind as its sentinel;
 // authentication failures get auth.ErrUnauthorized whatever kind says.
 func statusError(op string, resp *rest.Response, kind error) *APIError {
 	p := resp.Problem()
-	if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
-		kind = auth.ErrUnauthorized
-	}
-	return &APIError{Op: op, StatusCode: resp.Status, Title: p.Title, Detail: p.Detail, Kind: kind}
+	return &APIError{Op: op, StatusCode: resp.Status, Title: p.Title, Detail: p.Detail, Kind: rest.AnswerKind(resp.Status, kind)}
 }
 
 // callError builds the APIError of a request that got no usable answer.
@@ -94,7 +63,7 @@ func callError(op string, err error) *APIError {
 // expect: 4xx are refusals, others are failures retried by crus.
 func unexpected(op string, resp *rest.Response) *APIError {
 	var kind error
-	if resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusTooManyRequests && resp.Status != http.StatusRequestTimeout {
+	if rest.Refused(resp.Status) {
 		kind = ErrInvalidRequest
 	}
 	return statusError(op, resp, kind)

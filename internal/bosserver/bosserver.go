@@ -98,14 +98,13 @@ type component struct {
 
 // Server is BOS. Its methods are safe for concurrent use.
 type Server struct {
-	opts    Options
-	spec    *apispec.Spec
-	handler http.Handler
-	booter  Booter
-	builtin *builtinBooter
+	*apispec.Front // request counts, token check, validation, violations
+	opts           Options
+	spec           *apispec.Spec
+	booter         Booter
+	builtin        *builtinBooter
 
 	mu         sync.Mutex
-	token      string
 	templates  map[string]*template
 	sessions   map[string]*session // by tenant + "/" + name
 	order      []string            // session keys in creation order
@@ -113,8 +112,6 @@ type Server struct {
 	held       map[string]bool
 	v1         map[string]*v1Session
 	v1order    []string
-	requests   map[string]int
-	violations []apispec.Violation
 }
 
 // New returns a Server with no templates and no sessions.
@@ -137,9 +134,9 @@ func New(opts Options) (*Server, error) {
 		opts.BootTime = time.Minute
 	}
 	s := &Server{
-		opts: opts, spec: spec, token: opts.Token,
+		opts: opts, spec: spec,
 		templates: map[string]*template{}, sessions: map[string]*session{}, components: map[string]*component{},
-		held: map[string]bool{}, v1: map[string]*v1Session{}, requests: map[string]int{},
+		held: map[string]bool{}, v1: map[string]*v1Session{},
 	}
 	s.booter = opts.Booter
 	if s.booter == nil {
@@ -160,18 +157,7 @@ func New(opts Options) (*Server, error) {
 		api.HandleFunc("GET "+b+"/v1/session/{id}/status", s.getV1Status)
 		api.HandleFunc("GET "+b+"/v1/session/{id}/status/{bs}", s.getV1BootSet)
 	}
-	validated := spec.Validate(api, s.violation)
-	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		tok := s.token
-		s.requests[r.Method+" "+route(strings.TrimPrefix(r.URL.Path, b))]++
-		s.mu.Unlock()
-		if tok != "" && r.Header.Get("Authorization") != "Bearer "+tok {
-			problem(w, http.StatusUnauthorized, "Unauthorized", "missing or invalid bearer token")
-			return
-		}
-		validated.ServeHTTP(w, r)
-	})
+	s.Front = spec.Front(api, route, opts.Token, opts.Report)
 	return s, nil
 }
 
@@ -190,28 +176,6 @@ func NewTest(t testing.TB, opts Options) (*Server, string) {
 	return s, ts.URL + s.spec.Base
 }
 
-// ServeHTTP serves the BOS API under /apis/bos.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
-
-// Base is the path the API is served under.
-func (s *Server) Base() string { return s.spec.Base }
-
-func (s *Server) violation(v apispec.Violation) {
-	s.mu.Lock()
-	s.violations = append(s.violations, v)
-	s.mu.Unlock()
-	if s.opts.Report != nil {
-		s.opts.Report(v)
-	}
-}
-
-// Violations returns the traffic the API document did not allow so far.
-func (s *Server) Violations() []apispec.Violation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.violations)
-}
-
 // route names the API operation of a path, for Requests.
 func route(p string) string {
 	parts := strings.Split(strings.Trim(p, "/"), "/")
@@ -226,25 +190,6 @@ func route(p string) string {
 		return "/v1/session/{id}/status/{bs}"
 	}
 	return p
-}
-
-// Requests returns how many requests each operation got, keyed like
-// "GET /v2/sessions/{name}".
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		out[k] = v
-	}
-	return out
-}
-
-// SetToken changes the bearer token requests must carry ("" for none).
-func (s *Server) SetToken(tok string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.token = tok
 }
 
 // AddTemplate creates a session template with one boot set targeting the

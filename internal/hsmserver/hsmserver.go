@@ -49,16 +49,13 @@ type group struct {
 
 // Server is the HSM. Its methods are safe for concurrent use.
 type Server struct {
-	opts    Options
-	spec    *apispec.Spec
-	handler http.Handler
+	*apispec.Front // request counts, token check, validation, violations
+	opts           Options
+	spec           *apispec.Spec
 
 	mu         sync.Mutex
-	token      string
 	components map[string]int // xname -> NID; -1 for none
 	groups     map[string]*group
-	requests   map[string]int
-	violations []apispec.Violation
 }
 
 // New returns a Server with no components and no groups.
@@ -71,7 +68,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, spec: spec, token: opts.Token, components: map[string]int{}, groups: map[string]*group{}, requests: map[string]int{}}
+	s := &Server{opts: opts, spec: spec, components: map[string]int{}, groups: map[string]*group{}}
 	api := http.NewServeMux()
 	b := spec.Base
 	api.HandleFunc("GET "+b+"/groups/{label}/members", s.getMembers)
@@ -81,18 +78,7 @@ func New(opts Options) (*Server, error) {
 	api.HandleFunc("GET "+b+"/groups/{label}", s.getGroup)
 	api.HandleFunc("POST "+b+"/groups", s.postGroup)
 	api.HandleFunc("POST "+b+"/State/Components/Query", s.query)
-	validated := spec.Validate(api, s.violation)
-	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		tok := s.token
-		s.requests[r.Method+" "+route(strings.TrimPrefix(r.URL.Path, b))]++
-		s.mu.Unlock()
-		if tok != "" && r.Header.Get("Authorization") != "Bearer "+tok {
-			problem(w, http.StatusUnauthorized, "missing or invalid bearer token")
-			return
-		}
-		validated.ServeHTTP(w, r)
-	})
+	s.Front = spec.Front(api, route, opts.Token, opts.Report)
 	return s, nil
 }
 
@@ -111,28 +97,6 @@ func NewTest(t testing.TB, opts Options) (*Server, string) {
 	return s, ts.URL + s.spec.Base
 }
 
-// ServeHTTP serves the HSM API under /apis/smd/hsm/v2.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
-
-// Base is the path the API is served under.
-func (s *Server) Base() string { return s.spec.Base }
-
-func (s *Server) violation(v apispec.Violation) {
-	s.mu.Lock()
-	s.violations = append(s.violations, v)
-	s.mu.Unlock()
-	if s.opts.Report != nil {
-		s.opts.Report(v)
-	}
-}
-
-// Violations returns the traffic the API document did not allow so far.
-func (s *Server) Violations() []apispec.Violation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.violations)
-}
-
 var routeRE = regexp.MustCompile(`^/groups/[^/]+(/members(/[^/]+)?)?$`)
 
 // route names the API operation of a path, for Requests.
@@ -147,26 +111,6 @@ func route(p string) string {
 		return "/groups/{label}"
 	}
 	return p
-}
-
-// Requests returns how many requests each operation got, keyed like
-// "POST /groups/{label}/members".
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		out[k] = v
-	}
-	return out
-}
-
-// SetToken changes the bearer token requests must carry ("" for none), as
-// when a token expires.
-func (s *Server) SetToken(tok string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.token = tok
 }
 
 // AddComponent adds a node State Component with a NID (negative: none).

@@ -390,3 +390,55 @@ func (p Problem) String() string {
 	}
 	return s
 }
+
+// ErrorText formats the error of a call for the packages' APIError types:
+// "<kind>: <op>: <status and problem details>" for an answer,
+// "<kind or service>: <op>: <cause>" when no usable answer came.
+func ErrorText(service string, kind error, op string, status int, title, detail string, cause error) string {
+	var b strings.Builder
+	if kind != nil {
+		b.WriteString(kind.Error())
+	} else {
+		b.WriteString(service)
+	}
+	b.WriteString(": ")
+	b.WriteString(op)
+	switch {
+	case status != 0:
+		b.WriteString(": ")
+		b.WriteString(Problem{Status: status, Title: title, Detail: detail}.String())
+	case cause != nil:
+		b.WriteString(": ")
+		b.WriteString(cause.Error())
+	}
+	return b.String()
+}
+
+// ErrorUnwrap returns the cause and the sentinel of an APIError, whichever
+// are set, so that errors.Is matches either.
+func ErrorUnwrap(cause, kind error) []error {
+	var out []error
+	if cause != nil {
+		out = append(out, cause)
+	}
+	if kind != nil {
+		out = append(out, kind)
+	}
+	return out
+}
+
+// AnswerKind is the sentinel of an error answer: auth.ErrUnauthorized for
+// 401 and 403, whatever the caller's kind says, else kind.
+func AnswerKind(status int, kind error) error {
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		return auth.ErrUnauthorized
+	}
+	return kind
+}
+
+// Refused reports whether an unexpected answer status is a refusal of the
+// request itself (a 4xx other than 408 and 429), which retrying cannot
+// change, rather than a failure of the service.
+func Refused(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
+}
