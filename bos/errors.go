@@ -1,7 +1,6 @@
 package bos
 
 import (
-
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/internal/rest"
 )
