@@ -134,6 +134,23 @@ func (p *replicaProc) reached(step int, stage crus.Stage) bool {
 }
 
 // waitCompleted waits until the session's record is completed.
+// creatorExecutor returns an executor on its own etcd client and store
+// under prefix (returned too, to watch sessions), used to create sessions
+// that replicas then drive. It is not a replica: it never runs a session.
+func creatorExecutor(t testing.TB, e *env, srv *etcdtest.Server, prefix string) (*crus.Executor, *etcdstore.Store) {
+	t.Helper()
+	client, err := srv.NewClient()
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	creator, err := etcdstore.New(client, etcdstore.Config{Prefix: prefix})
+	require.NoError(t, err)
+	cfg := e.cfg
+	cfg.Store = creator
+	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
+	require.NoError(t, err)
+	return ex, creator
+}
+
 func waitCompleted(t testing.TB, st crus.Store, id string, timeout time.Duration) *crus.Session {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -161,15 +178,7 @@ func takeover(t testing.TB) time.Duration {
 
 	a := startReplica(t, e, srv, prefix, "a", clock, nil)
 	b := startReplica(t, e, srv, prefix, "b", clock, nil)
-	client, err := srv.NewClient()
-	require.NoError(t, err)
-	defer client.Close()
-	creator, err := etcdstore.New(client, etcdstore.Config{Prefix: prefix})
-	require.NoError(t, err)
-	cfg := e.cfg
-	cfg.Store = creator
-	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
-	require.NoError(t, err)
+	ex, creator := creatorExecutor(t, e, srv, prefix)
 	s, err := ex.Create(context.Background(), e.spec)
 	require.NoError(t, err)
 
@@ -295,15 +304,7 @@ func TestReplicaStopsBeforeItsLeaseExpires(t *testing.T) {
 		lease = &pausableLease{Lease: l}
 		return lease
 	})
-	client, err := srv.NewClient()
-	require.NoError(t, err)
-	defer client.Close()
-	creator, err := etcdstore.New(client, etcdstore.Config{Prefix: prefix})
-	require.NoError(t, err)
-	cfg := e.cfg
-	cfg.Store = creator
-	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
-	require.NoError(t, err)
+	ex, creator := creatorExecutor(t, e, srv, prefix)
 	s, err := ex.Create(context.Background(), e.spec)
 	require.NoError(t, err)
 	for a.startedAfter(time.Time{}).IsZero() {
@@ -359,15 +360,7 @@ func TestReplicasShareSessions(t *testing.T) {
 		startReplica(t, e, srv, prefix, "r1", clock, nil),
 		startReplica(t, e, srv, prefix, "r2", clock, nil),
 	}
-	client, err := srv.NewClient()
-	require.NoError(t, err)
-	defer client.Close()
-	creator, err := etcdstore.New(client, etcdstore.Config{Prefix: prefix})
-	require.NoError(t, err)
-	cfg := e.cfg
-	cfg.Store = creator
-	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), cfg)
-	require.NoError(t, err)
+	ex, creator := creatorExecutor(t, e, srv, prefix)
 	var ids []string
 	for _, sp := range specs {
 		s, err := ex.Create(context.Background(), sp)
@@ -375,7 +368,7 @@ func TestReplicasShareSessions(t *testing.T) {
 		ids = append(ids, s.UpgradeID)
 	}
 	// The fourth session overlaps the first: refused, naming it.
-	_, err = ex.Create(context.Background(), specs[0])
+	_, err := ex.Create(context.Background(), specs[0])
 	require.ErrorIs(t, err, crus.ErrReserved)
 	assert.ErrorContains(t, err, "session "+ids[0]+" holds")
 

@@ -103,6 +103,12 @@ const (
 
 // CheckTemplate implements Orchestrator: GET /v2/sessiontemplates/{name}.
 func (c *Client) CheckTemplate(ctx context.Context, template string) error {
+	return checkTemplate(ctx, c.rc, "/v2/sessiontemplates/", template)
+}
+
+// checkTemplate reads a session template under path (v1 and v2 differ
+// only there): 200 is nil, 404 ErrTemplateNotFound.
+func checkTemplate(ctx context.Context, rc *rest.Client, path, template string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -110,7 +116,7 @@ func (c *Client) CheckTemplate(ctx context.Context, template string) error {
 		return fmt.Errorf("%w: %q is not a valid template name", ErrTemplateNotFound, template)
 	}
 	op := fmt.Sprintf("read session template %q", template)
-	resp, err := c.rc.Do(ctx, rest.Request{Method: http.MethodGet, Path: "/v2/sessiontemplates/" + url.PathEscape(template), Safe: true})
+	resp, err := rc.Do(ctx, rest.Request{Method: http.MethodGet, Path: path + url.PathEscape(template), Safe: true})
 	switch {
 	case err != nil:
 		return callError(op, err)

@@ -299,23 +299,7 @@ func (n *flexInt) UnmarshalJSON(data []byte) error {
 
 // CheckTemplate implements Orchestrator: GET /v1/sessiontemplate/{name}.
 func (c *V1Client) CheckTemplate(ctx context.Context, template string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !nameRE.MatchString(template) {
-		return fmt.Errorf("%w: %q is not a valid template name", ErrTemplateNotFound, template)
-	}
-	op := fmt.Sprintf("read session template %q", template)
-	resp, err := c.rc.Do(ctx, rest.Request{Method: http.MethodGet, Path: "/v1/sessiontemplate/" + url.PathEscape(template), Safe: true})
-	switch {
-	case err != nil:
-		return callError(op, err)
-	case resp.Status == http.StatusOK:
-		return nil
-	case resp.Status == http.StatusNotFound:
-		return statusError(op, resp, ErrTemplateNotFound)
-	}
-	return unexpected(op, resp)
+	return checkTemplate(ctx, c.rc, "/v1/sessiontemplate/", template)
 }
 
 func (c *V1Client) list(ctx context.Context) ([]string, error) {
