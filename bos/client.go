@@ -176,7 +176,7 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 	if err := checkRequest(req); err != nil {
 		return err
 	}
-	limit := strings.Join(req.Limit, ",")
+	limit := req.LimitString()
 	s, err := c.session(ctx, req.Name)
 	if err != nil {
 		return err

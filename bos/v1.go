@@ -357,7 +357,7 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 	mu, _ := c.creating.LoadOrStore(req.Name, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	limit := strings.Join(req.Limit, ",")
+	limit := req.LimitString()
 	if r, ok, err := c.lookup(ctx, req.Name); ok || err != nil {
 		if err != nil {
 			return err
@@ -372,7 +372,7 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 		return err
 	}
 	record := func(id string) error {
-		r := V1Record{Name: req.Name, ID: id, Template: req.Template, Limit: slices.Clone(req.Limit)}
+		r := V1Record{Name: req.Name, ID: id, Template: req.Template, Limit: strings.Split(limit, ",")}
 		c.known.Store(req.Name, r)
 		if err := c.store.Put(ctx, r); err != nil {
 			return fmt.Errorf("bos: session %q was created as BOS v1 session %s but could not be recorded: %w", req.Name, id, err)
