@@ -22,7 +22,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/crus-go/crus/auth"
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -63,7 +65,9 @@ type RESTConfig struct {
 	// front). Empty means the system's roots. Ignored if HTTPClient is set.
 	CAFile string
 	// HTTPClient makes the requests. Nil means a client of its own with
-	// CAFile's roots (TLS 1.2 at least).
+	// CAFile's roots (TLS 1.2 at least). Either way redirects are never
+	// followed (an answer 3xx is an error matching auth.ErrRedirect, and
+	// the token goes nowhere else); HTTPClient itself is not changed.
 	HTTPClient *http.Client
 	// Timeout bounds each request. Default 1m.
 	Timeout time.Duration
@@ -89,7 +93,9 @@ func (c RESTConfig) Validate() error {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL: %w", err))
 	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must be http:// or https:// with a host", c.URL))
+		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must be http:// or https:// with a host", u.Redacted()))
+	case u.User != nil:
+		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must not hold user info: set User and Token", u.Redacted()))
 	}
 	if c.Version != "" && !versionRE.MatchString(c.Version) {
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.Version %q is not an API version such as v0.0.38", c.Version))
@@ -104,6 +110,34 @@ func (c RESTConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.User %q contains a control character", c.User))
 	}
 	return errors.Join(errs...)
+}
+
+// String shows the settings, never a credential: the token source is only
+// said to be set or not.
+func (c RESTConfig) String() string {
+	tok := "none"
+	if c.Token != nil {
+		tok = "set"
+	}
+	return fmt.Sprintf("slurm.RESTConfig{URL: %q, Version: %q, User: %q, Token: %s, CAFile: %q}", redactURL(c.URL), c.Version, c.User, tok, c.CAFile)
+}
+
+// GoString is String.
+func (c RESTConfig) GoString() string { return c.String() }
+
+// LogValue shows the settings, never a credential.
+func (c RESTConfig) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", redactURL(c.URL)), slog.String("version", c.Version),
+		slog.String("user", c.User), slog.Bool("token", c.Token != nil), slog.String("ca_file", c.CAFile))
+}
+
+// redactURL hides a password a URL may hold.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return text.Clean(s, 200)
+	}
+	return u.Redacted()
 }
 
 var versionRE = regexp.MustCompile(`^v0\.0\.([0-9]{2})$`)
@@ -161,7 +195,11 @@ func NewREST(cfg RESTConfig) (*REST, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if r.client == nil {
+	if r.client != nil {
+		// Copied, not changed: the caller's client may follow redirects
+		// for its own requests.
+		r.client = auth.RefuseRedirects(r.client)
+	} else {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
@@ -176,10 +214,19 @@ func NewREST(cfg RESTConfig) (*REST, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		r.client = &http.Client{Transport: tr}
+		r.client = auth.RefuseRedirects(&http.Client{Transport: tr})
 	}
 	return r, nil
 }
+
+// String shows the adapter's configuration, never a credential.
+func (r *REST) String() string { return "slurm.REST(" + r.cfg.String() + ")" }
+
+// GoString is String.
+func (r *REST) GoString() string { return r.String() }
+
+// LogValue shows the adapter's configuration, never a credential.
+func (r *REST) LogValue() slog.Value { return r.cfg.LogValue() }
 
 // ReportsBootTime implements wlm.BootTimeReporter.
 func (r *REST) ReportsBootTime() bool { return true }
@@ -248,45 +295,103 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	start := time.Now()
 	resp, err := r.client.Do(req)
 	if err != nil {
-		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path), slog.Any("err", err))
+		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path), slog.Any("err", scrub(err, token)))
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
 		}
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, err)
+		if re, ok := auth.AsRedirect(err); ok {
+			return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, re)
+		}
+		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	limit := int64(maxBody)
+	if resp.StatusCode != http.StatusOK {
+		limit = maxErrorBody
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
 		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(b)), slog.Duration("took", time.Since(start)))
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
 	case err != nil:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: reading the answer: %w", method, path, err)
-	case len(b) > maxBody:
+		return nil, fmt.Errorf("slurm: slurmrestd %s %s: reading the answer: %w", method, path, scrub(err, token))
+	case resp.StatusCode == http.StatusOK && len(b) > maxBody:
 		return nil, fmt.Errorf("slurm: slurmrestd %s %s: answer larger than %d bytes", method, path, maxBody)
 	case resp.StatusCode == http.StatusOK:
 		return b, nil
 	}
-	he := &httpError{method: method, path: path, status: resp.StatusCode}
+	return nil, r.refusal(method, path, resp.StatusCode, b, token)
+}
+
+// refusal turns an answer other than 200 into an error: an *httpError
+// holding slurmrestd's errors (or the body's text), redacted, cleaned and
+// capped, wrapped with ErrAuth when it is about credentials.
+func (r *REST) refusal(method, path string, status int, b []byte, token string) error {
+	he := &httpError{method: method, path: path, status: status}
 	var env struct {
 		Errors []apiError `json:"errors"`
 	}
 	if json.Unmarshal(b, &env) == nil {
-		he.errs = env.Errors
+		he.errs = scrubErrors(env.Errors, token)
 	}
 	if len(he.errs) == 0 {
-		he.body = strings.TrimSpace(string(b[:min(len(b), 300)]))
+		he.body = text.Scrub(string(b), text.MaxDetail, token)
 	}
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("%w (user %q, token %s): %w", ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
-	case resp.StatusCode == http.StatusInternalServerError && unspecified(he.errs):
-		return nil, fmt.Errorf("%w, or slurmctld is unreachable: slurmrestd answers 500 \"Unspecified error\" for both (user %q, token %s): %w",
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return fmt.Errorf("%w (user %q, token %s): %w", ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
+	case status == http.StatusInternalServerError && unspecified(he.errs):
+		return fmt.Errorf("%w, or slurmctld is unreachable: slurmrestd answers 500 \"Unspecified error\" for both (user %q, token %s): %w",
 			ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
 	}
-	return nil, he
+	return he
 }
+
+// maxErrorBody bounds the body of an answer other than 200 that is read:
+// slurmrestd's error lists are a few hundred bytes.
+const maxErrorBody = 64 << 10
+
+// maxAPIErrors bounds the entries of an "errors" list kept for a message.
+const maxAPIErrors = 8
+
+// scrubErrors keeps the first maxAPIErrors entries, their text redacted,
+// cleaned and capped, and notes how many were left out.
+func scrubErrors(errs []apiError, token string) []apiError {
+	n := len(errs)
+	if n > maxAPIErrors {
+		errs = errs[:maxAPIErrors]
+	}
+	out := make([]apiError, len(errs), len(errs)+1)
+	for i, e := range errs {
+		e.Error = text.Scrub(e.Error, 512, token)
+		e.Description = text.Scrub(e.Description, 512, token)
+		e.Source = text.Scrub(e.Source, 128, token)
+		out[i] = e
+	}
+	if n > maxAPIErrors {
+		out = append(out, apiError{Error: fmt.Sprintf("and %d more errors", n-maxAPIErrors)})
+	}
+	return out
+}
+
+// scrub hides the token in an error's text, keeping the error matchable
+// (errors.Is and errors.As see the original).
+func scrub(err error, token string) error {
+	if err == nil || len(token) < text.MinSecret || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	return redacted{err, token}
+}
+
+type redacted struct {
+	err   error
+	token string
+}
+
+func (e redacted) Error() string { return text.Redact(e.err.Error(), e.token) }
+func (e redacted) Unwrap() error { return e.err }
 
 // unspecified reports whether the errors are only Slurm's "Unspecified
 // error" (errno -1), as 22.05 answers for a refused token.
