@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -114,7 +115,7 @@ func (c *CLI) runCmd(ctx context.Context, path string, args ...string) (stdout, 
 	defer cancel()
 	start := time.Now()
 	stdout, stderr, err = c.run(cctx, cmd)
-	c.log.LogAttrs(ctx, slog.LevelDebug, "slurm command", slog.String("cmd", cmd.String()),
+	c.log.LogAttrs(ctx, slog.LevelDebug, "slurm command", slog.String("cmd", text.Cap(cmd.String(), maxCommandText)),
 		slog.Duration("took", time.Since(start)), slog.Any("err", err))
 	switch {
 	case err == nil:
@@ -321,29 +322,48 @@ func reasonIs(n wlm.Node, reason string) bool {
 // Drain implements wlm.Manager with one `scontrol update NodeName=<hostlist>
 // State=DRAIN Reason=<reason>`. Draining a drained node replaces its
 // reason; draining a failed node makes it drained (Slurm clears FAIL).
+//
+// Control characters in reason become spaces; a reason longer than
+// MaxReason is refused per node (see MaxReason).
 func (c *CLI) Drain(ctx context.Context, names []string, reason string) error {
-	return c.set(ctx, names, "drain", reason, "DRAIN", func(n wlm.Node) bool { return n.Drain && reasonIs(n, reason) })
+	return c.set(ctx, names, "drain", reason, "DRAIN", func(n wlm.Node, reason string) bool { return n.Drain && reasonIs(n, reason) })
 }
 
 // Fail implements wlm.Manager with one `scontrol update NodeName=<hostlist>
 // State=FAIL Reason=<reason>`. Running jobs go on; the node takes no new
 // work until resumed.
+// The reason is cleaned and bounded as Drain's.
 func (c *CLI) Fail(ctx context.Context, names []string, reason string) error {
-	return c.set(ctx, names, "fail", reason, "FAIL", func(n wlm.Node) bool { return n.Fail && reasonIs(n, reason) })
+	return c.set(ctx, names, "fail", reason, "FAIL", func(n wlm.Node, reason string) bool { return n.Fail && reasonIs(n, reason) })
 }
 
-func (c *CLI) set(ctx context.Context, names []string, op, reason, state string, want func(wlm.Node) bool) error {
+// set runs the update; want tells whether a node is as asked, given the
+// reason as sent (cleaned).
+func (c *CLI) set(ctx context.Context, names []string, op, reason, state string, want func(wlm.Node, string) bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := validateReason(op, reason); err != nil {
+	reason, err := cleanReason(op, reason, names)
+	if err != nil {
 		return err
 	}
 	valid, errs := splitValid(names)
 	if len(valid) > 0 {
-		errs = append(errs, c.apply(ctx, valid, op, []string{"State=" + state, "Reason=" + reason}, want))
+		errs = append(errs, c.apply(ctx, valid, op, []string{"State=" + state, "Reason=" + scontrolReason(reason)}, func(n wlm.Node) bool { return want(n, reason) }))
 	}
 	return errors.Join(errs...)
+}
+
+// scontrolReason returns the value of Reason= that makes Slurm store
+// reason as it is: scontrol strips one double quote from the start and
+// one from the end of the value (seen with Slurm 22.05: a reason ending in
+// '"' lost it), so such a reason is sent between added quotes, which are
+// the ones stripped.
+func scontrolReason(reason string) string {
+	if strings.HasPrefix(reason, `"`) || strings.HasSuffix(reason, `"`) {
+		return `"` + reason + `"`
+	}
+	return reason
 }
 
 // needsResume reports whether State=RESUME applies to the node: Slurm

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/crus-go/crus/internal/text"
 )
 
 // Command is one run of a Slurm client program.
@@ -55,7 +57,7 @@ func Exec(ctx context.Context, c Command) (stdout, stderr []byte, err error) {
 type CommandError struct {
 	Command  string // the command line, for the message
 	ExitCode int    // -1 if it did not exit normally (not found, killed)
-	Message  string // what it said on standard error (or output), trimmed
+	Message  string // what it said on standard error (or output), cleaned and capped
 	Err      error  // the underlying error from the Runner
 }
 
@@ -78,19 +80,20 @@ func (e *CommandError) exited() bool { return e.ExitCode > 0 }
 
 // newCommandError builds a CommandError from a Runner's results.
 func newCommandError(c Command, stdout, stderr []byte, err error) *CommandError {
-	ce := &CommandError{Command: c.String(), ExitCode: -1, Err: err}
+	// The command line can be long (a hostlist, a reason): keep the
+	// start of it.
+	ce := &CommandError{Command: text.Cap(c.String(), maxCommandText), ExitCode: -1, Err: err}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		ce.ExitCode = ee.ExitCode()
 	}
-	msg := strings.TrimSpace(string(stderr))
+	msg := text.Clean(string(stderr), text.MaxDetail)
 	if msg == "" {
-		msg = strings.TrimSpace(string(stdout))
-	}
-	const maxMsg = 2000
-	if len(msg) > maxMsg {
-		msg = msg[:maxMsg] + " ..."
+		msg = text.Clean(string(stdout), text.MaxDetail)
 	}
 	ce.Message = msg
 	return ce
 }
+
+// maxCommandText bounds the command line shown in errors and logs.
+const maxCommandText = 512

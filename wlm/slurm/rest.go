@@ -533,9 +533,10 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 
 // Drain implements wlm.Manager: through Fallback on v0.0.38 and older,
 // else GET /nodes and one POST /node/{name} {"state":["DRAIN"],"reason"}
-// per known node.
+// per known node. The reason is cleaned and bounded as CLI.Drain's.
 func (r *REST) Drain(ctx context.Context, names []string, reason string) error {
-	if err := validateReason("drain", reason); err != nil {
+	reason, err := cleanReason("drain", reason, names)
+	if err != nil {
 		return err
 	}
 	return r.write(ctx, names, "drain", updateNode{State: []string{"DRAIN"}, Reason: reason},
@@ -544,7 +545,8 @@ func (r *REST) Drain(ctx context.Context, names []string, reason string) error {
 
 // Fail implements wlm.Manager like Drain, with state FAIL.
 func (r *REST) Fail(ctx context.Context, names []string, reason string) error {
-	if err := validateReason("fail", reason); err != nil {
+	reason, err := cleanReason("fail", reason, names)
+	if err != nil {
 		return err
 	}
 	return r.write(ctx, names, "fail", updateNode{State: []string{"FAIL"}, Reason: reason},
