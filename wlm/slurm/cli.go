@@ -415,7 +415,12 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	if len(valid) == 0 {
 		return ends, errors.Join(errs...)
 	}
-	jobs, err := c.squeue(ctx, valid)
+	asked := make(map[string]bool, len(valid))
+	for _, n := range valid {
+		asked[n] = true
+	}
+	keep := func(name []byte) bool { return asked[string(name)] }
+	jobs, err := c.squeue(ctx, valid, keep)
 	if err != nil && refused(err) {
 		_, unknown, rerr := c.show(ctx, valid)
 		if rerr != nil {
@@ -426,17 +431,16 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 		}
 		errs = append(errs, notFound(unknown)...)
 		valid = slices.DeleteFunc(valid, func(n string) bool { return slices.Contains(unknown, n) })
+		for _, n := range unknown {
+			delete(asked, n)
+		}
 		jobs, err = nil, nil
 		if len(valid) > 0 {
-			jobs, err = c.squeue(ctx, valid)
+			jobs, err = c.squeue(ctx, valid, keep)
 		}
 	}
 	if err != nil {
 		return nil, err
-	}
-	asked := make(map[string]bool, len(valid))
-	for _, n := range valid {
-		asked[n] = true
 	}
 	for _, j := range jobs {
 		// A running job always has an EndTime in Slurm (an unlimited one
@@ -453,7 +457,10 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	return ends, errors.Join(errs...)
 }
 
-func (c *CLI) squeue(ctx context.Context, names []string) ([]queuedJob, error) {
+// squeue lists the jobs on the named nodes, with only the nodes keep
+// accepts (the adapter asks for a step's nodes, but a job's node list
+// names all of its nodes).
+func (c *CLI) squeue(ctx context.Context, names []string, keep func([]byte) bool) ([]queuedJob, error) {
 	var jobs []queuedJob
 	for _, hl := range c.chunks(names) {
 		stdout, _, err := c.runCmd(ctx, c.cfg.Squeue, "--noheader", "--all", "--states=RUNNING,COMPLETING,SUSPENDED",
@@ -461,7 +468,7 @@ func (c *CLI) squeue(ctx context.Context, names []string) ([]queuedJob, error) {
 		if err != nil {
 			return nil, err
 		}
-		js, err := parseSqueue(stdout)
+		js, err := parseSqueue(stdout, keep)
 		if err != nil {
 			return nil, err
 		}

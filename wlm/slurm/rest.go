@@ -231,9 +231,39 @@ func (r *REST) LogValue() slog.Value { return r.cfg.LogValue() }
 // ReportsBootTime implements wlm.BootTimeReporter.
 func (r *REST) ReportsBootTime() bool { return true }
 
-// maxBody bounds a response body: GET /nodes of a 100,000-node machine is
-// about 150 MB.
-const maxBody = 512 << 20
+// maxBody bounds the body of a 200 answer. GET /slurm/v0.0.38/nodes of a
+// real slurmctld with 100,000 nodes defined measured 122 MB (1,221 bytes a
+// node); real nodes' longer OS, feature and reason strings add some: 256
+// MiB leaves twice that. Answers are decoded as they stream in, one record
+// at a time, so memory does not grow with this bound.
+const maxBody = 256 << 20
+
+// errTooLarge is the error of reading an answer past maxBody.
+var errTooLarge = fmt.Errorf("answer larger than %d bytes", maxBody)
+
+// capReader reads at most n bytes of r, then fails with errTooLarge.
+type capReader struct {
+	r    io.Reader
+	n    int64
+	read int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.read >= c.n {
+		// One byte more tells a body of exactly n bytes from a longer one.
+		var one [1]byte
+		if k, _ := c.r.Read(one[:]); k > 0 {
+			return 0, errTooLarge
+		}
+		return c.r.Read(p)
+	}
+	if left := c.n - c.read; int64(len(p)) > left {
+		p = p[:left]
+	}
+	k, err := c.r.Read(p)
+	c.read += int64(k)
+	return k, err
+}
 
 // httpError is a response other than 200.
 type httpError struct {
@@ -255,18 +285,21 @@ func (e *httpError) Error() string {
 	return fmt.Sprintf("slurm: slurmrestd %s %s: %d %s: %s", e.method, e.path, e.status, http.StatusText(e.status), detail)
 }
 
-// do makes one request and returns the body of a 200 answer. Other answers
-// are *httpError values, wrapped with ErrAuth when they are about
-// credentials; transport failures and cancellation are returned as such.
-func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, error) {
+// do makes one request and passes the body of a 200 answer to read (nil:
+// the body is not read) as a stream of at most maxBody bytes, within the
+// request's timeout. Other answers are *httpError values, wrapped with
+// ErrAuth when they are about credentials; transport failures and
+// cancellation are returned as such. No error, read's included, shows
+// the token.
+func (r *REST) do(ctx context.Context, method, path string, body any, read func(io.Reader) error) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -276,7 +309,7 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	u.Path += path
 	req, err := http.NewRequestWithContext(cctx, method, u.String(), rd)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -288,7 +321,7 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	var token string
 	if r.cfg.Token != nil {
 		if token, err = r.cfg.Token(ctx); err != nil {
-			return nil, fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
+			return fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
 		}
 		req.Header.Set("X-SLURM-USER-TOKEN", token)
 	}
@@ -297,32 +330,38 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	if err != nil {
 		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path), slog.Any("err", scrub(err, token)))
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
 		}
 		if re, ok := auth.AsRedirect(err); ok {
-			return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, re)
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, re)
 		}
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
 	defer resp.Body.Close()
-	limit := int64(maxBody)
 	if resp.StatusCode != http.StatusOK {
-		limit = maxErrorBody
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
+			slog.Int("status", resp.StatusCode), slog.Int("bytes", len(b)), slog.Duration("took", time.Since(start)))
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+		}
+		return r.refusal(method, path, resp.StatusCode, b, token)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	cr := &capReader{r: resp.Body, n: maxBody}
+	if read != nil {
+		err = read(cr)
+	}
 	r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
-		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(b)), slog.Duration("took", time.Since(start)))
+		slog.Int("status", resp.StatusCode), slog.Int64("bytes", cr.read), slog.Duration("took", time.Since(start)))
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+	case err != nil && cctx.Err() != nil:
+		return fmt.Errorf("slurm: slurmrestd %s %s: no whole answer within %s: %w", method, path, r.cfg.Timeout, cctx.Err())
 	case err != nil:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: reading the answer: %w", method, path, scrub(err, token))
-	case resp.StatusCode == http.StatusOK && len(b) > maxBody:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: answer larger than %d bytes", method, path, maxBody)
-	case resp.StatusCode == http.StatusOK:
-		return b, nil
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
-	return nil, r.refusal(method, path, resp.StatusCode, b, token)
+	return nil
 }
 
 // refusal turns an answer other than 200 into an error: an *httpError
@@ -430,26 +469,35 @@ func describeToken(tok string, configured bool) string {
 	return "valid until " + exp.Format(time.RFC3339) + " unless signed with another key"
 }
 
-// nodes reads every node: GET /slurm/vX/nodes.
-func (r *REST) nodes(ctx context.Context) (map[string]wlm.Node, error) {
+// nodes reads the named nodes (among every node: GET /slurm/vX/nodes, as
+// slurmrestd has no filtered list). Only those are kept while the answer
+// is decoded.
+func (r *REST) nodes(ctx context.Context, names []string) (map[string]wlm.Node, error) {
 	v, err := r.Version(ctx)
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.do(ctx, http.MethodGet, "/slurm/"+v+"/nodes", nil)
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := make(map[string]wlm.Node, len(names))
+	path := "/slurm/" + v + "/nodes"
+	err = r.do(ctx, http.MethodGet, path, nil, func(rd io.Reader) error {
+		list, errs, err := decodeNodes(rd, func(name string) bool { return want[name] })
+		if err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("the answer reports errors: %v", errs)
+		}
+		for _, n := range list {
+			out[n.Name] = n
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	list, errs, err := parseNodesJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("slurm: slurmrestd GET /slurm/%s/nodes reported errors: %v", v, errs)
-	}
-	out := make(map[string]wlm.Node, len(list))
-	for _, n := range list {
-		out[n.Name] = n
 	}
 	return out, nil
 }
@@ -463,7 +511,7 @@ func (r *REST) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	if len(valid) == 0 {
 		return nil, errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +538,7 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 	if len(valid) == 0 {
 		return ends, errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return nil, err
 	}
@@ -507,16 +555,20 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.do(ctx, http.MethodGet, "/slurm/"+v+"/jobs", nil)
+	var jobs []queuedJob
+	err = r.do(ctx, http.MethodGet, "/slurm/"+v+"/jobs", nil, func(rd io.Reader) error {
+		got, jerrs, err := decodeJobs(rd, func(name []byte) bool { return asked[string(name)] })
+		if err != nil {
+			return err
+		}
+		if len(jerrs) > 0 {
+			return fmt.Errorf("the answer reports errors: %v", jerrs)
+		}
+		jobs = got
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	jobs, jerrs, err := parseJobsJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(jerrs) > 0 {
-		return nil, fmt.Errorf("slurm: slurmrestd GET /slurm/%s/jobs reported errors: %v", v, jerrs)
 	}
 	for _, j := range jobs {
 		if j.End.IsZero() {
@@ -585,7 +637,7 @@ func (r *REST) write(ctx context.Context, names []string, op string, body update
 	if len(valid) == 0 {
 		return errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return err
 	}
@@ -606,7 +658,7 @@ func (r *REST) write(ctx context.Context, names []string, op string, body update
 	g.SetLimit(r.cfg.MaxConcurrentWrites)
 	for _, n := range todo {
 		g.Go(func() error {
-			_, err := r.do(gctx, http.MethodPost, "/slurm/"+v+"/node/"+url.PathEscape(n), body)
+			err := r.do(gctx, http.MethodPost, "/slurm/"+v+"/node/"+url.PathEscape(n), body, nil)
 			if err == nil {
 				return nil
 			}
@@ -644,13 +696,13 @@ func (r *REST) Version(ctx context.Context) (string, error) {
 	if v != "" {
 		return v, nil
 	}
-	b, err := r.do(ctx, http.MethodGet, "/openapi/v3", nil)
+	var offered []string
+	err := r.do(ctx, http.MethodGet, "/openapi/v3", nil, func(rd io.Reader) (err error) {
+		offered, err = offeredVersions(rd)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("slurm: discovering the API version: %w", err)
-	}
-	offered, err := offeredVersions(b)
-	if err != nil {
-		return "", err
 	}
 	for _, k := range knownVersions {
 		if slices.Contains(offered, k) {
@@ -668,19 +720,24 @@ func (r *REST) Version(ctx context.Context) (string, error) {
 var nodesPathRE = regexp.MustCompile(`^/slurm/(v0\.0\.[0-9]+)/nodes/?$`)
 
 // offeredVersions lists the API versions whose /slurm/vX/nodes the
-// OpenAPI document describes.
-func offeredVersions(doc []byte) ([]string, error) {
-	var d struct {
-		Paths map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil {
-		return nil, fmt.Errorf("slurm: reading /openapi/v3: %w", err)
-	}
+// OpenAPI document describes, reading it as a stream and keeping only the
+// path names.
+func offeredVersions(rd io.Reader) ([]string, error) {
+	dec := json.NewDecoder(rd)
 	var out []string
-	for p := range d.Paths {
-		if m := nodesPathRE.FindStringSubmatch(p); m != nil && !slices.Contains(out, m[1]) {
-			out = append(out, m[1])
+	err := walkObject(dec, func(key string) error {
+		if key != "paths" {
+			return dec.Decode(&skipValue{})
 		}
+		return walkObject(dec, func(p string) error {
+			if m := nodesPathRE.FindStringSubmatch(p); m != nil && !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+			return dec.Decode(&skipValue{})
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("slurm: reading /openapi/v3: %w", err)
 	}
 	slices.Sort(out)
 	return out, nil
