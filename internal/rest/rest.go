@@ -71,13 +71,14 @@ func New(o Options) (*Client, error) {
 	}
 	u, err := url.Parse(strings.TrimRight(o.BaseURL, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("%s: BaseURL: %w", o.Service, err)
+		// url's errors quote the URL whole, password included.
+		return nil, fmt.Errorf("%s: BaseURL is not a URL", o.Service)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: BaseURL %q must be an absolute http or https URL", o.Service, o.BaseURL)
+		return nil, fmt.Errorf("%s: BaseURL %q must be an absolute http or https URL", o.Service, u.Redacted())
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("%s: BaseURL %q must not hold a query, fragment or user info", o.Service, o.BaseURL)
+		return nil, fmt.Errorf("%s: BaseURL %q must not hold a query, fragment or user info", o.Service, u.Redacted())
 	}
 	if strings.ContainsAny(o.Tenant, "\r\n") {
 		return nil, fmt.Errorf("%s: Tenant %q is not a header value", o.Service, o.Tenant)
@@ -117,6 +118,22 @@ func New(o Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{o: o, base: u, hc: hc, log: log.With("service", o.Service)}, nil
+}
+
+// String names the client by its service and base URL, never a
+// credential.
+func (c *Client) String() string { return c.o.Service + " client of " + c.base.Redacted() }
+
+// GoString is String.
+func (c *Client) GoString() string { return c.String() }
+
+// RedactURL returns s with a password in its user info hidden.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return text.Clean(s, 200)
+	}
+	return u.Redacted()
 }
 
 // Request is one API call.

@@ -329,3 +329,12 @@ func TestRedirectToPlainHTTPIsRefused(t *testing.T) {
 		t.Error("the caller's http.Client was changed")
 	}
 }
+
+func TestNewNeverShowsAPassword(t *testing.T) {
+	for _, base := range []string{"https://user:url-secret-pw@host/x", "ftp://user:url-secret-pw@host/x", "https://user:url-secret-pw@host/x\x7f"} {
+		_, err := New(Options{Service: "hsm", BaseURL: base})
+		if err == nil || strings.Contains(err.Error(), "url-secret-pw") {
+			t.Errorf("New(%q): %v; want an error without the password", base, err)
+		}
+	}
+}
