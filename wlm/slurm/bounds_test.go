@@ -161,3 +161,20 @@ func TestCLIJobEndsHostileOutput(t *testing.T) {
 		t.Errorf("JobEnds on 248 hostile bytes: %.0f allocations", n)
 	}
 }
+
+// A program that writes without end (a broken wrapper, a hostile binary
+// on $PATH): the output kept is bounded and the call fails.
+func TestExecOutputIsBounded(t *testing.T) {
+	out, _, err := execLimited(t.Context(), Command{Path: "yes", Args: []string{"NodeName=x State=IDLE"}}, 1<<20, 1<<10)
+	if !errors.Is(err, ErrOutputTooLarge) || len(out) > 1<<20 {
+		t.Errorf("yes: %d bytes kept, %v; want at most 1 MiB and ErrOutputTooLarge", len(out), err)
+	}
+	_, errb, err := execLimited(t.Context(), Command{Path: "sh", Args: []string{"-c", "yes error >&2"}}, 1<<20, 1<<10)
+	if !errors.Is(err, ErrOutputTooLarge) || len(errb) > 1<<10 {
+		t.Errorf("yes on stderr: %d bytes kept, %v; want at most 1 KiB and ErrOutputTooLarge", len(errb), err)
+	}
+	out, _, err = execLimited(t.Context(), Command{Path: "echo", Args: []string{"fits"}}, 1<<20, 1<<10)
+	if err != nil || string(out) != "fits\n" {
+		t.Errorf("echo: %q, %v", out, err)
+	}
+}
