@@ -13,7 +13,9 @@ import (
 	"testing"
 
 	"github.com/crus-go/crus/auth"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/internal/redirtest"
+	"github.com/crus-go/crus/wlm"
 	"github.com/crus-go/crus/wlm/slurm"
 )
 
@@ -138,5 +140,41 @@ func TestRESTConfigNeverShowsSecrets(t *testing.T) {
 	}
 	if s := fmt.Sprint(cfg); !strings.Contains(s, "slurm.example:6820") || !strings.Contains(s, "Token: set") {
 		t.Errorf("RESTConfig prints as %q; want its URL and that a token is set", s)
+	}
+}
+
+// The slurmrestd adapter holds reasons to the same rules as scontrol's:
+// cleaned, and refused per node (permanently) when too long, before any
+// request.
+func TestRESTReasons(t *testing.T) {
+	var posts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet:
+			io.WriteString(w, `{"nodes":[{"name":"nid000001","state":["IDLE"]}],"errors":[]}`)
+		default:
+			b, _ := io.ReadAll(r.Body)
+			posts = append(posts, string(b))
+			io.WriteString(w, `{"errors":[]}`)
+		}
+	}))
+	defer srv.Close()
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.40", User: "root", Token: slurm.StaticToken(restToken), MaxConcurrentWrites: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Fail(t.Context(), []string{"nid000001", "nid000002"}, strings.Repeat("x", slurm.MaxReason+1))
+	perNode, rest := batch.Split(err)
+	if rest != nil || len(perNode) != 2 || !errors.Is(perNode["nid000001"], wlm.ErrInvalidArgument) || !batch.IsPermanent(perNode["nid000002"]) {
+		t.Errorf("Fail with a reason of MaxReason+1 bytes: per node %v, rest %v", perNode, rest)
+	}
+	if len(posts) != 0 {
+		t.Errorf("requests sent: %q", posts)
+	}
+	if err := m.Drain(t.Context(), []string{"nid000001"}, "crus s1:\tboot\nfailed"); err != nil {
+		t.Fatal(err)
+	}
+	if len(posts) != 1 || posts[0] != `{"state":["DRAIN"],"reason":"crus s1: boot failed"}` {
+		t.Errorf("Drain sent %q; want the reason cleaned", posts)
 	}
 }
