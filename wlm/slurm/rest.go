@@ -350,6 +350,10 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 	cr := &capReader{r: resp.Body, n: maxBody}
 	if read != nil {
 		err = read(cr)
+	} else {
+		// Read a little, so that the connection can serve the next
+		// request; the answer of a write says nothing crus needs.
+		_, _ = io.Copy(io.Discard, io.LimitReader(cr, maxErrorBody))
 	}
 	r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
 		slog.Int("status", resp.StatusCode), slog.Int64("bytes", cr.read), slog.Duration("took", time.Since(start)))
