@@ -171,6 +171,17 @@ type V1Client struct {
 	known sync.Map // name -> V1Record
 }
 
+// String names the client by its base URL, never a credential.
+func (c *V1Client) String() string {
+	return fmt.Sprintf("bos.V1Client(%s)", rest.RedactURL(c.cfg.BaseURL))
+}
+
+// GoString is String.
+func (c *V1Client) GoString() string { return c.String() }
+
+// LogValue shows the base URL, never a credential.
+func (c *V1Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // lookup finds a name's record in the store, or else among the sessions
 // this client created (writing it to the store again, if it was lost).
 func (c *V1Client) lookup(ctx context.Context, name string) (V1Record, bool, error) {
