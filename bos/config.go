@@ -22,6 +22,8 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests. Nil means a client with the system
 	// roots, or CAFile's certificates if set. Set one or the other.
+	// Redirects are never followed (auth.ErrRedirect); HTTPClient itself
+	// is not changed.
 	HTTPClient *http.Client
 	// CAFile is a PEM bundle of the CA that signs the server's certificate
 	// (on Cray systems /etc/pki/trust/anchors/platform-ca-certs.crt).

@@ -53,7 +53,7 @@ func splitValid(names []string) (valid []string, refused []error) {
 // above what anyone reads in `sinfo -R` and leaves room for crus's prefix;
 // callers cap the whole reason to it (the core caps to
 // internal/text.MaxReason, which a test keeps no larger).
-const MaxReason = 1024
+const MaxReason = wlm.MaxReason
 
 // cleanReason returns the reason as the adapters send it: on one line, with
 // control characters (a traceback's newlines and tabs, which scontrol would
