@@ -24,13 +24,13 @@ type TimelineOptions struct {
 
 // stepSpan is what the timeline draws for one step.
 type stepSpan struct {
-	step                  int
-	nodes, failed         int
-	first, last           time.Time // first drain request, last outcome (or now)
-	drainFrom, drainTo    time.Time
-	rebootFrom, rebootTo  time.Time
-	returnFrom, returnTo  time.Time
-	open                  bool
+	step                 int
+	nodes, failed        int
+	first, last          time.Time // first drain request, last outcome (or now)
+	drainFrom, drainTo   time.Time
+	rebootFrom, rebootTo time.Time
+	returnFrom, returnTo time.Time
+	open                 bool
 }
 
 func earliest(a, b time.Time) time.Time {
