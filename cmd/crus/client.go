@@ -51,7 +51,7 @@ func newClientFlags(name string) *clientFlags {
 	c.fs.StringVar(&c.store, "store", "", "act on a store directly: a directory, or \"etcd\" for the configuration's etcd (the backends come from the configuration)")
 	c.fs.StringVar(&c.output, "o", "table", "output: table, json or yaml")
 	c.fs.StringVar(&c.output, "output", "table", "output: table, json or yaml")
-	c.fs.StringVar(&c.token, "token-file", os.Getenv("CRUS_CLIENT_TOKEN_FILE"), "file holding a bearer token for the server (env CRUS_CLIENT_TOKEN_FILE)")
+	c.fs.StringVar(&c.token, "server-token-file", os.Getenv("CRUS_SERVER_TOKEN_FILE"), "file holding a bearer token for the server (env CRUS_SERVER_TOKEN_FILE)")
 	c.fs.StringVar(&c.caFile, "server-ca-file", "", "PEM file of the CA of the server's certificate")
 	c.cfgPath = c.fs.String("config", os.Getenv("CRUS_CONFIG"), "configuration file, for --store (env CRUS_CONFIG)")
 	return c

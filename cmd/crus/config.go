@@ -159,15 +159,20 @@ func setField(v reflect.Value, s string) error {
 	return nil
 }
 
-// configFlags registers a flag per setting on fs; loadConfig reads the
-// ones that were set.
+// configFlags registers a flag per setting on fs, and --config; loadConfig
+// reads the ones that were set.
 func configFlags(fs *flag.FlagSet) *string {
+	settingFlags(fs)
+	return fs.String("config", os.Getenv("CRUS_CONFIG"), "configuration file (YAML; env CRUS_CONFIG)")
+}
+
+// settingFlags registers a flag per setting on fs.
+func settingFlags(fs *flag.FlagSet) {
 	for _, s := range settings {
 		if s.flag != "" {
 			fs.String(s.flag, "", fmt.Sprintf("%s (env %s, config %s; default %q)", s.help, s.env, s.key, s.def))
 		}
 	}
-	return fs.String("config", os.Getenv("CRUS_CONFIG"), "configuration file (YAML; env CRUS_CONFIG)")
 }
 
 // loadConfig builds the configuration from defaults, the file, the

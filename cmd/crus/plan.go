@@ -30,7 +30,7 @@ func cmdPlan(args []string) int {
 	load := fs.Float64("load", 0, "chance that an idle node not yet taken starts a new job every 10 minutes (0: no new jobs; a lower bound)")
 	reboot := fs.Duration("reboot-time", 10*time.Minute, "mean reboot time")
 	seed := fs.Uint64("seed", 1, "random seed")
-	configFlags(fs)
+	settingFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
@@ -190,9 +190,6 @@ func snapshot(ctx context.Context, manager wlm.Manager, xnames []string, names m
 		if _, rest := batch.Split(err); rest != nil {
 			return snap, fmt.Errorf("reading the jobs' expected ends: %w", rest)
 		}
-	}
-	if c, ok := manager.(interface{ Now() time.Time }); ok {
-		snap.Now = c.Now() // a simulated cluster's own clock
 	}
 	for _, n := range nodes {
 		sn := sim.SnapshotNode{XName: xnameOf[n.Name], InService: n.InService(), JobEnd: ends[n.Name]}
