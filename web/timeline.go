@@ -201,7 +201,14 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 
 	// Nodes out of service over time, binned per pixel column (the most
 	// out within the column), with the cap.
-	slices.SortFunc(edges, func(a, b edge) int { return a.t.Compare(b.t) })
+	// At equal times, nodes leave before others come: a step that ends
+	// as the next begins never had both out at once.
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.t.Compare(b.t); c != 0 {
+			return c
+		}
+		return a.d - b.d
+	})
 	cols := int(plotW)
 	peak := make([]int, cols+1)
 	out, e := 0, 0
