@@ -159,27 +159,27 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 
 	// Time axis ticks, shared by both panels.
 	tick := niceTick(span)
-	first := start.Truncate(tick)
-	if first.Before(start) {
-		first = first.Add(tick)
-	}
-	for t := first; !t.After(end); t = t.Add(tick) {
+	for t := start.Add(tick); !t.After(end); t = t.Add(tick) {
 		xx := x(t)
 		pf(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="#e4e4e4"/>`+"\n", xx, top, xx, outTop+outH)
 		pf(`<text x="%.1f" y="%.1f" text-anchor="middle" fill="#666">%s</text>`+"\n", xx, outTop+outH+14, esc(duration(t.Sub(start))))
 	}
 
-	// One row per step.
+	// One row per step (the rolling strategy numbers batches).
+	unit := "step"
+	if strategy == crus.StrategyRolling {
+		unit = "batch"
+	}
 	colours := []struct{ name, fill string }{{"drain", "#f0a030"}, {"reboot", "#3070d0"}, {"return", "#9050c0"}}
 	for i, sp := range steps {
 		y := top + float64(i)*rowH
 		h := math.Max(rowH-2, 1)
 		if rowH >= 10 {
-			pf(`<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y+h-3, esc(fmt.Sprintf("step %d", sp.step)))
+			pf(`<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y+h-3, esc(fmt.Sprintf("%s %d", unit, sp.step)))
 		}
 		pf(`<rect class="step" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#dfe6ee"><title>%s</title></rect>`+"\n",
 			x(sp.first), y, math.Max(x(sp.last)-x(sp.first), 1), h,
-			esc(fmt.Sprintf("step %d: %d nodes, %d failed, %s", sp.step, sp.nodes, sp.failed, duration(sp.last.Sub(sp.first)))))
+			esc(fmt.Sprintf("%s %d: %d nodes, %d failed, %s", unit, sp.step, sp.nodes, sp.failed, duration(sp.last.Sub(sp.first)))))
 		for j, seg := range [][2]time.Time{{sp.drainFrom, sp.drainTo}, {sp.rebootFrom, sp.rebootTo}, {sp.returnFrom, sp.returnTo}} {
 			if seg[0].IsZero() || seg[1].IsZero() || seg[1].Before(seg[0]) {
 				continue

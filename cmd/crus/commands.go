@@ -175,6 +175,9 @@ func stageOf(s api.Summary) string {
 }
 
 func stepOf(s api.Summary) string {
+	if s.Strategy == crus.StrategyRolling {
+		return "batch " + strconv.Itoa(s.Step)
+	}
 	if s.Steps > 0 {
 		return fmt.Sprintf("%d/%d", s.Step, s.Steps)
 	}
@@ -242,15 +245,15 @@ func describe(w io.Writer, s *crus.Session) {
 				continue
 			}
 			if first {
-				fmt.Fprintf(w, "%s nodes:\t\n", o)
+				fmt.Fprintf(w, "%s nodes:\n", o)
 				first = false
 			}
 			fmt.Fprintf(w, "  %s\t%s\t%s\n", n.XName, n.Name, n.Reason)
 		}
 	}
-	fmt.Fprintln(w, "messages:\t")
+	fmt.Fprintln(w, "messages:")
 	for _, m := range s.Messages {
-		fmt.Fprintf(w, "  %s\t\n", m)
+		fmt.Fprintf(w, "  %s\n", m)
 	}
 }
 
@@ -351,6 +354,7 @@ func cmdWatch(args []string) int {
 	tty := isTerminal(stdout) && c.output == "table"
 	var last *api.Summary
 	var now time.Time // the records' clock, from the events
+	var lastLine string
 	err = t.Watch(ctx, id, func(s *api.Summary, ev *api.Event) bool {
 		switch {
 		case ev != nil:
@@ -361,7 +365,9 @@ func cmdWatch(args []string) int {
 			case "yaml":
 				_ = emit("yaml", []api.Event{*ev}, nil)
 			default:
-				if !tty && ev.Kind != crus.EventNode || ev.Outcome == crus.OutcomeFailed {
+				// The line log: what happened, not every stage (the
+				// progress lines carry the stage); failed nodes always.
+				if !tty && ev.Kind != crus.EventNode && ev.Kind != crus.EventStage || ev.Outcome == crus.OutcomeFailed {
 					if tty {
 						fmt.Fprint(stdout, "\r\033[K")
 					}
@@ -374,16 +380,20 @@ func cmdWatch(args []string) int {
 				if c.output == "json" {
 					_ = json.NewEncoder(stdout).Encode(s)
 				}
-			} else if tty {
-				fmt.Fprint(stdout, "\r\033[K"+progressLine(s, now))
-			} else {
-				fmt.Fprintln(stdout, progressLine(s, now))
+			} else if line := progressLine(s, now); tty {
+				fmt.Fprint(stdout, "\r\033[K"+line)
+			} else if line != lastLine {
+				fmt.Fprintln(stdout, line)
+				lastLine = line
 			}
 		}
 		return last == nil || !last.Completed
 	})
 	if tty {
 		fmt.Fprintln(stdout)
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return exitFail // interrupted: nothing to report
 	}
 	if err != nil {
 		return fail("watch", err)
@@ -427,8 +437,12 @@ func progressLine(s *api.Summary, now time.Time) string {
 	if c.Nodes > 0 {
 		filled = width * done / c.Nodes
 	}
-	line := fmt.Sprintf("[%s%s] %d/%d done, %d failed, %d in flight · step %s · %s",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, c.Nodes, c.Failed, c.InFlight, stepOf(*s), stageOf(*s))
+	where := stepOf(*s)
+	if !strings.HasPrefix(where, "batch") {
+		where = "step " + where
+	}
+	line := fmt.Sprintf("[%s%s] %d/%d done, %d failed, %d in flight · %s · %s",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, c.Nodes, c.Failed, c.InFlight, where, stageOf(*s))
 	if s.Completed {
 		return line
 	}
@@ -440,7 +454,7 @@ func progressLine(s *api.Summary, now time.Time) string {
 	left := c.Pending + c.InFlight
 	if taken > 0 && left > 0 {
 		eta := time.Duration(float64(now.Sub(start)) / float64(taken) * float64(left))
-		line += " · ETA " + eta.Round(time.Minute).String()
+		line += " · ETA " + strings.TrimSuffix(eta.Round(time.Minute).String(), "0s")
 	}
 	return line
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/crus-go/crus/api"
 	"github.com/crus-go/crus/hsm"
 	"github.com/crus-go/crus/internal/demo"
+	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/server"
 	"github.com/crus-go/crus/metrics"
 	"github.com/crus-go/crus/store/etcdstore"
@@ -168,6 +169,7 @@ func cmdDemo(args []string) int {
 	seed := fs.Uint64("seed", 1, "random seed")
 	pause := fs.Duration("pause", 20*time.Second, "real time between the end of a session and the next")
 	verbose := fs.Bool("v", false, "log what the executor does")
+	auto := fs.Bool("sessions", true, "run demo sessions one after the other (false: none; create your own with crus create)")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
@@ -180,12 +182,18 @@ func cmdDemo(args []string) int {
 		fmt.Fprintln(os.Stderr, "crus demo:", err)
 		return exitFail
 	}
-	id, err := d.Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "crus demo:", err)
-		return exitFail
+	if *auto {
+		id, err := d.Start(context.Background())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crus demo:", err)
+			return exitFail
+		}
+		fmt.Fprintf(os.Stderr, "crus demo: %d simulated nodes, steps of %d, clock %gx real time; session %s\n", *nodes, *step, *speed, id)
+	} else {
+		*pause = -1
+		fmt.Fprintf(os.Stderr, "crus demo: %d simulated nodes, clock %gx real time; groups %s, %s, %s, template %s\n",
+			*nodes, *speed, fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, fake.Template)
 	}
-	fmt.Fprintf(os.Stderr, "crus demo: %d simulated nodes, steps of %d, clock %gx real time; session %s\n", *nodes, *step, *speed, id)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return serveUntil(ctx, *listen, d.Handler, func(ctx context.Context) error { return d.Run(ctx, *pause) }, log)

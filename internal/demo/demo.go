@@ -162,14 +162,19 @@ func (d *Demo) next(ctx context.Context, i int) (string, error) {
 }
 
 // Run moves the virtual clock, drives the sessions and starts a new
-// session Pause (real time) after the last one ends, until ctx is
-// cancelled. The first session must have been started (Start).
+// session pause (real time) after the last one ends, until ctx is
+// cancelled. The first session must have been started (Start). A
+// negative pause starts none: the sessions are the user's.
 func (d *Demo) Run(ctx context.Context, pause time.Duration) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); d.Clock.Run(ctx, d.opts.Tick) }()
 	go func() { defer wg.Done(); _ = d.driver.Run(ctx) }()
 	defer wg.Wait()
+	if pause < 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var doneAt time.Time

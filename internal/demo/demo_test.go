@@ -121,4 +121,3 @@ func TestDemoServes(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
