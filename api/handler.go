@@ -204,17 +204,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// readSpec reads a request's body as a Spec, with only the given fields
+// if fields is not nil; it answers the request itself when it cannot.
+func (h *Handler) readSpec(w http.ResponseWriter, r *http.Request, fields []string) (crus.Spec, bool) {
+	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
+	if p == nil {
+		var spec crus.Spec
+		if spec, p = decodeSpec(body, fields); p == nil {
+			return spec, true
+		}
+	}
+	h.fail(w, r, p)
+	return crus.Spec{}, false
+}
+
 // The original API.
 
 func (h *Handler) createOriginal(w http.ResponseWriter, r *http.Request, _ []string) {
-	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	spec, p := decodeSpec(body, originalFields)
-	if p != nil {
-		h.fail(w, r, p)
+	spec, ok := h.readSpec(w, r, originalFields)
+	if !ok {
 		return
 	}
 	s, err := h.ex.Create(r.Context(), spec)
@@ -264,14 +272,8 @@ func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request, _ []string) {
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ []string) {
-	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	spec, p := decodeSpec(body, nil)
-	if p != nil {
-		h.fail(w, r, p)
+	spec, ok := h.readSpec(w, r, nil)
+	if !ok {
 		return
 	}
 	s, err := h.ex.Create(r.Context(), spec)

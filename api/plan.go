@@ -81,14 +81,8 @@ func (h *Handler) planCreate(w http.ResponseWriter, r *http.Request, _ []string)
 		h.fail(w, r, problemf(http.StatusNotImplemented, "dry runs are not enabled on this server"))
 		return
 	}
-	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	spec, p := decodeSpec(body, nil)
-	if p != nil {
-		h.fail(w, r, p)
+	spec, ok := h.readSpec(w, r, nil)
+	if !ok {
 		return
 	}
 	s, err := h.ex.Preview(r.Context(), spec)
