@@ -141,22 +141,19 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 	w.reboots++
 	w.touched[n.xname]++
 	w.update(n)
+	w.powerOff(n)
 	d := w.opts.RebootTime
 	if j := w.opts.RebootJitter; j > 0 {
 		d += time.Duration(w.rng.Int64N(int64(2*j+1))) - j
 	}
 	w.schedule(w.now.Add(d), func() {
 		w.locked(func() {
-			if n.faults.BootFails {
+			if reason, failed := w.bootFailure(n); failed {
 				n.rebooting = false
 				if asap {
 					w.asapDone(n)
 				}
 				w.update(n)
-				reason := n.faults.BootError
-				if reason == "" {
-					reason = "failed to boot"
-				}
 				done(false, reason)
 				return
 			}
@@ -179,6 +176,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 						n.drain, n.reason = false, ""
 					}
 					w.update(n)
+					w.powerOn(n)
 				})
 			})
 		})
