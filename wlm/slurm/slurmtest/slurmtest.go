@@ -88,6 +88,7 @@ type proc struct {
 	name    string
 	cmd     *exec.Cmd
 	started time.Time
+	reboot  bool // a slurmd started with -b
 	done    chan struct{}
 	err     error
 	log     string
@@ -290,7 +291,9 @@ SlurmdParameters=config_overrides
 SchedulerParameters=batch_sched_delay=0
 ReturnToService=1
 MpiDefault=none
-SlurmdTimeout=60
+# A stopped slurmd (a node rebooting) is seen not responding at the next
+# failed ping: after about 14 s with 10, 35 s with 60.
+SlurmdTimeout=10
 ResumeTimeout=60
 KillWait=5
 InactiveLimit=0
@@ -509,6 +512,7 @@ func (c *Cluster) StartNode(name string, reboot bool) error {
 	if err != nil {
 		return err
 	}
+	p.reboot = reboot
 	c.slurmd[name] = p
 	return nil
 }
@@ -606,20 +610,21 @@ func (c *Cluster) Reset(ctx context.Context) error {
 	return c.Settle(ctx, 60*time.Second)
 }
 
-// settleQuiet is how long a node whose slurmd started recently must read
-// idle, without a break, before Settle trusts it. Measured on Slurm
+// settleQuiet is how long a node whose slurmd was restarted as after a
+// reboot (with -b) a short while ago must read idle, without a break,
+// before Settle trusts it. Measured on Slurm
 // 22.05: the second registration that takes such a node down again comes
 // about 0.7 s after the RESUME that prompts it.
 const settleQuiet = 2 * time.Second
 
-// recentStart is how long after its slurmd started a node may still be
-// taken down by a late registration.
+// recentStart is how long after its slurmd started with -b a node may
+// still be taken down by a late registration.
 const recentStart = 30 * time.Second
 
 // Settle resumes every node that is not idle (drained, down or failed)
 // and keeps doing so until every node is idle, responding and not
-// drained, and stays so: a node whose slurmd started in the last
-// recentStart must read idle for settleQuiet without a break.
+// drained, and stays so: a node whose slurmd was started with -b in the
+// last recentStart must read idle for settleQuiet without a break.
 //
 // The loop is needed because one RESUME is not always enough. After a
 // simulated reboot (slurmd -b), slurmctld sets the node DOWN "Node
@@ -646,7 +651,7 @@ func (c *Cluster) Settle(ctx context.Context, timeout time.Duration) error {
 				if idleSince[n].IsZero() {
 					idleSince[n] = now
 				}
-				if c.startedWithin(n, recentStart) && now.Sub(idleSince[n]) < settleQuiet {
+				if c.rebootedWithin(n, recentStart) && now.Sub(idleSince[n]) < settleQuiet {
 					settled = false
 				}
 			case strings.HasSuffix(state, "*"):
@@ -674,13 +679,14 @@ func (c *Cluster) Settle(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// startedWithin reports whether the node's slurmd was started in the last
-// d.
-func (c *Cluster) startedWithin(name string, d time.Duration) bool {
+// rebootedWithin reports whether the node's slurmd was started with -b
+// in the last d. Without -b its boot time is the machine's, which does
+// not move, so a second registration cannot look like a reboot.
+func (c *Cluster) rebootedWithin(name string, d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.slurmd[name]
-	return p != nil && time.Since(p.started) < d
+	return p != nil && p.reboot && time.Since(p.started) < d
 }
 
 // waitNoJobs waits until squeue shows no job at all.

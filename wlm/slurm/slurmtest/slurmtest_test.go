@@ -122,7 +122,7 @@ func TestSettleResumesAgain(t *testing.T) {
 	if err := c.StopNode(node); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.StartNode(node, false); err != nil {
+	if err := c.StartNode(node, true); err != nil {
 		t.Fatal(err)
 	}
 	down := func(ctx context.Context) error {
