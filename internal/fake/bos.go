@@ -154,6 +154,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 					w.asapDone(n)
 				}
 				w.update(n)
+				w.powerOn(n, false)
 				done(false, reason)
 				return
 			}
@@ -165,6 +166,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 					w.asapDone(n)
 				}
 				w.update(n)
+				w.powerOn(n, false)
 				return
 			}
 			w.schedule(w.now.Add(w.opts.RegisterDelay), func() {
@@ -176,7 +178,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 						n.drain, n.reason = false, ""
 					}
 					w.update(n)
-					w.powerOn(n)
+					w.powerOn(n, true)
 				})
 			})
 		})

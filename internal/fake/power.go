@@ -14,10 +14,10 @@ type PowerHook struct {
 	// the node's boot, with the error's text as the boot orchestrator's
 	// reason.
 	Off func(xname, name string) error
-	// On is called when the node has booted and its workload-manager
-	// agent registers; never for a node that fails to boot or never
-	// returns.
-	On func(xname, name string)
+	// On is called when the node's boot ends: back is true when it has
+	// booted and its workload-manager agent registers, false when it
+	// failed to boot or booted but never registers.
+	On func(xname, name string, back bool)
 }
 
 type powerState struct {
@@ -48,13 +48,14 @@ func (w *World) powerOff(n *node) {
 	})
 }
 
-// powerOn tells the hook n is back. Callers hold the lock.
-func (w *World) powerOn(n *node) {
+// powerOn tells the hook n's boot has ended, and whether n is back.
+// Callers hold the lock.
+func (w *World) powerOn(n *node, back bool) {
 	on := w.power.hook.On
 	if on == nil {
 		return
 	}
-	w.schedule(w.now, func() { on(n.xname, n.name) })
+	w.schedule(w.now, func() { on(n.xname, n.name, back) })
 }
 
 // bootFailure says whether n's boot fails, and why: a BootFails fault,
