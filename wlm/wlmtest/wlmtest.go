@@ -558,6 +558,7 @@ func (s *suite) reboot() {
 		if bootTimes && n.BootTime.After(time.Now().Add(24*time.Hour*365*10)) {
 			s.t.Errorf("node %s: boot time %s after its reboot is absurd", name, n.BootTime)
 		}
+		s.t.Logf("node %s back from its reboot: %s (%q), boot time %s", name, s.words(n), n.Reason, n.BootTime.Format(time.RFC3339))
 	}
 	marks("after its reboot")
 	if n := s.one(drained); n.InService() {
