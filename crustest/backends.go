@@ -105,6 +105,7 @@ type recorder struct {
 	mu          sync.Mutex
 	callCount   map[string]int
 	faults      map[string][]error
+	outages     map[string][]outage
 	touched     map[string]bool        // workload-manager names crus changed
 	drained     map[string]bool        // names crus drained and has not resumed or failed since
 	rebooting   map[string]bool        // xnames powered off whose boot has not ended
@@ -140,6 +141,20 @@ func (r *recorder) failNext(op string, n int, err error) {
 	}
 }
 
+type outage struct {
+	from, until time.Time
+	err         error
+}
+
+func (r *recorder) outage(op string, from, until time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.outages == nil {
+		r.outages = map[string][]outage{}
+	}
+	r.outages[op] = append(r.outages[op], outage{from, until, err})
+}
+
 func (r *recorder) calls() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,12 +174,18 @@ func (r *recorder) begin(ctx context.Context, op string) error {
 		return err
 	}
 	r.w.sync()
+	now := r.w.fw.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.callCount[op]++
 	if q := r.faults[op]; len(q) > 0 {
 		r.faults[op] = q[1:]
 		return q[0]
+	}
+	for _, o := range r.outages[op] {
+		if !now.Before(o.from) && now.Before(o.until) {
+			return o.err
+		}
 	}
 	return nil
 }

@@ -94,7 +94,8 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 	if !s.Completed {
 		add("not completed (state %s, stage %s)", s.State, s.Progress.Stage)
 	}
-	prefix := "crus " + s.UpgradeID
+	// crus's reasons for a session begin "crus <id>:".
+	prefix := "crus " + s.UpgradeID + ":"
 	ours := func(n wlm.Node) bool { return strings.HasPrefix(n.Reason, prefix) }
 	names := make([]string, 0, len(s.Progress.Nodes))
 	for _, n := range s.Progress.Nodes {

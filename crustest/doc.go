@@ -36,11 +36,13 @@
 //
 // # Faults
 //
-// FailNext makes backend calls fail (transient or permanent errors);
-// SetFaults makes a node fail to boot, never return, refuse to drain, or
-// drain slowly; BreakTemplate fails whole boot sessions; StartJob,
-// AdminDrain, AdminResume and SetDown act as users and operators do, and
-// Schedule runs any of these at a given time during a session.
+// FailNext makes the next calls of a backend method fail (transient or
+// permanent errors), Outage every call during a time window; SetFaults
+// makes a node fail to boot, never return, refuse to drain, or drain
+// slowly; BreakTemplate fails whole boot sessions; StartJob, AdminDrain,
+// AdminFail, AdminResume, SetDown, AddMember and RemoveMember act as users
+// and operators do, and Schedule runs any of these at a given time during
+// a session.
 //
 // # Clocks
 //

@@ -263,6 +263,13 @@ func (w *World) Members(label string) []string { return w.fw.Members(label) }
 // operator would: crus is not counted as having touched them.
 func (w *World) AddGroup(label string, members ...string) { w.fw.AddGroup(label, members...) }
 
+// AddMember adds a node to an HSM group as an operator would (the group
+// is created if missing): crus is not counted as having touched it.
+func (w *World) AddMember(label, xname string) { w.fw.AddMember(label, xname) }
+
+// RemoveMember removes a node from an HSM group as an operator would.
+func (w *World) RemoveMember(label, xname string) { w.fw.RemoveMember(label, xname) }
+
 // AddTemplate creates a boot session template whose boot set targets
 // these HSM groups (for a second session beside the first, with groups
 // of its own).
@@ -283,6 +290,20 @@ func (w *World) FailNext(op string, n int, err error) {
 		return
 	}
 	w.fw.FailNext(op, n, err)
+}
+
+// Outage makes every call of op (as for FailNext) fail with err
+// (ErrInjected if nil) from the World's time from until until, before
+// doing anything: a backend down for a while, however long.
+func (w *World) Outage(op string, from, until time.Time, err error) {
+	if err == nil {
+		err = ErrInjected
+	}
+	if len(op) > 4 && op[:4] == "wlm." {
+		w.recorder().outage(op, from, until, err)
+		return
+	}
+	w.fw.Outage(op, from, until, err)
 }
 
 // SetFaults sets the faults of the node with this xname.
@@ -348,6 +369,17 @@ func (w *World) AdminDrain(xname, reason string) error {
 	}
 	w.sync()
 	w.fw.AdminDrain(xname, reason)
+	return nil
+}
+
+// AdminFail fails a node as an operator would, with reason (kit's
+// workload manager): it takes no new work; its jobs go on.
+func (w *World) AdminFail(xname, reason string) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.AdminFail(xname, reason)
 	return nil
 }
 
