@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"pgregory.net/rapid"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
 )
 
 // TestSampledOutOfServiceMatchesTheFake checks the recorder's way of
@@ -54,6 +54,19 @@ func TestSampledOutOfServiceMatchesTheFake(t *testing.T) {
 	})
 }
 
+// TestNamesAreTheFakes checks the kit's documented labels are the ones its
+// World is built with.
+func TestNamesAreTheFakes(t *testing.T) {
+	for _, p := range [][2]string{
+		{StartingLabel, fake.StartingLabel}, {UpgradingLabel, fake.UpgradingLabel},
+		{FailedLabel, fake.FailedLabel}, {Template, fake.Template},
+	} {
+		if p[0] != p[1] {
+			t.Errorf("crustest says %q, the World has %q", p[0], p[1])
+		}
+	}
+}
+
 func run(t interface {
 	Fatal(...any)
 	Helper()
@@ -72,6 +85,5 @@ func run(t interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = time.Second
 	return final
 }

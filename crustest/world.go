@@ -17,10 +17,10 @@ import (
 // group holds every node; the others are empty; the template's boot set
 // targets the upgrading group.
 const (
-	StartingLabel  = fake.StartingLabel
-	UpgradingLabel = fake.UpgradingLabel
-	FailedLabel    = fake.FailedLabel
-	Template       = fake.Template
+	StartingLabel  = "crus-starting"
+	UpgradingLabel = "crus-upgrading"
+	FailedLabel    = "crus-failed"
+	Template       = "compute-upgrade"
 )
 
 // ErrInjected is the error FailNext injects when given none.
