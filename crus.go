@@ -421,7 +421,13 @@ type NodeRecord struct {
 
 // Counts tallies the nodes of a session by outcome.
 type Counts struct {
-	Nodes, Upgraded, Failed, Skipped, Untouched, InFlight, Pending int
+	Nodes     int `json:"nodes"`
+	Upgraded  int `json:"upgraded"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	Untouched int `json:"untouched"`
+	InFlight  int `json:"in_flight"`
+	Pending   int `json:"pending"`
 }
 
 // Counts returns the tally of the session's nodes.

@@ -46,6 +46,9 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			obs.Errors[part] = errText(err)
 		}
 		r.log.Warn("could not observe part of the world; acting on the rest", "part", part, "err", err)
+		if r.dry {
+			return
+		}
 		e.emit(Event{Time: obs.Now, Session: s.UpgradeID, Kind: EventObserveErr, Step: s.Progress.Step, Steps: s.Progress.Steps,
 			Stage: s.Progress.Stage, Message: string(part), Err: err})
 	}

@@ -748,3 +748,29 @@ func TestPlanLabelBootWaitsForReleasedNodesToLeaveTheGroup(t *testing.T) {
 	assert.Equal(t, []string{x[0]}, actionsOf(d, ActReboot)[0].Reboot.Limit)
 	assert.Equal(t, s.UpgradingLabel, actionsOf(d, ActReboot)[0].Reboot.Within)
 }
+
+// A session owns a workload-manager reason only with its exact id: session
+// "7" does not own "crus 71: ..." (nor "crus 7x:", nor a reason that only
+// mentions it).
+func TestOwnershipByExactID(t *testing.T) {
+	for reason, want := range map[string]bool{
+		"crus 7: rolling upgrade, step 1 of 2": true,
+		"crus 7:":                              true,
+		"crus 71: rolling upgrade":             false,
+		"crus 7x: rolling upgrade":             false,
+		"crus 7 rolling upgrade":               false,
+		"admin: see crus 7: later":             false,
+		"":                                     false,
+	} {
+		assert.Equal(t, want, ownedBy(reason, "7"), "%q", reason)
+	}
+	s := newTestSession(2, 2)
+	s.UpgradeID = "s1"
+	setPhase(s, PhaseQuiescing, t0, nodes(s, 1)...)
+	x := nodes(s, 1)[0]
+	// Drained by session s10: someone else's drain for s1.
+	d := plan(t, s, observe(t0).drained("crus s10: rolling upgrade, step 1 of 1", x).obs)
+	c, _ := changeOf(d, x)
+	assert.Equal(t, OutcomeSkipped, c.Outcome)
+	assert.Contains(t, c.Reason, "drained by someone else")
+}
