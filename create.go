@@ -172,7 +172,7 @@ func (e *Executor) prepare(ctx context.Context, spec Spec) (*Session, error) {
 		return nil, preflightError(pf.problems)
 	}
 
-	s, taken := newRecord(spec, starting, names, state, e.clock.Now())
+	s, taken := newRecord(spec, starting, names, state, e.words, e.clock.Now())
 	if taken == 0 {
 		return nil, preflightError([]error{fmt.Errorf("%w: none of the %s of starting group %q is in service", ErrNoNodes, plural(len(starting), "node"), spec.StartingLabel)})
 	}
@@ -357,9 +357,9 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 // starting node (sorted), the nodes not in service skipped with the
 // reason, and the others cut into the steps of the rollout (the original
 // algorithm numbers its fixed slices now; rolling numbers its batches as
-// it takes them). It is pure. It returns the record (without an id) and
+// it takes them). Conditions are worded by words. It is pure. It returns the record (without an id) and
 // how many nodes it will take.
-func newRecord(spec Spec, starting []string, names map[string]string, state map[string]wlm.Node, now time.Time) (*Session, int) {
+func newRecord(spec Spec, starting []string, names map[string]string, state map[string]wlm.Node, words wlm.Describer, now time.Time) (*Session, int) {
 	s := &Session{
 		Kind:       Kind,
 		APIVersion: APIVersion,
@@ -382,7 +382,7 @@ func newRecord(spec Spec, starting []string, names map[string]string, state map[
 			skipped++
 		case !takeable:
 			r.Phase, r.Outcome, r.Finished = PhaseDone, OutcomeSkipped, now
-			r.Reason = capReason("not in service at session start: " + describe(w))
+			r.Reason = capReason("not in service at session start: " + describeWith(words, w))
 			skipped++
 		default:
 			if !pol.rolling {

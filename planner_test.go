@@ -184,7 +184,7 @@ func TestPlanStepStartSkipsNodesOutOfService(t *testing.T) {
 	assert.Equal(t, PhaseQuiescing, c.Phase)
 	c, _ = changeOf(d, step1[1])
 	assert.Equal(t, Change{XName: step1[1], Phase: PhaseDone, Outcome: OutcomeSkipped,
-		Reason: "not in service at the start of its step: idle+drain (bad DIMM)"}, c)
+		Reason: "not in service at the start of its step: idle, drained (bad DIMM)"}, c)
 	c, _ = changeOf(d, step1[2])
 	assert.Equal(t, OutcomeSkipped, c.Outcome)
 	assert.Contains(t, c.Reason, "unknown to the workload manager")

@@ -2,6 +2,7 @@ package pbs_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,10 @@ func TestSession(t *testing.T) {
 	}
 	if n := got[2]; !n.Drain || n.Reason != "admin: bad DIMM" {
 		t.Errorf("node %s, offline before the session: %+v; crus must leave it alone", n.Name, n)
+	}
+	// crus words the reasons it records in the adapter's own words.
+	if r := final.Node(xnames[3]).Reason; !strings.Contains(r, "free,offline (admin: bad DIMM)") {
+		t.Errorf("the reason of %s is not in PBS's words: %s", xnames[3], r)
 	}
 	if d := wlm.DescriberOf(w.WLM()).Describe(got[2]); d != "free,offline" {
 		t.Errorf("the kit's WLM describes %s as %q, want the adapter's own words", got[2].Name, d)
