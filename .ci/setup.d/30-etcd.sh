@@ -5,7 +5,7 @@
 # own server; the package's service must not run.
 set -euo pipefail
 if command -v etcd >/dev/null 2>&1; then
-	etcd --version | head -1
+	etcd --version | sed -n 1p
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -22,4 +22,4 @@ apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 if [ "$created_policy" = true ]; then
 	rm -f "$policy"
 fi
-etcd --version | head -1
+etcd --version | sed -n 1p
