@@ -4,10 +4,10 @@
 # Nothing is done when it is already installed.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then
-	chromium --version 2>/dev/null | head -1
+	chromium --version 2>/dev/null | sed -n 1p
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium >/dev/null
-chromium --version 2>/dev/null | head -1
+chromium --version 2>/dev/null | sed -n 1p
