@@ -423,7 +423,7 @@ func (e *Executor) Delete(ctx context.Context, id string) (*Session, error) {
 			s.Apply(d, now)
 			msg = "Deleted before it started: every node left untouched"
 		}
-		s.Messages = append(s.Messages, msg)
+		s.AddMessages(msg)
 		err = e.store.Update(ctx, s)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -493,7 +493,7 @@ func (e *Executor) flag(ctx context.Context, id, what string, f func(p *Progress
 		if msg == "" {
 			return s, nil
 		}
-		s.Messages = append(s.Messages, msg)
+		s.AddMessages(msg)
 		err = e.store.Update(ctx, s)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -530,12 +530,6 @@ func (e *Executor) wake(id string) {
 // once (without waiting for the poll interval) after a decision moved the
 // session on.
 const maxReplans = 64
-
-// nodeUpdater is implemented by a store that can take an update of only
-// the node records that changed (MemoryStore).
-type nodeUpdater interface {
-	updateNodes(ctx context.Context, s *Session, changed []int) error
-}
 
 // run is the state of one Run call.
 type run struct {
@@ -615,7 +609,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if s.Progress.StartedAt.IsZero() {
 			s.Progress.StartedAt = now
 		}
-		s.Messages = append(s.Messages, msg)
+		s.AddMessages(msg)
 	}); err != nil {
 		return r.s, err
 	}
@@ -762,7 +756,7 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 			r.idx.update(d)
 		}
 		update := func() error { return e.store.Update(ctx, r.s) }
-		if m, ok := e.store.(nodeUpdater); ok {
+		if m, ok := e.store.(NodeUpdater); ok {
 			// r.s is the store's record at its revision, changed since
 			// only by this Apply.
 			changed := make([]int, 0, len(d.Changes))
@@ -771,7 +765,7 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 					changed = append(changed, i)
 				}
 			}
-			update = func() error { return m.updateNodes(ctx, r.s, changed) }
+			update = func() error { return m.UpdateNodes(ctx, r.s, changed) }
 		}
 		err := e.retry(ctx, "store session", update)
 		if err == nil {
