@@ -37,7 +37,7 @@ func TestRunOnFileStoreBadInput(t *testing.T) {
 
 	s, err := ex.Create(ctx, e.spec)
 	require.NoError(t, err)
-	p := filepath.Join(dir, s.UpgradeID+".json")
+	p := filepath.Join(dir, s.UpgradeID+".journal")
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	torn := b[:len(b)-40]
