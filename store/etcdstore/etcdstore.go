@@ -138,6 +138,7 @@ type cached struct {
 	nodes    []crus.NodeRecord
 	messages []string
 	dropped  int
+	last     []byte // the header of the last delta, nil after a snapshot (see record.EncodeDelta)
 }
 
 type fence struct {
@@ -206,13 +207,13 @@ func deltaKey(p string, k int) string { return fmt.Sprintf("%sd/%08d", p, k) }
 // write, and the key whose revision is the session's.
 type head struct {
 	Schema    int    `json:"schema"`
-	Gen       string `json:"gen"`       // the snapshot's generation: records/<id>/<gen>/
-	Chunks    int    `json:"chunks"`    // node chunks of the snapshot
-	Nodes     int    `json:"nodes"`     // node records
-	Deltas    int    `json:"deltas"`    // deltas written since the snapshot
-	Snapshot  int    `json:"snapshot"`  // bytes of the snapshot
-	Journal   int    `json:"journal"`   // bytes of the deltas
-	Completed bool   `json:"completed"` // the session has completed
+	Gen       string `json:"gen"`            // the snapshot's generation: records/<id>/<gen>/
+	Chunks    int    `json:"c"`              // node chunks of the snapshot
+	Nodes     int    `json:"n"`              // node records
+	Deltas    int    `json:"d"`              // deltas written since the snapshot
+	Snapshot  int    `json:"s"`              // bytes of the snapshot
+	Journal   int    `json:"j"`              // bytes of the deltas
+	Completed bool   `json:"done,omitempty"` // the session has completed
 }
 
 var genRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
@@ -285,66 +286,77 @@ func (st *Store) assemble(ctx context.Context, id string, value []byte, modRev, 
 	if err != nil {
 		return nil, err
 	}
-	p := st.genPrefix(id, h.Gen)
-	vals, err := st.rangeAll(ctx, p, at)
+	vals, err := st.rangeAll(ctx, st.genPrefix(id, h.Gen), at)
 	if err != nil {
 		return nil, err
 	}
+	s, last, err := st.build(id, h, vals)
+	if err != nil {
+		return nil, err
+	}
+	s.Revision = modRev
+	if s.Completed {
+		st.forget(id)
+	} else {
+		st.remember(id, modRev, *h, s, last)
+	}
+	return s, nil
+}
+
+// build decodes the records a head names, given the values under its
+// generation: the snapshot, then each delta applied in turn.
+func (st *Store) build(id string, h *head, vals map[string][]byte) (s *crus.Session, last []byte, err error) {
+	p := st.genPrefix(id, h.Gen)
 	hk := snapHeaderKey(p)
 	v, ok := vals[hk]
 	if !ok {
-		return nil, st.corrupt(id, "snapshot %s named by the head is missing", hk)
+		return nil, nil, st.corrupt(id, "snapshot %s named by the head is missing", hk)
 	}
-	var s crus.Session
-	if err := record.Decode(v, maxHeadJSON, &s); err != nil {
-		return nil, st.corrupt(id, "snapshot %s: %v", hk, err)
+	s = &crus.Session{}
+	if err := record.Decode(v, maxHeadJSON, s); err != nil {
+		return nil, nil, st.corrupt(id, "snapshot %s: %v", hk, err)
 	}
 	if s.UpgradeID != id {
-		return nil, st.corrupt(id, "snapshot %s holds session %q", hk, s.UpgradeID)
+		return nil, nil, st.corrupt(id, "snapshot %s holds session %q", hk, s.UpgradeID)
 	}
 	if len(s.Progress.Nodes) != 0 {
-		return nil, st.corrupt(id, "snapshot %s holds node records", hk)
+		return nil, nil, st.corrupt(id, "snapshot %s holds node records", hk)
 	}
 	s.Progress.Nodes = make([]crus.NodeRecord, 0, min(h.Nodes, 1<<16)) // grows with what decodes
 	for i := range h.Chunks {
 		k := chunkKey(p, i)
 		v, ok := vals[k]
 		if !ok {
-			return nil, st.corrupt(id, "chunk %s named by the head is missing", k)
+			return nil, nil, st.corrupt(id, "chunk %s named by the head is missing", k)
 		}
 		var part []crus.NodeRecord
 		if err := record.Decode(v, maxChunkJSON, &part); err != nil {
-			return nil, st.corrupt(id, "chunk %s: %v", k, err)
+			return nil, nil, st.corrupt(id, "chunk %s: %v", k, err)
 		}
 		if len(part) == 0 || len(s.Progress.Nodes)+len(part) > h.Nodes {
-			return nil, st.corrupt(id, "chunk %s holds %d nodes, past the %d the head announces", k, len(part), h.Nodes)
+			return nil, nil, st.corrupt(id, "chunk %s holds %d nodes, past the %d the head announces", k, len(part), h.Nodes)
 		}
 		s.Progress.Nodes = append(s.Progress.Nodes, part...)
 	}
 	if len(s.Progress.Nodes) != h.Nodes {
-		return nil, st.corrupt(id, "chunks hold %d nodes, the head says %d", len(s.Progress.Nodes), h.Nodes)
+		return nil, nil, st.corrupt(id, "chunks hold %d nodes, the head says %d", len(s.Progress.Nodes), h.Nodes)
 	}
 	for k := 1; k <= h.Deltas; k++ {
 		dk := deltaKey(p, k)
 		v, ok := vals[dk]
 		if !ok {
-			return nil, st.corrupt(id, "delta %s named by the head is missing", dk)
+			return nil, nil, st.corrupt(id, "delta %s named by the head is missing", dk)
 		}
-		var d record.Delta
-		if err := record.Decode(v, maxDeltaJSON, &d); err != nil {
-			return nil, st.corrupt(id, "delta %s: %v", dk, err)
+		d, err := record.DecodeDelta(v, maxDeltaJSON, last)
+		if err != nil {
+			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
 		}
-		if err := d.Apply(&s); err != nil {
-			return nil, st.corrupt(id, "delta %s: %v", dk, err)
+		if err := d.Apply(s); err != nil {
+			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
 		}
+		last = d.Header
 	}
-	s.Revision = modRev
-	if s.Completed {
-		st.forget(id)
-	} else {
-		st.remember(id, modRev, *h, &s)
-	}
-	return &s, nil
+	return s, last, nil
 }
 
 // rangeAll reads every key under prefix at revision rev, a page at a time.
@@ -371,14 +383,14 @@ func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[st
 	}
 }
 
-func (st *Store) remember(id string, rev int64, h head, s *crus.Session) {
+func (st *Store) remember(id string, rev int64, h head, s *crus.Session, last []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if c, ok := st.cache[id]; ok && c.rev > rev {
 		return
 	}
 	st.cache[id] = &cached{rev: rev, head: h, nodes: slices.Clone(s.Progress.Nodes),
-		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
+		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped, last: last}
 }
 
 func (st *Store) forget(id string) {
@@ -390,6 +402,7 @@ func (st *Store) forget(id string) {
 // writePlan is what one write of a session puts and deletes.
 type writePlan struct {
 	head   head
+	last   []byte        // the header of the delta written, if one is
 	puts   []clientv3.Op // records
 	bytes  int           // of puts
 	stale  string        // the generation prefix the write replaces, if any
@@ -432,7 +445,7 @@ func (st *Store) delta(s *crus.Session, c *cached, changed []int) (*writePlan, e
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", s.UpgradeID, err)
 	}
-	v, err := record.Encode(d)
+	v, err := record.EncodeDelta(d, c.last)
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", s.UpgradeID, err)
 	}
@@ -444,7 +457,7 @@ func (st *Store) delta(s *crus.Session, c *cached, changed []int) (*writePlan, e
 	h.Journal += len(v)
 	h.Completed = s.Completed
 	k := deltaKey(st.genPrefix(s.UpgradeID, h.Gen), h.Deltas)
-	return &writePlan{head: h, puts: []clientv3.Op{clientv3.OpPut(k, string(v))}, bytes: len(k) + len(v)}, nil
+	return &writePlan{head: h, last: d.Header, puts: []clientv3.Op{clientv3.OpPut(k, string(v))}, bytes: len(k) + len(v)}, nil
 }
 
 // commit runs the final transaction of a write: cmps, then the head and
@@ -647,7 +660,7 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 			st.stats.Bytes += int64(len(res))
 			st.mu.Unlock()
 			s.Revision = rev
-			st.remember(id, s.Revision, w.head, s)
+			st.remember(id, s.Revision, w.head, s, nil)
 			return nil
 		}
 		if len(rs[0].GetResponseRange().Kvs) > 0 {
@@ -855,7 +868,7 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 			messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
 		return nil
 	}
-	n := &cached{rev: rev, head: w.head, nodes: c.nodes, messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
+	n := &cached{rev: rev, head: w.head, nodes: c.nodes, messages: slices.Clone(s.Messages), dropped: s.MessagesDropped, last: w.last}
 	for _, i := range changed {
 		n.nodes[i] = s.Progress.Nodes[i]
 	}

@@ -144,7 +144,7 @@ func seq(a, b int) []int {
 func TestCompaction(t *testing.T) {
 	ctx := context.Background()
 	st, c := newStore(t, etcdstore.Config{})
-	etcdstore.SetCompaction(st, 4, 4096)
+	etcdstore.SetCompaction(st, 1, 4096)
 	s := storetest.Session("s", 2000)
 	require.NoError(t, st.Create(ctx, s))
 	created := st.Stats()
@@ -205,9 +205,9 @@ func TestDamagedRecords(t *testing.T) {
 			_, _ = c.Put(ctx, p+"sessions/s", string(v[:len(v)/2]))
 		}, crus.ErrCorruptSession, "sessions/s is not a JSON document"},
 		{"unknown schema", replaceHead(`"schema":2`, `"schema":3`), etcdstore.ErrUnknownSchema, "unknown schema version 3"},
-		{"huge node count", replaceHead(`"nodes":10`, `"nodes":9000000000000000000`), crus.ErrCorruptSession, "announces 9000000000000000000 nodes"},
-		{"more nodes than the chunks hold", replaceHead(`"nodes":10`, `"nodes":4000000`), crus.ErrCorruptSession, "chunks hold 10 nodes, the head says 4000000"},
-		{"many deltas", replaceHead(`"deltas":1`, `"deltas":99`), crus.ErrCorruptSession, "delta"},
+		{"huge node count", replaceHead(`"n":10`, `"n":9000000000000000000`), crus.ErrCorruptSession, "announces 9000000000000000000 nodes"},
+		{"more nodes than the chunks hold", replaceHead(`"n":10`, `"n":4000000`), crus.ErrCorruptSession, "chunks hold 10 nodes, the head says 4000000"},
+		{"many deltas", replaceHead(`"d":1`, `"d":99`), crus.ErrCorruptSession, "delta"},
 		{"missing chunk", func(c *clientv3.Client, p string) {
 			_, _ = c.Delete(ctx, firstUnder(c, p, "/c/"))
 		}, crus.ErrCorruptSession, "named by the head is missing"},

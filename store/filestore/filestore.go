@@ -103,6 +103,7 @@ type fileState struct {
 	nodes    int
 	messages []string // the stored messages (bounded)
 	dropped  int
+	last     []byte // the header of the last delta, nil after the snapshot (see record.EncodeDelta)
 }
 
 var (
@@ -263,7 +264,7 @@ func (st *Store) read(id string) (*crus.Session, *fileState, error) {
 		}
 		return nil, nil, fmt.Errorf("%w: file %s: %v; the file is left as it is: repair or remove it", crus.ErrCorruptSession, p, err)
 	}
-	fst := &fileState{revision: j.rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: j.snapshot, end: j.end}
+	fst := &fileState{revision: j.rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: j.snapshot, end: j.end, last: j.last}
 	fst.remember(j.s)
 	return j.s, fst, nil
 }
@@ -555,7 +556,7 @@ func (st *Store) UpdateNodes(ctx context.Context, s *crus.Session, changed []int
 	if err != nil {
 		return fmt.Errorf("filestore: encoding session %s: %w", id, err)
 	}
-	payload, err := record.Encode(d)
+	payload, err := record.EncodeDelta(d, k.last)
 	if err != nil {
 		return fmt.Errorf("filestore: encoding session %s: %w", id, err)
 	}
@@ -569,6 +570,7 @@ func (st *Store) UpdateNodes(ctx context.Context, s *crus.Session, changed []int
 		return err
 	}
 	fst.revision = rev
+	fst.last = d.Header
 	fst.messages = append(fst.messages[:0:0], s.Messages...)
 	fst.dropped = s.MessagesDropped
 	st.wrote(s, rev, fst)

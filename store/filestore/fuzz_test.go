@@ -17,6 +17,7 @@ func FuzzJournal(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	var last []byte
 	for i := range 3 {
 		s.Progress.Nodes[i].LastError = "x"
 		s.AddMessages("m")
@@ -24,10 +25,11 @@ func FuzzJournal(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		p, err := record.Encode(d)
+		p, err := record.EncodeDelta(d, last)
 		if err != nil {
 			f.Fatal(err)
 		}
+		last = d.Header
 		b = appendFrame(b, typeDelta, int64(2+i), p)
 	}
 	f.Add(b)

@@ -109,9 +109,10 @@ func validFrameAfter(b []byte, off int) bool {
 type journal struct {
 	s        *crus.Session
 	rev      int64
-	snapshot int // bytes of the magic, header and snapshot
-	end      int // offset after the last good frame: where the next delta goes
-	torn     int // bytes of a torn tail dropped after end
+	snapshot int    // bytes of the magic, header and snapshot
+	end      int    // offset after the last good frame: where the next delta goes
+	torn     int    // bytes of a torn tail dropped after end
+	last     []byte // the header of the last delta, nil if none
 }
 
 // errUnknownSchema is decodeJournal's report of another schema, which the
@@ -193,13 +194,14 @@ func decodeJournal(id string, b []byte) (*journal, error) {
 		case rev != j.rev+1:
 			return nil, bad(off, "record of revision %d after revision %d", rev, j.rev)
 		}
-		var d record.Delta
-		if err := record.Decode(body[bodyHead:], maxDeltaJSON, &d); err != nil {
+		d, err := record.DecodeDelta(body[bodyHead:], maxDeltaJSON, j.last)
+		if err != nil {
 			return nil, bad(off, "bad record of revision %d: %v", rev, err)
 		}
 		if err := d.Apply(j.s); err != nil {
 			return nil, bad(off, "record of revision %d: %v", rev, err)
 		}
+		j.last = d.Header
 		j.rev = rev
 		off = next
 	}
