@@ -125,7 +125,7 @@ type Store struct {
 	// changed.
 	cache map[string]*cached
 	// fences holds, per session this process drives, the lease key that
-	// every write of it must still find (see Replica).
+	// every write of it must still find (see lease.go).
 	fences map[string]fence
 	stats  Stats
 
