@@ -85,12 +85,12 @@ func TestRunOnFileStoreBadInput(t *testing.T) {
 // alarm), Run carries on and the session completes with nothing left
 // drained.
 func TestEtcdFullDatabase(t *testing.T) {
-	srv := etcdtest.Start(t, "--quota-backend-bytes=600000")
+	srv := etcdtest.Start(t, "--quota-backend-bytes=400000")
 	c := srv.Client(t)
 	ctx := context.Background()
 	st, err := etcdstore.New(c, etcdstore.Config{})
 	require.NoError(t, err)
-	e := newEnv(t, fake.ClusterOptions{Nodes: 300, Busy: 0.5}, 10)
+	e := newEnv(t, fake.ClusterOptions{Nodes: 400, Busy: 0.5}, 10)
 	e.spec.Strategy = crus.StrategyRolling
 	e.cfg.Store = st
 	e.cfg.Logger = nil
@@ -147,8 +147,11 @@ func TestEtcdFullDatabase(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	end, err := c.Status(ctx, srv.Endpoint)
+	require.NoError(t, err)
+	t.Logf("database at the end: %d bytes", end.DbSize)
 	require.Positive(t, refusals, "the quota was reached: the test tested nothing")
 	t.Logf("%d refusals, each remedied", refusals)
 	e.check(final)
-	assert.Equal(t, 300, final.Counts().Upgraded)
+	assert.Equal(t, 400, final.Counts().Upgraded)
 }

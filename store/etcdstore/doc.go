@@ -9,7 +9,7 @@
 //
 // Everything lives under a configurable prefix (default "/crus/"):
 //
-//	<prefix>sessions/<id>                   head: a few fields naming the session's records; its revision is the session's
+//	<prefix>sessions/<id>                   head: a few fields naming the session's snapshot
 //	<prefix>records/<id>/<gen>/h            snapshot: the record without its nodes (messages included)
 //	<prefix>records/<id>/<gen>/c/<n>        snapshot: node records n*ChunkSize.., compressed JSON
 //	<prefix>records/<id>/<gen>/d/<k>        the k-th write since the snapshot: header, changed nodes, new messages
@@ -18,12 +18,14 @@
 //	<prefix>leaders/<id>                    the replica driving the session, bound to its lease
 //
 // A write of a session (crus.NodeUpdater, or an Update based on the
-// revision this Store last wrote or read) is one transaction that
-// compares the head's revision (and the lease key, when fenced) and puts
-// the head and one delta key: the header, the node records that changed
-// and the messages added, compressed — a few hundred bytes for a node that
-// moves on, whatever the size of the session. Messages never ride in the
-// head. Once the deltas pass four times the snapshot, a write is a new
+// revision this Store last wrote or read) is one transaction that puts one
+// key, the next delta: the header, the node records that changed and the
+// messages added, compressed against the delta before — some 150 bytes for
+// a node that moves on, whatever the size of the session. It compares
+// that the head and the last delta are the ones the writer knows and that
+// no delta follows (and the lease key, when fenced): a compare-and-swap on
+// the session's revision. The head is written only with a snapshot and by
+// the write that completes the session, and messages never ride in it. Once the deltas pass four times the snapshot, a write is a new
 // snapshot under a new generation instead, and the same transaction
 // deletes the old generation: each byte of a delta costs etcd at most
 // 1.25 bytes, and a read decodes at most five snapshots' worth. A
@@ -37,8 +39,8 @@
 // allocated for what it announces, each value inflates to a bounded size,
 // and a damaged record is an error naming its key (crus.ErrCorruptSession).
 //
-// The session's revision (crus.Session.Revision) is the head's
-// ModRevision.
+// The session's revision (crus.Session.Revision) is its last delta's
+// ModRevision, or the head's when no delta follows the snapshot.
 //
 // # What it costs etcd, and what to set
 //

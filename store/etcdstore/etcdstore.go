@@ -133,8 +133,11 @@ type Store struct {
 }
 
 type cached struct {
-	rev      int64
+	rev      int64 // the session's revision: of the head, or of the last delta
+	headRev  int64 // the head's ModRevision
 	head     head
+	deltas   int // deltas since the snapshot
+	journal  int // their bytes
 	nodes    []crus.NodeRecord
 	messages []string
 	dropped  int
@@ -203,16 +206,15 @@ func snapHeaderKey(p string) string   { return p + "h" }
 func chunkKey(p string, i int) string { return fmt.Sprintf("%sc/%06d", p, i) }
 func deltaKey(p string, k int) string { return fmt.Sprintf("%sd/%08d", p, k) }
 
-// head is the JSON form of a session's head key: small, written by every
-// write, and the key whose revision is the session's.
+// head is the JSON form of a session's head key: a few fields naming the
+// session's snapshot, written with it (and with the write that completes
+// the session), never by the writes in between.
 type head struct {
 	Schema    int    `json:"schema"`
 	Gen       string `json:"gen"`            // the snapshot's generation: records/<id>/<gen>/
 	Chunks    int    `json:"c"`              // node chunks of the snapshot
 	Nodes     int    `json:"n"`              // node records
-	Deltas    int    `json:"d"`              // deltas written since the snapshot
 	Snapshot  int    `json:"s"`              // bytes of the snapshot
-	Journal   int    `json:"j"`              // bytes of the deltas
 	Completed bool   `json:"done,omitempty"` // the session has completed
 }
 
@@ -246,10 +248,8 @@ func (st *Store) decodeHead(id string, b []byte) (*head, error) {
 		return nil, st.corrupt(id, "head %s announces %d nodes (at most %d)", st.headKey(id), h.Nodes, maxNodes)
 	case h.Chunks < 0 || h.Chunks > h.Nodes || (h.Nodes > 0 && h.Chunks == 0):
 		return nil, st.corrupt(id, "head %s announces %d chunks for %d nodes", st.headKey(id), h.Chunks, h.Nodes)
-	case h.Deltas < 0 || h.Deltas > maxDeltas:
-		return nil, st.corrupt(id, "head %s announces %d deltas", st.headKey(id), h.Deltas)
-	case h.Snapshot < 0 || h.Journal < 0:
-		return nil, st.corrupt(id, "head %s has negative sizes", st.headKey(id))
+	case h.Snapshot < 0:
+		return nil, st.corrupt(id, "head %s has a negative size", st.headKey(id))
 	}
 	return &h, nil
 }
@@ -258,62 +258,62 @@ func (st *Store) decodeHead(id string, b []byte) (*head, error) {
 // at the head's revision, so the record is consistent even while it is
 // being written.
 func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
+	s, c, err := st.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	st.remember(id, c)
+	return s, nil
+}
+
+// load reads the session and what the cache keeps of it.
+func (st *Store) load(ctx context.Context, id string) (*crus.Session, *cached, error) {
 	if err := checkID(id); err != nil {
-		return nil, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
+		return nil, nil, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := st.c.Get(ctx, st.headKey(id))
 		if err != nil {
-			return nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+			return nil, nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
 		}
 		if len(resp.Kvs) == 0 {
-			return nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+			return nil, nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
 		}
-		s, err := st.assemble(ctx, id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision, resp.Header.Revision)
+		s, c, err := st.assemble(ctx, id, resp.Kvs[0], resp.Header.Revision)
 		if errors.Is(err, errCompacted) && attempt < 3 {
 			continue
 		}
-		return s, err
+		return s, c, err
 	}
 }
 
 var errCompacted = errors.New("etcdstore: revision compacted while reading")
 
-// assemble decodes a head and reads its records at revision at: the
-// snapshot, then each delta applied in turn.
-func (st *Store) assemble(ctx context.Context, id string, value []byte, modRev, at int64) (*crus.Session, error) {
-	h, err := st.decodeHead(id, value)
+// assemble decodes a head and reads its records at revision at.
+func (st *Store) assemble(ctx context.Context, id string, kv *mvccpb.KeyValue, at int64) (*crus.Session, *cached, error) {
+	h, err := st.decodeHead(id, kv.Value)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	vals, err := st.rangeAll(ctx, st.genPrefix(id, h.Gen), at)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s, last, err := st.build(id, h, vals)
-	if err != nil {
-		return nil, err
-	}
-	s.Revision = modRev
-	if s.Completed {
-		st.forget(id)
-	} else {
-		st.remember(id, modRev, *h, s, last)
-	}
-	return s, nil
+	return st.build(id, h, kv.ModRevision, vals)
 }
 
-// build decodes the records a head names, given the values under its
-// generation: the snapshot, then each delta applied in turn.
-func (st *Store) build(id string, h *head, vals map[string][]byte) (s *crus.Session, last []byte, err error) {
+// build decodes the records a head names, given the keys under its
+// generation: the snapshot, then each delta applied in turn. The
+// session's revision is the last delta's, or the head's if there is none.
+func (st *Store) build(id string, h *head, headRev int64, vals map[string]*mvccpb.KeyValue) (*crus.Session, *cached, error) {
 	p := st.genPrefix(id, h.Gen)
 	hk := snapHeaderKey(p)
-	v, ok := vals[hk]
+	kv, ok := vals[hk]
 	if !ok {
 		return nil, nil, st.corrupt(id, "snapshot %s named by the head is missing", hk)
 	}
-	s = &crus.Session{}
-	if err := record.Decode(v, maxHeadJSON, s); err != nil {
+	s := &crus.Session{}
+	if err := record.Decode(kv.Value, maxHeadJSON, s); err != nil {
 		return nil, nil, st.corrupt(id, "snapshot %s: %v", hk, err)
 	}
 	if s.UpgradeID != id {
@@ -325,12 +325,12 @@ func (st *Store) build(id string, h *head, vals map[string][]byte) (s *crus.Sess
 	s.Progress.Nodes = make([]crus.NodeRecord, 0, min(h.Nodes, 1<<16)) // grows with what decodes
 	for i := range h.Chunks {
 		k := chunkKey(p, i)
-		v, ok := vals[k]
+		kv, ok := vals[k]
 		if !ok {
 			return nil, nil, st.corrupt(id, "chunk %s named by the head is missing", k)
 		}
 		var part []crus.NodeRecord
-		if err := record.Decode(v, maxChunkJSON, &part); err != nil {
+		if err := record.Decode(kv.Value, maxChunkJSON, &part); err != nil {
 			return nil, nil, st.corrupt(id, "chunk %s: %v", k, err)
 		}
 		if len(part) == 0 || len(s.Progress.Nodes)+len(part) > h.Nodes {
@@ -341,27 +341,38 @@ func (st *Store) build(id string, h *head, vals map[string][]byte) (s *crus.Sess
 	if len(s.Progress.Nodes) != h.Nodes {
 		return nil, nil, st.corrupt(id, "chunks hold %d nodes, the head says %d", len(s.Progress.Nodes), h.Nodes)
 	}
-	for k := 1; k <= h.Deltas; k++ {
+	c := &cached{rev: headRev, headRev: headRev, head: *h}
+	for k := 1; ; k++ {
 		dk := deltaKey(p, k)
-		v, ok := vals[dk]
+		kv, ok := vals[dk]
 		if !ok {
-			return nil, nil, st.corrupt(id, "delta %s named by the head is missing", dk)
+			break
 		}
-		d, err := record.DecodeDelta(v, maxDeltaJSON, last)
+		d, err := record.DecodeDelta(kv.Value, maxDeltaJSON, c.last)
 		if err != nil {
 			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
 		}
 		if err := d.Apply(s); err != nil {
 			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
 		}
-		last = d.Header
+		c.last = d.Header
+		c.deltas, c.journal = k, c.journal+len(kv.Value)
+		c.rev = max(c.rev, kv.ModRevision)
 	}
-	return s, last, nil
+	// Deltas are numbered from 1 without a gap: any other is damage.
+	for k := range vals {
+		if strings.HasPrefix(k, p+"d/") && k > deltaKey(p, c.deltas) {
+			return nil, nil, st.corrupt(id, "delta %s follows a missing one (%s)", k, deltaKey(p, c.deltas+1))
+		}
+	}
+	s.Revision = c.rev
+	c.nodes, c.messages, c.dropped = s.Progress.Nodes, s.Messages, s.MessagesDropped
+	return s, c, nil
 }
 
 // rangeAll reads every key under prefix at revision rev, a page at a time.
-func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[string][]byte, error) {
-	out := map[string][]byte{}
+func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[string]*mvccpb.KeyValue, error) {
+	out := map[string]*mvccpb.KeyValue{}
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
 	for {
@@ -374,7 +385,7 @@ func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[st
 			return nil, fmt.Errorf("etcdstore: reading %s: %w", prefix, err)
 		}
 		for _, kv := range resp.Kvs {
-			out[string(kv.Key)] = kv.Value
+			out[string(kv.Key)] = kv
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return out, nil
@@ -383,14 +394,21 @@ func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[st
 	}
 }
 
-func (st *Store) remember(id string, rev int64, h head, s *crus.Session, last []byte) {
+// remember keeps c, a copy of a session in progress as read, unless the
+// cache knows a later one.
+func (st *Store) remember(id string, c *cached) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if c, ok := st.cache[id]; ok && c.rev > rev {
+	if c.head.Completed {
+		delete(st.cache, id)
 		return
 	}
-	st.cache[id] = &cached{rev: rev, head: h, nodes: slices.Clone(s.Progress.Nodes),
-		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped, last: last}
+	if old, ok := st.cache[id]; ok && old.rev > c.rev {
+		return
+	}
+	n := *c
+	n.nodes, n.messages = slices.Clone(c.nodes), slices.Clone(c.messages)
+	st.cache[id] = &n
 }
 
 func (st *Store) forget(id string) {
@@ -401,12 +419,15 @@ func (st *Store) forget(id string) {
 
 // writePlan is what one write of a session puts and deletes.
 type writePlan struct {
-	head   head
-	last   []byte        // the header of the delta written, if one is
-	puts   []clientv3.Op // records
-	bytes  int           // of puts
-	stale  string        // the generation prefix the write replaces, if any
-	staged bool          // puts written before the final transaction
+	head    head
+	putHead bool   // the head is written: a snapshot, or a write that completes the session
+	deltas  int    // deltas since the snapshot, after the write
+	journal int    // their bytes
+	last    []byte // the header of the delta written, if one is
+	puts    []clientv3.Op
+	bytes   int    // of puts
+	stale   string // the generation prefix the write replaces, if any
+	staged  bool   // puts written before the final transaction
 }
 
 // snapshot plans writing s whole under a new generation.
@@ -414,7 +435,7 @@ func (st *Store) snapshot(s *crus.Session) (*writePlan, error) {
 	id := s.UpgradeID
 	h := head{Schema: SchemaVersion, Gen: newGen(), Nodes: len(s.Progress.Nodes), Completed: s.Completed}
 	p := st.genPrefix(id, h.Gen)
-	w := &writePlan{head: h}
+	w := &writePlan{head: h, putHead: true}
 	put := func(k string, v []byte) {
 		w.puts = append(w.puts, clientv3.OpPut(k, string(v)))
 		w.bytes += len(k) + len(v)
@@ -449,15 +470,32 @@ func (st *Store) delta(s *crus.Session, c *cached, changed []int) (*writePlan, e
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", s.UpgradeID, err)
 	}
-	h := c.head
-	if len(v) > maxDelta || h.Journal+len(v) > max(st.min, st.ratio*h.Snapshot) || h.Deltas >= maxDeltas {
+	// A delta is written in one transaction (staged, it would exist before
+	// the compare that it does not).
+	if len(v) > min(maxDelta, st.cfg.MaxTxnBytes/2) || c.journal+len(v) > max(st.min, st.ratio*c.head.Snapshot) || c.deltas >= maxDeltas {
 		return nil, nil
 	}
-	h.Deltas++
-	h.Journal += len(v)
-	h.Completed = s.Completed
-	k := deltaKey(st.genPrefix(s.UpgradeID, h.Gen), h.Deltas)
-	return &writePlan{head: h, last: d.Header, puts: []clientv3.Op{clientv3.OpPut(k, string(v))}, bytes: len(k) + len(v)}, nil
+	w := &writePlan{head: c.head, deltas: c.deltas + 1, journal: c.journal + len(v), last: d.Header}
+	if s.Completed != c.head.Completed {
+		w.head.Completed, w.putHead = s.Completed, true
+	}
+	k := deltaKey(st.genPrefix(s.UpgradeID, c.head.Gen), w.deltas)
+	w.puts, w.bytes = []clientv3.Op{clientv3.OpPut(k, string(v))}, len(k)+len(v)
+	return w, nil
+}
+
+// sessionCmps are the compares that hold while the session is at c.rev:
+// the head is the one c knows, its last delta too, and no delta follows.
+func (st *Store) sessionCmps(id string, c *cached) []clientv3.Cmp {
+	p := st.genPrefix(id, c.head.Gen)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(st.headKey(id)), "=", c.headRev),
+		clientv3.Compare(clientv3.CreateRevision(deltaKey(p, c.deltas+1)), "=", 0),
+	}
+	if c.deltas > 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(deltaKey(p, c.deltas)), "=", c.rev))
+	}
+	return cmps
 }
 
 // commit runs the final transaction of a write: cmps, then the head and
@@ -467,15 +505,18 @@ func (st *Store) delta(s *crus.Session, c *cached, changed []int) (*writePlan, e
 // generation. When the cmps fail, ok is false and the responses are those
 // of the failure reads.
 func (st *Store) commit(ctx context.Context, id string, w *writePlan, cmps []clientv3.Cmp, ops, failure []clientv3.Op) (responses []*etcdserverpb.ResponseOp, rev int64, ok bool, err error) {
-	hv, err := json.Marshal(w.head)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
+	written := 0
+	if w.putHead {
+		hv, err := json.Marshal(w.head)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
+		}
+		ops = append([]clientv3.Op{clientv3.OpPut(st.headKey(id), string(hv))}, ops...)
+		written = len(hv) + len(st.headKey(id))
 	}
-	ops = append([]clientv3.Op{clientv3.OpPut(st.headKey(id), string(hv))}, ops...)
 	if w.stale != "" {
 		ops = append(ops, clientv3.OpDelete(w.stale, clientv3.WithPrefix()))
 	}
-	written := len(hv) + len(st.headKey(id))
 	if len(ops)+len(w.puts) <= st.cfg.MaxTxnOps && w.bytes+written+256 <= st.cfg.MaxTxnBytes {
 		ops = append(ops, w.puts...)
 	} else {
@@ -660,7 +701,8 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 			st.stats.Bytes += int64(len(res))
 			st.mu.Unlock()
 			s.Revision = rev
-			st.remember(id, s.Revision, w.head, s, nil)
+			st.remember(id, &cached{rev: rev, headRev: rev, head: w.head, nodes: s.Progress.Nodes,
+				messages: s.Messages, dropped: s.MessagesDropped})
 			return nil
 		}
 		if len(rs[0].GetResponseRange().Kvs) > 0 {
@@ -785,19 +827,17 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 	if c == nil || c.rev != s.Revision {
 		// Not the revision this Store knows: read it, which tells a
 		// conflict and what is stored.
-		cur, err := st.Get(ctx, id)
+		cur, fresh, err := st.load(ctx, id)
 		if err != nil {
 			return err
 		}
 		if cur.Revision != s.Revision {
 			return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, cur.Revision, s.Revision)
 		}
-		st.mu.Lock()
-		c = st.cache[id]
-		st.mu.Unlock()
+		c = fresh
 	}
 	var w *writePlan
-	if c != nil && c.rev == s.Revision && len(c.nodes) == len(s.Progress.Nodes) && appended(c, s) {
+	if len(c.nodes) == len(s.Progress.Nodes) && appended(c, s) {
 		if !trusted {
 			changed = changed[:0]
 			st.mu.Lock() // c.nodes is updated in place by the writes that follow c
@@ -818,15 +858,9 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 		if w, err = st.snapshot(s); err != nil {
 			return err
 		}
-		if c != nil {
-			w.stale = st.genPrefix(id, c.head.Gen)
-		} else if h, err := st.readHead(ctx, id, s.Revision); err != nil {
-			return err
-		} else {
-			w.stale = st.genPrefix(id, h.Gen)
-		}
+		w.stale = st.genPrefix(id, c.head.Gen)
 	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(st.headKey(id)), "=", s.Revision)}
+	cmps := st.sessionCmps(id, c)
 	failure := []clientv3.Op{clientv3.OpGet(st.headKey(id), clientv3.WithKeysOnly())}
 	fcmps, freads, f, fenced := st.fenceOf(id)
 	cmps, failure = append(cmps, fcmps...), append(failure, freads...)
@@ -840,16 +874,16 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 		return err
 	}
 	if !ok {
+		st.forget(id)
 		if fenced {
 			if err := lostFence(rs, f); err != nil {
 				return err
 			}
 		}
-		kvs := rs[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
+		if len(rs[0].GetResponseRange().Kvs) == 0 {
 			return fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
 		}
-		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, kvs[0].ModRevision, s.Revision)
+		return fmt.Errorf("%w: %s changed since revision %d", crus.ErrConflict, id, s.Revision)
 	}
 	s.Revision = rev
 	if w.stale != "" {
@@ -861,34 +895,23 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 		st.forget(id) // finished: it will hardly be written again
 		return nil
 	}
+	n := &cached{rev: rev, headRev: c.headRev, head: w.head, deltas: w.deltas, journal: w.journal, last: w.last,
+		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
+	if w.putHead {
+		n.headRev = rev
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if w.stale != "" || c == nil {
-		st.cache[id] = &cached{rev: rev, head: w.head, nodes: slices.Clone(s.Progress.Nodes),
-			messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
-		return nil
-	}
-	n := &cached{rev: rev, head: w.head, nodes: c.nodes, messages: slices.Clone(s.Messages), dropped: s.MessagesDropped, last: w.last}
-	for _, i := range changed {
-		n.nodes[i] = s.Progress.Nodes[i]
+	if w.stale != "" {
+		n.nodes = slices.Clone(s.Progress.Nodes)
+	} else {
+		n.nodes = c.nodes // c is left behind: its revision is past
+		for _, i := range changed {
+			n.nodes[i] = s.Progress.Nodes[i]
+		}
 	}
 	st.cache[id] = n
 	return nil
-}
-
-// readHead reads the session's head, which must be at revision rev.
-func (st *Store) readHead(ctx context.Context, id string, rev int64) (*head, error) {
-	resp, err := st.c.Get(ctx, st.headKey(id))
-	if err != nil {
-		return nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
-	}
-	if r := resp.Kvs[0].ModRevision; r != rev {
-		return nil, fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, r, rev)
-	}
-	return st.decodeHead(id, resp.Kvs[0].Value)
 }
 
 // appended reports whether s's messages are the cached ones with some
@@ -902,20 +925,38 @@ func appended(c *cached, s *crus.Session) bool {
 	return slices.Equal(was.Messages, s.Messages)
 }
 
-// Revision implements crus.RevisionReader: one read of the head's key,
-// without its value.
+// Revision implements crus.RevisionReader: a read of the head, and of the
+// key of its last delta, without its value.
 func (st *Store) Revision(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id); err != nil {
 		return 0, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
 	}
-	resp, err := st.c.Get(ctx, st.headKey(id), clientv3.WithKeysOnly())
-	if err != nil {
-		return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+	for attempt := 0; ; attempt++ {
+		resp, err := st.c.Get(ctx, st.headKey(id))
+		if err != nil {
+			return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return 0, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+		}
+		h, err := st.decodeHead(id, resp.Kvs[0].Value)
+		if err != nil {
+			return 0, err
+		}
+		rev := resp.Kvs[0].ModRevision
+		last, err := st.c.Get(ctx, st.genPrefix(id, h.Gen)+"d/", clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithRev(resp.Header.Revision))
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) && attempt < 3 {
+				continue
+			}
+			return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+		}
+		if len(last.Kvs) > 0 {
+			rev = max(rev, last.Kvs[0].ModRevision)
+		}
+		return rev, nil
 	}
-	if len(resp.Kvs) == 0 {
-		return 0, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
-	}
-	return resp.Kvs[0].ModRevision, nil
 }
 
 // List implements crus.Store. A damaged session fails the List, naming it.
@@ -938,7 +979,7 @@ func (st *Store) list(ctx context.Context) ([]*crus.Session, error) {
 	var errs []error
 	for _, kv := range resp.Kvs {
 		id := strings.TrimPrefix(string(kv.Key), st.headPrefix())
-		s, err := st.assemble(ctx, id, kv.Value, kv.ModRevision, resp.Header.Revision)
+		s, c, err := st.assemble(ctx, id, kv, resp.Header.Revision)
 		if errors.Is(err, errCompacted) {
 			return nil, err
 		}
@@ -946,6 +987,7 @@ func (st *Store) list(ctx context.Context) ([]*crus.Session, error) {
 			errs = append(errs, err)
 			continue
 		}
+		st.remember(id, c)
 		out = append(out, s)
 	}
 	if len(errs) > 0 {

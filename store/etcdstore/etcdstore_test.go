@@ -91,6 +91,12 @@ func TestLayout(t *testing.T) {
 	assert.Less(t, size("sessions/"), 200, "the head is small")
 
 	before := st.Stats()
+	headRev := func() int64 {
+		resp, err := c.Get(ctx, st.Prefix()+"sessions/big")
+		require.NoError(t, err)
+		return resp.Kvs[0].ModRevision
+	}
+	created := headRev()
 	for i := 5100; i < 5150; i++ {
 		s.Progress.Nodes[i].Phase = crus.PhaseQuiescing
 		s.Progress.Nodes[i].DrainRequested = time.Date(2026, 1, 6, 0, 0, 0, 0, time.UTC)
@@ -102,6 +108,10 @@ func TestLayout(t *testing.T) {
 	t.Logf("a write of 50 nodes: %d bytes", after.Bytes-before.Bytes)
 	assert.Less(t, after.Bytes-before.Bytes, int64(3000), "the head and one small delta")
 	assert.Len(t, keys(t, c, st.Prefix())["records"], 1+40+1, "one delta more")
+	assert.Equal(t, created, headRev(), "a write puts one key, not the head")
+	rev, err := st.Revision(ctx, "big")
+	require.NoError(t, err)
+	assert.Equal(t, s.Revision, rev, "the session's revision is its last delta's")
 
 	// Update, not UpdateNodes, writes what changed too.
 	s.Progress.Nodes[7000].LastError = "x"
@@ -207,7 +217,11 @@ func TestDamagedRecords(t *testing.T) {
 		{"unknown schema", replaceHead(`"schema":2`, `"schema":3`), etcdstore.ErrUnknownSchema, "unknown schema version 3"},
 		{"huge node count", replaceHead(`"n":10`, `"n":9000000000000000000`), crus.ErrCorruptSession, "announces 9000000000000000000 nodes"},
 		{"more nodes than the chunks hold", replaceHead(`"n":10`, `"n":4000000`), crus.ErrCorruptSession, "chunks hold 10 nodes, the head says 4000000"},
-		{"many deltas", replaceHead(`"d":1`, `"d":99`), crus.ErrCorruptSession, "delta"},
+		{"a delta missing", func(c *clientv3.Client, p string) {
+			k := firstUnder(c, p, "/d/")
+			resp, _ := c.Get(ctx, k)
+			_, _ = c.Put(ctx, strings.Replace(k, "/d/00000001", "/d/00000003", 1), string(resp.Kvs[0].Value))
+		}, crus.ErrCorruptSession, "follows a missing one"},
 		{"missing chunk", func(c *clientv3.Client, p string) {
 			_, _ = c.Delete(ctx, firstUnder(c, p, "/c/"))
 		}, crus.ErrCorruptSession, "named by the head is missing"},

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -23,15 +24,18 @@ func FuzzRecord(f *testing.F) {
 		f.Fatal(err)
 	}
 	c := &cached{head: w.head, nodes: s.Progress.Nodes, messages: s.Messages}
+	hv, err := json.Marshal(w.head)
+	if err != nil {
+		f.Fatal(err)
+	}
 	s.Progress.Nodes[2].LastError = "x"
 	s.AddMessages("m")
 	d, err := st.delta(s, c, []int{2})
 	if err != nil || d == nil {
 		f.Fatal(err)
 	}
-	hv := []byte(`{"schema":2,"gen":"` + w.head.Gen + `","c":1,"n":5,"d":1,"s":1,"j":1}`)
 	f.Add(hv, w.puts[0].ValueBytes(), w.puts[1].ValueBytes(), d.puts[0].ValueBytes())
-	f.Add([]byte(`{"schema":2,"gen":"0123456789abcdef","c":1,"n":4194304,"d":0}`), []byte("z"), []byte("j[]"), []byte(""))
+	f.Add([]byte(`{"schema":2,"gen":"0123456789abcdef","c":1,"n":4194304}`), []byte("z"), []byte("j[]"), []byte(""))
 	f.Fuzz(func(t *testing.T, headV, snapV, chunkV, deltaV []byte) {
 		h, err := st.decodeHead("s", headV)
 		if err != nil {
@@ -41,8 +45,12 @@ func FuzzRecord(f *testing.F) {
 			return
 		}
 		p := st.genPrefix("s", h.Gen)
-		vals := map[string][]byte{snapHeaderKey(p): snapV, chunkKey(p, 0): chunkV, deltaKey(p, 1): deltaV}
-		got, _, err := st.build("s", h, vals)
+		vals := map[string]*mvccpb.KeyValue{}
+		for i, v := range [][]byte{snapV, chunkV, deltaV} {
+			k := []string{snapHeaderKey(p), chunkKey(p, 0), deltaKey(p, 1)}[i]
+			vals[k] = &mvccpb.KeyValue{Key: []byte(k), Value: v, ModRevision: int64(2 + i)}
+		}
+		got, _, err := st.build("s", h, 2, vals)
 		if err != nil {
 			if !errors.Is(err, crus.ErrCorruptSession) {
 				t.Fatalf("records: an error of another kind: %v", err)
