@@ -41,6 +41,15 @@ const (
 	CondBootNotAccepted ConditionKind = "boot_not_accepted"
 )
 
+// partCondition is the condition a part of the observation that could
+// not be read gives.
+var partCondition = map[Part]ConditionKind{
+	PartNodes:     CondNodesUnreadable,
+	PartBoots:     CondBootsUnreadable,
+	PartUpgrading: CondGroupUnreadable,
+	PartJobEnds:   CondJobEndsUnavailable,
+}
+
 // setConditions derives the session's conditions from this decision's
 // observation, keeping the time each began, and writes a message when one
 // begins or ends.
@@ -52,17 +61,16 @@ func (p *planner) setConditions() {
 	if !p.d.Done {
 		parts := []struct {
 			part Part
-			kind ConditionKind
 			what string
 		}{
-			{PartNodes, CondNodesUnreadable, "The workload manager could not be read (%s): nodes in flight wait; none is failed for it"},
-			{PartBoots, CondBootsUnreadable, "The status of boot sessions could not be read (%s): booting nodes wait"},
-			{PartUpgrading, CondGroupUnreadable, "The upgrading group could not be read (%s): boots and the end of the session wait"},
-			{PartJobEnds, CondJobEndsUnavailable, "Expected job ends could not be read (%s): nodes are ranked idle first, then in list order"},
+			{PartNodes, "The workload manager could not be read (%s): nodes in flight wait; none is failed for it"},
+			{PartBoots, "The status of boot sessions could not be read (%s): booting nodes wait"},
+			{PartUpgrading, "The upgrading group could not be read (%s): boots and the end of the session wait"},
+			{PartJobEnds, "Expected job ends could not be read (%s): nodes are ranked idle first, then in list order"},
 		}
 		for _, c := range parts {
 			if err, ok := p.obs.Errors[c.part]; ok {
-				add(c.kind, fmt.Sprintf(c.what, err))
+				add(partCondition[c.part], fmt.Sprintf(c.what, err))
 			}
 		}
 		if len(p.unaccepted) > 0 {

@@ -86,6 +86,44 @@ func (p *preflight) ok() bool {
 // members are read once, here: later edits of the group do not change the
 // session.
 func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
+	s, err := e.prepare(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	s.UpgradeID = e.cfg.NewID()
+	if err := e.createRecord(ctx, s); err != nil {
+		return nil, err
+	}
+	now, taken := s.Progress.CreatedAt, s.Counts().Pending
+	e.log.Info("session created", "session", s.UpgradeID, "starting_label", spec.StartingLabel, "nodes", taken, "skipped", len(s.Progress.Nodes)-taken, "steps", s.Progress.Steps)
+	e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventCreated, Steps: s.Progress.Steps, Nodes: taken, Stage: s.Progress.Stage, Message: s.Messages[0]})
+	for _, n := range s.Progress.Nodes {
+		if n.Phase == PhaseDone {
+			e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventNode, Steps: s.Progress.Steps, Stage: s.Progress.Stage,
+				Node: n.XName, Outcome: n.Outcome, Reason: n.Reason})
+		}
+	}
+	return s, nil
+}
+
+// PreviewID is the UpgradeID of the record Preview returns.
+const PreviewID = "preview"
+
+// Preview runs every check Create runs and returns the record Create
+// would store (its UpgradeID is PreviewID), but stores nothing and touches
+// nothing: a dry run. Its errors are Create's.
+func (e *Executor) Preview(ctx context.Context, spec Spec) (*Session, error) {
+	s, err := e.prepare(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	s.UpgradeID = PreviewID
+	return s, nil
+}
+
+// prepare runs the pre-flight checks and builds the record of a new
+// session, without an id and without storing it.
+func (e *Executor) prepare(ctx context.Context, spec Spec) (*Session, error) {
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -134,25 +172,12 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		return nil, preflightError(pf.problems)
 	}
 
-	now := e.clock.Now()
-	s, taken := newRecord(spec, starting, names, state, now)
-	s.UpgradeID = e.cfg.NewID()
+	s, taken := newRecord(spec, starting, names, state, e.words, e.clock.Now())
 	if taken == 0 {
 		return nil, preflightError([]error{fmt.Errorf("%w: none of the %s of starting group %q is in service", ErrNoNodes, plural(len(starting), "node"), spec.StartingLabel)})
 	}
 	if spec.ClearFailed && len(failed) > 0 {
 		s.Progress.FailedToClear = slices.Clone(failed)
-	}
-	if err := e.createRecord(ctx, s); err != nil {
-		return nil, err
-	}
-	e.log.Info("session created", "session", s.UpgradeID, "starting_label", spec.StartingLabel, "nodes", taken, "skipped", len(starting)-taken, "steps", s.Progress.Steps)
-	e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventCreated, Steps: s.Progress.Steps, Nodes: taken, Stage: s.Progress.Stage, Message: s.Messages[0]})
-	for _, n := range s.Progress.Nodes {
-		if n.Phase == PhaseDone {
-			e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventNode, Steps: s.Progress.Steps, Stage: s.Progress.Stage,
-				Node: n.XName, Outcome: n.Outcome, Reason: n.Reason})
-		}
 	}
 	return s, nil
 }
@@ -332,9 +357,9 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 // starting node (sorted), the nodes not in service skipped with the
 // reason, and the others cut into the steps of the rollout (the original
 // algorithm numbers its fixed slices now; rolling numbers its batches as
-// it takes them). It is pure. It returns the record (without an id) and
+// it takes them). Conditions are worded by words. It is pure. It returns the record (without an id) and
 // how many nodes it will take.
-func newRecord(spec Spec, starting []string, names map[string]string, state map[string]wlm.Node, now time.Time) (*Session, int) {
+func newRecord(spec Spec, starting []string, names map[string]string, state map[string]wlm.Node, words wlm.Describer, now time.Time) (*Session, int) {
 	s := &Session{
 		Kind:       Kind,
 		APIVersion: APIVersion,
@@ -357,7 +382,7 @@ func newRecord(spec Spec, starting []string, names map[string]string, state map[
 			skipped++
 		case !takeable:
 			r.Phase, r.Outcome, r.Finished = PhaseDone, OutcomeSkipped, now
-			r.Reason = capReason("not in service at session start: " + describe(w))
+			r.Reason = capReason("not in service at session start: " + describeWith(words, w))
 			skipped++
 		default:
 			if !pol.rolling {

@@ -479,7 +479,13 @@ func (s *Session) MessagesSince(total int) []string {
 
 // Counts tallies the nodes of a session by outcome.
 type Counts struct {
-	Nodes, Upgraded, Failed, Skipped, Untouched, InFlight, Pending int
+	Nodes     int `json:"nodes"`
+	Upgraded  int `json:"upgraded"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	Untouched int `json:"untouched"`
+	InFlight  int `json:"in_flight"`
+	Pending   int `json:"pending"`
 }
 
 // Counts returns the tally of the session's nodes.

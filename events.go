@@ -12,6 +12,7 @@ const (
 	EventStepStarted EventKind = "step_started" // a new step began
 	EventStage       EventKind = "stage"        // the session moved to a new stage
 	EventNode        EventKind = "node"         // a node got its outcome
+	EventPhase       EventKind = "phase"        // a node in flight moved to a new phase (Phase)
 	EventMessage     EventKind = "message"      // a message was added to the record
 	EventActionError EventKind = "action_error" // an action failed (per node or as a whole)
 	EventObserveErr  EventKind = "observe_error"
@@ -30,6 +31,7 @@ type Event struct {
 	Stage   Stage
 	Node    string  // xname, for node events
 	Outcome Outcome // for node events
+	Phase   Phase   // for phase events
 	Reason  string
 	Message string
 	Nodes   int   // nodes concerned (step size, action size)

@@ -130,7 +130,8 @@ type Executor struct {
 	clock     Clock
 	log       *slog.Logger
 	bootTimes bool
-	jobEnder  wlm.JobEnder // nil: the workload manager cannot tell job ends
+	jobEnder  wlm.JobEnder  // nil: the workload manager cannot tell job ends
+	words     wlm.Describer // the workload manager's words for nodes' conditions
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -164,6 +165,7 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 	if j, ok := manager.(wlm.JobEnder); ok {
 		e.jobEnder = j
 	}
+	e.words = wlm.DescriberOf(manager)
 	return e, nil
 }
 

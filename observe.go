@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +36,7 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		MissingBoots:  map[string]bool{},
 		BootTimes:     e.bootTimes,
 		BootTimeSlack: e.cfg.BootTimeSlack,
+		Describer:     e.words,
 	}
 	var mu sync.Mutex
 	failed := func(part Part, err error) {
@@ -45,7 +48,14 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		if _, ok := obs.Errors[part]; !ok {
 			obs.Errors[part] = errText(err)
 		}
-		r.log.Warn("could not observe part of the world; acting on the rest", "part", part, "err", err)
+		level := slog.LevelWarn
+		if slices.ContainsFunc(s.Progress.Conditions, func(c Condition) bool { return c.Kind == partCondition[part] }) {
+			level = slog.LevelDebug // said already, when the outage began
+		}
+		r.log.Log(ctx, level, "could not observe part of the world; acting on the rest", "part", part, "err", err)
+		if r.dry {
+			return
+		}
 		e.emit(Event{Time: obs.Now, Session: s.UpgradeID, Kind: EventObserveErr, Step: s.Progress.Step, Steps: s.Progress.Steps,
 			Stage: s.Progress.Stage, Message: string(part), Err: err})
 	}

@@ -400,3 +400,23 @@ func TestEventsOfSkippedNodesAndCommands(t *testing.T) {
 	assert.NotEmpty(t, pause.Stage)
 	assert.NotEmpty(t, resume.Stage)
 }
+
+// TestPermanentReadErrorsDoNotSpin: the workload manager answers every
+// read with an error that says retrying is pointless, for two hours, past
+// the deadlines of the nodes in flight. Run waits a poll between rounds
+// (no tight loop of calls) and carries on once it can read again.
+func TestPermanentReadErrorsDoNotSpin(t *testing.T) {
+	for name, r := range map[string]crus.Rollout{"classic": {}, "rolling": {Strategy: crus.StrategyRolling}} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 3}, 5)
+			e.spec.Rollout = r
+			start := e.w.Now()
+			e.w.Outage("wlm.Nodes", start.Add(6*time.Minute), start.Add(133*time.Minute), errPermanentInjected)
+			s := e.run()
+			assert.Equal(t, 3, s.Counts().Upgraded+s.Counts().Failed)
+			// A read every poll (30s) at most, not a storm: about 250
+			// polls in the outage.
+			assert.Less(t, e.w.Calls()["wlm.Nodes"], 1000)
+		})
+	}
+}

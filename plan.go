@@ -105,6 +105,10 @@ type Observation struct {
 	// Errors says which parts of the scope could not be read, and why
 	// (text from the backend, cleaned and capped). Nil when all were.
 	Errors map[Part]string
+
+	// Describer words nodes' conditions in reasons and messages: the
+	// workload manager's own (wlm.DescriberOf). Nil means wlm.Neutral.
+	Describer wlm.Describer
 }
 
 // ActionKind names what an Action does.
@@ -456,7 +460,13 @@ func (p *planner) fail(n *NodeRecord, reason string) {
 	p.change(Change{XName: n.XName, Phase: PhaseFailing, Reason: capReason(reason)})
 }
 
+// wake asks to plan again at t, a deadline falling due. A deadline already
+// past asks for nothing: what it waits for is not observed now (the next
+// regular poll looks again), and waking at once would spin.
 func (p *planner) wake(t time.Time) {
+	if !t.After(p.obs.Now) {
+		return
+	}
 	if p.d.Wake.IsZero() || t.Before(p.d.Wake) {
 		p.d.Wake = t
 	}

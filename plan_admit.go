@@ -68,7 +68,7 @@ func (p *planner) takeable(w wlm.Node) (bool, string) {
 	case p.pol.retryFailed && failedByCrus(w):
 		return true, ""
 	}
-	return false, describe(w)
+	return false, p.describeNode(w)
 }
 
 // admitRolling takes as many nodes as there is room for, in rank order,

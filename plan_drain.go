@@ -55,9 +55,9 @@ func (p *planner) quiesce(n *NodeRecord) {
 		p.fail(n, "disappeared from the workload manager: "+gone)
 	case !seen:
 	case w.Fail && !p.ours(w):
-		p.done(n, OutcomeSkipped, "failed by someone else during the session: "+describe(w))
+		p.done(n, OutcomeSkipped, "failed by someone else during the session: "+p.describeNode(w))
 	case w.Drain && !p.ours(w):
-		p.done(n, OutcomeSkipped, "drained by someone else during the session: "+describe(w))
+		p.done(n, OutcomeSkipped, "drained by someone else during the session: "+p.describeNode(w))
 	case w.Drained():
 		if n.Phase != PhaseQuiesced {
 			p.change(Change{XName: n.XName, Phase: PhaseQuiesced})
@@ -127,21 +127,36 @@ func (p *planner) ours(w wlm.Node) bool {
 	return w.Reason == "" || ownedBy(w.Reason, p.s.UpgradeID)
 }
 
-// describe describes a node, leaving out the reason if it is the
-// session's own.
+// describe describes a node in the workload manager's words, leaving out
+// the reason if it is the session's own.
 func (p *planner) describe(w wlm.Node) string {
 	if ownedBy(w.Reason, p.s.UpgradeID) {
-		return w.Condition()
+		return conditionOf(p.obs.Describer, w)
 	}
-	return describe(w)
+	return describeWith(p.obs.Describer, w)
 }
 
-// describe describes a node and its reason, cleaned and capped.
-func describe(w wlm.Node) string {
-	if w.Reason != "" {
-		return fmt.Sprintf("%s (%s)", w.Condition(), text.Clean(w.Reason, text.MaxDetail))
+// describeNode describes a node and its reason in the workload manager's
+// words.
+func (p *planner) describeNode(w wlm.Node) string { return describeWith(p.obs.Describer, w) }
+
+// conditionOf is the node's condition (state and flags) in d's words, or
+// neutral ones if d is nil.
+func conditionOf(d wlm.Describer, w wlm.Node) string {
+	if d == nil {
+		d = wlm.Neutral
 	}
-	return w.Condition()
+	w.Reason = ""
+	return d.Describe(w)
+}
+
+// describeWith describes a node's condition in d's words, and its reason,
+// cleaned and capped.
+func describeWith(d wlm.Describer, w wlm.Node) string {
+	if w.Reason != "" {
+		return fmt.Sprintf("%s (%s)", conditionOf(d, w), text.Clean(w.Reason, text.MaxDetail))
+	}
+	return conditionOf(d, w)
 }
 
 func (p *planner) drainReason(step int) string {

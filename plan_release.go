@@ -68,10 +68,10 @@ func (p *planner) release(n *NodeRecord) {
 	case seen && w.InService():
 		p.done(n, outcome, n.Reason+"; back in service")
 	case seen && (w.Drain || w.Fail) && !p.ours(w):
-		p.done(n, OutcomeSkipped, n.Reason+"; left out of service by someone else: "+describe(w))
+		p.done(n, OutcomeSkipped, n.Reason+"; left out of service by someone else: "+p.describeNode(w))
 	case seen && !w.Drain && !w.Fail:
 		// Resumed, not responding yet: nothing more crus can do.
-		p.done(n, outcome, n.Reason+"; resumed ("+w.Condition()+")")
+		p.done(n, outcome, n.Reason+"; resumed ("+conditionOf(p.obs.Describer, w)+")")
 	case obs.Now.After(deadline) && seen && !resumeUndelivered(n):
 		p.done(n, OutcomeSkipped, fmt.Sprintf("%s; could not be returned to service within %s (%s; %s)", n.Reason, s.ReturnTimeout, p.stateOf(w, seen), orNone(n.LastError)))
 	default:

@@ -27,7 +27,7 @@ func (p *planner) verifyReturn(n *NodeRecord) {
 	case seen && p.rebooted(n, w) && w.InService():
 		p.done(n, OutcomeUpgraded, "rebooted and back in service")
 	case seen && p.rebooted(n, w) && (w.Drain || w.Fail) && !p.ours(w):
-		p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+describe(w))
+		p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+p.describeNode(w))
 	case seen && p.rebooted(n, w):
 		p.change(Change{XName: n.XName, Phase: PhaseResuming})
 		p.nudges.resume = append(p.nudges.resume, n.XName)
@@ -57,7 +57,7 @@ func (p *planner) verifyResume(n *NodeRecord) {
 	case seen && w.InService():
 		p.done(n, OutcomeUpgraded, "rebooted and back in service")
 	case seen && (w.Drain || w.Fail) && !p.ours(w):
-		p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+describe(w))
+		p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+p.describeNode(w))
 	case obs.Now.After(deadline) && seen && !resumeUndelivered(n):
 		// Resumed but not in service (down, not responding, drained
 		// still), or the resume refused: the node's failure. A resume that

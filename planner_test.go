@@ -184,7 +184,7 @@ func TestPlanStepStartSkipsNodesOutOfService(t *testing.T) {
 	assert.Equal(t, PhaseQuiescing, c.Phase)
 	c, _ = changeOf(d, step1[1])
 	assert.Equal(t, Change{XName: step1[1], Phase: PhaseDone, Outcome: OutcomeSkipped,
-		Reason: "not in service at the start of its step: idle+drain (bad DIMM)"}, c)
+		Reason: "not in service at the start of its step: idle, drained (bad DIMM)"}, c)
 	c, _ = changeOf(d, step1[2])
 	assert.Equal(t, OutcomeSkipped, c.Outcome)
 	assert.Contains(t, c.Reason, "unknown to the workload manager")
@@ -747,4 +747,30 @@ func TestPlanLabelBootWaitsForReleasedNodesToLeaveTheGroup(t *testing.T) {
 	require.Len(t, actionsOf(d, ActReboot), 1)
 	assert.Equal(t, []string{x[0]}, actionsOf(d, ActReboot)[0].Reboot.Limit)
 	assert.Equal(t, s.UpgradingLabel, actionsOf(d, ActReboot)[0].Reboot.Within)
+}
+
+// A session owns a workload-manager reason only with its exact id: session
+// "7" does not own "crus 71: ..." (nor "crus 7x:", nor a reason that only
+// mentions it).
+func TestOwnershipByExactID(t *testing.T) {
+	for reason, want := range map[string]bool{
+		"crus 7: rolling upgrade, step 1 of 2": true,
+		"crus 7:":                              true,
+		"crus 71: rolling upgrade":             false,
+		"crus 7x: rolling upgrade":             false,
+		"crus 7 rolling upgrade":               false,
+		"admin: see crus 7: later":             false,
+		"":                                     false,
+	} {
+		assert.Equal(t, want, ownedBy(reason, "7"), "%q", reason)
+	}
+	s := newTestSession(2, 2)
+	s.UpgradeID = "s1"
+	setPhase(s, PhaseQuiescing, t0, nodes(s, 1)...)
+	x := nodes(s, 1)[0]
+	// Drained by session s10: someone else's drain for s1.
+	d := plan(t, s, observe(t0).drained("crus s10: rolling upgrade, step 1 of 1", x).obs)
+	c, _ := changeOf(d, x)
+	assert.Equal(t, OutcomeSkipped, c.Outcome)
+	assert.Contains(t, c.Reason, "drained by someone else")
 }

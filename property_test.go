@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -65,8 +66,9 @@ type callFault struct {
 // outageAt is a backend operation failing for a while: from a minute to
 // longer than boot_timeout (1h) and return_timeout (30m).
 type outageAt struct {
-	op       string
-	at, span time.Duration
+	op        string
+	at, span  time.Duration
+	permanent bool // the calls fail with an error that says retrying is pointless
 }
 
 // operatorAct is an administrator acting on a node behind crus's back.
@@ -115,9 +117,10 @@ func drawScenario(t *rapid.T) scenario {
 	}
 	for i := range rapid.IntRange(0, 3).Draw(t, "outages") {
 		sc.outages = append(sc.outages, outageAt{
-			op:   rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("outageOp%d", i)),
-			at:   minutes(0, 600, fmt.Sprintf("outageAt%d", i)),
-			span: minutes(1, 240, fmt.Sprintf("outageSpan%d", i)),
+			op:        rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("outageOp%d", i)),
+			at:        minutes(0, 600, fmt.Sprintf("outageAt%d", i)),
+			span:      minutes(1, 240, fmt.Sprintf("outageSpan%d", i)),
+			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
 		})
 	}
 	for i := range rapid.IntRange(0, 4).Draw(t, "operator") {
@@ -236,7 +239,12 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 		e.w.Schedule(start.Add(f.at), func() { e.w.FailNext(f.op, f.n, err) })
 	}
 	for _, o := range sc.outages {
-		e.w.Outage(o.op, start.Add(o.at), start.Add(o.at+o.span), nil)
+		var err error
+		if o.permanent {
+			err = errPermanentInjected
+			out.refused = out.refused || o.op == "bos.Reboot"
+		}
+		e.w.Outage(o.op, start.Add(o.at), start.Add(o.at+o.span), err)
 	}
 	for _, a := range sc.operator {
 		x := xs[a.node]
@@ -302,7 +310,31 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 			}
 		}
 	}
+	// A watchdog: a loop of calls that never lets virtual time move on
+	// (a spin) fails the case instead of hanging the test.
+	spun := make(chan struct{})
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if e.w.CallsTo("wlm")+e.w.CallsTo("hsm")+e.w.CallsTo("bos") > 1_000_000 {
+				close(spun)
+				cancel()
+				return
+			}
+		}
+	}()
 	final, err := e.ex.Run(ctx, s.UpgradeID)
+	select {
+	case <-spun:
+		t.Fatalf("a million backend calls at virtual time %s: Run spins", e.w.Now().Sub(start))
+	default:
+	}
 	if err != nil {
 		require.ErrorIs(t, err, context.Canceled)
 		e.onEvent = nil
@@ -336,9 +368,11 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 		assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)
 		if n.Outcome == crus.OutcomeFailed && ws.Reboots == 0 {
 			// A node never rebooted is never failed for a backend's
-			// outage: only for its own drain timeout or for leaving the
-			// workload manager.
-			assert.True(t, strings.Contains(n.Reason, "drain_timeout") || strings.Contains(n.Reason, "disappeared"),
+			// outage: only for its own drain timeout, for leaving the
+			// workload manager, or when the boot orchestrator says its
+			// boot session failed as a whole (the original contract).
+			assert.True(t, strings.Contains(n.Reason, "drain_timeout") || strings.Contains(n.Reason, "disappeared") ||
+				regexp.MustCompile(`^boot session \S+ failed: `).MatchString(n.Reason),
 				"%s failed without a reboot: %s", n.XName, n.Reason)
 		}
 	}
@@ -355,9 +389,11 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 		assert.Zero(t, s.Counts().Untouched, "untouched only after a cancel or an abort")
 	}
 	// Nodes are put back only by a drain timeout that releases, or a boot
-	// request the orchestrator did not accept within boot_timeout.
+	// request the orchestrator did not accept within boot_timeout (it
+	// failed, or a crash came between recording it and sending it).
 	release := sc.rollout.DrainTimeout > 0 && sc.rollout.DrainTimeoutAction != crus.DrainFail
-	rebootTrouble := slices.ContainsFunc(sc.callFaults, func(f callFault) bool { return f.op == "bos.Reboot" }) ||
+	rebootTrouble := sc.crashAtEvent > 0 ||
+		slices.ContainsFunc(sc.callFaults, func(f callFault) bool { return f.op == "bos.Reboot" }) ||
 		slices.ContainsFunc(sc.outages, func(o outageAt) bool { return o.op == "bos.Reboot" })
 	if !release && !rebootTrouble {
 		for _, n := range s.Progress.Nodes {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -24,6 +25,7 @@ type run struct {
 	obsNodes map[string]wlm.Node // Observation.Nodes, reused
 	log      *slog.Logger
 	wakeC    chan struct{}
+	dry      bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.
@@ -32,6 +34,25 @@ func (r *run) indexed() *nodeIndex {
 		r.idx = newNodeIndex(r.s)
 	}
 	return r.idx
+}
+
+// Next observes the world as Run would for the session s (a record read
+// from the store, or one Preview returned) and returns what was observed
+// and what crus would do next: a dry run of one round of Run. It acts on
+// nothing and writes nothing; s is not changed.
+func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision, error) {
+	if s.Completed {
+		return Observation{}, Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
+	}
+	s = s.Clone()
+	r := &run{s: s, names: newNodeNames(s), log: e.log.With("session", s.UpgradeID, "dry_run", true), dry: true}
+	obs, err := e.observe(ctx, r)
+	if err != nil {
+		return obs, Decision{}, err
+	}
+	obs.Nodes = maps.Clone(obs.Nodes) // r's map is reused by a Run; not this one
+	d, err := planWith(s, obs, nil)
+	return obs, d, err
 }
 
 // Run drives the session to completion: it observes the world, plans,
@@ -270,6 +291,13 @@ func (e *Executor) eventsOf(s *Session, d Decision, now time.Time) []Event {
 		ev := base
 		ev.Kind = EventStage
 		evs = append(evs, ev)
+	}
+	for _, c := range d.Changes {
+		if n := s.Node(c.XName); n != nil && c.Phase != "" && c.Phase != PhaseDone && c.Phase != n.Phase {
+			ev := base
+			ev.Kind, ev.Node, ev.Phase = EventPhase, c.XName, c.Phase
+			evs = append(evs, ev)
+		}
 	}
 	for _, c := range d.Changes {
 		if n := s.Node(c.XName); n != nil && c.Phase == PhaseDone && n.Phase != PhaseDone {

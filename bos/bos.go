@@ -31,7 +31,12 @@ type Orchestrator interface {
 	// ErrTemplateNotFound if it does not.
 	CheckTemplate(ctx context.Context, template string) error
 
-	// Reboot starts a session that reboots the nodes selected by req.
+	// Reboot starts a session that reboots the nodes selected by req: each
+	// is powered off and booted with the template, behind the workload
+	// manager's back (what the workload manager sees meanwhile is the
+	// contract of package wlm, "Through a reboot"). A node reported
+	// ResultSucceeded has booted; it need not be back in the workload
+	// manager yet, and crus waits for that separately.
 	//
 	// Reboot is idempotent by name: if a session named req.Name already
 	// exists with the same template and limit, Reboot returns nil and
@@ -109,9 +114,18 @@ type Status struct {
 	// Error is set when the session failed as a whole (for example, it
 	// found no nodes to boot). Per-node outcomes are then unreliable: treat
 	// every node without a success as failed with this reason.
-	Error     string
+	Error string
+	// StartTime is when the orchestrator created the session, by its own
+	// clock (BOS v2 status.start_time, v1 metadata.start_time); set from
+	// the first Status on, whatever the phase (package bostest checks).
+	// crus records it for people to read, not to prove anything: a node's
+	// reboot is proven by the workload manager's boot time against the
+	// time crus asked for the reboot, on crus's clock, so that clock skew
+	// between the orchestrator and crus cannot fake or hide a reboot.
 	StartTime time.Time
-	EndTime   time.Time // zero until complete
+	// EndTime is when the session completed, by the orchestrator's clock;
+	// zero until then, never before StartTime.
+	EndTime time.Time
 	// Nodes holds the outcome of each node asked about, keyed by xname.
 	// Nodes the orchestrator does not report are absent.
 	Nodes map[string]NodeStatus

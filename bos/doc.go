@@ -8,6 +8,19 @@
 // BOS reads HSM group membership while a session is pending, so crus does
 // not change the upgrading group until the session is running.
 //
+// # The boot orchestrator and the workload manager
+//
+// The orchestrator reboots nodes without telling the workload manager;
+// crus keeps the two in step. Before a reboot, crus drains the nodes in
+// the workload manager and waits until they run nothing: an orchestrator
+// must not itself wait for, or kill, jobs. During the reboot the workload
+// manager sees the node's agent stop answering (when it notices: Slurm
+// at its next failed ping), and afterwards the agent registers again with
+// a newer boot time; the drain crus set survives, so no job lands on the
+// node until crus has seen the new boot time and resumes it. A node that
+// boots but never registers again is failed by crus after return_timeout.
+// Package wlm states what an adapter must report through all this.
+//
 // # The HTTP clients
 //
 // [Client] speaks BOS v2, the current API:

@@ -69,8 +69,12 @@ func (n Node) InService() bool {
 	return !n.Drain && !n.Fail && !n.NotResponding && !n.RebootRequested && !n.RebootIssued
 }
 
-// Condition describes the node in a few words for messages and reasons, in
-// the workload manager's usual spelling (e.g. "idle+drain", "down*").
+// Condition describes the node in Slurm's condition syntax ("idle+drain",
+// "down+drain*"), whatever the workload manager.
+//
+// Deprecated: it spells every workload manager's states as Slurm does.
+// Use DescriberOf(m).Describe(n): the adapter's own words if it is a
+// [Describer], [Neutral] ones otherwise.
 func (n Node) Condition() string {
 	s := string(n.State)
 	if n.Completing {

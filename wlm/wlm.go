@@ -46,8 +46,9 @@ const MaxReason = 1024
 //
 // Optional capabilities are separate interfaces, found by type assertion:
 // [BootTimeReporter] (the Node.BootTime field is meaningful), [JobEnder]
-// (expected end times of running jobs) and [Rebooter] (the workload
-// manager can reboot nodes itself).
+// (expected end times of running jobs), [Rebooter] (the workload
+// manager can reboot nodes itself) and [Describer] (its own words for a
+// node's condition in crus's messages).
 type Manager interface {
 	// Nodes returns the current state of the named nodes, in the order
 	// asked. Unknown names are left out of the result and reported in the

@@ -141,22 +141,20 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 	w.reboots++
 	w.touched[n.xname]++
 	w.update(n)
+	w.powerOff(n)
 	d := w.opts.RebootTime
 	if j := w.opts.RebootJitter; j > 0 {
 		d += time.Duration(w.rng.Int64N(int64(2*j+1))) - j
 	}
 	w.schedule(w.now.Add(d), func() {
 		w.locked(func() {
-			if n.faults.BootFails {
+			if reason, failed := w.bootFailure(n); failed {
 				n.rebooting = false
 				if asap {
 					w.asapDone(n)
 				}
 				w.update(n)
-				reason := n.faults.BootError
-				if reason == "" {
-					reason = "failed to boot"
-				}
+				w.powerOn(n, false)
 				done(false, reason)
 				return
 			}
@@ -168,6 +166,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 					w.asapDone(n)
 				}
 				w.update(n)
+				w.powerOn(n, false)
 				return
 			}
 			w.schedule(w.now.Add(w.opts.RegisterDelay), func() {
@@ -179,6 +178,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 						n.drain, n.reason = false, ""
 					}
 					w.update(n)
+					w.powerOn(n, true)
 				})
 			})
 		})

@@ -14,6 +14,8 @@ type harness struct {
 	w *fake.World
 }
 
+var _ wlmtest.Rebooter = (*harness)(nil)
+
 func (h *harness) Manager() wlm.Manager { return h.w.WLM() }
 
 func (h *harness) Nodes() []string {
@@ -40,6 +42,17 @@ func (h *harness) xname(name string) string {
 		}
 	}
 	return ""
+}
+
+// PowerOff and PowerOn make the harness a wlmtest.Rebooter.
+func (h *harness) PowerOff(_ context.Context, name string) error {
+	h.w.PowerOff(h.xname(name))
+	return nil
+}
+
+func (h *harness) PowerOn(_ context.Context, name string) error {
+	h.w.PowerOn(h.xname(name))
+	return nil
 }
 
 func (h *harness) Sleep(_ context.Context, d time.Duration) error { h.w.Advance(d); return nil }

@@ -128,6 +128,7 @@ type World struct {
 	hook      func() // see SetScheduler
 	lost      time.Duration
 	asapLeft  int // nodes whose wlm.Rebooter reboot has not finished
+	power     powerState
 }
 
 type template struct {

@@ -43,9 +43,21 @@ func (h *harness) Sleep(ctx context.Context, d time.Duration) error {
 
 func (h *harness) Close(ctx context.Context) error { return h.c.Reset(ctx) }
 
-// conformanceOptions suit a real cluster: Slurm changes states within a
-// second or two (a cancelled job completes in about 2 s).
-var conformanceOptions = wlmtest.Options{Settle: 30 * time.Second, Poll: 200 * time.Millisecond}
+var _ wlmtest.Rebooter = (*harness)(nil)
+
+// PowerOff stops the node's slurmd, as a reboot does. Slurm notices when
+// its next ping fails (about 14 s with slurmtest's SlurmdTimeout).
+func (h *harness) PowerOff(_ context.Context, node string) error { return h.c.StopNode(node) }
+
+// PowerOn starts the node's slurmd again with -b: it registers as booted
+// now, and Slurm sets it DOWN "Node unexpectedly rebooted", keeping a
+// drain or a fail and its reason.
+func (h *harness) PowerOn(_ context.Context, node string) error { return h.c.StartNode(node, true) }
+
+// conformanceOptions suit a real cluster: Slurm changes most states within
+// a second or two (a cancelled job completes in about 2 s), but sees a
+// stopped slurmd only at its next ping.
+var conformanceOptions = wlmtest.Options{Settle: 60 * time.Second, Poll: 200 * time.Millisecond}
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))

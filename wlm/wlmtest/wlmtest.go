@@ -8,6 +8,15 @@
 // idempotency (drain, resume and fail twice). An adapter that passes it
 // needs no further unit tests of these semantics.
 //
+// A harness that can also reboot a node ([Rebooter]) has the suite check
+// what crus relies on through a reboot: while the node is down the
+// adapter reads it not in service and not responding; once it is back it
+// reports a newer boot time (with wlm.BootTimeReporter), a drain or a
+// fail set before the reboot is still there with its reason, and Resume
+// puts the node back in service even when the workload manager takes it
+// out once more as its agent registers (Slurm: "Node unexpectedly
+// rebooted"), as crus does: it resumes until the node stays in service.
+//
 // Use it from a test of your adapter's package:
 //
 //	func TestConformance(t *testing.T) {
@@ -20,7 +29,7 @@ package wlmtest
 import (
 	"context"
 	"errors"
-
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +55,25 @@ type Harness interface {
 	// Close releases the harness: the suite's nodes must be left in
 	// service and idle for the next harness.
 	Close(ctx context.Context) error
+}
+
+// Rebooter is an optional capability of a Harness: it reboots nodes
+// behind the workload manager's back, in two halves, as a boot
+// orchestrator does (package bos). With it the suite runs its Reboot
+// test; without it that test is skipped.
+//
+// The same two methods let the boot orchestrator of package crustest
+// reboot the nodes of your workload manager in an end-to-end test
+// (crustest.World.UseManager): implement them once on your harness.
+type Rebooter interface {
+	// PowerOff stops the node as a reboot does: its agent stops answering
+	// and any jobs on it are lost. It returns at once; the workload
+	// manager notices in its own time (Slurm: when its next ping fails)
+	// and the suite waits for that, up to Options.Settle.
+	PowerOff(ctx context.Context, node string) error
+	// PowerOn boots the node again: its agent starts and registers with
+	// the workload manager, reporting that the node booted now.
+	PowerOn(ctx context.Context, node string) error
 }
 
 // HarnessMaker makes a new Harness for one subtest.
@@ -98,6 +126,8 @@ func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts 
 		{"BootTime", (*suite).bootTime},
 		{"JobEnds", (*suite).jobEnds},
 		{"CanceledContext", (*suite).canceledContext},
+		{"Describe", (*suite).describe},
+		{"Reboot", (*suite).reboot},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,7 +189,7 @@ func (s *suite) eventually(name, what string, cond func(wlm.Node) bool) wlm.Node
 			return n
 		}
 		if waited >= s.opts.Settle {
-			s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, n.Condition(), n.Reason)
+			s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, s.words(n), n.Reason)
 		}
 		if err := s.h.Sleep(s.ctx, s.opts.Poll); err != nil {
 			s.t.Fatalf("sleep: %v", err)
@@ -197,11 +227,14 @@ func (s *suite) checkUnknown(call string, err error) {
 
 func reasonLike(got, want string) bool { return strings.Contains(got, want) }
 
+// words describes a node as crus would in its messages.
+func (s *suite) words(n wlm.Node) string { return wlm.DescriberOf(s.m).Describe(n) }
+
 func (s *suite) nodesInService() {
 	nodes := s.get(s.nodes...)
 	for _, n := range nodes {
 		if !n.InService() || n.Busy() || n.Drain || n.Fail || !n.Responding() {
-			s.t.Errorf("node %s: state %s; a harness node must be idle and in service", n.Name, n.Condition())
+			s.t.Errorf("node %s: state %s; a harness node must be idle and in service", n.Name, s.words(n))
 		}
 		if n.State != wlm.StateIdle {
 			s.t.Errorf("node %s: base state %q, want %q", n.Name, n.State, wlm.StateIdle)
@@ -231,14 +264,14 @@ func (s *suite) drainIdle() {
 	for _, name := range []string{a, b} {
 		n := s.eventually(name, "drained", wlm.Node.Drained)
 		if n.Draining() || n.InService() {
-			s.t.Errorf("drained idle node %s: state %s", name, n.Condition())
+			s.t.Errorf("drained idle node %s: state %s", name, s.words(n))
 		}
 		if !reasonLike(n.Reason, "wlmtest drain idle") {
 			s.t.Errorf("drained node %s: reason %q, want it to hold %q", name, n.Reason, "wlmtest drain idle")
 		}
 	}
 	if c := s.one(s.nodes[2]); !c.InService() {
-		s.t.Errorf("node %s was not named but is %s", c.Name, c.Condition())
+		s.t.Errorf("node %s was not named but is %s", c.Name, s.words(c))
 	}
 	s.must("Resume", s.m.Resume(s.ctx, []string{a, b}))
 	for _, name := range []string{a, b} {
@@ -260,7 +293,7 @@ func (s *suite) drainBusy() {
 	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest drain busy"))
 	n := s.one(a)
 	if !n.Draining() || n.Drained() || n.InService() {
-		s.t.Fatalf("busy node %s after drain: state %s; want draining (not drained)", a, n.Condition())
+		s.t.Fatalf("busy node %s after drain: state %s; want draining (not drained)", a, s.words(n))
 	}
 	s.must("stop job", stop(s.ctx))
 	stopped = true
@@ -292,7 +325,7 @@ func (s *suite) drainNeedsReason() {
 		s.t.Errorf("Drain without a reason: error %v, want wlm.ErrInvalidArgument", err)
 	}
 	if n := s.one(a); !n.InService() {
-		s.t.Errorf("refused drain changed node %s: %s", a, n.Condition())
+		s.t.Errorf("refused drain changed node %s: %s", a, s.words(n))
 	}
 }
 
@@ -309,7 +342,7 @@ func (s *suite) resumeIdempotent() {
 	s.must("Resume of nodes in service", s.m.Resume(s.ctx, []string{a, b}))
 	for _, n := range s.get(a, b) {
 		if !n.InService() {
-			s.t.Errorf("node %s after a needless resume: %s", n.Name, n.Condition())
+			s.t.Errorf("node %s after a needless resume: %s", n.Name, s.words(n))
 		}
 	}
 	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest resume"))
@@ -319,7 +352,7 @@ func (s *suite) resumeIdempotent() {
 	s.eventually(a, "back in service", wlm.Node.InService)
 	s.must("Resume again", s.m.Resume(s.ctx, []string{a}))
 	if n := s.one(a); !n.InService() || n.Reason != "" && n.Drain {
-		s.t.Errorf("node %s after resuming twice: %s (%q)", a, n.Condition(), n.Reason)
+		s.t.Errorf("node %s after resuming twice: %s (%q)", a, s.words(n), n.Reason)
 	}
 }
 
@@ -336,7 +369,7 @@ func (s *suite) fail() {
 	s.must("Fail", s.m.Fail(s.ctx, []string{a}, "wlmtest failed node"))
 	n := s.eventually(a, "failed", func(n wlm.Node) bool { return n.Fail })
 	if n.InService() {
-		s.t.Errorf("failed node %s is in service: %s", a, n.Condition())
+		s.t.Errorf("failed node %s is in service: %s", a, s.words(n))
 	}
 	if !reasonLike(n.Reason, "wlmtest failed node") {
 		s.t.Errorf("failed node %s: reason %q", a, n.Reason)
@@ -368,7 +401,7 @@ func (s *suite) failNeedsReason() {
 		s.t.Errorf("Fail without a reason: error %v, want wlm.ErrInvalidArgument", err)
 	}
 	if n := s.one(a); !n.InService() {
-		s.t.Errorf("refused fail changed node %s: %s", a, n.Condition())
+		s.t.Errorf("refused fail changed node %s: %s", a, s.words(n))
 	}
 }
 
@@ -430,6 +463,149 @@ func (s *suite) canceledContext() {
 		}
 	}
 	if n := s.one(a); !n.InService() {
-		s.t.Errorf("a canceled drain changed node %s: %s", a, n.Condition())
+		s.t.Errorf("a canceled drain changed node %s: %s", a, s.words(n))
+	}
+}
+
+func (s *suite) describe() {
+	d := wlm.DescriberOf(s.m)
+	a, b := s.nodes[0], s.nodes[1]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest describe"))
+	na := s.eventually(a, "drained", wlm.Node.Drained)
+	nb := s.one(b)
+	wa, wb := d.Describe(na), d.Describe(nb)
+	for _, w := range []string{wa, wb} {
+		if w == "" || strings.ContainsAny(w, "\n\r") {
+			s.t.Errorf("Describe gives %q: want a few words on one line", w)
+		}
+	}
+	if wa == wb {
+		s.t.Errorf("Describe gives %q for a drained node and for one in service alike", wa)
+	}
+	if strings.Contains(wa, "wlmtest describe") {
+		s.t.Errorf("Describe gives %q: it must leave out the reason, which crus adds itself", wa)
+	}
+	if again := d.Describe(na); again != wa {
+		s.t.Errorf("Describe of one Node gives %q, then %q", wa, again)
+	}
+	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
+	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+// reboot powers off three nodes (one drained, one failed, one in
+// service) and on again, and checks what crus relies on through a
+// reboot: see the package documentation.
+func (s *suite) reboot() {
+	r, ok := s.h.(Rebooter)
+	if !ok {
+		s.t.Skip("the harness cannot reboot nodes (wlmtest.Rebooter)")
+	}
+	bootTimes := false
+	if btr, ok := s.m.(wlm.BootTimeReporter); ok && btr.ReportsBootTime() {
+		bootTimes = true
+	}
+	drained, failed, plain := s.nodes[0], s.nodes[1], s.nodes[2]
+	names := []string{drained, failed, plain}
+	before := s.get(names...)
+	s.must("Drain", s.m.Drain(s.ctx, []string{drained}, "wlmtest reboot drained"))
+	s.must("Fail", s.m.Fail(s.ctx, []string{failed}, "wlmtest reboot failed"))
+	s.eventually(drained, "drained", wlm.Node.Drained)
+	s.eventually(failed, "failed", func(n wlm.Node) bool { return n.Fail })
+
+	// Whatever happens, power the nodes on again so that Close finds them.
+	off := map[string]bool{}
+	defer func() {
+		for _, name := range names {
+			if off[name] {
+				_ = r.PowerOn(context.WithoutCancel(s.ctx), name)
+			}
+		}
+	}()
+	for _, name := range names {
+		s.must("PowerOff "+name, r.PowerOff(s.ctx, name))
+		off[name] = true
+	}
+	marks := func(what string) {
+		s.t.Helper()
+		n := s.one(drained)
+		if !n.Drain || !reasonLike(n.Reason, "wlmtest reboot drained") {
+			s.t.Errorf("node %s drained before its reboot, %s: %s reason %q; the drain and its reason must survive a reboot", drained, what, s.words(n), n.Reason)
+		}
+		if n := s.one(failed); !n.Fail || !reasonLike(n.Reason, "wlmtest reboot failed") {
+			s.t.Errorf("node %s failed before its reboot, %s: %s reason %q; the fail and its reason must survive a reboot", failed, what, s.words(n), n.Reason)
+		}
+	}
+	for _, name := range names {
+		n := s.eventually(name, "seen down while it reboots (not responding)", func(n wlm.Node) bool { return !n.Responding() })
+		if n.InService() {
+			s.t.Errorf("node %s while it reboots: %s, in service", name, s.words(n))
+		}
+	}
+	marks("while it reboots")
+	// Boot times have whole seconds in some workload managers.
+	if err := s.h.Sleep(s.ctx, 1100*time.Millisecond); err != nil {
+		s.t.Fatalf("sleep: %v", err)
+	}
+	for _, name := range names {
+		s.must("PowerOn "+name, r.PowerOn(s.ctx, name))
+		off[name] = false
+	}
+	for i, name := range names {
+		old := before[i].BootTime
+		n := s.eventually(name, "back from its reboot (responding, with a newer boot time)", func(n wlm.Node) bool {
+			return n.Responding() && (!bootTimes || n.BootTime.After(old))
+		})
+		if bootTimes && n.BootTime.After(time.Now().Add(24*time.Hour*365*10)) {
+			s.t.Errorf("node %s: boot time %s after its reboot is absurd", name, n.BootTime)
+		}
+		s.t.Logf("node %s back from its reboot: %s (%q), boot time %s", name, s.words(n), n.Reason, n.BootTime.Format(time.RFC3339))
+	}
+	marks("after its reboot")
+	if n := s.one(drained); n.InService() {
+		s.t.Errorf("node %s, drained before its reboot, is in service after it: %s", drained, s.words(n))
+	}
+	if n := s.one(failed); n.InService() {
+		s.t.Errorf("node %s, failed before its reboot, is in service after it: %s", failed, s.words(n))
+	}
+	s.backInService(names...)
+}
+
+// backInService resumes the nodes until each reads in service on three
+// reads in a row, as crus does after a reboot: a workload manager may
+// take a node out of service once more as its agent registers again
+// (Slurm: "Node unexpectedly rebooted"), and Resume must bring it back
+// every time.
+func (s *suite) backInService(names ...string) {
+	s.t.Helper()
+	streak := map[string]int{}
+	var waited time.Duration
+	for resumes := 1; ; {
+		s.must("Resume", s.m.Resume(s.ctx, names))
+		var again []string
+		for _, n := range s.get(names...) {
+			if n.InService() {
+				streak[n.Name]++
+			} else {
+				streak[n.Name] = 0
+			}
+			if streak[n.Name] < 3 {
+				again = append(again, n.Name)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		if waited >= s.opts.Settle {
+			var states []string
+			for _, n := range s.get(again...) {
+				states = append(states, fmt.Sprintf("%s %s (%q)", n.Name, s.words(n), n.Reason))
+			}
+			s.t.Fatalf("not back in service to stay after %s and %d resumes: %s", s.opts.Settle, resumes, strings.Join(states, "; "))
+		}
+		if err := s.h.Sleep(s.ctx, s.opts.Poll); err != nil {
+			s.t.Fatalf("sleep: %v", err)
+		}
+		waited += s.opts.Poll
+		names, resumes = again, resumes+1
 	}
 }

@@ -14,7 +14,10 @@
 //
 // A node's reboot is simulated by stopping its slurmd and starting it
 // again with -b, which makes it report "booted now": Slurm then shows a
-// new BootTime, as after a real reboot.
+// new BootTime, as after a real reboot, and sets the node DOWN "Node
+// unexpectedly rebooted" (keeping a drain and its reason). Reset and
+// Settle bring such a node back: they resume it until it stays idle,
+// since one RESUME is not always enough (see Settle).
 package slurmtest
 
 import (
@@ -82,11 +85,13 @@ type Cluster struct {
 
 // proc is one daemon this package started.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	log  string
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
+	reboot  bool // a slurmd started with -b
+	done    chan struct{}
+	err     error
+	log     string
 }
 
 // Names returns the node names, in order.
@@ -286,7 +291,9 @@ SlurmdParameters=config_overrides
 SchedulerParameters=batch_sched_delay=0
 ReturnToService=1
 MpiDefault=none
-SlurmdTimeout=60
+# A stopped slurmd (a node rebooting) is seen not responding at the next
+# failed ping: after about 14 s with 10, 35 s with 60.
+SlurmdTimeout=10
 ResumeTimeout=60
 KillWait=5
 InactiveLimit=0
@@ -352,7 +359,7 @@ func (c *Cluster) start(name string, env []string, prog string, args ...string) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("slurmtest: starting %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	p := &proc{name: name, cmd: cmd, started: time.Now(), done: make(chan struct{}), log: logPath}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -505,6 +512,7 @@ func (c *Cluster) StartNode(name string, reboot bool) error {
 	if err != nil {
 		return err
 	}
+	p.reboot = reboot
 	c.slurmd[name] = p
 	return nil
 }
@@ -580,7 +588,8 @@ func (c *Cluster) Token(ctx context.Context, user string, lifespan time.Duration
 }
 
 // Reset returns the cluster to where it started: every job cancelled and
-// gone, every node's slurmd running, every node resumed and idle.
+// gone, every node's slurmd running, every node resumed, idle and settled
+// (see Settle).
 func (c *Cluster) Reset(ctx context.Context) error {
 	if _, err := c.Command(ctx, "scancel", "--full", "--user=root"); err != nil {
 		return err
@@ -598,24 +607,86 @@ func (c *Cluster) Reset(ctx context.Context) error {
 			}
 		}
 	}
-	st, err := c.States(ctx)
+	return c.Settle(ctx, 60*time.Second)
+}
+
+// settleQuiet is how long a node whose slurmd was restarted as after a
+// reboot (with -b) a short while ago must read idle, without a break,
+// before Settle trusts it. Measured on Slurm
+// 22.05: the second registration that takes such a node down again comes
+// about 0.7 s after the RESUME that prompts it.
+const settleQuiet = 2 * time.Second
+
+// recentStart is how long after its slurmd started with -b a node may
+// still be taken down by a late registration.
+const recentStart = 30 * time.Second
+
+// Settle resumes every node that is not idle (drained, down or failed)
+// and keeps doing so until every node is idle, responding and not
+// drained, and stays so: a node whose slurmd was started with -b in the
+// last recentStart must read idle for settleQuiet without a break.
+//
+// The loop is needed because one RESUME is not always enough. After a
+// simulated reboot (slurmd -b), slurmctld sets the node DOWN "Node
+// unexpectedly rebooted"; the RESUME that clears it makes slurmd register
+// again, and that registration can derive a boot time one second later
+// than the first (both come from the uptime, in whole seconds). Being
+// later than the node's last response, it counts as one more unexpected
+// reboot, and the node is DOWN again a second after it read IDLE. The
+// next RESUME sticks. Waiting without resuming again would wait forever.
+func (c *Cluster) Settle(ctx context.Context, timeout time.Duration) error {
+	var last map[string]string
+	idleSince := map[string]time.Time{}
+	err := c.waitFor(ctx, timeout, "every node to be idle and to stay idle", func() (bool, error) {
+		st, err := c.States(ctx)
+		if err != nil {
+			return false, nil
+		}
+		last = st
+		now := time.Now()
+		settled := true
+		for _, n := range c.names {
+			switch state := st[n]; {
+			case state == "idle":
+				if idleSince[n].IsZero() {
+					idleSince[n] = now
+				}
+				if c.rebootedWithin(n, recentStart) && now.Sub(idleSince[n]) < settleQuiet {
+					settled = false
+				}
+			case strings.HasSuffix(state, "*"):
+				// Not responding: its slurmd has not registered yet (or
+				// again, after a RESUME). Nothing to do but wait.
+				delete(idleSince, n)
+				settled = false
+			default:
+				// Drained, down or failed. One at a time: Slurm refuses
+				// RESUME for a node that is not drained or down, and the
+				// whole list with it.
+				delete(idleSince, n)
+				settled = false
+				_, _ = c.Command(ctx, "scontrol", "update", "NodeName="+n, "State=RESUME")
+			}
+		}
+		if !settled {
+			return false, c.ctld.exited()
+		}
+		return true, nil
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\nlast states: %v", err, last)
 	}
-	var resume []string
-	for _, n := range c.names {
-		if st[n] != "idle" && !strings.HasPrefix(st[n], "idle") {
-			resume = append(resume, n)
-		}
-	}
-	if len(resume) > 0 {
-		// Resume one by one: Slurm refuses RESUME for nodes that are
-		// not drained or down, and the whole list with them.
-		for _, n := range resume {
-			_, _ = c.Command(ctx, "scontrol", "update", "NodeName="+n, "State=RESUME")
-		}
-	}
-	return c.WaitIdle(ctx, 60*time.Second)
+	return nil
+}
+
+// rebootedWithin reports whether the node's slurmd was started with -b
+// in the last d. Without -b its boot time is the machine's, which does
+// not move, so a second registration cannot look like a reboot.
+func (c *Cluster) rebootedWithin(name string, d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.slurmd[name]
+	return p != nil && p.reboot && time.Since(p.started) < d
 }
 
 // waitNoJobs waits until squeue shows no job at all.

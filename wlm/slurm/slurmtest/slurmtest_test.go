@@ -1,10 +1,12 @@
 package slurmtest_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,8 +67,22 @@ func TestCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Slurm sets the node DOWN "Node unexpectedly rebooted"; the RESUME
+	// that clears it makes slurmd register again, which often counts as
+	// a second unexpected reboot. Reset must see it through.
 	if err := c.Reset(ctx); err != nil {
 		t.Fatal(err)
+	}
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		st, err := c.States(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range c.Names() {
+			if st[n] != "idle" {
+				t.Fatalf("after Reset, node %s is %s (states %v): Reset returned before the cluster settled", n, st[n], st)
+			}
+		}
 	}
 
 	pids, ports, dir := c.Pids(), c.Ports(), c.Dir
@@ -91,5 +107,63 @@ func TestCluster(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("directory %s left behind: %v", dir, err)
+	}
+}
+
+// TestSettleResumesAgain takes a node down again just after Settle has
+// resumed it, as Slurm does when a restarted slurmd registers a second
+// time with a boot time a second later ("Node unexpectedly rebooted"),
+// and checks that Settle resumes it again and returns only once it stays
+// idle.
+func TestSettleResumesAgain(t *testing.T) {
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 2})
+	ctx := t.Context()
+	const node = "nid000001"
+	if err := c.StopNode(node); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartNode(node, true); err != nil {
+		t.Fatal(err)
+	}
+	down := func(ctx context.Context) error {
+		_, err := c.Command(ctx, "scontrol", "update", "NodeName="+node, "State=DOWN", "Reason=slurmtest: as if unexpectedly rebooted")
+		return err
+	}
+	if err := down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	knocked := make(chan error, 1)
+	gctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	defer func() { cancel(); wg.Wait() }()
+	go func() {
+		defer wg.Done()
+		// Once Settle has brought the node back, take it down again, once.
+		for gctx.Err() == nil {
+			if st, err := c.States(gctx); err == nil && st[node] == "idle" {
+				knocked <- down(gctx)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	if err := c.Settle(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-knocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("Settle returned before the node went down again: it did not wait for a recently started node to stay idle")
+	}
+	st, err := c.States(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[node] != "idle" {
+		t.Fatalf("after Settle, %s is %s", node, st[node])
 	}
 }

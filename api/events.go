@@ -1,0 +1,244 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus"
+)
+
+// Event is the JSON form of a crus.Event in the event streams.
+type Event struct {
+	Time    time.Time      `json:"time"`
+	Session string         `json:"session"`
+	Kind    crus.EventKind `json:"kind"`
+	Step    int            `json:"step,omitzero"`
+	Steps   int            `json:"steps,omitzero"`
+	Stage   crus.Stage     `json:"stage,omitzero"`
+	Node    string         `json:"node,omitzero"`
+	Outcome crus.Outcome   `json:"outcome,omitzero"`
+	Reason  string         `json:"reason,omitzero"`
+	Message string         `json:"message,omitzero"`
+	Nodes   int            `json:"nodes,omitzero"`
+	Error   string         `json:"error,omitzero"`
+}
+
+// EventOf converts a crus.Event.
+func EventOf(ev crus.Event) Event {
+	e := Event{
+		Time: ev.Time, Session: ev.Session, Kind: ev.Kind, Step: ev.Step, Steps: ev.Steps,
+		Stage: ev.Stage, Node: ev.Node, Outcome: ev.Outcome, Reason: ev.Reason,
+		Message: ev.Message, Nodes: ev.Nodes,
+	}
+	if ev.Err != nil {
+		e.Error = ev.Err.Error()
+	}
+	return e
+}
+
+// Hub fans the executor's events out to the event streams. Give its
+// Publish method to crus.Config.OnEvent. Publish never blocks: a watcher
+// that falls behind loses events and is told so (a "lagged" event), then
+// gets the session's summary again, which is always up to date.
+//
+// A Hub sees the events of its own executor only: on several replicas
+// sharing an etcd store, the streams also read each watched session's
+// record whenever its revision moves (Config.WatchPoll), so a watcher of a
+// session that another replica drives still sees it progress.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	session string // empty: every session
+	ch      chan Event
+	lagged  bool // guarded by Hub.mu
+}
+
+// NewHub returns a Hub with no watchers.
+func NewHub() *Hub { return &Hub{subs: map[*subscriber]struct{}{}} }
+
+// subscriberBuffer is how many events a watcher may fall behind by before
+// it loses some.
+const subscriberBuffer = 1024
+
+// Publish hands ev to every watcher of its session. It is safe to call
+// from crus.Config.OnEvent.
+func (h *Hub) Publish(ev crus.Event) {
+	e := EventOf(ev)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		if s.session != "" && s.session != ev.Session {
+			continue
+		}
+		select {
+		case s.ch <- e:
+		default:
+			s.lagged = true
+		}
+	}
+}
+
+func (h *Hub) subscribe(session string) *subscriber {
+	s := &subscriber{session: session, ch: make(chan Event, subscriberBuffer)}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *Hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// takeLagged reports whether s lost events since it last asked.
+func (h *Hub) takeLagged(s *subscriber) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := s.lagged
+	s.lagged = false
+	return l
+}
+
+// sseWriter writes Server-Sent Events.
+type sseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	id int
+}
+
+func (s *sseWriter) send(event string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.id++
+	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: %s\n\n", s.id, event, data); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func (s *sseWriter) comment(text string) error {
+	if _, err := fmt.Fprintf(s.w, ": %s\n\n", text); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// stream serves an event stream of one session (id) or of all (id == "").
+// It sends the summary of each watched session first, then the executor's
+// events as they come, a fresh summary whenever a session's revision
+// moves (checked every WatchPoll), and a comment every KeepAlive.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	var sub *subscriber
+	if h.cfg.Events != nil {
+		sub = h.cfg.Events.subscribe(id)
+		defer h.cfg.Events.unsubscribe(sub)
+	}
+	revs := map[string]int64{}
+	// summaries sends the summary of every watched session whose revision
+	// moved; for one session, a 404 if it is gone.
+	summaries := func(sse *sseWriter, force bool) (gone bool, err error) {
+		var list []*crus.Session
+		if id != "" {
+			if rr, ok := h.cfg.Store.(crus.RevisionReader); ok && !force {
+				rev, err := rr.Revision(ctx, id)
+				if errors.Is(err, crus.ErrSessionNotFound) {
+					return true, err
+				}
+				if err == nil && rev == revs[id] {
+					return false, nil
+				}
+			}
+			s, err := h.ex.Get(ctx, id)
+			if err != nil {
+				return errors.Is(err, crus.ErrSessionNotFound), err
+			}
+			list = []*crus.Session{s}
+		} else {
+			if list, err = h.ex.List(ctx); err != nil {
+				return false, err
+			}
+		}
+		for _, s := range list {
+			if rev, ok := revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
+				continue
+			}
+			revs[s.UpgradeID] = s.Revision
+			if err := sse.send("session", SummaryOf(s)); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
+
+	if id != "" {
+		if _, err := h.ex.Get(ctx, id); err != nil {
+			h.fail(w, r, sessionProblem(err, id))
+			return
+		}
+	} else if _, err := h.ex.List(ctx); err != nil {
+		h.fail(w, r, backendProblem(err))
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no") // no buffering in nginx-like gateways
+	w.WriteHeader(http.StatusOK)
+	sse := &sseWriter{w: w, rc: rc}
+	if _, err := summaries(sse, true); err != nil {
+		return
+	}
+	poll := time.NewTicker(h.cfg.WatchPoll)
+	defer poll.Stop()
+	alive := time.NewTicker(h.cfg.KeepAlive)
+	defer alive.Stop()
+	var events <-chan Event
+	if sub != nil {
+		events = sub.ch
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.closing:
+			return
+		case ev := <-events:
+			if err := sse.send(string(ev.Kind), ev); err != nil {
+				return
+			}
+			if h.cfg.Events.takeLagged(sub) {
+				if sse.send("lagged", map[string]string{"detail": "events were lost; the summaries that follow are current"}) != nil {
+					return
+				}
+				if _, err := summaries(sse, true); err != nil {
+					return
+				}
+			}
+		case <-poll.C:
+			gone, err := summaries(sse, false)
+			if gone {
+				_ = sse.send("gone", map[string]string{"session": id})
+				return
+			}
+			if err != nil {
+				_ = sse.comment("reading sessions failed: " + err.Error())
+			}
+		case <-alive.C:
+			if sse.comment("keep-alive") != nil {
+				return
+			}
+		}
+	}
+}

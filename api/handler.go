@@ -1,0 +1,350 @@
+package api
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus"
+)
+
+// OpenAPI is the OpenAPI document of the extensions (and of the original
+// paths, with the answers this handler adds to them), served at
+// GET /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Config configures a Handler. The zero value of every field is usable.
+type Config struct {
+	// Auth authenticates requests. Nil means Gateway (trust every request).
+	Auth Authenticator
+	// PublicReads lets GET requests through without authentication (for a
+	// status page on a trusted network while writes need a token).
+	PublicReads bool
+	// Events feeds the event streams; nil serves streams that carry only
+	// the session summaries, read every WatchPoll.
+	Events *Hub
+	// Store, if it can tell revisions (crus.RevisionReader), spares the
+	// event streams a read of the whole record when nothing changed.
+	Store crus.Store
+	// DryRuns enables the dry runs (POST /plan, GET /sessions/{id}/plan:
+	// Executor.Preview and Executor.Next, which read the backends and
+	// change nothing); without it those answer 501.
+	DryRuns bool
+	// MaxBodyBytes bounds a request body. Default 64 KiB.
+	MaxBodyBytes int64
+	// WatchPoll is how often an event stream reads the watched sessions'
+	// revisions. Default 2s.
+	WatchPoll time.Duration
+	// KeepAlive is how often an idle event stream sends a comment, so that
+	// proxies keep it open. Default 15s.
+	KeepAlive time.Duration
+	// Logger receives a record of every refused or failed request. Nil
+	// means no logging.
+	Logger *slog.Logger
+}
+
+// Handler serves the original CRUS API and its extensions.
+type Handler struct {
+	ex      *crus.Executor
+	cfg     Config
+	log     *slog.Logger
+	closing chan struct{}
+	once    sync.Once
+}
+
+// New returns a Handler for the sessions of ex.
+func New(ex *crus.Executor, cfg Config) (*Handler, error) {
+	if ex == nil {
+		return nil, errors.New("api: New needs an executor")
+	}
+	if cfg.Auth == nil {
+		cfg.Auth = Gateway{}
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.WatchPoll <= 0 {
+		cfg.WatchPoll = 2 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 15 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{ex: ex, cfg: cfg, log: log, closing: make(chan struct{})}, nil
+}
+
+// Close ends the event streams in progress (give it to
+// http.Server.RegisterOnShutdown: Shutdown does not end them otherwise).
+func (h *Handler) Close() {
+	h.once.Do(func() { close(h.closing) })
+}
+
+// route is one operation: a method and a path pattern whose "{}"
+// segments are parameters.
+type route struct {
+	method  string
+	pattern []string
+	serve   func(h *Handler, w http.ResponseWriter, r *http.Request, params []string)
+}
+
+func op(method, pattern string, serve func(h *Handler, w http.ResponseWriter, r *http.Request, params []string)) route {
+	return route{method, strings.Split(strings.Trim(pattern, "/"), "/"), serve}
+}
+
+var routes = []route{
+	// The original API.
+	op("POST", "/session", (*Handler).createOriginal),
+	op("GET", "/session", (*Handler).listOriginal),
+	op("GET", "/session/{}", (*Handler).getOriginal),
+	op("DELETE", "/session/{}", (*Handler).deleteOriginal),
+	// Extensions.
+	op("GET", "/openapi.yaml", (*Handler).openAPI),
+	op("POST", "/sessions", (*Handler).create),
+	op("GET", "/sessions", (*Handler).list),
+	op("GET", "/sessions/{}", (*Handler).get),
+	op("DELETE", "/sessions/{}", (*Handler).delete),
+	op("POST", "/sessions/{}/pause", (*Handler).pause),
+	op("POST", "/sessions/{}/resume", (*Handler).resume),
+	op("POST", "/sessions/{}/approve", (*Handler).approve),
+	op("GET", "/sessions/{}/nodes", (*Handler).nodes),
+	op("GET", "/sessions/{}/plan", (*Handler).planSession),
+	op("GET", "/sessions/{}/events", (*Handler).events),
+	op("POST", "/plan", (*Handler).planCreate),
+	op("GET", "/events", (*Handler).allEvents),
+}
+
+func match(pattern, segs []string) ([]string, bool) {
+	if len(pattern) != len(segs) {
+		return nil, false
+	}
+	var params []string
+	for i, p := range pattern {
+		switch {
+		case p == "{}":
+			if segs[i] == "" {
+				return nil, false
+			}
+			params = append(params, segs[i])
+		case p != segs[i]:
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+// ServeHTTP implements http.Handler. It never redirects.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	path := req.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	var allow []string
+	for _, rt := range routes {
+		params, ok := match(rt.pattern, segs)
+		if !ok {
+			continue
+		}
+		if rt.method != req.Method && !(rt.method == "GET" && req.Method == "HEAD") {
+			allow = append(allow, rt.method)
+			continue
+		}
+		if !(h.cfg.PublicReads && (req.Method == "GET" || req.Method == "HEAD")) {
+			caller, err := h.cfg.Auth.Authenticate(req)
+			if err != nil {
+				status := http.StatusUnauthorized
+				if errors.Is(err, errKeys) {
+					status = http.StatusServiceUnavailable
+				} else {
+					w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				}
+				h.fail(w, req, &Problem{Status: status, Detail: err.Error()})
+				return
+			}
+			if caller != "" && req.Method != "GET" {
+				h.log.Info("request", "method", req.Method, "path", path, "caller", caller)
+			}
+		}
+		rt.serve(h, w, req, params)
+		return
+	}
+	if len(allow) > 0 {
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(slices.Compact(allow), ", "))
+		h.fail(w, req, problemf(http.StatusMethodNotAllowed, "%s is not allowed on %s", req.Method, path))
+		return
+	}
+	h.fail(w, req, problemf(http.StatusNotFound, "no such resource: %s", path))
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {
+	level := slog.LevelInfo
+	if p.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", p.Status, "detail", p.Detail)
+	writeProblem(w, p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readSpec reads a request's body as a Spec, with only the given fields
+// if fields is not nil; it answers the request itself when it cannot.
+func (h *Handler) readSpec(w http.ResponseWriter, r *http.Request, fields []string) (crus.Spec, bool) {
+	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
+	if p == nil {
+		var spec crus.Spec
+		if spec, p = decodeSpec(body, fields); p == nil {
+			return spec, true
+		}
+	}
+	h.fail(w, r, p)
+	return crus.Spec{}, false
+}
+
+// The original API.
+
+func (h *Handler) createOriginal(w http.ResponseWriter, r *http.Request, _ []string) {
+	spec, ok := h.readSpec(w, r, originalFields)
+	if !ok {
+		return
+	}
+	s, err := h.ex.Create(r.Context(), spec)
+	if err != nil {
+		h.fail(w, r, createProblem(err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.Status())
+}
+
+func (h *Handler) listOriginal(w http.ResponseWriter, r *http.Request, _ []string) {
+	list, err := h.ex.List(r.Context())
+	if err != nil {
+		h.fail(w, r, backendProblem(err))
+		return
+	}
+	out := make([]crus.Status, len(list))
+	for i, s := range list {
+		out[i] = s.Status()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getOriginal(w http.ResponseWriter, r *http.Request, params []string) {
+	s, err := h.ex.Get(r.Context(), params[0])
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, params[0]))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Status())
+}
+
+func (h *Handler) deleteOriginal(w http.ResponseWriter, r *http.Request, params []string) {
+	s, err := h.ex.Delete(r.Context(), params[0])
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, params[0]))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Status())
+}
+
+// Extensions.
+
+func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request, _ []string) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(OpenAPI)
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ []string) {
+	spec, ok := h.readSpec(w, r, nil)
+	if !ok {
+		return
+	}
+	s, err := h.ex.Create(r.Context(), spec)
+	if err != nil {
+		h.fail(w, r, createProblem(err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, s)
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ []string) {
+	list, err := h.ex.List(r.Context())
+	if err != nil {
+		h.fail(w, r, backendProblem(err))
+		return
+	}
+	out := make([]Summary, len(list))
+	for i, s := range list {
+		out[i] = SummaryOf(s)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, params []string) {
+	s, err := h.ex.Get(r.Context(), params[0])
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, params[0]))
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+// act answers an action on one session with the session's summary.
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(*http.Request, string) (*crus.Session, error)) {
+	s, err := do(r, id)
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, id))
+		return
+	}
+	writeJSON(w, http.StatusOK, SummaryOf(s))
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request, params []string) {
+	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) { return h.ex.Delete(r.Context(), id) })
+}
+
+func (h *Handler) pause(w http.ResponseWriter, r *http.Request, params []string) {
+	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) { return h.ex.Pause(r.Context(), id) })
+}
+
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request, params []string) {
+	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) { return h.ex.Resume(r.Context(), id) })
+}
+
+func (h *Handler) approve(w http.ResponseWriter, r *http.Request, params []string) {
+	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) { return h.ex.Approve(r.Context(), id) })
+}
+
+func (h *Handler) nodes(w http.ResponseWriter, r *http.Request, params []string) {
+	s, err := h.ex.Get(r.Context(), params[0])
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, params[0]))
+		return
+	}
+	writeJSON(w, http.StatusOK, NodesOf(s, r.URL.Query().Get("names") == "true"))
+}
+
+func (h *Handler) events(w http.ResponseWriter, r *http.Request, params []string) {
+	h.stream(w, r, params[0])
+}
+
+func (h *Handler) allEvents(w http.ResponseWriter, r *http.Request, _ []string) {
+	h.stream(w, r, "")
+}

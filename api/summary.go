@@ -1,0 +1,169 @@
+package api
+
+import (
+	"time"
+
+	"github.com/crus-go/crus"
+)
+
+// Summary is a session without its per-node records: the original status
+// fields, where the session is, and the tally of its nodes. It is what the
+// session list, the actions and the event streams give.
+type Summary struct {
+	crus.Status
+	Strategy   crus.Strategy `json:"strategy"`
+	Stage      crus.Stage    `json:"stage"`
+	StageSince time.Time     `json:"stage_since,omitzero"`
+	Step       int           `json:"step"`
+	Steps      int           `json:"steps"`
+	Result     crus.Result   `json:"result,omitzero"`
+	Paused     bool          `json:"paused,omitzero"`
+	Cancel     bool          `json:"cancel,omitzero"`
+	Abort      string        `json:"abort,omitzero"`
+	CreatedAt  time.Time     `json:"created_at,omitzero"`
+	StartedAt  time.Time     `json:"started_at,omitzero"`
+	EndedAt    time.Time     `json:"ended_at,omitzero"`
+	Counts     Counts        `json:"counts"`
+	Revision   int64         `json:"revision"`
+}
+
+// Counts tallies a session's nodes.
+type Counts struct {
+	Nodes     int `json:"nodes"`
+	Upgraded  int `json:"upgraded"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	Untouched int `json:"untouched"`
+	InFlight  int `json:"in_flight"`
+	Pending   int `json:"pending"`
+}
+
+// SummaryOf summarises a session record.
+func SummaryOf(s *crus.Session) Summary {
+	c := s.Counts()
+	strategy := s.Strategy
+	if strategy == "" {
+		strategy = crus.StrategyClassic
+	}
+	p := s.Progress
+	return Summary{
+		Status: s.Status(), Strategy: strategy,
+		Stage: p.Stage, StageSince: p.StageSince, Step: p.Step, Steps: p.Steps, Result: p.Result,
+		Paused: p.Paused, Cancel: p.Cancel, Abort: p.Abort,
+		CreatedAt: p.CreatedAt, StartedAt: p.StartedAt, EndedAt: p.EndedAt,
+		Counts: Counts{
+			Nodes: c.Nodes, Upgraded: c.Upgraded, Failed: c.Failed, Skipped: c.Skipped,
+			Untouched: c.Untouched, InFlight: c.InFlight, Pending: c.Pending,
+		},
+		Revision: s.Revision,
+	}
+}
+
+// Node states in Nodes.Codes, one character per node.
+const (
+	CodePending   = 'p'
+	CodeQuiescing = 'q'
+	CodeQuiesced  = 'd'
+	CodeBooting   = 'b'
+	CodeReturning = 'r'
+	CodeResuming  = 's'
+	CodeFailing   = 'f'
+	CodeReleasing = 'l'
+	CodeUpgraded  = 'U'
+	CodeFailed    = 'F'
+	CodeSkipped   = 'S'
+	CodeUntouched = 'T'
+	CodeDone      = 'D' // done without an outcome: not expected
+)
+
+// CodeOf returns the one-character code of a node's phase and outcome.
+func CodeOf(n *crus.NodeRecord) byte {
+	switch n.Phase {
+	case crus.PhasePending:
+		return CodePending
+	case crus.PhaseQuiescing:
+		return CodeQuiescing
+	case crus.PhaseQuiesced:
+		return CodeQuiesced
+	case crus.PhaseBooting:
+		return CodeBooting
+	case crus.PhaseReturning:
+		return CodeReturning
+	case crus.PhaseResuming:
+		return CodeResuming
+	case crus.PhaseFailing:
+		return CodeFailing
+	case crus.PhaseReleasing:
+		return CodeReleasing
+	}
+	switch n.Outcome {
+	case crus.OutcomeUpgraded:
+		return CodeUpgraded
+	case crus.OutcomeFailed:
+		return CodeFailed
+	case crus.OutcomeSkipped:
+		return CodeSkipped
+	case crus.OutcomeUntouched:
+		return CodeUntouched
+	}
+	return CodeDone
+}
+
+// Nodes is the compact per-node state of a session, small enough to send
+// again and again for 10,000 nodes: one character per node in record
+// order (sorted by xname), and the names only when asked for.
+type Nodes struct {
+	Session  string `json:"session"`
+	Revision int64  `json:"revision"`
+	// Codes holds one character per node (see the Code constants).
+	Codes string `json:"codes"`
+	// Steps holds each node's step (0: not in a step yet), in record order.
+	Steps []int `json:"steps"`
+	// XNames and Names (the workload manager's) are set when asked for
+	// (?names=true).
+	XNames []string `json:"xnames,omitempty"`
+	Names  []string `json:"wlm_names,omitempty"`
+	// Failed lists the failed nodes with their reasons.
+	Failed []NodeReason `json:"failed"`
+	// Skipped lists the skipped nodes with their reasons.
+	Skipped []NodeReason `json:"skipped"`
+	// Messages are the session's messages.
+	Messages []string `json:"messages"`
+}
+
+// NodeReason is a node and why it has its outcome.
+type NodeReason struct {
+	XName  string `json:"xname"`
+	Name   string `json:"wlm_name"`
+	Reason string `json:"reason"`
+}
+
+// NodesOf builds the compact node state of a session.
+func NodesOf(s *crus.Session, names bool) Nodes {
+	codes := make([]byte, len(s.Progress.Nodes))
+	out := Nodes{
+		Session: s.UpgradeID, Revision: s.Revision,
+		Steps: make([]int, len(codes)), Failed: []NodeReason{}, Skipped: []NodeReason{},
+		Messages: s.Status().Messages,
+	}
+	if names {
+		out.XNames = make([]string, len(codes))
+		out.Names = make([]string, len(codes))
+	}
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		codes[i] = CodeOf(n)
+		out.Steps[i] = n.Step
+		if names {
+			out.XNames[i], out.Names[i] = n.XName, n.Name
+		}
+		switch n.Outcome {
+		case crus.OutcomeFailed:
+			out.Failed = append(out.Failed, NodeReason{n.XName, n.Name, n.Reason})
+		case crus.OutcomeSkipped:
+			out.Skipped = append(out.Skipped, NodeReason{n.XName, n.Name, n.Reason})
+		}
+	}
+	out.Codes = string(codes)
+	return out
+}

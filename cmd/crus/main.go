@@ -1,0 +1,108 @@
+// Command crus runs rolling upgrades of compute nodes: the drop-in service
+// for the removed Compute Rolling Upgrade Service, and a client for it.
+//
+//	crus serve [--config FILE] [--listen ADDR] ...   the REST API, the status page, /metrics; drives every session
+//	crus demo  [--listen ADDR]                       the same, on a simulated cluster (no Cray system needed)
+//	crus config check [--config FILE]                report every problem of a configuration; contact each backend once
+//	crus create --starting-label L --upgrading-label L --failed-label L --upgrade-step-size N --upgrade-template-id T [--workload-manager-type slurm] [rollout options]
+//	crus list | describe ID | delete ID | pause ID | resume ID | approve ID
+//	crus watch ID                                    live progress; a plain line log when not on a terminal
+//	crus timeline ID [--file F.svg]                  the timeline of the steps as SVG
+//	crus plan --starting-label L --upgrade-step-size N   what-if: every strategy simulated from the live cluster
+//
+// The client commands talk to a crus serve (--server URL, env CRUS_SERVER,
+// default http://127.0.0.1:8080) or, with --store DIR (or --store etcd),
+// directly to a store through an executor built from the configuration.
+// Output: -o table (default), json or yaml.
+//
+// Exit codes: 0 success; 1 failure (refused, unreachable, not found); 2
+// usage; for watch, 3 when the session ended with failed nodes and 4 when
+// it was cancelled or aborted.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+)
+
+const (
+	exitOK        = 0
+	exitFail      = 1
+	exitUsage     = 2
+	exitFailed    = 3
+	exitCancelled = 4
+)
+
+var commands = map[string]func(args []string) int{
+	"serve":    cmdServe,
+	"demo":     cmdDemo,
+	"config":   cmdConfig,
+	"create":   cmdCreate,
+	"list":     cmdList,
+	"describe": cmdDescribe,
+	"delete":   cmdAction("delete"),
+	"pause":    cmdAction("pause"),
+	"resume":   cmdAction("resume"),
+	"approve":  cmdAction("approve"),
+	"watch":    cmdWatch,
+	"timeline": cmdTimeline,
+	"plan":     cmdPlan,
+}
+
+func usage(w io.Writer) {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(w, "usage: crus COMMAND [flags] [args]\n\ncommands: %s\n\n'crus COMMAND -h' describes one.\n", strings.Join(names, ", "))
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "crus: unknown command %q\n", args[0])
+		usage(os.Stderr)
+		return exitUsage
+	}
+	return cmd(args[1:])
+}
+
+// parseFlags parses args allowing flags after the positional arguments
+// (crus describe ID -o json), as kubectl does; the positional arguments
+// are left in fs.Args().
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	// Re-parse nothing: leave the positional arguments for the caller.
+	return fs.Parse(append([]string{"--"}, pos...))
+}

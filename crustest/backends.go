@@ -1,0 +1,355 @@
+package crustest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+	"github.com/crus-go/crus/wlm/wlmtest"
+)
+
+// GroupStore is what the kit's HSM implements: an hsm.GroupStore that can
+// also create groups and look up node IDs.
+type GroupStore interface {
+	hsm.GroupStore
+	hsm.GroupCreator
+	hsm.NIDResolver
+}
+
+// HSM returns the World's Hardware State Manager. Like the real one it
+// refuses malformed xnames and components it does not know.
+func (w *World) HSM() GroupStore { return groupStore{w} }
+
+// BOS returns the World's boot orchestrator. A session stays pending for
+// 10 seconds (it reads group membership then, as BOS does), reboots the
+// nodes its template and limit select, and completes when each has booted
+// or failed.
+func (w *World) BOS() bos.Orchestrator { return orchestrator{w} }
+
+// WLM returns the workload manager to give crus: the kit's own, or the
+// one of UseManager, recorded (for Check) and with the failures of
+// FailNext injected. It has the optional capabilities of the manager it
+// stands for (wlm.BootTimeReporter, wlm.JobEnder, wlm.Describer).
+func (w *World) WLM() wlm.Manager {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.manager
+}
+
+type groupStore struct{ w *World }
+
+var _ GroupStore = groupStore{}
+
+func (g groupStore) Members(ctx context.Context, label string) ([]string, error) {
+	g.w.sync()
+	return g.w.fw.HSM().Members(ctx, label)
+}
+
+func (g groupStore) AddMembers(ctx context.Context, label string, xnames []string) error {
+	g.w.sync()
+	return g.w.fw.HSM().AddMembers(ctx, label, xnames)
+}
+
+func (g groupStore) RemoveMembers(ctx context.Context, label string, xnames []string) error {
+	g.w.sync()
+	return g.w.fw.HSM().RemoveMembers(ctx, label, xnames)
+}
+
+func (g groupStore) CreateGroup(ctx context.Context, label, description string) error {
+	g.w.sync()
+	return g.w.fw.HSM().CreateGroup(ctx, label, description)
+}
+
+func (g groupStore) NIDs(ctx context.Context, xnames []string) (map[string]int, error) {
+	g.w.sync()
+	return g.w.fw.HSM().NIDs(ctx, xnames)
+}
+
+type orchestrator struct{ w *World }
+
+var _ bos.Orchestrator = orchestrator{}
+
+func (o orchestrator) CheckTemplate(ctx context.Context, template string) error {
+	o.w.sync()
+	return o.w.fw.BOS().CheckTemplate(ctx, template)
+}
+
+func (o orchestrator) Reboot(ctx context.Context, req bos.Request) error {
+	o.w.sync()
+	return o.w.fw.BOS().Reboot(ctx, req)
+}
+
+func (o orchestrator) Status(ctx context.Context, name string, nodes []string) (bos.Status, error) {
+	o.w.sync()
+	return o.w.fw.BOS().Status(ctx, name, nodes)
+}
+
+// recorder stands between crus and the workload manager. It counts calls,
+// injects failures, and records what Check needs: the nodes crus acted
+// on, the nodes out of service because of crus after every change that
+// can add one (a drain, a reboot), every reboot and any reboot of a busy
+// node.
+type recorder struct {
+	w     *World
+	inner wlm.Manager
+	power wlmtest.Rebooter // nil: the kit's own manager
+
+	mu          sync.Mutex
+	callCount   map[string]int
+	faults      map[string][]error
+	outages     map[string][]outage
+	touched     map[string]bool        // workload-manager names crus changed
+	drained     map[string]bool        // names crus drained and has not resumed or failed since
+	rebooting   map[string]bool        // xnames powered off whose boot has not ended
+	reboots     map[string][]time.Time // xname -> when it was powered off
+	samples     [][]string             // xnames out of service because of crus, after each change
+	sampleTimes []time.Time            // when each sample was taken
+	violations  []string
+}
+
+func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder {
+	return &recorder{
+		w: w, inner: inner, power: power,
+		callCount: map[string]int{}, faults: map[string][]error{},
+		touched: map[string]bool{}, drained: map[string]bool{},
+		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
+	}
+}
+
+// manager returns the recorded manager, with a JobEnds method only if the
+// inner one has it: crus finds capabilities by type assertion.
+func (r *recorder) manager() wlm.Manager {
+	if je, ok := r.inner.(wlm.JobEnder); ok {
+		return recordedJobEnder{recorded{r}, je}
+	}
+	return recorded{r}
+}
+
+func (r *recorder) failNext(op string, n int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range n {
+		r.faults[op] = append(r.faults[op], err)
+	}
+}
+
+type outage struct {
+	from, until time.Time
+	err         error
+}
+
+func (r *recorder) outage(op string, from, until time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.outages == nil {
+		r.outages = map[string][]outage{}
+	}
+	r.outages[op] = append(r.outages[op], outage{from, until, err})
+}
+
+func (r *recorder) calls() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.callCount)
+}
+
+func (r *recorder) rebootTimes(xname string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reboots[xname])
+}
+
+// begin starts a call of op: it honours ctx, counts the call and returns
+// its injected failure.
+func (r *recorder) begin(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.w.sync()
+	now := r.w.fw.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.callCount[op]++
+	if q := r.faults[op]; len(q) > 0 {
+		r.faults[op] = q[1:]
+		return q[0]
+	}
+	for _, o := range r.outages[op] {
+		if !now.Before(o.from) && now.Before(o.until) {
+			return o.err
+		}
+	}
+	return nil
+}
+
+// changed records a change crus asked for: drain (true) or the end of
+// one (resume, fail) on the nodes the call did not refuse.
+func (r *recorder) changed(names []string, err error, drain bool) {
+	perNode, rest := batch.Split(err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		r.touched[n] = true
+		switch {
+		case drain:
+			// Even a refused or failed drain may have taken effect:
+			// the sample's reading decides.
+			r.drained[n] = true
+		case rest == nil && perNode[n] == nil:
+			delete(r.drained, n)
+		}
+	}
+}
+
+// sample records the nodes out of service because of crus now: rebooting,
+// or drained by crus (a reason of crus's, or none) and not failed.
+// Failed nodes are crus's outcome, not part of its budget.
+func (r *recorder) sample() {
+	r.mu.Lock()
+	candidates := make([]string, 0, len(r.drained)+len(r.rebooting))
+	for n := range r.drained {
+		candidates = append(candidates, n)
+	}
+	for x := range r.rebooting {
+		if n := r.w.Name(x); !r.drained[n] {
+			candidates = append(candidates, n)
+		}
+	}
+	rebooting := maps.Clone(r.rebooting)
+	r.mu.Unlock()
+	slices.Sort(candidates)
+	nodes, _ := r.inner.Nodes(context.Background(), candidates)
+	var out []string
+	for _, n := range nodes {
+		x := r.w.xnameOf(n.Name)
+		ours := n.Drain && (n.Reason == "" || strings.HasPrefix(n.Reason, "crus "))
+		if !n.Fail && (rebooting[x] || ours) {
+			out = append(out, x)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k := len(r.samples); k == 0 || !slices.Equal(r.samples[k-1], out) {
+		r.samples = append(r.samples, out)
+		r.sampleTimes = append(r.sampleTimes, r.w.fw.Now())
+	}
+}
+
+// powerOff is the World's power hook as a boot session powers a node off.
+func (r *recorder) powerOff(xname, name string) error {
+	if r.power != nil {
+		// The kit's own manager records a reboot with jobs itself (it
+		// knows its jobs); an outside one is asked.
+		nodes, err := r.inner.Nodes(context.Background(), []string{name})
+		switch {
+		case err != nil:
+			r.violate(fmt.Sprintf("%s: could not read %s (%s) before rebooting it: %v", r.w.fw.Now().Format(time.RFC3339), xname, name, err))
+		case len(nodes) == 1 && nodes[0].Busy():
+			r.violate(fmt.Sprintf("%s: %s (%s) rebooted while running jobs (%s)", r.w.fw.Now().Format(time.RFC3339), xname, name, wlm.DescriberOf(r.inner).Describe(nodes[0])))
+		}
+	}
+	r.mu.Lock()
+	r.rebooting[xname] = true
+	r.reboots[xname] = append(r.reboots[xname], r.w.fw.Now())
+	r.mu.Unlock()
+	if r.power != nil {
+		if err := r.power.PowerOff(context.Background(), name); err != nil {
+			return err
+		}
+	}
+	r.sample()
+	return nil
+}
+
+// powerOn is the World's power hook as a node's boot ends.
+func (r *recorder) powerOn(xname, name string, back bool) {
+	r.mu.Lock()
+	delete(r.rebooting, xname)
+	r.mu.Unlock()
+	if back && r.power != nil {
+		if err := r.power.PowerOn(context.Background(), name); err != nil {
+			r.violate(fmt.Sprintf("%s: %s (%s) booted but could not be powered on: %v", r.w.fw.Now().Format(time.RFC3339), xname, name, err))
+		}
+	}
+}
+
+func (r *recorder) violate(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.violations = append(r.violations, s)
+}
+
+// recorded is the wlm.Manager crus is given.
+type recorded struct{ r *recorder }
+
+var (
+	_ wlm.Manager          = recorded{}
+	_ wlm.BootTimeReporter = recorded{}
+	_ wlm.Describer        = recorded{}
+	_ wlm.JobEnder         = recordedJobEnder{}
+)
+
+func (m recorded) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	if err := m.r.begin(ctx, "wlm.Nodes"); err != nil {
+		return nil, err
+	}
+	return m.r.inner.Nodes(ctx, names)
+}
+
+func (m recorded) Drain(ctx context.Context, names []string, reason string) error {
+	if err := m.r.begin(ctx, "wlm.Drain"); err != nil {
+		return err
+	}
+	err := m.r.inner.Drain(ctx, names, reason)
+	m.r.changed(names, err, true)
+	m.r.sample()
+	return err
+}
+
+func (m recorded) Resume(ctx context.Context, names []string) error {
+	if err := m.r.begin(ctx, "wlm.Resume"); err != nil {
+		return err
+	}
+	err := m.r.inner.Resume(ctx, names)
+	m.r.changed(names, err, false)
+	return err
+}
+
+func (m recorded) Fail(ctx context.Context, names []string, reason string) error {
+	if err := m.r.begin(ctx, "wlm.Fail"); err != nil {
+		return err
+	}
+	err := m.r.inner.Fail(ctx, names, reason)
+	m.r.changed(names, err, false)
+	return err
+}
+
+// ReportsBootTime implements wlm.BootTimeReporter for the manager it
+// stands for.
+func (m recorded) ReportsBootTime() bool {
+	r, ok := m.r.inner.(wlm.BootTimeReporter)
+	return ok && r.ReportsBootTime()
+}
+
+// Describe implements wlm.Describer for the manager it stands for.
+func (m recorded) Describe(n wlm.Node) string { return wlm.DescriberOf(m.r.inner).Describe(n) }
+
+type recordedJobEnder struct {
+	recorded
+	je wlm.JobEnder
+}
+
+func (m recordedJobEnder) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	if err := m.r.begin(ctx, "wlm.JobEnds"); err != nil {
+		return nil, err
+	}
+	return m.je.JobEnds(ctx, names)
+}

@@ -1,0 +1,199 @@
+package crustest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/wlm"
+)
+
+// Check checks that the sessions, run to their end on this World, kept the
+// promises of crus, and returns an error that lists every broken one, or
+// nil:
+//
+//  1. at no moment were more of a session's nodes out of service because
+//     of crus (drained or draining with a reason of crus's, or rebooting)
+//     than its step size, not counting failed nodes; a node crus failed
+//     but the workload manager would not mark failed stays drained, and
+//     is allowed for;
+//  2. no node was rebooted while it ran a job;
+//  3. every node of a session ended with exactly one outcome, and the
+//     world agrees with it: an upgraded node was rebooted by the boot
+//     orchestrator after crus asked, and is in service unless someone
+//     else drained or failed it (with a reason not crus's); a failed node
+//     has a reason and is in the failed group or out of service in the
+//     workload manager; a skipped or untouched node was not rebooted and
+//     is not left drained or failed by crus;
+//  4. the upgrading group holds none of a session's nodes;
+//  5. no node outside the sessions was touched: drained, resumed, failed,
+//     added to or removed from a group, or rebooted.
+//
+// Pass every session run on the World: one session's nodes are not
+// outsiders to another. Check counts every change made through HSM, BOS
+// and WLM as crus's; make the changes of a test's own (an operator's
+// drain, a group set up) with the World's methods (AddGroup, AdminDrain,
+// ...) or directly on your own workload manager.
+func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
+	r := w.recorder()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	r.mu.Lock()
+	violations := slices.Concat(w.fw.Violations(), r.violations)
+	samples := slices.Clone(r.samples)
+	sampleTimes := slices.Clone(r.sampleTimes)
+	touched := map[string]bool{}
+	for n := range r.touched {
+		touched[w.xnameOf(n)] = true
+	}
+	for x := range r.reboots {
+		touched[x] = true
+	}
+	r.mu.Unlock()
+	for x := range w.fw.Touched() {
+		touched[x] = true
+	}
+	for _, v := range violations {
+		add("reboot of a busy node: %s", v)
+	}
+
+	inside := map[string]bool{}
+	for _, s := range sessions {
+		if s == nil {
+			add("Check: a nil session")
+			continue
+		}
+		for _, n := range s.Progress.Nodes {
+			inside[n.XName] = true
+		}
+		errs = append(errs, w.checkSession(ctx, r, s, samples, sampleTimes)...)
+	}
+	var outsiders []string
+	for x := range touched {
+		if !inside[x] {
+			outsiders = append(outsiders, x)
+		}
+	}
+	slices.Sort(outsiders)
+	for _, x := range outsiders {
+		add("node %s (%s) is outside the sessions but was touched", x, w.Name(x))
+	}
+	return errors.Join(errs...)
+}
+
+func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, samples [][]string, sampleTimes []time.Time) []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("session %s: "+format, append([]any{s.UpgradeID}, args...)...))
+	}
+	if !s.Completed {
+		add("not completed (state %s, stage %s)", s.State, s.Progress.Stage)
+	}
+	// crus's reasons for a session begin "crus <id>:".
+	prefix := "crus " + s.UpgradeID + ":"
+	ours := func(n wlm.Node) bool { return strings.HasPrefix(n.Reason, prefix) }
+	names := make([]string, 0, len(s.Progress.Nodes))
+	for _, n := range s.Progress.Nodes {
+		names = append(names, w.Name(n.XName))
+	}
+	read, err := r.inner.Nodes(ctx, names)
+	if err != nil {
+		add("reading its nodes from the workload manager: %v", err)
+	}
+	now := map[string]wlm.Node{}
+	for _, n := range read {
+		now[w.xnameOf(n.Name)] = n
+	}
+	words := wlm.DescriberOf(r.inner)
+	upgrading := w.fw.Members(s.UpgradingLabel)
+	failedGroup := w.fw.Members(s.FailedLabel)
+
+	member := map[string]bool{}
+	refused := 0 // failed, but the workload manager would not mark them failed
+	for _, n := range s.Progress.Nodes {
+		member[n.XName] = true
+		wn, seen := now[n.XName]
+		state := "not read"
+		if seen {
+			state = words.Describe(wn)
+			if wn.Reason != "" {
+				state += fmt.Sprintf(" (%s)", wn.Reason)
+			}
+		}
+		if n.Phase != crus.PhaseDone {
+			add("node %s has no outcome (phase %s)", n.XName, n.Phase)
+		}
+		if slices.Contains(upgrading, n.XName) {
+			add("node %s left in the upgrading group %q", n.XName, s.UpgradingLabel)
+		}
+		var reboots []time.Time
+		for _, t := range r.rebootTimes(n.XName) {
+			if !t.Before(s.Progress.CreatedAt) && (s.Progress.EndedAt.IsZero() || !t.After(s.Progress.EndedAt)) {
+				reboots = append(reboots, t)
+			}
+		}
+		leftByCrus := seen && (wn.Drain || wn.Fail) && ours(wn)
+		switch n.Outcome {
+		case crus.OutcomeUpgraded:
+			if !slices.ContainsFunc(reboots, func(t time.Time) bool { return !t.Before(n.RebootRequested.Add(-time.Second)) }) {
+				add("node %s is upgraded but was not rebooted after its reboot was requested (%s); reboots %v", n.XName, n.RebootRequested.Format(time.RFC3339), reboots)
+			}
+			if !seen || !wn.InService() && !((wn.Drain || wn.Fail) && !ours(wn)) {
+				add("node %s is upgraded but not back in service: %s", n.XName, state)
+			}
+		case crus.OutcomeFailed:
+			if n.Reason == "" {
+				add("node %s failed without a reason", n.XName)
+			}
+			if !slices.Contains(failedGroup, n.XName) && !(seen && (wn.Fail || wn.Drain)) {
+				add("node %s failed but is neither in the failed group %q nor out of service: %s", n.XName, s.FailedLabel, state)
+			}
+			if !seen || !wn.Fail {
+				refused++
+			}
+		case crus.OutcomeSkipped, crus.OutcomeUntouched:
+			if len(reboots) > 0 {
+				add("node %s is %s but was rebooted at %v", n.XName, n.Outcome, reboots)
+			}
+			if leftByCrus {
+				add("node %s is %s but left out of service by crus: %s", n.XName, n.Outcome, state)
+			}
+			if n.Reason == "" {
+				add("node %s is %s without a reason", n.XName, n.Outcome)
+			}
+		case crus.OutcomeNone:
+			if n.Phase == crus.PhaseDone {
+				add("node %s is done without an outcome", n.XName)
+			}
+		default:
+			add("node %s: outcome %q", n.XName, n.Outcome)
+		}
+	}
+
+	most, at := 0, time.Time{}
+	var mostNodes []string
+	for i, sample := range samples {
+		t := sampleTimes[i]
+		if t.Before(s.Progress.CreatedAt) || !s.Progress.EndedAt.IsZero() && t.After(s.Progress.EndedAt) {
+			continue
+		}
+		var in []string
+		for _, x := range sample {
+			if member[x] {
+				in = append(in, x)
+			}
+		}
+		if len(in) > most {
+			most, at, mostNodes = len(in), t, in
+		}
+	}
+	if most > s.StepSize+refused {
+		add("%d nodes out of service because of crus at %s, more than the step size %d: %s", most, at.Format(time.RFC3339), s.StepSize, strings.Join(mostNodes, " "))
+	}
+	return errs
+}

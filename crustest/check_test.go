@@ -1,0 +1,192 @@
+package crustest_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/crustest"
+)
+
+// session returns the record of a finished session over the first n
+// nodes of w, each upgraded as far as the record goes; the test then
+// makes the world and the record disagree.
+func session(w *crustest.World, n, step int) *crus.Session {
+	start := w.Now()
+	s := &crus.Session{UpgradeID: "s1", Completed: true, Spec: w.Spec(step)}
+	s.Progress.CreatedAt, s.Progress.Result = start, crus.ResultComplete
+	for i, x := range w.XNames()[:n] {
+		s.Progress.Nodes = append(s.Progress.Nodes, crus.NodeRecord{
+			XName: x, Name: w.Names()[i], Step: i/step + 1, Phase: crus.PhaseDone,
+			Outcome: crus.OutcomeUpgraded, Reason: "rebooted and back in service", RebootRequested: start,
+		})
+	}
+	return s
+}
+
+// reboot reboots the nodes with a boot session of the world's and lets
+// them come back.
+func reboot(t *testing.T, w *crustest.World, name string, xnames ...string) {
+	t.Helper()
+	if err := w.BOS().Reboot(t.Context(), bos.Request{Name: name, Template: crustest.Template, Limit: xnames}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.HSM().AddMembers(t.Context(), crustest.UpgradingLabel, xnames); err != nil {
+		t.Fatal(err)
+	}
+	w.Advance(time.Hour)
+	if err := w.HSM().RemoveMembers(t.Context(), crustest.UpgradingLabel, xnames); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// act does what crus would (through w's backends) and returns
+		// the session record it would end with.
+		act  func(t *testing.T, w *crustest.World) *crus.Session
+		want []string // in the error, one per broken promise; none: no error
+	}{{
+		name: "kept",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 4, 2)
+			xs := w.XNames()
+			ctx := t.Context()
+			for _, step := range [][]string{xs[0:2], xs[2:4]} {
+				names := []string{w.Name(step[0]), w.Name(step[1])}
+				if err := w.WLM().Drain(ctx, names, "crus s1: step"); err != nil {
+					t.Fatal(err)
+				}
+				reboot(t, w, "b-"+step[0], step...)
+				if err := w.WLM().Resume(ctx, names); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return s
+		},
+	}, {
+		name: "cap",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 3, 2)
+			xs := w.XNames()[:3]
+			names := w.Names()[:3]
+			if err := w.WLM().Drain(t.Context(), names, "crus s1: step 1"); err != nil {
+				t.Fatal(err)
+			}
+			reboot(t, w, "b1", xs...)
+			if err := w.WLM().Resume(t.Context(), names); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		want: []string{"3 nodes out of service because of crus", "more than the step size 2"},
+	}, {
+		name: "busy reboot",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			x := w.XNames()[0]
+			if err := w.StartJob(x, time.Hour, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			reboot(t, w, "b1", x)
+			return s
+		},
+		want: []string{"rebooted while running 1 jobs"},
+	}, {
+		name: "upgraded without a reboot",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			return session(w, 1, 1)
+		},
+		want: []string{"upgraded but was not rebooted"},
+	}, {
+		name: "upgraded but left drained",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			if err := w.WLM().Drain(t.Context(), w.Names()[:1], "crus s1: step 1"); err != nil {
+				t.Fatal(err)
+			}
+			reboot(t, w, "b1", w.XNames()[0])
+			return s
+		},
+		want: []string{"upgraded but not back in service: idle, drained (crus s1: step 1)"},
+	}, {
+		name: "left in the upgrading group",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			reboot(t, w, "b1", w.XNames()[0])
+			if err := w.HSM().AddMembers(t.Context(), crustest.UpgradingLabel, w.XNames()[:1]); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		want: []string{"left in the upgrading group"},
+	}, {
+		name: "outsider",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			reboot(t, w, "b1", w.XNames()[0])
+			if err := w.WLM().Resume(t.Context(), w.Names()[5:6]); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		want: []string{"node " + crustest.XName(5) + " (nid000006) is outside the sessions but was touched"},
+	}, {
+		name: "skipped but rebooted, no outcome, failed unmarked",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 3, 1)
+			reboot(t, w, "b1", w.XNames()[0:2]...)
+			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeSkipped, "not in service"
+			s.Progress.Nodes[1].Outcome = crus.OutcomeFailed
+			s.Progress.Nodes[2].Phase, s.Progress.Nodes[2].Outcome = crus.PhaseBooting, ""
+			s.Completed = false
+			return s
+		},
+		want: []string{
+			"not completed",
+			"is skipped but was rebooted",
+			"failed but is neither in the failed group",
+			"has no outcome (phase booting)",
+		},
+	}, {
+		name: "busy reboot, outside manager",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			m := &mini{clock: w, nodes: map[string]*miniNode{}}
+			for _, name := range w.Names() {
+				m.nodes[name] = &miniNode{up: true, jobEnd: w.Now().Add(time.Minute)}
+			}
+			w.UseManager(m, m)
+			s := session(w, 1, 1)
+			reboot(t, w, "b1", w.XNames()[0])
+			if n := m.nodes[w.Names()[0]]; !n.up || !n.booted.After(s.Progress.CreatedAt) {
+				t.Errorf("the outside manager's node after a reboot by the kit: %+v", n)
+			}
+			return s
+		},
+		want: []string{"x1000c0s0b0n0 (nid000001) rebooted while running jobs (running jobs)"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := crustest.New(crustest.Options{Nodes: 8})
+			s := tc.act(t, w)
+			err := w.Check(context.Background(), s)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Check found nothing; want %q", tc.want)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Check: %v\nwant it to say %q", err, want)
+				}
+			}
+		})
+	}
+}

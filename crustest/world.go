@@ -1,0 +1,413 @@
+package crustest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/wlm"
+	"github.com/crus-go/crus/wlm/wlmtest"
+)
+
+// The groups and the boot session template every World has. The starting
+// group holds every node; the others are empty; the template's boot set
+// targets the upgrading group.
+const (
+	StartingLabel  = "crus-starting"
+	UpgradingLabel = "crus-upgrading"
+	FailedLabel    = "crus-failed"
+	Template       = "compute-upgrade"
+)
+
+// ErrInjected is the error FailNext injects when given none.
+var ErrInjected = fake.ErrInjected
+
+// ErrOutsideManager is returned by the methods that act on the kit's own
+// workload manager (StartJob, AdminDrain, ...) once UseManager has
+// replaced it: act on yours instead.
+var ErrOutsideManager = errors.New("crustest: the world uses an outside workload manager; act on it directly")
+
+// XName returns the xname of the i-th node (from 0) of a World: HPE Cray
+// EX cabinets from x1000, 256 nodes each ("x1000c0s0b0n0",
+// "x1000c0s0b0n1", ...).
+func XName(i int) string { return fake.XName(i) }
+
+// Options describe a World. The zero value is usable.
+type Options struct {
+	// Nodes is the number of compute nodes; default 8. Node i (from 0)
+	// has xname XName(i), node ID i+1 and the workload-manager name
+	// "nid%06d" of its node ID, as crus maps it by default.
+	Nodes int
+	// Busy is the fraction of nodes (0 to 1) that run a job at the start,
+	// each for up to 4 hours, on the kit's own workload manager.
+	Busy float64
+	// Seed makes reboot times and the jobs of Busy reproducible.
+	Seed uint64
+	// Start is the virtual time the World starts at; default
+	// 2026-01-05 08:00 UTC. Ignored with RealClock.
+	Start time.Time
+	// RebootTime is the mean time a node takes to reboot, default 10m;
+	// each reboot takes up to RebootJitter (default 3m) more or less.
+	RebootTime, RebootJitter time.Duration
+	// RealClock makes the World follow the real clock (time.Now) instead
+	// of a virtual one of its own. Use it inside a testing/synctest
+	// bubble, where the real clock is itself virtual and moves only when
+	// every goroutine of the bubble waits: then any number of sessions can
+	// run at once, each with crus's default (real) clock. See Config.
+	RealClock bool
+	// WorkloadManagerType is what Spec and Config name the workload
+	// manager; default "slurm".
+	WorkloadManagerType string
+}
+
+// NodeFaults are faults injected into one node.
+type NodeFaults struct {
+	// BootFails makes the node's boots fail: the boot orchestrator
+	// reports it failed (with BootError, default "failed to boot") and it
+	// stays down.
+	BootFails bool
+	BootError string
+	// NeverReturns makes the node boot (the boot orchestrator reports
+	// success) but never register with the workload manager again.
+	NeverReturns bool
+	// RefuseDrain makes the kit's workload manager refuse to drain the
+	// node (a per-node error).
+	RefuseDrain bool
+	// SlowDrain keeps the node completing its last job this long after
+	// the job ends (kit's workload manager), so its drain ends late.
+	SlowDrain time.Duration
+}
+
+// World is an in-memory HPC system: HSM groups and node components, a
+// boot orchestrator and a workload manager (the kit's own, or yours with
+// UseManager), on one clock. A reboot by its boot orchestrator takes the
+// node down, and after Options.RebootTime brings it back with a newer
+// boot time; a drain or a fail survives it. All methods are safe for
+// concurrent use.
+type World struct {
+	fw     *fake.World
+	opts   Options
+	xnames []string          // by index
+	names  []string          // workload-manager names, by index
+	byName map[string]string // workload-manager name -> xname
+	byX    map[string]string // xname -> workload-manager name
+
+	syncMu sync.Mutex // one catch-up with the real clock at a time
+
+	mu      sync.Mutex
+	manager wlm.Manager // the recorded manager crus is given
+	rec     *recorder
+}
+
+// New returns a World with opts.Nodes nodes, all members of the starting
+// group; empty upgrading and failed groups; and the boot session template
+// Template. Its workload manager is the kit's own, Slurm-like one: drains
+// wait for running jobs, reboots are proven by boot times, reasons are
+// kept.
+func New(opts Options) *World {
+	if opts.Nodes == 0 {
+		opts.Nodes = 8
+	}
+	if opts.WorkloadManagerType == "" {
+		opts.WorkloadManagerType = "slurm"
+	}
+	fo := fake.Options{Seed: opts.Seed, Start: opts.Start, RebootTime: opts.RebootTime, RebootJitter: opts.RebootJitter}
+	if opts.RealClock {
+		fo.Start = time.Now()
+	}
+	w := &World{
+		fw:     fake.NewCluster(fake.ClusterOptions{Options: fo, Nodes: opts.Nodes, Busy: opts.Busy}),
+		opts:   opts,
+		byName: map[string]string{},
+		byX:    map[string]string{},
+	}
+	for i := range opts.Nodes {
+		x := XName(i)
+		n, _ := w.fw.Node(x)
+		w.xnames = append(w.xnames, x)
+		w.names = append(w.names, n.Name)
+		w.byName[n.Name] = x
+		w.byX[x] = n.Name
+	}
+	w.rec = newRecorder(w, w.fw.WLM(), nil)
+	w.manager = w.rec.manager()
+	w.fw.SetPowerHook(fake.PowerHook{Off: w.rec.powerOff, On: w.rec.powerOn})
+	return w
+}
+
+// UseManager makes m the World's workload manager in place of the kit's
+// own. crus is then given m (through WLM, which records its calls and
+// injects the failures of FailNext), and the kit's boot orchestrator
+// reboots m's nodes through power: PowerOff as a boot session powers a
+// node off (an error fails that node's boot), PowerOn once it has booted
+// (never for a node whose faults say it fails to boot or never returns).
+// A wlmtest harness that implements wlmtest.Rebooter is such a power.
+//
+// m must know the World's nodes by the names Names returns. Jobs, drains
+// and other operators' actions are then yours to make on m; the kit's
+// StartJob, AdminDrain, AdminResume, SetDown and EndJobs return
+// ErrOutsideManager. Call UseManager before creating an executor.
+func (w *World) UseManager(m wlm.Manager, power wlmtest.Rebooter) {
+	for _, x := range w.xnames {
+		w.fw.EndJobs(x) // the kit's own jobs (Options.Busy) are not m's
+	}
+	rec := newRecorder(w, m, power)
+	w.mu.Lock()
+	w.rec, w.manager = rec, rec.manager()
+	w.mu.Unlock()
+	w.fw.SetPowerHook(fake.PowerHook{Off: rec.powerOff, On: rec.powerOn})
+}
+
+func (w *World) recorder() *recorder {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rec
+}
+
+func (w *World) outside() bool { return w.recorder().power != nil }
+
+// Config returns the crus.Config of an executor on this World: its clock
+// (nil, the real one, with Options.RealClock) and workload manager type.
+// Set the other fields as you wish.
+//
+// The World's virtual clock moves when an executor waits on it (After):
+// it serves one Run at a time, since a Run that waits moves the world
+// under any other Run between its observation and its action. To run
+// several sessions at once, use Options.RealClock inside synctest.Test.
+func (w *World) Config() crus.Config {
+	cfg := crus.Config{WorkloadManagerType: w.opts.WorkloadManagerType}
+	if !w.opts.RealClock {
+		cfg.Clock = w
+	}
+	return cfg
+}
+
+// Spec returns the spec of a session that upgrades the starting group in
+// steps of step nodes with the World's groups and template.
+func (w *World) Spec(step int) crus.Spec {
+	return crus.Spec{
+		StartingLabel: StartingLabel, UpgradingLabel: UpgradingLabel, FailedLabel: FailedLabel,
+		StepSize: step, TemplateID: Template, WorkloadManagerType: w.opts.WorkloadManagerType,
+	}
+}
+
+// sync brings a RealClock World up to the real time: every event due runs.
+// A virtual World moves only through After and Advance.
+func (w *World) sync() {
+	if !w.opts.RealClock {
+		return
+	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.fw.RunUntil(time.Now())
+}
+
+// Now returns the World's time. It implements crus.Clock.
+func (w *World) Now() time.Time {
+	// A power hook that asks the time while the World catches up runs
+	// inside the catch-up: it gets the time of its event.
+	if w.opts.RealClock && w.syncMu.TryLock() {
+		w.fw.RunUntil(time.Now())
+		w.syncMu.Unlock()
+	}
+	return w.fw.Now()
+}
+
+// After implements crus.Clock. On the virtual clock it moves the World on
+// by d, running every event due (jobs end, nodes reboot and come back),
+// and returns a channel that holds the new time. With RealClock it is
+// time.After.
+func (w *World) After(d time.Duration) <-chan time.Time {
+	if w.opts.RealClock {
+		return time.After(d)
+	}
+	return w.fw.After(d)
+}
+
+// Advance lets d pass and returns the new time: on the virtual clock at
+// once, with RealClock by sleeping (instant inside a synctest bubble).
+func (w *World) Advance(d time.Duration) time.Time {
+	if w.opts.RealClock {
+		time.Sleep(d)
+		return w.Now()
+	}
+	return w.fw.Advance(d)
+}
+
+// Schedule runs fn at time at (or as soon as the World next moves, if at
+// is past), without the World's locks: fn may call the World's methods
+// and act on an outside workload manager. Use it for what an operator or
+// a fault does during a session.
+func (w *World) Schedule(at time.Time, fn func()) { w.fw.Schedule(at, fn) }
+
+// XNames returns the xnames of the nodes, in order.
+func (w *World) XNames() []string { return slices.Clone(w.xnames) }
+
+// Names returns the workload-manager names of the nodes, in the order of
+// XNames.
+func (w *World) Names() []string { return slices.Clone(w.names) }
+
+// Name returns the workload-manager name of the node with this xname, or
+// "" if there is none.
+func (w *World) Name(xname string) string { return w.byX[xname] }
+
+// Members returns the members of an HSM group, sorted, without counting a
+// call.
+func (w *World) Members(label string) []string { return w.fw.Members(label) }
+
+// AddGroup creates or replaces an HSM group with these members, as an
+// operator would: crus is not counted as having touched them.
+func (w *World) AddGroup(label string, members ...string) { w.fw.AddGroup(label, members...) }
+
+// AddMember adds a node to an HSM group as an operator would (the group
+// is created if missing): crus is not counted as having touched it.
+func (w *World) AddMember(label, xname string) { w.fw.AddMember(label, xname) }
+
+// RemoveMember removes a node from an HSM group as an operator would.
+func (w *World) RemoveMember(label, xname string) { w.fw.RemoveMember(label, xname) }
+
+// AddTemplate creates a boot session template whose boot set targets
+// these HSM groups (for a second session beside the first, with groups
+// of its own).
+func (w *World) AddTemplate(name string, nodeGroups ...string) { w.fw.AddTemplate(name, nodeGroups...) }
+
+// FailNext makes the next n calls of op fail with err (ErrInjected if
+// nil) before doing anything. op names a backend method: "hsm.Members",
+// "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs", "bos.CheckTemplate",
+// "bos.Reboot", "bos.Status", "wlm.Nodes", "wlm.Drain", "wlm.Resume",
+// "wlm.Fail", "wlm.JobEnds". An error matching batch.ErrPermanent is not
+// retried by crus; others are.
+func (w *World) FailNext(op string, n int, err error) {
+	if err == nil {
+		err = ErrInjected
+	}
+	if len(op) > 4 && op[:4] == "wlm." {
+		w.recorder().failNext(op, n, err)
+		return
+	}
+	w.fw.FailNext(op, n, err)
+}
+
+// Outage makes every call of op (as for FailNext) fail with err
+// (ErrInjected if nil) from the World's time from until until, before
+// doing anything: a backend down for a while, however long.
+func (w *World) Outage(op string, from, until time.Time, err error) {
+	if err == nil {
+		err = ErrInjected
+	}
+	if len(op) > 4 && op[:4] == "wlm." {
+		w.recorder().outage(op, from, until, err)
+		return
+	}
+	w.fw.Outage(op, from, until, err)
+}
+
+// SetFaults sets the faults of the node with this xname.
+func (w *World) SetFaults(xname string, f NodeFaults) {
+	w.fw.SetFaults(xname, fake.NodeFaults{
+		BootFails: f.BootFails, BootError: f.BootError, NeverReturns: f.NeverReturns,
+		RefuseDrain: f.RefuseDrain, SlowDrain: f.SlowDrain,
+	})
+}
+
+// BreakTemplate makes every later boot session of the template fail as a
+// whole with reason, rebooting nothing; RepairTemplate undoes it.
+func (w *World) BreakTemplate(reason string) { w.fw.BreakTemplate(Template, reason) }
+
+// RepairTemplate undoes BreakTemplate.
+func (w *World) RepairTemplate() { w.fw.RepairTemplate(Template) }
+
+// Calls returns how many calls each backend method received, by the names
+// of FailNext.
+func (w *World) Calls() map[string]int {
+	out := map[string]int{}
+	for op, n := range w.fw.Calls() {
+		if len(op) < 4 || op[:4] != "wlm." {
+			out[op] = n
+		}
+	}
+	for op, n := range w.recorder().calls() {
+		out[op] = n
+	}
+	return out
+}
+
+// Reboots returns how many times the boot orchestrator rebooted the node
+// with this xname.
+func (w *World) Reboots(xname string) int { return len(w.recorder().rebootTimes(xname)) }
+
+// StartJob starts a job on a node of the kit's workload manager that is in
+// service: it runs for runFor, while the workload manager knows only its
+// time limit (limit, at least runFor).
+func (w *World) StartJob(xname string, runFor, limit time.Duration) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	return w.fw.StartJob(xname, runFor, limit)
+}
+
+// EndJobs ends every job of the node now (kit's workload manager).
+func (w *World) EndJobs(xname string) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.EndJobs(xname)
+	return nil
+}
+
+// AdminDrain drains a node as an operator would, with reason (kit's
+// workload manager). crus leaves a node drained by someone else alone.
+func (w *World) AdminDrain(xname, reason string) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.AdminDrain(xname, reason)
+	return nil
+}
+
+// AdminFail fails a node as an operator would, with reason (kit's
+// workload manager): it takes no new work; its jobs go on.
+func (w *World) AdminFail(xname, reason string) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.AdminFail(xname, reason)
+	return nil
+}
+
+// AdminResume clears a node's drain and fail as an operator would (kit's
+// workload manager).
+func (w *World) AdminResume(xname string) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.AdminResume(xname)
+	return nil
+}
+
+// SetDown makes a node's agent stop (down) or start again (up) answering
+// the kit's workload manager; its jobs are lost when it goes down.
+func (w *World) SetDown(xname string, down bool) error {
+	if w.outside() {
+		return ErrOutsideManager
+	}
+	w.sync()
+	w.fw.SetDown(xname, down)
+	return nil
+}
+
+func (w *World) xnameOf(name string) string {
+	if x, ok := w.byName[name]; ok {
+		return x
+	}
+	return fmt.Sprintf("(unknown node %s)", name)
+}

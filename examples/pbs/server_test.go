@@ -1,0 +1,169 @@
+package pbs_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus/examples/pbs"
+)
+
+// server is an in-memory PBS-like server for the tests: nodes with jobs
+// that end on their own, an offline mark with a comment, and moms that
+// can be powered off and on (the two methods of wlmtest.Rebooter, which
+// the kit's boot orchestrator calls too). It takes its time from clock.
+type server struct {
+	clock interface{ Now() time.Time }
+
+	mu    sync.Mutex
+	nodes map[string]*pbsNode
+	jobID int
+}
+
+type pbsNode struct {
+	up      bool
+	offline bool
+	comment string
+	jobs    map[string]time.Time // job id -> when it ends
+	booted  time.Time
+	lost    []string // jobs lost when the node was powered off
+}
+
+func newServer(clock interface{ Now() time.Time }, names []string) *server {
+	s := &server{clock: clock, nodes: map[string]*pbsNode{}}
+	for _, n := range names {
+		s.nodes[n] = &pbsNode{up: true, jobs: map[string]time.Time{}, booted: clock.Now().Add(-24 * time.Hour).Truncate(time.Second)}
+	}
+	return s
+}
+
+// expire ends the jobs whose time has come. Callers hold the lock.
+func (s *server) expire(n *pbsNode) {
+	now := s.clock.Now()
+	for id, end := range n.jobs {
+		if !now.Before(end) {
+			delete(n.jobs, id)
+		}
+	}
+}
+
+func (s *server) Nodes(ctx context.Context, names []string) ([]pbs.NodeInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []pbs.NodeInfo
+	for _, name := range names {
+		n, ok := s.nodes[name]
+		if !ok {
+			continue
+		}
+		s.expire(n)
+		i := pbs.NodeInfo{Name: name, Comment: n.comment, BootTime: n.booted}
+		for id := range n.jobs {
+			i.Jobs = append(i.Jobs, id)
+		}
+		slices.Sort(i.Jobs)
+		switch {
+		case !n.up:
+			i.State = "down"
+		case len(n.jobs) > 0:
+			i.State = "job-busy"
+		default:
+			i.State = "free"
+		}
+		if n.offline {
+			i.State += ",offline"
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func (s *server) SetOffline(ctx context.Context, names []string, offline bool, comment string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range names {
+		n, ok := s.nodes[name]
+		if !ok {
+			return fmt.Errorf("pbsnodes: Unknown node %s", name)
+		}
+		n.offline, n.comment = offline, comment
+	}
+	return nil
+}
+
+// run starts a job on the node for d, if it is up and not offline.
+func (s *server) run(name string, d time.Duration) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[name]
+	if !ok || !n.up || n.offline {
+		return "", fmt.Errorf("qsub: node %s cannot run jobs", name)
+	}
+	s.jobID++
+	id := fmt.Sprintf("%d.pbs", s.jobID)
+	n.jobs[id] = s.clock.Now().Add(d)
+	return id, nil
+}
+
+// end ends a job now.
+func (s *server) end(name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.nodes[name].jobs, id)
+}
+
+// offline marks a node offline as an operator would.
+func (s *server) setOffline(name, comment string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes[name].offline, s.nodes[name].comment = true, comment
+}
+
+// PowerOff stops the node's mom: PBS sees it down, its jobs are lost.
+func (s *server) PowerOff(_ context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[name]
+	if !ok {
+		return fmt.Errorf("no node %s", name)
+	}
+	s.expire(n)
+	for id := range n.jobs {
+		n.lost = append(n.lost, id)
+	}
+	n.up, n.jobs = false, map[string]time.Time{}
+	return nil
+}
+
+// PowerOn boots the node: its mom reports a boot now.
+func (s *server) PowerOn(_ context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[name]
+	if !ok {
+		return fmt.Errorf("no node %s", name)
+	}
+	n.up, n.booted = true, s.clock.Now().Truncate(time.Second)
+	return nil
+}
+
+// lostJobs returns the jobs lost to power-offs, by node.
+func (s *server) lostJobs() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for name, n := range s.nodes {
+		if len(n.lost) > 0 {
+			out[name] = slices.Clone(n.lost)
+		}
+	}
+	return out
+}

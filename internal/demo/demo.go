@@ -1,0 +1,216 @@
+// Package demo runs crus's service on the in-memory backends of
+// internal/fake: a simulated cluster with jobs and a few faulty nodes,
+// whose virtual clock runs Speed times faster than real time, and a
+// session always in progress (a new one starts a little after the last
+// ends). It is what `crus demo` serves, and what the tests of the page and
+// the metrics watch.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/api"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/internal/server"
+	"github.com/crus-go/crus/metrics"
+)
+
+// Options tune the demo. The zero value gives the defaults noted.
+type Options struct {
+	Nodes int     // default 512
+	Step  int     // default 32
+	Speed float64 // virtual seconds per real second; default 120
+	Seed  uint64
+	// Tick is how often (real time) the virtual clock is moved on.
+	// Default 50ms.
+	Tick   time.Duration
+	Logger *slog.Logger
+}
+
+// Demo is a running demo.
+type Demo struct {
+	World    *fake.World
+	Clock    *Paced
+	Store    *crus.MemoryStore
+	Executor *crus.Executor
+	Metrics  *metrics.Metrics
+	Handler  *server.Handler
+
+	opts   Options
+	driver *crus.Driver
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	current string
+}
+
+// New builds the demo; Run starts it.
+func New(opts Options) (*Demo, error) {
+	if opts.Nodes <= 0 {
+		opts.Nodes = 512
+	}
+	if opts.Step <= 0 {
+		opts.Step = 32
+	}
+	if opts.Speed <= 0 {
+		opts.Speed = 120
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = 50 * time.Millisecond
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	world := fake.NewCluster(fake.ClusterOptions{
+		Options: fake.Options{Seed: opts.Seed, Start: time.Now().UTC().Truncate(time.Minute)},
+		Nodes:   opts.Nodes, Busy: 0.7, MaxJob: 90 * time.Minute,
+	})
+	world.KeepBusy(0.5, 90*time.Minute, 10*time.Minute, time.Time{})
+	injectFaults(world, opts.Nodes, opts.Seed)
+
+	d := &Demo{World: world, Clock: NewPaced(world, opts.Speed), Store: crus.NewMemoryStore(), opts: opts, log: log}
+	d.Metrics = metrics.New(metrics.Config{Now: world.Now, Logger: log})
+	hub := api.NewHub()
+	groups, manager, boot := d.Metrics.WrapGroups(world.HSM()), d.Metrics.WrapManager(world.WLM()), d.Metrics.WrapBoot(world.BOS())
+	var driver *crus.Driver
+	cfg := crus.Config{
+		Store: d.Store, Clock: d.Clock, Logger: log, PollInterval: time.Minute,
+		OnEvent: func(ev crus.Event) {
+			hub.Publish(ev)
+			if ev.Kind == crus.EventCreated && driver != nil {
+				driver.Kick()
+			}
+		},
+	}
+	ex, err := crus.NewExecutor(groups, manager, boot, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if driver, err = crus.NewDriver(ex, nil, crus.DriverConfig{Logger: log, Rescan: 10 * time.Second}); err != nil {
+		return nil, err
+	}
+	d.Executor, d.driver = ex, driver
+	d.Metrics.Watch(ex)
+	d.Handler, err = server.New(server.Options{
+		Executor: ex, Store: d.Store, Hub: hub, Metrics: d.Metrics, Logger: log, Now: world.Now,
+		DryRuns: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// injectFaults makes about 1% of the nodes fail to boot and a few never
+// come back, and takes two out of service before the first session.
+func injectFaults(w *fake.World, nodes int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed^0xde30, seed))
+	pick := rng.Perm(nodes)
+	n := 0
+	take := func() string { x := fake.XName(pick[n%len(pick)]); n++; return x }
+	for range max(1, nodes/100) {
+		w.SetFaults(take(), fake.NodeFaults{BootFails: true, BootError: "kernel panic - not syncing: VFS: unable to mount root fs"})
+	}
+	for range max(1, nodes/250) {
+		w.SetFaults(take(), fake.NodeFaults{NeverReturns: true})
+	}
+	if nodes > 8 {
+		w.AdminDrain(take(), "hardware ticket HW-4711: DIMM errors")
+		w.SetDown(take(), true)
+	}
+}
+
+// Session returns the id of the session the demo started last.
+func (d *Demo) Session() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current
+}
+
+// specs are the sessions the demo runs in turn.
+func (d *Demo) spec(i int) crus.Spec {
+	s := crus.Spec{
+		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+		StepSize: d.opts.Step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
+		ClearFailed: true,
+	}
+	if i%2 == 0 {
+		s.Rollout = crus.Rollout{Strategy: crus.StrategyRolling, Order: crus.OrderJobEnd, Canary: []int{1, 4}}
+	}
+	return s
+}
+
+// Start creates the first session. Run must be running (or run later)
+// for it to move.
+func (d *Demo) Start(ctx context.Context) (string, error) {
+	return d.next(ctx, 0)
+}
+
+func (d *Demo) next(ctx context.Context, i int) (string, error) {
+	s, err := d.Executor.Create(ctx, d.spec(i))
+	if err != nil {
+		return "", fmt.Errorf("demo: creating a session: %w", err)
+	}
+	d.mu.Lock()
+	d.current = s.UpgradeID
+	d.mu.Unlock()
+	return s.UpgradeID, nil
+}
+
+// Run moves the virtual clock, drives the sessions and starts a new
+// session pause (real time) after the last one ends, until ctx is
+// cancelled. The first session must have been started (Start). A
+// negative pause starts none: the sessions are the user's.
+func (d *Demo) Run(ctx context.Context, pause time.Duration) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.Clock.Run(ctx, d.opts.Tick) }()
+	go func() { defer wg.Done(); _ = d.driver.Run(ctx) }()
+	defer wg.Wait()
+	if pause < 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var doneAt time.Time
+	for i := 1; ; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		s, err := d.Executor.Get(ctx, d.Session())
+		if err != nil {
+			if errors.Is(err, crus.ErrSessionNotFound) { // deleted after it ended
+				doneAt = time.Time{}
+				if _, err := d.next(ctx, i); err == nil {
+					i++
+				}
+			}
+			continue
+		}
+		if !s.Completed {
+			continue
+		}
+		if doneAt.IsZero() {
+			doneAt = time.Now()
+		}
+		if time.Since(doneAt) >= pause {
+			doneAt = time.Time{}
+			if _, err := d.next(ctx, i); err != nil {
+				d.log.Warn("demo: next session", "err", err)
+				continue
+			}
+			i++
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/demo"
+)
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return body
+}
+
+func gauge(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	fam := fams[name]
+	if fam == nil {
+		return 0, false
+	}
+next:
+	for _, m := range fam.Metric {
+		for k, v := range labels {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		if m.Gauge != nil {
+			return m.Gauge.GetValue(), true
+		}
+		if m.Counter != nil {
+			return m.Counter.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// TestDemoServes: the demo serves the original API under /apis/crus, the
+// page at / and the metrics at /metrics, with a session in progress whose
+// metrics, scraped and parsed while it runs, agree with its record.
+func TestDemoServes(t *testing.T) {
+	d, err := demo.New(demo.Options{Nodes: 200, Step: 16, Speed: 600, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	id, err := d.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Run(ctx, time.Hour) }()
+	defer func() { cancel(); wg.Wait(); srv.Close() }()
+
+	var list []crus.Status
+	if err := json.Unmarshal(get(t, srv.URL+"/apis/crus/session"), &list); err != nil || len(list) != 1 || list[0].UpgradeID != id {
+		t.Fatalf("GET /apis/crus/session: %v %+v", err, list)
+	}
+	if page := get(t, srv.URL+"/"); len(page) == 0 {
+		t.Fatal("no page")
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	sawOut, scrapes := false, 0
+	for !sawOut || scrapes < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d scrapes no node was seen out of service", scrapes)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(bytes.NewReader(get(t, srv.URL+"/metrics")))
+		if err != nil {
+			t.Fatalf("parsing /metrics: %v", err)
+		}
+		scrapes++
+		s, err := d.Executor.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := gauge(fams, "crus_sessions", map[string]string{"state": "UPDATING"}); !ok || (v != 1 && !s.Completed) {
+			t.Errorf("crus_sessions{state=UPDATING} = %v", v)
+		}
+		out, _ := gauge(fams, "crus_nodes_out_of_service", map[string]string{"session": id})
+		limit, _ := gauge(fams, "crus_nodes_out_of_service_cap", map[string]string{"session": id})
+		if limit != 16 || out > limit {
+			t.Errorf("%v nodes out of service, cap %v", out, limit)
+		}
+		if out > 0 {
+			sawOut = true
+		}
+		if v, _ := gauge(fams, "crus_backend_calls_total", map[string]string{"backend": "wlm", "call": "Nodes", "result": "ok"}); v == 0 {
+			t.Error("no workload-manager call counted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

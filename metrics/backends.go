@@ -1,0 +1,237 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+)
+
+// record counts one call and its latency.
+func (m *Metrics) record(backend, call string, start time.Time, err error) {
+	m.latency.WithLabelValues(backend, call).Observe(time.Since(start).Seconds())
+	m.calls.WithLabelValues(backend, call, resultOf(err)).Inc()
+}
+
+func resultOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "canceled"
+	}
+	if perNode, rest := batch.Split(err); rest == nil && len(perNode) > 0 {
+		return "partial"
+	}
+	return "error"
+}
+
+// WrapGroups returns g with its calls counted. The result implements
+// hsm.NIDResolver and hsm.GroupCreator exactly when g does, so the
+// executor finds the same capabilities.
+func (m *Metrics) WrapGroups(g hsm.GroupStore) hsm.GroupStore {
+	base := groups{m: m, next: g}
+	nid, isNID := g.(hsm.NIDResolver)
+	cr, isCreator := g.(hsm.GroupCreator)
+	switch {
+	case isNID && isCreator:
+		return struct {
+			groups
+			nids
+			creator
+		}{base, nids{m, nid}, creator{m, cr}}
+	case isNID:
+		return struct {
+			groups
+			nids
+		}{base, nids{m, nid}}
+	case isCreator:
+		return struct {
+			groups
+			creator
+		}{base, creator{m, cr}}
+	}
+	return base
+}
+
+type groups struct {
+	m    *Metrics
+	next hsm.GroupStore
+}
+
+func (g groups) Members(ctx context.Context, label string) ([]string, error) {
+	start := time.Now()
+	out, err := g.next.Members(ctx, label)
+	g.m.record("hsm", "Members", start, err)
+	return out, err
+}
+
+func (g groups) AddMembers(ctx context.Context, label string, xnames []string) error {
+	start := time.Now()
+	err := g.next.AddMembers(ctx, label, xnames)
+	g.m.record("hsm", "AddMembers", start, err)
+	return err
+}
+
+func (g groups) RemoveMembers(ctx context.Context, label string, xnames []string) error {
+	start := time.Now()
+	err := g.next.RemoveMembers(ctx, label, xnames)
+	g.m.record("hsm", "RemoveMembers", start, err)
+	return err
+}
+
+type nids struct {
+	m    *Metrics
+	next hsm.NIDResolver
+}
+
+func (n nids) NIDs(ctx context.Context, xnames []string) (map[string]int, error) {
+	start := time.Now()
+	out, err := n.next.NIDs(ctx, xnames)
+	n.m.record("hsm", "NIDs", start, err)
+	return out, err
+}
+
+type creator struct {
+	m    *Metrics
+	next hsm.GroupCreator
+}
+
+func (c creator) CreateGroup(ctx context.Context, label, description string) error {
+	start := time.Now()
+	err := c.next.CreateGroup(ctx, label, description)
+	c.m.record("hsm", "CreateGroup", start, err)
+	return err
+}
+
+// WrapManager returns w with its calls counted. The result implements
+// wlm.JobEnder and wlm.Rebooter exactly when w does, and reports boot
+// times exactly when w does (wlm.BootTimeReporter).
+func (m *Metrics) WrapManager(w wlm.Manager) wlm.Manager {
+	base := manager{m: m, next: w}
+	je, isJE := w.(wlm.JobEnder)
+	rb, isRB := w.(wlm.Rebooter)
+	switch {
+	case isJE && isRB:
+		return struct {
+			manager
+			jobEnder
+			rebooter
+		}{base, jobEnder{m, je}, rebooter{m, rb}}
+	case isJE:
+		return struct {
+			manager
+			jobEnder
+		}{base, jobEnder{m, je}}
+	case isRB:
+		return struct {
+			manager
+			rebooter
+		}{base, rebooter{m, rb}}
+	}
+	return base
+}
+
+type manager struct {
+	m    *Metrics
+	next wlm.Manager
+}
+
+// ReportsBootTime implements wlm.BootTimeReporter: a manager without the
+// capability reports false, which the executor reads as its absence.
+func (w manager) ReportsBootTime() bool {
+	r, ok := w.next.(wlm.BootTimeReporter)
+	return ok && r.ReportsBootTime()
+}
+
+func (w manager) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	start := time.Now()
+	out, err := w.next.Nodes(ctx, names)
+	w.m.record("wlm", "Nodes", start, err)
+	return out, err
+}
+
+func (w manager) Drain(ctx context.Context, names []string, reason string) error {
+	start := time.Now()
+	err := w.next.Drain(ctx, names, reason)
+	w.m.record("wlm", "Drain", start, err)
+	return err
+}
+
+func (w manager) Resume(ctx context.Context, names []string) error {
+	start := time.Now()
+	err := w.next.Resume(ctx, names)
+	w.m.record("wlm", "Resume", start, err)
+	return err
+}
+
+func (w manager) Fail(ctx context.Context, names []string, reason string) error {
+	start := time.Now()
+	err := w.next.Fail(ctx, names, reason)
+	w.m.record("wlm", "Fail", start, err)
+	return err
+}
+
+type jobEnder struct {
+	m    *Metrics
+	next wlm.JobEnder
+}
+
+func (j jobEnder) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	start := time.Now()
+	out, err := j.next.JobEnds(ctx, names)
+	j.m.record("wlm", "JobEnds", start, err)
+	return out, err
+}
+
+type rebooter struct {
+	m    *Metrics
+	next wlm.Rebooter
+}
+
+func (r rebooter) Reboot(ctx context.Context, names []string, reason string) error {
+	start := time.Now()
+	err := r.next.Reboot(ctx, names, reason)
+	r.m.record("wlm", "Reboot", start, err)
+	return err
+}
+
+// WrapBoot returns b with its calls counted.
+func (m *Metrics) WrapBoot(b bos.Orchestrator) bos.Orchestrator { return boot{m: m, next: b} }
+
+type boot struct {
+	m    *Metrics
+	next bos.Orchestrator
+}
+
+func (b boot) CheckTemplate(ctx context.Context, template string) error {
+	start := time.Now()
+	err := b.next.CheckTemplate(ctx, template)
+	b.m.record("bos", "CheckTemplate", start, err)
+	return err
+}
+
+func (b boot) Reboot(ctx context.Context, req bos.Request) error {
+	start := time.Now()
+	err := b.next.Reboot(ctx, req)
+	b.m.record("bos", "Reboot", start, err)
+	return err
+}
+
+func (b boot) Status(ctx context.Context, name string, nodes []string) (bos.Status, error) {
+	start := time.Now()
+	out, err := b.next.Status(ctx, name, nodes)
+	b.m.record("bos", "Status", start, err)
+	return out, err
+}
+
+var (
+	_ hsm.GroupStore       = groups{}
+	_ wlm.Manager          = manager{}
+	_ wlm.BootTimeReporter = manager{}
+	_ bos.Orchestrator     = boot{}
+)

@@ -1,0 +1,277 @@
+package metrics_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/metrics"
+	"github.com/crus-go/crus/wlm"
+)
+
+// scrape fetches url and parses it with the Prometheus text parser.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing the metrics: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the sample of fam with these labels (name,
+// value pairs), and whether there is one.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	fam := fams[name]
+	if fam == nil {
+		return 0, false
+	}
+next:
+	for _, m := range fam.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// sum adds the values of every sample of fam with these labels.
+func sum(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	fam := fams[name]
+	if fam == nil {
+		return 0
+	}
+	total := 0.0
+next:
+	for _, m := range fam.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Histogram != nil:
+			total += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return total
+}
+
+// TestMetricsDuringASession scrapes the metrics while a session runs (at
+// every step) and after it, and checks what they say against the record.
+func TestMetricsDuringASession(t *testing.T) {
+	const nodes, step = 40, 8
+	world := fake.NewCluster(fake.ClusterOptions{Options: fake.Options{Seed: 5}, Nodes: nodes, Busy: 0.7, MaxJob: 3 * time.Hour})
+	world.SetFaults(fake.XName(3), fake.NodeFaults{BootFails: true, BootError: "kernel panic"})
+	m := metrics.New(metrics.Config{Now: world.Now})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	var scrapes []map[string]*dto.MetricFamily
+	var id string
+	ex, err := crus.NewExecutor(m.WrapGroups(world.HSM()), m.WrapManager(world.WLM()), m.WrapBoot(world.BOS()), crus.Config{
+		Clock: world,
+		OnEvent: func(ev crus.Event) {
+			if ev.Kind == crus.EventStepStarted || ev.Kind == crus.EventStage && ev.Stage == crus.StageBooting {
+				scrapes = append(scrapes, scrape(t, srv.URL))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Watch(ex)
+	ctx := context.Background()
+	s, err := ex.Create(ctx, crus.Spec{
+		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+		StepSize: step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
+		Rollout: crus.Rollout{Order: crus.OrderJobEnd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = s.UpgradeID
+	final, err := ex.Run(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scrapes) < 5 {
+		t.Fatalf("only %d scrapes during the session", len(scrapes))
+	}
+	sawOut := false
+	for i, f := range scrapes {
+		if v, _ := value(f, "crus_sessions", "state", "UPDATING"); v != 1 {
+			t.Errorf("scrape %d: crus_sessions{state=UPDATING} = %v; want 1", i, v)
+		}
+		if total := sum(f, "crus_session_nodes", "session", id); total != nodes {
+			t.Errorf("scrape %d: the outcomes add up to %v nodes; want %d", i, total, nodes)
+		}
+		out, _ := value(f, "crus_nodes_out_of_service", "session", id)
+		limit, _ := value(f, "crus_nodes_out_of_service_cap", "session", id)
+		if limit != step || out > limit {
+			t.Errorf("scrape %d: %v nodes out, cap %v", i, out, limit)
+		}
+		if out > 0 {
+			sawOut = true
+			if inPhase := sum(f, "crus_session_nodes_in_phase", "session", id); inPhase != out {
+				t.Errorf("scrape %d: %v nodes in flight by phase, %v out", i, inPhase, out)
+			}
+		}
+		if v, _ := value(f, "crus_session_stage", "session", id); v != 1 {
+			t.Errorf("scrape %d: no current stage", i)
+		}
+	}
+	if !sawOut {
+		t.Error("no scrape saw a node out of service")
+	}
+
+	f := scrape(t, srv.URL)
+	c := final.Counts()
+	if v, _ := value(f, "crus_sessions", "state", "READY"); v != 1 {
+		t.Errorf("after: crus_sessions{state=READY} = %v", v)
+	}
+	if v, _ := value(f, "crus_session_nodes", "session", id, "outcome", "upgraded"); v != float64(c.Upgraded) {
+		t.Errorf("upgraded %v; the record says %d", v, c.Upgraded)
+	}
+	if v, _ := value(f, "crus_session_nodes", "session", id, "outcome", "failed"); v != float64(c.Failed) || c.Failed == 0 {
+		t.Errorf("failed %v; the record says %d", v, c.Failed)
+	}
+	if v, _ := value(f, "crus_node_stage_duration_seconds", "stage", "total"); v != float64(c.Upgraded+c.Failed) {
+		t.Errorf("total stage durations counted %v nodes; want %d", v, c.Upgraded+c.Failed)
+	}
+	if v, _ := value(f, "crus_node_stage_duration_seconds", "stage", "drain"); v != float64(c.Upgraded+c.Failed) {
+		t.Errorf("drain durations counted %v nodes; want %d", v, c.Upgraded+c.Failed)
+	}
+	if v, _ := value(f, "crus_step_duration_seconds"); v != float64(final.Progress.Steps) {
+		t.Errorf("step durations counted %v steps; want %d", v, final.Progress.Steps)
+	}
+	// Scraping again counts nothing twice.
+	f2 := scrape(t, srv.URL)
+	if a, b := sum(f, "crus_node_stage_duration_seconds"), sum(f2, "crus_node_stage_duration_seconds"); a != b {
+		t.Errorf("a second scrape counted more node durations: %v then %v", a, b)
+	}
+
+	// The decorators count every call the backends saw, and keep their
+	// capabilities: NIDs for the default mapper, JobEnds for job_end.
+	calls := world.Calls()
+	for op, n := range calls {
+		backend, call, _ := strings.Cut(op, ".")
+		if v, _ := value(f, "crus_backend_calls_total", "backend", backend, "call", call); v < float64(n) {
+			t.Errorf("crus_backend_calls_total{%s,%s} = %v; the backend saw %d calls", backend, call, v, n)
+		}
+	}
+	for _, call := range []string{"NIDs", "JobEnds", "Nodes", "Drain", "Reboot"} {
+		if sum(f, "crus_backend_calls_total", "call", call) == 0 {
+			t.Errorf("no %s call counted", call)
+		}
+	}
+	if v := sum(f, "crus_backend_call_duration_seconds", "backend", "wlm", "call", "Nodes"); v == 0 {
+		t.Error("no latency observed for wlm Nodes")
+	}
+
+	// Prometheus conventions.
+	for name, fam := range f {
+		if !strings.HasPrefix(name, "crus_") {
+			t.Errorf("%s lacks the crus_ prefix", name)
+		}
+		switch fam.GetType() {
+		case dto.MetricType_COUNTER:
+			if !strings.HasSuffix(name, "_total") {
+				t.Errorf("counter %s does not end in _total", name)
+			}
+		case dto.MetricType_HISTOGRAM:
+			if !strings.HasSuffix(name, "_seconds") {
+				t.Errorf("histogram %s does not end in _seconds", name)
+			}
+			for _, m := range fam.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "session" || l.GetName() == "node" || l.GetName() == "xname" {
+						t.Errorf("histogram %s has label %s", name, l.GetName())
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestWrapKeepsCapabilities: the decorators implement the optional
+// interfaces exactly when the backend does.
+func TestWrapKeepsCapabilities(t *testing.T) {
+	m := metrics.New(metrics.Config{})
+	world := fake.New(fake.Options{})
+	g := m.WrapGroups(world.HSM())
+	if _, ok := g.(hsm.NIDResolver); !ok {
+		t.Error("wrapped HSM lost NIDResolver")
+	}
+	if _, ok := g.(hsm.GroupCreator); !ok {
+		t.Error("wrapped HSM lost GroupCreator")
+	}
+	w := m.WrapManager(world.WLM())
+	if _, ok := w.(wlm.JobEnder); !ok {
+		t.Error("wrapped WLM lost JobEnder")
+	}
+	if _, ok := w.(wlm.Rebooter); !ok {
+		t.Error("wrapped WLM lost Rebooter")
+	}
+	if r, ok := w.(wlm.BootTimeReporter); !ok || !r.ReportsBootTime() {
+		t.Error("wrapped WLM does not report boot times")
+	}
+	bare := m.WrapManager(plainManager{world.WLM()})
+	if _, ok := bare.(wlm.JobEnder); ok {
+		t.Error("a manager without JobEnds gained it")
+	}
+	if r, ok := bare.(wlm.BootTimeReporter); ok && r.ReportsBootTime() {
+		t.Error("a manager without boot times reports them")
+	}
+	if _, ok := m.WrapGroups(plainGroups{world.HSM()}).(hsm.NIDResolver); ok {
+		t.Error("a group store without NIDs gained them")
+	}
+}
+
+type plainManager struct{ wlm.Manager }
+type plainGroups struct{ hsm.GroupStore }
