@@ -173,6 +173,7 @@ type durableStore interface {
 	crus.Store
 	crus.RevisionReader
 	crus.Reserver
+	crus.NodeUpdater
 }
 
 func (h crashHSM) Members(ctx context.Context, label string) (m []string, err error) {
@@ -222,6 +223,9 @@ func (s crashStore) Get(ctx context.Context, id string) (x *crus.Session, err er
 }
 func (s crashStore) Update(ctx context.Context, x *crus.Session) error {
 	return s.c.do("store.Update", func() error { return s.st.Update(ctx, x) })
+}
+func (s crashStore) UpdateNodes(ctx context.Context, x *crus.Session, changed []int) error {
+	return s.c.do("store.UpdateNodes", func() error { return s.st.UpdateNodes(ctx, x, changed) })
 }
 func (s crashStore) List(ctx context.Context) (l []*crus.Session, err error) {
 	err = s.c.do("store.List", func() (e error) { l, e = s.st.List(ctx); return })
@@ -585,7 +589,7 @@ func testCrashInjection(t *testing.T, kind storeKind) {
 	sort.Strings(kinds)
 	t.Logf("crash injection with the %s store: %d seeds, %d crash points; by call and side: %s", kind.name, cov.seeds, cov.points, strings.Join(kinds, ", "))
 	// Every action and every record has been crashed on, on both sides.
-	for _, k := range []string{"store.Update", "wlm.Drain", "wlm.Resume", "wlm.Fail", "bos.Reboot",
+	for _, k := range []string{"store.Update", "store.UpdateNodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "bos.Reboot",
 		"hsm.AddMembers:" + fake.UpgradingLabel, "hsm.RemoveMembers:" + fake.UpgradingLabel,
 		"hsm.AddMembers:" + fake.FailedLabel, "hsm.RemoveMembers:" + fake.FailedLabel} {
 		for _, side := range []string{"before", "after"} {

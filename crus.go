@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -333,12 +335,21 @@ const (
 // at the top level) plus "progress". Use [Session.Status] for the strict
 // original record.
 type Session struct {
-	UpgradeID  string   `json:"upgrade_id"`
-	Kind       string   `json:"kind"`
-	APIVersion string   `json:"api_version"`
-	State      State    `json:"state"`
-	Completed  bool     `json:"completed"`
-	Messages   []string `json:"messages"`
+	UpgradeID  string `json:"upgrade_id"`
+	Kind       string `json:"kind"`
+	APIVersion string `json:"api_version"`
+	State      State  `json:"state"`
+	Completed  bool   `json:"completed"`
+	// Messages says what the session did, in words. It is bounded: the
+	// first MessagesFirst and the most recent MessagesLast are kept, and
+	// MessagesDropped counts those dropped between them, so that the
+	// record stays small however many nodes the session has. Append with
+	// AddMessages; the full history goes to the event stream
+	// (Config.OnEvent).
+	Messages []string `json:"messages"`
+	// MessagesDropped counts the messages dropped from the middle of
+	// Messages.
+	MessagesDropped int `json:"messages_dropped,omitzero"`
 	Spec
 	Progress Progress `json:"progress"`
 
@@ -417,6 +428,53 @@ type NodeRecord struct {
 	Booted          time.Time `json:"booted,omitzero"`   // its boot session reported it booted
 	Returned        time.Time `json:"returned,omitzero"` // the workload manager saw it back
 	Finished        time.Time `json:"finished,omitzero"`
+}
+
+// Bounds of Session.Messages: a record keeps its first MessagesFirst
+// messages and its last MessagesLast.
+const (
+	MessagesFirst = 20
+	MessagesLast  = 180
+)
+
+// AddMessages appends messages to the session's record, keeping the
+// first MessagesFirst and the last MessagesLast and counting the others
+// in MessagesDropped. It is the only way the executor adds messages, so
+// that a store can replay an append (see NodeUpdater and MessagesSince).
+// A record holding more (written by an older version) is trimmed by the
+// next append.
+func (s *Session) AddMessages(msgs ...string) {
+	if len(msgs) == 0 {
+		return
+	}
+	s.Messages = append(s.Messages, msgs...)
+	if extra := len(s.Messages) - (MessagesFirst + MessagesLast); extra > 0 {
+		s.Messages = slices.Delete(s.Messages, MessagesFirst, MessagesFirst+extra)
+		s.MessagesDropped += extra
+	}
+}
+
+// MessagesTotal returns how many messages the session ever had: those
+// kept and those dropped.
+func (s *Session) MessagesTotal() int { return len(s.Messages) + s.MessagesDropped }
+
+// MessagesSince returns, in order, the kept messages added after the
+// session had total messages (see MessagesTotal). A store that knows the
+// total it last stored writes only these: appending them with AddMessages
+// to the stored record, then setting its MessagesDropped to this
+// record's, gives this record's messages.
+func (s *Session) MessagesSince(total int) []string {
+	var out []string
+	for i, m := range s.Messages {
+		seq := i
+		if i >= MessagesFirst {
+			seq += s.MessagesDropped
+		}
+		if seq >= total {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Counts tallies the nodes of a session by outcome.
@@ -532,18 +590,24 @@ type Status struct {
 // Kind is the value of Session.Kind, as in the original API.
 const Kind = "ComputeUpgradeSession"
 
-// Status returns the original CRUS API's view of the session.
+// Status returns the original CRUS API's view of the session. Dropped
+// messages are shown as one line where they were, such as
+// "… 7,700 messages omitted …".
 func (s *Session) Status() Status {
-	msgs := s.Messages
+	msgs := slices.Clone(s.Messages)
 	if msgs == nil {
 		msgs = []string{}
+	}
+	if s.MessagesDropped > 0 {
+		at := min(MessagesFirst, len(msgs))
+		msgs = slices.Insert(msgs, at, fmt.Sprintf("… %s messages omitted …", thousands(s.MessagesDropped)))
 	}
 	return Status{
 		APIVersion:          s.APIVersion,
 		Completed:           s.Completed,
 		FailedLabel:         s.FailedLabel,
 		Kind:                s.Kind,
-		Messages:            slices.Clone(msgs),
+		Messages:            msgs,
 		StartingLabel:       s.StartingLabel,
 		State:               s.State,
 		UpgradeID:           s.UpgradeID,
@@ -552,6 +616,19 @@ func (s *Session) Status() Status {
 		UpgradingLabel:      s.UpgradingLabel,
 		WorkloadManagerType: s.WorkloadManagerType,
 	}
+}
+
+// thousands formats n with commas: 7700 → "7,700".
+func thousands(n int) string {
+	d := strconv.Itoa(n)
+	var b strings.Builder
+	for i, c := range d {
+		if i > 0 && (len(d)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // check verifies the internal consistency of a session record read from a
@@ -565,6 +642,9 @@ func (s *Session) check() error {
 	}
 	if err := s.Spec.Validate(); err != nil {
 		return bad("%v", err)
+	}
+	if s.MessagesDropped < 0 {
+		return bad("messages_dropped %d", s.MessagesDropped)
 	}
 	switch s.State {
 	case StateCreated, StateUpdating, StateReady, StateDeleting:

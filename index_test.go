@@ -155,14 +155,14 @@ func TestMemoryStoreUpdateNodes(t *testing.T) {
 	d := Decision{Stage: StageQuiescing, Step: 1, Steps: 3, Messages: []string{"hello"},
 		Changes: []Change{{XName: x, Phase: PhaseQuiescing, Step: 1, Group: GroupAdded}}}
 	mine.Apply(d, t0)
-	require.NoError(t, m.updateNodes(ctx, mine, []int{3}))
+	require.NoError(t, m.UpdateNodes(ctx, mine, []int{3}))
 	got, err := m.Get(ctx, s.UpgradeID)
 	require.NoError(t, err)
 	if diff := cmp.Diff(mine, got); diff != "" {
 		t.Fatalf("stored record differs (-mine +stored):\n%s", diff)
 	}
 	stale := s.Clone() // at the first revision
-	assert.ErrorIs(t, m.updateNodes(ctx, stale, nil), ErrConflict)
+	assert.ErrorIs(t, m.UpdateNodes(ctx, stale, nil), ErrConflict)
 	got.Progress.Nodes[3].Reason = "changed on a copy"
 	again, err := m.Get(ctx, s.UpgradeID)
 	require.NoError(t, err)

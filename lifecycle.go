@@ -147,7 +147,7 @@ func (e *Executor) casUpdate(ctx context.Context, id string, s *Session, f func(
 		if msg == "" {
 			return s, false, nil
 		}
-		s.Messages = append(s.Messages, msg)
+		s.AddMessages(msg)
 		err := e.retry(ctx, "store session", func() error { return e.store.Update(ctx, s) })
 		switch {
 		case err == nil:

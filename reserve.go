@@ -38,11 +38,15 @@ type Reserver interface {
 }
 
 // Reservation is what a session in progress holds: every node of its
-// record, and the groups it writes to (its upgrading and failed groups).
+// record, by xname and by workload-manager name (drain, resume and fail
+// act on the latter, so two sessions whose xnames differ but map to the
+// same workload-manager nodes conflict), and the groups it writes to (its
+// upgrading and failed groups).
 type Reservation struct {
 	Session string   `json:"session"`
-	Nodes   []string `json:"nodes"`  // xnames, sorted
-	Labels  []string `json:"labels"` // group labels, sorted
+	Nodes   []string `json:"nodes"`           // xnames, sorted
+	Names   []string `json:"names,omitempty"` // workload-manager names, sorted
+	Labels  []string `json:"labels"`          // group labels, sorted
 }
 
 // ReservationOf returns what session s holds while it is in progress.
@@ -50,9 +54,14 @@ func ReservationOf(s *Session) Reservation {
 	r := Reservation{Session: s.UpgradeID, Nodes: make([]string, len(s.Progress.Nodes))}
 	for i := range s.Progress.Nodes {
 		r.Nodes[i] = s.Progress.Nodes[i].XName
+		if name := s.Progress.Nodes[i].Name; name != "" {
+			r.Names = append(r.Names, name)
+		}
 	}
 	slices.Sort(r.Nodes)
 	r.Nodes = slices.Compact(r.Nodes)
+	slices.Sort(r.Names)
+	r.Names = slices.Compact(r.Names)
 	for _, l := range []string{s.UpgradingLabel, s.FailedLabel} {
 		if l != "" {
 			r.Labels = append(r.Labels, l)
@@ -66,7 +75,8 @@ func ReservationOf(s *Session) Reservation {
 // Conflict is what one session in progress holds of what another asks for.
 type Conflict struct {
 	Session string   // the session holding them
-	Nodes   []string // shared nodes, sorted
+	Nodes   []string // shared nodes (xnames), sorted
+	Names   []string // shared workload-manager names, sorted
 	Labels  []string // shared groups, sorted
 }
 
@@ -97,6 +107,9 @@ func (e *ReservedError) Error() string {
 		if len(c.Nodes) > 0 {
 			parts = append(parts, fmt.Sprintf("%d of its nodes (%s)", len(c.Nodes), abbreviate(c.Nodes, 10)))
 		}
+		if len(c.Names) > 0 {
+			parts = append(parts, fmt.Sprintf("%d of its workload-manager nodes (%s)", len(c.Names), abbreviate(c.Names, 10)))
+		}
 		b.WriteString(" holds " + strings.Join(parts, " and "))
 	}
 	return b.String()
@@ -106,7 +119,8 @@ func (e *ReservedError) Error() string {
 func (e *ReservedError) Unwrap() error { return ErrReserved }
 
 // CheckReservations returns a *ReservedError if any reservation in held,
-// other than r's own session's, shares a node or a label with r, and nil
+// other than r's own session's, shares a node (by xname or by
+// workload-manager name) or a label with r, and nil
 // otherwise. Stores implementing Reserver use it, so that every store
 // refuses the same conflicts.
 func CheckReservations(r Reservation, held []Reservation) error {
@@ -115,8 +129,8 @@ func CheckReservations(r Reservation, held []Reservation) error {
 		if h.Session == r.Session {
 			continue
 		}
-		c := Conflict{Session: h.Session, Nodes: intersect(r.Nodes, h.Nodes), Labels: intersect(r.Labels, h.Labels)}
-		if len(c.Nodes) > 0 || len(c.Labels) > 0 {
+		c := Conflict{Session: h.Session, Nodes: intersect(r.Nodes, h.Nodes), Names: intersect(r.Names, h.Names), Labels: intersect(r.Labels, h.Labels)}
+		if len(c.Nodes) > 0 || len(c.Names) > 0 || len(c.Labels) > 0 {
 			conflicts = append(conflicts, c)
 		}
 	}
@@ -143,46 +157,4 @@ func intersect(a, b []string) []string {
 		}
 	}
 	return out
-}
-
-var _ Reserver = (*MemoryStore)(nil)
-
-// Reservations implements Reserver: every session not completed holds its
-// reservation.
-func (m *MemoryStore) Reservations(ctx context.Context) ([]Reservation, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.reservations(), nil
-}
-
-func (m *MemoryStore) reservations() []Reservation {
-	var out []Reservation
-	for _, s := range m.sessions {
-		if !s.Completed {
-			out = append(out, ReservationOf(s))
-		}
-	}
-	slices.SortFunc(out, func(a, b Reservation) int { return strings.Compare(a.Session, b.Session) })
-	return out
-}
-
-// CreateReserved implements Reserver.
-func (m *MemoryStore) CreateReserved(ctx context.Context, s *Session) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.sessions[s.UpgradeID]; ok {
-		return fmt.Errorf("%w: %s", ErrSessionExists, s.UpgradeID)
-	}
-	if err := CheckReservations(ReservationOf(s), m.reservations()); err != nil {
-		return err
-	}
-	s.Revision = 1
-	m.sessions[s.UpgradeID] = s.Clone()
-	return nil
 }

@@ -16,12 +16,6 @@ import (
 // starts from a fresh observation, so after a crash, a lost call or a
 // change made by someone else, the next round repairs it.
 
-// nodeUpdater is implemented by a store that can take an update of only
-// the node records that changed (MemoryStore).
-type nodeUpdater interface {
-	updateNodes(ctx context.Context, s *Session, changed []int) error
-}
-
 // run is the state of one Run call.
 type run struct {
 	s     *Session
@@ -238,11 +232,11 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 			r.idx.update(d)
 		}
 		update := func() error { return e.store.Update(ctx, r.s) }
-		if m, ok := e.store.(nodeUpdater); ok {
+		if m, ok := e.store.(NodeUpdater); ok {
 			// r.s is the store's record at its revision, changed since
 			// only by this Apply.
 			changed := r.names.positions(d.Changes)
-			update = func() error { return m.updateNodes(ctx, r.s, changed) }
+			update = func() error { return m.UpdateNodes(ctx, r.s, changed) }
 		}
 		err := e.retry(ctx, "store session", update)
 		if err == nil {

@@ -238,7 +238,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 			n.Grouped = false
 		}
 	}
-	s.Messages = append(s.Messages, d.Messages...)
+	s.AddMessages(d.Messages...)
 	if d.Done {
 		s.Completed = true
 		p.Result = d.Result

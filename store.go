@@ -57,6 +57,35 @@ type RevisionReader interface {
 	Revision(ctx context.Context, id string) (int64, error)
 }
 
+// NodeUpdater is implemented by a Store that can store a change of a few
+// node records at a cost proportional to the change, not to the session:
+// the executor changes a record only through Session.Apply, which touches
+// the header, some node records and appends messages, and uses
+// UpdateNodes instead of Update when the Store has it. MemoryStore,
+// store/filestore and store/etcdstore implement it.
+type NodeUpdater interface {
+	// UpdateNodes stores s as Update does — the same compare-and-swap on
+	// s.Revision, which it sets to the new revision; the same errors
+	// (ErrConflict and nothing stored if the stored revision moved on,
+	// ErrSessionNotFound, ErrLeaseLost) — but may write only what the
+	// caller says changed. The caller guarantees that s was returned by
+	// this store's Get or List, or stored whole by its Create, Update or
+	// UpdateNodes, at s.Revision, and that since then it has changed only:
+	//
+	//   - header fields: everything but Progress.Nodes, Messages and
+	//     MessagesDropped;
+	//   - the node records at the positions in changed (in any order,
+	//     repeated or not); the list itself (its length, its order) is
+	//     the same;
+	//   - its messages, only by appending with Session.AddMessages.
+	//
+	// A store may check these promises and write the whole record when
+	// one does not hold; it never stores a record other than s. A
+	// position outside s.Progress.Nodes is an error, and nothing is
+	// stored.
+	UpdateNodes(ctx context.Context, s *Session, changed []int) error
+}
+
 // MemoryStore is a Store that keeps sessions in memory. It is complete and
 // safe for concurrent use, but loses everything when the process ends.
 type MemoryStore struct {
@@ -67,6 +96,8 @@ type MemoryStore struct {
 var (
 	_ Store          = (*MemoryStore)(nil)
 	_ RevisionReader = (*MemoryStore)(nil)
+	_ NodeUpdater    = (*MemoryStore)(nil)
+	_ Reserver       = (*MemoryStore)(nil)
 )
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -122,13 +153,10 @@ func (m *MemoryStore) Update(ctx context.Context, s *Session) error {
 	return nil
 }
 
-// updateNodes is Update for a caller whose copy s was read from the store
-// at s.Revision (or stored whole there) and has since changed only the
-// node records at positions changed and appended messages: the executor,
-// which changes a record only through Session.Apply. It copies just those
-// instead of the whole record, so that a step of a 100k-node session does
-// not copy 30 MB.
-func (m *MemoryStore) updateNodes(ctx context.Context, s *Session, changed []int) error {
+// UpdateNodes implements NodeUpdater: it copies the header, the node
+// records at changed and the messages (which are bounded) instead of the
+// whole record, so that a step of a 100k-node session does not copy 30 MB.
+func (m *MemoryStore) UpdateNodes(ctx context.Context, s *Session, changed []int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -141,22 +169,35 @@ func (m *MemoryStore) updateNodes(ctx context.Context, s *Session, changed []int
 	if cur.Revision != s.Revision {
 		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", ErrConflict, s.UpgradeID, cur.Revision, s.Revision)
 	}
-	if len(cur.Progress.Nodes) != len(s.Progress.Nodes) || len(cur.Messages) > len(s.Messages) {
+	if err := checkChanged(s, changed); err != nil {
+		return err
+	}
+	if len(cur.Progress.Nodes) != len(s.Progress.Nodes) {
 		s.Revision++
 		s.copyInto(cur)
 		return nil
 	}
-	nodes, msgs := cur.Progress.Nodes, cur.Messages
+	nodes := cur.Progress.Nodes
 	for _, i := range changed {
 		nodes[i] = s.Progress.Nodes[i]
 	}
-	msgs = append(msgs, s.Messages[len(msgs):]...)
 	s.Revision++
-	// The header: everything but the nodes and messages, deep-copied.
+	// The header and the messages: everything but the nodes, deep-copied.
 	hdr := *s
-	hdr.Progress.Nodes, hdr.Messages = nil, nil
+	hdr.Progress.Nodes = nil
 	hdr.copyInto(cur)
-	cur.Progress.Nodes, cur.Messages = nodes, msgs
+	cur.Progress.Nodes = nodes
+	return nil
+}
+
+// checkChanged returns an error if a position in changed is not one of
+// s's node records.
+func checkChanged(s *Session, changed []int) error {
+	for _, i := range changed {
+		if i < 0 || i >= len(s.Progress.Nodes) {
+			return fmt.Errorf("crus: UpdateNodes of session %s: node position %d out of range (%d nodes)", s.UpgradeID, i, len(s.Progress.Nodes))
+		}
+	}
 	return nil
 }
 
@@ -206,4 +247,44 @@ func (m *MemoryStore) Revision(ctx context.Context, id string) (int64, error) {
 		return 0, fmt.Errorf("%w: %s", ErrSessionNotFound, id)
 	}
 	return s.Revision, nil
+}
+
+// Reservations implements Reserver: every session not completed holds its
+// reservation.
+func (m *MemoryStore) Reservations(ctx context.Context) ([]Reservation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reservations(), nil
+}
+
+func (m *MemoryStore) reservations() []Reservation {
+	var out []Reservation
+	for _, s := range m.sessions {
+		if !s.Completed {
+			out = append(out, ReservationOf(s))
+		}
+	}
+	slices.SortFunc(out, func(a, b Reservation) int { return strings.Compare(a.Session, b.Session) })
+	return out
+}
+
+// CreateReserved implements Reserver.
+func (m *MemoryStore) CreateReserved(ctx context.Context, s *Session) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[s.UpgradeID]; ok {
+		return fmt.Errorf("%w: %s", ErrSessionExists, s.UpgradeID)
+	}
+	if err := CheckReservations(ReservationOf(s), m.reservations()); err != nil {
+		return err
+	}
+	s.Revision = 1
+	m.sessions[s.UpgradeID] = s.Clone()
+	return nil
 }

@@ -59,12 +59,13 @@ func require(t testing.TB) string {
 }
 
 // Start starts a new etcd server for the test and stops it when the test
-// ends. Use it for tests that stop or kill the server themselves; others
-// share one with Shared.
-func Start(t testing.TB) *Server {
+// ends. Use it for tests that stop or kill the server themselves, or that
+// need flags of their own (args, such as "--quota-backend-bytes=1000000");
+// others share one with Shared.
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin := require(t)
-	s, err := start(bin)
+	s, err := start(bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,17 @@ func dataParent() string {
 	return os.TempDir()
 }
 
-func start(bin string) (*Server, error) {
+// StartServer starts a new etcd server, outside tests (a measuring
+// command); the caller stops it. It fails if there is no etcd binary.
+func StartServer(args ...string) (*Server, error) {
+	bin := Binary()
+	if bin == "" {
+		return nil, errors.New("etcdtest: no etcd binary on PATH: install Debian's etcd-server")
+	}
+	return start(bin, args...)
+}
+
+func start(bin string, args ...string) (*Server, error) {
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: %s --version: %w", bin, err)
@@ -196,7 +207,7 @@ func start(bin string) (*Server, error) {
 	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	var errs []error
 	for range 3 { // a port taken between choosing and binding: try again
-		s, err := startOnce(bin)
+		s, err := startOnce(bin, args)
 		if err == nil {
 			s.Version = version
 			return s, nil
@@ -206,7 +217,7 @@ func start(bin string) (*Server, error) {
 	return nil, errors.Join(errs...)
 }
 
-func startOnce(bin string) (*Server, error) {
+func startOnce(bin string, args []string) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: choosing ports: %w", err)
@@ -218,18 +229,18 @@ func startOnce(bin string) (*Server, error) {
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	s := &Server{Endpoint: client, dir: dir, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin,
+	s.cmd = exec.Command(bin, append([]string{
 		"--name", "crus-test",
-		"--data-dir", dir+"/data",
+		"--data-dir", dir + "/data",
 		"--listen-client-urls", client,
 		"--advertise-client-urls", client,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "crus-test="+peer,
+		"--initial-cluster", "crus-test=" + peer,
 		"--initial-cluster-state", "new",
 		"--logger", "zap",
 		"--log-level", "warn",
-	)
+	}, args...)...)
 	s.cmd.Stdout = &syncWriter{w: s.logs}
 	s.cmd.Stderr = s.cmd.Stdout
 	s.cmd.SysProcAttr = sysProcAttr()

@@ -9,28 +9,57 @@
 //
 // Everything lives under a configurable prefix (default "/crus/"):
 //
-//	<prefix>sessions/<id>              head: the record without its nodes, and the list of node chunks
-//	<prefix>nodes/<id>/<n>.<gen>       node records n*ChunkSize.., gzip-compressed JSON, never rewritten
-//	<prefix>active/<id>                what a session in progress holds (crus.Reservation, gzip JSON)
-//	<prefix>active-rev                 bumped by every Create, to serialise reservation checks
-//	<prefix>leaders/<id>               the replica driving the session, bound to its lease
+//	<prefix>sessions/<id>                   head: a few fields naming the session's snapshot
+//	<prefix>records/<id>/<gen>/h            snapshot: the record without its nodes (messages included)
+//	<prefix>records/<id>/<gen>/c/<n>        snapshot: node records n*ChunkSize.., compressed JSON
+//	<prefix>records/<id>/<gen>/d/<k>        the k-th write since the snapshot: header, changed nodes, new messages
+//	<prefix>active/<id>                     what a session in progress holds (crus.Reservation)
+//	<prefix>active-rev                      bumped by every Create, to serialise reservation checks
+//	<prefix>leaders/<id>                    the replica driving the session, bound to its lease
 //
-// A 10,000-node record is some 5 MB of JSON, past etcd's 1.5 MiB request
-// limit, and most writes change a handful of nodes. So the node records are
-// split into chunks of ChunkSize (128) nodes, each compressed (about 8 KB
-// for 128 nodes), and an Update writes only the chunks that changed, under
-// new keys, together with the head in one transaction that compares the
-// head's revision (and the lease key, when fenced): a typical write is the
-// head and one or two chunks. Chunk keys are never overwritten, so a head
-// and the chunks it names always agree, and a reader at the head's
-// revision sees a consistent record. A write too big for one transaction
-// (MaxTxnOps, MaxTxnBytes: a 100,000-node record) first writes its new
-// chunks in transactions of their own, invisible until the head that names
-// them is written; a crash in between leaves unreferenced chunks, which
-// the session's deletion removes.
+// A write of a session (crus.NodeUpdater, or an Update based on the
+// revision this Store last wrote or read) is one transaction that puts one
+// key, the next delta: the header, the node records that changed and the
+// messages added, compressed against the delta before — some 150 bytes for
+// a node that moves on, whatever the size of the session. It compares
+// that the head and the last delta are the ones the writer knows and that
+// no delta follows (and the lease key, when fenced): a compare-and-swap on
+// the session's revision. The head is written only with a snapshot and by
+// the write that completes the session, and messages never ride in it. Once the deltas pass four times the snapshot, a write is a new
+// snapshot under a new generation instead, and the same transaction
+// deletes the old generation: each byte of a delta costs etcd at most
+// 1.25 bytes, and a read decodes at most five snapshots' worth. A
+// snapshot too big for one transaction (MaxTxnOps, MaxTxnBytes: a
+// 100,000-node record) is first written in transactions of their own,
+// under its new generation, invisible until the head that names it is
+// written; a crash in between leaves an unnamed generation, which the
+// session's deletion removes. Keys of a generation are never rewritten,
+// so a reader at the head's revision sees a consistent record. Values
+// read from etcd are not trusted: a head is checked before anything is
+// allocated for what it announces, each value inflates to a bounded size,
+// and a damaged record is an error naming its key (crus.ErrCorruptSession).
 //
-// The session's revision (crus.Session.Revision) is the head's
-// ModRevision.
+// The session's revision (crus.Session.Revision) is its last delta's
+// ModRevision, or the head's when no delta follows the snapshot.
+//
+// # What it costs etcd, and what to set
+//
+// etcd keeps every version of every key until it is compacted, and by
+// default (no --auto-compaction-*, --quota-backend-bytes 2 GB) it never
+// compacts: a store whose writes rewrite whole records fills it. Measured
+// with go run ./internal/storecost (see the README), one 10,000-node
+// rolling session adds about 28 MB to etcd's database and one revision
+// per write (5.8 per node), a classic one 6 MB (1.1 revisions per node):
+// etcd's defaults hold some seventy such sessions. Operators should still
+// let etcd compact its history, as any etcd deployment should:
+//
+//	--auto-compaction-mode=revision --auto-compaction-retention=10000
+//
+// (or periodic, e.g. 1h) and defragment now and then; the quota can stay
+// at its default. When the database is full all the same, etcd refuses
+// every write with "mvcc: database space exceeded"; the store reports
+// ErrNoSpace, which names the remedy, and the executor stops before
+// acting on what it could not record.
 //
 // # Reservations
 //

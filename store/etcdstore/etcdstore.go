@@ -1,15 +1,12 @@
 package etcdstore
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -18,21 +15,34 @@ import (
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/store/internal/record"
 )
 
 // SchemaVersion is the version of the layout this package writes and reads.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Sentinel errors of package etcdstore, matched with errors.Is.
 var (
 	// ErrUnknownSchema: a head was written in a layout this version does
-	// not know (a newer crus wrote it). It is left alone.
+	// not know (a newer or an older crus wrote it). It is left alone.
 	ErrUnknownSchema = errors.New("etcdstore: unknown schema version")
 	// ErrInvalidID: the session id cannot be part of a key.
 	ErrInvalidID = errors.New("etcdstore: invalid session id")
+	// ErrNoSpace: etcd refused the write because its database reached its
+	// quota ("mvcc: database space exceeded", the NOSPACE alarm). Nothing
+	// was stored; etcd refuses every write, for every user of it, until
+	// an operator compacts its history, defragments it and disarms the
+	// alarm (see the package documentation). It matches
+	// batch.ErrPermanent: the executor stops instead of retrying, before
+	// acting on what it could not record.
+	ErrNoSpace = batch.NewPermanent("etcdstore: etcd's database is full (mvcc: database space exceeded); " +
+		"run etcdctl compact <current revision>, etcdctl defrag and etcdctl alarm disarm, " +
+		"and set --auto-compaction-mode=revision --auto-compaction-retention=1000 so that it does not fill again")
 )
 
 // Config tunes a Store. The zero value of every field is usable.
@@ -40,7 +50,8 @@ type Config struct {
 	// Prefix is the key prefix of everything the store keeps. Default
 	// "/crus/"; a trailing "/" is added if missing.
 	Prefix string
-	// ChunkSize is the number of node records per key. Default 128.
+	// ChunkSize is the number of node records per key of a snapshot.
+	// Default 256.
 	ChunkSize int
 	// MaxTxnOps and MaxTxnBytes bound one transaction: keep them within
 	// the server's --max-txn-ops (default 128) and --max-request-bytes
@@ -58,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.Prefix += "/"
 	}
 	if c.ChunkSize == 0 {
-		c.ChunkSize = 128
+		c.ChunkSize = 256
 	}
 	if c.MaxTxnOps == 0 {
 		c.MaxTxnOps = 128
@@ -72,6 +83,35 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Compaction of a session's deltas into a new snapshot: once the deltas
+// written since the snapshot would pass compactRatio times the snapshot
+// and compactMin bytes, or one delta maxDelta bytes, the write is a new
+// snapshot instead. Each byte of a delta then costs etcd at most
+// 1 + 1/compactRatio bytes, whatever the size of the session.
+const (
+	compactRatio = 4
+	compactMin   = 64 << 10
+	maxDelta     = 256 << 10
+)
+
+// Bounds on what a value read from etcd may claim, checked before
+// anything is allocated for it: etcd's values are not trusted.
+const (
+	maxNodes       = 1 << 22   // node records of one session
+	maxDeltas      = 1 << 22   // deltas since a snapshot
+	maxHeadJSON    = 64 << 20  // a snapshot's header and messages
+	maxChunkJSON   = 64 << 20  // one chunk of node records
+	maxDeltaJSON   = 64 << 20  // one delta
+	maxReserveJSON = 256 << 20 // one reservation
+)
+
+// Stats counts what a Store wrote since it was made.
+type Stats struct {
+	Writes    int64 // creates and updates of sessions
+	Bytes     int64 // bytes of keys and values put
+	Snapshots int64 // whole records written (creates, whole Updates, compactions)
+}
+
 // Store is a crus.Store on etcd. It is safe for concurrent use.
 type Store struct {
 	c   *clientv3.Client
@@ -79,24 +119,29 @@ type Store struct {
 	log *slog.Logger
 
 	mu sync.Mutex
-	// cache keeps, per session, the node records at one revision as this
-	// Store last wrote or read them, so that an Update based on that
-	// revision writes only the chunks that differ. Chunks are never
-	// rewritten in place, so an entry never goes stale: at worst its
-	// revision is not the one asked about, and Update rewrites more.
+	// cache keeps, per session in progress, the record's head, node
+	// records and messages at one revision as this Store last wrote or
+	// read them, so that a write based on that revision sends only what
+	// changed.
 	cache map[string]*cached
 	// fences holds, per session this process drives, the lease key that
 	// every write of it must still find (see lease.go).
 	fences map[string]fence
-	// gzip keeps compressors for reuse: a new one allocates some hundreds
-	// of kilobytes of state.
-	gzip sync.Pool
+	stats  Stats
+
+	ratio, min int // compaction thresholds; tests lower them
 }
 
 type cached struct {
-	rev   int64
-	nodes []crus.NodeRecord
-	refs  []chunkRef
+	rev      int64 // the session's revision: of the head, or of the last delta
+	headRev  int64 // the head's ModRevision
+	head     head
+	deltas   int // deltas since the snapshot
+	journal  int // their bytes
+	nodes    []crus.NodeRecord
+	messages []string
+	dropped  int
+	last     []byte // the header of the last delta, nil after a snapshot (see record.EncodeDelta)
 }
 
 type fence struct {
@@ -108,6 +153,7 @@ var (
 	_ crus.Store          = (*Store)(nil)
 	_ crus.RevisionReader = (*Store)(nil)
 	_ crus.Reserver       = (*Store)(nil)
+	_ crus.NodeUpdater    = (*Store)(nil)
 )
 
 // New returns a Store on the client. The caller keeps ownership of the
@@ -124,11 +170,18 @@ func New(client *clientv3.Client, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("etcdstore: MaxTxnOps %d is too small (at least 4)", cfg.MaxTxnOps)
 	}
 	return &Store{c: client, cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, fences: map[string]fence{},
-		gzip: sync.Pool{New: newGzipWriter}}, nil
+		ratio: compactRatio, min: compactMin}, nil
 }
 
 // Prefix returns the key prefix of the store.
 func (st *Store) Prefix() string { return st.cfg.Prefix }
+
+// Stats returns what the Store wrote since it was made.
+func (st *Store) Stats() Stats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.stats
+}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
 
@@ -139,28 +192,33 @@ func checkID(id string) error {
 	return nil
 }
 
-func (st *Store) headKey(id string) string     { return st.cfg.Prefix + "sessions/" + id }
-func (st *Store) headPrefix() string           { return st.cfg.Prefix + "sessions/" }
-func (st *Store) chunkPrefix(id string) string { return st.cfg.Prefix + "nodes/" + id + "/" }
-func (st *Store) activeKey(id string) string   { return st.cfg.Prefix + "active/" + id }
-func (st *Store) activePrefix() string         { return st.cfg.Prefix + "active/" }
-func (st *Store) activeRevKey() string         { return st.cfg.Prefix + "active-rev" }
-func (st *Store) leaderKey(id string) string   { return st.cfg.Prefix + "leaders/" + id }
-func (st *Store) leaderPrefix() string         { return st.cfg.Prefix + "leaders/" }
+func (st *Store) headKey(id string) string        { return st.cfg.Prefix + "sessions/" + id }
+func (st *Store) headPrefix() string              { return st.cfg.Prefix + "sessions/" }
+func (st *Store) recordPrefix(id string) string   { return st.cfg.Prefix + "records/" + id + "/" }
+func (st *Store) genPrefix(id, gen string) string { return st.recordPrefix(id) + gen + "/" }
+func (st *Store) activeKey(id string) string      { return st.cfg.Prefix + "active/" + id }
+func (st *Store) activePrefix() string            { return st.cfg.Prefix + "active/" }
+func (st *Store) activeRevKey() string            { return st.cfg.Prefix + "active-rev" }
+func (st *Store) leaderKey(id string) string      { return st.cfg.Prefix + "leaders/" + id }
+func (st *Store) leaderPrefix() string            { return st.cfg.Prefix + "leaders/" }
 
-// head is the JSON form of a session's head key.
+func snapHeaderKey(p string) string   { return p + "h" }
+func chunkKey(p string, i int) string { return fmt.Sprintf("%sc/%06d", p, i) }
+func deltaKey(p string, k int) string { return fmt.Sprintf("%sd/%08d", p, k) }
+
+// head is the JSON form of a session's head key: a few fields naming the
+// session's snapshot, written with it (and with the write that completes
+// the session), never by the writes in between.
 type head struct {
-	Schema  int             `json:"schema"`
-	Session json.RawMessage `json:"session"` // the record, without its nodes
-	Nodes   int             `json:"nodes"`
-	Chunks  []chunkRef      `json:"chunks"`
+	Schema    int    `json:"schema"`
+	Gen       string `json:"gen"`            // the snapshot's generation: records/<id>/<gen>/
+	Chunks    int    `json:"c"`              // node chunks of the snapshot
+	Nodes     int    `json:"n"`              // node records
+	Snapshot  int    `json:"s"`              // bytes of the snapshot
+	Completed bool   `json:"done,omitempty"` // the session has completed
 }
 
-// chunkRef names one chunk of node records.
-type chunkRef struct {
-	Key string `json:"key"` // under nodes/<id>/
-	N   int    `json:"n"`
-}
+var genRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 func newGen() string {
 	var b [8]byte
@@ -168,157 +226,166 @@ func newGen() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newGzipWriter() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return zw
-}
-
-// compress encodes v as gzip-compressed JSON.
-func (st *Store) compress(v any) ([]byte, error) {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	zw := st.gzip.Get().(*gzip.Writer)
-	defer st.gzip.Put(zw)
-	zw.Reset(&buf)
-	if _, err := zw.Write(j); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func decompress(b []byte, v any) error {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	j, err := io.ReadAll(zr)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(j, v)
-}
-
 func (st *Store) corrupt(id, format string, args ...any) error {
 	return fmt.Errorf("%w: %s under %s: %s; left as it is", crus.ErrCorruptSession, id, st.cfg.Prefix, fmt.Sprintf(format, args...))
 }
 
-// decodeHead checks and decodes a head key's value.
-func (st *Store) decodeHead(id string, b []byte) (*crus.Session, *head, error) {
+// decodeHead checks a head key's value before anything is allocated for
+// what it announces.
+func (st *Store) decodeHead(id string, b []byte) (*head, error) {
 	var h head
 	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, nil, st.corrupt(id, "head is not a JSON document: %v", err)
+		return nil, st.corrupt(id, "head %s is not a JSON document: %v", st.headKey(id), err)
 	}
 	if h.Schema != SchemaVersion {
-		return nil, nil, fmt.Errorf("%w %d in session %s under %s (this version reads schema %d); left as it is",
+		return nil, fmt.Errorf("%w %d in session %s under %s (this version reads schema %d); left as it is",
 			ErrUnknownSchema, h.Schema, id, st.cfg.Prefix, SchemaVersion)
 	}
-	var s crus.Session
-	if err := json.Unmarshal(h.Session, &s); err != nil {
-		return nil, nil, st.corrupt(id, "bad session record: %v", err)
+	switch {
+	case !genRE.MatchString(h.Gen):
+		return nil, st.corrupt(id, "head %s names generation %q", st.headKey(id), h.Gen)
+	case h.Nodes < 0 || h.Nodes > maxNodes:
+		return nil, st.corrupt(id, "head %s announces %d nodes (at most %d)", st.headKey(id), h.Nodes, maxNodes)
+	case h.Chunks < 0 || h.Chunks > h.Nodes || (h.Nodes > 0 && h.Chunks == 0):
+		return nil, st.corrupt(id, "head %s announces %d chunks for %d nodes", st.headKey(id), h.Chunks, h.Nodes)
+	case h.Snapshot < 0:
+		return nil, st.corrupt(id, "head %s has a negative size", st.headKey(id))
 	}
-	if s.UpgradeID != id {
-		return nil, nil, st.corrupt(id, "head holds session %q", s.UpgradeID)
-	}
-	total := 0
-	for _, r := range h.Chunks {
-		total += r.N
-	}
-	if total != h.Nodes {
-		return nil, nil, st.corrupt(id, "chunks hold %d nodes, head says %d", total, h.Nodes)
-	}
-	return &s, &h, nil
+	return &h, nil
 }
 
-// chunks splits nodes into the store's chunks.
-func (st *Store) chunks(nodes []crus.NodeRecord) [][]crus.NodeRecord {
-	var out [][]crus.NodeRecord
-	for i := 0; i < len(nodes); i += st.cfg.ChunkSize {
-		out = append(out, nodes[i:min(i+st.cfg.ChunkSize, len(nodes))])
-	}
-	return out
-}
-
-// Get implements crus.Store. It reads the head, then the chunks it names
+// Get implements crus.Store. It reads the head, then the records it names
 // at the head's revision, so the record is consistent even while it is
 // being written.
 func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
+	s, c, err := st.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	st.remember(id, c)
+	return s, nil
+}
+
+// load reads the session and what the cache keeps of it.
+func (st *Store) load(ctx context.Context, id string) (*crus.Session, *cached, error) {
 	if err := checkID(id); err != nil {
-		return nil, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
+		return nil, nil, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := st.c.Get(ctx, st.headKey(id))
 		if err != nil {
-			return nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+			return nil, nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
 		}
 		if len(resp.Kvs) == 0 {
-			return nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+			return nil, nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
 		}
-		s, err := st.assemble(ctx, id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision, resp.Header.Revision)
+		s, c, err := st.assemble(ctx, id, resp.Kvs[0], resp.Header.Revision)
 		if errors.Is(err, errCompacted) && attempt < 3 {
 			continue
 		}
-		return s, err
+		return s, c, err
 	}
 }
 
 var errCompacted = errors.New("etcdstore: revision compacted while reading")
 
-// assemble decodes a head and reads its chunks at revision at.
-func (st *Store) assemble(ctx context.Context, id string, value []byte, modRev, at int64) (*crus.Session, error) {
-	s, h, err := st.decodeHead(id, value)
+// assemble decodes a head and reads its records at revision at.
+func (st *Store) assemble(ctx context.Context, id string, kv *mvccpb.KeyValue, at int64) (*crus.Session, *cached, error) {
+	h, err := st.decodeHead(id, kv.Value)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.Revision = modRev
-	if h.Nodes > 0 {
-		vals, err := st.rangeAll(ctx, st.chunkPrefix(id), at)
+	vals, err := st.rangeAll(ctx, st.genPrefix(id, h.Gen), at)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st.build(id, h, kv.ModRevision, vals)
+}
+
+// build decodes the records a head names, given the keys under its
+// generation: the snapshot, then each delta applied in turn. The
+// session's revision is the last delta's, or the head's if there is none.
+func (st *Store) build(id string, h *head, headRev int64, vals map[string]*mvccpb.KeyValue) (*crus.Session, *cached, error) {
+	p := st.genPrefix(id, h.Gen)
+	hk := snapHeaderKey(p)
+	kv, ok := vals[hk]
+	if !ok {
+		return nil, nil, st.corrupt(id, "snapshot %s named by the head is missing", hk)
+	}
+	s := &crus.Session{}
+	if err := record.Decode(kv.Value, maxHeadJSON, s); err != nil {
+		return nil, nil, st.corrupt(id, "snapshot %s: %v", hk, err)
+	}
+	if s.UpgradeID != id {
+		return nil, nil, st.corrupt(id, "snapshot %s holds session %q", hk, s.UpgradeID)
+	}
+	if len(s.Progress.Nodes) != 0 {
+		return nil, nil, st.corrupt(id, "snapshot %s holds node records", hk)
+	}
+	s.Progress.Nodes = make([]crus.NodeRecord, 0, min(h.Nodes, 1<<16)) // grows with what decodes
+	for i := range h.Chunks {
+		k := chunkKey(p, i)
+		kv, ok := vals[k]
+		if !ok {
+			return nil, nil, st.corrupt(id, "chunk %s named by the head is missing", k)
+		}
+		var part []crus.NodeRecord
+		if err := record.Decode(kv.Value, maxChunkJSON, &part); err != nil {
+			return nil, nil, st.corrupt(id, "chunk %s: %v", k, err)
+		}
+		if len(part) == 0 || len(s.Progress.Nodes)+len(part) > h.Nodes {
+			return nil, nil, st.corrupt(id, "chunk %s holds %d nodes, past the %d the head announces", k, len(part), h.Nodes)
+		}
+		s.Progress.Nodes = append(s.Progress.Nodes, part...)
+	}
+	if len(s.Progress.Nodes) != h.Nodes {
+		return nil, nil, st.corrupt(id, "chunks hold %d nodes, the head says %d", len(s.Progress.Nodes), h.Nodes)
+	}
+	c := &cached{rev: headRev, headRev: headRev, head: *h}
+	for k := 1; ; k++ {
+		dk := deltaKey(p, k)
+		kv, ok := vals[dk]
+		if !ok {
+			break
+		}
+		d, err := record.DecodeDelta(kv.Value, maxDeltaJSON, c.last)
 		if err != nil {
-			return nil, err
+			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
 		}
-		s.Progress.Nodes = make([]crus.NodeRecord, 0, h.Nodes)
-		for _, r := range h.Chunks {
-			v, ok := vals[st.chunkPrefix(id)+r.Key]
-			if !ok {
-				return nil, st.corrupt(id, "chunk %s named by the head is missing", r.Key)
-			}
-			var part []crus.NodeRecord
-			if err := decompress(v, &part); err != nil {
-				return nil, st.corrupt(id, "chunk %s: %v", r.Key, err)
-			}
-			if len(part) != r.N {
-				return nil, st.corrupt(id, "chunk %s holds %d nodes, the head says %d", r.Key, len(part), r.N)
-			}
-			s.Progress.Nodes = append(s.Progress.Nodes, part...)
+		if err := d.Apply(s); err != nil {
+			return nil, nil, st.corrupt(id, "delta %s: %v", dk, err)
+		}
+		c.last = d.Header
+		c.deltas, c.journal = k, c.journal+len(kv.Value)
+		c.rev = max(c.rev, kv.ModRevision)
+	}
+	// Deltas are numbered from 1 without a gap: any other is damage.
+	for k := range vals {
+		if strings.HasPrefix(k, p+"d/") && k > deltaKey(p, c.deltas) {
+			return nil, nil, st.corrupt(id, "delta %s follows a missing one (%s)", k, deltaKey(p, c.deltas+1))
 		}
 	}
-	if !s.Completed {
-		st.remember(id, modRev, s.Progress.Nodes, h.Chunks)
-	}
-	return s, nil
+	s.Revision = c.rev
+	c.nodes, c.messages, c.dropped = s.Progress.Nodes, s.Messages, s.MessagesDropped
+	return s, c, nil
 }
 
 // rangeAll reads every key under prefix at revision rev, a page at a time.
-func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[string][]byte, error) {
-	out := map[string][]byte{}
+func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[string]*mvccpb.KeyValue, error) {
+	out := map[string]*mvccpb.KeyValue{}
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
 	for {
-		resp, err := st.c.Get(ctx, key, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(64),
+		resp, err := st.c.Get(ctx, key, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(256),
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 		if err != nil {
-			if strings.Contains(err.Error(), "compacted") {
+			if errors.Is(err, rpctypes.ErrCompacted) || strings.Contains(err.Error(), "compacted") {
 				return nil, errCompacted
 			}
 			return nil, fmt.Errorf("etcdstore: reading %s: %w", prefix, err)
 		}
 		for _, kv := range resp.Kvs {
-			out[string(kv.Key)] = kv.Value
+			out[string(kv.Key)] = kv
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return out, nil
@@ -327,13 +394,21 @@ func (st *Store) rangeAll(ctx context.Context, prefix string, rev int64) (map[st
 	}
 }
 
-func (st *Store) remember(id string, rev int64, nodes []crus.NodeRecord, refs []chunkRef) {
+// remember keeps c, a copy of a session in progress as read, unless the
+// cache knows a later one.
+func (st *Store) remember(id string, c *cached) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if c, ok := st.cache[id]; ok && c.rev > rev {
+	if c.head.Completed {
+		delete(st.cache, id)
 		return
 	}
-	st.cache[id] = &cached{rev: rev, nodes: slices.Clone(nodes), refs: slices.Clone(refs)}
+	if old, ok := st.cache[id]; ok && old.rev > c.rev {
+		return
+	}
+	n := *c
+	n.nodes, n.messages = slices.Clone(c.nodes), slices.Clone(c.messages)
+	st.cache[id] = &n
 }
 
 func (st *Store) forget(id string) {
@@ -344,76 +419,108 @@ func (st *Store) forget(id string) {
 
 // writePlan is what one write of a session puts and deletes.
 type writePlan struct {
-	head   []byte
-	refs   []chunkRef
-	puts   []clientv3.Op // new chunks
-	bytes  int           // of puts
-	stale  []string      // chunk keys the write replaces
-	staged []string      // chunk keys written before the final transaction
+	head    head
+	putHead bool   // the head is written: a snapshot, or a write that completes the session
+	deltas  int    // deltas since the snapshot, after the write
+	journal int    // their bytes
+	last    []byte // the header of the delta written, if one is
+	puts    []clientv3.Op
+	bytes   int    // of puts
+	stale   string // the generation prefix the write replaces, if any
+	staged  bool   // puts written before the final transaction
 }
 
-// plan encodes s for writing, reusing the chunks of prev (the record at
-// the revision s is based on) that did not change.
-func (st *Store) plan(s *crus.Session, prev *cached) (*writePlan, error) {
+// snapshot plans writing s whole under a new generation.
+func (st *Store) snapshot(s *crus.Session) (*writePlan, error) {
 	id := s.UpgradeID
-	gen := newGen()
-	w := &writePlan{}
-	for i, part := range st.chunks(s.Progress.Nodes) {
-		if prev != nil && i < len(prev.refs) && prev.refs[i].N == len(part) {
-			a := i * st.cfg.ChunkSize
-			if len(prev.nodes) >= a+len(part) && slices.Equal(prev.nodes[a:a+len(part)], part) {
-				w.refs = append(w.refs, prev.refs[i])
-				continue
-			}
-		}
-		v, err := st.compress(part)
+	h := head{Schema: SchemaVersion, Gen: newGen(), Nodes: len(s.Progress.Nodes), Completed: s.Completed}
+	p := st.genPrefix(id, h.Gen)
+	w := &writePlan{head: h, putHead: true}
+	put := func(k string, v []byte) {
+		w.puts = append(w.puts, clientv3.OpPut(k, string(v)))
+		w.bytes += len(k) + len(v)
+	}
+	hdr := *s
+	hdr.Progress.Nodes = nil
+	v, err := record.Encode(&hdr)
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
+	}
+	put(snapHeaderKey(p), v)
+	for i := 0; i < len(s.Progress.Nodes); i += st.cfg.ChunkSize {
+		v, err := record.Encode(s.Progress.Nodes[i:min(i+st.cfg.ChunkSize, len(s.Progress.Nodes))])
 		if err != nil {
 			return nil, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
 		}
-		ref := chunkRef{Key: fmt.Sprintf("%06d.%s", i, gen), N: len(part)}
-		w.refs = append(w.refs, ref)
-		key := st.chunkPrefix(id) + ref.Key
-		w.puts = append(w.puts, clientv3.OpPut(key, string(v)))
-		w.bytes += len(key) + len(v) + 16
+		put(chunkKey(p, w.head.Chunks), v)
+		w.head.Chunks++
 	}
-	if prev != nil {
-		keep := map[string]bool{}
-		for _, r := range w.refs {
-			keep[r.Key] = true
-		}
-		for _, r := range prev.refs {
-			if !keep[r.Key] {
-				w.stale = append(w.stale, st.chunkPrefix(id)+r.Key)
-			}
-		}
-	}
-	rec := *s
-	rec.Progress.Nodes = nil
-	sj, err := json.Marshal(&rec)
-	if err != nil {
-		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
-	}
-	w.head, err = json.Marshal(head{Schema: SchemaVersion, Session: sj, Nodes: len(s.Progress.Nodes), Chunks: w.refs})
-	if err != nil {
-		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
-	}
+	w.head.Snapshot = w.bytes
 	return w, nil
 }
 
+// delta plans writing what changed of s since c: the positions changed
+// and the messages added. It returns nil if a snapshot is due instead.
+func (st *Store) delta(s *crus.Session, c *cached, changed []int) (*writePlan, error) {
+	d, err := record.MakeDelta(s, changed, len(c.messages)+c.dropped)
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", s.UpgradeID, err)
+	}
+	v, err := record.EncodeDelta(d, c.last)
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: encoding session %s: %w", s.UpgradeID, err)
+	}
+	// A delta is written in one transaction (staged, it would exist before
+	// the compare that it does not).
+	if len(v) > min(maxDelta, st.cfg.MaxTxnBytes/2) || c.journal+len(v) > max(st.min, st.ratio*c.head.Snapshot) || c.deltas >= maxDeltas {
+		return nil, nil
+	}
+	w := &writePlan{head: c.head, deltas: c.deltas + 1, journal: c.journal + len(v), last: d.Header}
+	if s.Completed != c.head.Completed {
+		w.head.Completed, w.putHead = s.Completed, true
+	}
+	k := deltaKey(st.genPrefix(s.UpgradeID, c.head.Gen), w.deltas)
+	w.puts, w.bytes = []clientv3.Op{clientv3.OpPut(k, string(v))}, len(k)+len(v)
+	return w, nil
+}
+
+// sessionCmps are the compares that hold while the session is at c.rev:
+// the head is the one c knows, its last delta too, and no delta follows.
+func (st *Store) sessionCmps(id string, c *cached) []clientv3.Cmp {
+	p := st.genPrefix(id, c.head.Gen)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(st.headKey(id)), "=", c.headRev),
+		clientv3.Compare(clientv3.CreateRevision(deltaKey(p, c.deltas+1)), "=", 0),
+	}
+	if c.deltas > 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(deltaKey(p, c.deltas)), "=", c.rev))
+	}
+	return cmps
+}
+
 // commit runs the final transaction of a write: cmps, then the head and
-// extra ops, with the new chunks if they fit (else they are written first,
-// in transactions of their own guarded by the same cmps), and the stale
-// chunks' deletion if it fits (else afterwards). When the cmps fail, ok is
-// false and the responses are those of the failure reads.
+// extra ops, with the records if they fit (else they are written first,
+// in transactions of their own guarded by the same cmps, under a
+// generation no head names yet), and the deletion of the replaced
+// generation. When the cmps fail, ok is false and the responses are those
+// of the failure reads.
 func (st *Store) commit(ctx context.Context, id string, w *writePlan, cmps []clientv3.Cmp, ops, failure []clientv3.Op) (responses []*etcdserverpb.ResponseOp, rev int64, ok bool, err error) {
-	ops = append([]clientv3.Op{clientv3.OpPut(st.headKey(id), string(w.head))}, ops...)
-	size := len(w.head) + 256
-	room := st.cfg.MaxTxnOps - len(ops)
-	if len(w.puts) <= room && size+w.bytes <= st.cfg.MaxTxnBytes {
+	written := 0
+	if w.putHead {
+		hv, err := json.Marshal(w.head)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
+		}
+		ops = append([]clientv3.Op{clientv3.OpPut(st.headKey(id), string(hv))}, ops...)
+		written = len(hv) + len(st.headKey(id))
+	}
+	if w.stale != "" {
+		ops = append(ops, clientv3.OpDelete(w.stale, clientv3.WithPrefix()))
+	}
+	if len(ops)+len(w.puts) <= st.cfg.MaxTxnOps && w.bytes+written+256 <= st.cfg.MaxTxnBytes {
 		ops = append(ops, w.puts...)
-		room -= len(w.puts)
 	} else {
-		// Stage the chunks: fresh keys no head names yet.
+		// Stage the records: keys no head names yet.
 		for i := 0; i < len(w.puts); {
 			j, b := i, 0
 			for j < len(w.puts) && j-i < st.cfg.MaxTxnOps && (j == i || b+opSize(w.puts[j]) <= st.cfg.MaxTxnBytes) {
@@ -423,66 +530,70 @@ func (st *Store) commit(ctx context.Context, id string, w *writePlan, cmps []cli
 			resp, err := st.c.Txn(ctx).If(cmps...).Then(w.puts[i:j]...).Else(failure...).Commit()
 			if err != nil {
 				st.unstage(id, w)
-				return nil, 0, false, fmt.Errorf("etcdstore: writing session %s: %w", id, err)
+				return nil, 0, false, st.writeErr(id, err)
 			}
+			w.staged = true
+			st.count(b, false)
 			if !resp.Succeeded {
 				st.unstage(id, w)
 				return resp.Responses, 0, false, nil
 			}
-			for _, op := range w.puts[i:j] {
-				w.staged = append(w.staged, string(op.KeyBytes()))
-			}
 			i = j
 		}
-	}
-	var later []string
-	for _, k := range w.stale {
-		if room > 0 {
-			ops = append(ops, clientv3.OpDelete(k))
-			room--
-		} else {
-			later = append(later, k)
-		}
+		written -= w.bytes // counted as staged
 	}
 	resp, err := st.c.Txn(ctx).If(cmps...).Then(ops...).Else(failure...).Commit()
 	if err != nil {
 		// The write may or may not have happened: a retry based on the
-		// same revision tells (ErrConflict if it did).
-		return nil, 0, false, fmt.Errorf("etcdstore: writing session %s: %w", id, err)
+		// same revision tells (ErrConflict if it did). Staged records are
+		// left: if it did not, they are removed with the session.
+		return nil, 0, false, st.writeErr(id, err)
 	}
 	if !resp.Succeeded {
 		st.unstage(id, w)
 		return resp.Responses, 0, false, nil
 	}
-	for i := 0; i < len(later); i += st.cfg.MaxTxnOps {
-		var dels []clientv3.Op
-		for _, k := range later[i:min(i+st.cfg.MaxTxnOps, len(later))] {
-			dels = append(dels, clientv3.OpDelete(k))
-		}
-		if _, err := st.c.Txn(ctx).Then(dels...).Commit(); err != nil {
-			st.log.Warn("could not delete replaced chunks; they are removed with the session", "session", id, "err", err)
-			break
-		}
-	}
+	st.count(written+w.bytes, true)
 	return resp.Responses, resp.Header.Revision, true, nil
+}
+
+// count adds one write (or, for staged records, bytes only) to the stats.
+func (st *Store) count(bytes int, write bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.stats.Bytes += int64(bytes)
+	if write {
+		st.stats.Writes++
+	}
+}
+
+// writeErr reports a failed write, naming etcd's full database clearly.
+func (st *Store) writeErr(id string, err error) error {
+	if noSpace(err) {
+		return fmt.Errorf("%w: writing session %s: %w", ErrNoSpace, id, err)
+	}
+	return fmt.Errorf("etcdstore: writing session %s: %w", id, err)
+}
+
+// noSpace reports whether etcd refused a write for its quota.
+func noSpace(err error) bool {
+	return errors.Is(err, rpctypes.ErrNoSpace) || errors.Is(err, rpctypes.ErrGRPCNoSpace) ||
+		strings.Contains(err.Error(), rpctypes.ErrNoSpace.Error())
 }
 
 func opSize(op clientv3.Op) int { return len(op.KeyBytes()) + len(op.ValueBytes()) + 16 }
 
-// unstage deletes, as well as it can, chunks written for a write that did
-// not happen.
+// unstage deletes, as well as it can, records written for a write that
+// did not happen.
 func (st *Store) unstage(id string, w *writePlan) {
-	for i := 0; i < len(w.staged); i += st.cfg.MaxTxnOps {
-		var dels []clientv3.Op
-		for _, k := range w.staged[i:min(i+st.cfg.MaxTxnOps, len(w.staged))] {
-			dels = append(dels, clientv3.OpDelete(k))
-		}
-		if _, err := st.c.Txn(context.Background()).Then(dels...).Commit(); err != nil {
-			st.log.Warn("could not delete chunks of a failed write; they are removed with the session", "session", id, "err", err)
-			return
-		}
+	if !w.staged {
+		return
 	}
-	w.staged = nil
+	if _, err := st.c.Delete(context.Background(), st.genPrefix(id, w.head.Gen), clientv3.WithPrefix()); err != nil {
+		st.log.Warn("could not delete the records of a failed write; they are removed with the session", "session", id, "err", err)
+		return
+	}
+	w.staged = false
 }
 
 // fenceOf returns the compare that fences writes of session id, if this
@@ -527,9 +638,18 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 		return err
 	}
 	id := s.UpgradeID
-	w, err := st.plan(s, nil)
+	w, err := st.snapshot(s)
 	if err != nil {
 		return err
+	}
+	var res []byte
+	if !s.Completed {
+		if res, err = record.Encode(crus.ReservationOf(s)); err != nil {
+			return fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
+		}
+		if len(res) > st.cfg.MaxTxnBytes-8<<10 {
+			return fmt.Errorf("etcdstore: creating session %s: its reservation takes %d bytes, more than one transaction holds (MaxTxnBytes %d; raise it with etcd's --max-request-bytes)", id, len(res), st.cfg.MaxTxnBytes)
+		}
 	}
 	for attempt := 0; attempt < 20; attempt++ {
 		// What the sessions in progress hold, and the revision of that
@@ -568,11 +688,7 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 			clientv3.Compare(clientv3.ModRevision(st.activeRevKey()), "=", activeRev),
 		}
 		ops := []clientv3.Op{clientv3.OpPut(st.activeRevKey(), id)}
-		if !s.Completed {
-			res, err := st.compress(crus.ReservationOf(s))
-			if err != nil {
-				return fmt.Errorf("etcdstore: encoding session %s: %w", id, err)
-			}
+		if res != nil {
 			ops = append(ops, clientv3.OpPut(st.activeKey(id), string(res)))
 		}
 		rs, rev, ok, err := st.commit(ctx, id, w, cmps, ops, []clientv3.Op{clientv3.OpGet(st.headKey(id), clientv3.WithKeysOnly())})
@@ -580,15 +696,23 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 			return err
 		}
 		if ok {
+			st.mu.Lock()
+			st.stats.Snapshots++
+			st.stats.Bytes += int64(len(res))
+			st.mu.Unlock()
 			s.Revision = rev
-			st.remember(id, s.Revision, s.Progress.Nodes, w.refs)
+			st.remember(id, &cached{rev: rev, headRev: rev, head: w.head, nodes: s.Progress.Nodes,
+				messages: s.Messages, dropped: s.MessagesDropped})
 			return nil
 		}
 		if len(rs[0].GetResponseRange().Kvs) > 0 {
 			return fmt.Errorf("%w: %s", crus.ErrSessionExists, id)
 		}
-		// Another session was created meanwhile: check again.
-		w.staged = nil
+		// Another session was created meanwhile: check again, under a
+		// new generation.
+		if w, err = st.snapshot(s); err != nil {
+			return err
+		}
 	}
 	return fmt.Errorf("etcdstore: creating session %s: too many concurrent creations, try again", id)
 }
@@ -597,7 +721,7 @@ func (st *Store) decodeActive(kvs []*mvccpb.KeyValue) ([]crus.Reservation, error
 	var out []crus.Reservation
 	for _, kv := range kvs {
 		var r crus.Reservation
-		if err := decompress(kv.Value, &r); err != nil {
+		if err := record.Decode(kv.Value, maxReserveJSON, &r); err != nil {
 			return nil, fmt.Errorf("%w: reservation %s: %v", crus.ErrCorruptSession, kv.Key, err)
 		}
 		out = append(out, r)
@@ -639,11 +763,11 @@ func (st *Store) inProgress(ctx context.Context, id string) (bool, error) {
 	if len(resp.Kvs) == 0 {
 		return false, nil
 	}
-	s, _, err := st.decodeHead(id, resp.Kvs[0].Value)
+	h, err := st.decodeHead(id, resp.Kvs[0].Value)
 	if err != nil {
 		return true, nil
 	}
-	return !s.Completed, nil
+	return !h.Completed, nil
 }
 
 // Reservations implements crus.Reserver.
@@ -669,8 +793,27 @@ func (st *Store) Reservations(ctx context.Context) ([]crus.Reservation, error) {
 	return out, nil
 }
 
-// Update implements crus.Store.
+// Update implements crus.Store. Based on the revision this Store last
+// wrote or read, it writes what changed (the node records that differ,
+// the messages added); otherwise, the whole record.
 func (st *Store) Update(ctx context.Context, s *crus.Session) error {
+	return st.update(ctx, s, nil, false)
+}
+
+// UpdateNodes implements crus.NodeUpdater: it writes the head and one
+// delta key holding the header, the node records at changed and the
+// messages added. Once the deltas outgrow the snapshot, the write is a
+// new snapshot instead.
+func (st *Store) UpdateNodes(ctx context.Context, s *crus.Session, changed []int) error {
+	for _, i := range changed {
+		if i < 0 || i >= len(s.Progress.Nodes) {
+			return fmt.Errorf("etcdstore: UpdateNodes of session %s: node position %d out of range (%d nodes)", s.UpgradeID, i, len(s.Progress.Nodes))
+		}
+	}
+	return st.update(ctx, s, changed, true)
+}
+
+func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, trusted bool) error {
 	id := s.UpgradeID
 	if err := checkID(id); err != nil {
 		return fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
@@ -679,32 +822,45 @@ func (st *Store) Update(ctx context.Context, s *crus.Session) error {
 		return err
 	}
 	st.mu.Lock()
-	prev := st.cache[id]
+	c := st.cache[id]
 	st.mu.Unlock()
-	if prev == nil || prev.rev != s.Revision {
-		// Not the revision this Store knows: learn which chunks it has,
-		// so that the write can replace them (it rewrites them all).
-		resp, err := st.c.Get(ctx, st.headKey(id))
-		if err != nil {
-			return fmt.Errorf("etcdstore: reading session %s: %w", id, err)
-		}
-		if len(resp.Kvs) == 0 {
-			return fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
-		}
-		if rev := resp.Kvs[0].ModRevision; rev != s.Revision {
-			return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, rev, s.Revision)
-		}
-		_, h, err := st.decodeHead(id, resp.Kvs[0].Value)
+	if c == nil || c.rev != s.Revision {
+		// Not the revision this Store knows: read it, which tells a
+		// conflict and what is stored.
+		cur, fresh, err := st.load(ctx, id)
 		if err != nil {
 			return err
 		}
-		prev = &cached{rev: s.Revision, refs: h.Chunks}
+		if cur.Revision != s.Revision {
+			return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, cur.Revision, s.Revision)
+		}
+		c = fresh
 	}
-	w, err := st.plan(s, prev)
-	if err != nil {
-		return err
+	var w *writePlan
+	if len(c.nodes) == len(s.Progress.Nodes) && appended(c, s) {
+		if !trusted {
+			changed = changed[:0]
+			st.mu.Lock() // c.nodes is updated in place by the writes that follow c
+			for i := range s.Progress.Nodes {
+				if c.nodes[i] != s.Progress.Nodes[i] {
+					changed = append(changed, i)
+				}
+			}
+			st.mu.Unlock()
+		}
+		var err error
+		if w, err = st.delta(s, c, changed); err != nil {
+			return err
+		}
 	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(st.headKey(id)), "=", s.Revision)}
+	if w == nil {
+		var err error
+		if w, err = st.snapshot(s); err != nil {
+			return err
+		}
+		w.stale = st.genPrefix(id, c.head.Gen)
+	}
+	cmps := st.sessionCmps(id, c)
 	failure := []clientv3.Op{clientv3.OpGet(st.headKey(id), clientv3.WithKeysOnly())}
 	fcmps, freads, f, fenced := st.fenceOf(id)
 	cmps, failure = append(cmps, fcmps...), append(failure, freads...)
@@ -718,44 +874,103 @@ func (st *Store) Update(ctx context.Context, s *crus.Session) error {
 		return err
 	}
 	if !ok {
+		st.forget(id)
 		if fenced {
 			if err := lostFence(rs, f); err != nil {
 				return err
 			}
 		}
-		kvs := rs[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
+		if len(rs[0].GetResponseRange().Kvs) == 0 {
 			return fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
 		}
-		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, id, kvs[0].ModRevision, s.Revision)
+		return fmt.Errorf("%w: %s changed since revision %d", crus.ErrConflict, id, s.Revision)
 	}
 	s.Revision = rev
+	if w.stale != "" {
+		st.mu.Lock()
+		st.stats.Snapshots++
+		st.mu.Unlock()
+	}
 	if s.Completed {
 		st.forget(id) // finished: it will hardly be written again
-	} else {
-		st.remember(id, s.Revision, s.Progress.Nodes, w.refs)
+		return nil
 	}
+	n := &cached{rev: rev, headRev: c.headRev, head: w.head, deltas: w.deltas, journal: w.journal, last: w.last,
+		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
+	if w.putHead {
+		n.headRev = rev
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if w.stale != "" {
+		n.nodes = slices.Clone(s.Progress.Nodes)
+	} else {
+		n.nodes = c.nodes // c is left behind: its revision is past
+		for _, i := range changed {
+			n.nodes[i] = s.Progress.Nodes[i]
+		}
+	}
+	st.cache[id] = n
 	return nil
 }
 
-// Revision implements crus.RevisionReader: one read of the head's key,
-// without its value.
+// appended reports whether s's messages are the cached ones with some
+// appended by AddMessages.
+func appended(c *cached, s *crus.Session) bool {
+	if s.MessagesDropped < c.dropped {
+		return false
+	}
+	was := &crus.Session{Messages: slices.Clone(c.messages), MessagesDropped: c.dropped}
+	was.AddMessages(s.MessagesSince(was.MessagesTotal())...)
+	return slices.Equal(was.Messages, s.Messages)
+}
+
+// Revision implements crus.RevisionReader: a read of the head, and of the
+// key of its last delta, without its value.
 func (st *Store) Revision(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id); err != nil {
 		return 0, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
 	}
-	resp, err := st.c.Get(ctx, st.headKey(id), clientv3.WithKeysOnly())
-	if err != nil {
-		return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+	for attempt := 0; ; attempt++ {
+		resp, err := st.c.Get(ctx, st.headKey(id))
+		if err != nil {
+			return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return 0, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+		}
+		h, err := st.decodeHead(id, resp.Kvs[0].Value)
+		if err != nil {
+			return 0, err
+		}
+		rev := resp.Kvs[0].ModRevision
+		last, err := st.c.Get(ctx, st.genPrefix(id, h.Gen)+"d/", clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithRev(resp.Header.Revision))
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) && attempt < 3 {
+				continue
+			}
+			return 0, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+		}
+		if len(last.Kvs) > 0 {
+			rev = max(rev, last.Kvs[0].ModRevision)
+		}
+		return rev, nil
 	}
-	if len(resp.Kvs) == 0 {
-		return 0, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
-	}
-	return resp.Kvs[0].ModRevision, nil
 }
 
 // List implements crus.Store. A damaged session fails the List, naming it.
 func (st *Store) List(ctx context.Context) ([]*crus.Session, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := st.list(ctx)
+		if errors.Is(err, errCompacted) && attempt < 3 {
+			continue
+		}
+		return out, err
+	}
+}
+
+func (st *Store) list(ctx context.Context) ([]*crus.Session, error) {
 	resp, err := st.c.Get(ctx, st.headPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: listing sessions: %w", err)
@@ -764,11 +979,15 @@ func (st *Store) List(ctx context.Context) ([]*crus.Session, error) {
 	var errs []error
 	for _, kv := range resp.Kvs {
 		id := strings.TrimPrefix(string(kv.Key), st.headPrefix())
-		s, err := st.assemble(ctx, id, kv.Value, kv.ModRevision, resp.Header.Revision)
+		s, c, err := st.assemble(ctx, id, kv, resp.Header.Revision)
+		if errors.Is(err, errCompacted) {
+			return nil, err
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		st.remember(id, c)
 		out = append(out, s)
 	}
 	if len(errs) > 0 {
@@ -783,8 +1002,8 @@ func (st *Store) List(ctx context.Context) ([]*crus.Session, error) {
 	return out, nil
 }
 
-// Delete implements crus.Store: the head, every chunk and the reservation
-// go in one transaction.
+// Delete implements crus.Store: the head, every record and the
+// reservation go in one transaction.
 func (st *Store) Delete(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
@@ -795,10 +1014,13 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 	cmps, failure = append(cmps, fcmps...), append(failure, freads...)
 	resp, err := st.c.Txn(ctx).If(cmps...).Then(
 		clientv3.OpDelete(st.headKey(id)),
-		clientv3.OpDelete(st.chunkPrefix(id), clientv3.WithPrefix()),
+		clientv3.OpDelete(st.recordPrefix(id), clientv3.WithPrefix()),
 		clientv3.OpDelete(st.activeKey(id)),
 	).Else(failure...).Commit()
 	if err != nil {
+		if noSpace(err) {
+			return fmt.Errorf("%w: deleting session %s: %w", ErrNoSpace, id, err)
+		}
 		return fmt.Errorf("etcdstore: deleting session %s: %w", id, err)
 	}
 	st.forget(id)

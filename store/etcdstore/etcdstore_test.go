@@ -1,10 +1,13 @@
 package etcdstore_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,7 +46,7 @@ func TestConformance(t *testing.T) {
 // takes with the default limits.
 func TestConformanceStaged(t *testing.T) {
 	storetest.RunConformanceTests(t, func(t *testing.T) crus.Store {
-		st, _ := newStore(t, etcdstore.Config{ChunkSize: 50, MaxTxnOps: 6, MaxTxnBytes: 16 << 10})
+		st, _ := newStore(t, etcdstore.Config{ChunkSize: 50, MaxTxnOps: 6, MaxTxnBytes: 64 << 10})
 		return st
 	})
 }
@@ -64,7 +67,7 @@ func keys(t *testing.T, c *clientv3.Client, prefix string) map[string][]string {
 
 // TestLayout checks what a 10,000-node session costs in etcd: it fits the
 // server's default limits, and a write of a step's nodes writes the head
-// and the chunks holding them, not the whole record.
+// and one delta, not the record.
 func TestLayout(t *testing.T) {
 	ctx := context.Background()
 	st, c := newStore(t, etcdstore.Config{})
@@ -72,35 +75,48 @@ func TestLayout(t *testing.T) {
 	require.NoError(t, st.CreateReserved(ctx, s))
 	k := keys(t, c, st.Prefix())
 	assert.Len(t, k["sessions"], 1)
-	assert.Len(t, k["nodes"], 79, "10,000 nodes in chunks of 128")
+	assert.Len(t, k["records"], 1+40, "the snapshot's header and 10,000 nodes in chunks of 256")
 	assert.Equal(t, []string{"active/big"}, k["active"])
 
 	size := func(prefix string) (n int) {
 		resp, err := c.Get(ctx, st.Prefix()+prefix, clientv3.WithPrefix())
 		require.NoError(t, err)
 		for _, kv := range resp.Kvs {
-			n += len(kv.Value)
+			n += len(kv.Key) + len(kv.Value)
 		}
 		return n
 	}
-	t.Logf("10,000 nodes: head %d bytes, chunks %d bytes, reservation %d bytes", size("sessions/"), size("nodes/"), size("active/"))
-	assert.Less(t, size("nodes/"), 1<<20, "the whole record fits one request")
+	t.Logf("10,000 nodes: head %d bytes, snapshot %d bytes, reservation %d bytes", size("sessions/"), size("records/"), size("active/"))
+	assert.Less(t, size("records/"), 1<<20, "the whole record fits one request")
+	assert.Less(t, size("sessions/"), 200, "the head is small")
 
-	before := s.Revision
-	for i := 5100; i < 5150; i++ { // chunks 39 (4992..5119) and 40
+	before := st.Stats()
+	headRev := func() int64 {
+		resp, err := c.Get(ctx, st.Prefix()+"sessions/big")
+		require.NoError(t, err)
+		return resp.Kvs[0].ModRevision
+	}
+	created := headRev()
+	for i := 5100; i < 5150; i++ {
 		s.Progress.Nodes[i].Phase = crus.PhaseQuiescing
+		s.Progress.Nodes[i].DrainRequested = time.Date(2026, 1, 6, 0, 0, 0, 0, time.UTC)
 	}
-	require.NoError(t, st.Update(ctx, s))
-	resp, err := c.Get(ctx, st.Prefix()+"nodes/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	s.AddMessages("Step 103 of 200: quiescing 50 nodes")
+	require.NoError(t, st.UpdateNodes(ctx, s, seq(5100, 5150)))
+	after := st.Stats()
+	assert.Equal(t, before.Snapshots, after.Snapshots, "no snapshot")
+	t.Logf("a write of 50 nodes: %d bytes", after.Bytes-before.Bytes)
+	assert.Less(t, after.Bytes-before.Bytes, int64(3000), "the head and one small delta")
+	assert.Len(t, keys(t, c, st.Prefix())["records"], 1+40+1, "one delta more")
+	assert.Equal(t, created, headRev(), "a write puts one key, not the head")
+	rev, err := st.Revision(ctx, "big")
 	require.NoError(t, err)
-	var written []string
-	for _, kv := range resp.Kvs {
-		if kv.ModRevision > before {
-			written = append(written, strings.TrimPrefix(string(kv.Key), st.Prefix()+"nodes/big/")[:6])
-		}
-	}
-	assert.Equal(t, []string{"000039", "000040"}, written, "only the chunks that changed are written")
-	assert.Len(t, keys(t, c, st.Prefix())["nodes"], 79, "the replaced chunks are deleted")
+	assert.Equal(t, s.Revision, rev, "the session's revision is its last delta's")
+
+	// Update, not UpdateNodes, writes what changed too.
+	s.Progress.Nodes[7000].LastError = "x"
+	require.NoError(t, st.Update(ctx, s))
+	assert.Less(t, st.Stats().Bytes-after.Bytes, int64(2000))
 
 	// A fresh Store (another replica) reads it back and writes it too.
 	other, err := etcdstore.New(c, etcdstore.Config{Prefix: st.Prefix()})
@@ -108,25 +124,85 @@ func TestLayout(t *testing.T) {
 	got, err := other.Get(ctx, "big")
 	require.NoError(t, err)
 	assert.Equal(t, s.Revision, got.Revision)
+	assert.Equal(t, s.Progress.Nodes, got.Progress.Nodes)
 	got.Progress.Nodes[0].LastError = "x"
-	require.NoError(t, other.Update(ctx, got))
+	require.NoError(t, other.UpdateNodes(ctx, got, []int{0}))
 	s.Progress.Nodes[1].LastError = "stale"
-	assert.ErrorIs(t, st.Update(ctx, s), crus.ErrConflict)
+	assert.ErrorIs(t, st.UpdateNodes(ctx, s, []int{1}), crus.ErrConflict)
 
 	// Completing releases the reservation; deleting removes every key.
 	got.Completed = true
-	require.NoError(t, other.Update(ctx, got))
+	require.NoError(t, other.UpdateNodes(ctx, got, nil))
 	assert.Empty(t, keys(t, c, st.Prefix())["active"])
 	require.NoError(t, other.Delete(ctx, "big"))
 	k = keys(t, c, st.Prefix())
 	assert.Empty(t, k["sessions"])
-	assert.Empty(t, k["nodes"])
+	assert.Empty(t, k["records"])
 }
 
-// TestDamagedRecords: a head that is not JSON, of an unknown schema, or
-// naming a missing chunk, is a clear error and is not overwritten.
+func seq(a, b int) []int {
+	var out []int
+	for i := a; i < b; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// TestCompaction: once the deltas outgrow the snapshot, a write is a new
+// snapshot, the old generation is deleted with it, and what each write
+// costs stays proportional to what changed.
+func TestCompaction(t *testing.T) {
+	ctx := context.Background()
+	st, c := newStore(t, etcdstore.Config{})
+	etcdstore.SetCompaction(st, 1, 4096)
+	s := storetest.Session("s", 2000)
+	require.NoError(t, st.Create(ctx, s))
+	created := st.Stats()
+	for i := range 600 {
+		k := i * 7 % 2000
+		s.Progress.Nodes[k].LastError = fmt.Sprintf("write %d", i)
+		s.AddMessages(fmt.Sprintf("message %d", i))
+		require.NoError(t, st.UpdateNodes(ctx, s, []int{k}))
+	}
+	stats := st.Stats()
+	assert.Greater(t, stats.Snapshots, created.Snapshots+1, "compacted more than once")
+	per := (stats.Bytes - created.Bytes) / (stats.Writes - created.Writes)
+	t.Logf("%d writes, %d snapshots, %d bytes per write", stats.Writes-created.Writes, stats.Snapshots-created.Snapshots, per)
+	assert.Less(t, per, int64(1500), "a write of one node costs what changed, compactions included")
+	gens := map[string]bool{}
+	for _, k := range keys(t, c, st.Prefix())["records"] {
+		gens[strings.Split(k, "/")[2]] = true
+	}
+	assert.Len(t, gens, 1, "replaced generations are deleted")
+	fresh, err := etcdstore.New(c, etcdstore.Config{Prefix: st.Prefix()})
+	require.NoError(t, err)
+	got, err := fresh.Get(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, s.Progress.Nodes, got.Progress.Nodes)
+	assert.Equal(t, s.Messages, got.Messages)
+	assert.Equal(t, s.MessagesDropped, got.MessagesDropped)
+}
+
+// TestDamagedRecords: a head that is not JSON, of an unknown schema,
+// announcing more than it may, or naming missing or damaged records, is
+// a clear error naming the key, never a panic, and is not overwritten.
 func TestDamagedRecords(t *testing.T) {
 	ctx := context.Background()
+	replaceHead := func(old, new string) func(c *clientv3.Client, p string) {
+		return func(c *clientv3.Client, p string) {
+			resp, _ := c.Get(ctx, p+"sessions/s")
+			_, _ = c.Put(ctx, p+"sessions/s", strings.Replace(string(resp.Kvs[0].Value), old, new, 1))
+		}
+	}
+	firstUnder := func(c *clientv3.Client, p, under string) string {
+		resp, _ := c.Get(ctx, p+"records/s/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		for _, kv := range resp.Kvs {
+			if strings.Contains(string(kv.Key), under) {
+				return string(kv.Key)
+			}
+		}
+		return ""
+	}
 	for _, tc := range []struct {
 		name    string
 		damage  func(c *clientv3.Client, prefix string)
@@ -137,23 +213,34 @@ func TestDamagedRecords(t *testing.T) {
 			resp, _ := c.Get(ctx, p+"sessions/s")
 			v := resp.Kvs[0].Value
 			_, _ = c.Put(ctx, p+"sessions/s", string(v[:len(v)/2]))
-		}, crus.ErrCorruptSession, "head is not a JSON document"},
-		{"unknown schema", func(c *clientv3.Client, p string) {
-			resp, _ := c.Get(ctx, p+"sessions/s")
-			_, _ = c.Put(ctx, p+"sessions/s", strings.Replace(string(resp.Kvs[0].Value), `"schema":1`, `"schema":2`, 1))
-		}, etcdstore.ErrUnknownSchema, "unknown schema version 2"},
+		}, crus.ErrCorruptSession, "sessions/s is not a JSON document"},
+		{"unknown schema", replaceHead(`"schema":2`, `"schema":3`), etcdstore.ErrUnknownSchema, "unknown schema version 3"},
+		{"huge node count", replaceHead(`"n":10`, `"n":9000000000000000000`), crus.ErrCorruptSession, "announces 9000000000000000000 nodes"},
+		{"more nodes than the chunks hold", replaceHead(`"n":10`, `"n":4000000`), crus.ErrCorruptSession, "chunks hold 10 nodes, the head says 4000000"},
+		{"a delta missing", func(c *clientv3.Client, p string) {
+			k := firstUnder(c, p, "/d/")
+			resp, _ := c.Get(ctx, k)
+			_, _ = c.Put(ctx, strings.Replace(k, "/d/00000001", "/d/00000003", 1), string(resp.Kvs[0].Value))
+		}, crus.ErrCorruptSession, "follows a missing one"},
 		{"missing chunk", func(c *clientv3.Client, p string) {
-			_, _ = c.Delete(ctx, p+"nodes/s/", clientv3.WithPrefix())
+			_, _ = c.Delete(ctx, firstUnder(c, p, "/c/"))
 		}, crus.ErrCorruptSession, "named by the head is missing"},
 		{"damaged chunk", func(c *clientv3.Client, p string) {
-			resp, _ := c.Get(ctx, p+"nodes/s/", clientv3.WithPrefix())
-			_, _ = c.Put(ctx, string(resp.Kvs[0].Key), "not gzip")
-		}, crus.ErrCorruptSession, "chunk 000000."},
+			_, _ = c.Put(ctx, firstUnder(c, p, "/c/"), "not a chunk")
+		}, crus.ErrCorruptSession, "/c/000000"},
+		{"chunk that inflates past its limit", func(c *clientv3.Client, p string) {
+			_, _ = c.Put(ctx, firstUnder(c, p, "/c/"), string(bomb()))
+		}, crus.ErrCorruptSession, "inflates past its limit"},
+		{"damaged delta", func(c *clientv3.Client, p string) {
+			_, _ = c.Put(ctx, firstUnder(c, p, "/d/"), "z\x00\x01")
+		}, crus.ErrCorruptSession, "/d/00000001"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, c := newStore(t, etcdstore.Config{})
 			s := storetest.Session("s", 10)
 			require.NoError(t, st.Create(ctx, s))
+			s.Progress.Nodes[3].LastError = "x"
+			require.NoError(t, st.UpdateNodes(ctx, s, []int{3}))
 			tc.damage(c, st.Prefix())
 			before, err := c.Get(ctx, st.Prefix(), clientv3.WithPrefix())
 			require.NoError(t, err)
@@ -167,21 +254,27 @@ func TestDamagedRecords(t *testing.T) {
 			assert.ErrorContains(t, err, "s under "+st.Prefix(), "the error names the session and the prefix")
 			_, err = fresh.List(ctx)
 			assert.ErrorIs(t, err, tc.want)
-			s.Messages = append(s.Messages, "would overwrite")
-			if err := fresh.Update(ctx, s); err == nil || tc.name == "missing chunk" || tc.name == "damaged chunk" {
-				// An Update based on the current revision of a head it can
-				// read may replace damaged chunks; one that cannot read the
-				// head must not write.
-				if tc.name != "missing chunk" && tc.name != "damaged chunk" {
-					t.Errorf("Update of a damaged head succeeded")
-				}
-				return
-			}
+			s.AddMessages("would overwrite")
+			assert.ErrorIs(t, fresh.Update(ctx, s), tc.want, "a record that cannot be read is not written")
+			assert.ErrorIs(t, fresh.UpdateNodes(ctx, s, []int{1}), tc.want)
 			after, err := c.Get(ctx, st.Prefix(), clientv3.WithPrefix())
 			require.NoError(t, err)
 			assert.Equal(t, before.Kvs, after.Kvs, "nothing was written")
 		})
 	}
+}
+
+// bomb is a value of the stores' codec that inflates to 100 MiB.
+func bomb() []byte {
+	var buf bytes.Buffer
+	buf.WriteByte('z')
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	zero := make([]byte, 1<<20)
+	for range 100 {
+		_, _ = w.Write(zero)
+	}
+	_ = w.Close()
+	return buf.Bytes()
 }
 
 func TestBadInput(t *testing.T) {

@@ -47,6 +47,8 @@ func TestFencedWrites(t *testing.T) {
 	err = st.Update(ctx, s)
 	assert.ErrorIs(t, err, crus.ErrLeaseLost)
 	assert.ErrorContains(t, err, key)
+	err = st.UpdateNodes(ctx, s, []int{200})
+	assert.ErrorIs(t, err, crus.ErrLeaseLost, "UpdateNodes is fenced as Update is")
 	assert.ErrorIs(t, st.Delete(ctx, "s"), crus.ErrLeaseLost)
 
 	// Another replica takes it: its key is not ours either.
@@ -70,7 +72,7 @@ func TestFencedWrites(t *testing.T) {
 	fresh, err := st.Get(ctx, "s")
 	require.NoError(t, err)
 	assert.Equal(t, "while holding the lease", fresh.Messages[len(fresh.Messages)-1])
-	fresh.Messages = append(fresh.Messages, "unfenced")
+	fresh.AddMessages("unfenced")
 	require.NoError(t, st.Update(ctx, fresh))
 	_, _ = c.Revoke(ctx, other.ID)
 }

@@ -1,11 +1,10 @@
 package filestore
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,11 +15,14 @@ import (
 	"time"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/store/internal/record"
 )
 
-// SchemaVersion is the version of the document format this package
-// writes and reads.
-const SchemaVersion = 1
+// SchemaVersion is the version of the file format this package writes
+// and reads. Version 1 (one JSON document per session, <id>.json) is
+// still read, and a session of that format is rewritten as a journal by
+// its next write.
+const SchemaVersion = 2
 
 // LockFile is the name of the lock file in the store directory.
 const LockFile = "crus.lock"
@@ -37,6 +39,11 @@ var (
 	ErrInvalidID = errors.New("filestore: invalid session id")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("filestore: store is closed")
+	// ErrUnsafeDir: the store directory, or its lock file, could let
+	// another user replace the sessions or make crus write elsewhere: a
+	// directory writable by its group or by others, a lock file that is a
+	// symbolic link or not a regular file.
+	ErrUnsafeDir = errors.New("filestore: unsafe store directory")
 )
 
 // Options tune Open. The zero value is usable.
@@ -47,6 +54,23 @@ type Options struct {
 	Create bool
 }
 
+// Compaction: a journal is rewritten as one snapshot when the deltas
+// appended since its snapshot would pass compactRatio times the snapshot,
+// and at least compactMin bytes. Every byte of a delta is then written at
+// most 1 + 1/compactRatio times, whatever the size of the session, and a
+// read decodes at most 1 + compactRatio snapshots' worth.
+const (
+	compactRatio = 4
+	compactMin   = 256 << 10
+)
+
+// Stats counts what a Store wrote since it was opened.
+type Stats struct {
+	Writes    int64 // creates and updates of sessions
+	Bytes     int64 // bytes written to session files
+	Snapshots int64 // whole records written (creates, Updates, compactions)
+}
+
 // Store is a crus.Store on a directory. It is safe for concurrent use.
 type Store struct {
 	dir  string
@@ -54,32 +78,47 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
-	// known caches what this process wrote or read of each session file,
-	// so that an Update need not parse the file it replaces. The cache is
-	// trusted only while the file's size and modification time are the
-	// ones recorded; the lock keeps every other writer out.
-	known map[string]fileState
+	// known caches what this process wrote or read of each session's
+	// journal, so that a write need not read the file it appends to. An
+	// entry is trusted only while the file's size and modification time
+	// are the ones recorded; the lock keeps every other writer out.
+	known map[string]*fileState
 	// active holds the reservation of each session in progress, once
 	// loaded (nil before the first reservation check).
 	active map[string]crus.Reservation
+	stats  Stats
+
+	// compaction thresholds; tests lower them.
+	ratio, min int
 }
 
+// fileState is what the Store knows of a session's journal.
 type fileState struct {
 	revision int64
 	size     int64
 	modTime  time.Time
+	legacy   bool // a schema-1 document, not a journal
+	snapshot int  // bytes of magic, header and snapshot
+	end      int  // where the next delta goes
+	nodes    int
+	messages []string // the stored messages (bounded)
+	dropped  int
+	last     []byte // the header of the last delta, nil after the snapshot (see record.EncodeDelta)
 }
 
 var (
 	_ crus.Store          = (*Store)(nil)
 	_ crus.RevisionReader = (*Store)(nil)
 	_ crus.Reserver       = (*Store)(nil)
+	_ crus.NodeUpdater    = (*Store)(nil)
 )
 
 // Open opens the store in dir and locks it. Close releases the lock.
 // Errors name the directory: a missing directory (fs.ErrNotExist, unless
 // Options.Create), one this process may not write (fs.ErrPermission), one
-// that another Store holds (ErrLocked, naming the holder).
+// that another Store holds (ErrLocked, naming the holder), one writable
+// by its group or by others, or whose lock file is a symbolic link
+// (ErrUnsafeDir).
 func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("filestore: no directory given")
@@ -96,12 +135,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("filestore: store directory: %w", err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("filestore: store directory %s is not a directory", dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("%w: %s is writable by its group or by others (mode %04o): anyone who can write there can replace the sessions; make it private (chmod go-w)",
+			ErrUnsafeDir, dir, fi.Mode().Perm())
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	st := &Store{dir: dir, lock: lock, known: map[string]fileState{}}
+	st := &Store{dir: dir, lock: lock, known: map[string]*fileState{}, ratio: compactRatio, min: compactMin}
 	// Temporary files are only ever left by a crash in the middle of a
 	// write, whose rename never happened: the session file still holds
 	// the previous record. With the lock held, nobody else is writing.
@@ -114,6 +156,13 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Dir returns the store's directory.
 func (st *Store) Dir() string { return st.dir }
+
+// Stats returns what the Store wrote since it was opened.
+func (st *Store) Stats() Stats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.stats
+}
 
 // Close releases the lock. The Store cannot be used afterwards.
 func (st *Store) Close() error {
@@ -138,14 +187,8 @@ func checkID(id string) error {
 	return nil
 }
 
-func (st *Store) path(id string) string { return filepath.Join(st.dir, id+".json") }
-
-// document is the JSON form of a session file.
-type document struct {
-	Schema   int             `json:"schema"`
-	Revision int64           `json:"revision"`
-	Session  json.RawMessage `json:"session"`
-}
+func (st *Store) path(id string) string       { return filepath.Join(st.dir, id+".journal") }
+func (st *Store) legacyPath(id string) string { return filepath.Join(st.dir, id+".json") }
 
 // beginID checks the id, then does what begin does.
 func (st *Store) beginID(ctx context.Context, id string) error {
@@ -171,100 +214,128 @@ func (st *Store) begin(ctx context.Context) error {
 	return nil
 }
 
-// read reads and decodes a session file. A missing file is
-// crus.ErrSessionNotFound.
-func (st *Store) read(id string) (*crus.Session, fileState, error) {
-	p := st.path(id)
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fileState{}, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+// notFound is crus.ErrSessionNotFound, also for an id that cannot name a
+// file.
+func notFound(err error) error {
+	if errors.Is(err, ErrInvalidID) {
+		return fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
 	}
+	return err
+}
+
+// readFile reads a whole file, without following a symbolic link.
+func readFile(p string) ([]byte, os.FileInfo, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
-		return nil, fileState{}, fmt.Errorf("filestore: reading session %s: %w", id, err)
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fileState{}, fmt.Errorf("filestore: reading session %s: %w", id, err)
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file", p)
 	}
 	b := make([]byte, fi.Size())
-	if _, err := readFull(f, b); err != nil {
-		return nil, fileState{}, fmt.Errorf("filestore: reading session %s: %w", id, err)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, nil, err
 	}
-	s, rev, err := decode(p, id, b)
+	return b, fi, nil
+}
+
+// read reads and decodes a session's file. A missing file is
+// crus.ErrSessionNotFound.
+func (st *Store) read(id string) (*crus.Session, *fileState, error) {
+	p := st.path(id)
+	b, fi, err := readFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st.readLegacy(id)
+	}
 	if err != nil {
-		return nil, fileState{}, err
+		return nil, nil, fmt.Errorf("filestore: reading session %s: %w", id, err)
+	}
+	j, err := decodeJournal(id, b)
+	if err != nil {
+		var us errUnknownSchema
+		if errors.As(err, &us) {
+			return nil, nil, fmt.Errorf("%w %d in file %s (this version reads schema %d); the file is left as it is",
+				ErrUnknownSchema, us.schema, p, SchemaVersion)
+		}
+		return nil, nil, fmt.Errorf("%w: file %s: %v; the file is left as it is: repair or remove it", crus.ErrCorruptSession, p, err)
+	}
+	fst := &fileState{revision: j.rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: j.snapshot, end: j.end, last: j.last}
+	fst.remember(j.s)
+	return j.s, fst, nil
+}
+
+func (f *fileState) remember(s *crus.Session) {
+	f.nodes = len(s.Progress.Nodes)
+	f.messages = slices.Clone(s.Messages)
+	f.dropped = s.MessagesDropped
+}
+
+// readLegacy reads a session file of schema 1.
+func (st *Store) readLegacy(id string) (*crus.Session, *fileState, error) {
+	p := st.legacyPath(id)
+	b, fi, err := readFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("filestore: reading session %s: %w", id, err)
+	}
+	s, rev, err := decodeLegacy(p, id, b)
+	if err != nil {
+		return nil, nil, err
 	}
 	s.Revision = rev
-	return s, fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime()}, nil
+	fst := &fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime(), legacy: true}
+	fst.remember(s)
+	return s, fst, nil
 }
 
-func readFull(f *os.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := f.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
+// current returns what is known of the session's file, from the cache if
+// the file is the one this process last wrote or read, else by reading
+// it (so that a damaged file is reported, not replaced).
+func (st *Store) current(id string) (*fileState, error) {
+	if k, ok := st.known[id]; ok {
+		p := st.path(id)
+		if k.legacy {
+			p = st.legacyPath(id)
+		}
+		fi, err := os.Lstat(p)
+		if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
+			return k, nil
 		}
 	}
-	return n, nil
+	_, fst, err := st.read(id)
+	if err != nil {
+		delete(st.known, id)
+		return nil, err
+	}
+	st.known[id] = fst
+	return fst, nil
 }
 
-// decode checks and decodes the contents of a session file.
-func decode(path, id string, b []byte) (*crus.Session, int64, error) {
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("%w: file %s: %s; the file is left as it is: repair or remove it",
-			crus.ErrCorruptSession, path, fmt.Sprintf(format, args...))
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, 0, corrupt("empty")
-	}
-	var doc document
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, 0, corrupt("not a JSON document (torn or damaged): %v", err)
-	}
-	if doc.Schema != SchemaVersion {
-		return nil, 0, fmt.Errorf("%w %d in file %s (this version reads schema %d); the file is left as it is",
-			ErrUnknownSchema, doc.Schema, path, SchemaVersion)
-	}
-	if doc.Revision < 1 {
-		return nil, 0, corrupt("revision %d", doc.Revision)
-	}
-	if len(doc.Session) == 0 || string(doc.Session) == "null" {
-		return nil, 0, corrupt("no session record")
-	}
-	var s crus.Session
-	if err := json.Unmarshal(doc.Session, &s); err != nil {
-		return nil, 0, corrupt("bad session record: %v", err)
-	}
-	if s.UpgradeID != id {
-		return nil, 0, corrupt("holds session %q", s.UpgradeID)
-	}
-	return &s, doc.Revision, nil
-}
-
-// write replaces the session's file atomically: a temporary file, synced,
-// renamed over it, and the directory synced.
-func (st *Store) write(s *crus.Session, rev int64) (fileState, error) {
-	rec, err := json.Marshal(s)
+// writeNew writes a new journal holding s at revision rev: a temporary
+// file, synced, then linked (create: it must not exist) or renamed
+// (replace) into place, and the directory synced.
+func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, error) {
+	id := s.UpgradeID
+	b, err := newJournal(s, rev)
 	if err != nil {
-		return fileState{}, fmt.Errorf("filestore: encoding session %s: %w", s.UpgradeID, err)
+		return nil, fmt.Errorf("filestore: encoding session %s: %w", id, err)
 	}
-	b, err := json.Marshal(document{Schema: SchemaVersion, Revision: rev, Session: rec})
+	p := st.path(id)
+	tmp, err := os.CreateTemp(st.dir, "."+id+".journal.tmp-*")
 	if err != nil {
-		return fileState{}, fmt.Errorf("filestore: encoding session %s: %w", s.UpgradeID, err)
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
 	}
-	b = append(b, '\n')
-	p := st.path(s.UpgradeID)
-	tmp, err := os.CreateTemp(st.dir, "."+s.UpgradeID+".json.tmp-*")
-	if err != nil {
-		return fileState{}, fmt.Errorf("filestore: writing session %s: %w", s.UpgradeID, err)
-	}
-	fail := func(err error) (fileState, error) {
+	fail := func(err error) (*fileState, error) {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return fileState{}, fmt.Errorf("filestore: writing session %s: %w", s.UpgradeID, err)
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
 	}
 	if _, err := tmp.Write(b); err != nil {
 		return fail(err)
@@ -272,24 +343,80 @@ func (st *Store) write(s *crus.Session, rev int64) (fileState, error) {
 	if err := tmp.Sync(); err != nil {
 		return fail(err)
 	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		return fail(err)
-	}
 	if err := tmp.Close(); err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if create {
+		err = os.Link(tmp.Name(), p)
 		os.Remove(tmp.Name())
-		return fileState{}, fmt.Errorf("filestore: writing session %s: %w", s.UpgradeID, err)
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: %s", crus.ErrSessionExists, id)
+		}
+	} else {
+		err = os.Rename(tmp.Name(), p)
 	}
-	if err := syncDir(st.dir); err != nil {
-		// The rename happened; whether it survives a power cut is not
+	if err != nil {
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+	}
+	st.stats.Writes++
+	st.stats.Snapshots++
+	st.stats.Bytes += int64(len(b))
+	fi, err := os.Lstat(p)
+	if err == nil {
+		err = syncDir(st.dir)
+	}
+	if err != nil {
+		// The file is in place; whether it survives a power cut is not
 		// known. Report it: the caller retries, and the retry is a
 		// conflict it resolves by reading the record again.
-		return fileState{}, fmt.Errorf("filestore: writing session %s: syncing the directory: %w", s.UpgradeID, err)
+		return nil, fmt.Errorf("filestore: writing session %s: syncing the directory: %w", id, err)
 	}
-	return fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime()}, nil
+	// A session of schema 1 now has its journal: the old file goes.
+	if err := os.Remove(st.legacyPath(id)); err == nil {
+		if err := syncDir(st.dir); err != nil {
+			return nil, fmt.Errorf("filestore: writing session %s: syncing the directory: %w", id, err)
+		}
+	}
+	fst := &fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: len(b), end: len(b)}
+	fst.remember(s)
+	return fst, nil
+}
+
+// appendDelta appends one delta frame to the session's journal, after
+// its last good frame (overwriting a torn tail), and syncs it.
+func (st *Store) appendDelta(id string, k *fileState, frame []byte) (*fileState, error) {
+	f, err := os.OpenFile(st.path(id), os.O_WRONLY|openNoFollow, 0)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+	}
+	fail := func(err error) (*fileState, error) {
+		f.Close()
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+	}
+	if k.size != int64(k.end) {
+		if err := f.Truncate(int64(k.end)); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := f.WriteAt(frame, int64(k.end)); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+	}
+	st.stats.Writes++
+	st.stats.Bytes += int64(len(frame))
+	n := *k
+	n.size, n.modTime, n.end = fi.Size(), fi.ModTime(), k.end+len(frame)
+	return &n, nil
 }
 
 func syncDir(dir string) error {
@@ -301,29 +428,6 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// current returns the revision of the session's file, from the cache if
-// the file is the one this process last wrote or read, else by reading
-// it (so that a damaged file is reported, not replaced).
-func (st *Store) current(id string) (int64, error) {
-	if k, ok := st.known[id]; ok {
-		fi, err := os.Stat(st.path(id))
-		if errors.Is(err, fs.ErrNotExist) {
-			delete(st.known, id)
-			return 0, fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
-		}
-		if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
-			return k.revision, nil
-		}
-	}
-	_, fst, err := st.read(id)
-	if err != nil {
-		delete(st.known, id)
-		return 0, err
-	}
-	st.known[id] = fst
-	return fst.revision, nil
-}
-
 // Create implements crus.Store.
 func (st *Store) Create(ctx context.Context, s *crus.Session) error {
 	if err := st.beginID(ctx, s.UpgradeID); err != nil {
@@ -333,13 +437,25 @@ func (st *Store) Create(ctx context.Context, s *crus.Session) error {
 	return st.create(s)
 }
 
-func (st *Store) create(s *crus.Session) error {
-	if _, err := os.Lstat(st.path(s.UpgradeID)); err == nil {
-		return fmt.Errorf("%w: %s", crus.ErrSessionExists, s.UpgradeID)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("filestore: creating session %s: %w", s.UpgradeID, err)
+// exists reports whether the session has a file, of either schema.
+func (st *Store) exists(id string) (bool, error) {
+	for _, p := range []string{st.path(id), st.legacyPath(id)} {
+		if _, err := os.Lstat(p); err == nil {
+			return true, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("filestore: session %s: %w", id, err)
+		}
 	}
-	fst, err := st.write(s, 1)
+	return false, nil
+}
+
+func (st *Store) create(s *crus.Session) error {
+	if ok, err := st.exists(s.UpgradeID); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%w: %s", crus.ErrSessionExists, s.UpgradeID)
+	}
+	fst, err := st.writeNew(s, 1, true)
 	if err != nil {
 		return err
 	}
@@ -354,10 +470,7 @@ func (st *Store) create(s *crus.Session) error {
 // Get implements crus.Store.
 func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
 	if err := st.beginID(ctx, id); err != nil {
-		if errors.Is(err, ErrInvalidID) {
-			return nil, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
-		}
-		return nil, err
+		return nil, notFound(err)
 	}
 	defer st.mu.Unlock()
 	s, fst, err := st.read(id)
@@ -369,28 +482,40 @@ func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
 	return s, nil
 }
 
-// Update implements crus.Store.
+// Update implements crus.Store. It writes the whole record: a new
+// journal holding it as its snapshot.
 func (st *Store) Update(ctx context.Context, s *crus.Session) error {
 	if err := st.beginID(ctx, s.UpgradeID); err != nil {
-		if errors.Is(err, ErrInvalidID) {
-			return fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
-		}
-		return err
+		return notFound(err)
 	}
 	defer st.mu.Unlock()
-	rev, err := st.current(s.UpgradeID)
+	k, err := st.current(s.UpgradeID)
 	if err != nil {
 		return err
 	}
-	if rev != s.Revision {
-		return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, s.UpgradeID, rev, s.Revision)
+	if k.revision != s.Revision {
+		return conflict(s, k.revision)
 	}
-	fst, err := st.write(s, rev+1)
+	return st.replace(s, k.revision+1)
+}
+
+func conflict(s *crus.Session, rev int64) error {
+	return fmt.Errorf("%w: %s is at revision %d, update was based on %d", crus.ErrConflict, s.UpgradeID, rev, s.Revision)
+}
+
+// replace writes s whole at revision rev.
+func (st *Store) replace(s *crus.Session, rev int64) error {
+	fst, err := st.writeNew(s, rev, false)
 	if err != nil {
 		delete(st.known, s.UpgradeID) // read the file again next time
 		return err
 	}
-	s.Revision = rev + 1
+	st.wrote(s, rev, fst)
+	return nil
+}
+
+func (st *Store) wrote(s *crus.Session, rev int64, fst *fileState) {
+	s.Revision = rev
 	st.known[s.UpgradeID] = fst
 	if st.active != nil {
 		if s.Completed {
@@ -399,19 +524,81 @@ func (st *Store) Update(ctx context.Context, s *crus.Session) error {
 			st.active[s.UpgradeID] = crus.ReservationOf(s)
 		}
 	}
+}
+
+// UpdateNodes implements crus.NodeUpdater: it appends to the session's
+// journal a delta of the header, the node records at changed and the new
+// messages, and syncs it; once the deltas outgrow the snapshot, it
+// writes the whole record as a new journal instead.
+func (st *Store) UpdateNodes(ctx context.Context, s *crus.Session, changed []int) error {
+	id := s.UpgradeID
+	if err := st.beginID(ctx, id); err != nil {
+		return notFound(err)
+	}
+	defer st.mu.Unlock()
+	for _, i := range changed {
+		if i < 0 || i >= len(s.Progress.Nodes) {
+			return fmt.Errorf("filestore: UpdateNodes of session %s: node position %d out of range (%d nodes)", id, i, len(s.Progress.Nodes))
+		}
+	}
+	k, err := st.current(id)
+	if err != nil {
+		return err
+	}
+	if k.revision != s.Revision {
+		return conflict(s, k.revision)
+	}
+	rev := k.revision + 1
+	if k.legacy || k.nodes != len(s.Progress.Nodes) || !appended(k, s) {
+		return st.replace(s, rev) // not what UpdateNodes promises: write it all
+	}
+	d, err := record.MakeDelta(s, changed, len(k.messages)+k.dropped)
+	if err != nil {
+		return fmt.Errorf("filestore: encoding session %s: %w", id, err)
+	}
+	payload, err := record.EncodeDelta(d, k.last)
+	if err != nil {
+		return fmt.Errorf("filestore: encoding session %s: %w", id, err)
+	}
+	frame := appendFrame(nil, typeDelta, rev, payload)
+	if k.end-k.snapshot+len(frame) > max(st.min, st.ratio*k.snapshot) {
+		return st.replace(s, rev) // compaction
+	}
+	fst, err := st.appendDelta(id, k, frame)
+	if err != nil {
+		delete(st.known, id)
+		return err
+	}
+	fst.revision = rev
+	fst.last = d.Header
+	fst.messages = append(fst.messages[:0:0], s.Messages...)
+	fst.dropped = s.MessagesDropped
+	st.wrote(s, rev, fst)
 	return nil
+}
+
+// appended reports whether s's messages are the stored ones with some
+// appended by AddMessages.
+func appended(k *fileState, s *crus.Session) bool {
+	if s.MessagesDropped < k.dropped {
+		return false
+	}
+	was := &crus.Session{Messages: slices.Clone(k.messages), MessagesDropped: k.dropped}
+	was.AddMessages(s.MessagesSince(was.MessagesTotal())...)
+	return slices.Equal(was.Messages, s.Messages)
 }
 
 // Revision implements crus.RevisionReader.
 func (st *Store) Revision(ctx context.Context, id string) (int64, error) {
 	if err := st.beginID(ctx, id); err != nil {
-		if errors.Is(err, ErrInvalidID) {
-			return 0, fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
-		}
-		return 0, err
+		return 0, notFound(err)
 	}
 	defer st.mu.Unlock()
-	return st.current(id)
+	k, err := st.current(id)
+	if err != nil {
+		return 0, err
+	}
+	return k.revision, nil
 }
 
 // List implements crus.Store. A damaged file fails the whole List, naming
@@ -456,7 +643,7 @@ func (st *Store) list() ([]*crus.Session, error) {
 	return out, nil
 }
 
-// ids lists the session ids that have a file, sorted.
+// ids lists the session ids that have a file, of either schema, sorted.
 func (st *Store) ids() ([]string, error) {
 	entries, err := os.ReadDir(st.dir)
 	if err != nil {
@@ -464,31 +651,38 @@ func (st *Store) ids() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
+		id, ok := strings.CutSuffix(e.Name(), ".journal")
+		if !ok {
+			id, ok = strings.CutSuffix(e.Name(), ".json")
+		}
 		if !ok || e.IsDir() || checkID(id) != nil {
 			continue
 		}
 		ids = append(ids, id)
 	}
-	return ids, nil
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // Delete implements crus.Store. It removes the file whatever it holds, so
 // that an administrator can drop a damaged record.
 func (st *Store) Delete(ctx context.Context, id string) error {
 	if err := st.beginID(ctx, id); err != nil {
-		if errors.Is(err, ErrInvalidID) {
-			return fmt.Errorf("%w: %w", crus.ErrSessionNotFound, err)
-		}
-		return err
+		return notFound(err)
 	}
 	defer st.mu.Unlock()
-	err := os.Remove(st.path(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
+	removed := false
+	for _, p := range []string{st.path(id), st.legacyPath(id)} {
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			removed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("filestore: deleting session %s: %w", id, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("filestore: deleting session %s: %w", id, err)
+	if !removed {
+		return fmt.Errorf("%w: %s", crus.ErrSessionNotFound, id)
 	}
 	delete(st.known, id)
 	if st.active != nil {
@@ -548,7 +742,9 @@ func (st *Store) CreateReserved(ctx context.Context, s *crus.Session) error {
 		return err
 	}
 	defer st.mu.Unlock()
-	if _, err := os.Lstat(st.path(s.UpgradeID)); err == nil {
+	if ok, err := st.exists(s.UpgradeID); err != nil {
+		return err
+	} else if ok {
 		return fmt.Errorf("%w: %s", crus.ErrSessionExists, s.UpgradeID)
 	}
 	if err := st.loadActive(); err != nil {

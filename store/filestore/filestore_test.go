@@ -2,12 +2,16 @@ package filestore_test
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,61 +65,95 @@ func TestReopen(t *testing.T) {
 	assert.ErrorIs(t, st2.CreateReserved(ctx, other), crus.ErrReserved)
 }
 
-// TestDocumentFormat checks the file an administrator would read.
+// TestDocumentFormat checks the file an administrator would find.
 func TestDocumentFormat(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir)
 	require.NoError(t, st.Create(context.Background(), storetest.Session("abc-1", 2)))
-	b, err := os.ReadFile(filepath.Join(dir, "abc-1.json"))
+	b, err := os.ReadFile(filepath.Join(dir, "abc-1.journal"))
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(string(b), `{"schema":1,"revision":1,"session":{"upgrade_id":"abc-1",`), string(b[:80]))
-	fi, err := os.Stat(filepath.Join(dir, "abc-1.json"))
+	assert.True(t, strings.HasPrefix(string(b), "CRUSJRNL"), "%q", b[:16])
+	assert.Contains(t, string(b), `{"schema":2,"session":"abc-1"}`, "the file header says what it holds")
+	fi, err := os.Stat(filepath.Join(dir, "abc-1.journal"))
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "session files are private")
 }
 
-// TestDamagedFiles covers torn, corrupt and foreign files: each is a clear
-// error naming the file, and nothing overwrites it.
+// frames returns the offsets of the frames of a journal (see journal.go:
+// an 8-byte magic, then frames of a 10-byte head and a body whose length
+// the head gives).
+func frames(t *testing.T, b []byte) []int {
+	t.Helper()
+	var out []int
+	for off := 8; off+10 <= len(b); {
+		out = append(out, off)
+		off += 10 + int(binary.LittleEndian.Uint32(b[off+2:]))
+	}
+	return out
+}
+
+// journalWith returns a store directory holding session s, written by
+// Create and then n UpdateNodes of one node and one message each, and the
+// session as stored.
+func journalWith(t *testing.T, n int) (string, *crus.Session) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	s := storetest.Session("s", 40)
+	require.NoError(t, st.Create(ctx, s))
+	for i := range n {
+		s.Progress.Nodes[i].LastError = fmt.Sprintf("write %d", i)
+		s.AddMessages(fmt.Sprintf("message %d", i))
+		require.NoError(t, st.UpdateNodes(ctx, s, []int{i}))
+	}
+	return dir, s
+}
+
+// TestDamagedFiles covers damaged and foreign files: each is a clear
+// error naming the file (and the offset of the damage), and nothing
+// overwrites it.
 func TestDamagedFiles(t *testing.T) {
 	ctx := context.Background()
-	good := storetest.Session("s", 4)
+	flip := func(off int) func(b []byte) []byte {
+		return func(b []byte) []byte { b[off] ^= 0x40; return b }
+	}
 	tests := []struct {
 		name    string
-		damage  func(b []byte) []byte
+		damage  func(b []byte, fr []int) []byte
 		want    error
 		message string
 	}{
-		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, crus.ErrCorruptSession, "not a JSON document (torn or damaged)"},
-		{"empty", func(b []byte) []byte { return []byte{} }, crus.ErrCorruptSession, "empty"},
-		{"garbage", func(b []byte) []byte { return []byte("\x00\x00\x00\x00") }, crus.ErrCorruptSession, "not a JSON document"},
-		{"unknown schema", func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), `"schema":1`, `"schema":7`, 1))
-		}, filestore.ErrUnknownSchema, "unknown schema version 7"},
-		{"no schema", func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), `"schema":1,`, ``, 1))
-		}, filestore.ErrUnknownSchema, "unknown schema version 0"},
-		{"another session inside", func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), `"upgrade_id":"s"`, `"upgrade_id":"t"`, 1))
-		}, crus.ErrCorruptSession, `holds session "t"`},
-		{"bad record", func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), `"completed":false`, `"completed":"no"`, 1))
-		}, crus.ErrCorruptSession, "bad session record"},
-		{"bad revision", func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), `"revision":1`, `"revision":0`, 1))
-		}, crus.ErrCorruptSession, "revision 0"},
+		{"snapshot torn", func(b []byte, fr []int) []byte { return b[:fr[2]-20] }, crus.ErrCorruptSession, "snapshot frame incomplete or damaged"},
+		{"empty", func(b []byte, fr []int) []byte { return []byte{} }, crus.ErrCorruptSession, "not a crus journal"},
+		{"garbage", func(b []byte, fr []int) []byte { return []byte("\x00\x00\x00\x00") }, crus.ErrCorruptSession, "not a crus journal"},
+		{"file header damaged", func(b []byte, fr []int) []byte { return flip(fr[0] + 25)(b) }, crus.ErrCorruptSession, "at offset 8: file header frame"},
+		{"snapshot damaged", func(b []byte, fr []int) []byte { return flip(fr[1] + 40)(b) }, crus.ErrCorruptSession, fmt.Sprintf("at offset %d: snapshot frame", 0)},
+		{"delta damaged in the middle", func(b []byte, fr []int) []byte { return flip(fr[3] + 30)(b) }, crus.ErrCorruptSession, "not a torn write"},
+		{"delta out of order", func(b []byte, fr []int) []byte {
+			return append(b[:fr[3]:fr[3]], b[fr[4]:]...) // revision 3 missing
+		}, crus.ErrCorruptSession, "record of revision 4 after revision 2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			st := open(t, dir)
-			s := good.Clone()
-			require.NoError(t, st.Create(ctx, s))
-			p := filepath.Join(dir, "s.json")
+			dir, s := journalWith(t, 5)
+			p := filepath.Join(dir, "s.journal")
 			b, err := os.ReadFile(p)
 			require.NoError(t, err)
-			damaged := tc.damage(b)
+			fr := frames(t, b)
+			require.Len(t, fr, 7, "header, snapshot, five deltas")
+			damaged := tc.damage(b, fr)
+			if tc.name == "snapshot damaged" {
+				tc.message = fmt.Sprintf("at offset %d: snapshot frame", fr[1])
+			}
+			if tc.name == "delta damaged in the middle" {
+				tc.message = fmt.Sprintf("at offset %d: damaged record", fr[3])
+			}
 			require.NoError(t, os.WriteFile(p, damaged, 0o600))
 
+			st := open(t, dir)
 			check := func(err error, op string) {
 				t.Helper()
 				require.Error(t, err, op)
@@ -125,10 +163,9 @@ func TestDamagedFiles(t *testing.T) {
 			}
 			_, err = st.Get(ctx, "s")
 			check(err, "Get")
-			// The Store had written the file itself: the change is noticed
-			// all the same, and the Update refused.
-			s.Messages = append(s.Messages, "would overwrite")
+			s.AddMessages("would overwrite")
 			check(st.Update(ctx, s), "Update")
+			check(st.UpdateNodes(ctx, s, []int{1}), "UpdateNodes")
 			_, err = st.Revision(ctx, "s")
 			check(err, "Revision")
 			_, err = st.List(ctx)
@@ -136,25 +173,209 @@ func TestDamagedFiles(t *testing.T) {
 			_, err = st.Reservations(ctx)
 			check(err, "Reservations")
 			check(st.CreateReserved(ctx, storetest.Session("other", 2)), "CreateReserved")
-			assert.ErrorIs(t, st.Create(ctx, good.Clone()), crus.ErrSessionExists, "Create does not replace it")
-
-			// A new Store (a restarted controller) reports it the same way.
-			require.NoError(t, st.Close())
-			st2 := open(t, dir)
-			_, err = st2.Get(ctx, "s")
-			check(err, "Get after reopening")
-			check(st2.Update(ctx, s), "Update after reopening")
+			assert.ErrorIs(t, st.Create(ctx, storetest.Session("s", 2)), crus.ErrSessionExists, "Create does not replace it")
 
 			after, err := os.ReadFile(p)
 			require.NoError(t, err)
 			assert.Equal(t, damaged, after, "the damaged file is never replaced")
 
 			// An administrator may remove it.
-			require.NoError(t, st2.Delete(ctx, "s"))
-			_, err = st2.List(ctx)
+			require.NoError(t, st.Delete(ctx, "s"))
+			_, err = st.List(ctx)
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestUnknownSchema: a journal of another schema (a newer crus) is left
+// alone.
+func TestUnknownSchema(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := journalWith(t, 1)
+	p := filepath.Join(dir, "s.journal")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	// Rewrite the file header frame with schema 7 and a right checksum.
+	fr := frames(t, b)
+	body := []byte(strings.Replace(string(b[fr[0]+10:fr[1]]), `"schema":2`, `"schema":7`, 1))
+	head := append([]byte{0xC5, 0x5A}, binary.LittleEndian.AppendUint32(nil, uint32(len(body)))...)
+	head = binary.LittleEndian.AppendUint32(head, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	nb := append(append(append([]byte("CRUSJRNL"), head...), body...), b[fr[1]:]...)
+	require.NoError(t, os.WriteFile(p, nb, 0o600))
+	st := open(t, dir)
+	_, err = st.Get(ctx, "s")
+	assert.ErrorIs(t, err, filestore.ErrUnknownSchema)
+	assert.ErrorContains(t, err, "unknown schema version 7 in file "+p)
+}
+
+// TestTornTail: a crash in the middle of an append leaves part of a
+// record at the end of the journal. It is dropped, never misread: the
+// session is as of the last whole record, and the next write replaces the
+// torn bytes.
+func TestTornTail(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := journalWith(t, 3)
+	p := filepath.Join(dir, "s.journal")
+	whole, err := os.ReadFile(p)
+	require.NoError(t, err)
+	fr := frames(t, whole)
+	last := fr[len(fr)-1]
+	// Every prefix of the last record, and the whole record with its last
+	// byte or its checksum wrong, is a torn tail.
+	var cases [][]byte
+	for cut := last + 1; cut < len(whole); cut += 7 {
+		cases = append(cases, whole[:cut])
+	}
+	bad := slices.Clone(whole)
+	bad[len(bad)-1] ^= 1
+	cases = append(cases, bad, append(slices.Clone(whole[:last]), make([]byte, len(whole)-last)...))
+	for i, b := range cases {
+		require.NoError(t, os.WriteFile(p, b, 0o600))
+		st, err := filestore.Open(dir, filestore.Options{})
+		require.NoError(t, err)
+		got, err := st.Get(ctx, "s")
+		require.NoError(t, err, "case %d: %d bytes", i, len(b))
+		assert.Equal(t, int64(3), got.Revision, "case %d: the torn write is not there", i)
+		assert.Equal(t, "write 1", got.Progress.Nodes[1].LastError)
+		assert.Empty(t, got.Progress.Nodes[2].LastError, "case %d", i)
+		assert.Equal(t, "message 1", got.Messages[len(got.Messages)-1])
+
+		// The next write goes where the torn one began.
+		got.Progress.Nodes[2].LastError = "again"
+		got.AddMessages("again")
+		require.NoError(t, st.UpdateNodes(ctx, got, []int{2}))
+		require.NoError(t, st.Close())
+		st2, err := filestore.Open(dir, filestore.Options{})
+		require.NoError(t, err)
+		again, err := st2.Get(ctx, "s")
+		require.NoError(t, err)
+		assert.Equal(t, int64(4), again.Revision)
+		assert.Equal(t, "again", again.Progress.Nodes[2].LastError)
+		assert.Equal(t, "again", again.Messages[len(again.Messages)-1])
+		require.NoError(t, st2.Close())
+		after, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Len(t, frames(t, after), len(fr), "case %d: no torn bytes left behind", i)
+	}
+}
+
+// TestCompaction: once the deltas outgrow the snapshot, a write rewrites
+// the journal as one snapshot; the record is the same, and what is
+// written stays proportional to what changed.
+func TestCompaction(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := open(t, dir)
+	filestore.SetCompaction(st, 4, 1024)
+	s := storetest.Session("s", 500)
+	require.NoError(t, st.Create(ctx, s))
+	p := filepath.Join(dir, "s.journal")
+	snapshots := st.Stats().Snapshots
+	var maxSize, maxSnapshot int64
+	for i := range 1000 {
+		k := i * 7 % 500
+		s.Progress.Nodes[k].LastError = fmt.Sprintf("write %d", i)
+		s.AddMessages(fmt.Sprintf("message %d", i))
+		before := st.Stats().Snapshots
+		require.NoError(t, st.UpdateNodes(ctx, s, []int{k}))
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		maxSize = max(maxSize, fi.Size())
+		if st.Stats().Snapshots > before {
+			maxSnapshot = max(maxSnapshot, fi.Size())
+		}
+	}
+	stats := st.Stats()
+	assert.Greater(t, stats.Snapshots, snapshots+1, "compacted more than once")
+	assert.LessOrEqual(t, maxSize, 5*maxSnapshot+1024, "the journal stays within 1 + ratio snapshots")
+	assert.Less(t, stats.Bytes/stats.Writes, int64(1000), "a write of one node costs what changed, compactions included")
+	got, err := st.Get(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, s.Revision, got.Revision)
+	assert.Equal(t, s.Progress.Nodes, got.Progress.Nodes)
+	assert.Equal(t, s.Messages, got.Messages)
+	assert.Equal(t, s.MessagesDropped, got.MessagesDropped)
+}
+
+// TestLegacyFile: a session file of schema 1 (one JSON document) is
+// read, and its next write replaces it with a journal.
+func TestLegacyFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := storetest.Session("old", 10)
+	rec, err := json.Marshal(s)
+	require.NoError(t, err)
+	doc := fmt.Sprintf(`{"schema":1,"revision":7,"session":%s}`+"\n", rec)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "old.json"), []byte(doc), 0o600))
+	st := open(t, dir)
+	got, err := st.Get(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), got.Revision)
+	assert.Equal(t, s.Progress.Nodes, got.Progress.Nodes)
+	held, err := st.Reservations(ctx)
+	require.NoError(t, err)
+	require.Len(t, held, 1, "a session of schema 1 holds its nodes")
+
+	got.Progress.Nodes[3].LastError = "first write"
+	got.AddMessages("first write")
+	require.NoError(t, st.UpdateNodes(ctx, got, []int{3}))
+	assert.Equal(t, int64(8), got.Revision)
+	_, err = os.Stat(filepath.Join(dir, "old.json"))
+	assert.ErrorIs(t, err, fs.ErrNotExist, "the document is replaced by a journal")
+	again, err := st.Get(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, got.Progress.Nodes, again.Progress.Nodes)
+	assert.Equal(t, got.Messages, again.Messages)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "new.json"), []byte(`{"schema":3,"revision":1,"session":{}}`), 0o600))
+	_, err = st.Get(ctx, "new")
+	assert.ErrorIs(t, err, filestore.ErrUnknownSchema)
+}
+
+// TestSymlinkedLockFile: a lock file that is a symbolic link is refused,
+// and its target is left untouched (it was truncated and overwritten).
+func TestSymlinkedLockFile(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "precious")
+	require.NoError(t, os.WriteFile(target, []byte("do not overwrite\n"), 0o600))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, filestore.LockFile)))
+	_, err := filestore.Open(dir, filestore.Options{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, filestore.ErrUnsafeDir)
+	assert.ErrorContains(t, err, "symbolic link")
+	assert.ErrorContains(t, err, filepath.Join(dir, filestore.LockFile))
+	b, err := os.ReadFile(target)
+	require.NoError(t, err)
+	assert.Equal(t, "do not overwrite\n", string(b), "the target is untouched")
+
+	// A session file that is a symbolic link is not followed either.
+	dir2 := t.TempDir()
+	require.NoError(t, os.Symlink(target, filepath.Join(dir2, "s.journal")))
+	st := open(t, dir2)
+	_, err = st.Get(context.Background(), "s")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, crus.ErrSessionNotFound)
+}
+
+// TestUnsafeDir: a store directory others may write is refused.
+func TestUnsafeDir(t *testing.T) {
+	for _, mode := range []fs.FileMode{0o777, 0o770, 0o720, 0o702} {
+		dir := filepath.Join(t.TempDir(), "store")
+		require.NoError(t, os.Mkdir(dir, 0o700))
+		require.NoError(t, os.Chmod(dir, mode))
+		_, err := filestore.Open(dir, filestore.Options{})
+		require.Error(t, err, "%04o", mode)
+		assert.ErrorIs(t, err, filestore.ErrUnsafeDir)
+		assert.ErrorContains(t, err, fmt.Sprintf("%s is writable by its group or by others (mode %04o)", dir, mode))
+		_, err = os.Stat(filepath.Join(dir, filestore.LockFile))
+		assert.ErrorIs(t, err, fs.ErrNotExist, "nothing written in it")
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	st, err := filestore.Open(dir, filestore.Options{})
+	require.NoError(t, err, "readable by others is fine: the files are private")
+	require.NoError(t, st.Close())
 }
 
 // TestCrashLeftovers: a crash in the middle of a write leaves a temporary
@@ -167,8 +388,8 @@ func TestCrashLeftovers(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.Create(ctx, storetest.Session("s", 3)))
 	require.NoError(t, st.Close())
-	tmp := filepath.Join(dir, ".s.json.tmp-12345")
-	require.NoError(t, os.WriteFile(tmp, []byte(`{"schema":1,"revision":2,"sess`), 0o600))
+	tmp := filepath.Join(dir, ".s.journal.tmp-12345")
+	require.NoError(t, os.WriteFile(tmp, []byte("CRUSJRNL\xc5\x5a"), 0o600))
 
 	st2 := open(t, dir)
 	_, err = os.Stat(tmp)
@@ -198,7 +419,7 @@ func TestBadIDs(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "only the lock file")
-	_, err = os.Stat(filepath.Join(filepath.Dir(dir), "escape.json"))
+	_, err = os.Stat(filepath.Join(filepath.Dir(dir), "escape.journal"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
@@ -289,7 +510,7 @@ func TestPermissionDenied(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.Create(context.Background(), storetest.Session("s", 2)))
 	require.NoError(t, st.Close())
-	before, err := os.ReadFile(filepath.Join(dir, "s.json"))
+	before, err := os.ReadFile(filepath.Join(dir, "s.journal"))
 	require.NoError(t, err)
 	require.NoError(t, os.Chmod(dir, 0o555))
 	t.Cleanup(func() { os.Chmod(dir, 0o700) })
@@ -318,7 +539,7 @@ func TestPermissionDenied(t *testing.T) {
 	}
 	assert.Contains(t, msg, "permission denied")
 	assert.Contains(t, msg, dir, "the error names the directory")
-	after, err := os.ReadFile(filepath.Join(dir, "s.json"))
+	after, err := os.ReadFile(filepath.Join(dir, "s.journal"))
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "nothing changed")
 }

@@ -7,6 +7,9 @@ import (
 	"os"
 )
 
+// openNoFollow: this system's opens follow symbolic links.
+const openNoFollow = 0
+
 func lockDir(dir string) (*os.File, error) {
 	return nil, errors.New("filestore: locking the store directory needs flock, which this system lacks")
 }

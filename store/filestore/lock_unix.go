@@ -12,14 +12,26 @@ import (
 	"time"
 )
 
+// openNoFollow makes an open fail on a symbolic link.
+const openNoFollow = syscall.O_NOFOLLOW
+
 // lockDir takes the store directory's lock: an exclusive flock on its lock
 // file, which then names the holder. The kernel drops the lock when the
-// process ends, however it ends.
+// process ends, however it ends. A lock file that is a symbolic link (or
+// not a regular file) is refused, never followed: crus would write its
+// target.
 func lockDir(dir string) (*os.File, error) {
 	p := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%w: the lock file %s is a symbolic link; refusing to follow it (remove it)", ErrUnsafeDir, p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("filestore: cannot open the lock file of store directory %s: %w", dir, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: the lock file %s is not a regular file (remove it)", ErrUnsafeDir, p)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(p)

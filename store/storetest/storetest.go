@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,6 +119,27 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		}
 		testReserver(t, st, rs)
 	})
+	t.Run("ReserverNames", func(t *testing.T) {
+		st := newStore(t)
+		rs, ok := st.(crus.Reserver)
+		if !ok {
+			t.Skip("the store does not implement crus.Reserver")
+		}
+		testReserverNames(t, st, rs)
+	})
+	nodeUpdater := func(name string, f func(*testing.T, crus.Store, crus.NodeUpdater)) {
+		t.Run(name, func(t *testing.T) {
+			st := newStore(t)
+			nu, ok := st.(crus.NodeUpdater)
+			if !ok {
+				t.Skip("the store does not implement crus.NodeUpdater")
+			}
+			f(t, st, nu)
+		})
+	}
+	nodeUpdater("UpdateNodes", testUpdateNodes)
+	nodeUpdater("UpdateNodesCompareAndSwap", testUpdateNodesCAS)
+	nodeUpdater("UpdateNodesLarge", testUpdateNodesLarge)
 	t.Run("ReserverConcurrent", func(t *testing.T) {
 		st := newStore(t)
 		rs, ok := st.(crus.Reserver)
@@ -371,8 +393,9 @@ func testRevisionReader(t *testing.T, st crus.Store, rr crus.RevisionReader) {
 	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
 }
 
-// reserved returns a small session holding nodes and its own groups
-// (u-<id>, f-<id>) unless labels are given.
+// reserved returns a small session holding nodes (workload-manager name
+// "w-" and the xname) and its own groups (u-<id>, f-<id>) unless labels
+// are given.
 func reserved(id string, nodes []string, labels ...string) *crus.Session {
 	s := Session(id, 0)
 	s.UpgradingLabel, s.FailedLabel = "u-"+id, "f-"+id
@@ -380,7 +403,7 @@ func reserved(id string, nodes []string, labels ...string) *crus.Session {
 		s.UpgradingLabel, s.FailedLabel = labels[0], labels[1]
 	}
 	for _, x := range nodes {
-		s.Progress.Nodes = append(s.Progress.Nodes, crus.NodeRecord{XName: x, Name: x, Phase: crus.PhasePending})
+		s.Progress.Nodes = append(s.Progress.Nodes, crus.NodeRecord{XName: x, Name: "w-" + x, Phase: crus.PhasePending})
 	}
 	return s
 }
@@ -403,7 +426,7 @@ func testReserver(t *testing.T, st crus.Store, rs crus.Reserver) {
 	var re *crus.ReservedError
 	require.ErrorAs(t, err, &re)
 	assert.ErrorIs(t, err, crus.ErrReserved)
-	assert.Equal(t, []crus.Conflict{{Session: "a", Nodes: []string{"x1000c0s0b0n1"}}}, re.Conflicts)
+	assert.Equal(t, []crus.Conflict{{Session: "a", Nodes: []string{"x1000c0s0b0n1"}, Names: []string{"w-x1000c0s0b0n1"}}}, re.Conflicts)
 	assert.ErrorContains(t, err, "session a holds 1 of its nodes (x1000c0s0b0n1)")
 	_, err = st.Get(ctx, "b")
 	assert.ErrorIs(t, err, crus.ErrSessionNotFound, "a refused session is not stored")
@@ -420,8 +443,9 @@ func testReserver(t *testing.T, st crus.Store, rs crus.Reserver) {
 	held, err = rs.Reservations(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []crus.Reservation{
-		{Session: "a", Nodes: []string{"x1000c0s0b0n0", "x1000c0s0b0n1", "x1000c0s1b0n0"}, Labels: []string{"f-a", "u-a"}},
-		{Session: "d", Nodes: []string{"x1000c0s2b0n0"}, Labels: []string{"f-d", "u-d"}},
+		{Session: "a", Nodes: []string{"x1000c0s0b0n0", "x1000c0s0b0n1", "x1000c0s1b0n0"},
+			Names: []string{"w-x1000c0s0b0n0", "w-x1000c0s0b0n1", "w-x1000c0s1b0n0"}, Labels: []string{"f-a", "u-a"}},
+		{Session: "d", Nodes: []string{"x1000c0s2b0n0"}, Names: []string{"w-x1000c0s2b0n0"}, Labels: []string{"f-d", "u-d"}},
 	}, held)
 
 	// Conflicts with two sessions at once are all named.
@@ -476,4 +500,225 @@ func testReserverConcurrent(t *testing.T, st crus.Store, rs crus.Reserver) {
 	list, err := st.List(ctx)
 	require.NoError(t, err)
 	assert.Len(t, list, 1)
+}
+
+// testReserverNames: two sessions whose xnames differ but map to the same
+// workload-manager nodes (a wrong mapper, a bad NID) must not both hold
+// them: drain, resume and fail act on the workload manager's names.
+func testReserverNames(t *testing.T, st crus.Store, rs crus.Reserver) {
+	ctx := context.Background()
+	a := reserved("a", []string{"x1000c0s0b0n0", "x1000c0s0b0n1"})
+	a.Progress.Nodes[0].Name, a.Progress.Nodes[1].Name = "nid000001", "nid000002"
+	require.NoError(t, rs.CreateReserved(ctx, a))
+
+	b := reserved("b", []string{"x2000c0s0b0n0", "x2000c0s0b0n1"})
+	b.Progress.Nodes[0].Name, b.Progress.Nodes[1].Name = "nid000002", "nid000003"
+	err := rs.CreateReserved(ctx, b)
+	var re *crus.ReservedError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, []crus.Conflict{{Session: "a", Names: []string{"nid000002"}}}, re.Conflicts)
+	assert.ErrorContains(t, err, "session a holds 1 of its workload-manager nodes (nid000002)")
+	_, err = st.Get(ctx, "b")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound, "a refused session is not stored")
+
+	b.Progress.Nodes[0].Name = "nid000004"
+	require.NoError(t, rs.CreateReserved(ctx, b), "disjoint names: accepted")
+	held, err := rs.Reservations(ctx)
+	require.NoError(t, err)
+	require.Len(t, held, 2)
+	assert.Equal(t, []string{"nid000001", "nid000002"}, held[0].Names, "the names are kept with the reservation")
+	assert.Equal(t, []string{"nid000003", "nid000004"}, held[1].Names)
+}
+
+// change is one write of the NodeUpdater tests: header fields, some node
+// records and some messages, applied alike to two copies.
+type change struct {
+	step     int
+	stage    crus.Stage
+	nodes    map[int]crus.NodeRecord
+	messages []string
+}
+
+var t0 = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+
+func drawChange(r *rand.Rand, s *crus.Session, step int) change {
+	c := change{step: step, nodes: map[int]crus.NodeRecord{}}
+	c.stage = []crus.Stage{crus.StageQuiescing, crus.StageBooting, crus.StageWLMWaiting, crus.StageCleanup}[r.IntN(4)]
+	k := r.IntN(4)
+	if r.IntN(10) == 0 {
+		k = 60
+	}
+	n := len(s.Progress.Nodes)
+	for range k {
+		if n == 0 {
+			break
+		}
+		i := r.IntN(n)
+		rec := s.Progress.Nodes[i]
+		rec.Phase = []crus.Phase{crus.PhaseQuiescing, crus.PhaseBooting, crus.PhaseReturning}[r.IntN(3)]
+		rec.Since = t0.Add(time.Duration(step) * time.Minute)
+		rec.Boot = fmt.Sprintf("crus-boot-%d", step)
+		rec.Reason = fmt.Sprintf("write %d", step)
+		rec.Retries = r.IntN(3)
+		c.nodes[i] = rec
+	}
+	m := r.IntN(3)
+	if r.IntN(20) == 0 {
+		m = crus.MessagesLast + 50 // more than a record keeps at once
+	}
+	for j := range m {
+		c.messages = append(c.messages, fmt.Sprintf("write %d, message %d", step, j))
+	}
+	return c
+}
+
+// apply makes the change to s and returns the positions it changed.
+func (c change) apply(s *crus.Session) []int {
+	s.Progress.Step, s.Progress.Stage, s.Progress.Boots = c.step, c.stage, c.step
+	s.Progress.StageSince = t0.Add(time.Duration(c.step) * time.Minute)
+	var changed []int
+	for i, rec := range c.nodes {
+		s.Progress.Nodes[i] = rec
+		changed = append(changed, i)
+	}
+	s.AddMessages(c.messages...)
+	return changed
+}
+
+// same compares a record written through UpdateNodes with its twin
+// written through Update: the same but for the id and the groups.
+func same(t *testing.T, viaNodes, viaUpdate *crus.Session, msg string) {
+	t.Helper()
+	u := viaUpdate.Clone()
+	u.UpgradeID, u.Revision = viaNodes.UpgradeID, viaNodes.Revision
+	equal(t, u, viaNodes, msg+": UpdateNodes and Update stored different records")
+}
+
+func testUpdateNodes(t *testing.T, st crus.Store, nu crus.NodeUpdater) {
+	ctx := context.Background()
+	// a through UpdateNodes, b through Update: twins but for the id.
+	a, b := Session("a", 300), Session("a", 300)
+	b.UpgradeID = "b"
+	require.NoError(t, st.Create(ctx, a))
+	require.NoError(t, st.Create(ctx, b))
+	r := rand.New(rand.NewPCG(1, 2))
+	for step := 1; step <= 60; step++ {
+		c := drawChange(r, a, step)
+		changed := c.apply(a)
+		c.apply(b)
+		rev := a.Revision
+		require.NoError(t, nu.UpdateNodes(ctx, a, changed), "write %d", step)
+		assert.Greater(t, a.Revision, rev, "UpdateNodes moves the revision on")
+		require.NoError(t, st.Update(ctx, b))
+		gotA, err := st.Get(ctx, "a")
+		require.NoError(t, err)
+		equal(t, a, gotA, fmt.Sprintf("read after UpdateNodes %d", step))
+		gotB, err := st.Get(ctx, "b")
+		require.NoError(t, err)
+		equal(t, b, gotB, fmt.Sprintf("read after Update %d", step))
+		same(t, gotA, gotB, fmt.Sprintf("write %d", step))
+		if t.Failed() {
+			return
+		}
+		switch step % 7 {
+		case 3:
+			// Carry on from a fresh read: a copy the store returned.
+			a = gotA
+		case 5:
+			// A whole Update in between, then UpdateNodes again.
+			a.Progress.Nodes[0].LastError = fmt.Sprintf("whole %d", step)
+			b.Progress.Nodes[0].LastError = a.Progress.Nodes[0].LastError
+			require.NoError(t, st.Update(ctx, a))
+			require.NoError(t, st.Update(ctx, b))
+		}
+	}
+	assert.Positive(t, a.MessagesDropped, "the test went past the bound of the messages")
+	list, err := st.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	equal(t, a, list[0], "List after UpdateNodes")
+
+	// A whole-record write of a copy that changed more than it says is
+	// not UpdateNodes' business, but completing through it must release
+	// the session as Update does.
+	a.Completed, a.State = true, crus.StateReady
+	require.NoError(t, nu.UpdateNodes(ctx, a, nil))
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, a, got, "completed through UpdateNodes")
+	if rs, ok := st.(crus.Reserver); ok {
+		held, err := rs.Reservations(ctx)
+		require.NoError(t, err)
+		for _, h := range held {
+			assert.NotEqual(t, "a", h.Session, "a completed session holds nothing")
+		}
+	}
+}
+
+func testUpdateNodesCAS(t *testing.T, st crus.Store, nu crus.NodeUpdater) {
+	ctx := context.Background()
+	s := Session("a", 20)
+	require.NoError(t, st.Create(ctx, s))
+	stale, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+
+	s.Progress.Nodes[10].Phase = crus.PhaseQuiescing
+	s.AddMessages("first")
+	require.NoError(t, nu.UpdateNodes(ctx, s, []int{10}))
+
+	stale.Progress.Nodes[11].Phase = crus.PhaseQuiescing
+	stale.AddMessages("second")
+	err = nu.UpdateNodes(ctx, stale, []int{11})
+	assert.ErrorIs(t, err, crus.ErrConflict, "a stale writer loses")
+	got, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, s, got, "the stale write changed nothing")
+
+	// A whole Update by another copy; then the first copy is stale.
+	other := got.Clone()
+	other.Progress.Nodes[12].Reason = "other"
+	require.NoError(t, st.Update(ctx, other))
+	s.Progress.Nodes[13].Reason = "stale"
+	assert.ErrorIs(t, nu.UpdateNodes(ctx, s, []int{13}), crus.ErrConflict)
+	got, err = st.Get(ctx, "a")
+	require.NoError(t, err)
+	equal(t, other, got, "after a conflict")
+
+	// A position out of range is an error, and nothing is stored.
+	other.Progress.Nodes[1].LastError = "not stored"
+	err = nu.UpdateNodes(ctx, other, []int{1, 20})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, crus.ErrConflict)
+	again, err := st.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, got.Revision, again.Revision, "nothing stored")
+	assert.Empty(t, again.Progress.Nodes[1].LastError)
+
+	// A deleted session is not found.
+	require.NoError(t, st.Delete(ctx, "a"))
+	assert.ErrorIs(t, nu.UpdateNodes(ctx, got, []int{2}), crus.ErrSessionNotFound)
+	_, err = st.Get(ctx, "a")
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound, "UpdateNodes creates nothing")
+}
+
+// testUpdateNodesLarge writes a 10,000-node session many times a few
+// nodes at a time, as the executor does, reading it back now and then,
+// and once from a copy read afresh.
+func testUpdateNodesLarge(t *testing.T, st crus.Store, nu crus.NodeUpdater) {
+	ctx := context.Background()
+	s := Session("big", 10000)
+	require.NoError(t, st.Create(ctx, s))
+	r := rand.New(rand.NewPCG(5, 6))
+	for step := 1; step <= 400; step++ {
+		c := drawChange(r, s, step)
+		require.NoError(t, nu.UpdateNodes(ctx, s, c.apply(s)), "write %d", step)
+		if step%100 == 0 {
+			got, err := st.Get(ctx, "big")
+			require.NoError(t, err)
+			equal(t, s, got, fmt.Sprintf("after %d writes", step))
+			if step == 200 {
+				s = got // carry on from the copy read
+			}
+		}
+	}
 }

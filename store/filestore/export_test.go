@@ -1,0 +1,9 @@
+package filestore
+
+// SetCompaction sets the compaction thresholds of st: the journal is
+// rewritten once its deltas pass ratio times the snapshot and min bytes.
+func SetCompaction(st *Store, ratio, min int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.ratio, st.min = ratio, min
+}
