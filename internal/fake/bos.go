@@ -141,11 +141,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 	w.reboots++
 	w.touched[n.xname]++
 	w.update(n)
-	d := w.opts.RebootTime
-	if j := w.opts.RebootJitter; j > 0 {
-		d += time.Duration(w.rng.Int64N(int64(2*j+1))) - j
-	}
-	w.schedule(w.now.Add(d), func() {
+	w.schedule(w.now.Add(w.rebootTime(n)), func() {
 		w.locked(func() {
 			if n.faults.BootFails {
 				n.rebooting = false
@@ -161,6 +157,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 				return
 			}
 			n.bootTime = w.now.Truncate(time.Second)
+			w.update(n)
 			done(true, "")
 			if n.faults.NeverReturns {
 				n.rebooting = false

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -70,6 +69,7 @@ type node struct {
 	asap      bool      // a workload-manager reboot is pending (wlm.Rebooter)
 	forgotten bool      // removed from the workload manager (RemoveNode)
 	lostSince time.Time // out of service because of crus and running nothing, since
+	sim       simNode   // workload-simulation state (sched.go)
 }
 
 type event struct {
@@ -103,7 +103,6 @@ type World struct {
 	now   time.Time
 	seq   uint64
 	queue eventQueue
-	rng   *rand.Rand
 	jobID int
 
 	nodes     map[string]*node // by xname
@@ -123,10 +122,10 @@ type World struct {
 	order     []*node  // nodes in AddNode order
 	freeBits  []uint64 // bit i: order[i] is idle and in service
 	freeCount int
-	kick      bool   // something may have freed nodes since the hook ran
-	hook      func() // see SetScheduler
-	lost      time.Duration
-	asapLeft  int // nodes whose wlm.Rebooter reboot has not finished
+	kick      bool     // something may have freed nodes since the hook ran
+	hook      func()   // see SetScheduler
+	asapLeft  int      // nodes whose wlm.Rebooter reboot has not finished
+	sim       simWorld // workload-simulation state (sched.go)
 }
 
 type template struct {
@@ -160,7 +159,6 @@ func New(opts Options) *World {
 	return &World{
 		opts:      opts,
 		now:       opts.Start,
-		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		nodes:     map[string]*node{},
 		byName:    map[string]*node{},
 		groups:    map[string]map[string]bool{},
@@ -439,14 +437,7 @@ func (w *World) update(n *node) {
 		}
 	}
 	w.maxOut = max(w.maxOut, w.out)
-	// Capacity lost: out of service because of crus and computing nothing.
-	switch lost := out && len(n.jobs) == 0; {
-	case lost && n.lostSince.IsZero():
-		n.lostSince = w.now
-	case !lost && !n.lostSince.IsZero():
-		w.lost += w.now.Sub(n.lostSince)
-		n.lostSince = time.Time{}
-	}
+	w.account(n, out)
 	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil)
 	if free != n.free {
 		n.free = free
