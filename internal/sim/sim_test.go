@@ -104,11 +104,25 @@ func TestJobsFromTrace(t *testing.T) {
 		{submit: 30 * time.Minute, width: 2, run: 2 * time.Hour, limit: 3 * time.Hour},
 		{submit: 90 * time.Minute, width: 1, run: 30 * time.Hour, limit: 30 * time.Hour}, // partition default: its longest run
 		{submit: 150 * time.Minute, width: 1, run: time.Hour, limit: 30 * time.Hour},     // idem: the limit says nothing
-		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: 2 * time.Hour},  // a limit below the run time
+		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: time.Hour},      // overran its request: the scheduler knows the request
 	}, cfg.jobs(), "jobs before the warm-up, wider than the cluster or without a run time are left out")
 
 	cfg.Nodes = 8 // twice the traced machine: every job twice as wide
 	assert.Equal(t, 4, cfg.jobs()[0].width)
+	assert.Equal(t, 2, cfg.jobs()[1].width)
+	cfg.Nodes = 3 // three quarters of it: widths scaled by 3/4, rounded up
+	assert.Equal(t, 2, cfg.jobs()[0].width)
+	assert.Equal(t, 1, cfg.jobs()[1].width)
+	cfg.Nodes = 6 // 6/4: a 1-node job takes 2 nodes, a 2-node job 3
+	assert.Equal(t, []int{3, 2, 2, 2}, widths(cfg.jobs()))
+}
+
+func widths(js []job) []int {
+	out := make([]int, len(js))
+	for i, j := range js {
+		out[i] = j.width
+	}
+	return out
 }
 
 // TestSchedulerBackfills checks FCFS with EASY backfill on a 4-node world:
@@ -135,6 +149,117 @@ func TestSchedulerBackfills(t *testing.T) {
 	assert.Zero(t, w.FreeCount())
 	w.Advance(2 * time.Hour)
 	assert.Equal(t, 4, s.startedJobs())
+}
+
+// TestSchedulerDoesNotPlanOnDrainedNodes: EASY backfill reserves the
+// first waiting job's nodes among those expected back in service; nodes
+// drained for the upgrade are not, so a job that would otherwise delay the
+// reservation may be backfilled.
+func TestSchedulerDoesNotPlanOnDrainedNodes(t *testing.T) {
+	for _, drained := range []bool{false, true} {
+		w := fake.NewCluster(fake.ClusterOptions{Nodes: 5})
+		require.True(t, w.StartJobOnFree(2, 5*time.Hour, 2*time.Hour, nil))   // nid 1-2, limit 2h
+		require.True(t, w.StartJobOnFree(2, 10*time.Hour, 10*time.Hour, nil)) // nid 3-4, limit 10h
+		if drained {
+			require.NoError(t, w.WLM().Drain(context.Background(), []string{"nid000001", "nid000002"}, "crus s: upgrade"))
+		}
+		s := newScheduler(w, []job{
+			{submit: 0, width: 3, run: time.Hour, limit: time.Hour},         // waits
+			{submit: 0, width: 1, run: 5 * time.Hour, limit: 5 * time.Hour}, // backfill candidate
+		})
+		w.SetScheduler(s.pass)
+		s.replay()
+		w.Advance(time.Minute)
+		if drained {
+			// The first job can only run once nid 3-4 are back, at 10h by
+			// their limit: a 5h job on the free node ends before.
+			assert.Equal(t, 1, s.startedJobs(), "backfilled")
+		} else {
+			// At 2h nid 1-2 and the free node make 3: the reservation
+			// needs the free node, and a 5h job would delay it.
+			assert.Equal(t, 0, s.startedJobs(), "not backfilled")
+		}
+	}
+}
+
+func TestShadowOf(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(h int) time.Time { return now.Add(time.Duration(h) * time.Hour) }
+	for _, c := range []struct {
+		name    string
+		head    job
+		outlook []fake.Avail
+		shadow  time.Time
+		extra   int
+	}{
+		{"fits now", job{width: 2, limit: time.Hour}, []fake.Avail{{From: now, Nodes: 3}}, now, 1},
+		{"after the second job", job{width: 4, limit: time.Hour},
+			[]fake.Avail{{From: now, Nodes: 1}, {From: at(1), Nodes: 2}, {From: at(2), Nodes: 2}, {From: at(3), Nodes: 5}}, at(2), 1},
+		{"never", job{width: 9, limit: time.Hour}, []fake.Avail{{From: now, Nodes: 1}, {From: at(1), Nodes: 2}}, time.Time{}, 0},
+		{"entries of one time together", job{width: 3, limit: time.Hour},
+			[]fake.Avail{{From: at(1), Nodes: 1}, {From: at(1), Nodes: 2}}, at(1), 0},
+		{"a job past its limit counts from now", job{width: 2, limit: time.Hour},
+			[]fake.Avail{{From: at(-1), Nodes: 2}}, now, 0},
+		{"reserved nodes count only if the job ends before the reservation", job{width: 3, limit: 2 * time.Hour},
+			[]fake.Avail{{From: now, Nodes: 2}, {From: now, Until: at(1), Nodes: 5}, {From: at(1), Until: at(4), Nodes: 1}}, at(1), 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shadow, extra := shadowOf(c.head, now, c.outlook)
+			assert.Equal(t, c.shadow, shadow)
+			assert.Equal(t, c.extra, extra)
+		})
+	}
+}
+
+// TestLoadedStart: with MinBusy the upgrade starts at the first point where
+// the cluster is that busy and a job waits, and the result says so.
+func TestLoadedStart(t *testing.T) {
+	k, _ := traces(t)
+	cfg := Config{Trace: k, Nodes: 40, Step: 5, Seed: 1, Start: 65 * 24 * time.Hour, Warmup: 2 * 24 * time.Hour}
+	plain, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.Equal(t, cfg.Start, plain.Start)
+	assert.True(t, plain.Loaded, "no MinBusy: any start is taken")
+
+	cfg.MinBusy = 0.95
+	r, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	require.True(t, r.Loaded)
+	assert.GreaterOrEqual(t, r.Busy, 0.95)
+	assert.Positive(t, r.Queued)
+	assert.GreaterOrEqual(t, r.QueuedNodes, r.Queued)
+	assert.Greater(t, r.Start, cfg.Start, "day 65 of KTH is not that busy: moved on")
+	assert.Zero(t, (r.Start-cfg.Start)%time.Hour, "an hour at a time")
+	cfg.MinBusy, cfg.Seek = 1.01, 3*time.Hour // never that busy
+	r, err = Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.False(t, r.Loaded)
+}
+
+// TestFloorAndBound: the floor is the seed's, not the strategy's; the bound
+// is the uncapped makespan or the reboots one step after another.
+func TestFloorAndBound(t *testing.T) {
+	cfg := small(t)
+	a, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	j, err := Run(context.Background(), cfg, jobEnd)
+	require.NoError(t, err)
+	assert.Equal(t, a.Floor, j.Floor)
+	assert.NotEqual(t, 40*10*time.Minute, j.Floor, "the run's reboot times, not the nominal 10m")
+	cfg.Seed++
+	other, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Floor, other.Floor)
+
+	assert.Equal(t, a.Makespan, Bound(a, j), "a job longer than 8 reboots bounds it")
+	assert.Equal(t, 8*j.MeanReboot(), Bound(Result{Makespan: time.Minute}, j), "ceil(40/5) reboots")
+	assert.Zero(t, a.Makespan%cfg.withDefaultsMust(t).PollInterval, "reboot-asap looks every poll interval")
+}
+
+func (c Config) withDefaultsMust(t *testing.T) Config {
+	c, err := c.withDefaults()
+	require.NoError(t, err)
+	return c
 }
 
 func TestRunErrors(t *testing.T) {
