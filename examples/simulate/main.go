@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start := fs.Duration("start", 50*24*time.Hour, "point of the trace where the upgrade starts (LLNL Thunder has an outage on days 28-30)")
 	days := fs.String("days", "", "comma-separated days of the trace to start at, one window each (replaces -start), e.g. 35,50,65")
 	warmup := fs.Duration("warmup", 7*24*time.Hour, "trace replayed before the upgrade starts")
-	minBusy := fs.Float64("min-busy", 0, "start at the first hour from the window's start where at least this fraction of nodes run jobs and a job waits (0: exactly at the start)")
+	minBusy := fs.Float64("min-busy", 0, "start at the first hour from the window's start where at least this fraction of nodes run jobs (0: exactly at the start)")
 	placement := fs.String("placement", "lowest", "where the scheduler puts jobs: lowest (numbered nodes first), highest or random")
 	drain := fs.Duration("drain-timeout", 2*time.Hour, "drain timeout of the strategies that use one")
 	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000)); not the original algorithm's")

@@ -45,9 +45,9 @@ type Config struct {
 	Start, Warmup time.Duration
 	// MinBusy, if set, moves the start on, an hour at a time and for at
 	// most Seek (default 7 days), to the first point where at least this
-	// fraction of the nodes run jobs and some job is waiting: a loaded
-	// cluster. Result.Loaded says whether one was found; if none was, the
-	// upgrade starts at Start.
+	// fraction of the nodes run jobs: a loaded cluster (not one just back
+	// from an outage). Result.Loaded says whether one was found; if none
+	// was, the upgrade starts at Start + Seek.
 	MinBusy float64
 	Seek    time.Duration
 	// RebootTime and RebootJitter: a reboot takes RebootTime ± up to
@@ -305,8 +305,7 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	start := w.RunUntil(origin.Add(cfg.Warmup))
 	res.Loaded = cfg.MinBusy <= 0
 	for !res.Loaded {
-		q, _ := sch.queued()
-		if q > 0 && float64(w.BusyCount()) >= cfg.MinBusy*float64(cfg.Nodes) {
+		if float64(w.BusyCount()) >= cfg.MinBusy*float64(cfg.Nodes) {
 			res.Loaded = true
 			break
 		}
