@@ -29,6 +29,7 @@ type simWorld struct {
 	loss          Loss            // closed intervals
 	rebootTimeout time.Duration   // see SetRebootTimeout
 	scratch       []int
+	resv          reservationState // reserve.go
 }
 
 // simNode is a node's workload-simulation state.
@@ -42,6 +43,11 @@ type simNode struct {
 	rebootStart time.Time // when its last reboot started
 	rebooted    bool      // it rebooted since it went out of service
 	asapIssued  time.Time // when its workload-manager reboot was issued
+
+	resv    []*reservation // reservations holding it (reserve.go)
+	blocked bool           // one of them is active: it takes no new job
+	held    bool           // one of crus's is active: out of service because of crus
+	pending bool           // one of crus's will start: idle, it waits for crus
 }
 
 // runJob is a running job started by StartJobOnFree.
@@ -106,12 +112,37 @@ func (w *World) FreeCount() int {
 	return w.freeCount
 }
 
-// FreeFor returns how many nodes a job with this time limit could start
-// on now (see StartJobOnFree).
-func (w *World) FreeFor(limit time.Duration) int {
+// FreeNodes says which nodes are free now: Open of them for any job, and
+// one more for each time of Until (sorted), for a job whose time limit
+// ends by then (the start of the node's next reservation).
+type FreeNodes struct {
+	Open  int
+	Until []time.Time
+}
+
+// For returns how many of the free nodes a job ending at end could use.
+func (f FreeNodes) For(end time.Time) int {
+	i, _ := slices.BinarySearchFunc(f.Until, end, time.Time.Compare)
+	return f.Open + len(f.Until) - i
+}
+
+// Free returns the free nodes (see FreeCount) and the reservations that
+// bound what may run on them.
+func (w *World) Free() FreeNodes {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.freeCount
+	f := FreeNodes{Open: w.freeCount}
+	for n := range w.sim.resv.reserved {
+		if !n.free {
+			continue
+		}
+		if s, _ := nextBlock(n, w.now); !s.IsZero() {
+			f.Open--
+			f.Until = append(f.Until, s)
+		}
+	}
+	slices.SortFunc(f.Until, time.Time.Compare)
+	return f
 }
 
 // BusyCount returns how many nodes run at least one job.
@@ -127,12 +158,13 @@ func (w *World) BusyCount() int {
 	return busy
 }
 
-// StartJobOnFree starts one job on k free nodes, picked in the order
-// SetPlacement chose (deterministic for a given seed). The job really runs
-// for runFor; the workload manager knows only its time limit, which may be
-// shorter (a job that overran its request within the site's grace time).
-// ended, if not nil, is called (without the lock) when the job ends. It
-// returns false, starting nothing, if fewer than k nodes are free for it.
+// StartJobOnFree starts one job on k free nodes whose reservations leave
+// room for its time limit, picked in the order SetPlacement chose
+// (deterministic for a given seed). The job really runs for runFor; the
+// workload manager knows only its time limit, which may be shorter (a job
+// that overran its request within the site's grace time). ended, if not
+// nil, is called (without the lock) when the job ends. It returns false,
+// starting nothing, if fewer than k nodes are free for it.
 func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func()) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -140,7 +172,7 @@ func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func())
 		return false
 	}
 	w.jobID++
-	nodes := w.pick(k, w.jobID)
+	nodes := w.pick(k, w.jobID, w.now.Add(limit))
 	if nodes == nil {
 		return false
 	}
@@ -188,24 +220,29 @@ func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func())
 	return true
 }
 
-// pick returns k free nodes in the placement order, nil if there are
-// fewer. Callers hold the lock.
-func (w *World) pick(k int, jobID int) []*node {
+// pick returns k free nodes, clear of reservations until end, in the
+// placement order; nil if there are fewer. Callers hold the lock.
+func (w *World) pick(k int, jobID int, end time.Time) []*node {
 	nodes := make([]*node, 0, k)
+	ok := func(i int) bool { n := w.order[i]; return len(n.sim.resv) == 0 || w.fits(n, end) }
 	switch w.sim.placement {
 	case PlaceHighest:
 		for wi := len(w.freeBits) - 1; wi >= 0 && len(nodes) < k; wi-- {
 			for word := w.freeBits[wi]; word != 0 && len(nodes) < k; {
 				b := 63 - bits.LeadingZeros64(word)
 				word &^= 1 << b
-				nodes = append(nodes, w.order[wi*64+b])
+				if ok(wi*64 + b) {
+					nodes = append(nodes, w.order[wi*64+b])
+				}
 			}
 		}
 	case PlaceRandom:
 		free := w.sim.scratch[:0]
 		for wi, word := range w.freeBits {
 			for ; word != 0; word &= word - 1 {
-				free = append(free, wi*64+bits.TrailingZeros64(word))
+				if i := wi*64 + bits.TrailingZeros64(word); ok(i) {
+					free = append(free, i)
+				}
 			}
 		}
 		w.sim.scratch = free
@@ -221,7 +258,9 @@ func (w *World) pick(k int, jobID int) []*node {
 	default:
 		for wi := 0; wi < len(w.freeBits) && len(nodes) < k; wi++ {
 			for word := w.freeBits[wi]; word != 0 && len(nodes) < k; word &= word - 1 {
-				nodes = append(nodes, w.order[wi*64+bits.TrailingZeros64(word)])
+				if i := wi*64 + bits.TrailingZeros64(word); ok(i) {
+					nodes = append(nodes, w.order[i])
+				}
 			}
 		}
 	}
@@ -243,13 +282,26 @@ type Avail struct {
 // those of its nodes that return to service when it ends, from the end of
 // its time limit (now, for a job past it). Nodes drained, failed,
 // rebooting, down or waiting for a reboot are not expected back: Slurm's
-// backfill does not plan on them.
+// backfill does not plan on them. A reserved node is available only
+// between its reservations: one entry for each stretch.
 func (w *World) Outlook() []Avail {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]Avail, 0, len(w.sim.jobs)+1)
-	if w.freeCount > 0 {
-		out = append(out, Avail{From: w.now, Nodes: w.freeCount})
+	open := w.freeCount
+	for n := range w.sim.resv.reserved {
+		switch {
+		case n.free:
+			open--
+			out = windows(n, w.now, out)
+		case inService(n) && len(n.jobs) == 0:
+			out = windows(n, later(n.completingUntil, w.now), out) // blocked, or completing
+		case inService(n) && n.sim.run != nil:
+			out = windows(n, later(n.sim.run.limit, w.now), out)
+		}
+	}
+	if open > 0 {
+		out = append(out, Avail{From: w.now, Nodes: open})
 	}
 	for _, rj := range w.sim.jobs {
 		if rj.back > 0 {
@@ -260,13 +312,30 @@ func (w *World) Outlook() []Avail {
 		if c := a.From.Compare(b.From); c != 0 {
 			return c
 		}
-		if c := a.Until.Compare(b.Until); c != 0 {
+		if c := cmpUntil(a.Until, b.Until); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Nodes, b.Nodes)
 	})
 	return out
 }
+
+// cmpUntil orders ends of availability, zero (for good) last.
+func cmpUntil(a, b time.Time) int {
+	switch {
+	case a.IsZero() && b.IsZero():
+		return 0
+	case a.IsZero():
+		return 1
+	case b.IsZero():
+		return -1
+	}
+	return a.Compare(b)
+}
+
+// inService reports whether the node may take work but for its jobs and
+// reservations. Callers hold the lock.
+func inService(n *node) bool { return n.up && !n.drain && !n.fail && !n.rebooting && !n.asap }
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -355,7 +424,7 @@ func (w *World) account(n *node, out bool) {
 		n.sim.rebooted = false
 	}
 	if r := n.sim.run; r != nil {
-		back := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap
+		back := inService(n) && len(n.sim.resv) == 0 // reserved nodes: see Outlook
 		if back != n.sim.back {
 			n.sim.back = back
 			if back {
@@ -374,7 +443,7 @@ func (w *World) account(n *node, out bool) {
 		w.sim.loss.Draining += w.now.Sub(n.sim.drainSince)
 		n.sim.drainSince = time.Time{}
 	}
-	lost := out && !busy
+	lost := (out || n.sim.pending && inService(n)) && !busy
 	cause := w.cause(n)
 	if !n.lostSince.IsZero() && (!lost || cause != n.sim.cause) {
 		w.sim.loss.add(n.sim.cause, w.now.Sub(n.lostSince))

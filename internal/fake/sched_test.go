@@ -253,3 +253,52 @@ func bosRequest(w *fake.World, xnames []string) bos.Request {
 	w.AddGroup(fake.UpgradingLabel, xnames...)
 	return bos.Request{Name: "test-1", Template: fake.Template, Limit: xnames}
 }
+
+// TestReservationsInTheWorld: reserved nodes take only jobs that end
+// before their reservation, nothing while it is active; crus's count as
+// out and, idle before their start, as lost; the outlook of a backfill
+// scheduler sees them only between reservations.
+func TestReservationsInTheWorld(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
+	ctx := context.Background()
+	m := w.WLM()
+	t0 := w.Now()
+	require.NoError(t, m.Reserve(ctx, wlm.Reservation{Name: "crus-s-1", Nodes: []string{"nid000002", "nid000001"}, Start: t0.Add(2 * time.Hour), End: t0.Add(3 * time.Hour)}))
+	require.NoError(t, m.Reserve(ctx, wlm.Reservation{Name: "admin-1", Nodes: []string{"nid000003"}, Start: t0.Add(time.Hour), End: t0.Add(4 * time.Hour)}))
+
+	f := w.Free()
+	assert.Equal(t, fake.FreeNodes{Open: 1, Until: []time.Time{t0.Add(time.Hour), t0.Add(2 * time.Hour), t0.Add(2 * time.Hour)}}, f)
+	assert.Equal(t, 4, f.For(t0.Add(time.Hour)), "a job ending when the first reservation starts fits")
+	assert.Equal(t, 3, f.For(t0.Add(90*time.Minute)))
+	assert.Equal(t, 1, f.For(t0.Add(150*time.Minute)))
+	assert.Equal(t, []fake.Avail{
+		{From: t0, Until: t0.Add(time.Hour), Nodes: 1},
+		{From: t0, Until: t0.Add(2 * time.Hour), Nodes: 1},
+		{From: t0, Until: t0.Add(2 * time.Hour), Nodes: 1},
+		{From: t0, Nodes: 1},
+		{From: t0.Add(3 * time.Hour), Nodes: 1},
+		{From: t0.Add(3 * time.Hour), Nodes: 1},
+		{From: t0.Add(4 * time.Hour), Nodes: 1},
+	}, w.Outlook())
+
+	assert.False(t, w.StartJobOnFree(2, time.Hour, 3*time.Hour, nil), "only nid4 is clear for 3h")
+	require.True(t, w.StartJobOnFree(3, time.Hour, 90*time.Minute, nil), "nid1, 2 and 4 are clear for 90m")
+	for _, x := range w.XNames() {
+		n, _ := w.Node(x)
+		assert.Equal(t, n.Name != "nid000003", n.Jobs == 1, n.Name)
+	}
+	assert.Zero(t, w.MaxOut(), "a reservation that has not begun takes nothing out")
+
+	w.Advance(2*time.Hour + time.Minute)
+	assert.Equal(t, 2, w.MaxOut(), "from its start crus's reservation holds nid1-2 out; admin's is not crus's")
+	assert.Equal(t, 1, w.FreeCount(), "nid4; nid3 is held by admin's reservation")
+	w.Advance(2 * time.Hour)
+	assert.Equal(t, 4, w.FreeCount(), "every reservation is over")
+	// nid1-2 ended their jobs after 1h (and 2s completing): idle under
+	// crus's reservation until it ended at 3h, before and after its start.
+	assert.InDelta(t, (4 * time.Hour).Seconds(), w.Loss().Waiting.Seconds(), 5)
+	assert.Equal(t, w.Loss().Total(), w.Loss().Waiting)
+	list, err := m.Reservations(ctx, "crus-")
+	require.NoError(t, err)
+	assert.Empty(t, list, "ended reservations are gone")
+}

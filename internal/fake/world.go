@@ -427,7 +427,7 @@ func (w *World) Reboots() int {
 // update recomputes the node's contribution to the out-of-service count.
 // Callers hold the lock.
 func (w *World) update(n *node) {
-	out := !n.fail && (n.rebooting || n.asap || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix))
+	out := !n.fail && (n.rebooting || n.asap || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix) || n.sim.held)
 	if out != n.out {
 		n.out = out
 		if out {
@@ -438,7 +438,7 @@ func (w *World) update(n *node) {
 	}
 	w.maxOut = max(w.maxOut, w.out)
 	w.account(n, out)
-	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil)
+	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil) && !n.sim.blocked
 	if free != n.free {
 		n.free = free
 		if free {

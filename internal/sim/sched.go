@@ -89,20 +89,22 @@ func (s *scheduler) start(j job) bool {
 func (s *scheduler) pass() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.queue) > 0 && s.queue[0].width <= s.w.FreeFor(s.queue[0].limit) {
+	now := s.w.Now()
+	free := s.w.Free()
+	for len(s.queue) > 0 && s.queue[0].width <= free.For(now.Add(s.queue[0].limit)) {
 		if !s.start(s.queue[0]) {
 			return
 		}
 		s.queue = s.queue[1:]
+		free = s.w.Free()
 	}
-	if len(s.queue) < 2 || s.w.FreeCount() == 0 {
+	if len(s.queue) < 2 || free.Open+len(free.Until) == 0 {
 		return
 	}
-	now := s.w.Now()
 	shadow, extra := shadowOf(s.queue[0], now, s.w.Outlook())
 	for i := 1; i < len(s.queue) && i <= backfillDepth; {
 		j := s.queue[i]
-		if j.width <= s.w.FreeFor(j.limit) {
+		if j.width <= free.For(now.Add(j.limit)) {
 			before := shadow.IsZero() || !now.Add(j.limit).After(shadow)
 			if before || j.width <= extra {
 				if !s.start(j) {
@@ -112,7 +114,7 @@ func (s *scheduler) pass() {
 					extra -= j.width
 				}
 				s.queue = append(s.queue[:i], s.queue[i+1:]...)
-				if s.w.FreeCount() == 0 {
+				if free = s.w.Free(); free.Open+len(free.Until) == 0 {
 					return
 				}
 				continue

@@ -12,6 +12,7 @@ import (
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/swf"
+	"github.com/crus-go/crus/wlm"
 )
 
 var (
@@ -180,6 +181,47 @@ func TestSchedulerDoesNotPlanOnDrainedNodes(t *testing.T) {
 			assert.Equal(t, 0, s.startedJobs(), "not backfilled")
 		}
 	}
+}
+
+// TestSchedulerHonoursReservations: a job goes to a reserved node only if
+// its limit ends before the reservation, and the first waiting job's
+// reservation does not count a reserved node it would cross.
+func TestSchedulerHonoursReservations(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 3})
+	t0 := w.Now()
+	require.NoError(t, w.WLM().Reserve(context.Background(), wlm.Reservation{
+		Name: "crus-s-1", Nodes: []string{"nid000001"}, Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour)}))
+	s := newScheduler(w, []job{
+		{submit: 0, width: 1, run: 5 * time.Hour, limit: 5 * time.Hour},                 // not on nid1: nid2
+		{submit: time.Minute, width: 1, run: 30 * time.Minute, limit: 50 * time.Minute}, // fits before: nid1
+		{submit: 2 * time.Minute, width: 2, run: time.Hour, limit: time.Hour},           // waits for nid1 and nid3: ...
+		{submit: 2 * time.Minute, width: 1, run: 3 * time.Hour, limit: 3 * time.Hour},
+	})
+	w.SetScheduler(s.pass)
+	s.replay()
+	w.Advance(90 * time.Second)
+	busy := func() []int {
+		var out []int
+		for _, x := range w.XNames() {
+			if n, _ := w.Node(x); n.Jobs > 0 {
+				out = append(out, n.NID)
+			}
+		}
+		return out
+	}
+	assert.Equal(t, []int{1, 2}, busy())
+	w.Advance(2 * time.Minute)
+	// The 2-wide job: nid3 is free; nid1 is free from 51m by its job's
+	// limit, but reserved 1h-2h, so the job cannot run there before 2h:
+	// its EASY reservation is at 2h, and the 3h job on nid3 would cross
+	// it.
+	assert.Equal(t, []int{1, 2}, busy(), "nothing backfilled onto nid3 past the 2-wide job's reservation")
+	assert.Equal(t, 2, s.startedJobs())
+	w.Advance(2 * time.Hour) // 2h03
+	assert.Equal(t, []int{1, 2, 3}, busy(), "the 2-wide job runs on nid1 and nid3 once nid1's reservation is over")
+	assert.Equal(t, 3, s.startedJobs())
+	w.Advance(time.Hour) // 3h03
+	assert.Equal(t, 4, s.startedJobs(), "then the 3h job")
 }
 
 func TestShadowOf(t *testing.T) {
