@@ -40,8 +40,9 @@ var (
 // Optional capabilities are separate interfaces, found by type assertion:
 // [BootTimeReporter] (the Node.BootTime field is meaningful), [JobEnder]
 // (expected end times of running jobs), [Rebooter] (the workload
-// manager can reboot nodes itself) and [Scheduler] (it can book nodes
-// ahead of time with reservations).
+// manager can reboot nodes itself), [Scheduler] (it can book nodes
+// ahead of time with reservations) and [JobLister] (it reports jobs, which
+// a [Predictor] learns run times from).
 type Manager interface {
 	// Nodes returns the current state of the named nodes, in the order
 	// asked. Unknown names are left out of the result and reported in the
