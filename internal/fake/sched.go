@@ -30,6 +30,7 @@ type simWorld struct {
 	rebootTimeout time.Duration   // see SetRebootTimeout
 	scratch       []int
 	resv          reservationState // reserve.go
+	done          []wlm.Job        // StartJobOnFree jobs that ended, in order (jobs.go)
 }
 
 // simNode is a node's workload-simulation state.
@@ -52,6 +53,9 @@ type simNode struct {
 
 // runJob is a running job started by StartJobOnFree.
 type runJob struct {
+	id    int
+	user  string
+	start time.Time
 	limit time.Time // start + time limit: all a scheduler knows of its end
 	nodes []*node
 	back  int // nodes that return to service when it ends
@@ -158,14 +162,14 @@ func (w *World) BusyCount() int {
 	return busy
 }
 
-// StartJobOnFree starts one job on k free nodes whose reservations leave
-// room for its time limit, picked in the order SetPlacement chose
-// (deterministic for a given seed). The job really runs for runFor; the
-// workload manager knows only its time limit, which may be shorter (a job
-// that overran its request within the site's grace time). ended, if not
-// nil, is called (without the lock) when the job ends. It returns false,
-// starting nothing, if fewer than k nodes are free for it.
-func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func()) bool {
+// StartJobOnFree starts one job of user on k free nodes whose
+// reservations leave room for its time limit, picked in the order
+// SetPlacement chose (deterministic for a given seed). The job really runs
+// for runFor; the workload manager knows only its time limit, which may be
+// shorter (a job that overran its request within the site's grace time).
+// ended, if not nil, is called (without the lock) when the job ends. It
+// returns false, starting nothing, if fewer than k nodes are free for it.
+func (w *World) StartJobOnFree(k int, user string, runFor, limit time.Duration, ended func()) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if k < 1 || k > w.freeCount {
@@ -177,7 +181,7 @@ func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func())
 		return false
 	}
 	j := job{id: w.jobID, end: w.now.Add(runFor), limit: w.now.Add(limit)}
-	rj := &runJob{limit: j.limit, nodes: nodes}
+	rj := &runJob{id: j.id, user: user, start: w.now, limit: j.limit, nodes: nodes}
 	if w.sim.jobs == nil {
 		w.sim.jobs = map[int]*runJob{}
 	}
@@ -190,6 +194,7 @@ func (w *World) StartJobOnFree(k int, runFor, limit time.Duration, ended func())
 	w.schedule(j.end, func() {
 		w.locked(func() {
 			delete(w.sim.jobs, j.id)
+			w.ended(rj)
 			// One event for the job's end and one for the end of its
 			// nodes' completing time, however wide it is.
 			until := w.now.Add(w.opts.CompletingTime)

@@ -17,9 +17,9 @@ func TestStartJobOnFreeAndSchedulerHook(t *testing.T) {
 	w := fake.NewCluster(fake.ClusterOptions{Nodes: 5})
 	assert.Equal(t, 5, w.FreeCount())
 	ended := 0
-	require.True(t, w.StartJobOnFree(3, time.Hour, 2*time.Hour, func() { ended++ }))
+	require.True(t, w.StartJobOnFree(3, "", time.Hour, 2*time.Hour, func() { ended++ }))
 	assert.Equal(t, 2, w.FreeCount())
-	assert.False(t, w.StartJobOnFree(3, time.Hour, time.Hour, nil), "only 2 nodes free")
+	assert.False(t, w.StartJobOnFree(3, "", time.Hour, time.Hour, nil), "only 2 nodes free")
 	for i, x := range w.XNames()[:3] {
 		n, _ := w.Node(x)
 		assert.Equal(t, 1, n.Jobs, "node %d runs the job", i)
@@ -100,15 +100,15 @@ func TestPlacement(t *testing.T) {
 	} {
 		w := fake.NewCluster(fake.ClusterOptions{Nodes: 70})
 		w.SetPlacement(c.p)
-		require.True(t, w.StartJobOnFree(3, time.Hour, time.Hour, nil))
+		require.True(t, w.StartJobOnFree(3, "", time.Hour, time.Hour, nil))
 		assert.ElementsMatch(t, c.want, nodesOf(w), c.p.String())
 	}
 
 	random := func(seed uint64) []int {
 		w := fake.NewCluster(fake.ClusterOptions{Nodes: 70, Options: fake.Options{Seed: seed}})
 		w.SetPlacement(fake.PlaceRandom)
-		require.True(t, w.StartJobOnFree(5, time.Hour, time.Hour, nil))
-		require.False(t, w.StartJobOnFree(66, time.Hour, time.Hour, nil))
+		require.True(t, w.StartJobOnFree(5, "", time.Hour, time.Hour, nil))
+		require.False(t, w.StartJobOnFree(66, "", time.Hour, time.Hour, nil))
 		return nodesOf(w)
 	}
 	a, b := random(1), random(1)
@@ -130,8 +130,8 @@ func TestPlacement(t *testing.T) {
 func TestOutlookLeavesOutDrainedNodes(t *testing.T) {
 	w := fake.NewCluster(fake.ClusterOptions{Nodes: 5})
 	start := w.Now()
-	require.True(t, w.StartJobOnFree(2, time.Hour, 2*time.Hour, nil))  // nid 1-2
-	require.True(t, w.StartJobOnFree(2, time.Hour, 10*time.Hour, nil)) // nid 3-4
+	require.True(t, w.StartJobOnFree(2, "", time.Hour, 2*time.Hour, nil))  // nid 1-2
+	require.True(t, w.StartJobOnFree(2, "", time.Hour, 10*time.Hour, nil)) // nid 3-4
 	assert.Equal(t, []fake.Avail{
 		{From: start, Nodes: 1},
 		{From: start.Add(2 * time.Hour), Nodes: 2},
@@ -281,8 +281,8 @@ func TestReservationsInTheWorld(t *testing.T) {
 		{From: t0.Add(4 * time.Hour), Nodes: 1},
 	}, w.Outlook())
 
-	assert.False(t, w.StartJobOnFree(2, time.Hour, 3*time.Hour, nil), "only nid4 is clear for 3h")
-	require.True(t, w.StartJobOnFree(3, time.Hour, 90*time.Minute, nil), "nid1, 2 and 4 are clear for 90m")
+	assert.False(t, w.StartJobOnFree(2, "", time.Hour, 3*time.Hour, nil), "only nid4 is clear for 3h")
+	require.True(t, w.StartJobOnFree(3, "", time.Hour, 90*time.Minute, nil), "nid1, 2 and 4 are clear for 90m")
 	for _, x := range w.XNames() {
 		n, _ := w.Node(x)
 		assert.Equal(t, n.Name != "nid000003", n.Jobs == 1, n.Name)
