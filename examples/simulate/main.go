@@ -83,6 +83,9 @@ func strategies(drain time.Duration, lookahead int) []sim.Strategy {
 		{Name: "rolling-job_end-timeout", Rollout: with(rolling, func(r *crus.Rollout) {
 			r.Order, r.DrainTimeout = crus.OrderJobEnd, crus.Duration(drain)
 		})},
+		{Name: "rolling-job_end-predicted", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsPredicted},
+		// What knowing the future would give: not a crus strategy.
+		{Name: "oracle-rolling-job_end", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsOracle},
 	}
 }
 

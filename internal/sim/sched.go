@@ -78,7 +78,7 @@ func (s *scheduler) queued() (jobs, nodes int) {
 
 // start starts j on free nodes.
 func (s *scheduler) start(j job) bool {
-	if !s.w.StartJobOnFree(j.width, j.run, j.limit, nil) {
+	if !s.w.StartJobOnFree(j.width, j.user, j.run, j.limit, nil) {
 		return false
 	}
 	s.started++

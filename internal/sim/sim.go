@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/swf"
+	"github.com/crus-go/crus/wlm"
 )
 
 // Config describes the simulated cluster and the trace window. The zero
@@ -97,6 +99,47 @@ type Strategy struct {
 	// this strategy (the original algorithm polled every 10s and waited
 	// 10m for nodes to return).
 	PollInterval, ReturnTimeout time.Duration
+	// Ends chooses the job end times crus is given (wlm.JobEnder): the
+	// time limits the workload manager knows (default), a wlm.Predictor's
+	// predictions from the jobs it reports, or the true ends (a
+	// clairvoyant reference, to show what prediction costs; name such a
+	// strategy "oracle-...").
+	Ends Ends
+}
+
+// Ends names where a strategy's job end times come from.
+type Ends string
+
+// Sources of job end times.
+const (
+	EndsLimits    Ends = ""          // start + time limit, as squeue reports
+	EndsPredicted Ends = "predicted" // a wlm.Predictor
+	EndsOracle    Ends = "oracle"    // the real ends, known to no workload manager
+)
+
+// predicting is the fake workload manager with its JobEnds answered by a
+// wlm.Predictor (its other capabilities promoted).
+type predicting struct {
+	*fake.WLM
+	p *wlm.Predictor
+}
+
+func (m predicting) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return m.p.JobEnds(ctx, m.WLM, names)
+}
+
+// clairvoyant is the fake workload manager answering JobEnds with the
+// jobs' real ends.
+type clairvoyant struct {
+	*fake.WLM
+	w *fake.World
+}
+
+func (m clairvoyant) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	if _, err := m.WLM.JobEnds(ctx, names); err != nil { // counted, and its errors
+		return nil, err
+	}
+	return m.w.TrueJobEnds(names), nil
 }
 
 // Result is what one run measured (see BENCHMARK.md).
@@ -233,7 +276,7 @@ type job struct {
 	width  int           // nodes
 	run    time.Duration
 	limit  time.Duration // as the workload manager knows it
-	user   int
+	user   string        // empty if the trace does not say
 }
 
 // jobs turns the trace into the jobs replayed from Start - Warmup on.
@@ -270,7 +313,11 @@ func (c Config) jobs() []job {
 				limit = longest[j.Partition]
 			}
 		}
-		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: limit, user: j.User})
+		user := ""
+		if j.User >= 0 {
+			user = "u" + strconv.Itoa(j.User)
+		}
+		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: limit, user: user})
 	}
 	return out
 }
@@ -367,7 +414,14 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	if st.ReturnTimeout > 0 {
 		ret = st.ReturnTimeout
 	}
-	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{
+	var manager wlm.Manager = w.WLM()
+	switch st.Ends {
+	case EndsPredicted:
+		manager = predicting{w.WLM(), wlm.NewPredictor(wlm.PredictorConfig{Now: w.Now})}
+	case EndsOracle:
+		manager = clairvoyant{w.WLM(), w}
+	}
+	ex, err := crus.NewExecutor(w.HSM(), manager, w.BOS(), crus.Config{
 		Clock:        w,
 		PollInterval: poll,
 		NewID:        func() string { return "sim" },

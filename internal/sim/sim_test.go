@@ -89,23 +89,23 @@ func TestJobsFromTrace(t *testing.T) {
 	tr := &swf.Trace{
 		Header: swf.Header{MaxNodes: 4, MaxProcs: 16},
 		Jobs: []swf.Job{
-			{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 5, ReqTime: 3 * time.Hour, Partition: 1},
-			{ID: 2, Submit: 2 * time.Hour, Run: 30 * time.Hour, Procs: 4, ReqTime: -1, Partition: 1},
-			{ID: 3, Submit: 3 * time.Hour, Run: time.Hour, Procs: 4, ReqTime: -1, Partition: 1},
+			{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 5, ReqTime: 3 * time.Hour, Partition: 1, User: 7},
+			{ID: 2, Submit: 2 * time.Hour, Run: 30 * time.Hour, Procs: 4, ReqTime: -1, Partition: 1, User: -1},
+			{ID: 3, Submit: 3 * time.Hour, Run: time.Hour, Procs: 4, ReqTime: -1, Partition: 1, User: 7},
 			{ID: 4, Submit: 4 * time.Hour, Run: time.Hour, Procs: 20, ReqTime: time.Hour, Partition: 2},
 			{ID: 5, Submit: 5 * time.Hour, Run: 0, Procs: 4, Partition: 1},
 			{ID: 6, Submit: 0, Run: time.Hour, Procs: 4, Partition: 1},
-			{ID: 7, Submit: 6 * time.Hour, Run: 2 * time.Hour, Procs: 4, ReqTime: time.Hour, Partition: 1},
+			{ID: 7, Submit: 6 * time.Hour, Run: 2 * time.Hour, Procs: 4, ReqTime: time.Hour, Partition: 1, User: -1},
 		},
 	}
 	cfg, err := Config{Trace: tr, Start: 2*time.Hour + 30*time.Minute, Warmup: 2 * time.Hour}.withDefaults()
 	require.NoError(t, err)
 	assert.Equal(t, 4, cfg.ProcsPerNode)
 	assert.Equal(t, []job{
-		{submit: 30 * time.Minute, width: 2, run: 2 * time.Hour, limit: 3 * time.Hour},
-		{submit: 90 * time.Minute, width: 1, run: 30 * time.Hour, limit: 30 * time.Hour}, // partition default: its longest run
-		{submit: 150 * time.Minute, width: 1, run: time.Hour, limit: 30 * time.Hour},     // idem: the limit says nothing
-		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: time.Hour},      // overran its request: the scheduler knows the request
+		{submit: 30 * time.Minute, width: 2, run: 2 * time.Hour, limit: 3 * time.Hour, user: "u7"},
+		{submit: 90 * time.Minute, width: 1, run: 30 * time.Hour, limit: 30 * time.Hour},         // partition default: its longest run
+		{submit: 150 * time.Minute, width: 1, run: time.Hour, limit: 30 * time.Hour, user: "u7"}, // idem: the limit says nothing
+		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: time.Hour},              // overran its request: the scheduler knows the request
 	}, cfg.jobs(), "jobs before the warm-up, wider than the cluster or without a run time are left out")
 
 	cfg.Nodes = 8 // twice the traced machine: every job twice as wide
@@ -159,8 +159,8 @@ func TestSchedulerBackfills(t *testing.T) {
 func TestSchedulerDoesNotPlanOnDrainedNodes(t *testing.T) {
 	for _, drained := range []bool{false, true} {
 		w := fake.NewCluster(fake.ClusterOptions{Nodes: 5})
-		require.True(t, w.StartJobOnFree(2, 5*time.Hour, 2*time.Hour, nil))   // nid 1-2, limit 2h
-		require.True(t, w.StartJobOnFree(2, 10*time.Hour, 10*time.Hour, nil)) // nid 3-4, limit 10h
+		require.True(t, w.StartJobOnFree(2, "", 5*time.Hour, 2*time.Hour, nil))   // nid 1-2, limit 2h
+		require.True(t, w.StartJobOnFree(2, "", 10*time.Hour, 10*time.Hour, nil)) // nid 3-4, limit 10h
 		if drained {
 			require.NoError(t, w.WLM().Drain(context.Background(), []string{"nid000001", "nid000002"}, "crus s: upgrade"))
 		}
@@ -337,4 +337,23 @@ func BenchmarkSimulate(b *testing.B) {
 			b.ReportMetric(float64(r.MaxOut), "max-out")
 		})
 	}
+}
+
+// TestEndSources: crus ranks nodes by the ends it is given; predicted and
+// true ends give other rankings than limits, and every run keeps the cap.
+func TestEndSources(t *testing.T) {
+	_, th := traces(t)
+	cfg := Config{Trace: th, Nodes: 100, Step: 10, Seed: 2, Start: 80 * 24 * time.Hour, Warmup: 3 * 24 * time.Hour}
+	res := map[Ends]Result{}
+	for _, e := range []Ends{EndsLimits, EndsPredicted, EndsOracle} {
+		st := jobEnd
+		st.Ends = e
+		r, err := Run(context.Background(), cfg, st)
+		require.NoError(t, err, e)
+		assert.LessOrEqual(t, r.MaxOut, 10)
+		assert.Equal(t, 100, r.Upgraded+r.Failed)
+		res[e] = r
+	}
+	assert.NotEqual(t, res[EndsLimits].Makespan, res[EndsPredicted].Makespan, "predictions change the order")
+	assert.Less(t, res[EndsOracle].Makespan, res[EndsLimits].Makespan, "on Thunder, limits say nothing: knowing the ends helps")
 }
