@@ -96,6 +96,13 @@ type Spec struct {
 	// session completed, to be back in the workload manager with a new
 	// boot time and resumed. Default 30m.
 	ReturnTimeout Duration `json:"return_timeout,omitzero"`
+	// RetryFailed takes again the nodes a crus session failed: a node the
+	// workload manager shows failed (or drained) with a crus reason
+	// ("crus <id>: ...") counts as one to take, like a node in service,
+	// instead of being skipped. A node out of service for any other reason
+	// (an administrator's) is still skipped. Use it on the failed group of
+	// an earlier session once the cause of the failures is fixed.
+	RetryFailed bool `json:"retry_failed,omitzero"`
 
 	// Rollout chooses how nodes are picked and paced (strategy, order,
 	// failure budget, drain timeout, canary, maintenance windows). Its
@@ -367,6 +374,13 @@ type Progress struct {
 	// budget was exceeded); empty while it has not.
 	Abort string `json:"abort,omitzero"`
 
+	// StepClosed says the current step's summary message was written.
+	StepClosed bool `json:"step_closed,omitzero"`
+	// Conditions lists what holds the session back or degrades its
+	// decisions right now (a backend that cannot be read, boot requests
+	// not accepted), each with the time it began; empty when nothing does.
+	Conditions []Condition `json:"conditions,omitempty"`
+
 	// Boots counts the boot sessions created so far; the next one is named
 	// from it, so a retried intent reuses its name.
 	Boots int `json:"boots"`
@@ -462,6 +476,7 @@ func (s *Session) Clone() *Session {
 	c := *s
 	c.Messages = slices.Clone(s.Messages)
 	c.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
+	c.Progress.Conditions = slices.Clone(s.Progress.Conditions)
 	c.Progress.Nodes = slices.Clone(s.Progress.Nodes)
 	c.Canary = slices.Clone(s.Canary)
 	c.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
@@ -483,6 +498,7 @@ func (s *Session) copyInto(dst *Session) {
 		dst.Messages = nil
 	}
 	dst.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
+	dst.Progress.Conditions = slices.Clone(s.Progress.Conditions)
 	dst.Canary = slices.Clone(s.Canary)
 	dst.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
 	for i := range dst.MaintenanceWindows {

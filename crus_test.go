@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/text"
+	"github.com/crus-go/crus/wlm"
 )
 
 func validSpec() crus.Spec {
@@ -163,4 +165,10 @@ func TestSessionJSONRoundTrip(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &back))
 	back.Revision = s.Revision
 	assert.Equal(t, s, &back)
+}
+
+// The core caps the reasons it builds to text.MaxReason; every adapter
+// must accept wlm.MaxReason.
+func TestReasonCapIsTheWorkloadManagersBound(t *testing.T) {
+	assert.Equal(t, wlm.MaxReason, text.MaxReason)
 }

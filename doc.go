@@ -33,9 +33,10 @@
 //     hsm.GroupStore and a bos.Orchestrator (the hsm and bos clients).
 //  2. Create an Executor with [NewExecutor]. Give Config.Store a durable
 //     Store to survive restarts (store/filestore on one machine,
-//     store/etcdstore for several replicas, with etcdstore.Replica),
-//     Config.Logger to see what it does, and Config.OnEvent to follow
-//     progress.
+//     store/etcdstore for several replicas), Config.Logger to see what it
+//     does, and Config.OnEvent to follow progress. A long-running
+//     controller runs a [Driver], which runs every session in progress of
+//     the store (as one replica of several on a [Leaser] such as etcd).
 //  3. Call [Executor.Create] with a [Spec]. It checks the spec and the
 //     world (groups, template, nodes) and records the session without
 //     touching any node; a refusal matches [ErrPreflight] or

@@ -73,6 +73,7 @@ func ExampleExecutor_Create() {
 	})
 	fmt.Println(err)
 	// Output:
-	// crus: pre-flight check failed: boot session template: bos: session template not found: "no-such-template"
-	// crus: group is not empty: upgrading group "crus-upgrading" must be empty, it has 1 members: x1000c0s0b0n0
+	// crus: pre-flight check failed: 2 problems:
+	//   - boot session template: bos: session template not found: "no-such-template"
+	//   - crus: group is not empty: upgrading group "crus-upgrading" must be empty, it has 1 member: x1000c0s0b0n0
 }

@@ -121,9 +121,20 @@ func (e *env) eventsOf(kind crus.EventKind) []crus.Event {
 
 // check asserts the invariants of DESIGN.md on a finished session.
 func (e *env) check(s *crus.Session) {
+	e.t.Helper()
+	e.checkCommon(s)
+	for _, n := range s.Progress.Nodes {
+		e.checkNode(s, n)
+	}
+}
+
+// checkCommon asserts the invariants that hold whatever anyone else did to
+// the nodes: no reboot with jobs, the cap, one outcome per node, the
+// upgrading group empty of the session's nodes, nodes outside the session
+// and nodes out of service at its start untouched.
+func (e *env) checkCommon(s *crus.Session) {
 	t := e.t
 	t.Helper()
-	prefix := "crus " + s.UpgradeID
 	assert.Empty(t, e.w.Violations(), "no node rebooted while running jobs")
 	// A failed node the workload manager refused to FAIL stays drained by
 	// crus: the fake counts it out of service for good.
@@ -135,50 +146,58 @@ func (e *env) check(s *crus.Session) {
 	}
 	assert.LessOrEqual(t, e.w.MaxOut(), s.StepSize+refused, "never more than step size nodes out of service")
 	upgrading := e.w.Members(s.UpgradingLabel)
-	failedGroup := e.w.Members(s.FailedLabel)
-	touched := e.w.Touched()
 	for _, n := range s.Progress.Nodes {
-		ws, ok := e.w.Node(n.XName)
-		require.True(t, ok)
 		assert.Equal(t, crus.PhaseDone, n.Phase, "node %s has no outcome", n.XName)
-		assert.NotContains(t, upgrading, n.XName, "node %s left in the upgrading group", n.XName)
-		switch n.Outcome {
-		case crus.OutcomeUpgraded:
-			assert.True(t, ws.Up && !ws.Fail, "upgraded node %s: %+v", n.XName, ws)
-			assert.True(t, !ws.Drain || !strings.HasPrefix(ws.Reason, prefix), "upgraded node %s left drained by crus", n.XName)
-			assert.True(t, ws.BootTime.After(n.RebootRequested.Add(-time.Second)), "upgraded node %s did not reboot after its step began", n.XName)
-			assert.GreaterOrEqual(t, ws.Reboots, 1)
-		case crus.OutcomeFailed:
-			if !strings.Contains(n.Reason, "failed group") {
-				assert.Contains(t, failedGroup, n.XName, "failed node %s not in the failed group", n.XName)
-			}
-			if strings.Contains(n.Reason, "workload manager:") {
-				assert.True(t, ws.Drain || ws.Fail, "failed node %s (FAIL refused) is in service: %+v", n.XName, ws)
-				break
-			}
-			assert.True(t, ws.Fail, "failed node %s not failed in the WLM: %+v", n.XName, ws)
-			if !strings.HasPrefix(ws.Reason, "admin:") { // an admin may drain it since
-				assert.True(t, strings.HasPrefix(ws.Reason, prefix), "failed node %s: WLM reason %q", n.XName, ws.Reason)
-			}
-			assert.NotEmpty(t, n.Reason)
-		case crus.OutcomeSkipped, crus.OutcomeUntouched:
-			assert.Zero(t, ws.Reboots, "%s node %s was rebooted", n.Outcome, n.XName)
-			assert.False(t, ws.Drain && strings.HasPrefix(ws.Reason, prefix), "%s node %s left drained by crus", n.Outcome, n.XName)
-			assert.NotEmpty(t, n.Reason)
-			if n.Outcome == crus.OutcomeUntouched && !strings.HasPrefix(ws.Reason, "admin:") {
-				assert.True(t, ws.Up && !ws.Drain && !ws.Fail, "untouched node %s not in service: %+v", n.XName, ws)
-			}
-		default:
-			t.Errorf("node %s: outcome %q", n.XName, n.Outcome)
+		if !n.DrainRequested.IsZero() { // a node never taken is never touched, even there
+			assert.NotContains(t, upgrading, n.XName, "node %s left in the upgrading group", n.XName)
 		}
+		assert.NotEmpty(t, n.Reason, "node %s has no reason for its outcome", n.XName)
 	}
-	for x := range touched {
+	for x := range e.w.Touched() {
 		n := s.Node(x)
 		if n == nil {
 			t.Errorf("node %s is outside the session but was touched", x)
 		} else if n.Outcome == crus.OutcomeSkipped && strings.HasPrefix(n.Reason, "not in service at session start") {
 			t.Errorf("node %s was out of service at session start but was touched", x)
 		}
+	}
+}
+
+// checkNode asserts that a node's state in the world matches its outcome,
+// for a node nobody else acted on.
+func (e *env) checkNode(s *crus.Session, n crus.NodeRecord) {
+	t := e.t
+	t.Helper()
+	prefix := "crus " + s.UpgradeID + ":"
+	failedGroup := e.w.Members(s.FailedLabel)
+	ws, ok := e.w.Node(n.XName)
+	require.True(t, ok)
+	switch n.Outcome {
+	case crus.OutcomeUpgraded:
+		assert.True(t, ws.Up && !ws.Fail, "upgraded node %s: %+v", n.XName, ws)
+		assert.True(t, !ws.Drain || !strings.HasPrefix(ws.Reason, prefix), "upgraded node %s left drained by crus", n.XName)
+		assert.True(t, ws.BootTime.After(n.RebootRequested.Add(-time.Second)), "upgraded node %s did not reboot after its step began", n.XName)
+		assert.GreaterOrEqual(t, ws.Reboots, 1)
+	case crus.OutcomeFailed:
+		if !strings.Contains(n.Reason, "failed group") {
+			assert.Contains(t, failedGroup, n.XName, "failed node %s not in the failed group", n.XName)
+		}
+		if strings.Contains(n.Reason, "workload manager:") {
+			assert.True(t, ws.Drain || ws.Fail, "failed node %s (FAIL refused) is in service: %+v", n.XName, ws)
+			break
+		}
+		assert.True(t, ws.Fail, "failed node %s not failed in the WLM: %+v", n.XName, ws)
+		if !strings.HasPrefix(ws.Reason, "admin:") { // an admin may drain it since
+			assert.True(t, strings.HasPrefix(ws.Reason, prefix), "failed node %s: WLM reason %q", n.XName, ws.Reason)
+		}
+	case crus.OutcomeSkipped, crus.OutcomeUntouched:
+		assert.Zero(t, ws.Reboots, "%s node %s was rebooted", n.Outcome, n.XName)
+		assert.False(t, ws.Drain && strings.HasPrefix(ws.Reason, prefix), "%s node %s left drained by crus", n.Outcome, n.XName)
+		if n.Outcome == crus.OutcomeUntouched && !strings.HasPrefix(ws.Reason, "admin:") {
+			assert.True(t, ws.Up && !ws.Drain && !ws.Fail, "untouched node %s not in service: %+v", n.XName, ws)
+		}
+	default:
+		t.Errorf("node %s: outcome %q", n.XName, n.Outcome)
 	}
 }
 
@@ -285,7 +304,7 @@ func TestRunTransientErrors(t *testing.T) {
 	ops := []string{
 		"hsm.Members", "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs",
 		"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail",
-		"bos.CheckTemplate", "bos.Reboot", "bos.Status",
+		"bos.CheckTemplate", "bos.Template", "bos.Reboot", "bos.Status",
 	}
 	for _, op := range ops {
 		for _, n := range []int{3, 40} { // retried within a call; an outage past the retry timeout
@@ -431,9 +450,9 @@ func TestPreflightBadInput(t *testing.T) {
 			}
 		}, want: []error{crus.ErrPreflight, crus.ErrNoNodes}, has: []string{"none of the 4 nodes"}},
 		{name: "node unknown to the WLM", setup: func(e *env) { e.w.RemoveNode(fake.XName(1)); e.w.RemoveNode(fake.XName(2)) },
-			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 2 starting nodes", "nid000002", "nid000003"}},
+			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 2 nodes of the starting group", "nid000002", "nid000003"}},
 		{name: "node unknown to HSM", setup: func(e *env) { e.w.AddGroup(fake.StartingLabel, fake.XName(0), "x9000c0s0b0n0") },
-			want: []error{crus.ErrPreflight}, has: []string{"no workload-manager name", "x9000c0s0b0n0"}},
+			want: []error{crus.ErrPreflight, hsm.ErrComponentNotFound}, has: []string{"HSM does not know 1 node of the starting group", "x9000c0s0b0n0"}},
 		{name: "several problems at once", setup: func(e *env) {
 			e.spec.TemplateID = "nope"
 			e.w.AddGroup(fake.UpgradingLabel, fake.XName(2))
@@ -494,7 +513,7 @@ func TestRunClearsFailedGroupWhenAsked(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, e.w.Members(fake.FailedLabel))
 	assert.Empty(t, final.Progress.FailedToClear)
-	assert.Contains(t, final.Messages, `Cleared 1 nodes from the failed group "crus-failed"`)
+	assert.Contains(t, final.Messages, `Cleared 1 node from the failed group "crus-failed"`)
 	assert.Equal(t, 4, final.Counts().Upgraded)
 }
 

@@ -24,6 +24,17 @@ type nodeIndex struct {
 	// Scratch space of planWith, all zero between plans.
 	chg []int32
 	act []bool
+
+	pol *policy // of s.Spec, derived once (see policy)
+}
+
+// policy returns the session's policy, derived once per index: the spec
+// of a session never changes.
+func (x *nodeIndex) policy() *policy {
+	if x.pol == nil {
+		x.pol = policyOf(&x.s.Spec)
+	}
+	return x.pol
 }
 
 // newNodeIndex indexes s with one pass over its nodes.

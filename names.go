@@ -76,25 +76,113 @@ func (f MapperFunc) WLMNames(_ context.Context, xnames []string) (map[string]str
 	return out, errors.Join(errs...)
 }
 
-// mapNames maps xnames and checks that the mapping is one to one.
+// ErrNameMapping: the name mapper's answer cannot be used: it maps two
+// xnames to one workload-manager name, or gives none for an xname. It is
+// an input error, matching batch.ErrPermanent: retrying does not help.
+var ErrNameMapping = batch.NewPermanent("crus: node name mapping")
+
+// mapNames maps xnames and checks that the mapping is one to one. Errors
+// for single xnames (the mapper's *batch.NodeError values) are returned as
+// they are, with the names of the others; a mapping that is not one to one
+// is ErrNameMapping.
 func mapNames(ctx context.Context, m Mapper, xnames []string) (map[string]string, error) {
 	names, err := m.WLMNames(ctx, xnames)
-	if err != nil {
+	perNode, rest := batch.Split(err)
+	if rest != nil {
 		return names, err
 	}
 	byName := map[string][]string{}
+	var unnamed []string
 	for _, x := range xnames {
+		if perNode[x] != nil {
+			continue
+		}
 		name, ok := names[x]
 		if !ok || name == "" {
-			return names, fmt.Errorf("name mapper returned no workload-manager name for %s", x)
+			unnamed = append(unnamed, x)
+			continue
 		}
 		byName[name] = append(byName[name], x)
+	}
+	var errs []error
+	if len(unnamed) > 0 {
+		errs = append(errs, fmt.Errorf("%w: the name mapper gave no workload-manager name for %s: %s", ErrNameMapping, plural(len(unnamed), "xname"), abbreviate(unnamed, 20)))
 	}
 	for _, name := range sortedKeys(byName) {
 		if xs := byName[name]; len(xs) > 1 {
 			slices.Sort(xs)
-			return names, fmt.Errorf("name mapper maps %d xnames to %s: %v", len(xs), name, xs)
+			errs = append(errs, fmt.Errorf("%w: the name mapper maps %d xnames to %s: %s", ErrNameMapping, len(xs), name, abbreviate(xs, 20)))
 		}
 	}
-	return names, nil
+	return names, errors.Join(append([]error{err}, errs...)...)
+}
+
+// nodeNames owns the two names of a session's nodes: HSM xnames and the
+// workload manager's names, fixed when the session is created. It maps
+// either way and knows each node's position in the record (also fixed).
+type nodeNames struct {
+	wlm    []string          // workload-manager names, by position
+	xnames map[string]string // workload-manager name -> xname
+	at     map[string]int    // xname -> position in s.Progress.Nodes
+}
+
+func newNodeNames(s *Session) *nodeNames {
+	nn := &nodeNames{wlm: make([]string, len(s.Progress.Nodes)), xnames: make(map[string]string, len(s.Progress.Nodes)), at: make(map[string]int, len(s.Progress.Nodes))}
+	for i, n := range s.Progress.Nodes {
+		nn.wlm[i] = n.Name
+		nn.xnames[n.Name] = n.XName
+		nn.at[n.XName] = i
+	}
+	return nn
+}
+
+// name returns the workload-manager name of the node with this xname ("" if
+// it is not one of the session's).
+func (nn *nodeNames) name(xname string) string {
+	if i, ok := nn.at[xname]; ok {
+		return nn.wlm[i]
+	}
+	return ""
+}
+
+// names returns the workload-manager names of xnames, in order.
+func (nn *nodeNames) names(xnames []string) []string {
+	out := make([]string, len(xnames))
+	for i, x := range xnames {
+		out[i] = nn.name(x)
+	}
+	return out
+}
+
+// xname returns the xname of a workload-manager name, and whether the name
+// is one of the session's.
+func (nn *nodeNames) xname(name string) (string, bool) {
+	x, ok := nn.xnames[name]
+	return x, ok
+}
+
+// byXName rekeys the per-node errors of a workload-manager call by xname.
+// An error for a node the session does not have is joined to err.
+func (nn *nodeNames) byXName(perNode map[string]error, err error) (map[string]error, error) {
+	out := make(map[string]error, len(perNode))
+	for _, name := range sortedKeys(perNode) {
+		x, ok := nn.xnames[name]
+		if !ok {
+			err = errors.Join(err, fmt.Errorf("error for node %s, which the call did not name: %w", name, perNode[name]))
+			continue
+		}
+		out[x] = perNode[name]
+	}
+	return out, err
+}
+
+// positions returns the indices of the changed nodes of a decision.
+func (nn *nodeNames) positions(changes []Change) []int {
+	out := make([]int, 0, len(changes))
+	for _, c := range changes {
+		if i, ok := nn.at[c.XName]; ok {
+			out = append(out, i)
+		}
+	}
+	return out
 }

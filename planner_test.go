@@ -307,10 +307,11 @@ func TestPlanBootsWholeStepOnceAllQuiesced(t *testing.T) {
 			assert.Equal(t, ActReboot, a.Kind)
 			assert.Equal(t, "crus-u1-1", a.Reboot.Name)
 			assert.Equal(t, "tmpl", a.Reboot.Template)
+			assert.Equal(t, xs, a.Reboot.Limit)
 			if limit == LimitLabel {
-				assert.Equal(t, []string{"upg"}, a.Reboot.Limit)
-			} else {
-				assert.Equal(t, xs, a.Reboot.Limit)
+				// Within the label, and only the step's nodes: no one
+				// else's node in the group is rebooted.
+				assert.Equal(t, "upg", a.Reboot.Within)
 			}
 			assert.Equal(t, 1, d.Boots)
 			assert.Equal(t, StageBooting, d.Stage)
@@ -345,6 +346,7 @@ func TestPlanBooting(t *testing.T) {
 		name      string
 		at        time.Duration // since the reboot request
 		missing   bool
+		drained   bool // the nodes are observed drained by the session
 		phase     bos.Phase
 		errText   string
 		results   map[int]bos.NodeStatus
@@ -358,10 +360,15 @@ func TestPlanBooting(t *testing.T) {
 		{name: "complete", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok, 1: ok}, want: [2]Phase{PhaseReturning, PhaseReturning}, stage: StageBooted},
 		{name: "one node failed", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok, 1: bad}, want: [2]Phase{PhaseReturning, PhaseFailing}, reasonHas: "power on failed", stage: StageBooted},
 		{name: "whole session failed", at: time.Minute, phase: bos.PhaseComplete, errText: "no nodes found", want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "no nodes found", stage: StageBooted},
-		{name: "node not reported", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok}, want: [2]Phase{PhaseReturning, PhaseFailing}, reasonHas: "without reporting", stage: StageBooted},
+		// Not rebooted, so not failed: back to service (skipped).
+		{name: "node not reported", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok}, want: [2]Phase{PhaseReturning, PhaseReleasing}, reasonHas: "completed without rebooting this node", stage: StageBooted},
 		{name: "timed out", at: 61 * time.Minute, phase: bos.PhaseRunning, want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "did not complete within 1h0m0s", stage: StageBooted},
-		{name: "missing: create again", at: time.Minute, missing: true, want: [2]Phase{PhaseBooting, PhaseBooting}, nudge: true, stage: StageBooting},
-		{name: "missing past the timeout", at: 61 * time.Minute, missing: true, want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "could not be created", stage: StageBooted},
+		// A boot request never accepted is sent again, only for nodes seen
+		// drained in this observation; past the boot timeout its nodes go
+		// back to service (never rebooted, never failed).
+		{name: "missing: create again", at: time.Minute, missing: true, drained: true, want: [2]Phase{PhaseBooting, PhaseBooting}, nudge: true, stage: StageBooting},
+		{name: "missing, not observed: wait", at: time.Minute, missing: true, want: [2]Phase{PhaseBooting, PhaseBooting}, stage: StageBooting},
+		{name: "missing past the timeout", at: 61 * time.Minute, missing: true, drained: true, want: [2]Phase{PhaseReleasing, PhaseReleasing}, reasonHas: "not accepted by the boot orchestrator", stage: StageCleanup},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -370,6 +377,9 @@ func TestPlanBooting(t *testing.T) {
 			setPhase(s, PhaseBooting, t0, xs...)
 			s.Progress.Boots = 1
 			w := observe(t0.Add(tc.at))
+			if tc.drained {
+				w.drained(ourReason, xs...)
+			}
 			if tc.missing {
 				w.obs.MissingBoots["crus-u1-1"] = true
 			} else {
@@ -384,7 +394,7 @@ func TestPlanBooting(t *testing.T) {
 				got := PhaseBooting
 				if c, ok := changeOf(d, x); ok {
 					got = c.Phase
-					if got == PhaseFailing {
+					if got == PhaseFailing || got == PhaseReleasing {
 						assert.Contains(t, c.Reason, tc.reasonHas)
 					}
 				}
@@ -649,8 +659,10 @@ func TestSettle(t *testing.T) {
 		{name: "drain refused", phase: PhaseQuiescing, action: Action{Kind: ActDrain}, perNode: permanent,
 			want: Change{Phase: PhaseReleasing, Reason: "the workload manager refused to drain it: refused: permanent for test", LastError: "refused: permanent for test"}},
 		{name: "drain failed transiently: nothing recorded", phase: PhaseQuiescing, action: Action{Kind: ActDrain}, callErr: transient, none: true},
+		// Never rebooted, never failed: back to service (and the session
+		// aborts: the next request would be refused too).
 		{name: "boot refused", phase: PhaseBooting, action: Action{Kind: ActReboot, Reboot: bos.Request{Name: "crus-u1-1"}}, callErr: permanent,
-			want: Change{Phase: PhaseFailing, Reason: "boot session crus-u1-1 was refused: refused: permanent for test", LastError: "refused: permanent for test"}},
+			want: Change{Phase: PhaseReleasing, Reason: "its boot request was refused by the boot orchestrator (boot session crus-u1-1: refused: permanent for test)", LastError: "refused: permanent for test"}},
 		{name: "boot failed transiently", phase: PhaseBooting, action: Action{Kind: ActReboot, Reboot: bos.Request{Name: "crus-u1-1"}}, callErr: transient,
 			want: Change{Phase: PhaseBooting, LastError: "connection reset"}},
 		{name: "fail done", phase: PhaseFailing, action: Action{Kind: ActFail}, want: Change{Phase: PhaseDone, Outcome: OutcomeFailed}},
@@ -661,7 +673,9 @@ func TestSettle(t *testing.T) {
 			want: Change{Phase: PhaseDone, Outcome: OutcomeFailed, Reason: " (and failing it was refused: refused: permanent for test)", LastError: "refused: permanent for test"}},
 		{name: "left the group", phase: PhaseDone, action: Action{Kind: ActRemoveMembers, Label: "upg"}, want: Change{Phase: PhaseDone, Group: GroupGone}},
 		{name: "resume refused: noted", phase: PhaseResuming, action: Action{Kind: ActResume}, perNode: permanent,
-			want: Change{Phase: PhaseResuming, LastError: "resume: refused: permanent for test"}},
+			want: Change{Phase: PhaseResuming, LastError: "resume refused: refused: permanent for test"}},
+		{name: "resume not delivered: noted, sent again", phase: PhaseResuming, action: Action{Kind: ActResume}, callErr: transient,
+			want: Change{Phase: PhaseResuming, LastError: "resume not delivered: connection reset"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -731,5 +745,6 @@ func TestPlanLabelBootWaitsForReleasedNodesToLeaveTheGroup(t *testing.T) {
 	s.Node(x[1]).Outcome, s.Node(x[1]).Grouped = OutcomeSkipped, false
 	d = plan(t, s, observe(t0.Add(2*time.Minute)).drained(ourReason, x[0]).idle(x[1]).group(x[0]).obs)
 	require.Len(t, actionsOf(d, ActReboot), 1)
-	assert.Equal(t, []string{s.UpgradingLabel}, actionsOf(d, ActReboot)[0].Reboot.Limit)
+	assert.Equal(t, []string{x[0]}, actionsOf(d, ActReboot)[0].Reboot.Limit)
+	assert.Equal(t, s.UpgradingLabel, actionsOf(d, ActReboot)[0].Reboot.Within)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,11 +19,21 @@ import (
 	"github.com/crus-go/crus/internal/fake"
 )
 
+// The property tests draw a cluster, a session with any rollout (the
+// original algorithm included), and a fault model: backend outages of any
+// length, operators acting on any node at any moment, lifecycle commands
+// (Delete, Pause, Resume, Approve) from another executor on the same
+// store, and controller restarts. They check the invariants of DESIGN.md
+// after every write of the record (that is, after every decision) and at
+// the end. A failure prints the seed to replay: go test -run NAME
+// -rapid.seed=N (and -rapid.checks=N for more cases; CI runs many).
+
 var errPermanentInjected = batch.NewPermanent("fake: injected permanent failure")
 
+// faultOps are the backend calls faults and outages are drawn on.
 var faultOps = []string{
 	"hsm.Members", "hsm.AddMembers", "hsm.RemoveMembers",
-	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail",
+	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds",
 	"bos.Reboot", "bos.Status",
 }
 
@@ -34,15 +47,12 @@ type scenario struct {
 	limit        crus.BootLimit
 	nodeFaults   map[int]int // node index -> fault kind
 	callFaults   []callFault
-	adminDrains  []adminDrain
-	cancelAt     time.Duration // 0: never
-	crashAtEvent int           // 0: never
+	outages      []outageAt
+	operator     []operatorAct
+	commands     []commandAt // from another executor on the same store
+	crashAtEvent int         // 0: never
 
-	rollout     crus.Rollout
-	pauseAt     time.Duration // 0: never
-	pauseFor    time.Duration
-	approveAt   time.Duration // when the canary is approved, if it must be
-	pausedStage bool
+	rollout crus.Rollout
 }
 
 type callFault struct {
@@ -52,8 +62,25 @@ type callFault struct {
 	at        time.Duration
 }
 
-type adminDrain struct {
+// outageAt is a backend operation failing for a while: from a minute to
+// longer than boot_timeout (1h) and return_timeout (30m).
+type outageAt struct {
+	op       string
+	at, span time.Duration
+}
+
+// operatorAct is an administrator acting on a node behind crus's back.
+type operatorAct struct {
+	kind string // resume, drain, fail, job, add_upgrading, remove_upgrading, add_failed
 	node int
+	at   time.Duration
+}
+
+var operatorKinds = []string{"resume", "drain", "fail", "job", "add_upgrading", "remove_upgrading", "add_failed"}
+
+// commandAt is a lifecycle command sent by another executor.
+type commandAt struct {
+	kind string // delete, pause, resume, approve
 	at   time.Duration
 }
 
@@ -75,22 +102,36 @@ func drawScenario(t *rapid.T) scenario {
 			sc.nodeFaults[i] = k
 		}
 	}
+	minutes := func(lo, hi int, label string) time.Duration {
+		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Minute
+	}
 	for i := range rapid.IntRange(0, 5).Draw(t, "callFaults") {
 		sc.callFaults = append(sc.callFaults, callFault{
 			op:        rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("op%d", i)),
 			n:         rapid.IntRange(1, 40).Draw(t, fmt.Sprintf("n%d", i)),
 			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
-			at:        time.Duration(rapid.IntRange(0, 600).Draw(t, fmt.Sprintf("at%d", i))) * time.Minute,
+			at:        minutes(0, 600, fmt.Sprintf("at%d", i)),
 		})
 	}
-	for i := range rapid.IntRange(0, 3).Draw(t, "adminDrains") {
-		sc.adminDrains = append(sc.adminDrains, adminDrain{
-			node: rapid.IntRange(0, sc.nodes-1).Draw(t, fmt.Sprintf("drainNode%d", i)),
-			at:   time.Duration(rapid.IntRange(0, 600).Draw(t, fmt.Sprintf("drainAt%d", i))) * time.Minute,
+	for i := range rapid.IntRange(0, 3).Draw(t, "outages") {
+		sc.outages = append(sc.outages, outageAt{
+			op:   rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("outageOp%d", i)),
+			at:   minutes(0, 600, fmt.Sprintf("outageAt%d", i)),
+			span: minutes(1, 240, fmt.Sprintf("outageSpan%d", i)),
 		})
 	}
-	if rapid.Float64Range(0, 1).Draw(t, "cancel") < 0.2 {
-		sc.cancelAt = time.Duration(rapid.IntRange(1, 900).Draw(t, "cancelAt")) * time.Minute
+	for i := range rapid.IntRange(0, 4).Draw(t, "operator") {
+		sc.operator = append(sc.operator, operatorAct{
+			kind: rapid.SampledFrom(operatorKinds).Draw(t, fmt.Sprintf("opKind%d", i)),
+			node: rapid.IntRange(0, sc.nodes-1).Draw(t, fmt.Sprintf("opNode%d", i)),
+			at:   minutes(0, 600, fmt.Sprintf("opAt%d", i)),
+		})
+	}
+	for i := range rapid.IntRange(0, 3).Draw(t, "commands") {
+		sc.commands = append(sc.commands, commandAt{
+			kind: rapid.SampledFrom([]string{"delete", "pause", "pause", "resume", "approve"}).Draw(t, fmt.Sprintf("cmd%d", i)),
+			at:   minutes(0, 900, fmt.Sprintf("cmdAt%d", i)),
+		})
 	}
 	if rapid.Float64Range(0, 1).Draw(t, "crash") < 0.25 {
 		sc.crashAtEvent = rapid.IntRange(1, 60).Draw(t, "crashAt")
@@ -102,13 +143,6 @@ func drawScenario(t *rapid.T) scenario {
 		if sc.rollout.Strategy == crus.StrategyRolling {
 			sc.limit = crus.LimitNodes
 		}
-		if sc.rollout.CanaryApproval {
-			sc.approveAt = time.Duration(rapid.IntRange(1, 900).Draw(t, "approveAt")) * time.Minute
-		}
-	}
-	if rapid.Float64Range(0, 1).Draw(t, "pause") < 0.2 {
-		sc.pauseAt = time.Duration(rapid.IntRange(1, 600).Draw(t, "pauseAt")) * time.Minute
-		sc.pauseFor = time.Duration(rapid.IntRange(1, 600).Draw(t, "pauseFor")) * time.Minute
 	}
 	return sc
 }
@@ -143,19 +177,30 @@ func drawRollout(t *rapid.T, step int) crus.Rollout {
 	return r
 }
 
-// play runs the scenario to the end and returns the final session and the
-// world.
-func (sc scenario) play(t tb, sequential bool) (*crus.Session, *env) {
+// outcome is what play saw happen besides the final record.
+type outcome struct {
+	final    *crus.Session
+	e        *env
+	operated map[string]bool // nodes an operator acted on
+	refused  bool            // a boot request was refused for good
+	broken   []string        // invariants broken after some decision
+}
+
+// play runs the scenario to the end.
+func (sc scenario) play(t tb, sequential bool) outcome {
 	e := newEnv(t, fake.ClusterOptions{
 		Nodes: sc.nodes, Busy: sc.busy, MaxJob: 5 * time.Hour,
 		Options: fake.Options{Seed: sc.seed, NoBootTimes: sc.noBootTimes},
 	}, sc.step)
+	watch := &watchedStore{inner: e.store, w: e.w}
+	e.cfg.Store = watch
 	if sequential {
 		e.cfg.MaxConcurrentCalls = 1
-		e.ex = e.executor()
 	}
+	e.ex = e.executor()
 	e.spec.BootLimit = sc.limit
 	e.spec.Rollout = sc.rollout
+	out := outcome{e: e, operated: map[string]bool{}}
 	start := e.w.Now()
 	if sc.keepBusy {
 		e.w.KeepBusy(sc.busy, 5*time.Hour, 15*time.Minute, start.Add(48*time.Hour))
@@ -179,38 +224,74 @@ func (sc scenario) play(t tb, sequential bool) (*crus.Session, *env) {
 	if err != nil {
 		// Only a cluster with no node in service may be refused.
 		require.ErrorIs(t, err, crus.ErrNoNodes)
-		return nil, e
+		return out
 	}
+	watch.start(t, s, sc.step)
 	for _, f := range sc.callFaults {
 		err := fake.ErrInjected
 		if f.permanent {
 			err = errPermanentInjected
+			out.refused = out.refused || f.op == "bos.Reboot"
 		}
 		e.w.Schedule(start.Add(f.at), func() { e.w.FailNext(f.op, f.n, err) })
 	}
-	for _, d := range sc.adminDrains {
-		e.w.Schedule(start.Add(d.at), func() { e.w.AdminDrain(xs[d.node], "admin: during the session") })
+	for _, o := range sc.outages {
+		e.w.Outage(o.op, start.Add(o.at), start.Add(o.at+o.span), nil)
 	}
-	if sc.cancelAt > 0 {
-		e.w.Schedule(start.Add(sc.cancelAt), func() {
-			_, err := e.ex.Delete(context.Background(), s.UpgradeID)
-			require.NoError(t, err)
+	for _, a := range sc.operator {
+		x := xs[a.node]
+		e.w.Schedule(start.Add(a.at), func() {
+			out.operated[x] = true
+			switch a.kind {
+			case "resume":
+				e.w.AdminResume(x)
+			case "drain":
+				e.w.AdminDrain(x, "admin: during the session")
+			case "fail":
+				e.w.AdminFail(x, "admin: failed during the session")
+			case "job":
+				_ = e.w.StartJob(x, 3*time.Hour, 4*time.Hour) // only if in service
+			case "add_upgrading":
+				e.w.AddMember(fake.UpgradingLabel, x)
+			case "remove_upgrading":
+				e.w.RemoveMember(fake.UpgradingLabel, x)
+			case "add_failed":
+				e.w.AddMember(fake.FailedLabel, x)
+			}
 		})
 	}
-	flag := func(at time.Duration, f func(context.Context, string) (*crus.Session, error)) {
-		e.w.Schedule(start.Add(at), func() {
-			if _, err := f(context.Background(), s.UpgradeID); err != nil {
+	other := e.executor() // another controller on the same store
+	for _, c := range sc.commands {
+		e.w.Schedule(start.Add(c.at), func() {
+			var err error
+			switch c.kind {
+			case "delete":
+				_, err = other.Delete(context.Background(), s.UpgradeID)
+			case "pause":
+				_, err = other.Pause(context.Background(), s.UpgradeID)
+			case "resume":
+				_, err = other.Resume(context.Background(), s.UpgradeID)
+			case "approve":
+				_, err = other.Approve(context.Background(), s.UpgradeID)
+			}
+			if err != nil {
 				require.ErrorIs(t, err, crus.ErrSessionDone)
 			}
 		})
 	}
-	if sc.pauseAt > 0 {
-		flag(sc.pauseAt, e.ex.Pause)
-		flag(sc.pauseAt+sc.pauseFor, e.ex.Resume)
+	// Liveness: whatever the commands, the session is resumed and approved
+	// in the end, or it would wait for ever (as it should).
+	last := time.Duration(0)
+	for _, c := range sc.commands {
+		last = max(last, c.at)
 	}
-	if sc.approveAt > 0 {
-		flag(sc.approveAt, e.ex.Approve)
-	}
+	e.w.Schedule(start.Add(last+time.Hour), func() {
+		for _, f := range []func(context.Context, string) (*crus.Session, error){other.Resume, other.Approve} {
+			if _, err := f(context.Background(), s.UpgradeID); err != nil {
+				require.ErrorIs(t, err, crus.ErrSessionDone)
+			}
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := 0
@@ -228,50 +309,87 @@ func (sc scenario) play(t tb, sequential bool) (*crus.Session, *env) {
 		final, err = e.executor().Run(context.Background(), s.UpgradeID)
 		require.NoError(t, err)
 	}
-	return final, e
+	out.final = final
+	out.broken = watch.broken()
+	return out
 }
 
-// TestInvariantsUnderRandomFaults draws clusters, fault plans, admin
-// interference, cancellations and controller restarts, and checks the
-// invariants of DESIGN.md on every run: the cap is never exceeded, no node
-// is rebooted while it runs a job, every node ends with exactly one
-// consistent outcome, the upgrading group ends empty of the session's
-// nodes, and nodes outside the session are never touched.
+// checkEnd asserts the invariants on the finished session, as env.check
+// does, leaving out what an operator may legitimately have changed on the
+// nodes they acted on.
+func (o outcome) checkEnd(t tb, sc scenario) {
+	t.Helper()
+	e, s := o.e, o.final
+	assert.Empty(t, o.broken, "invariants broken after some decision")
+	if len(o.operated) == 0 {
+		e.check(s)
+	} else {
+		e.checkCommon(s)
+		for _, n := range s.Progress.Nodes {
+			if !o.operated[n.XName] {
+				e.checkNode(s, n)
+			}
+		}
+	}
+	for _, n := range s.Progress.Nodes {
+		ws, _ := e.w.Node(n.XName)
+		assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)
+		if n.Outcome == crus.OutcomeFailed && ws.Reboots == 0 {
+			// A node never rebooted is never failed for a backend's
+			// outage: only for its own drain timeout or for leaving the
+			// workload manager.
+			assert.True(t, strings.Contains(n.Reason, "drain_timeout") || strings.Contains(n.Reason, "disappeared"),
+				"%s failed without a reboot: %s", n.XName, n.Reason)
+		}
+	}
+	budget := sc.rollout.MaxFailures > 0 || sc.rollout.MaxFailurePercent > 0
+	cancelled := slices.ContainsFunc(sc.commands, func(c commandAt) bool { return c.kind == "delete" })
+	switch r := s.Progress.Result; {
+	case r == crus.ResultCancelled:
+		assert.True(t, cancelled, "cancelled without a Delete")
+	case r == crus.ResultAborted:
+		assert.True(t, budget || o.refused, "aborted without a failure budget or a refused boot request: %s", s.Progress.Abort)
+		assert.NotEmpty(t, s.Progress.Abort)
+	default:
+		assert.Equal(t, crus.ResultComplete, r)
+		assert.Zero(t, s.Counts().Untouched, "untouched only after a cancel or an abort")
+	}
+	// Nodes are put back only by a drain timeout that releases, or a boot
+	// request the orchestrator did not accept within boot_timeout.
+	release := sc.rollout.DrainTimeout > 0 && sc.rollout.DrainTimeoutAction != crus.DrainFail
+	rebootTrouble := slices.ContainsFunc(sc.callFaults, func(f callFault) bool { return f.op == "bos.Reboot" }) ||
+		slices.ContainsFunc(sc.outages, func(o outageAt) bool { return o.op == "bos.Reboot" })
+	if !release && !rebootTrouble {
+		for _, n := range s.Progress.Nodes {
+			assert.Zero(t, n.Retries, "%s put back without a reason to", n.XName)
+		}
+	}
+}
+
+// TestInvariantsUnderRandomFaults draws clusters, fault plans, outages,
+// operators, lifecycle commands from another executor and controller
+// restarts, for every strategy, and checks the invariants of DESIGN.md
+// after every decision and at the end: the cap is never exceeded, no node
+// is rebooted while it runs a job, a node never rebooted is never failed,
+// every node ends with exactly one outcome (never changed once given), the
+// upgrading group ends empty of the session's nodes, nodes outside the
+// session are never touched, and pause, cancel and abort hold new work.
 func TestInvariantsUnderRandomFaults(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sc := drawScenario(t)
-		final, e := sc.play(t, false)
-		if final == nil {
+		o := sc.play(t, false)
+		if o.final == nil {
 			return
 		}
-		require.True(t, final.Completed)
-		e.check(final)
-		stored, err := e.store.Get(context.Background(), final.UpgradeID)
+		require.True(t, o.final.Completed)
+		o.checkEnd(t, sc)
+		stored, err := o.e.store.Get(context.Background(), o.final.UpgradeID)
 		require.NoError(t, err)
 		js, err := json.Marshal(stored)
 		require.NoError(t, err)
-		jf, err := json.Marshal(final)
+		jf, err := json.Marshal(o.final)
 		require.NoError(t, err)
 		require.JSONEq(t, string(jf), string(js), "the store holds the record the executor ended with")
-		budget := sc.rollout.MaxFailures > 0 || sc.rollout.MaxFailurePercent > 0
-		switch {
-		case sc.cancelAt > 0:
-		case budget && final.Progress.Result == crus.ResultAborted:
-			assert.NotEmpty(t, final.Progress.Abort)
-			assert.Positive(t, final.Counts().Failed, "aborted only after failures")
-		default:
-			assert.Equal(t, crus.ResultComplete, final.Progress.Result)
-			assert.Zero(t, final.Counts().Untouched, "untouched only after a cancel or an abort")
-		}
-		if sc.rollout.DrainTimeout == 0 || sc.rollout.DrainTimeoutAction == crus.DrainFail {
-			for _, n := range final.Progress.Nodes {
-				assert.Zero(t, n.Retries, "%s retried without a drain timeout that releases", n.XName)
-			}
-		}
-		for _, n := range final.Progress.Nodes {
-			ws, _ := e.w.Node(n.XName)
-			assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)
-		}
 	})
 }
 
@@ -282,12 +400,114 @@ func TestDeterminism(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sc := drawScenario(t)
 		sc.crashAtEvent = 0
-		a, _ := sc.play(t, true)
-		b, _ := sc.play(t, true)
+		a, b := sc.play(t, true).final, sc.play(t, true).final
 		ja, err := json.Marshal(a)
 		require.NoError(t, err)
 		jb, err := json.Marshal(b)
 		require.NoError(t, err)
 		require.JSONEq(t, string(ja), string(jb))
 	})
+}
+
+// watchedStore is a MemoryStore that checks the invariants that must hold
+// after every decision, at each write of the session record. It forwards
+// only the public interfaces, so the executor writes through Update.
+type watchedStore struct {
+	inner *crus.MemoryStore
+	w     *fake.World
+
+	mu   sync.Mutex
+	id   string
+	step int
+	errs []string
+}
+
+var (
+	_ crus.Store          = (*watchedStore)(nil)
+	_ crus.Reserver       = (*watchedStore)(nil)
+	_ crus.RevisionReader = (*watchedStore)(nil)
+)
+
+func (ws *watchedStore) start(_ tb, s *crus.Session, step int) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.id, ws.step = s.UpgradeID, step
+}
+
+func (ws *watchedStore) broken() []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.errs)
+}
+
+func (ws *watchedStore) Create(ctx context.Context, s *crus.Session) error {
+	return ws.inner.Create(ctx, s)
+}
+func (ws *watchedStore) Get(ctx context.Context, id string) (*crus.Session, error) {
+	return ws.inner.Get(ctx, id)
+}
+func (ws *watchedStore) List(ctx context.Context) ([]*crus.Session, error) { return ws.inner.List(ctx) }
+func (ws *watchedStore) Delete(ctx context.Context, id string) error       { return ws.inner.Delete(ctx, id) }
+func (ws *watchedStore) Revision(ctx context.Context, id string) (int64, error) {
+	return ws.inner.Revision(ctx, id)
+}
+func (ws *watchedStore) Reservations(ctx context.Context) ([]crus.Reservation, error) {
+	return ws.inner.Reservations(ctx)
+}
+func (ws *watchedStore) CreateReserved(ctx context.Context, s *crus.Session) error {
+	return ws.inner.CreateReserved(ctx, s)
+}
+
+// Update checks the new record against the one it replaces.
+func (ws *watchedStore) Update(ctx context.Context, s *crus.Session) error {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	old, err := ws.inner.Get(ctx, s.UpgradeID)
+	if err != nil {
+		return err
+	}
+	if err := ws.inner.Update(ctx, s); err != nil {
+		return err
+	}
+	if s.UpgradeID == ws.id {
+		ws.check(old, s)
+	}
+	return nil
+}
+
+// check is called with the lock held.
+func (ws *watchedStore) check(old, s *crus.Session) {
+	bad := func(format string, args ...any) {
+		ws.errs = append(ws.errs, fmt.Sprintf("rev %d: ", s.Revision)+fmt.Sprintf(format, args...))
+	}
+	if c := s.Counts(); c.InFlight > ws.step {
+		bad("%d nodes in flight, more than the step size %d", c.InFlight, ws.step)
+	}
+	refused := 0
+	for _, n := range s.Progress.Nodes {
+		if n.Outcome == crus.OutcomeFailed && strings.Contains(n.Reason, "workload manager:") {
+			refused++
+		}
+	}
+	if out := ws.w.MaxOut(); out > ws.step+refused {
+		bad("%d nodes were out of service at once, step size %d", out, ws.step)
+	}
+	if v := ws.w.Violations(); len(v) > 0 {
+		bad("rebooted while running jobs: %v", v)
+	}
+	for x := range ws.w.Touched() {
+		if s.Node(x) == nil {
+			bad("node %s outside the session was touched", x)
+		}
+	}
+	holding := old.Progress.Paused && s.Progress.Paused || old.Progress.Cancel || old.Progress.Abort != ""
+	for i := range s.Progress.Nodes {
+		before, now := &old.Progress.Nodes[i], &s.Progress.Nodes[i]
+		if before.Phase == crus.PhaseDone && (now.Phase != crus.PhaseDone || now.Outcome != before.Outcome) {
+			bad("node %s had outcome %s, now %s/%s", now.XName, before.Outcome, now.Phase, now.Outcome)
+		}
+		if holding && before.Phase == crus.PhasePending && now.Phase.InFlight() {
+			bad("node %s taken while the session was paused, cancelled or aborted", now.XName)
+		}
+	}
 }

@@ -44,7 +44,7 @@ type replicaProc struct {
 	name   string
 	client *clientv3.Client
 	store  *etcdstore.Store
-	rep    *etcdstore.Replica
+	rep    *crus.Driver
 	c      *crasher
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -86,7 +86,7 @@ func startReplica(t testing.TB, e *env, srv *etcdtest.Server, prefix, name strin
 	require.NoError(t, err)
 	// The fenced store is the one the executor writes through: the
 	// crasher only counts and stops calls.
-	p.rep, err = etcdstore.NewReplica(p.store, ex, etcdstore.ReplicaConfig{Name: name, TTL: replicaTTL, Logger: logger})
+	p.rep, err = crus.NewDriver(ex, p.store, crus.DriverConfig{Name: name, TTL: replicaTTL, Logger: logger})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
@@ -304,6 +304,10 @@ func TestReplicaStopsBeforeItsLeaseExpires(t *testing.T) {
 		lease = &pausableLease{Lease: l}
 		return lease
 	})
+	// The session cannot end before B has taken it over: one of its nodes
+	// runs a job until then.
+	last := e.w.XNames()[5]
+	require.NoError(t, e.w.StartJob(last, 10000*time.Hour, 10000*time.Hour))
 	ex, creator := creatorExecutor(t, e, srv, prefix)
 	s, err := ex.Create(context.Background(), e.spec)
 	require.NoError(t, err)
@@ -314,6 +318,10 @@ func TestReplicaStopsBeforeItsLeaseExpires(t *testing.T) {
 	time.Sleep(replicaTTL / 2) // a renewal goes through
 	paused := time.Now()
 	lease.pause() // from now on A can get no lease: B must finish
+	for deadline := time.Now().Add(time.Minute); b.startedAfter(paused).IsZero(); time.Sleep(5 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "B never took the session over")
+	}
+	e.w.EndJobs(last)
 
 	final := waitCompleted(t, creator, s.UpgradeID, time.Minute)
 	e.check(final)

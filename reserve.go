@@ -145,48 +145,6 @@ func intersect(a, b []string) []string {
 	return out
 }
 
-// checkReserved is the pre-flight check of reservations: it reports, as a
-// problem, the sessions in progress that hold any of the starting nodes or
-// the spec's groups. CreateReserved checks again, atomically, when the
-// record is stored.
-func (e *Executor) checkReserved(ctx context.Context, spec Spec, starting []string, problem func(error)) error {
-	rs, ok := e.store.(Reserver)
-	if !ok || starting == nil {
-		return nil
-	}
-	held, err := rs.Reservations(ctx)
-	if err != nil {
-		return fmt.Errorf("reading the sessions in progress: %w", err)
-	}
-	nodes := make([]NodeRecord, len(starting))
-	for i, x := range starting {
-		nodes[i].XName = x
-	}
-	r := ReservationOf(&Session{Spec: spec, Progress: Progress{Nodes: nodes}})
-	if err := CheckReservations(r, held); err != nil {
-		problem(err)
-	}
-	return nil
-}
-
-// createRecord stores a new session, reserving its nodes and groups when
-// the store can.
-func (e *Executor) createRecord(ctx context.Context, s *Session) error {
-	var err error
-	if rs, ok := e.store.(Reserver); ok {
-		err = rs.CreateReserved(ctx, s)
-	} else {
-		err = e.store.Create(ctx, s)
-	}
-	switch {
-	case errors.Is(err, ErrReserved):
-		return preflightError([]error{err})
-	case err != nil:
-		return fmt.Errorf("storing session %s: %w", s.UpgradeID, err)
-	}
-	return nil
-}
-
 var _ Reserver = (*MemoryStore)(nil)
 
 // Reservations implements Reserver: every session not completed holds its

@@ -62,7 +62,7 @@ func TestRealClockWaitsAndWakes(t *testing.T) {
 func TestRetryBackoffOnRealClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
-		w.FailNext("bos.CheckTemplate", 100, fake.ErrInjected)
+		w.FailNext("bos.Template", 100, fake.ErrInjected) // read by pre-flight
 		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{
 			RetryInitial: time.Second, RetryMax: 8 * time.Second, RetryTimeout: time.Minute,
 		})
@@ -78,7 +78,7 @@ func TestRetryBackoffOnRealClock(t *testing.T) {
 		assert.GreaterOrEqual(t, elapsed, time.Minute-8*time.Second)
 		assert.LessOrEqual(t, elapsed, time.Minute)
 		// Waits of 1, 1.5, 2.25, ... capped at 8 s: about ten attempts.
-		calls := w.Calls()["bos.CheckTemplate"]
+		calls := w.Calls()["bos.Template"]
 		assert.GreaterOrEqual(t, calls, 9)
 		assert.LessOrEqual(t, calls, 12)
 		assert.Empty(t, w.Touched())

@@ -14,7 +14,14 @@
 //     refreshed before the token expires, with one request for any number of
 //     concurrent callers.
 //
-// A token never appears in an error message or a log record made by crus.
+// A token never appears in an error message or a log record made by crus,
+// and every token source prints, logs and encodes without its secret.
+//
+// # Redirects
+//
+// Every HTTP client crus builds, or copies from one given to it, refuses
+// redirects ([ErrRedirect], [RefuseRedirects]): credentials go to the
+// configured URL and nowhere else.
 //
 // # TLS
 //
@@ -30,6 +37,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -37,6 +45,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 )
 
 // ErrUnauthorized is matched by errors of requests the service refused for
@@ -75,21 +84,47 @@ func (t StaticToken) Token(context.Context) (string, error) {
 }
 
 // String never shows the token.
-func (t StaticToken) String() string { return "auth.StaticToken(redacted)" }
+func (t StaticToken) String() string { return "auth.StaticToken(" + text.Redacted + ")" }
 
 // GoString never shows the token.
 func (t StaticToken) GoString() string { return t.String() }
 
+// LogValue never shows the token.
+func (t StaticToken) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
+// MarshalText never shows the token: a StaticToken inside a configuration
+// that is encoded as JSON or logged as such reads "[REDACTED]".
+func (t StaticToken) MarshalText() ([]byte, error) { return []byte(text.Redacted), nil }
+
 // FileToken reads the bearer token from a file, again whenever the file's
 // modification time or size changes. Leading and trailing white space is
 // ignored. Use it with a pointer: &auth.FileToken{Path: "/run/secrets/token"}.
+// Printed, logged or encoded, it shows its Path, never the token.
 type FileToken struct {
 	Path string
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// The token read last, behind a pointer so that even a FileToken
+	// printed field by field (fmt's %+v of a copy) shows an address, not
+	// the token.
+	cache *fileCache
+}
+
+type fileCache struct {
 	tok   string
 	mtime time.Time
 	size  int64
+}
+
+// String never shows the token.
+func (f *FileToken) String() string { return fmt.Sprintf("auth.FileToken{Path: %q}", f.Path) }
+
+// GoString never shows the token.
+func (f *FileToken) GoString() string { return f.String() }
+
+// LogValue never shows the token.
+func (f *FileToken) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("path", f.Path))
 }
 
 // Token implements TokenSource.
@@ -100,8 +135,8 @@ func (f *FileToken) Token(context.Context) (string, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.tok != "" && fi.ModTime().Equal(f.mtime) && fi.Size() == f.size {
-		return f.tok, nil
+	if c := f.cache; c != nil && c.tok != "" && fi.ModTime().Equal(c.mtime) && fi.Size() == c.size {
+		return c.tok, nil
 	}
 	data, err := os.ReadFile(f.Path)
 	if err != nil {
@@ -114,7 +149,7 @@ func (f *FileToken) Token(context.Context) (string, error) {
 	if strings.ContainsAny(tok, "\r\n") {
 		return "", fmt.Errorf("auth: token file %s holds more than one line", f.Path)
 	}
-	f.tok, f.mtime, f.size = tok, fi.ModTime(), fi.Size()
+	f.cache = &fileCache{tok: tok, mtime: fi.ModTime(), size: fi.Size()}
 	return tok, nil
 }
 
@@ -123,15 +158,16 @@ func (f *FileToken) Token(context.Context) (string, error) {
 func (f *FileToken) Invalidate(token string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.tok == token {
-		f.tok = ""
+	if f.cache != nil && f.cache.tok == token {
+		f.cache = nil
 	}
 }
 
 // NewHTTPClient returns an HTTP client that verifies servers' certificates
 // against the PEM certificates in caFile alone (not the system roots), with
-// TLS 1.2 at least. It is the client the REST clients build when given a CA
-// file and no client of their own.
+// TLS 1.2 at least, and never follows a redirect (see ErrRedirect). It is
+// the client the REST clients build when given a CA file and no client of
+// their own.
 func NewHTTPClient(caFile string) (*http.Client, error) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -143,17 +179,13 @@ func NewHTTPClient(caFile string) (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr}, nil
+	return RefuseRedirects(&http.Client{Transport: tr}), nil
 }
 
-// Redact replaces every occurrence of token in s with "[REDACTED]". The REST
-// clients run server-supplied text through it before putting it in an
-// error, in case a proxy echoes the request's headers.
-func Redact(s, token string) string {
-	if len(token) < 4 { // too short to be a real token; replacing would mangle s
-		return s
-	}
-	return strings.ReplaceAll(s, token, "[REDACTED]")
-}
+// Redact replaces every occurrence of token in s (also URL-encoded or
+// JSON-escaped) with "[REDACTED]". The REST clients run server-supplied
+// text through it before putting it in an error, in case a proxy echoes
+// the request's headers. Tokens shorter than 4 bytes are left alone.
+func Redact(s, token string) string { return text.Redact(s, token) }
 
 var errEmptyField = errors.New("auth: missing setting")

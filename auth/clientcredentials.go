@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -14,7 +15,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/crus-go/crus/internal/text"
 )
+
+// maxTokenAnswer bounds the body of a token endpoint's answer. A Keycloak
+// access token with many roles is a few kilobytes.
+const maxTokenAnswer = 1 << 20
 
 // KeycloakTokenURL returns the token endpoint of a Keycloak realm, such as
 // KeycloakTokenURL("https://api-gw-service-nmn.local/keycloak", "shasta").
@@ -42,7 +49,8 @@ type ClientCredentials struct {
 	ClientSecret     string
 	ClientSecretFile string
 	// HTTPClient sends the token requests. Nil means a client that trusts
-	// CAFile if set, the system roots otherwise.
+	// CAFile if set, the system roots otherwise. Either way redirects are
+	// never followed (see ErrRedirect); HTTPClient itself is not changed.
 	HTTPClient *http.Client
 	CAFile     string
 	// RefreshBefore is how long before expiry a new token is fetched. Zero
@@ -77,13 +85,24 @@ func (c *ClientCredentials) now() time.Time {
 	return time.Now()
 }
 
-// String never shows the secret.
+// String never shows the secret or a token.
 func (c *ClientCredentials) String() string {
-	return fmt.Sprintf("auth.ClientCredentials{TokenURL: %q, ClientID: %q, secret: redacted}", c.TokenURL, c.ClientID)
+	return fmt.Sprintf("auth.ClientCredentials{TokenURL: %q, ClientID: %q, ClientSecret: %s}", redactURL(c.TokenURL), c.ClientID, text.Redacted)
 }
 
-// GoString never shows the secret.
+// GoString never shows the secret or a token.
 func (c *ClientCredentials) GoString() string { return c.String() }
+
+// LogValue never shows the secret or a token.
+func (c *ClientCredentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("token_url", redactURL(c.TokenURL)), slog.String("client_id", c.ClientID),
+		slog.String("client_secret", text.Redacted))
+}
+
+// MarshalJSON never shows the secret or a token.
+func (c *ClientCredentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"token_url": redactURL(c.TokenURL), "client_id": c.ClientID, "client_secret": text.Redacted})
+}
 
 // Token implements TokenSource.
 func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
@@ -157,11 +176,11 @@ func (c *ClientCredentials) client() (*http.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.HTTPClient != nil {
-		return c.HTTPClient, nil
+		return RefuseRedirects(c.HTTPClient), nil
 	}
 	if c.hc == nil {
 		if c.CAFile == "" {
-			c.hc = &http.Client{}
+			c.hc = RefuseRedirects(nil)
 		} else {
 			hc, err := NewHTTPClient(c.CAFile)
 			if err != nil {
@@ -185,8 +204,10 @@ func (c *ClientCredentials) secret() (string, error) {
 }
 
 // fetch asks the token endpoint for a token. Errors name the endpoint and
-// the server's error code and description, never the secret or a token.
+// the server's error code and description (cleaned and capped), never the
+// secret or a token.
 func (c *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, error) {
+	endpoint := redactURL(c.TokenURL)
 	if c.TokenURL == "" || c.ClientID == "" {
 		return "", 0, fmt.Errorf("%w: ClientCredentials needs TokenURL and ClientID", errEmptyField)
 	}
@@ -210,41 +231,56 @@ func (c *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, e
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", 0, fmt.Errorf("auth: token request to %s: %w", c.TokenURL, err)
+		if re, ok := AsRedirect(err); ok {
+			return "", 0, fmt.Errorf("auth: token endpoint %s: %w", endpoint, re)
+		}
+		return "", 0, fmt.Errorf("auth: token request to %s: %w", endpoint, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenAnswer+1))
 	if err != nil {
-		return "", 0, fmt.Errorf("auth: reading token response from %s: %w", c.TokenURL, err)
+		return "", 0, fmt.Errorf("auth: reading token response from %s: %w", endpoint, err)
+	}
+	if len(body) > maxTokenAnswer {
+		return "", 0, fmt.Errorf("auth: token endpoint %s answered %d with more than %d bytes", endpoint, resp.StatusCode, maxTokenAnswer)
 	}
 	var tr tokenResponse
 	jsonErr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK {
 		why := http.StatusText(resp.StatusCode)
 		if jsonErr == nil && tr.Error != "" {
-			why = Redact(strings.TrimSpace(tr.Error+": "+tr.ErrorDescription), secret)
+			why = text.Scrub(tr.Error+": "+tr.ErrorDescription, text.MaxDetail, secret)
 		}
-		err := fmt.Errorf("auth: token endpoint %s answered %d: %s", c.TokenURL, resp.StatusCode, why)
+		err := fmt.Errorf("auth: token endpoint %s answered %d: %s", endpoint, resp.StatusCode, why)
 		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return "", 0, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
 		return "", 0, err
 	}
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
-		return "", 0, fmt.Errorf("auth: token endpoint %s answered %s, not JSON", c.TokenURL, ct)
+		return "", 0, fmt.Errorf("auth: token endpoint %s answered %s, not JSON", endpoint, text.Clean(ct, 100))
 	}
 	if jsonErr != nil {
-		return "", 0, fmt.Errorf("auth: token endpoint %s sent malformed JSON: %w", c.TokenURL, jsonErr)
+		return "", 0, fmt.Errorf("auth: token endpoint %s sent malformed JSON: %w", endpoint, jsonErr)
 	}
 	if tr.AccessToken == "" {
-		return "", 0, fmt.Errorf("auth: token endpoint %s sent no access_token", c.TokenURL)
+		return "", 0, fmt.Errorf("auth: token endpoint %s sent no access_token", endpoint)
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return "", 0, fmt.Errorf("auth: token endpoint %s sent a %q token, want a bearer token", c.TokenURL, tr.TokenType)
+		return "", 0, fmt.Errorf("auth: token endpoint %s sent a %q token, want a bearer token", endpoint, text.Clean(tr.TokenType, 100))
 	}
 	lifetime := time.Duration(tr.ExpiresIn * float64(time.Second))
 	if lifetime <= 0 {
 		lifetime = time.Minute // no expiry given: do not keep it long
 	}
 	return tr.AccessToken, lifetime, nil
+}
+
+// redactURL hides a password in a URL's user info.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return text.Clean(s, 200)
+	}
+	return u.Redacted()
 }

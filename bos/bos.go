@@ -2,6 +2,7 @@ package bos
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -58,6 +59,21 @@ type Request struct {
 	// joins them with ","): the intersection of the template's boot sets
 	// and the limit is rebooted.
 	Limit []string
+	// Within, if set, restricts the session further to the members of
+	// this HSM group as BOS reads it (BOS's "&" operator: the limit sent
+	// is "a,b,&group"). crus limits a boot by label this way, so that a
+	// node someone else puts in the group is never rebooted.
+	Within string
+}
+
+// LimitString is the limit as BOS takes it: the items of Limit joined
+// with ",", then "&" and Within if set.
+func (r Request) LimitString() string {
+	l := strings.Join(r.Limit, ",")
+	if r.Within != "" {
+		l += ",&" + r.Within
+	}
+	return l
 }
 
 // Phase is the progress of a boot session.

@@ -39,6 +39,17 @@ type Client struct {
 
 var _ Orchestrator = (*Client)(nil)
 
+// String names the client by its base URL; it never shows the token
+// source's secret (printing the struct field by field would: fmt cannot
+// call the methods that hide it on unexported fields).
+func (c *Client) String() string { return fmt.Sprintf("bos.Client(%s)", rest.RedactURL(c.cfg.BaseURL)) }
+
+// GoString is String.
+func (c *Client) GoString() string { return c.String() }
+
+// LogValue shows the base URL, never a credential.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // New returns a BOS v2 client for the BOS at cfg.BaseURL.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
@@ -176,7 +187,7 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 	if err := checkRequest(req); err != nil {
 		return err
 	}
-	limit := strings.Join(req.Limit, ",")
+	limit := req.LimitString()
 	s, err := c.session(ctx, req.Name)
 	if err != nil {
 		return err

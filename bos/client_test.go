@@ -582,3 +582,42 @@ func TestV1RecordLostIsNotRecreated(t *testing.T) {
 		t.Error("the record was not written on the second try")
 	}
 }
+
+// TestV1ReadsStartedSession: the answer to a create is lost and the
+// session has started by the time the client looks for it, so the client
+// reads a started session with GET /v1/session/{id}, whose answer carries
+// real metadata and a relative status_link, as BOS v1 sends them. The
+// test server checks that answer against the published document (with the
+// allowances of internal/apispec/mismatches.go).
+func TestV1ReadsStartedSession(t *testing.T) {
+	var e *env
+	e = newEnv(t, envOptions{v1: true, wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r)
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v1/session") {
+				e.clk.Advance(time.Minute) // BOA starts before the client looks
+			}
+		})
+	}})
+	e.hsm.SetGroup(label, xnames()[0])
+	e.faults.Arm(faultinject.Fault{Kind: faultinject.Status, Method: "POST", After: true})
+	c, err := bos.NewV1(bos.V1Config{Config: e.config(bos.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := bos.Request{Name: "v1started", Template: tmplName, Limit: []string{xnames()[0]}}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Fatalf("Reboot with a lost answer: %v", err)
+	}
+	if got := e.srv.Requests()["GET /v1/session/{id}"]; got == 0 {
+		t.Fatal("the client never read the session it made")
+	}
+	ids := e.srv.V1Sessions()
+	if len(ids) != 1 {
+		t.Fatalf("%d v1 sessions, want 1", len(ids))
+	}
+	st := follow(t, e, c, "v1started", xnames()[:1])
+	if st.Nodes[xnames()[0]].Result != bos.ResultSucceeded {
+		t.Errorf("status %+v", st)
+	}
+}

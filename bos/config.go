@@ -22,6 +22,8 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests. Nil means a client with the system
 	// roots, or CAFile's certificates if set. Set one or the other.
+	// Redirects are never followed (auth.ErrRedirect); HTTPClient itself
+	// is not changed.
 	HTTPClient *http.Client
 	// CAFile is a PEM bundle of the CA that signs the server's certificate
 	// (on Cray systems /etc/pki/trust/anchors/platform-ca-certs.crt).
@@ -120,7 +122,10 @@ func checkRequest(req Request) error {
 			return fmt.Errorf("%w: limit item %q starts with a BOS operator; give node xnames or group labels", ErrInvalidRequest, l)
 		}
 	}
-	if n := len(strings.Join(req.Limit, ",")); n > maxLimit {
+	if req.Within != "" && !labelRE.MatchString(req.Within) {
+		return fmt.Errorf("%w: %q is not a group label to limit the session within", ErrInvalidRequest, req.Within)
+	}
+	if n := len(req.LimitString()); n > maxLimit {
 		return fmt.Errorf("%w: limit of %d characters is longer than BOS takes (%d)", ErrInvalidRequest, n, maxLimit)
 	}
 	return nil
@@ -137,3 +142,6 @@ func parseTime(s string) time.Time {
 	}
 	return time.Time{}
 }
+
+// labelRE is HSM's label syntax (the group of Request.Within).
+var labelRE = regexp.MustCompile(`^[-a-z0-9:._]+$`)

@@ -171,6 +171,17 @@ type V1Client struct {
 	known sync.Map // name -> V1Record
 }
 
+// String names the client by its base URL, never a credential.
+func (c *V1Client) String() string {
+	return fmt.Sprintf("bos.V1Client(%s)", rest.RedactURL(c.cfg.BaseURL))
+}
+
+// GoString is String.
+func (c *V1Client) GoString() string { return c.String() }
+
+// LogValue shows the base URL, never a credential.
+func (c *V1Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // lookup finds a name's record in the store, or else among the sessions
 // this client created (writing it to the store again, if it was lost).
 func (c *V1Client) lookup(ctx context.Context, name string) (V1Record, bool, error) {
@@ -357,7 +368,7 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 	mu, _ := c.creating.LoadOrStore(req.Name, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	limit := strings.Join(req.Limit, ",")
+	limit := req.LimitString()
 	if r, ok, err := c.lookup(ctx, req.Name); ok || err != nil {
 		if err != nil {
 			return err
@@ -372,7 +383,7 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 		return err
 	}
 	record := func(id string) error {
-		r := V1Record{Name: req.Name, ID: id, Template: req.Template, Limit: slices.Clone(req.Limit)}
+		r := V1Record{Name: req.Name, ID: id, Template: req.Template, Limit: strings.Split(limit, ",")}
 		c.known.Store(req.Name, r)
 		if err := c.store.Put(ctx, r); err != nil {
 			return fmt.Errorf("bos: session %q was created as BOS v1 session %s but could not be recorded: %w", req.Name, id, err)

@@ -46,6 +46,8 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests. Nil means a client with the system
 	// roots, or CAFile's certificates if set. Set one or the other.
+	// Redirects are never followed (auth.ErrRedirect); HTTPClient itself
+	// is not changed.
 	HTTPClient *http.Client
 	// CAFile is a PEM bundle of the CA that signs the server's certificate
 	// (on Cray systems /etc/pki/trust/anchors/platform-ca-certs.crt).
@@ -119,6 +121,17 @@ var (
 	_ GroupCreator = (*Client)(nil)
 	_ NIDResolver  = (*Client)(nil)
 )
+
+// String names the client by its base URL; it never shows the token
+// source's secret (printing the struct field by field would: fmt cannot
+// call the methods that hide it on unexported fields).
+func (c *Client) String() string { return fmt.Sprintf("hsm.Client(%s)", rest.RedactURL(c.cfg.BaseURL)) }
+
+// GoString is String.
+func (c *Client) GoString() string { return c.String() }
+
+// LogValue shows the base URL, never a credential.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // New returns a client for the HSM at cfg.BaseURL.
 func New(cfg Config) (*Client, error) {

@@ -21,6 +21,13 @@ var (
 	ErrUnsupported = batch.NewPermanent("wlm: operation not supported")
 )
 
+// MaxReason is the longest drain or fail reason, in bytes, that every
+// Manager must accept. crus never passes a longer one (it cleans and caps
+// the text it builds its reasons from); an implementation may refuse a
+// longer one for each node with ErrInvalidArgument, never by failing the
+// whole call.
+const MaxReason = 1024
+
 // Manager is what crus needs from a workload manager. Every method takes many
 // nodes at once: an implementation should turn one call into one request
 // (one scontrol command, one REST call) wherever the workload manager allows.

@@ -66,7 +66,7 @@ func (b *BOS) Reboot(ctx context.Context, req bos.Request) error {
 		return fmt.Errorf("%w: %q", bos.ErrTemplateNotFound, req.Template)
 	}
 	if s, ok := w.sessions[req.Name]; ok {
-		if s.req.Template == req.Template && slices.Equal(s.req.Limit, req.Limit) {
+		if s.req.Template == req.Template && slices.Equal(s.req.Limit, req.Limit) && s.req.Within == req.Within {
 			return nil
 		}
 		return fmt.Errorf("%w: %q", bos.ErrSessionExists, req.Name)
@@ -100,7 +100,7 @@ func (w *World) startSession(s *bootSession) {
 	}
 	s.targets = map[string]bool{}
 	for x := range candidates {
-		if limit[x] {
+		if limit[x] && (s.req.Within == "" || w.groups[s.req.Within][x]) {
 			s.targets[x] = true
 		}
 	}
@@ -216,3 +216,20 @@ func (w *World) Sessions() []string {
 
 // RepairTemplate undoes BreakTemplate.
 func (w *World) RepairTemplate(name string) { w.BreakTemplate(name, "") }
+
+var _ bos.TemplateReader = (*BOS)(nil)
+
+// Template implements bos.TemplateReader: the template's one boot set
+// targets its node groups.
+func (b *BOS) Template(ctx context.Context, name string) (bos.Template, error) {
+	w, err := b.begin(ctx, "bos.Template")
+	if err != nil {
+		return bos.Template{}, err
+	}
+	defer w.mu.Unlock()
+	t, ok := w.templates[name]
+	if !ok {
+		return bos.Template{}, fmt.Errorf("%w: %q", bos.ErrTemplateNotFound, name)
+	}
+	return bos.Template{Name: name, BootSets: []bos.BootSet{{Name: "compute", NodeGroups: slices.Clone(t.nodeGroups)}}}, nil
+}

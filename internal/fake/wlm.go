@@ -110,6 +110,9 @@ func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
 		return fmt.Errorf("%w: drain needs a reason", wlm.ErrInvalidArgument)
 	}
 	return w.each(names, func(n *node) error {
+		if len(reason) > wlm.MaxReason {
+			return fmt.Errorf("%w: a reason of %d bytes is longer than %d", wlm.ErrInvalidArgument, len(reason), wlm.MaxReason)
+		}
 		if n.faults.RefuseDrain {
 			return fmt.Errorf("fake: node %s refuses to drain", n.name)
 		}
@@ -142,6 +145,9 @@ func (m *WLM) Fail(ctx context.Context, names []string, reason string) error {
 		return fmt.Errorf("%w: fail needs a reason", wlm.ErrInvalidArgument)
 	}
 	return w.each(names, func(n *node) error {
+		if len(reason) > wlm.MaxReason {
+			return fmt.Errorf("%w: a reason of %d bytes is longer than %d", wlm.ErrInvalidArgument, len(reason), wlm.MaxReason)
+		}
 		n.fail, n.reason, n.reasonTime = true, reason, w.now
 		return nil
 	})

@@ -113,6 +113,7 @@ type World struct {
 
 	calls      map[string]int
 	faults     map[string][]error
+	outages    map[string][]outage
 	touched    map[string]int
 	violations []string
 	out        int
@@ -344,7 +345,7 @@ func (w *World) call(op string) error {
 		w.faults[op] = q[1:]
 		return q[0]
 	}
-	return nil
+	return w.outageErr(op)
 }
 
 // begin starts a backend call: it takes the lock, honours ctx, counts the

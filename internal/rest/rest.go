@@ -18,11 +18,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/crus-go/crus/auth"
+	"github.com/crus-go/crus/internal/text"
 )
 
 // Defaults of Options.
@@ -38,7 +38,9 @@ const (
 const TenantHeader = "Cray-Tenant-Name"
 
 // Options configure a Client. The zero value of every field but BaseURL is
-// usable.
+// usable. The Client never follows a redirect: a 3xx with a Location is an
+// error matching auth.ErrRedirect, not retried, and nothing is sent to the
+// Location (HTTPClient, if given, is copied and not changed).
 type Options struct {
 	Service    string // "hsm" or "bos": prefixes errors and logs
 	BaseURL    string
@@ -69,13 +71,14 @@ func New(o Options) (*Client, error) {
 	}
 	u, err := url.Parse(strings.TrimRight(o.BaseURL, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("%s: BaseURL: %w", o.Service, err)
+		// url's errors quote the URL whole, password included.
+		return nil, fmt.Errorf("%s: BaseURL is not a URL", o.Service)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: BaseURL %q must be an absolute http or https URL", o.Service, o.BaseURL)
+		return nil, fmt.Errorf("%s: BaseURL %q must be an absolute http or https URL", o.Service, u.Redacted())
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("%s: BaseURL %q must not hold a query, fragment or user info", o.Service, o.BaseURL)
+		return nil, fmt.Errorf("%s: BaseURL %q must not hold a query, fragment or user info", o.Service, u.Redacted())
 	}
 	if strings.ContainsAny(o.Tenant, "\r\n") {
 		return nil, fmt.Errorf("%s: Tenant %q is not a header value", o.Service, o.Tenant)
@@ -88,9 +91,10 @@ func New(o Options) (*Client, error) {
 		if hc, err = auth.NewHTTPClient(o.CAFile); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.Service, err)
 		}
-	case hc == nil:
-		hc = &http.Client{}
 	}
+	// Never follow a redirect (see auth.ErrRedirect); a caller's client is
+	// copied, not changed.
+	hc = auth.RefuseRedirects(hc)
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -114,6 +118,22 @@ func New(o Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{o: o, base: u, hc: hc, log: log.With("service", o.Service)}, nil
+}
+
+// String names the client by its service and base URL, never a
+// credential.
+func (c *Client) String() string { return c.o.Service + " client of " + c.base.Redacted() }
+
+// GoString is String.
+func (c *Client) GoString() string { return c.String() }
+
+// RedactURL returns s with a password in its user info hidden.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return text.Clean(s, 200)
+	}
+	return u.Redacted()
 }
 
 // Request is one API call.
@@ -242,6 +262,10 @@ func (c *Client) attempt(ctx context.Context, req Request, target string, body [
 	start := time.Now()
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
+		if re, ok := auth.AsRedirect(err); ok {
+			// Not retried: the same request would be redirected again.
+			return nil, fmt.Errorf("%s: %s %s: %w", c.o.Service, req.Method, req.Path, re), false
+		}
 		if ctx.Err() == nil && actx.Err() != nil {
 			err = fmt.Errorf("no answer within %s: %w", c.o.Timeout, err)
 		}
@@ -360,27 +384,8 @@ func (r *Response) Problem() Problem {
 func (r *Response) snippet() string { return clean(string(r.Body), r.token) }
 
 // clean makes server text safe to show: no token, no control characters,
-// white space collapsed, at most 300 characters.
-func clean(s, token string) string {
-	s = auth.Redact(s, token)
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		cut := 300
-		for cut > 0 && !utf8Start(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+// white space collapsed, at most text.MaxDetail bytes.
+func clean(s, token string) string { return text.Scrub(s, text.MaxDetail, token) }
 
 // String is the problem as one line: "404 Not Found: No such group: blue".
 func (p Problem) String() string {

@@ -10,9 +10,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/crus-go/crus/auth"
+	"github.com/crus-go/crus/internal/redirtest"
+	"github.com/crus-go/crus/internal/text"
 )
 
 // rotating is a token source that issues a new token after Invalidate.
@@ -133,16 +136,38 @@ func TestDroppedConnection(t *testing.T) {
 	}
 }
 
+// roundTripFunc is an in-memory transport, so that tests can run in a
+// synctest bubble, where time only moves when every goroutine waits.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A server that never answers: each attempt ends at Timeout, in virtual
+// time, so no load on the machine can make the timeout fire early or late.
 func TestAttemptTimeout(t *testing.T) {
-	var calls atomic.Int32
-	c := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		<-r.Context().Done()
-	}), Options{Timeout: 20 * time.Millisecond, Retries: 1})
-	_, err := c.Do(t.Context(), Request{Method: "GET", Path: "/x", Safe: true})
-	if err == nil || !strings.Contains(err.Error(), "no answer within 20ms") || !errors.Is(err, context.DeadlineExceeded) || calls.Load() != 2 {
-		t.Errorf("hanging server: %v after %d calls; want a timeout error after 2", err, calls.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		hang := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls.Add(1)
+			<-r.Context().Done()
+			return nil, r.Context().Err()
+		})
+		c, err := New(Options{Service: "test", BaseURL: "http://hsm.invalid/api", HTTPClient: &http.Client{Transport: hang},
+			Timeout: 20 * time.Millisecond, Retries: 1, RetryWait: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = c.Do(t.Context(), Request{Method: "GET", Path: "/x", Safe: true})
+		took := time.Since(start)
+		if err == nil || !strings.Contains(err.Error(), "no answer within 20ms") || !errors.Is(err, context.DeadlineExceeded) || calls.Load() != 2 {
+			t.Errorf("hanging server: %v after %d calls; want a timeout error after 2", err, calls.Load())
+		}
+		// Two attempts of 20ms and one backoff of about 1ms.
+		if took < 40*time.Millisecond || took > 45*time.Millisecond {
+			t.Errorf("gave up after %s of virtual time, want two timeouts of 20ms and a short backoff", took)
+		}
+	})
 }
 
 func TestCanceledContext(t *testing.T) {
@@ -253,8 +278,63 @@ func TestProblem(t *testing.T) {
 			t.Errorf("Problem of %s = %+v, want %+v", tc.body, got, tc.want)
 		}
 	}
-	long := &Response{Status: 500, Body: []byte(strings.Repeat("é", 400))}
-	if d := long.Problem().Detail; len(d) > 310 || !strings.HasSuffix(d, "…") {
+	long := &Response{Status: 500, Body: []byte(strings.Repeat("é", 400_000))}
+	if d := long.Problem().Detail; len(d) > text.MaxDetail || !strings.HasSuffix(d, "bytes cut)") {
 		t.Errorf("long detail not cut: %d bytes", len(d))
+	}
+}
+
+func TestRedirectsAreRefused(t *testing.T) {
+	for _, status := range redirtest.Statuses {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			trap := redirtest.NewTrap(t)
+			var calls atomic.Int32
+			redirect := redirtest.Redirect(status, trap.URL)
+			c := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				redirect.ServeHTTP(w, r)
+			}), Options{Tokens: auth.StaticToken("bearer-token-not-for-the-trap")})
+			resp, err := c.Do(t.Context(), Request{Method: "POST", Path: "/groups", Body: map[string]string{"label": "x"}, Safe: true})
+			if !errors.Is(err, auth.ErrRedirect) || resp != nil {
+				t.Fatalf("Do = %v, %v; want an error matching auth.ErrRedirect", resp, err)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, "test: POST /groups: answered "+fmt.Sprint(status)) || !strings.Contains(msg, "redirects are refused") {
+				t.Errorf("error %q: want the service, the request, the status and that redirects are refused", msg)
+			}
+			if calls.Load() != 1 {
+				t.Errorf("%d requests to the service, want 1 (a redirect is not retried)", calls.Load())
+			}
+			trap.Check(t, "bearer-token-not-for-the-trap")
+		})
+	}
+}
+
+// An https service that redirects to plain http on the same host: Go's
+// client keeps the Authorization header for the same host. The caller's
+// client must not be changed.
+func TestRedirectToPlainHTTPIsRefused(t *testing.T) {
+	trap := redirtest.NewTrap(t)
+	ts := httptest.NewTLSServer(redirtest.Redirect(http.StatusTemporaryRedirect, trap.URL))
+	defer ts.Close()
+	mine := ts.Client()
+	c, err := New(Options{Service: "hsm", BaseURL: ts.URL + "/apis/smd/hsm/v2", HTTPClient: mine, Tokens: auth.StaticToken("bearer-token-https-only")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(t.Context(), Request{Method: "GET", Path: "/groups/blue", Safe: true}); !errors.Is(err, auth.ErrRedirect) {
+		t.Errorf("Do: %v, want an error matching auth.ErrRedirect", err)
+	}
+	trap.Check(t, "bearer-token-https-only")
+	if mine.CheckRedirect != nil {
+		t.Error("the caller's http.Client was changed")
+	}
+}
+
+func TestNewNeverShowsAPassword(t *testing.T) {
+	for _, base := range []string{"https://user:url-secret-pw@host/x", "ftp://user:url-secret-pw@host/x", "https://user:url-secret-pw@host/x\x7f"} {
+		_, err := New(Options{Service: "hsm", BaseURL: base})
+		if err == nil || strings.Contains(err.Error(), "url-secret-pw") {
+			t.Errorf("New(%q): %v; want an error without the password", base, err)
+		}
 	}
 }

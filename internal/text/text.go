@@ -1,13 +1,16 @@
 // Package text cleans and bounds text that comes from outside crus (a
 // backend's error message, a workload manager's reason, an HTTP body)
 // before it is logged, stored in a session record or passed on to another
-// backend. It is the one place where such text is made safe: every control
-// character (tabs and newlines included, which forge log lines and which
-// Slurm refuses in a reason) becomes a space, runs of spaces collapse,
-// invalid UTF-8 is replaced, and the result is capped.
+// backend. It is the one place where such text is made safe: credentials a
+// server may echo are redacted ([Redact]), every control character (tabs
+// and newlines included, which forge log lines and which Slurm refuses in a
+// reason) becomes a space, runs of spaces collapse, invalid UTF-8 is
+// replaced, and the result is capped ([Clean]). [Scrub] does all of it.
 package text
 
 import (
+	"encoding/json"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -17,7 +20,9 @@ import (
 // Caps used across crus.
 const (
 	// MaxReason bounds a reason crus builds from backend text, stored in a
-	// node record and passed to the workload manager.
+	// node record and passed to the workload manager: the whole reason,
+	// any "crus <id>: " prefix included. The Slurm adapters refuse longer
+	// reasons (slurm.MaxReason, which a test keeps at least this large).
 	MaxReason = 1024
 	// MaxDetail bounds a backend's error detail kept in an error or a log.
 	MaxDetail = 2048
@@ -99,4 +104,45 @@ func isClean(s string) bool {
 		prevSpace = false
 	}
 	return !prevSpace || s == ""
+}
+
+// Redacted is what Redact puts in place of a secret.
+const Redacted = "[REDACTED]"
+
+// MinSecret is the length below which Redact leaves a "secret" alone: so
+// short a string protects nothing, and replacing every occurrence of it
+// would mangle the text.
+const MinSecret = 4
+
+// Redact returns s with every occurrence of each secret replaced by
+// Redacted, also in the two forms a server that echoes a request would
+// use: URL-encoded (a form body, a query) and escaped as in a JSON string.
+func Redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) < MinSecret {
+			continue
+		}
+		for _, form := range [...]string{sec, url.QueryEscape(sec), jsonEscaped(sec)} {
+			if strings.Contains(s, form) {
+				s = strings.ReplaceAll(s, form, Redacted)
+			}
+		}
+	}
+	return s
+}
+
+// jsonEscaped returns sec as it appears inside a JSON string.
+func jsonEscaped(sec string) string {
+	b, err := json.Marshal(sec)
+	if err != nil || len(b) < 2 {
+		return sec
+	}
+	return string(b[1 : len(b)-1])
+}
+
+// Scrub makes text from a backend safe to log, store or show: the secrets
+// redacted first (so that a cut can never leave half of one), then cleaned
+// and capped to max bytes as Clean does.
+func Scrub(s string, max int, secrets ...string) string {
+	return Clean(Redact(s, secrets...), max)
 }

@@ -1,6 +1,7 @@
 package text
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -59,4 +60,30 @@ func FuzzClean(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q", out, Clean(out, max))
 		}
 	})
+}
+
+func TestRedact(t *testing.T) {
+	const tok = "eyJhbGciOi.payload+/=secret\"x"
+	for _, in := range []string{
+		"token " + tok + " refused",
+		"form client_secret=" + url.QueryEscape(tok) + "&x=1",
+		`{"echo":"` + jsonEscaped(tok) + `"}`,
+	} {
+		got := Redact(in, tok)
+		assert.Contains(t, got, Redacted, "Redact(%q)", in)
+		assert.NotContains(t, got, "payload", "Redact(%q)", in)
+	}
+	assert.Equal(t, "abc abc", Redact("abc abc", "abc"), "a secret shorter than MinSecret is left alone")
+	assert.Equal(t, "no secret here", Redact("no secret here", "", "sekrit-value"))
+}
+
+func TestScrubRedactsBeforeCutting(t *testing.T) {
+	tok := strings.Repeat("S", 600)
+	// The token straddles the cut: redacting after cutting would leave
+	// its first part.
+	in := strings.Repeat("a", 200) + "\n" + tok + "\n" + strings.Repeat("b", 2000)
+	got := Scrub(in, 300, tok)
+	assert.NotContains(t, got, "SSSS")
+	assert.LessOrEqual(t, len(got), 300)
+	assert.NotContains(t, got, "\n")
 }

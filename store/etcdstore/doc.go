@@ -1,9 +1,9 @@
 // Package etcdstore is a crus.Store on etcd, for controllers that run as
 // several replicas: any replica can read and write any session, every
 // write is a compare-and-swap on the session's revision (a stale writer
-// loses instead of overwriting), and a [Replica] makes sure that exactly
-// one replica drives each session at a time, taking over within a lease
-// TTL when the one driving it dies.
+// loses instead of overwriting), and its leases (a crus.Leaser, for
+// crus.Driver) make sure that exactly one replica drives each session at a
+// time, taking over within a lease TTL when the one driving it dies.
 //
 // # Layout
 //
@@ -43,16 +43,19 @@
 //
 // # Replicas
 //
-// Every controller process makes a Store, an Executor writing through
-// that very Store, and a Replica, and runs it:
+// The Store is a crus.Leaser: every controller process makes a Store, an
+// Executor writing through that very Store, and a crus.Driver on both:
 //
 //	st, err := etcdstore.New(client, etcdstore.Config{Prefix: "/crus/"})
 //	ex, err := crus.NewExecutor(groups, manager, boot, crus.Config{Store: st})
-//	rep, err := etcdstore.NewReplica(st, ex, etcdstore.ReplicaConfig{TTL: 10 * time.Second})
-//	go rep.Run(ctx) // until shutdown
+//	d, err := crus.NewDriver(ex, st, crus.DriverConfig{TTL: 10 * time.Second})
+//	go d.Run(ctx) // until shutdown
 //
 // A session created by any of them (ex.Create) is driven by whichever
-// replica takes its leader key first; if that process dies, another takes
-// it over about TTL later and carries on from the record. Run is not to be
-// called by hand for sessions the replicas drive.
+// replica acquires its leader key first (a key bound to the replica's
+// etcd lease); every write of it is then fenced to that key, so that a
+// replica whose lease expired cannot write it any more (crus.ErrLeaseLost).
+// If that process dies, another takes the session over about TTL later
+// and carries on from the record. Run is not to be called by hand for
+// sessions the replicas drive.
 package etcdstore

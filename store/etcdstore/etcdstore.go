@@ -86,7 +86,7 @@ type Store struct {
 	// revision is not the one asked about, and Update rewrites more.
 	cache map[string]*cached
 	// fences holds, per session this process drives, the lease key that
-	// every write of it must still find (see Replica).
+	// every write of it must still find (see lease.go).
 	fences map[string]fence
 	// gzip keeps compressors for reuse: a new one allocates some hundreds
 	// of kilobytes of state.

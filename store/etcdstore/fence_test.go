@@ -11,7 +11,6 @@ import (
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/etcdtest"
-	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/store/storetest"
 )
 
@@ -76,23 +75,60 @@ func TestFencedWrites(t *testing.T) {
 	_, _ = c.Revoke(ctx, other.ID)
 }
 
-func TestReplicaConfig(t *testing.T) {
+// TestLeases: a lease acquires a free session and fences its writes to
+// itself; another lease cannot acquire it until it is released; a revoked
+// lease's sessions are free again, and its writes refused.
+func TestLeases(t *testing.T) {
+	ctx := context.Background()
 	c, prefix := etcdtest.Shared(t)
-	st, err := New(c, Config{Prefix: prefix})
+	a, err := New(c, Config{Prefix: prefix})
 	require.NoError(t, err)
-	_, err = NewReplica(nil, nil, ReplicaConfig{})
-	assert.Error(t, err)
-	cfg := ReplicaConfig{}.withDefaults()
-	assert.Equal(t, 10*time.Second, cfg.TTL)
-	assert.Equal(t, 2500*time.Millisecond, cfg.Margin)
-	assert.NotEmpty(t, cfg.Name)
-	w := fake.NewCluster(fake.ClusterOptions{Nodes: 1})
-	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{Store: st})
+	b, err := New(c, Config{Prefix: prefix})
 	require.NoError(t, err)
-	_, err = NewReplica(st, ex, ReplicaConfig{})
+	_, err = a.Grant(ctx, time.Second)
+	assert.Error(t, err, "below etcd's minimum TTL")
+
+	s := storetest.Session("s", 20)
+	require.NoError(t, a.CreateReserved(ctx, s))
+	active, err := b.Active(ctx)
 	require.NoError(t, err)
-	for _, bad := range []ReplicaConfig{{TTL: time.Second}, {TTL: 4 * time.Second, Margin: 2 * time.Second}, {TTL: -time.Second}} {
-		_, err := NewReplica(st, ex, bad)
-		assert.Error(t, err, "%+v", bad)
+	assert.Equal(t, []string{"s"}, active)
+
+	la, err := a.Grant(ctx, 60*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, 60*time.Second, la.TTL())
+	lb, err := b.Grant(ctx, 60*time.Second)
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := b.WatchFree(wctx)
+
+	ok, err := la.Acquire(ctx, "s")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = lb.Acquire(ctx, "s")
+	require.NoError(t, err)
+	assert.False(t, ok, "held by a")
+	require.NoError(t, la.KeepAlive(ctx))
+	s.Messages = append(s.Messages, "written by a")
+	require.NoError(t, a.Update(ctx, s))
+
+	require.NoError(t, la.Release(ctx, "s"))
+	select {
+	case id := <-free:
+		assert.Equal(t, "s", id, "the released session is announced")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice of the released session")
 	}
+	ok, err = lb.Acquire(ctx, "s")
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	fresh, err := b.Get(ctx, "s")
+	require.NoError(t, err)
+	require.NoError(t, lb.Revoke(ctx))
+	assert.ErrorIs(t, lb.KeepAlive(ctx), crus.ErrLeaseLost)
+	fresh.Messages = append(fresh.Messages, "after the revoke")
+	require.NoError(t, b.Update(ctx, fresh), "a revoked lease no longer fences: b writes by revision like any writer")
+	require.NoError(t, la.Revoke(ctx))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -114,7 +115,7 @@ func (c *CLI) runCmd(ctx context.Context, path string, args ...string) (stdout, 
 	defer cancel()
 	start := time.Now()
 	stdout, stderr, err = c.run(cctx, cmd)
-	c.log.LogAttrs(ctx, slog.LevelDebug, "slurm command", slog.String("cmd", cmd.String()),
+	c.log.LogAttrs(ctx, slog.LevelDebug, "slurm command", slog.String("cmd", text.Cap(cmd.String(), maxCommandText)),
 		slog.Duration("took", time.Since(start)), slog.Any("err", err))
 	switch {
 	case err == nil:
@@ -321,29 +322,48 @@ func reasonIs(n wlm.Node, reason string) bool {
 // Drain implements wlm.Manager with one `scontrol update NodeName=<hostlist>
 // State=DRAIN Reason=<reason>`. Draining a drained node replaces its
 // reason; draining a failed node makes it drained (Slurm clears FAIL).
+//
+// Control characters in reason become spaces; a reason longer than
+// MaxReason is refused per node (see MaxReason).
 func (c *CLI) Drain(ctx context.Context, names []string, reason string) error {
-	return c.set(ctx, names, "drain", reason, "DRAIN", func(n wlm.Node) bool { return n.Drain && reasonIs(n, reason) })
+	return c.set(ctx, names, "drain", reason, "DRAIN", func(n wlm.Node, reason string) bool { return n.Drain && reasonIs(n, reason) })
 }
 
 // Fail implements wlm.Manager with one `scontrol update NodeName=<hostlist>
 // State=FAIL Reason=<reason>`. Running jobs go on; the node takes no new
 // work until resumed.
+// The reason is cleaned and bounded as Drain's.
 func (c *CLI) Fail(ctx context.Context, names []string, reason string) error {
-	return c.set(ctx, names, "fail", reason, "FAIL", func(n wlm.Node) bool { return n.Fail && reasonIs(n, reason) })
+	return c.set(ctx, names, "fail", reason, "FAIL", func(n wlm.Node, reason string) bool { return n.Fail && reasonIs(n, reason) })
 }
 
-func (c *CLI) set(ctx context.Context, names []string, op, reason, state string, want func(wlm.Node) bool) error {
+// set runs the update; want tells whether a node is as asked, given the
+// reason as sent (cleaned).
+func (c *CLI) set(ctx context.Context, names []string, op, reason, state string, want func(wlm.Node, string) bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := validateReason(op, reason); err != nil {
+	reason, err := cleanReason(op, reason, names)
+	if err != nil {
 		return err
 	}
 	valid, errs := splitValid(names)
 	if len(valid) > 0 {
-		errs = append(errs, c.apply(ctx, valid, op, []string{"State=" + state, "Reason=" + reason}, want))
+		errs = append(errs, c.apply(ctx, valid, op, []string{"State=" + state, "Reason=" + scontrolReason(reason)}, func(n wlm.Node) bool { return want(n, reason) }))
 	}
 	return errors.Join(errs...)
+}
+
+// scontrolReason returns the value of Reason= that makes Slurm store
+// reason as it is: scontrol strips one double quote from the start and
+// one from the end of the value (seen with Slurm 22.05: a reason ending in
+// '"' lost it), so such a reason is sent between added quotes, which are
+// the ones stripped.
+func scontrolReason(reason string) string {
+	if strings.HasPrefix(reason, `"`) || strings.HasSuffix(reason, `"`) {
+		return `"` + reason + `"`
+	}
+	return reason
 }
 
 // needsResume reports whether State=RESUME applies to the node: Slurm
@@ -395,7 +415,12 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	if len(valid) == 0 {
 		return ends, errors.Join(errs...)
 	}
-	jobs, err := c.squeue(ctx, valid)
+	asked := make(map[string]bool, len(valid))
+	for _, n := range valid {
+		asked[n] = true
+	}
+	keep := func(name []byte) bool { return asked[string(name)] }
+	jobs, err := c.squeue(ctx, valid, keep)
 	if err != nil && refused(err) {
 		_, unknown, rerr := c.show(ctx, valid)
 		if rerr != nil {
@@ -406,17 +431,16 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 		}
 		errs = append(errs, notFound(unknown)...)
 		valid = slices.DeleteFunc(valid, func(n string) bool { return slices.Contains(unknown, n) })
+		for _, n := range unknown {
+			delete(asked, n)
+		}
 		jobs, err = nil, nil
 		if len(valid) > 0 {
-			jobs, err = c.squeue(ctx, valid)
+			jobs, err = c.squeue(ctx, valid, keep)
 		}
 	}
 	if err != nil {
 		return nil, err
-	}
-	asked := make(map[string]bool, len(valid))
-	for _, n := range valid {
-		asked[n] = true
 	}
 	for _, j := range jobs {
 		// A running job always has an EndTime in Slurm (an unlimited one
@@ -433,7 +457,10 @@ func (c *CLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time
 	return ends, errors.Join(errs...)
 }
 
-func (c *CLI) squeue(ctx context.Context, names []string) ([]queuedJob, error) {
+// squeue lists the jobs on the named nodes, with only the nodes keep
+// accepts (the adapter asks for a step's nodes, but a job's node list
+// names all of its nodes).
+func (c *CLI) squeue(ctx context.Context, names []string, keep func([]byte) bool) ([]queuedJob, error) {
 	var jobs []queuedJob
 	for _, hl := range c.chunks(names) {
 		stdout, _, err := c.runCmd(ctx, c.cfg.Squeue, "--noheader", "--all", "--states=RUNNING,COMPLETING,SUSPENDED",
@@ -441,7 +468,7 @@ func (c *CLI) squeue(ctx context.Context, names []string) ([]queuedJob, error) {
 		if err != nil {
 			return nil, err
 		}
-		js, err := parseSqueue(stdout)
+		js, err := parseSqueue(stdout, keep)
 		if err != nil {
 			return nil, err
 		}

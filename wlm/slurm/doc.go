@@ -16,6 +16,17 @@
 //
 //	m, err := slurm.NewCLI(slurm.Config{SlurmConf: "/etc/slurm/slurm.conf"})
 //
+// # Reasons
+//
+// A drain or fail reason is cleaned before it is sent: control characters
+// (a traceback's newlines and tabs) become spaces and runs of blanks
+// collapse, so a reason from a backend's error message is taken, not
+// refused. A reason longer than [MaxReason] bytes is refused for each node
+// of the call with wlm.ErrInvalidArgument (permanent): Linux refuses any
+// single argument over 128 KiB, and such a command could never run. A
+// reason that starts or ends with a double quote is quoted again, since
+// scontrol strips one at each end.
+//
 // # slurmrestd
 //
 // [REST] reads nodes and jobs over HTTP with JWT authentication

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -20,29 +22,75 @@ import (
 //     words, base and flags together; times are objects
 //     {"set":bool,"infinite":bool,"number":seconds}.
 
-// stateWords is a "state" field: one word or a list of them.
+// stateWords is a "state" field: one word or a list of them, at most
+// maxStateWords (Slurm has about twenty state flags), so that a list of
+// millions of empty strings cannot make decoding allocate without bound.
 type stateWords []string
 
+const maxStateWords = 64
+
 func (s *stateWords) UnmarshalJSON(b []byte) error {
+	// The decoder has checked that b is one JSON value; read it without
+	// a decoder of its own, which would cost more than the words.
 	b = bytes.TrimSpace(b)
 	switch {
 	case bytes.Equal(b, []byte("null")):
 		*s = nil
 		return nil
 	case len(b) > 0 && b[0] == '"':
-		var one string
-		if err := json.Unmarshal(b, &one); err != nil {
+		w, _, err := jsonString(b)
+		if err != nil {
 			return err
 		}
-		*s = stateWords{one}
+		*s = stateWords{w}
 		return nil
+	case len(b) == 0 || b[0] != '[':
+		return fmt.Errorf("state: want a string or a list of strings, got %q", text.Cap(string(b), 40))
 	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return fmt.Errorf("state: want a string or a list of strings, got %.40s", b)
+	var words stateWords
+	rest := bytes.TrimLeft(b[1:], " \t\r\n")
+	for len(rest) > 0 && rest[0] != ']' {
+		if len(words) == maxStateWords {
+			return fmt.Errorf("state: more than %d words", maxStateWords)
+		}
+		if rest[0] != '"' {
+			return fmt.Errorf("state: want a list of strings, got %q", text.Cap(string(b), 40))
+		}
+		w, n, err := jsonString(rest)
+		if err != nil {
+			return err
+		}
+		words = append(words, w)
+		rest = bytes.TrimLeft(rest[n:], " \t\r\n")
+		if len(rest) > 0 && rest[0] == ',' {
+			rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		}
 	}
-	*s = many
+	*s = words
 	return nil
+}
+
+// jsonString reads the JSON string at the start of b (valid JSON): its
+// value and its length in b.
+func jsonString(b []byte) (string, int, error) {
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return string(b[1:i]), i + 1, nil
+			}
+			var w string
+			if err := json.Unmarshal(b[:i+1], &w); err != nil {
+				return "", 0, err
+			}
+			return w, i + 1, nil
+		}
+	}
+	return "", 0, fmt.Errorf("state: unterminated string")
 }
 
 // unixTime is a time field: Unix seconds, or a no_val object. Zero,
@@ -126,7 +174,7 @@ func containsString(list []string, s string) bool {
 type jsonNode struct {
 	Name            string     `json:"name"`
 	State           stateWords `json:"state"`
-	StateFlags      []string   `json:"state_flags"`
+	StateFlags      stateWords `json:"state_flags"`
 	Reason          string     `json:"reason"`
 	ReasonChangedAt unixTime   `json:"reason_changed_at"`
 	ReasonSetBy     string     `json:"reason_set_by_user"`
@@ -153,27 +201,51 @@ func (j jsonNode) node() wlm.Node {
 	return n
 }
 
-// nodesResponse is GET /slurm/vX/nodes (and /node/{name}) or `sinfo --json`.
-type nodesResponse struct {
-	Errors []apiError `json:"errors"`
-	Nodes  []jsonNode `json:"nodes"`
-}
+// The decoders below read a document one element at a time from a
+// stream: what they allocate is bounded by the largest single node or job
+// record and by what they keep (the nodes asked about), not by the size of
+// the answer. A document of a hundred thousand nodes is over 120 MB (see
+// maxBody); decoding it whole used to allocate many times that.
 
-// parseNodesJSON reads a nodes document. It returns the nodes and the
-// errors the document reports.
-func parseNodesJSON(b []byte) ([]wlm.Node, []apiError, error) {
-	var r nodesResponse
-	if err := json.Unmarshal(b, &r); err != nil {
+// maxDocErrors bounds the entries of an "errors" list that are kept.
+const maxDocErrors = 8
+
+// decodeNodes reads a nodes document (GET /slurm/vX/nodes, or `sinfo
+// --json`) and returns the named nodes keep accepts (nil: all), and the
+// errors the document reports (at most maxDocErrors; the rest are counted
+// in a last entry).
+func decodeNodes(rd io.Reader, keep func(name string) bool) ([]wlm.Node, []apiError, error) {
+	dec := json.NewDecoder(rd)
+	var nodes []wlm.Node
+	var errs docErrors
+	err := walkObject(dec, func(key string) error {
+		switch key {
+		case "nodes":
+			var j jsonNode
+			return eachElement(dec, func() error {
+				j = jsonNode{}
+				if err := dec.Decode(&j); err != nil {
+					return err
+				}
+				if j.Name != "" && (keep == nil || keep(j.Name)) {
+					nodes = append(nodes, j.node())
+				}
+				return nil
+			})
+		case "errors":
+			return errs.decode(dec)
+		}
+		return dec.Decode(&skipValue{})
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("slurm: reading nodes JSON: %w", err)
 	}
-	nodes := make([]wlm.Node, 0, len(r.Nodes))
-	for _, j := range r.Nodes {
-		if j.Name == "" {
-			continue
-		}
-		nodes = append(nodes, j.node())
-	}
-	return nodes, r.Errors, nil
+	return nodes, errs.list(), nil
+}
+
+// parseNodesJSON reads a whole nodes document held in memory.
+func parseNodesJSON(b []byte) ([]wlm.Node, []apiError, error) {
+	return decodeNodes(bytes.NewReader(b), nil)
 }
 
 // jsonJob holds the fields of a job that crus reads.
@@ -184,40 +256,158 @@ type jsonJob struct {
 	Nodes    string      `json:"nodes"`
 }
 
-// jobsResponse is GET /slurm/vX/jobs or `squeue --json`.
-type jobsResponse struct {
-	Errors []apiError `json:"errors"`
-	Jobs   []jsonJob  `json:"jobs"`
-}
-
 // activeJobStates are the job states in which a job holds its nodes.
 var activeJobStates = map[string]bool{"RUNNING": true, "COMPLETING": true, "SUSPENDED": true}
 
-// parseJobsJSON reads a jobs document and returns the jobs that hold
-// nodes (running, completing or suspended), with their nodes expanded.
-func parseJobsJSON(b []byte) ([]queuedJob, []apiError, error) {
-	var r jobsResponse
-	if err := json.Unmarshal(b, &r); err != nil {
+// decodeJobs reads a jobs document (GET /slurm/vX/jobs, or `squeue
+// --json`) and returns the jobs that hold nodes (running, completing or
+// suspended), with the nodes keep accepts (nil: all; jobs left with none
+// are dropped when keep is set). The node lists of all jobs share one
+// expansion budget (see MaxHostlistExpansion).
+func decodeJobs(rd io.Reader, keep func(name []byte) bool) ([]queuedJob, []apiError, error) {
+	dec := json.NewDecoder(rd)
+	var jobs []queuedJob
+	var errs docErrors
+	e := newExpander()
+	err := walkObject(dec, func(key string) error {
+		switch key {
+		case "jobs":
+			var j jsonJob
+			return eachElement(dec, func() error {
+				j = jsonJob{}
+				if err := dec.Decode(&j); err != nil {
+					return err
+				}
+				state := ""
+				for _, w := range j.JobState {
+					if w = strings.ToUpper(w); activeJobStates[w] {
+						state = w
+					}
+				}
+				if state == "" {
+					return nil
+				}
+				nodes, err := e.keep(j.Nodes, keep)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", text.Cap(j.JobID.String(), 40), err)
+				}
+				if keep == nil || len(nodes) > 0 {
+					jobs = append(jobs, queuedJob{ID: j.JobID.String(), State: state, End: time.Time(j.EndTime), Nodes: nodes})
+				}
+				return nil
+			})
+		case "errors":
+			return errs.decode(dec)
+		}
+		return dec.Decode(&skipValue{})
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("slurm: reading jobs JSON: %w", err)
 	}
-	var jobs []queuedJob
-	for _, j := range r.Jobs {
-		state := ""
-		active := false
-		for _, w := range j.JobState {
-			w = strings.ToUpper(w)
-			if activeJobStates[w] {
-				active, state = true, w
-			}
-		}
-		if !active {
-			continue
-		}
-		nodes, err := ExpandHostlist(j.Nodes)
-		if err != nil {
-			return nil, r.Errors, fmt.Errorf("slurm: job %s: %w", j.JobID, err)
-		}
-		jobs = append(jobs, queuedJob{ID: j.JobID.String(), State: state, End: time.Time(j.EndTime), Nodes: nodes})
-	}
-	return jobs, r.Errors, nil
+	return jobs, errs.list(), nil
 }
+
+// parseJobsJSON reads a whole jobs document held in memory.
+func parseJobsJSON(b []byte) ([]queuedJob, []apiError, error) {
+	return decodeJobs(bytes.NewReader(b), nil)
+}
+
+// docErrors collects a document's "errors" list: the first maxDocErrors
+// entries, cleaned and capped, and the number of the others.
+type docErrors struct {
+	kept  []apiError
+	extra int
+}
+
+func (d *docErrors) decode(dec *json.Decoder) error {
+	return eachElement(dec, func() error {
+		if len(d.kept) == maxDocErrors {
+			d.extra++
+			return dec.Decode(&skipValue{})
+		}
+		var e apiError
+		if err := dec.Decode(&e); err != nil {
+			return err
+		}
+		d.kept = append(d.kept, e)
+		return nil
+	})
+}
+
+func (d *docErrors) list() []apiError {
+	out := scrubErrors(d.kept, "")
+	if d.extra > 0 {
+		out = append(out, apiError{Error: fmt.Sprintf("and %d more errors", d.extra)})
+	}
+	return out
+}
+
+// walkObject reads a JSON object from dec and calls field with each key;
+// field must read the key's value. A null document is an empty object.
+func walkObject(dec *json.Decoder, field func(key string) error) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t == nil {
+		return nil
+	}
+	if d, ok := t.(json.Delim); !ok || d != '{' {
+		return fmt.Errorf("want an object, got %s", kindOf(t))
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if err := field(key); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// eachElement reads a JSON list (or null) from dec and calls elem for each
+// element; elem must read it.
+func eachElement(dec *json.Decoder, elem func() error) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t == nil {
+		return nil
+	}
+	if d, ok := t.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("want a list, got %s", kindOf(t))
+	}
+	for dec.More() {
+		if err := elem(); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// kindOf names the kind of a JSON token, for errors (never its text,
+// which may be anything of any size).
+func kindOf(t json.Token) string {
+	switch t := t.(type) {
+	case json.Delim:
+		return string(t)
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "a number"
+}
+
+// skipValue reads a JSON value and keeps nothing of it.
+type skipValue struct{}
+
+func (*skipValue) UnmarshalJSON([]byte) error { return nil }

@@ -1,10 +1,12 @@
 package slurm
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -40,17 +42,41 @@ func splitValid(names []string) (valid []string, refused []error) {
 	return valid, refused
 }
 
-// validateReason checks a drain or fail reason: not empty, one line, no
-// control characters (a newline would end the reason in scontrol's output
-// and start a forged field).
-func validateReason(op, reason string) error {
-	if reason == "" {
-		return fmt.Errorf("%w: %s needs a reason", wlm.ErrInvalidArgument, op)
-	}
-	for _, r := range reason {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: %s reason %q contains a control character", wlm.ErrInvalidArgument, op, reason)
+// MaxReason is the longest drain or fail reason, in bytes once cleaned,
+// that the adapters pass on to Slurm. A longer one is refused for every
+// node of the call, with a *batch.NodeError wrapping
+// wlm.ErrInvalidArgument (permanent): retrying cannot make it shorter.
+//
+// Why a bound: Linux refuses any single argument over 128 KiB
+// (MAX_ARG_STRLEN), so a longer reason was a command that could never run,
+// an error of the whole call, and crus retried it forever. 1 KiB is far
+// above what anyone reads in `sinfo -R` and leaves room for crus's prefix;
+// callers cap the whole reason to it (the core caps to
+// internal/text.MaxReason, which a test keeps no larger).
+const MaxReason = wlm.MaxReason
+
+// cleanReason returns the reason as the adapters send it: on one line, with
+// control characters (a traceback's newlines and tabs, which scontrol would
+// take as the end of the reason) made spaces and runs of blanks collapsed.
+// An empty reason is an error matching wlm.ErrInvalidArgument for the
+// whole call; a reason longer than MaxReason is that error for each of the
+// named nodes.
+func cleanReason(op, reason string, names []string) (string, error) {
+	clean := text.Clean(reason, 0)
+	switch {
+	case clean == "":
+		return "", fmt.Errorf("%w: %s needs a reason", wlm.ErrInvalidArgument, op)
+	case len(clean) > MaxReason:
+		err := fmt.Errorf("%w: %s reason of %d bytes is longer than the %d the Slurm adapters take: %s",
+			wlm.ErrInvalidArgument, op, len(clean), MaxReason, text.Cap(clean, 120))
+		errs := make([]error, 0, len(names))
+		for _, n := range names {
+			errs = append(errs, &batch.NodeError{Node: n, Err: err})
 		}
+		if len(errs) == 0 {
+			return "", err
+		}
+		return "", errors.Join(errs...)
 	}
-	return nil
+	return clean, nil
 }

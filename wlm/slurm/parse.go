@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -235,8 +236,13 @@ type queuedJob struct {
 }
 
 // parseSqueue parses squeue output in squeueFormat (with -h: no header).
-func parseSqueue(out []byte) ([]queuedJob, error) {
+// Each job's nodes are the ones keep accepts (nil: all of them); jobs left
+// with none are dropped when keep is set. The node lists of all lines
+// share one expansion budget (see MaxHostlistExpansion), and a name keep
+// refuses is never allocated.
+func parseSqueue(out []byte, keep func(name []byte) bool) ([]queuedJob, error) {
 	var jobs []queuedJob
+	e := newExpander()
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -246,15 +252,18 @@ func parseSqueue(out []byte) ([]queuedJob, error) {
 		}
 		f := strings.SplitN(line, "|", 4)
 		if len(f) != 4 {
-			return nil, fmt.Errorf("slurm: squeue line %q is not in the format %q", line, squeueFormat)
+			return nil, fmt.Errorf("slurm: squeue line %q is not in the format %q", text.Cap(line, 200), squeueFormat)
 		}
 		end, ok := parseTime(f[2])
 		if !ok {
-			return nil, fmt.Errorf("slurm: squeue line %q: end time %q", line, f[2])
+			return nil, fmt.Errorf("slurm: squeue line %q: end time %q", text.Cap(line, 200), text.Cap(f[2], 40))
 		}
-		nodes, err := ExpandHostlist(f[3])
+		nodes, err := e.keep(f[3], keep)
 		if err != nil {
-			return nil, fmt.Errorf("slurm: squeue line %q: %w", line, err)
+			return nil, fmt.Errorf("slurm: squeue job %s: %w", text.Cap(f[0], 40), err)
+		}
+		if keep != nil && len(nodes) == 0 {
+			continue
 		}
 		jobs = append(jobs, queuedJob{ID: f[0], State: f[1], End: end, Nodes: nodes})
 	}

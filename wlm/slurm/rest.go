@@ -22,7 +22,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/crus-go/crus/auth"
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -63,7 +65,9 @@ type RESTConfig struct {
 	// front). Empty means the system's roots. Ignored if HTTPClient is set.
 	CAFile string
 	// HTTPClient makes the requests. Nil means a client of its own with
-	// CAFile's roots (TLS 1.2 at least).
+	// CAFile's roots (TLS 1.2 at least). Either way redirects are never
+	// followed (an answer 3xx is an error matching auth.ErrRedirect, and
+	// the token goes nowhere else); HTTPClient itself is not changed.
 	HTTPClient *http.Client
 	// Timeout bounds each request. Default 1m.
 	Timeout time.Duration
@@ -89,7 +93,9 @@ func (c RESTConfig) Validate() error {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL: %w", err))
 	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must be http:// or https:// with a host", c.URL))
+		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must be http:// or https:// with a host", u.Redacted()))
+	case u.User != nil:
+		errs = append(errs, fmt.Errorf("slurm: RESTConfig.URL %q must not hold user info: set User and Token", u.Redacted()))
 	}
 	if c.Version != "" && !versionRE.MatchString(c.Version) {
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.Version %q is not an API version such as v0.0.38", c.Version))
@@ -104,6 +110,34 @@ func (c RESTConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("slurm: RESTConfig.User %q contains a control character", c.User))
 	}
 	return errors.Join(errs...)
+}
+
+// String shows the settings, never a credential: the token source is only
+// said to be set or not.
+func (c RESTConfig) String() string {
+	tok := "none"
+	if c.Token != nil {
+		tok = "set"
+	}
+	return fmt.Sprintf("slurm.RESTConfig{URL: %q, Version: %q, User: %q, Token: %s, CAFile: %q}", redactURL(c.URL), c.Version, c.User, tok, c.CAFile)
+}
+
+// GoString is String.
+func (c RESTConfig) GoString() string { return c.String() }
+
+// LogValue shows the settings, never a credential.
+func (c RESTConfig) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", redactURL(c.URL)), slog.String("version", c.Version),
+		slog.String("user", c.User), slog.Bool("token", c.Token != nil), slog.String("ca_file", c.CAFile))
+}
+
+// redactURL hides a password a URL may hold.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return text.Clean(s, 200)
+	}
+	return u.Redacted()
 }
 
 var versionRE = regexp.MustCompile(`^v0\.0\.([0-9]{2})$`)
@@ -161,7 +195,11 @@ func NewREST(cfg RESTConfig) (*REST, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if r.client == nil {
+	if r.client != nil {
+		// Copied, not changed: the caller's client may follow redirects
+		// for its own requests.
+		r.client = auth.RefuseRedirects(r.client)
+	} else {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
@@ -176,17 +214,58 @@ func NewREST(cfg RESTConfig) (*REST, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		r.client = &http.Client{Transport: tr}
+		r.client = auth.RefuseRedirects(&http.Client{Transport: tr})
 	}
 	return r, nil
 }
 
+// String shows the adapter's configuration, never a credential.
+func (r *REST) String() string { return "slurm.REST(" + r.cfg.String() + ")" }
+
+// GoString is String.
+func (r *REST) GoString() string { return r.String() }
+
+// LogValue shows the adapter's configuration, never a credential.
+func (r *REST) LogValue() slog.Value { return r.cfg.LogValue() }
+
 // ReportsBootTime implements wlm.BootTimeReporter.
 func (r *REST) ReportsBootTime() bool { return true }
 
-// maxBody bounds a response body: GET /nodes of a 100,000-node machine is
-// about 150 MB.
-const maxBody = 512 << 20
+// maxBody bounds the body of a 200 answer. GET /slurm/v0.0.38/nodes of a
+// real slurmrestd (Slurm 22.05) answers 1,221 bytes a node, measured with
+// 1,000 and 10,000 nodes defined (12,210,286 bytes): 122 MB for 100,000
+// (a slurmctld of 100,000 nodes does not run on a test machine). Real
+// nodes' longer OS, feature and reason strings add some: 256 MiB leaves
+// twice that. Answers are decoded as they stream in, one record at a
+// time, so memory does not grow with this bound.
+const maxBody = 256 << 20
+
+// errTooLarge is the error of reading an answer past maxBody.
+var errTooLarge = fmt.Errorf("answer larger than %d bytes", maxBody)
+
+// capReader reads at most n bytes of r, then fails with errTooLarge.
+type capReader struct {
+	r    io.Reader
+	n    int64
+	read int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.read >= c.n {
+		// One byte more tells a body of exactly n bytes from a longer one.
+		var one [1]byte
+		if k, _ := c.r.Read(one[:]); k > 0 {
+			return 0, errTooLarge
+		}
+		return c.r.Read(p)
+	}
+	if left := c.n - c.read; int64(len(p)) > left {
+		p = p[:left]
+	}
+	k, err := c.r.Read(p)
+	c.read += int64(k)
+	return k, err
+}
 
 // httpError is a response other than 200.
 type httpError struct {
@@ -208,18 +287,21 @@ func (e *httpError) Error() string {
 	return fmt.Sprintf("slurm: slurmrestd %s %s: %d %s: %s", e.method, e.path, e.status, http.StatusText(e.status), detail)
 }
 
-// do makes one request and returns the body of a 200 answer. Other answers
-// are *httpError values, wrapped with ErrAuth when they are about
-// credentials; transport failures and cancellation are returned as such.
-func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, error) {
+// do makes one request and passes the body of a 200 answer to read (nil:
+// the body is not read) as a stream of at most maxBody bytes, within the
+// request's timeout. Other answers are *httpError values, wrapped with
+// ErrAuth when they are about credentials; transport failures and
+// cancellation are returned as such. No error, read's included, shows
+// the token.
+func (r *REST) do(ctx context.Context, method, path string, body any, read func(io.Reader) error) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -229,7 +311,7 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	u.Path += path
 	req, err := http.NewRequestWithContext(cctx, method, u.String(), rd)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -241,52 +323,120 @@ func (r *REST) do(ctx context.Context, method, path string, body any) ([]byte, e
 	var token string
 	if r.cfg.Token != nil {
 		if token, err = r.cfg.Token(ctx); err != nil {
-			return nil, fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
+			return fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
 		}
 		req.Header.Set("X-SLURM-USER-TOKEN", token)
 	}
 	start := time.Now()
 	resp, err := r.client.Do(req)
 	if err != nil {
-		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path), slog.Any("err", err))
+		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path), slog.Any("err", scrub(err, token)))
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
 		}
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, err)
+		if re, ok := auth.AsRedirect(err); ok {
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, re)
+		}
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if resp.StatusCode != http.StatusOK {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
+			slog.Int("status", resp.StatusCode), slog.Int("bytes", len(b)), slog.Duration("took", time.Since(start)))
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+		}
+		return r.refusal(method, path, resp.StatusCode, b, token)
+	}
+	cr := &capReader{r: resp.Body, n: maxBody}
+	if read != nil {
+		err = read(cr)
+	} else {
+		// Read a little, so that the connection can serve the next
+		// request; the answer of a write says nothing crus needs.
+		_, _ = io.Copy(io.Discard, io.LimitReader(cr, maxErrorBody))
+	}
 	r.log.LogAttrs(ctx, slog.LevelDebug, "slurmrestd request", slog.String("method", method), slog.String("path", path),
-		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(b)), slog.Duration("took", time.Since(start)))
+		slog.Int("status", resp.StatusCode), slog.Int64("bytes", cr.read), slog.Duration("took", time.Since(start)))
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
+	case err != nil && cctx.Err() != nil:
+		return fmt.Errorf("slurm: slurmrestd %s %s: no whole answer within %s: %w", method, path, r.cfg.Timeout, cctx.Err())
 	case err != nil:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: reading the answer: %w", method, path, err)
-	case len(b) > maxBody:
-		return nil, fmt.Errorf("slurm: slurmrestd %s %s: answer larger than %d bytes", method, path, maxBody)
-	case resp.StatusCode == http.StatusOK:
-		return b, nil
+		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
-	he := &httpError{method: method, path: path, status: resp.StatusCode}
+	return nil
+}
+
+// refusal turns an answer other than 200 into an error: an *httpError
+// holding slurmrestd's errors (or the body's text), redacted, cleaned and
+// capped, wrapped with ErrAuth when it is about credentials.
+func (r *REST) refusal(method, path string, status int, b []byte, token string) error {
+	he := &httpError{method: method, path: path, status: status}
 	var env struct {
 		Errors []apiError `json:"errors"`
 	}
 	if json.Unmarshal(b, &env) == nil {
-		he.errs = env.Errors
+		he.errs = scrubErrors(env.Errors, token)
 	}
 	if len(he.errs) == 0 {
-		he.body = strings.TrimSpace(string(b[:min(len(b), 300)]))
+		he.body = text.Scrub(string(b), text.MaxDetail, token)
 	}
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("%w (user %q, token %s): %w", ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
-	case resp.StatusCode == http.StatusInternalServerError && unspecified(he.errs):
-		return nil, fmt.Errorf("%w, or slurmctld is unreachable: slurmrestd answers 500 \"Unspecified error\" for both (user %q, token %s): %w",
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return fmt.Errorf("%w (user %q, token %s): %w", ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
+	case status == http.StatusInternalServerError && unspecified(he.errs):
+		return fmt.Errorf("%w, or slurmctld is unreachable: slurmrestd answers 500 \"Unspecified error\" for both (user %q, token %s): %w",
 			ErrAuth, r.cfg.User, describeToken(token, r.cfg.Token != nil), he)
 	}
-	return nil, he
+	return he
 }
+
+// maxErrorBody bounds the body of an answer other than 200 that is read:
+// slurmrestd's error lists are a few hundred bytes.
+const maxErrorBody = 64 << 10
+
+// maxAPIErrors bounds the entries of an "errors" list kept for a message.
+const maxAPIErrors = 8
+
+// scrubErrors keeps the first maxAPIErrors entries, their text redacted,
+// cleaned and capped, and notes how many were left out.
+func scrubErrors(errs []apiError, token string) []apiError {
+	n := len(errs)
+	if n > maxAPIErrors {
+		errs = errs[:maxAPIErrors]
+	}
+	out := make([]apiError, len(errs), len(errs)+1)
+	for i, e := range errs {
+		e.Error = text.Scrub(e.Error, 512, token)
+		e.Description = text.Scrub(e.Description, 512, token)
+		e.Source = text.Scrub(e.Source, 128, token)
+		out[i] = e
+	}
+	if n > maxAPIErrors {
+		out = append(out, apiError{Error: fmt.Sprintf("and %d more errors", n-maxAPIErrors)})
+	}
+	return out
+}
+
+// scrub hides the token in an error's text, keeping the error matchable
+// (errors.Is and errors.As see the original).
+func scrub(err error, token string) error {
+	if err == nil || len(token) < text.MinSecret || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	return redacted{err, token}
+}
+
+type redacted struct {
+	err   error
+	token string
+}
+
+func (e redacted) Error() string { return text.Redact(e.err.Error(), e.token) }
+func (e redacted) Unwrap() error { return e.err }
 
 // unspecified reports whether the errors are only Slurm's "Unspecified
 // error" (errno -1), as 22.05 answers for a refused token.
@@ -325,26 +475,35 @@ func describeToken(tok string, configured bool) string {
 	return "valid until " + exp.Format(time.RFC3339) + " unless signed with another key"
 }
 
-// nodes reads every node: GET /slurm/vX/nodes.
-func (r *REST) nodes(ctx context.Context) (map[string]wlm.Node, error) {
+// nodes reads the named nodes (among every node: GET /slurm/vX/nodes, as
+// slurmrestd has no filtered list). Only those are kept while the answer
+// is decoded.
+func (r *REST) nodes(ctx context.Context, names []string) (map[string]wlm.Node, error) {
 	v, err := r.Version(ctx)
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.do(ctx, http.MethodGet, "/slurm/"+v+"/nodes", nil)
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := make(map[string]wlm.Node, len(names))
+	path := "/slurm/" + v + "/nodes"
+	err = r.do(ctx, http.MethodGet, path, nil, func(rd io.Reader) error {
+		list, errs, err := decodeNodes(rd, func(name string) bool { return want[name] })
+		if err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("the answer reports errors: %v", errs)
+		}
+		for _, n := range list {
+			out[n.Name] = n
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	list, errs, err := parseNodesJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("slurm: slurmrestd GET /slurm/%s/nodes reported errors: %v", v, errs)
-	}
-	out := make(map[string]wlm.Node, len(list))
-	for _, n := range list {
-		out[n.Name] = n
 	}
 	return out, nil
 }
@@ -358,7 +517,7 @@ func (r *REST) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	if len(valid) == 0 {
 		return nil, errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +544,7 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 	if len(valid) == 0 {
 		return ends, errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return nil, err
 	}
@@ -402,16 +561,20 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.do(ctx, http.MethodGet, "/slurm/"+v+"/jobs", nil)
+	var jobs []queuedJob
+	err = r.do(ctx, http.MethodGet, "/slurm/"+v+"/jobs", nil, func(rd io.Reader) error {
+		got, jerrs, err := decodeJobs(rd, func(name []byte) bool { return asked[string(name)] })
+		if err != nil {
+			return err
+		}
+		if len(jerrs) > 0 {
+			return fmt.Errorf("the answer reports errors: %v", jerrs)
+		}
+		jobs = got
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	jobs, jerrs, err := parseJobsJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(jerrs) > 0 {
-		return nil, fmt.Errorf("slurm: slurmrestd GET /slurm/%s/jobs reported errors: %v", v, jerrs)
 	}
 	for _, j := range jobs {
 		if j.End.IsZero() {
@@ -428,9 +591,10 @@ func (r *REST) JobEnds(ctx context.Context, names []string) (map[string]time.Tim
 
 // Drain implements wlm.Manager: through Fallback on v0.0.38 and older,
 // else GET /nodes and one POST /node/{name} {"state":["DRAIN"],"reason"}
-// per known node.
+// per known node. The reason is cleaned and bounded as CLI.Drain's.
 func (r *REST) Drain(ctx context.Context, names []string, reason string) error {
-	if err := validateReason("drain", reason); err != nil {
+	reason, err := cleanReason("drain", reason, names)
+	if err != nil {
 		return err
 	}
 	return r.write(ctx, names, "drain", updateNode{State: []string{"DRAIN"}, Reason: reason},
@@ -439,7 +603,8 @@ func (r *REST) Drain(ctx context.Context, names []string, reason string) error {
 
 // Fail implements wlm.Manager like Drain, with state FAIL.
 func (r *REST) Fail(ctx context.Context, names []string, reason string) error {
-	if err := validateReason("fail", reason); err != nil {
+	reason, err := cleanReason("fail", reason, names)
+	if err != nil {
 		return err
 	}
 	return r.write(ctx, names, "fail", updateNode{State: []string{"FAIL"}, Reason: reason},
@@ -478,7 +643,7 @@ func (r *REST) write(ctx context.Context, names []string, op string, body update
 	if len(valid) == 0 {
 		return errors.Join(errs...)
 	}
-	all, err := r.nodes(ctx)
+	all, err := r.nodes(ctx, valid)
 	if err != nil {
 		return err
 	}
@@ -499,7 +664,7 @@ func (r *REST) write(ctx context.Context, names []string, op string, body update
 	g.SetLimit(r.cfg.MaxConcurrentWrites)
 	for _, n := range todo {
 		g.Go(func() error {
-			_, err := r.do(gctx, http.MethodPost, "/slurm/"+v+"/node/"+url.PathEscape(n), body)
+			err := r.do(gctx, http.MethodPost, "/slurm/"+v+"/node/"+url.PathEscape(n), body, nil)
 			if err == nil {
 				return nil
 			}
@@ -537,13 +702,13 @@ func (r *REST) Version(ctx context.Context) (string, error) {
 	if v != "" {
 		return v, nil
 	}
-	b, err := r.do(ctx, http.MethodGet, "/openapi/v3", nil)
+	var offered []string
+	err := r.do(ctx, http.MethodGet, "/openapi/v3", nil, func(rd io.Reader) (err error) {
+		offered, err = offeredVersions(rd)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("slurm: discovering the API version: %w", err)
-	}
-	offered, err := offeredVersions(b)
-	if err != nil {
-		return "", err
 	}
 	for _, k := range knownVersions {
 		if slices.Contains(offered, k) {
@@ -561,19 +726,24 @@ func (r *REST) Version(ctx context.Context) (string, error) {
 var nodesPathRE = regexp.MustCompile(`^/slurm/(v0\.0\.[0-9]+)/nodes/?$`)
 
 // offeredVersions lists the API versions whose /slurm/vX/nodes the
-// OpenAPI document describes.
-func offeredVersions(doc []byte) ([]string, error) {
-	var d struct {
-		Paths map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil {
-		return nil, fmt.Errorf("slurm: reading /openapi/v3: %w", err)
-	}
+// OpenAPI document describes, reading it as a stream and keeping only the
+// path names.
+func offeredVersions(rd io.Reader) ([]string, error) {
+	dec := json.NewDecoder(rd)
 	var out []string
-	for p := range d.Paths {
-		if m := nodesPathRE.FindStringSubmatch(p); m != nil && !slices.Contains(out, m[1]) {
-			out = append(out, m[1])
+	err := walkObject(dec, func(key string) error {
+		if key != "paths" {
+			return dec.Decode(&skipValue{})
 		}
+		return walkObject(dec, func(p string) error {
+			if m := nodesPathRE.FindStringSubmatch(p); m != nil && !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+			return dec.Decode(&skipValue{})
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("slurm: reading /openapi/v3: %w", err)
 	}
 	slices.Sort(out)
 	return out, nil

@@ -1,0 +1,131 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/crus-go/crus/batch"
+)
+
+// act carries out one action and reports what came of it. Nodes in failed
+// that the action must skip are left out; nodes it fails for are added.
+func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]bool) (ActionResult, error) {
+	res := ActionResult{Action: a}
+	for _, x := range a.Nodes {
+		if !a.SkipFailed || !failed[x] {
+			res.Nodes = append(res.Nodes, x)
+		}
+	}
+	if len(res.Nodes) == 0 {
+		return res, nil
+	}
+	names := func() []string { return r.names.names(res.Nodes) }
+	byWLMName := r.names.byXName
+	what := string(a.Kind)
+	var err error
+	switch a.Kind {
+	case ActAddMembers:
+		res.PerNode, err = e.call(ctx, what, func() error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
+	case ActRemoveMembers:
+		res.PerNode, err = e.call(ctx, what, func() error { return e.groups.RemoveMembers(ctx, a.Label, res.Nodes) })
+	case ActDrain:
+		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Drain(ctx, names(), a.Reason) }))
+	case ActResume:
+		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Resume(ctx, names()) }))
+	case ActFail:
+		// Both halves, always: a node refused by one is still failed by
+		// the other.
+		inGroup, gerr := e.call(ctx, what, func() error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
+		inWLM, werr := byWLMName(e.call(ctx, what, func() error { return e.wlm.Fail(ctx, names(), a.Reason) }))
+		res.PerNode = map[string]error{}
+		for x, nerr := range inGroup {
+			res.PerNode[x] = fmt.Errorf("failed group %q: %w", a.Label, nerr)
+		}
+		for x, nerr := range inWLM {
+			res.PerNode[x] = errors.Join(res.PerNode[x], fmt.Errorf("workload manager: %w", nerr))
+		}
+		if gerr != nil {
+			gerr = fmt.Errorf("failed group %q: %w", a.Label, gerr)
+		}
+		if werr != nil {
+			werr = fmt.Errorf("workload manager: %w", werr)
+		}
+		err = errors.Join(gerr, werr)
+	case ActReboot:
+		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
+	default:
+		return res, fmt.Errorf("crus: unknown action %q", a.Kind)
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	res.Err = err
+	for x := range res.PerNode {
+		failed[x] = true
+	}
+	if err != nil {
+		for _, x := range res.Nodes {
+			failed[x] = true
+		}
+	}
+	if err != nil || len(res.PerNode) > 0 {
+		errs := []error{err}
+		for _, x := range sortedKeys(res.PerNode) {
+			errs = append(errs, &batch.NodeError{Node: x, Err: res.PerNode[x]})
+		}
+		all := errors.Join(errs...)
+		r.log.Warn("action failed", "action", a.Kind, "nodes", len(res.Nodes), "label", a.Label, "err", all)
+		e.emit(Event{Time: e.clock.Now(), Session: r.s.UpgradeID, Kind: EventActionError, Step: r.s.Progress.Step,
+			Steps: r.s.Progress.Steps, Stage: r.s.Progress.Stage, Nodes: len(res.Nodes), Message: what, Err: all})
+	} else {
+		r.log.Debug("action done", "action", a.Kind, "nodes", len(res.Nodes), "label", a.Label, "why", a.Why)
+	}
+	return res, nil
+}
+
+// call runs a batch call, retrying failures of the whole call (not those
+// of single nodes) with backoff. It returns the per-node failures and the
+// call's error, if it still failed.
+func (e *Executor) call(ctx context.Context, what string, f func() error) (map[string]error, error) {
+	var perNode map[string]error
+	err := e.retry(ctx, what, func() error {
+		var rest error
+		perNode, rest = batch.Split(f())
+		return rest
+	})
+	return perNode, err
+}
+
+// retry runs f until it succeeds, fails permanently (batch.ErrPermanent),
+// ctx ends, or RetryTimeout passes, waiting on the executor's clock.
+func (e *Executor) retry(ctx context.Context, what string, f func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = e.cfg.RetryInitial
+	b.MaxInterval = e.cfg.RetryMax
+	b.MaxElapsedTime = e.cfg.RetryTimeout
+	// No jitter: one controller is not a thundering herd, and exact waits
+	// keep simulations on a virtual clock deterministic.
+	b.RandomizationFactor = 0
+	b.Clock = e.clock
+	b.Reset()
+	op := func() error {
+		err := f()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return backoff.Permanent(ctx.Err())
+		case batch.IsPermanent(err), errors.Is(err, ErrConflict):
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	notify := func(err error, next time.Duration) {
+		e.log.Debug("retrying", "call", what, "err", err, "in", next)
+	}
+	return backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, &clockTimer{clock: e.clock})
+}

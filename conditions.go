@@ -1,0 +1,131 @@
+package crus
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Condition is something that holds a session back or degrades its
+// decisions for as long as it lasts: a backend that cannot be read, boot
+// requests the boot orchestrator does not accept. The planner sets and
+// clears conditions from each observation (Progress.Conditions holds the
+// current ones); each one's appearance and end is also a message.
+type Condition struct {
+	Kind    ConditionKind `json:"kind"`
+	Since   time.Time     `json:"since"`
+	Message string        `json:"message"`
+}
+
+// ConditionKind names a Condition.
+type ConditionKind string
+
+// Condition kinds.
+const (
+	// CondNodesUnreadable: the workload manager could not be read; nodes
+	// in flight wait (none is failed for it).
+	CondNodesUnreadable ConditionKind = "nodes_unreadable"
+	// CondBootsUnreadable: the status of boot sessions could not be read;
+	// booting nodes wait.
+	CondBootsUnreadable ConditionKind = "boots_unreadable"
+	// CondGroupUnreadable: the upgrading group could not be read; boots and
+	// the end of the session wait.
+	CondGroupUnreadable ConditionKind = "group_unreadable"
+	// CondJobEndsUnavailable: expected job ends could not be read; the
+	// job_end order falls back to idle first, then list order.
+	CondJobEndsUnavailable ConditionKind = "job_ends_unavailable"
+	// CondBootNotAccepted: the boot orchestrator has not accepted a boot
+	// request; its nodes wait drained, no new node is taken, and after
+	// boot_timeout they return to service to be taken again later.
+	CondBootNotAccepted ConditionKind = "boot_not_accepted"
+)
+
+// setConditions derives the session's conditions from this decision's
+// observation, keeping the time each began, and writes a message when one
+// begins or ends.
+func (p *planner) setConditions() {
+	var now []Condition
+	add := func(k ConditionKind, msg string) {
+		now = append(now, Condition{Kind: k, Since: p.obs.Now, Message: capReason(msg)})
+	}
+	if !p.d.Done {
+		parts := []struct {
+			part Part
+			kind ConditionKind
+			what string
+		}{
+			{PartNodes, CondNodesUnreadable, "The workload manager could not be read (%s): nodes in flight wait; none is failed for it"},
+			{PartBoots, CondBootsUnreadable, "The status of boot sessions could not be read (%s): booting nodes wait"},
+			{PartUpgrading, CondGroupUnreadable, "The upgrading group could not be read (%s): boots and the end of the session wait"},
+			{PartJobEnds, CondJobEndsUnavailable, "Expected job ends could not be read (%s): nodes are ranked idle first, then in list order"},
+		}
+		for _, c := range parts {
+			if err, ok := p.obs.Errors[c.part]; ok {
+				add(c.kind, fmt.Sprintf(c.what, err))
+			}
+		}
+		if len(p.unaccepted) > 0 {
+			add(CondBootNotAccepted, p.unacceptedMessage())
+		}
+	}
+	old := p.s.Progress.Conditions
+	for k := range now {
+		if i := slices.IndexFunc(old, func(c Condition) bool { return c.Kind == now[k].Kind }); i >= 0 {
+			now[k].Since = old[i].Since
+		} else {
+			p.d.Messages = append(p.d.Messages, now[k].Message)
+		}
+	}
+	for _, c := range old {
+		if !slices.ContainsFunc(now, func(n Condition) bool { return n.Kind == c.Kind }) {
+			p.d.Messages = append(p.d.Messages, conditionOver(c, p.obs.Now))
+		}
+	}
+	slices.SortFunc(now, func(a, b Condition) int { return strings.Compare(string(a.Kind), string(b.Kind)) })
+	p.d.Conditions = now
+}
+
+// unacceptedMessage describes the boot requests the orchestrator has not
+// accepted.
+func (p *planner) unacceptedMessage() string {
+	names := sortedKeys(p.unaccepted)
+	var nodes []string
+	var lastErr string
+	var first time.Time
+	firstSet := false
+	for _, i := range p.activeNodes() {
+		n := &p.s.Progress.Nodes[i]
+		if n.Phase != PhaseBooting || p.unaccepted[n.Boot] == nil {
+			continue
+		}
+		nodes = append(nodes, n.XName)
+		if n.LastError != "" && lastErr == "" {
+			lastErr = n.LastError
+		}
+		if !firstSet || n.RebootRequested.Before(first) {
+			first, firstSet = n.RebootRequested, true
+		}
+	}
+	what := "boot session " + names[0]
+	if len(names) > 1 {
+		what = fmt.Sprintf("%d boot sessions (%s)", len(names), abbreviate(names, 3))
+	}
+	return fmt.Sprintf("The boot orchestrator has not accepted %s (%s): %s wait drained and no new node is taken; if it is still not accepted at %s they return to service, to be taken again later",
+		what, orNone(lastErr), plural(len(nodes), "node"), deadlineOf(first, p.s.BootTimeout).UTC().Format(time.RFC3339))
+}
+
+// conditionOver is the message that says a condition has ended.
+func conditionOver(c Condition, now time.Time) string {
+	what := map[ConditionKind]string{
+		CondNodesUnreadable:    "The workload manager can be read again",
+		CondBootsUnreadable:    "The status of boot sessions can be read again",
+		CondGroupUnreadable:    "The upgrading group can be read again",
+		CondJobEndsUnavailable: "Expected job ends can be read again",
+		CondBootNotAccepted:    "The boot orchestrator accepts boot requests again, or their nodes were returned to service",
+	}[c.Kind]
+	if what == "" {
+		what = "Over: " + string(c.Kind)
+	}
+	return fmt.Sprintf("%s (after %s)", what, now.Sub(c.Since).Round(time.Second))
+}

@@ -1,0 +1,423 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+)
+
+// PreflightError lists every problem a pre-flight check found, one per
+// line. It matches ErrPreflight and each problem's own sentinel
+// (errors.Is), and each problem is reachable with errors.As.
+type PreflightError struct {
+	Problems []error
+}
+
+func (e *PreflightError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrPreflight.Error())
+	if len(e.Problems) == 1 {
+		b.WriteString(": " + e.Problems[0].Error())
+		return b.String()
+	}
+	fmt.Fprintf(&b, ": %d problems:", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrPreflight and the problems.
+func (e *PreflightError) Unwrap() []error { return append([]error{ErrPreflight}, e.Problems...) }
+
+func preflightError(problems []error) error { return &PreflightError{Problems: problems} }
+
+// preflight collects the problems of a session about to be created.
+type preflight struct {
+	mu       sync.Mutex
+	problems []error
+}
+
+func (p *preflight) add(err error) {
+	p.mu.Lock()
+	p.problems = append(p.problems, err)
+	p.mu.Unlock()
+}
+
+func (p *preflight) ok() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.problems) == 0
+}
+
+// Create checks spec and the world, then records a new session in state
+// CREATED without touching any node. The checks (pre-flight):
+//
+//   - the spec is valid and names this executor's workload manager type;
+//   - the boot session template exists and, when the boot orchestrator can
+//     read it (bos.TemplateReader), its boot sets can boot the session's
+//     nodes (in their node list, in a group they name — the upgrading
+//     group counts, since crus puts the nodes there — or by role);
+//   - the three groups exist, the upgrading group is empty, the failed
+//     group is empty (unless Spec.ClearFailed), the starting group is not;
+//   - every starting node is known to HSM and maps to a workload-manager
+//     name, one name per node, that the workload manager knows;
+//   - if the store is a Reserver, no session in progress holds any of the
+//     starting nodes or the upgrading or failed group (ErrReserved names
+//     the session and what it holds).
+//
+// Nodes that are not in service (drained, down, failed: for another reason)
+// are recorded as skipped with the reason and never touched. A check that
+// fails gives a *PreflightError (matching ErrPreflight) or an
+// ErrInvalidSpec error that lists every problem found, and nothing is
+// changed anywhere. A backend that cannot be reached is not a problem of
+// the session: its error is returned as it is. The starting group's
+// members are read once, here: later edits of the group do not change the
+// session.
+func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.WorkloadManagerType != e.cfg.WorkloadManagerType {
+		return nil, &FieldError{Field: "workload_manager_type", Value: spec.WorkloadManagerType,
+			Problem: fmt.Sprintf("%q is not known here: this executor drives %q", spec.WorkloadManagerType, e.cfg.WorkloadManagerType)}
+	}
+	pf := &preflight{}
+	members, tmpl, err := e.readSpecWorld(ctx, spec, pf)
+	if err != nil {
+		return nil, err
+	}
+	starting, upgrading, failed := members["starting"], members["upgrading"], members["failed"]
+	if len(upgrading) > 0 {
+		pf.add(fmt.Errorf("%w: upgrading group %q must be empty, it has %s: %s", ErrGroupNotEmpty, spec.UpgradingLabel, plural(len(upgrading), "member"), abbreviate(upgrading, 10)))
+	}
+	if len(failed) > 0 && !spec.ClearFailed {
+		pf.add(fmt.Errorf("%w: failed group %q must be empty (or ask for clear_failed), it has %s: %s", ErrGroupNotEmpty, spec.FailedLabel, plural(len(failed), "member"), abbreviate(failed, 10)))
+	}
+	if _, ok := members["starting"]; ok && len(starting) == 0 {
+		pf.add(fmt.Errorf("%w: starting group %q is empty", ErrNoNodes, spec.StartingLabel))
+	}
+	starting = slices.Clone(starting)
+	slices.Sort(starting)
+	starting = slices.Compact(starting)
+	if tmpl != nil && len(starting) > 0 {
+		if err := e.checkCoverage(ctx, spec, *tmpl, starting, pf); err != nil {
+			return nil, err
+		}
+	}
+	var names map[string]string
+	var state map[string]wlm.Node
+	if len(starting) > 0 {
+		if names, err = e.mapStarting(ctx, starting, pf); err != nil {
+			return nil, err
+		}
+		if state, err = e.readStarting(ctx, starting, names, pf); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.checkReserved(ctx, spec, starting, names, pf); err != nil {
+		return nil, err
+	}
+	if !pf.ok() {
+		return nil, preflightError(pf.problems)
+	}
+
+	now := e.clock.Now()
+	s, taken := newRecord(spec, starting, names, state, now)
+	s.UpgradeID = e.cfg.NewID()
+	if taken == 0 {
+		return nil, preflightError([]error{fmt.Errorf("%w: none of the %s of starting group %q is in service", ErrNoNodes, plural(len(starting), "node"), spec.StartingLabel)})
+	}
+	if spec.ClearFailed && len(failed) > 0 {
+		s.Progress.FailedToClear = slices.Clone(failed)
+	}
+	if err := e.createRecord(ctx, s); err != nil {
+		return nil, err
+	}
+	e.log.Info("session created", "session", s.UpgradeID, "starting_label", spec.StartingLabel, "nodes", taken, "skipped", len(starting)-taken, "steps", s.Progress.Steps)
+	e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventCreated, Steps: s.Progress.Steps, Nodes: taken, Stage: s.Progress.Stage, Message: s.Messages[0]})
+	for _, n := range s.Progress.Nodes {
+		if n.Phase == PhaseDone {
+			e.emit(Event{Time: now, Session: s.UpgradeID, Kind: EventNode, Steps: s.Progress.Steps, Stage: s.Progress.Stage,
+				Node: n.XName, Outcome: n.Outcome, Reason: n.Reason})
+		}
+	}
+	return s, nil
+}
+
+// readSpecWorld reads, at once, the template and the three groups. A
+// missing template or group is a problem of the session; a failing read
+// is returned as an error.
+func (e *Executor) readSpecWorld(ctx context.Context, spec Spec, pf *preflight) (map[string][]string, *bos.Template, error) {
+	var mu sync.Mutex
+	members := map[string][]string{}
+	var tmpl *bos.Template
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.cfg.MaxConcurrentCalls)
+	g.Go(func() error {
+		var err error
+		if tr, ok := e.boot.(bos.TemplateReader); ok {
+			var t bos.Template
+			err = e.retry(gctx, "read template", func() (err error) { t, err = tr.Template(gctx, spec.TemplateID); return err })
+			if err == nil {
+				mu.Lock()
+				tmpl = &t
+				mu.Unlock()
+			}
+		} else {
+			err = e.retry(gctx, "check template", func() error { return e.boot.CheckTemplate(gctx, spec.TemplateID) })
+		}
+		switch {
+		case errors.Is(err, bos.ErrTemplateNotFound):
+			pf.add(fmt.Errorf("boot session template: %w", err))
+		case err != nil:
+			return fmt.Errorf("reading boot session template %q: %w", spec.TemplateID, err)
+		}
+		return nil
+	})
+	for _, l := range []struct{ role, label string }{
+		{"starting", spec.StartingLabel}, {"upgrading", spec.UpgradingLabel}, {"failed", spec.FailedLabel},
+	} {
+		g.Go(func() error {
+			m, err := e.members(gctx, l.label)
+			switch {
+			case errors.Is(err, hsm.ErrGroupNotFound):
+				pf.add(fmt.Errorf("%s group: %w", l.role, err))
+			case err != nil:
+				return fmt.Errorf("reading %s group %q: %w", l.role, l.label, err)
+			default:
+				mu.Lock()
+				members[l.role] = m
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	return members, tmpl, g.Wait()
+}
+
+func (e *Executor) members(ctx context.Context, label string) ([]string, error) {
+	var m []string
+	err := e.retry(ctx, "read group", func() (err error) {
+		m, err = e.groups.Members(ctx, label)
+		return err
+	})
+	return m, err
+}
+
+// ErrTemplateCoverage: the boot session template cannot boot some of the
+// session's nodes; the session would drain them for nothing.
+var ErrTemplateCoverage = errors.New("crus: the template's boot sets do not include the session's nodes")
+
+// checkCoverage checks that the template's boot sets can boot every
+// starting node: each must be in a boot set's node list or in a group a
+// boot set names (the upgrading group counts for every node: crus puts
+// them there), unless a boot set targets roles (which cannot be told here).
+func (e *Executor) checkCoverage(ctx context.Context, spec Spec, t bos.Template, starting []string, pf *preflight) error {
+	members := map[string][]string{spec.UpgradingLabel: starting}
+	for _, g := range t.Groups() {
+		if g == spec.UpgradingLabel {
+			continue
+		}
+		m, err := e.members(ctx, g)
+		switch {
+		case errors.Is(err, hsm.ErrGroupNotFound):
+		case err != nil:
+			return fmt.Errorf("reading group %q of template %q: %w", g, t.Name, err)
+		}
+		members[g] = m
+	}
+	if out := t.Uncovered(starting, members); len(out) > 0 {
+		groups := "no node groups"
+		if gs := t.Groups(); len(gs) > 0 {
+			groups = "node groups " + strings.Join(gs, ", ")
+		}
+		pf.add(fmt.Errorf("%w: template %q (%s) cannot boot %s of the starting group: %s; its boot sets should name the upgrading group %q in node_groups",
+			ErrTemplateCoverage, t.Name, groups, plural(len(out), "node"), abbreviate(out, 10), spec.UpgradingLabel))
+	}
+	return nil
+}
+
+// mapStarting maps the starting nodes to workload-manager names. Nodes HSM
+// does not know, and a mapping that is not one to one, are problems.
+func (e *Executor) mapStarting(ctx context.Context, starting []string, pf *preflight) (map[string]string, error) {
+	var names map[string]string
+	var perNode map[string]error
+	err := e.retry(ctx, "map node names", func() error {
+		var err error
+		names, err = mapNames(ctx, e.cfg.Mapper, starting)
+		var rest error
+		perNode, rest = batch.Split(err)
+		return rest // single nodes are reported below, not retried
+	})
+	switch {
+	case errors.Is(err, ErrNameMapping):
+		pf.add(err)
+	case err != nil:
+		return nil, fmt.Errorf("mapping node names: %w", err)
+	}
+	var unknown, unmapped []string
+	var unknownErr, unmappedErr error
+	for _, x := range starting {
+		switch err := perNode[x]; {
+		case err == nil:
+		case errors.Is(err, hsm.ErrComponentNotFound):
+			unknown = append(unknown, x)
+			unknownErr = err
+		default:
+			unmapped = append(unmapped, fmt.Sprintf("%s (%v)", x, err))
+			unmappedErr = err
+		}
+	}
+	if len(unknown) > 0 {
+		pf.add(fmt.Errorf("HSM does not know %s of the starting group: %s: %w", plural(len(unknown), "node"), abbreviate(unknown, 20), unknownErr))
+	}
+	if len(unmapped) > 0 {
+		pf.add(fmt.Errorf("%s of the starting group have no workload-manager name: %s: %w", plural(len(unmapped), "node"), abbreviate(unmapped, 20), unmappedErr))
+	}
+	return names, nil
+}
+
+// readStarting reads the starting nodes from the workload manager. Nodes
+// it does not know are a problem.
+func (e *Executor) readStarting(ctx context.Context, starting []string, names map[string]string, pf *preflight) (map[string]wlm.Node, error) {
+	var wnames []string
+	for _, x := range starting {
+		if n := names[x]; n != "" {
+			wnames = append(wnames, n)
+		}
+	}
+	if len(wnames) == 0 {
+		return nil, nil
+	}
+	var nodes []wlm.Node
+	perNode, err := e.call(ctx, "read nodes", func() (err error) {
+		nodes, err = e.wlm.Nodes(ctx, wnames)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the starting nodes from the workload manager: %w", err)
+	}
+	if len(perNode) > 0 {
+		var unknown []string
+		var last error
+		for _, x := range starting {
+			if err, ok := perNode[names[x]]; ok {
+				unknown = append(unknown, fmt.Sprintf("%s (%s: %s)", names[x], x, errText(err)))
+				last = err
+			}
+		}
+		pf.add(fmt.Errorf("the workload manager does not know %s of the starting group: %s: %w", plural(len(unknown), "node"), abbreviate(unknown, 20), last))
+	}
+	state := make(map[string]wlm.Node, len(nodes))
+	for _, n := range nodes {
+		state[n.Name] = n
+	}
+	return state, nil
+}
+
+// newRecord builds the record of a new session: one node record per
+// starting node (sorted), the nodes not in service skipped with the
+// reason, and the others cut into the steps of the rollout (the original
+// algorithm numbers its fixed slices now; rolling numbers its batches as
+// it takes them). It is pure. It returns the record (without an id) and
+// how many nodes it will take.
+func newRecord(spec Spec, starting []string, names map[string]string, state map[string]wlm.Node, now time.Time) (*Session, int) {
+	s := &Session{
+		Kind:       Kind,
+		APIVersion: APIVersion,
+		State:      StateCreated,
+		Spec:       spec,
+		Progress:   Progress{Stage: StageStarting, StageSince: now, CreatedAt: now},
+	}
+	pol := policyOf(&spec)
+	s.Progress.Nodes = make([]NodeRecord, len(starting))
+	_, stepOf := spec.plannedSteps(len(starting), spec.StepSize)
+	taken, skipped := 0, 0
+	for i, x := range starting {
+		r := NodeRecord{XName: x, Name: names[x], Phase: PhasePending, Since: now}
+		w, ok := state[names[x]]
+		takeable := w.InService() || pol.retryFailed && failedByCrus(w)
+		switch {
+		case !ok:
+			r.Phase, r.Outcome, r.Finished = PhaseDone, OutcomeSkipped, now
+			r.Reason = "not reported by the workload manager at session start"
+			skipped++
+		case !takeable:
+			r.Phase, r.Outcome, r.Finished = PhaseDone, OutcomeSkipped, now
+			r.Reason = capReason("not in service at session start: " + describe(w))
+			skipped++
+		default:
+			if !pol.rolling {
+				r.Step = stepOf(taken)
+			}
+			taken++
+		}
+		s.Progress.Nodes[i] = r
+	}
+	s.Progress.Steps, _ = spec.plannedSteps(taken, spec.StepSize)
+	msg := fmt.Sprintf("Session created: %s to upgrade in %s of at most %d", plural(taken, "node"), plural(s.Progress.Steps, "step"), spec.StepSize)
+	if pol.rolling {
+		s.Progress.Steps = 0
+		msg = fmt.Sprintf("Session created: %s to upgrade, rolling, at most %d out of service at once", plural(taken, "node"), spec.StepSize)
+	}
+	if skipped > 0 {
+		msg += fmt.Sprintf("; %s skipped (not in service)", plural(skipped, "node"))
+	}
+	s.Messages = []string{msg}
+	return s, taken
+}
+
+// checkReserved is the pre-flight check of reservations: it reports, as a
+// problem, the sessions in progress that hold any of the starting nodes or
+// the spec's groups. CreateReserved checks again, atomically, when the
+// record is stored.
+func (e *Executor) checkReserved(ctx context.Context, spec Spec, starting []string, names map[string]string, pf *preflight) error {
+	rs, ok := e.store.(Reserver)
+	if !ok || starting == nil {
+		return nil
+	}
+	held, err := rs.Reservations(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the sessions in progress: %w", err)
+	}
+	nodes := make([]NodeRecord, len(starting))
+	for i, x := range starting {
+		nodes[i].XName, nodes[i].Name = x, names[x]
+	}
+	r := ReservationOf(&Session{Spec: spec, Progress: Progress{Nodes: nodes}})
+	if err := CheckReservations(r, held); err != nil {
+		pf.add(err)
+	}
+	return nil
+}
+
+// createRecord stores a new session, reserving its nodes and groups when
+// the store can.
+func (e *Executor) createRecord(ctx context.Context, s *Session) error {
+	var err error
+	if rs, ok := e.store.(Reserver); ok {
+		err = rs.CreateReserved(ctx, s)
+	} else {
+		err = e.store.Create(ctx, s)
+	}
+	switch {
+	case errors.Is(err, ErrReserved):
+		return preflightError([]error{err})
+	case err != nil:
+		return fmt.Errorf("storing session %s: %w", s.UpgradeID, err)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+)
+
+// Config holds the executor's settings. The zero value of every field is
+// usable.
+type Config struct {
+	// Store keeps the session records. Nil means a new MemoryStore.
+	Store Store
+	// Mapper turns xnames into workload-manager node names. Nil means
+	// NIDMapper on the group store, which must then implement
+	// hsm.NIDResolver (the HSM client does).
+	Mapper Mapper
+	// Clock is the source of time. Nil means the real clock.
+	Clock Clock
+	// Logger receives structured logs. Nil means no logging.
+	Logger *slog.Logger
+	// OnEvent, if set, is called synchronously for every Event. It must not
+	// block for long; it may call the Executor's methods.
+	OnEvent func(Event)
+
+	// WorkloadManagerType is the workload_manager_type this executor's
+	// wlm.Manager serves. Empty means "slurm".
+	WorkloadManagerType string
+	// PollInterval is how often the world is observed while waiting.
+	// Default 30s.
+	PollInterval time.Duration
+	// RetryInitial and RetryMax bound the backoff between retries of a
+	// failed call; RetryTimeout bounds the time spent retrying one call.
+	// Defaults 1s, 30s and 2m. Errors matching batch.ErrPermanent are not
+	// retried.
+	RetryInitial, RetryMax, RetryTimeout time.Duration
+	// BootTimeSlack is the clock skew allowed when comparing a node's boot
+	// time with the time its reboot was requested. Default 3s: Slurm
+	// reports whole seconds, and a real slurmd was seen reporting a boot
+	// time 1.7 s before it started. A stale boot time is hours old.
+	BootTimeSlack time.Duration
+	// MaxConcurrentCalls bounds the backend calls made at once while
+	// observing. Default 4.
+	MaxConcurrentCalls int
+	// NewID returns the id of a new session. Nil means a random UUID.
+	NewID func() string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Store == nil {
+		c.Store = NewMemoryStore()
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WorkloadManagerType == "" {
+		c.WorkloadManagerType = "slurm"
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 30 * time.Second
+	}
+	if c.RetryInitial == 0 {
+		c.RetryInitial = time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.RetryTimeout == 0 {
+		c.RetryTimeout = 2 * time.Minute
+	}
+	if c.BootTimeSlack == 0 {
+		c.BootTimeSlack = 3 * time.Second
+	}
+	if c.MaxConcurrentCalls == 0 {
+		c.MaxConcurrentCalls = 4
+	}
+	if c.NewID == nil {
+		c.NewID = uuid.NewString
+	}
+	return c
+}
+
+// Validate reports settings that cannot work (negative durations).
+func (c Config) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PollInterval", c.PollInterval}, {"RetryInitial", c.RetryInitial}, {"RetryMax", c.RetryMax},
+		{"RetryTimeout", c.RetryTimeout}, {"BootTimeSlack", c.BootTimeSlack},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("crus: Config.%s must not be negative, got %s", d.name, d.v))
+		}
+	}
+	if c.MaxConcurrentCalls < 0 {
+		errs = append(errs, fmt.Errorf("crus: Config.MaxConcurrentCalls must not be negative, got %d", c.MaxConcurrentCalls))
+	}
+	if c.WorkloadManagerType != "" && !wlmTypeRE.MatchString(c.WorkloadManagerType) {
+		errs = append(errs, fmt.Errorf("crus: Config.WorkloadManagerType %q is not a workload manager type", c.WorkloadManagerType))
+	}
+	return errors.Join(errs...)
+}
+
+// Executor carries out sessions: it checks and creates them, then drives
+// each one through observe → plan → record → act until it completes. All
+// I/O of crus happens here; the decisions are Plan's.
+//
+// An Executor is safe for concurrent use; it runs any number of sessions,
+// each in its own call to Run.
+type Executor struct {
+	groups    hsm.GroupStore
+	wlm       wlm.Manager
+	boot      bos.Orchestrator
+	cfg       Config
+	store     Store
+	clock     Clock
+	log       *slog.Logger
+	bootTimes bool
+	jobEnder  wlm.JobEnder // nil: the workload manager cannot tell job ends
+
+	mu      sync.Mutex
+	running map[string]chan struct{} // wake-up channel of each session Run drives
+}
+
+// NewExecutor returns an Executor that drives sessions through the given
+// group store, workload manager and boot orchestrator.
+func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrator, cfg Config) (*Executor, error) {
+	if groups == nil || manager == nil || boot == nil {
+		return nil, errors.New("crus: NewExecutor needs a group store, a workload manager and a boot orchestrator")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Mapper == nil {
+		r, ok := groups.(hsm.NIDResolver)
+		if !ok {
+			return nil, errors.New("crus: Config.Mapper is nil and the group store cannot resolve NIDs (hsm.NIDResolver): give a Mapper")
+		}
+		cfg.Mapper = NIDMapper{Resolver: r}
+	}
+	e := &Executor{
+		groups: groups, wlm: manager, boot: boot, cfg: cfg,
+		store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,
+		running: map[string]chan struct{}{},
+	}
+	if r, ok := manager.(wlm.BootTimeReporter); ok {
+		e.bootTimes = r.ReportsBootTime()
+	}
+	if j, ok := manager.(wlm.JobEnder); ok {
+		e.jobEnder = j
+	}
+	return e, nil
+}
+
+// Get returns the session record with this id.
+func (e *Executor) Get(ctx context.Context, id string) (*Session, error) {
+	return e.store.Get(ctx, id)
+}
+
+// List returns every session record in the store.
+func (e *Executor) List(ctx context.Context) ([]*Session, error) {
+	return e.store.List(ctx)
+}
+
+// maxReplans bounds how many times in a row the executor plans again at
+// once (without waiting for the poll interval) after a decision moved the
+// session on.
+const maxReplans = 64
+
+func (e *Executor) emit(ev Event) {
+	if e.cfg.OnEvent != nil {
+		e.cfg.OnEvent(ev)
+	}
+}

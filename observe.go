@@ -1,0 +1,172 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/wlm"
+)
+
+// observe reads what the plan needs, fanning the calls out. Each part of
+// the scope is read on its own: a part that cannot be read (after the
+// call's retries) is left out of the observation and named in its Errors,
+// and the others are still used — the planner acts on what is known. Only
+// a cancelled ctx is an error.
+func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
+	s := r.s
+	sc, pos := scopeWith(s, r.indexed())
+	if r.obsNodes == nil {
+		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
+	}
+	clear(r.obsNodes) // reused: the planner keeps nothing of an observation
+	obs := Observation{
+		Now:           e.clock.Now(),
+		Nodes:         r.obsNodes,
+		Unknown:       map[string]string{},
+		Boots:         make(map[string]bos.Status, len(sc.Boots)),
+		MissingBoots:  map[string]bool{},
+		BootTimes:     e.bootTimes,
+		BootTimeSlack: e.cfg.BootTimeSlack,
+	}
+	var mu sync.Mutex
+	failed := func(part Part, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if obs.Errors == nil {
+			obs.Errors = map[Part]string{}
+		}
+		if _, ok := obs.Errors[part]; !ok {
+			obs.Errors[part] = errText(err)
+		}
+		r.log.Warn("could not observe part of the world; acting on the rest", "part", part, "err", err)
+		e.emit(Event{Time: obs.Now, Session: s.UpgradeID, Kind: EventObserveErr, Step: s.Progress.Step, Steps: s.Progress.Steps,
+			Stage: s.Progress.Stage, Message: string(part), Err: err})
+	}
+	var g errgroup.Group // no shared cancellation: one part failing stops no other
+	g.SetLimit(e.cfg.MaxConcurrentCalls)
+	if len(sc.Nodes) > 0 {
+		g.Go(func() error {
+			names := make([]string, len(pos))
+			for k, i := range pos {
+				names[k] = s.Progress.Nodes[i].Name
+			}
+			var nodes []wlm.Node
+			perNode, err := e.call(ctx, "read nodes", func() (err error) {
+				nodes, err = e.wlm.Nodes(ctx, names)
+				return err
+			})
+			if err != nil {
+				failed(PartNodes, fmt.Errorf("reading %s from the workload manager: %w", plural(len(names), "node"), err))
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// Nodes come back in the order asked, less the unknown ones:
+			// match them by position, by name if an adapter reorders.
+			k := 0
+			for _, n := range nodes {
+				for k < len(names) && names[k] != n.Name && perNode[names[k]] != nil {
+					k++
+				}
+				if k < len(names) && names[k] == n.Name {
+					obs.Nodes[sc.Nodes[k]] = n
+					k++
+				} else if x, ok := r.names.xname(n.Name); ok {
+					obs.Nodes[x] = n
+				}
+			}
+			for name, err := range perNode {
+				if x, ok := r.names.xname(name); ok && errors.Is(err, wlm.ErrNodeNotFound) {
+					delete(obs.Nodes, x)
+					obs.Unknown[x] = errText(err)
+				}
+			}
+			return nil
+		})
+	}
+	for _, b := range sc.Boots {
+		g.Go(func() error {
+			var st bos.Status
+			err := e.retry(ctx, "boot session status", func() (err error) {
+				st, err = e.boot.Status(ctx, b.Name, b.Nodes)
+				return err
+			})
+			switch {
+			case errors.Is(err, bos.ErrSessionNotFound):
+				mu.Lock()
+				obs.MissingBoots[b.Name] = true
+				mu.Unlock()
+			case err != nil:
+				failed(PartBoots, fmt.Errorf("reading boot session %s: %w", b.Name, err))
+			default:
+				mu.Lock()
+				obs.Boots[b.Name] = cleanStatus(st)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
+		g.Go(func() error {
+			names := r.names.names(sc.JobEnds)
+			var ends map[string]time.Time
+			_, err := e.call(ctx, "job ends", func() (err error) {
+				ends, err = e.jobEnder.JobEnds(ctx, names)
+				return err
+			})
+			if err != nil {
+				// A hint: without it job_end ranks idle nodes first.
+				failed(PartJobEnds, fmt.Errorf("reading the job ends of %s: %w", plural(len(names), "node"), err))
+				return nil
+			}
+			byX := make(map[string]time.Time, len(ends))
+			for name, t := range ends {
+				if x, ok := r.names.xname(name); ok {
+					byX[x] = t
+				}
+			}
+			mu.Lock()
+			obs.JobEnds = byX
+			mu.Unlock()
+			return nil
+		})
+	}
+	if sc.Upgrading {
+		g.Go(func() error {
+			m, err := e.members(ctx, s.UpgradingLabel)
+			if errors.Is(err, hsm.ErrGroupNotFound) {
+				err, m = nil, nil // no group, no members left in it
+			}
+			if err != nil {
+				failed(PartUpgrading, fmt.Errorf("reading upgrading group %q: %w", s.UpgradingLabel, err))
+				return nil
+			}
+			mu.Lock()
+			obs.Upgrading, obs.UpgradingObserved = m, true
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return obs, ctx.Err()
+}
+
+// cleanStatus cleans and caps the text of a boot session's status: it
+// becomes nodes' reasons.
+func cleanStatus(st bos.Status) bos.Status {
+	st.Error = errTextOf(st.Error)
+	for x, n := range st.Nodes {
+		if n.Reason != "" {
+			n.Reason = errTextOf(n.Reason)
+			st.Nodes[x] = n
+		}
+	}
+	return st
+}

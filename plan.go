@@ -1,0 +1,528 @@
+package crus
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/wlm"
+)
+
+// The planner is a pure function of a session record and an observation of
+// the world: it does no I/O, reads no clock, does not log, and returns the
+// same decision for the same inputs. The Executor does everything else.
+//
+// A decision changes the record (node phases, the stage, the step) and
+// lists the actions that carry the changes out. The caller must persist the
+// changed record before acting: that is how a crash between the two is
+// made safe. Each node's phase is an intent ("quiescing": drain
+// requested), and the planner issues its action again whenever the
+// observation shows it has not taken effect, so a lost action, a crash or a
+// restart is repaired by the next observation.
+//
+// Every session goes through one pipeline, whatever its Rollout:
+//
+//	observe → settle → admit → drain → boot → verify → release
+//
+// The rollout options are a policy (policy.go) that the stages consult —
+// how many nodes may be taken, in which order, whether a step boots as a
+// whole — never a second code path. Each stage lives in its own file:
+// admission (plan_admit.go), draining (plan_drain.go), booting
+// (plan_boot.go), verification (plan_verify.go), release, failure and the
+// end of a session (plan_release.go); Settle and Apply are in settle.go.
+
+// Scope says what the executor must observe before the next Plan.
+type Scope struct {
+	// Nodes are the xnames whose workload-manager state is needed.
+	Nodes []string
+	// Boots are the boot sessions whose status is needed.
+	Boots []BootRef
+	// Upgrading asks for the members of the upgrading group.
+	Upgrading bool
+	// JobEnds are the xnames whose expected job ends are needed (the
+	// job_end order), to be read in one wlm.JobEnder call when the
+	// workload manager has that capability.
+	JobEnds []string
+}
+
+// BootRef names a boot session and the nodes crus asked it to reboot.
+type BootRef struct {
+	Name  string
+	Nodes []string
+}
+
+// Part names a part of an observation, for Observation.Errors.
+type Part string
+
+// Parts of an observation. Each is read on its own: one that cannot be
+// read leaves the others usable.
+const (
+	PartNodes     Part = "nodes"           // workload-manager node states
+	PartBoots     Part = "boots"           // boot session status
+	PartUpgrading Part = "upgrading_group" // members of the upgrading group
+	PartJobEnds   Part = "job_ends"        // expected ends of running jobs
+)
+
+// Observation is what the executor saw just before planning. Maps are keyed
+// by xname. Observation is partial by design: what could not be read is
+// absent (and its part is in Errors), and the planner acts on what is
+// known — a node not observed waits, it is never failed for it.
+type Observation struct {
+	Now time.Time
+	// Nodes holds the workload-manager state of the nodes of Scope.Nodes
+	// that it reported. A node absent from Nodes and from Unknown was not
+	// observed this time (the planner waits for it).
+	Nodes map[string]wlm.Node
+	// Unknown holds the nodes the workload manager says it does not know,
+	// with its message.
+	Unknown map[string]string
+	// Boots holds the status of the boot sessions of Scope.Boots, by name.
+	Boots map[string]bos.Status
+	// MissingBoots holds the boot sessions the orchestrator does not know:
+	// their boot request was never accepted.
+	MissingBoots map[string]bool
+	// Upgrading lists the members of the upgrading group when asked;
+	// UpgradingObserved says it was read.
+	Upgrading         []string
+	UpgradingObserved bool
+
+	// BootTimes says the workload manager reports boot times
+	// (wlm.BootTimeReporter): a reboot is proven by a boot time later than
+	// the reboot request, less BootTimeSlack. Without boot times a node
+	// counts as rebooted when it is idle and responding after its boot
+	// session completed (the original CRUS rule).
+	BootTimes     bool
+	BootTimeSlack time.Duration
+
+	// JobEnds holds, for the nodes of Scope.JobEnds that run jobs, the
+	// latest expected end of their jobs (start + time limit), by xname.
+	// Nil when the workload manager cannot tell (no wlm.JobEnder) or the
+	// read failed (see Errors).
+	JobEnds map[string]time.Time
+
+	// Errors says which parts of the scope could not be read, and why
+	// (text from the backend, cleaned and capped). Nil when all were.
+	Errors map[Part]string
+}
+
+// ActionKind names what an Action does.
+type ActionKind string
+
+// Action kinds.
+const (
+	ActAddMembers    ActionKind = "add_members"    // add Nodes to group Label
+	ActRemoveMembers ActionKind = "remove_members" // remove Nodes from group Label
+	ActDrain         ActionKind = "drain"          // drain Nodes in the WLM with Reason
+	ActReboot        ActionKind = "reboot"         // create boot session Reboot
+	ActResume        ActionKind = "resume"         // resume Nodes in the WLM
+	ActFail          ActionKind = "fail"           // put Nodes in failed group Label and fail them in the WLM with Reason
+)
+
+// Action is one batch call the executor must make.
+type Action struct {
+	Kind   ActionKind
+	Nodes  []string    // xnames, sorted
+	Label  string      // group, for add_members and remove_members
+	Reason string      // workload-manager reason, for drain and fail
+	Reboot bos.Request // for reboot
+	// SkipFailed drops from this action the nodes for which an earlier
+	// action of the same decision failed (drain only the nodes that made
+	// it into the upgrading group).
+	SkipFailed bool
+	// Why says, in words, why the planner wants this.
+	Why string
+}
+
+// Change is a transition of one node record.
+type Change struct {
+	XName   string
+	Phase   Phase   // new phase
+	Outcome Outcome // set when Phase is PhaseDone
+	Reason  string  // replaces the reason if not empty
+	Step    int     // replaces the step if not zero
+	Boot    string  // replaces the boot session if not empty
+	Group   GroupChange
+	// LastError replaces the node's last error if not empty.
+	LastError string
+	// Retry counts one more retry of the node (it was put back to wait
+	// for a later turn).
+	Retry bool
+}
+
+// GroupChange says how a change affects NodeRecord.Grouped.
+type GroupChange int8
+
+// Group changes.
+const (
+	GroupKeep  GroupChange = iota // leave Grouped as it is
+	GroupAdded                    // the node may now be in the upgrading group
+	GroupGone                     // the node is known not to be in it
+)
+
+// Decision is what Plan (or Settle) decided.
+type Decision struct {
+	// The session header after the decision.
+	Stage  Stage
+	Step   int
+	Steps  int
+	Boots  int
+	Result Result // set with Done
+	Done   bool   // the session is finished
+	// ClearedFailed says the failed group has been cleared.
+	ClearedFailed bool
+	// Abort, when not empty, says why the session stops taking new nodes
+	// from now on (its failure budget was exceeded, or the boot
+	// orchestrator refused a boot request).
+	Abort string
+	// StepClosed says the current step's summary has been written.
+	StepClosed bool
+	// Conditions is the session's list of conditions after the decision
+	// (see Progress.Conditions).
+	Conditions []Condition
+
+	Changes  []Change
+	Actions  []Action
+	Messages []string
+	// Wake is the latest time at which the executor should plan again
+	// even if it polls less often (a timeout falls due). Zero: no deadline.
+	Wake time.Time
+}
+
+// Changed reports whether the decision changes the record.
+func (d *Decision) Changed(s *Session) bool {
+	return len(d.Changes) > 0 || len(d.Messages) > 0 || d.Done || d.ClearedFailed || d.aborts(s) ||
+		d.header(s) || !slices.Equal(d.Conditions, s.Progress.Conditions)
+}
+
+// header reports whether the decision moves the session's header.
+func (d *Decision) header(s *Session) bool {
+	p := &s.Progress
+	return d.Stage != p.Stage || d.Step != p.Step || d.Steps != p.Steps || d.Boots != p.Boots || d.StepClosed != p.StepClosed
+}
+
+// Transitions reports whether the decision moves the session on: a new
+// stage, step or result, or a node changing phase, outcome or group
+// membership. (Noting an error or a condition is a change, not a
+// transition.)
+func (d *Decision) Transitions(s *Session) bool {
+	if d.Done || d.ClearedFailed || d.aborts(s) || d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Boots != s.Progress.Boots {
+		return true
+	}
+	for _, c := range d.Changes {
+		n := s.Node(c.XName)
+		if n != nil && ((c.Phase != "" && c.Phase != n.Phase) || c.Group == GroupAdded && !n.Grouped || c.Group == GroupGone && n.Grouped) {
+			return true
+		}
+	}
+	return false
+}
+
+// aborts reports whether the decision newly aborts the session.
+func (d *Decision) aborts(s *Session) bool { return d.Abort != "" && s.Progress.Abort == "" }
+
+// decisionFor starts a decision that changes nothing.
+func decisionFor(s *Session) Decision {
+	p := &s.Progress
+	return Decision{Stage: p.Stage, Step: p.Step, Steps: p.Steps, Boots: p.Boots, StepClosed: p.StepClosed, Conditions: p.Conditions}
+}
+
+// Plan decides what to do next for session s, given what was observed.
+// It is deterministic and does not modify s. It returns an error only for
+// a record it cannot plan (a completed session).
+//
+// Its cost is one pass over the node records plus work proportional to
+// the nodes in flight, changed or ranked for admission.
+func Plan(s *Session, obs Observation) (Decision, error) { return planWith(s, obs, nil) }
+
+// planWith is Plan, reading only the active nodes of idx (the index of s)
+// when given one, and using its scratch space and its policy.
+func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
+	if s.Completed {
+		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
+	}
+	p := &planner{s: s, obs: obs, d: decisionFor(s), idx: idx}
+	if idx != nil {
+		p.pol = idx.policy()
+		if len(idx.chg) != idx.n {
+			idx.chg, idx.act = make([]int32, idx.n), make([]bool, idx.n)
+		}
+		p.chg, p.isActive = idx.chg, idx.act
+		defer func() { // leave the scratch space clean: only active nodes were marked
+			for _, i := range p.active {
+				p.chg[i], p.isActive[i] = 0, false
+			}
+		}()
+	} else {
+		p.pol = policyOf(&s.Spec)
+		p.chg, p.isActive = make([]int32, len(s.Progress.Nodes)), make([]bool, len(s.Progress.Nodes))
+	}
+	return p.plan(), nil
+}
+
+// planner holds one decision in the making.
+type planner struct {
+	s   *Session
+	obs Observation
+	pol *policy
+	d   Decision
+	// chg maps a node's index to 1 + the index of its change in d.Changes
+	// (0: unchanged).
+	chg []int32
+	// active lists the nodes that matter beyond the first pass: in flight
+	// or grouped before the decision, or changed by it. isActive marks
+	// them; unsorted says active is not in index order.
+	active   []int
+	isActive []bool
+	unsorted bool
+	idx      *nodeIndex
+	booted   bool   // a boot session completed in this decision
+	nudges   nudges // actions repeated because the world lags the record
+	failures int    // nodes failed or failing, after the decision
+	// firstPending is the first node pending in the record (len(nodes):
+	// none); nodes this decision makes pending are active.
+	firstPending int
+	held         Stage // why no node could be taken, if a gate held them
+	// unaccepted lists the boot sessions the orchestrator has not
+	// accepted, with the nodes that wait for them (see plan_boot.go).
+	unaccepted map[string]*unaccepted
+}
+
+// nudges collects repeated actions for nodes whose intent is recorded but
+// not (yet) visible in the observation.
+type nudges struct {
+	drain, resume []string
+	reboot        []Action // boot requests to send again, by name
+}
+
+// plan runs the pipeline once.
+func (p *planner) plan() Decision {
+	s := p.s
+	if len(s.Progress.FailedToClear) > 0 {
+		p.d.Stage = StageStarting
+		p.d.Actions = append(p.d.Actions, Action{
+			Kind: ActRemoveMembers, Label: s.FailedLabel, Nodes: slices.Clone(s.Progress.FailedToClear),
+			Why: "clear the failed group before the first step, as asked (clear_failed)",
+		})
+		return p.d
+	}
+	// Settle what was observed: every node in flight moves on (drain,
+	// boot verification, return, release).
+	p.firstPending = len(s.Progress.Nodes)
+	stop := s.Progress.Cancel || s.Progress.Abort != ""
+	if p.idx != nil && !stop {
+		// Only the active nodes can change (pending ones do only when
+		// the session stops taking nodes: then read them all).
+		p.failures, p.firstPending = p.idx.failures, p.idx.firstPending
+		for _, i := range p.idx.active {
+			p.activate(i)
+			if n := &s.Progress.Nodes[i]; n.Phase.InFlight() {
+				p.advance(i, n)
+			}
+		}
+	} else {
+		for i := range s.Progress.Nodes {
+			n := &s.Progress.Nodes[i]
+			switch n.Phase { // most nodes are at rest: keep this loop cheap
+			case PhasePending:
+				p.firstPending = min(p.firstPending, i)
+				if n.Grouped {
+					p.activate(i)
+				}
+				if stop {
+					p.advance(i, n)
+				}
+				continue
+			case PhaseDone:
+				if n.Grouped {
+					p.activate(i)
+				}
+				if n.Outcome == OutcomeFailed {
+					p.failures++
+				}
+				continue
+			}
+			p.activate(i)
+			if n.Phase == PhaseFailing {
+				p.failures++
+			}
+			p.advance(i, n)
+		}
+	}
+	p.resendUnaccepted()
+	p.checkBudget()
+	p.emitNudges()
+	p.emitFailing()
+	p.emitUngroup()
+	p.summariseStep()
+	if !p.anyInFlight() && !p.anyGrouped() && !p.anyPending() {
+		p.finish()
+		p.setConditions()
+		return p.d
+	}
+	p.admit()
+	p.boot()
+	p.setStage()
+	p.setConditions()
+	return p.d
+}
+
+// activate adds node i to the nodes that matter beyond the first pass.
+func (p *planner) activate(i int) {
+	if p.isActive[i] {
+		return
+	}
+	p.isActive[i] = true
+	if len(p.active) > 0 && p.active[len(p.active)-1] > i {
+		p.unsorted = true
+	}
+	p.active = append(p.active, i)
+}
+
+// activeNodes returns the active nodes in index order (that is, sorted by
+// xname).
+func (p *planner) activeNodes() []int {
+	if p.unsorted {
+		slices.Sort(p.active)
+		p.unsorted = false
+	}
+	return p.active
+}
+
+// index returns the index of the node with this xname, or -1.
+func (p *planner) index(xname string) int {
+	i, ok := slices.BinarySearchFunc(p.s.Progress.Nodes, xname, func(n NodeRecord, x string) int { return strings.Compare(n.XName, x) })
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+// changeOf returns this decision's change of node i, or nil.
+func (p *planner) changeOf(i int) *Change {
+	if j := p.chg[i]; j > 0 {
+		return &p.d.Changes[j-1]
+	}
+	return nil
+}
+
+// phaseAt returns node i's phase after this decision's changes.
+func (p *planner) phaseAt(i int) Phase {
+	if c := p.changeOf(i); c != nil {
+		return c.Phase
+	}
+	return p.s.Progress.Nodes[i].Phase
+}
+
+// groupedAt reports whether node i may be in the upgrading group after
+// this decision's changes.
+func (p *planner) groupedAt(i int) bool {
+	if c := p.changeOf(i); c != nil {
+		switch c.Group {
+		case GroupAdded:
+			return true
+		case GroupGone:
+			return false
+		}
+	}
+	return p.s.Progress.Nodes[i].Grouped
+}
+
+// change records a change of one node, replacing an earlier change of the
+// same node in this decision.
+func (p *planner) change(c Change) {
+	i := p.index(c.XName)
+	if i < 0 {
+		return // not a node of the session: nothing to change
+	}
+	if old := p.changeOf(i); old != nil {
+		*old = c
+		return
+	}
+	p.activate(i)
+	if n := &p.s.Progress.Nodes[i]; (c.Phase == PhaseFailing || c.Outcome == OutcomeFailed) && n.Phase != PhaseFailing && n.Outcome != OutcomeFailed {
+		p.failures++
+	}
+	p.d.Changes = append(p.d.Changes, c)
+	p.chg[i] = int32(len(p.d.Changes))
+}
+
+func (p *planner) done(n *NodeRecord, o Outcome, reason string) {
+	p.change(Change{XName: n.XName, Phase: PhaseDone, Outcome: o, Reason: capReason(reason)})
+}
+
+func (p *planner) fail(n *NodeRecord, reason string) {
+	p.change(Change{XName: n.XName, Phase: PhaseFailing, Reason: capReason(reason)})
+}
+
+func (p *planner) wake(t time.Time) {
+	if p.d.Wake.IsZero() || t.Before(p.d.Wake) {
+		p.d.Wake = t
+	}
+}
+
+func (p *planner) anyInFlight() bool { return p.inFlight() > 0 }
+
+// inFlight counts the nodes in flight after this decision's changes.
+func (p *planner) inFlight() int {
+	k := 0
+	for _, i := range p.active {
+		if p.phaseAt(i).InFlight() {
+			k++
+		}
+	}
+	return k
+}
+
+// anyPending reports whether a node is pending after this decision.
+func (p *planner) anyPending() bool {
+	for _, i := range p.active {
+		if p.phaseAt(i) == PhasePending {
+			return true
+		}
+	}
+	for i := p.firstPending; i < len(p.s.Progress.Nodes); i++ {
+		if p.phaseAt(i) == PhasePending {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) anyGrouped() bool {
+	for _, i := range p.active {
+		if p.groupedAt(i) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// abbreviate lists at most max names, then "and N more".
+func abbreviate(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+}
+
+// plural returns "1 node", "2 nodes": n and the noun, in the right number.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") || strings.HasSuffix(noun, "sh") || strings.HasSuffix(noun, "ch") {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,297 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/crus-go/crus/wlm"
+)
+
+// The run loop: observe → plan → record → act → record the results →
+// wait, until the session completes. It is level-triggered: each plan
+// starts from a fresh observation, so after a crash, a lost call or a
+// change made by someone else, the next round repairs it.
+
+// nodeUpdater is implemented by a store that can take an update of only
+// the node records that changed (MemoryStore).
+type nodeUpdater interface {
+	updateNodes(ctx context.Context, s *Session, changed []int) error
+}
+
+// run is the state of one Run call.
+type run struct {
+	s     *Session
+	names *nodeNames // of the session (fixed for a session)
+	idx   *nodeIndex // of s; rebuilt whenever s is replaced
+
+	obsNodes map[string]wlm.Node // Observation.Nodes, reused
+	log      *slog.Logger
+	wakeC    chan struct{}
+}
+
+// indexed returns the index of the run's session record.
+func (r *run) indexed() *nodeIndex {
+	if !r.idx.valid(r.s) {
+		r.idx = newNodeIndex(r.s)
+	}
+	return r.idx
+}
+
+// Run drives the session to completion: it observes the world, plans,
+// records the decision, acts, records the results, and waits; again and
+// again. It returns the final record once the session has completed (at
+// once, writing nothing, if it already has), or the record as it stands
+// and ctx's error when ctx is cancelled. Cancelling ctx stops the executor
+// between two calls; the session stays as recorded and a later Run (by any
+// executor on the same store) carries on from there.
+//
+// Failures of single nodes become those nodes' outcomes; failing backend
+// calls are retried; a part of the world that cannot be read is waited
+// for while the rest moves on (see Progress.Conditions). Run itself fails
+// only when the store cannot record progress, or the record is corrupt.
+func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
+	wakeC := make(chan struct{}, 1)
+	e.mu.Lock()
+	if _, busy := e.running[id]; busy {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrSessionBusy, id)
+	}
+	e.running[id] = wakeC
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.running, id)
+		e.mu.Unlock()
+	}()
+
+	s, err := e.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s, started, err := e.casUpdate(ctx, id, s, func(s *Session, now time.Time) string {
+		if s.State == StateCreated {
+			s.State = StateUpdating
+		}
+		if s.Progress.StartedAt.IsZero() {
+			s.Progress.StartedAt = now
+			return "Session started"
+		}
+		return "Session taken up by an executor: observing the world again"
+	})
+	switch {
+	case err != nil:
+		return s, err
+	case s.Completed:
+		return s, nil // completed (or deleted before it started) by someone else
+	}
+	r := &run{s: s, log: e.log.With("session", id), wakeC: wakeC}
+	r.names = newNodeNames(s)
+	if started {
+		msg := s.Messages[len(s.Messages)-1]
+		r.log.Info(msg)
+		e.emit(Event{Time: e.clock.Now(), Session: id, Kind: EventStarted, Step: s.Progress.Step, Steps: s.Progress.Steps, Stage: s.Progress.Stage, Message: msg})
+	}
+
+	replans := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return r.s, err
+		}
+		obs, err := e.observe(ctx, r)
+		if err != nil {
+			return r.s, err
+		}
+		d, err := planWith(r.s, obs, r.indexed())
+		if err != nil {
+			return r.s, err
+		}
+		moved := d.Transitions(r.s)
+		if d.Changed(r.s) {
+			ok, err := e.record(ctx, r, d, obs.Now, false)
+			if err != nil {
+				return r.s, err
+			}
+			if !ok {
+				continue // someone else changed the session: plan again
+			}
+		}
+		if d.Done {
+			c := r.s.Counts()
+			r.log.Info("session finished", "result", r.s.Progress.Result, "upgraded", c.Upgraded, "failed", c.Failed, "skipped", c.Skipped, "untouched", c.Untouched)
+			e.emit(Event{Time: obs.Now, Session: id, Kind: EventDone, Step: r.s.Progress.Step, Steps: r.s.Progress.Steps, Stage: StageDone, Message: string(r.s.Progress.Result)})
+			return r.s, nil
+		}
+		failed := map[string]bool{}
+		for _, a := range d.Actions {
+			res, err := e.act(ctx, r, a, failed)
+			if err != nil {
+				return r.s, err
+			}
+			settled := Settle(r.s, res)
+			moved = moved || settled.Transitions(r.s)
+			if settled.Changed(r.s) {
+				if _, err := e.record(ctx, r, settled, e.clock.Now(), true); err != nil {
+					return r.s, err
+				}
+			}
+		}
+		if moved && replans < maxReplans {
+			replans++
+			continue
+		}
+		replans = 0
+		wait := e.cfg.PollInterval
+		if !d.Wake.IsZero() {
+			if until := d.Wake.Sub(e.clock.Now()) + time.Millisecond; until < wait {
+				wait = max(until, time.Millisecond)
+			}
+		}
+		if err := e.sleep(ctx, r, wait); err != nil {
+			return r.s, err
+		}
+		if err := e.refresh(ctx, r); err != nil {
+			return r.s, err
+		}
+	}
+}
+
+// refresh reads the session again if someone else changed it while Run
+// waited (a Delete, from this process or another). A store that cannot be
+// read is not fatal: Run carries on with its copy, and a stale write would
+// be refused anyway. A session removed from the store stops Run.
+func (e *Executor) refresh(ctx context.Context, r *run) error {
+	if rr, ok := e.store.(RevisionReader); ok {
+		rev, err := rr.Revision(ctx, r.s.UpgradeID)
+		switch {
+		case err == nil && rev == r.s.Revision:
+			return nil
+		case errors.Is(err, ErrSessionNotFound):
+			return err
+		}
+	}
+	fresh, err := e.store.Get(ctx, r.s.UpgradeID)
+	switch {
+	case errors.Is(err, ErrSessionNotFound) || ctx.Err() != nil:
+		return err
+	case err != nil:
+		r.log.Warn("could not read the session again; carrying on with the copy in memory", "err", err)
+		return nil
+	}
+	if fresh.Revision == r.s.Revision {
+		return nil
+	}
+	if err := fresh.check(); err != nil {
+		return err
+	}
+	r.s = fresh
+	r.log.Debug("session changed by someone else; reloaded", "revision", fresh.Revision)
+	return nil
+}
+
+func (e *Executor) sleep(ctx context.Context, r *run, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.clock.After(d):
+	case <-r.wakeC:
+	}
+	return nil
+}
+
+// record applies a decision to the session and stores it before anything
+// it announces is done. If the stored session was changed by someone else
+// (ErrConflict), the fresh record is loaded; a settled result (fact) is
+// applied to it and stored, while a plan is dropped and record reports
+// false, so that the caller plans again from the fresh record.
+func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time, fact bool) (bool, error) {
+	events := e.eventsOf(r.s, d, now)
+	for {
+		r.s.Apply(d, now)
+		if r.idx.valid(r.s) {
+			r.idx.update(d)
+		}
+		update := func() error { return e.store.Update(ctx, r.s) }
+		if m, ok := e.store.(nodeUpdater); ok {
+			// r.s is the store's record at its revision, changed since
+			// only by this Apply.
+			changed := r.names.positions(d.Changes)
+			update = func() error { return m.updateNodes(ctx, r.s, changed) }
+		}
+		err := e.retry(ctx, "store session", update)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrConflict) {
+			return false, fmt.Errorf("recording session %s: %w", r.s.UpgradeID, err)
+		}
+		fresh, gerr := e.store.Get(ctx, r.s.UpgradeID)
+		if gerr != nil {
+			return false, fmt.Errorf("reloading session %s after a conflict: %w", r.s.UpgradeID, gerr)
+		}
+		if err := fresh.check(); err != nil {
+			return false, err
+		}
+		r.s = fresh
+		r.log.Info("session changed by someone else; reloaded", "revision", fresh.Revision)
+		if !fact || fresh.Completed {
+			return false, nil
+		}
+	}
+	for _, ev := range events {
+		e.emit(ev)
+		switch ev.Kind {
+		case EventMessage, EventStepStarted:
+			r.log.Info(ev.Message, "step", ev.Step, "stage", ev.Stage)
+		case EventStage:
+			r.log.Debug("stage", "step", ev.Step, "stage", ev.Stage)
+		case EventNode:
+			r.log.Debug("node finished", "node", ev.Node, "outcome", ev.Outcome, "reason", ev.Reason)
+		}
+	}
+	return true, nil
+}
+
+// eventsOf lists the events a decision will cause, computed before it is
+// applied.
+func (e *Executor) eventsOf(s *Session, d Decision, now time.Time) []Event {
+	var evs []Event
+	base := Event{Time: now, Session: s.UpgradeID, Step: d.Step, Steps: d.Steps, Stage: d.Stage}
+	if d.Step != s.Progress.Step {
+		ev := base
+		ev.Kind, ev.Message = EventStepStarted, fmt.Sprintf("step %d of %d started", d.Step, d.Steps)
+		for _, c := range d.Changes {
+			if c.Step == d.Step && c.Phase == PhaseQuiescing {
+				ev.Nodes++
+			}
+		}
+		evs = append(evs, ev)
+	}
+	if d.Stage != s.Progress.Stage {
+		ev := base
+		ev.Kind = EventStage
+		evs = append(evs, ev)
+	}
+	for _, c := range d.Changes {
+		if n := s.Node(c.XName); n != nil && c.Phase == PhaseDone && n.Phase != PhaseDone {
+			ev := base
+			ev.Kind, ev.Node, ev.Outcome = EventNode, c.XName, c.Outcome
+			ev.Reason = c.Reason
+			if ev.Reason == "" {
+				ev.Reason = n.Reason
+			}
+			evs = append(evs, ev)
+		}
+	}
+	for _, m := range d.Messages {
+		ev := base
+		ev.Kind, ev.Message = EventMessage, m
+		evs = append(evs, ev)
+	}
+	return evs
+}

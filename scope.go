@@ -1,0 +1,132 @@
+package crus
+
+import "slices"
+
+// ScopeFor returns what must be observed before planning the session: the
+// workload-manager state of every node in flight (or about to be taken),
+// the status of every boot session in use, and the upgrading group when a
+// boot is near or the session is winding up.
+func ScopeFor(s *Session) Scope {
+	sc, _ := scopeWith(s, nil)
+	return sc
+}
+
+// scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
+// It also returns the positions of Scope.Nodes in the record.
+func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
+	var sc Scope
+	var pos []int
+	boots := map[string]int{}
+	inFlight, quiescing, quiesced, retriedBoot := 0, false, false, false
+	firstPending := len(s.Progress.Nodes)
+	each := func(yield func(int) bool) {
+		for i := range s.Progress.Nodes {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	var pol *policy
+	if idx != nil {
+		pol = idx.policy()
+		firstPending = idx.firstPending
+		each = func(yield func(int) bool) {
+			for _, i := range idx.active {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	} else {
+		pol = policyOf(&s.Spec)
+	}
+	for i := range each {
+		n := &s.Progress.Nodes[i]
+		switch n.Phase { // most nodes are at rest: keep this loop cheap
+		case PhasePending:
+			firstPending = min(firstPending, i)
+			continue
+		case PhaseDone, "":
+			continue
+		}
+		inFlight++
+		quiescing = quiescing || n.Phase == PhaseQuiescing
+		quiesced = quiesced || n.Phase == PhaseQuiesced
+		pos = append(pos, i)
+		if n.Phase == PhaseBooting {
+			// A boot request that failed may have to be sent again: the
+			// group is checked before every boot request.
+			retriedBoot = retriedBoot || n.LastError != ""
+			j, ok := boots[n.Boot]
+			if !ok {
+				j = len(sc.Boots)
+				boots[n.Boot] = j
+				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot})
+			}
+			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
+		}
+	}
+	// Before a boot, check the nodes to boot are in the upgrading group
+	// (the boot template targets it) and who else is: an add lost to a
+	// crash between recording a step and acting on it is repaired there,
+	// and a stranger is never rebooted. A step with a barrier boots only
+	// once none of its nodes is quiescing.
+	sc.Upgrading = quiesced && (pol.rolling || !quiescing) || retriedBoot
+	nodes := s.Progress.Nodes
+	room, _ := pol.gate(s, s.Progress.Step, inFlight)
+	if room > 0 {
+		phase := func(i int) Phase { return nodes[i].Phase }
+		cands := candidates(nodes, phase, pol.candidateLimit(room), firstPending)
+		pos = append(pos, cands...)
+		if pol.order == OrderJobEnd {
+			for _, i := range cands {
+				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
+			}
+			slices.Sort(sc.JobEnds)
+		}
+	}
+	if inFlight == 0 {
+		// Winding up, or about to: the group must end empty of the
+		// session's nodes.
+		sc.Upgrading = sc.Upgrading || s.Progress.Cancel || s.Progress.Abort != "" ||
+			s.Progress.Stage == StageCleanup || firstPending == len(nodes)
+	}
+	// Node records are sorted by xname: sorted positions give sorted
+	// xnames.
+	slices.Sort(pos)
+	if len(pos) > 0 {
+		sc.Nodes = make([]string, len(pos))
+		for k, i := range pos {
+			sc.Nodes[k] = s.Progress.Nodes[i].XName
+		}
+	}
+	return sc, pos
+}
+
+// candidates returns the indices of at most max pending nodes in turn
+// order: nodes never put back in list order, then the ones put back by
+// how often they were, reading each node's phase through phase. No node
+// before from is pending.
+func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
+	var out, retried []int
+	for i := from; i < len(nodes); i++ {
+		if phase(i) != PhasePending {
+			continue
+		}
+		if nodes[i].Retries > 0 {
+			retried = append(retried, i)
+			continue
+		}
+		if out = append(out, i); len(out) >= max {
+			return out
+		}
+	}
+	slices.SortStableFunc(retried, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
+	for _, i := range retried {
+		if len(out) >= max {
+			break
+		}
+		out = append(out, i)
+	}
+	return out
+}

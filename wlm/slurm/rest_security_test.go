@@ -1,0 +1,180 @@
+package slurm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/crus-go/crus/auth"
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/redirtest"
+	"github.com/crus-go/crus/wlm"
+	"github.com/crus-go/crus/wlm/slurm"
+)
+
+const restToken = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDAsInN1biI6InJvb3QifQ.c2lnbmF0dXJl"
+
+func TestRESTRefusesRedirects(t *testing.T) {
+	for _, status := range redirtest.Statuses {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			trap := redirtest.NewTrap(t)
+			srv := httptest.NewServer(redirtest.Redirect(status, trap.URL))
+			defer srv.Close()
+			m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken(restToken)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = m.Nodes(t.Context(), []string{"nid000001"})
+			if !errors.Is(err, auth.ErrRedirect) {
+				t.Fatalf("Nodes: %v; want an error matching auth.ErrRedirect", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "slurmrestd GET /slurm/v0.0.38/nodes: answered "+fmt.Sprint(status)) ||
+				!strings.Contains(msg, "redirects are refused") {
+				t.Errorf("error %q: want slurmrestd, the request, the status and that redirects are refused", msg)
+			}
+			trap.Check(t, restToken)
+		})
+	}
+}
+
+// A TLS proxy in front of slurmrestd that redirects to plain http on the
+// same host; the caller's client must not be changed.
+func TestRESTRefusesRedirectToPlainHTTP(t *testing.T) {
+	trap := redirtest.NewTrap(t)
+	proxy := httptest.NewTLSServer(redirtest.Redirect(http.StatusTemporaryRedirect, trap.URL))
+	defer proxy.Close()
+	mine := proxy.Client()
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: proxy.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken(restToken), HTTPClient: mine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.JobEnds(t.Context(), []string{"nid000001"}); !errors.Is(err, auth.ErrRedirect) {
+		t.Errorf("JobEnds: %v; want an error matching auth.ErrRedirect", err)
+	}
+	trap.Check(t, restToken)
+	if mine.CheckRedirect != nil {
+		t.Error("the caller's http.Client was changed")
+	}
+}
+
+// slurmrestd's error answers (or a proxy's) may echo the token, hold
+// newlines that forge log lines, and be large: errors carry them redacted,
+// on one line, capped.
+func TestRESTErrorBodiesAreScrubbed(t *testing.T) {
+	forged := "\ntime=2030-01-01T00:00:00Z level=ERROR msg=\"forged\"\n"
+	for name, answer := range map[string]func(w http.ResponseWriter, tok string){
+		"slurm errors": func(w http.ResponseWriter, tok string) {
+			w.WriteHeader(http.StatusInternalServerError)
+			var errs []map[string]any
+			for i := range 50 {
+				errs = append(errs, map[string]any{"error": "bad token " + tok + forged + strings.Repeat("x", 5000), "errno": 1000 + i})
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"errors": errs})
+		},
+		"proxy page": func(w http.ResponseWriter, tok string) {
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, "<html>upstream refused X-SLURM-USER-TOKEN: "+tok+forged+strings.Repeat("y", 1<<20)+"</html>")
+		},
+		"auth refusal": func(w http.ResponseWriter, tok string) {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"error":"token `+tok+` refused\n","errno":-1}]}`)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				answer(w, r.Header.Get("X-SLURM-USER-TOKEN"))
+			}))
+			defer srv.Close()
+			var logs bytes.Buffer
+			m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken(restToken),
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = m.Nodes(t.Context(), []string{"nid000001"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, restToken) || strings.ContainsAny(msg, "\n\r") || len(msg) > 8<<10 {
+				t.Errorf("error not scrubbed (%d bytes, token %v, newline %v): %.400q", len(msg), strings.Contains(msg, restToken), strings.ContainsAny(msg, "\n\r"), msg)
+			}
+			if !strings.Contains(msg, "[REDACTED]") {
+				t.Errorf("error %.400q does not keep slurmrestd's words (with the token redacted)", msg)
+			}
+			if strings.Contains(logs.String(), restToken) {
+				t.Errorf("the log shows the token: %.400s", logs.String())
+			}
+		})
+	}
+}
+
+func TestRESTConfigNeverShowsSecrets(t *testing.T) {
+	cfg := slurm.RESTConfig{URL: "https://proxy-user:proxy-password@slurm.example:6820", User: "root", Token: slurm.StaticToken(restToken)}
+	if _, err := slurm.NewREST(cfg); err == nil || strings.Contains(err.Error(), "proxy-password") {
+		t.Errorf("NewREST with a password in the URL: %v; want it refused without showing the password", err)
+	}
+	cfg.URL = "https://slurm.example:6820"
+	m, err := slurm.NewREST(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{cfg, &cfg, m, struct{ Config slurm.RESTConfig }{cfg}} {
+		shown := []string{fmt.Sprintf("%v", v), fmt.Sprintf("%+v", v), fmt.Sprintf("%#v", v), fmt.Sprintf("%s", v)}
+		var tb, jb bytes.Buffer
+		slog.New(slog.NewTextHandler(&tb, nil)).Info("x", slog.Any("v", v))
+		slog.New(slog.NewJSONHandler(&jb, nil)).Info("x", slog.Any("v", v))
+		shown = append(shown, tb.String(), jb.String())
+		for _, s := range shown {
+			if strings.Contains(s, restToken) || strings.Contains(s, "proxy-password") {
+				t.Errorf("%T shown as %s", v, s)
+			}
+		}
+	}
+	if s := fmt.Sprint(cfg); !strings.Contains(s, "slurm.example:6820") || !strings.Contains(s, "Token: set") {
+		t.Errorf("RESTConfig prints as %q; want its URL and that a token is set", s)
+	}
+}
+
+// The slurmrestd adapter holds reasons to the same rules as scontrol's:
+// cleaned, and refused per node (permanently) when too long, before any
+// request.
+func TestRESTReasons(t *testing.T) {
+	var posts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet:
+			io.WriteString(w, `{"nodes":[{"name":"nid000001","state":["IDLE"]}],"errors":[]}`)
+		default:
+			b, _ := io.ReadAll(r.Body)
+			posts = append(posts, string(b))
+			io.WriteString(w, `{"errors":[]}`)
+		}
+	}))
+	defer srv.Close()
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.40", User: "root", Token: slurm.StaticToken(restToken), MaxConcurrentWrites: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Fail(t.Context(), []string{"nid000001", "nid000002"}, strings.Repeat("x", slurm.MaxReason+1))
+	perNode, rest := batch.Split(err)
+	if rest != nil || len(perNode) != 2 || !errors.Is(perNode["nid000001"], wlm.ErrInvalidArgument) || !batch.IsPermanent(perNode["nid000002"]) {
+		t.Errorf("Fail with a reason of MaxReason+1 bytes: per node %v, rest %v", perNode, rest)
+	}
+	if len(posts) != 0 {
+		t.Errorf("requests sent: %q", posts)
+	}
+	if err := m.Drain(t.Context(), []string{"nid000001"}, "crus s1:\tboot\nfailed"); err != nil {
+		t.Fatal(err)
+	}
+	if len(posts) != 1 || posts[0] != `{"state":["DRAIN"],"reason":"crus s1: boot failed"}` {
+		t.Errorf("Drain sent %q; want the reason cleaned", posts)
+	}
+}
