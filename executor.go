@@ -130,7 +130,8 @@ type Executor struct {
 	clock     Clock
 	log       *slog.Logger
 	bootTimes bool
-	jobEnder  wlm.JobEnder // nil: the workload manager cannot tell job ends
+	jobEnder  wlm.JobEnder  // nil: the workload manager cannot tell job ends
+	scheduler wlm.Scheduler // nil: the workload manager cannot book nodes
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -163,6 +164,9 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 	}
 	if j, ok := manager.(wlm.JobEnder); ok {
 		e.jobEnder = j
+	}
+	if sch, ok := manager.(wlm.Scheduler); ok {
+		e.scheduler = sch
 	}
 	return e, nil
 }

@@ -34,6 +34,8 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		MissingBoots:  map[string]bool{},
 		BootTimes:     e.bootTimes,
 		BootTimeSlack: e.cfg.BootTimeSlack,
+		Scheduling:    e.scheduler != nil,
+		Horizon:       e.cfg.PollInterval + 3*e.cfg.RetryTimeout,
 	}
 	var mu sync.Mutex
 	failed := func(part Part, err error) {
@@ -134,6 +136,19 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			}
 			mu.Lock()
 			obs.JobEnds = byX
+			mu.Unlock()
+			return nil
+		})
+	}
+	if sc.Bookings && e.scheduler != nil {
+		g.Go(func() error {
+			bookings, err := e.bookings(ctx, r)
+			if err != nil {
+				failed(PartBookings, err)
+				return nil
+			}
+			mu.Lock()
+			obs.Bookings, obs.BookingsObserved = bookings, true
 			mu.Unlock()
 			return nil
 		})

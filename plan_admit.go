@@ -45,9 +45,12 @@ func (p *planner) admit() {
 		// nodes would only drain them for nothing (see setConditions).
 		return
 	}
-	if pol.rolling {
+	switch {
+	case pol.scheduled && obs.Scheduling:
+		p.admitScheduled(room, inFlight)
+	case pol.rolling:
 		p.admitRolling(p.candidates(room), room, inFlight)
-	} else {
+	default:
 		p.admitStep(room)
 	}
 }

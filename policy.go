@@ -37,6 +37,12 @@ type policy struct {
 	drainFail   bool
 	limitLabel  bool
 	retryFailed bool
+	// scheduled: rolling, each pending node given a slot and booked with
+	// the workload manager ahead of it (plan_schedule.go); slot is the
+	// expected time a node stays out once taken.
+	scheduled bool
+	slot      time.Duration
+	slack     time.Duration // Rollout.BookingSlack, defaulted
 }
 
 // policyOf derives the policy of a spec (defaults applied).
@@ -58,8 +64,20 @@ func policyOf(spec *Spec) *policy {
 		drainFail:   r.DrainTimeoutAction == DrainFail,
 		limitLabel:  spec.BootLimit == LimitLabel,
 		retryFailed: spec.RetryFailed,
+		scheduled:   r.Strategy == StrategyScheduled,
+		slot:        time.Duration(r.RebootTime),
 	}
-	if p.order == "" {
+	if p.slot == 0 {
+		p.slot = DefaultRebootTime
+	}
+	p.slack = time.Duration(r.BookingSlack)
+	if r.BookingSlack == 0 {
+		p.slack = p.slot / 4
+	}
+	switch {
+	case p.order == "" && p.scheduled:
+		p.order = OrderJobEnd // without wlm.Scheduler: rolling by expected ends
+	case p.order == "":
 		p.order = OrderListed
 	}
 	if r.MaxFailures > 0 {
@@ -90,6 +108,10 @@ func (p *policy) summarises(b int) bool {
 	_, canary := p.canarySize(b)
 	return !p.rolling || canary
 }
+
+// DefaultRebootTime is the scheduled strategy's expected time out of
+// service of a node taken (Rollout.RebootTime not set).
+const DefaultRebootTime = 15 * time.Minute
 
 // candidateLimit is how many pending nodes are observed and ranked for a
 // batch of room nodes: exactly the batch in list order (the original's

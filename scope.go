@@ -74,17 +74,20 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 	sc.Upgrading = quiesced && (pol.rolling || !quiescing) || retriedBoot
 	nodes := s.Progress.Nodes
 	room, _ := pol.gate(s, s.Progress.Step, inFlight)
-	if room > 0 {
+	// The scheduled strategy keeps the pending nodes' bookings up to date
+	// even while no node may be taken: it observes them every time.
+	if room > 0 || pol.scheduled && firstPending < len(nodes) {
 		phase := func(i int) Phase { return nodes[i].Phase }
-		cands := candidates(nodes, phase, pol.candidateLimit(room), firstPending)
+		cands := candidates(nodes, phase, pol.candidateLimit(max(room, 1)), firstPending)
 		pos = append(pos, cands...)
-		if pol.order == OrderJobEnd {
+		if pol.order == OrderJobEnd || pol.scheduled {
 			for _, i := range cands {
 				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
 			}
 			slices.Sort(sc.JobEnds)
 		}
 	}
+	sc.Bookings = pol.scheduled
 	if inFlight == 0 {
 		// Winding up, or about to: the group must end empty of the
 		// session's nodes.

@@ -37,6 +37,9 @@ type slotNode struct {
 	// booking is the name of the reservation that holds it now, "" if
 	// none.
 	booking string
+	// unknownEnd: busy, when its jobs end is not known; it is never
+	// booked.
+	unknownEnd bool
 }
 
 // slotParams tune the slot planner.
@@ -136,14 +139,6 @@ func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time 
 	return slots
 }
 
-// booking is a reservation the slot planner wants: Nodes (xnames,
-// sorted) from Start to End.
-type booking struct {
-	Name       string
-	Nodes      []string
-	Start, End time.Time
-}
-
 // slotPlan is what the slot planner decides.
 type slotPlan struct {
 	slots []time.Time // per pending node
@@ -151,7 +146,7 @@ type slotPlan struct {
 	// and a lane is free), in slot order.
 	take []string
 	// book lists the reservations to hold, sorted by name.
-	book []booking
+	book []Booking
 }
 
 // planSlots assigns the slots and decides what to take and what to book.
@@ -184,11 +179,11 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	// Book the nodes that would not wait long for their lane, in buckets
 	// of grain; a node stays in its bucket while its slot moves by less
 	// than grain.
-	byName := map[string]*booking{}
+	byName := map[string]*Booking{}
 	earliest := p.now.Add(p.lead)
 	for _, i := range order {
 		n, s := pending[i], plan.slots[i]
-		if taken[i] || s.Sub(laterTime(n.free, p.now)) > p.slack {
+		if taken[i] || n.unknownEnd || s.Sub(laterTime(n.free, p.now)) > p.slack {
 			continue
 		}
 		name, start := p.bucket(s)
@@ -197,7 +192,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 		}
 		b := byName[name]
 		if b == nil {
-			b = &booking{Name: name, Start: start}
+			b = &Booking{Name: name, Start: start}
 			byName[name] = b
 		}
 		b.Nodes = append(b.Nodes, n.x)
@@ -211,7 +206,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 		slices.Sort(b.Nodes)
 		plan.book = append(plan.book, *b)
 	}
-	slices.SortFunc(plan.book, func(a, b booking) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(plan.book, func(a, b Booking) int { return strings.Compare(a.Name, b.Name) })
 	return plan
 }
 
@@ -250,8 +245,8 @@ func absDuration(d time.Duration) time.Duration {
 // returns the ones to make or change and the names to delete. A held
 // reservation equal to the wanted one (nodes, and times to the second) is
 // left alone.
-func rebook(held, want []booking) (change []booking, drop []string) {
-	have := make(map[string]booking, len(held))
+func rebook(held, want []Booking) (change []Booking, drop []string) {
+	have := make(map[string]Booking, len(held))
 	for _, h := range held {
 		have[h.Name] = h
 	}

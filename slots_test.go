@@ -60,7 +60,7 @@ func TestPlanSlots(t *testing.T) {
 	})
 	assert.Equal(t, []time.Time{mins(0), mins(10), mins(61), mins(62), mins(20), mins(12)}, plan.slots)
 	assert.Equal(t, []string{"a"}, plan.take)
-	assert.Equal(t, []booking{
+	assert.Equal(t, []Booking{
 		{Name: "crus-s-12", Nodes: []string{"c"}, Start: mins(60), End: mins(120)},
 		{Name: "crus-s-13", Nodes: []string{"d"}, Start: mins(65), End: mins(125)},
 		{Name: "crus-s-4", Nodes: []string{"e"}, Start: mins(20), End: mins(80)},
@@ -70,20 +70,20 @@ func TestPlanSlots(t *testing.T) {
 	// ones no sooner than the lead.
 	plan = planSlots(slotParamsFor(4), nil, []slotNode{{x: "a", free: mins(30)}, {x: "b", free: mins(-1)}, {x: "c", idle: true}})
 	assert.Equal(t, []string{"c"}, plan.take)
-	assert.Equal(t, []booking{
+	assert.Equal(t, []Booking{
 		{Name: "crus-s-0", Nodes: []string{"b"}, Start: mins(1), End: mins(61)},
 		{Name: "crus-s-6", Nodes: []string{"a"}, Start: mins(30), End: mins(90)},
 	}, plan.book)
 }
 
 func TestRebook(t *testing.T) {
-	b := func(name string, start int, nodes ...string) booking {
-		return booking{Name: name, Nodes: nodes, Start: mins(start), End: mins(start + 60)}
+	b := func(name string, start int, nodes ...string) Booking {
+		return Booking{Name: name, Nodes: nodes, Start: mins(start), End: mins(start + 60)}
 	}
-	held := []booking{b("r1", 10, "a"), b("r2", 20, "b", "c"), b("r3", 30, "d")}
+	held := []Booking{b("r1", 10, "a"), b("r2", 20, "b", "c"), b("r3", 30, "d")}
 	held[0].Start = held[0].Start.Add(300 * time.Millisecond) // Slurm's second resolution
-	change, drop := rebook(held, []booking{b("r1", 10, "a"), b("r2", 20, "b"), b("r4", 40, "d")})
-	assert.Equal(t, []booking{b("r2", 20, "b"), b("r4", 40, "d")}, change)
+	change, drop := rebook(held, []Booking{b("r1", 10, "a"), b("r2", 20, "b"), b("r4", 40, "d")})
+	assert.Equal(t, []Booking{b("r2", 20, "b"), b("r4", 40, "d")}, change)
 	assert.Equal(t, []string{"r3"}, drop)
 	change, drop = rebook(nil, nil)
 	assert.Empty(t, change)
