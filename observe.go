@@ -19,9 +19,15 @@ import (
 // call's retries) is left out of the observation and named in its Errors,
 // and the others are still used — the planner acts on what is known. Only
 // a cancelled ctx is an error.
-func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
+//
+// A light observation (between two full ones) reads the nodes in flight
+// first, then only the boot sessions one of whose nodes the workload
+// manager shows with a boot time newer than its reboot request: news
+// worth a request. The others are left out (not observed: the planner
+// waits for them).
+func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation, error) {
 	s := r.s
-	sc, pos := scopeWith(s, r.indexed())
+	sc, pos := scopeWith(s, r.indexed(), light)
 	if r.obsNodes == nil {
 		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
 	}
@@ -93,7 +99,29 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			return nil
 		})
 	}
+	if light {
+		_ = g.Wait() // the nodes first: they say which boot sessions have news
+	}
+	if r.boots == nil {
+		r.boots = map[string]bootRead{}
+	}
+	var boots []BootRef
+	inScope := make(map[string]bool, len(sc.Boots))
 	for _, b := range sc.Boots {
+		inScope[b.Name] = true
+		last, ok := r.boots[b.Name]
+		if !ok || e.bootNews(s, obs, b) || !light && last.st.Phase != bos.PhaseComplete && !obs.Now.Before(last.due(e.cfg.PollInterval)) {
+			boots = append(boots, b)
+		} else {
+			obs.Boots[b.Name] = last.st
+		}
+	}
+	for name := range r.boots {
+		if !inScope[name] {
+			delete(r.boots, name)
+		}
+	}
+	for _, b := range boots {
 		g.Go(func() error {
 			var st bos.Status
 			err := e.retry(ctx, "boot session status", func() (err error) {
@@ -108,8 +136,14 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			case err != nil:
 				failed(PartBoots, fmt.Errorf("reading boot session %s: %w", b.Name, err))
 			default:
+				st = cleanStatus(st)
 				mu.Lock()
-				obs.Boots[b.Name] = cleanStatus(st)
+				obs.Boots[b.Name] = st
+				first := obs.Now
+				if last, ok := r.boots[b.Name]; ok {
+					first = last.first
+				}
+				r.boots[b.Name] = bootRead{st: st, at: obs.Now, first: first}
 				mu.Unlock()
 			}
 			return nil
@@ -171,6 +205,38 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	}
 	_ = g.Wait()
 	return obs, ctx.Err()
+}
+
+// bootRead is a boot session's status as last read (at), and when it was
+// first read.
+type bootRead struct {
+	st        bos.Status
+	at, first time.Time
+}
+
+// due returns when a running boot session is read again without news (no
+// node of it seen back): a poll interval after the last read, or a
+// half of the time it has been followed, whichever is later. A boot
+// takes minutes; reading it every poll costs more than it tells.
+func (b bootRead) due(poll time.Duration) time.Time {
+	return b.at.Add(max(poll, b.at.Sub(b.first)/2))
+}
+
+// bootNews reports whether a node of the boot session is seen back with a
+// boot time newer than its reboot request: its boot session may now report
+// it booted.
+func (e *Executor) bootNews(s *Session, obs Observation, b BootRef) bool {
+	if !obs.BootTimes {
+		return false
+	}
+	for _, x := range b.Nodes {
+		w, seen := obs.Nodes[x]
+		if n := s.Node(x); seen && n != nil && w.Responding() && !w.BootTime.IsZero() &&
+			w.BootTime.After(n.RebootRequested.Add(-obs.BootTimeSlack)) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanStatus cleans and caps the text of a boot session's status: it

@@ -28,8 +28,11 @@ type run struct {
 	idx   *nodeIndex // of s; rebuilt whenever s is replaced
 
 	obsNodes map[string]wlm.Node // Observation.Nodes, reused
-	log      *slog.Logger
-	wakeC    chan struct{}
+	// boots holds the boot sessions' statuses last read, and when (see
+	// observe: a session is read again on news, or when due).
+	boots map[string]bootRead
+	log   *slog.Logger
+	wakeC chan struct{}
 }
 
 // indexed returns the index of the run's session record.
@@ -99,14 +102,20 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	}
 
 	replans := 0
+	light := false         // this round looks at the nodes in flight only
+	var nextFull time.Time // when a full observation is due
 	for {
 		if err := ctx.Err(); err != nil {
 			return r.s, err
 		}
-		obs, err := e.observe(ctx, r)
+		if !light {
+			nextFull = e.clock.Now().Add(e.cfg.PollInterval)
+		}
+		obs, err := e.observe(ctx, r, light)
 		if err != nil {
 			return r.s, err
 		}
+		light = false
 		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err
@@ -146,10 +155,14 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			continue
 		}
 		replans = 0
-		wait := e.cfg.PollInterval
+		now := e.clock.Now()
+		wait := max(nextFull.Sub(now), time.Millisecond)
+		if fast := e.cfg.InFlightPollInterval; fast < wait && r.returning() {
+			wait, light = fast, true
+		}
 		if !d.Wake.IsZero() {
-			if until := d.Wake.Sub(e.clock.Now()) + time.Millisecond; until < wait {
-				wait = max(until, time.Millisecond)
+			if until := d.Wake.Sub(now) + time.Millisecond; until < wait {
+				wait, light = max(until, time.Millisecond), false
 			}
 		}
 		if err := e.sleep(ctx, r, wait); err != nil {
@@ -159,6 +172,19 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			return r.s, err
 		}
 	}
+}
+
+// returning reports whether a node of the session is on its way back
+// (drained, rebooting, or rebooted and waiting to be resumed): worth
+// looking at more often than the rest. It reads the active nodes only.
+func (r *run) returning() bool {
+	for _, i := range r.indexed().active {
+		switch r.s.Progress.Nodes[i].Phase {
+		case PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
+			return true
+		}
+	}
+	return false
 }
 
 // refresh reads the session again if someone else changed it while Run

@@ -74,3 +74,32 @@ func names(rs []wlm.Reservation) []string {
 	}
 	return out
 }
+
+// TestReturnedNodeResumedWithinSeconds: between two polls, the nodes in
+// flight are looked at every InFlightPollInterval, so a node back from its
+// reboot is resumed within seconds of registering, not at the next poll;
+// boot sessions are read then only when a node shows a new boot time.
+func TestReturnedNodeResumedWithinSeconds(t *testing.T) {
+	reads, worsts := map[time.Duration]int{}, map[time.Duration]time.Duration{}
+	for _, fast := range []time.Duration{5 * time.Second, 30 * time.Second} {
+		e := newEnv(t, fake.ClusterOptions{Nodes: 6, Options: fake.Options{RegisterDelay: 20 * time.Second}}, 2)
+		e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+		e.cfg.InFlightPollInterval = fast
+		e.ex = e.executor()
+		s := e.run()
+		worst := time.Duration(0)
+		for _, n := range s.Progress.Nodes {
+			ws, _ := e.w.Node(n.XName)
+			worst = max(worst, n.Finished.Sub(ws.BootTime)) // booted, registered 20s later, resumed
+		}
+		worsts[fast] = worst
+		reads[fast] = e.w.Calls()["bos.Status"]
+		// A boot of ~10 minutes read every 30s would be 20 reads a
+		// session: reading again only on news, or less and less often,
+		// costs about half.
+		assert.Less(t, reads[fast], 20*e.w.Calls()["bos.Reboot"]/2, "boot session reads")
+	}
+	assert.LessOrEqual(t, worsts[5*time.Second], 20*time.Second+2*5*time.Second, "resumed within a fast look or two of registering")
+	assert.Less(t, worsts[5*time.Second], worsts[30*time.Second], "without fast looks, the poll decides")
+	assert.LessOrEqual(t, reads[5*time.Second], reads[30*time.Second]+3*6, "looking fast costs a few boot session reads per node")
+}

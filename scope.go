@@ -7,13 +7,15 @@ import "slices"
 // the status of every boot session in use, and the upgrading group when a
 // boot is near or the session is winding up.
 func ScopeFor(s *Session) Scope {
-	sc, _ := scopeWith(s, nil)
+	sc, _ := scopeWith(s, nil, false)
 	return sc
 }
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
-// It also returns the positions of Scope.Nodes in the record.
-func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
+// It also returns the positions of Scope.Nodes in the record. A light
+// scope (a look at the nodes in flight between two full observations)
+// leaves out the pending nodes, their job ends and the bookings.
+func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	var sc Scope
 	var pos []int
 	boots := map[string]int{}
@@ -76,7 +78,7 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 	room, _ := pol.gate(s, s.Progress.Step, inFlight)
 	// The scheduled strategy keeps the pending nodes' bookings up to date
 	// even while no node may be taken: it observes them every time.
-	if room > 0 || pol.scheduled && firstPending < len(nodes) {
+	if !light && (room > 0 || pol.scheduled && firstPending < len(nodes)) {
 		phase := func(i int) Phase { return nodes[i].Phase }
 		cands := candidates(nodes, phase, pol.candidateLimit(max(room, 1)), firstPending)
 		pos = append(pos, cands...)
@@ -87,7 +89,7 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 			slices.Sort(sc.JobEnds)
 		}
 	}
-	sc.Bookings = pol.scheduled
+	sc.Bookings = pol.scheduled && !light
 	if inFlight == 0 {
 		// Winding up, or about to: the group must end empty of the
 		// session's nodes.
