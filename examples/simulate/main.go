@@ -67,14 +67,16 @@ func main() {
 
 // strategies are the contenders, in the order of the report. drain is the
 // drain timeout of the strategies that use one; lookahead, if set, is
-// given to every crus strategy but the original algorithm, which has none.
-func strategies(drain time.Duration, lookahead int) []sim.Strategy {
+// given to every crus strategy but the original algorithm, which has none;
+// slack, if set, is the scheduled strategies' booking_slack.
+func strategies(drain time.Duration, lookahead int, slack time.Duration) []sim.Strategy {
 	rolling := crus.Rollout{Strategy: crus.StrategyRolling, Lookahead: lookahead}
+	scheduled := crus.Rollout{Strategy: crus.StrategyScheduled, Lookahead: lookahead, BookingSlack: crus.Duration(slack)}
 	with := func(r crus.Rollout, f func(*crus.Rollout)) crus.Rollout { f(&r); return r }
 	return []sim.Strategy{
 		// The original CRUS algorithm with the original service's own
 		// settings: a look every 10 seconds, 10 minutes for nodes to return.
-		{Name: "classic", PollInterval: 10 * time.Second, ReturnTimeout: 10 * time.Minute},
+		{Name: "classic", PollInterval: 10 * time.Second, ReturnTimeout: 10 * time.Minute, InFlightPoll: 10 * time.Second},
 		{Name: "reboot-asap", RebootASAP: true},
 		{Name: "classic-job_end-timeout", Rollout: crus.Rollout{Order: crus.OrderJobEnd, DrainTimeout: crus.Duration(drain), Lookahead: lookahead}},
 		{Name: "rolling", Rollout: rolling},
@@ -84,8 +86,11 @@ func strategies(drain time.Duration, lookahead int) []sim.Strategy {
 			r.Order, r.DrainTimeout = crus.OrderJobEnd, crus.Duration(drain)
 		})},
 		{Name: "rolling-job_end-predicted", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsPredicted},
-		// What knowing the future would give: not a crus strategy.
+		{Name: "scheduled", Rollout: scheduled},
+		{Name: "scheduled-predicted", Rollout: scheduled, Ends: sim.EndsPredicted},
+		// What knowing the future would give: not crus strategies.
 		{Name: "oracle-rolling-job_end", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsOracle},
+		{Name: "oracle-scheduled", Rollout: scheduled, Ends: sim.EndsOracle},
 	}
 }
 
@@ -111,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	placement := fs.String("placement", "lowest", "where the scheduler puts jobs: lowest (numbered nodes first), highest or random")
 	drain := fs.Duration("drain-timeout", 2*time.Hour, "drain timeout of the strategies that use one")
 	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000)); not the original algorithm's")
+	slack := fs.Duration("booking-slack", 0, "booking_slack of the scheduled strategies (0: the default, a quarter of reboot_time)")
 	poll := fs.Duration("poll", 30*time.Second, "executor poll interval of the crus strategies, and the tick of reboot-asap (the original algorithm keeps its 10s)")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
 	noFaults := fs.Bool("no-faults", false, "no node fails to boot or never returns (default: 1% and 0.5%)")
@@ -165,7 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			starts = append(starts, time.Duration(v*24*float64(time.Hour)))
 		}
 	}
-	all := strategies(*drain, *lookahead)
+	all := strategies(*drain, *lookahead, *slack)
 	chosen := all
 	if *only != "" {
 		chosen = nil

@@ -21,12 +21,12 @@ func TestCSVHasOneRowPerRun(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	header := strings.Split(lines[0], ",")
 	require.Equal(t, []string{"window_day", "start_day", "seed_index", "strategy"}, header[:4])
-	n := len(strategies(0, 0))
+	n := len(strategies(0, 0, 0))
 	require.Len(t, lines, 1+2*2*n, "windows × seeds × strategies")
 	for i, line := range lines[1:] {
 		fields := strings.Split(line, ",")
 		require.Len(t, fields, len(header), line)
-		assert.Equal(t, strategies(0, 0)[i%n].Name, fields[3])
+		assert.Equal(t, strategies(0, 0, 0)[i%n].Name, fields[3])
 		assert.Equal(t, []string{"65", "66"}[i/(2*n)], fields[0], "windows, then seeds, then strategies")
 		assert.Equal(t, []string{"0", "1"}[i%(2*n)/n], fields[2])
 	}

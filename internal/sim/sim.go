@@ -97,8 +97,9 @@ type Strategy struct {
 	RebootASAP bool
 	// PollInterval and ReturnTimeout, if set, replace the Config's for
 	// this strategy (the original algorithm polled every 10s and waited
-	// 10m for nodes to return).
-	PollInterval, ReturnTimeout time.Duration
+	// 10m for nodes to return). InFlightPoll, if set, is the executor's
+	// InFlightPollInterval (the original had no faster look: its poll).
+	PollInterval, ReturnTimeout, InFlightPoll time.Duration
 	// Ends chooses the job end times crus is given (wlm.JobEnder): the
 	// time limits the workload manager knows (default), a wlm.Predictor's
 	// predictions from the jobs it reports, or the true ends (a
@@ -422,9 +423,10 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 		manager = clairvoyant{w.WLM(), w}
 	}
 	ex, err := crus.NewExecutor(w.HSM(), manager, w.BOS(), crus.Config{
-		Clock:        w,
-		PollInterval: poll,
-		NewID:        func() string { return "sim" },
+		Clock:                w,
+		PollInterval:         poll,
+		InFlightPollInterval: st.InFlightPoll,
+		NewID:                func() string { return "sim" },
 		OnEvent: func(ev crus.Event) {
 			if ev.Time.After(deadline) {
 				tooLong = true

@@ -357,3 +357,19 @@ func TestEndSources(t *testing.T) {
 	assert.NotEqual(t, res[EndsLimits].Makespan, res[EndsPredicted].Makespan, "predictions change the order")
 	assert.Less(t, res[EndsOracle].Makespan, res[EndsLimits].Makespan, "on Thunder, limits say nothing: knowing the ends helps")
 }
+
+// TestScheduledOnATrace: the scheduled strategy on a real trace keeps the
+// cap, takes every node, and loses little more than the reboots.
+func TestScheduledOnATrace(t *testing.T) {
+	cfg := small(t)
+	st := Strategy{Name: "scheduled", Rollout: crus.Rollout{Strategy: crus.StrategyScheduled}}
+	r, err := Run(context.Background(), cfg, st)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, r.MaxOut, cfg.Step)
+	assert.Equal(t, 40, r.Upgraded+r.Failed)
+	assert.Less(t, r.LostOverFloor(), 1.3)
+	j, err := Run(context.Background(), cfg, jobEnd)
+	require.NoError(t, err)
+	t.Logf("scheduled %.1fh lost %.2f; rolling job_end %.1fh lost %.2f", r.Makespan.Hours(), r.LostOverFloor(), j.Makespan.Hours(), j.LostOverFloor())
+	assert.LessOrEqual(t, r.Makespan, j.Makespan, "on KTH, whose limits are real, booking slots is no slower")
+}
