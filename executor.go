@@ -42,7 +42,7 @@ type Config struct {
 	// the nodes in flight alone are looked at (one workload-manager call;
 	// a boot session is read only when one of its nodes shows a new boot
 	// time), so that a node back from its reboot is resumed within
-	// seconds. Default PollInterval / 6 (at least 1s); equal to
+	// seconds. Default PollInterval / 2 (at least 1s); equal to
 	// PollInterval, or more, turns it off.
 	InFlightPollInterval time.Duration
 	// RetryInitial and RetryMax bound the backoff between retries of a
@@ -79,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.PollInterval = 30 * time.Second
 	}
 	if c.InFlightPollInterval == 0 {
-		c.InFlightPollInterval = max(c.PollInterval/6, time.Second)
+		c.InFlightPollInterval = max(c.PollInterval/2, time.Second)
 	}
 	if c.RetryInitial == 0 {
 		c.RetryInitial = time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,7 +42,8 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		BootTimes:     e.bootTimes,
 		BootTimeSlack: e.cfg.BootTimeSlack,
 		Scheduling:    e.scheduler != nil,
-		Horizon:       e.cfg.PollInterval + 3*e.cfg.RetryTimeout,
+		Horizon:       e.horizon(),
+		InFlightOnly:  light,
 	}
 	var mu sync.Mutex
 	failed := func(part Part, err error) {
@@ -61,7 +63,8 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	g.SetLimit(e.cfg.MaxConcurrentCalls)
 	if len(sc.Nodes) > 0 {
 		g.Go(func() error {
-			names := make([]string, len(pos))
+			names := slices.Grow(r.obsNames[:0], len(pos))[:len(pos)] // reused: the manager keeps no names
+			r.obsNames = names
 			for k, i := range pos {
 				names[k] = s.Progress.Nodes[i].Name
 			}
@@ -110,7 +113,14 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	for _, b := range sc.Boots {
 		inScope[b.Name] = true
 		last, ok := r.boots[b.Name]
-		if !ok || e.bootNews(s, obs, b) || !light && last.st.Phase != bos.PhaseComplete && !obs.Now.Before(last.due(e.cfg.PollInterval)) {
+		if ok && last.st.Phase == bos.PhaseComplete && last.st.Error != "" {
+			// Failed as a whole: the planner reads the group to tell the
+			// nodes the session could not have rebooted.
+			sc.Upgrading = true
+		}
+		// (obs.Nodes is complete only in a light round: read after Wait.)
+		news := light && bootNews(obs, b)
+		if !ok || news || !light && last.st.Phase != bos.PhaseComplete && !obs.Now.Before(last.due(e.cfg.PollInterval)) {
 			boots = append(boots, b)
 		} else {
 			obs.Boots[b.Name] = last.st
@@ -162,7 +172,11 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				failed(PartJobEnds, fmt.Errorf("reading the job ends of %s: %w", plural(len(names), "node"), err))
 				return nil
 			}
-			byX := make(map[string]time.Time, len(ends))
+			if r.obsEnds == nil {
+				r.obsEnds = make(map[string]time.Time, len(ends))
+			}
+			byX := r.obsEnds // reused, like obs.Nodes
+			clear(byX)
 			for name, t := range ends {
 				if x, ok := r.names.xname(name); ok {
 					byX[x] = t
@@ -207,6 +221,14 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	return obs, ctx.Err()
 }
 
+// horizon bounds the time from one observation to the actions of the next
+// decision: a poll interval, the observation's calls retried (the nodes,
+// then the boot sessions), and a few actions retried before the next
+// observation.
+func (e *Executor) horizon() time.Duration {
+	return e.cfg.PollInterval + 6*e.cfg.RetryTimeout
+}
+
 // bootRead is a boot session's status as last read (at), and when it was
 // first read.
 type bootRead struct {
@@ -225,14 +247,13 @@ func (b bootRead) due(poll time.Duration) time.Time {
 // bootNews reports whether a node of the boot session is seen back with a
 // boot time newer than its reboot request: its boot session may now report
 // it booted.
-func (e *Executor) bootNews(s *Session, obs Observation, b BootRef) bool {
+func bootNews(obs Observation, b BootRef) bool {
 	if !obs.BootTimes {
 		return false
 	}
+	since := b.Requested.Add(-obs.BootTimeSlack)
 	for _, x := range b.Nodes {
-		w, seen := obs.Nodes[x]
-		if n := s.Node(x); seen && n != nil && w.Responding() && !w.BootTime.IsZero() &&
-			w.BootTime.After(n.RebootRequested.Add(-obs.BootTimeSlack)) {
+		if w, seen := obs.Nodes[x]; seen && w.Responding() && w.BootTime.After(since) {
 			return true
 		}
 	}

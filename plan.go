@@ -55,6 +55,9 @@ type Scope struct {
 type BootRef struct {
 	Name  string
 	Nodes []string
+	// Requested is the earliest reboot request of its nodes: a boot time
+	// later than this is news of them.
+	Requested time.Time
 }
 
 // Part names a part of an observation, for Observation.Errors.
@@ -114,6 +117,11 @@ type Observation struct {
 	Scheduling       bool
 	Bookings         map[string]Booking
 	BookingsObserved bool
+	// InFlightOnly says the executor looked at the nodes in flight alone
+	// (between two full observations): no pending node was observed, so
+	// none is taken and no booking is changed.
+	InFlightOnly bool
+
 	// Horizon is the longest the executor may take to decide again: its
 	// poll interval, plus the time a round of calls may spend retrying. A
 	// booking never starts sooner than this, so that crus takes its nodes

@@ -189,13 +189,17 @@ func (p *planner) book() {
 		held = append(held, obs.Bookings[name])
 	}
 	change, drop := rebook(held, want)
+	var acts []Action
 	for _, b := range change {
-		p.d.Actions = append(p.d.Actions, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
+		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
 			Why: fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(len(b.Nodes), "node"), b.Start.UTC().Format(time.RFC3339))})
 	}
 	for _, name := range drop {
-		p.d.Actions = append(p.d.Actions, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "the booking is no longer wanted"})
+		acts = append(acts, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "the booking is no longer wanted"})
 	}
+	// First: a booking is moved on as soon as possible after the
+	// observation that dates it, whatever the other actions cost.
+	p.d.Actions = append(acts, p.d.Actions...)
 }
 
 // unbookAll deletes every reservation of the session, before it ends; it

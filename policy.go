@@ -113,6 +113,17 @@ func (p *policy) summarises(b int) bool {
 // service of a node taken (Rollout.RebootTime not set).
 const DefaultRebootTime = 15 * time.Minute
 
+// admissible returns the room to fill now: all of it when nothing is in
+// flight, or once it is a tenth of the step; none before (rolling). Nodes
+// come back one by one; ranking the candidates again for each one would
+// cost a look at the whole lookahead per node.
+func (p *policy) admissible(room, inFlight int) int {
+	if !p.rolling || inFlight == 0 || room >= max(1, p.step/10) {
+		return room
+	}
+	return 0
+}
+
 // candidateLimit is how many pending nodes are observed and ranked for a
 // batch of room nodes: exactly the batch in list order (the original's
 // fixed slice), else the lookahead.

@@ -27,7 +27,9 @@ type run struct {
 	names *nodeNames // of the session (fixed for a session)
 	idx   *nodeIndex // of s; rebuilt whenever s is replaced
 
-	obsNodes map[string]wlm.Node // Observation.Nodes, reused
+	obsNodes map[string]wlm.Node  // Observation.Nodes, reused
+	obsEnds  map[string]time.Time // Observation.JobEnds, reused
+	obsNames []string             // the names of the nodes observed, reused
 	// boots holds the boot sessions' statuses last read, and when (see
 	// observe: a session is read again on news, or when due).
 	boots map[string]bootRead
@@ -115,7 +117,6 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err != nil {
 			return r.s, err
 		}
-		light = false
 		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err
@@ -154,7 +155,9 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			replans++
 			continue
 		}
-		replans = 0
+		// A replan after a light look is light too: taking new nodes
+		// waits for the next full observation.
+		replans, light = 0, false
 		now := e.clock.Now()
 		wait := max(nextFull.Sub(now), time.Millisecond)
 		if fast := e.cfg.InFlightPollInterval; fast < wait && r.returning() {
@@ -179,8 +182,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 // looking at more often than the rest. It reads the active nodes only.
 func (r *run) returning() bool {
 	for _, i := range r.indexed().active {
-		switch r.s.Progress.Nodes[i].Phase {
-		case PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
+		if r.s.Progress.Nodes[i].Phase.returning() {
 			return true
 		}
 	}

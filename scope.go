@@ -13,8 +13,9 @@ func ScopeFor(s *Session) Scope {
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
 // It also returns the positions of Scope.Nodes in the record. A light
-// scope (a look at the nodes in flight between two full observations)
-// leaves out the pending nodes, their job ends and the bookings.
+// scope (a look between two full observations) holds only the nodes on
+// their way back (Phase.returning), and leaves out the pending nodes, their
+// job ends and the bookings.
 func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	var sc Scope
 	var pos []int
@@ -54,7 +55,9 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 		inFlight++
 		quiescing = quiescing || n.Phase == PhaseQuiescing
 		quiesced = quiesced || n.Phase == PhaseQuiesced
-		pos = append(pos, i)
+		if !light || n.Phase.returning() {
+			pos = append(pos, i)
+		}
 		if n.Phase == PhaseBooting {
 			// A boot request that failed may have to be sent again: the
 			// group is checked before every boot request.
@@ -63,7 +66,10 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 			if !ok {
 				j = len(sc.Boots)
 				boots[n.Boot] = j
-				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot})
+				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot, Requested: n.RebootRequested})
+			}
+			if n.RebootRequested.Before(sc.Boots[j].Requested) {
+				sc.Boots[j].Requested = n.RebootRequested
 			}
 			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
 		}
@@ -76,6 +82,7 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	sc.Upgrading = quiesced && (pol.rolling || !quiescing) || retriedBoot
 	nodes := s.Progress.Nodes
 	room, _ := pol.gate(s, s.Progress.Step, inFlight)
+	room = pol.admissible(room, inFlight)
 	// The scheduled strategy keeps the pending nodes' bookings up to date
 	// even while no node may be taken: it observes them every time.
 	if !light && (room > 0 || pol.scheduled && firstPending < len(nodes)) {
@@ -134,4 +141,16 @@ func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []in
 		out = append(out, i)
 	}
 	return out
+}
+
+// returning reports whether a node in this phase is on its way back to
+// service soon: drained and about to boot, booting, or booted and waiting
+// to be seen back and resumed. The executor looks at such nodes more
+// often than at the rest.
+func (p Phase) returning() bool {
+	switch p {
+	case PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
+		return true
+	}
+	return false
 }

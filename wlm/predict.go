@@ -28,8 +28,9 @@ type JobLister interface {
 	// Jobs returns the jobs running (or completing) on the named nodes,
 	// and, if since is not zero, the jobs that ended at or after since,
 	// on any node, as far as the workload manager remembers them (Slurm
-	// without accounting: its MinJobAge, 5 minutes by default). Unknown
-	// nodes follow the Manager error contract.
+	// without accounting: its MinJobAge, 5 minutes by default); their
+	// Nodes may be left out. Unknown nodes follow the Manager error
+	// contract.
 	Jobs(ctx context.Context, names []string, since time.Time) ([]Job, error)
 }
 
