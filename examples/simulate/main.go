@@ -48,12 +48,12 @@ import (
 func main() {
 	log.SetFlags(0)
 	// A large simulation keeps a few hundred MB live and allocates an
-	// observation per poll: collect less often, within a 1.5 GiB soft
-	// limit (the 100k-node budget is 2 GB), unless GOGC or GOMEMLIMIT say
+	// observation per poll: collect less often, within an 896 MiB soft
+	// limit (the 100k-node budget is 1 GB), unless GOGC or GOMEMLIMIT say
 	// otherwise.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(3 << 29)
+		debug.SetMemoryLimit(896 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000)); not the original algorithm's")
 	slack := fs.Duration("booking-slack", 0, "booking_slack of the scheduled strategies (0: the default, a quarter of reboot_time)")
 	poll := fs.Duration("poll", 30*time.Second, "executor poll interval of the crus strategies, and the tick of reboot-asap (the original algorithm keeps its 10s)")
+	inflight := fs.Duration("inflight-poll", 0, "the crus strategies' InFlightPollInterval: how often nodes on their way back are looked at between polls (0: the executor's default, poll/3)")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
 	noFaults := fs.Bool("no-faults", false, "no node fails to boot or never returns (default: 1% and 0.5%)")
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: all)")
@@ -214,7 +215,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				PollInterval: *poll, DefaultLimit: *defaultLimit, NoFaults: *noFaults,
 				OnProgress: prog.update,
 			}
-			r, err := sim.Run(gctx, cfg, chosen[k.strategy])
+			st := chosen[k.strategy]
+			if st.InFlightPoll == 0 {
+				st.InFlightPoll = *inflight
+			}
+			r, err := sim.Run(gctx, cfg, st)
 			if err != nil {
 				return fmt.Errorf("%s, seed %d: %w", windowName(starts[k.window]), cfg.Seed, err)
 			}

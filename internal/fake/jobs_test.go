@@ -42,5 +42,6 @@ func TestJobsAndTrueEnds(t *testing.T) {
 	require.Len(t, jobs, 1, "only bob's ended since 1h30 (ann's ended at 1h)")
 	assert.Equal(t, "bob", jobs[0].User)
 	assert.Equal(t, t0.Add(130*time.Minute), jobs[0].End)
+	assert.Empty(t, jobs[0].Nodes, "ended jobs are kept without their nodes")
 	assert.Equal(t, 2, w.Calls()["wlm.Jobs"], "one call each")
 }

@@ -421,7 +421,7 @@ func (w *World) Loss() Loss {
 // the node's out-of-service state. Callers hold the lock.
 func (w *World) account(n *node, out bool) {
 	if n.rebooting && !n.sim.inReboot {
-		n.sim.rebootStart = w.now
+		n.sim.rebootStart = w.now.Truncate(time.Second) // as boot times are
 		n.sim.rebooted = n.sim.rebooted || out
 	}
 	n.sim.inReboot = n.rebooting
@@ -462,9 +462,8 @@ func (w *World) account(n *node, out bool) {
 // cause tells why a node out of service and idle computes nothing.
 // Callers hold the lock.
 func (w *World) cause(n *node) LostCause {
-	booted := !n.bootTime.Before(n.sim.rebootStart.Truncate(time.Second))
 	switch {
-	case n.rebooting && !booted:
+	case n.rebooting && n.bootTime.Before(n.sim.rebootStart):
 		return LostRebooting
 	case n.rebooting:
 		return LostReturning
