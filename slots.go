@@ -114,29 +114,41 @@ func laterTime(a, b time.Time) time.Time {
 // nodes taken in order of their expected free time (then xname), each
 // when it is free and a lane is, every lane busy for reboot after.
 func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time {
+	slots, _ := assignSlotsOrdered(p, out, pending)
+	return slots
+}
+
+// assignSlotsOrdered is assignSlots, also returning the order in which
+// the nodes were given their slots: by expected free time, then xname. A
+// node free earlier never gets a later slot, so it is slot order too.
+func assignSlotsOrdered(p slotParams, out []time.Time, pending []slotNode) ([]time.Time, []int) {
 	order := make([]int, len(pending))
+	free := make([]int64, len(pending)) // Unix nanoseconds: cheap to compare
 	for i := range order {
 		order[i] = i
+		free[i] = laterTime(pending[i].free, p.now).UnixNano()
 	}
-	free := func(i int) time.Time { return laterTime(pending[i].free, p.now) }
 	slices.SortFunc(order, func(a, b int) int {
-		if c := free(a).Compare(free(b)); c != 0 {
-			return c
+		if free[a] != free[b] {
+			if free[a] < free[b] {
+				return -1
+			}
+			return 1
 		}
 		return strings.Compare(pending[a].x, pending[b].x)
 	})
 	slots := make([]time.Time, len(pending))
 	if p.step < 1 {
-		return slots
+		return slots, order
 	}
 	h := lanes(p.now, p.step, out)
 	for _, i := range order {
-		s := laterTime(free(i), h[0])
+		s := laterTime(time.Unix(0, free[i]).In(p.now.Location()), h[0])
 		slots[i] = s
 		h[0] = s.Add(p.reboot)
 		heap.Fix(&h, 0)
 	}
-	return slots
+	return slots, order
 }
 
 // slotPlan is what the slot planner decides.
@@ -151,18 +163,9 @@ type slotPlan struct {
 
 // planSlots assigns the slots and decides what to take and what to book.
 func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
-	plan := slotPlan{slots: assignSlots(p, out, pending)}
+	slots, order := assignSlotsOrdered(p, out, pending)
+	plan := slotPlan{slots: slots}
 	room := p.step - len(out)
-	order := make([]int, len(pending))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		if c := plan.slots[a].Compare(plan.slots[b]); c != 0 {
-			return c
-		}
-		return strings.Compare(pending[a].x, pending[b].x)
-	})
 	taken := map[int]bool{}
 	for _, i := range order {
 		if room <= 0 || plan.slots[i].After(p.now) {
