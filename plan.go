@@ -333,6 +333,7 @@ type planner struct {
 	slotNodes []slotNode
 	slotIdx   []int
 	slotOut   []int // candidates out of service
+	admitRoom int   // the nodes admission may take in this decision (0 until it runs)
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but

@@ -47,6 +47,7 @@ func (p *planner) admit() {
 	}
 	switch {
 	case pol.scheduled && obs.Scheduling:
+		p.admitRoom = room
 		p.admitScheduled(room, inFlight)
 	case pol.rolling:
 		p.admitRolling(p.candidates(room), room, inFlight)

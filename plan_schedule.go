@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/crus-go/crus/wlm"
 )
 
 // The scheduled strategy, as a policy of the pipeline (see slots.go for
@@ -95,14 +97,23 @@ func (p *planner) planSlotsNow() *slotPlan {
 		sn := slotNode{x: n.XName, idle: !w.Busy(), booking: held[n.XName]}
 		if !sn.idle {
 			end, known := obs.JobEnds[n.XName]
-			// Nothing known of its jobs' end (no wlm.JobEnder, or it
-			// could not be read): due now, never booked.
-			sn.free, sn.unknownEnd = end, !known
+			switch {
+			case known:
+				sn.free = end
+			case w.State == wlm.StateIdle && w.Completing:
+				sn.free = now // its last job is cleaning up: free in seconds
+			default:
+				// Nothing known of its jobs' end (no wlm.JobEnder, or it
+				// could not be read): due now, and not booked anew.
+				sn.unknownEnd = true
+			}
 		}
 		pending = append(pending, sn)
 		p.slotIdx = append(p.slotIdx, i)
 	}
-	plan := planSlots(p.slotParams(), out, pending)
+	params := p.slotParams()
+	params.room = p.admitRoom
+	plan := planSlots(params, out, pending)
 	p.slotPlan = &plan
 	p.slotNodes = pending
 	return p.slotPlan

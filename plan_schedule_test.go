@@ -135,3 +135,23 @@ func TestPlanScheduledCleanup(t *testing.T) {
 	d = plan(t, s, observe(t0).group().scheduling().obs)
 	assert.True(t, d.Done)
 }
+
+// TestPlanScheduledKeepsBookings: a node whose jobs are cleaning up, or
+// whose end is not known for a moment, keeps its booking (a long job
+// would otherwise start on it the moment it is free).
+func TestPlanScheduledKeepsBookings(t *testing.T) {
+	s := scheduledSession(3, 1)
+	x := nodes(s, 0)
+	now := t0.Add(time.Hour)
+	held := Booking{Name: "crus-u1-20", Nodes: []string{x[1], x[2]}, Start: now.Add(40 * time.Minute), End: now.Add(65 * time.Minute)}
+	w := observe(now).scheduling(held).busy(now.Add(time.Hour), x[0])
+	w.node(x[1], wlm.Node{Name: x[1], State: wlm.StateIdle, Completing: true}) // its job just ended
+	w.node(x[2], wlm.Node{Name: x[2], State: wlm.StateAllocated})              // no end known
+	setPhase(s, PhaseBooting, now.Add(-5*time.Minute), x[0])                   // the one lane is taken
+	s.Node(x[0]).Phase = PhaseBooting
+	d := plan(t, s, w.obs)
+	assert.Empty(t, actionsOf(d, ActUnbook), "nothing dropped")
+	for _, a := range actionsOf(d, ActBook) {
+		assert.Contains(t, a.Nodes, x[2], "the node without a known end stays in its booking")
+	}
+}

@@ -118,7 +118,9 @@ const DefaultRebootTime = 15 * time.Minute
 // come back one by one; ranking the candidates again for each one would
 // cost a look at the whole lookahead per node.
 func (p *policy) admissible(room, inFlight int) int {
-	if !p.rolling || inFlight == 0 || room >= max(1, p.step/10) {
+	// (The scheduled strategy looks at its candidates every time
+	// anyway, and a node due waits idle: it takes them at once.)
+	if !p.rolling || p.scheduled || inFlight == 0 || room >= max(1, p.step/10) {
 		return room
 	}
 	return 0

@@ -37,8 +37,9 @@ type slotNode struct {
 	// booking is the name of the reservation that holds it now, "" if
 	// none.
 	booking string
-	// unknownEnd: busy, when its jobs end is not known; it is never
-	// booked.
+	// unknownEnd: busy, when its jobs end is not known; it is not booked
+	// anew, but keeps the booking it holds (a moment without news is no
+	// reason to let a long job in).
 	unknownEnd bool
 }
 
@@ -46,6 +47,7 @@ type slotNode struct {
 type slotParams struct {
 	now    time.Time
 	step   int           // lanes: the cap on nodes out of service
+	room   int           // nodes that may be taken now (the gates may allow fewer than the free lanes)
 	reboot time.Duration // expected time from taking a node to its return
 	// slack is the longest a booked node is expected to idle before its
 	// slot.
@@ -165,7 +167,7 @@ type slotPlan struct {
 func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	slots, order := assignSlotsOrdered(p, out, pending)
 	plan := slotPlan{slots: slots}
-	room := p.step - len(out)
+	room := min(p.room, p.step-len(out))
 	taken := map[int]bool{}
 	for _, i := range order {
 		if room <= 0 || plan.slots[i].After(p.now) {
@@ -186,11 +188,17 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	earliest := p.now.Add(p.lead)
 	for _, i := range order {
 		n, s := pending[i], plan.slots[i]
-		if taken[i] || n.unknownEnd || s.Sub(laterTime(n.free, p.now)) > p.slack {
+		held, isHeld := p.bucketStart(n.booking)
+		switch {
+		case taken[i]:
+			continue
+		case n.unknownEnd && !isHeld:
+			continue
+		case !n.unknownEnd && s.Sub(laterTime(n.free, p.now)) > p.slack:
 			continue
 		}
 		name, start := p.bucket(s)
-		if held, ok := p.bucketStart(n.booking); ok && s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain)) {
+		if isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))) {
 			name, start = n.booking, held
 		}
 		b := byName[name]

@@ -16,7 +16,7 @@ var slotNow = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 func mins(m int) time.Time { return slotNow.Add(time.Duration(m) * time.Minute) }
 
 func slotParamsFor(step int) slotParams {
-	return slotParams{now: slotNow, step: step, reboot: 10 * time.Minute, slack: 5 * time.Minute, lead: time.Minute,
+	return slotParams{now: slotNow, step: step, room: step, reboot: 10 * time.Minute, slack: 5 * time.Minute, lead: time.Minute,
 		grain: 5 * time.Minute, length: time.Hour, prefix: "crus-s-", epoch: slotNow}
 }
 
@@ -110,6 +110,7 @@ func occupancy(t time.Time, out, slots []time.Time, reboot time.Duration, skip i
 func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 	p := slotParamsFor(rapid.IntRange(1, 8).Draw(t, "step"))
 	p.reboot = time.Duration(rapid.IntRange(1, 30).Draw(t, "reboot")) * time.Minute
+	p.room = rapid.IntRange(0, p.step).Draw(t, "room") // the gates may allow fewer
 	out := make([]time.Time, rapid.IntRange(0, 12).Draw(t, "out"))
 	for i := range out {
 		out[i] = mins(rapid.IntRange(-20, 60).Draw(t, fmt.Sprint("ret", i)))
@@ -122,6 +123,12 @@ func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 			free = time.Time{}
 		}
 		pending[i] = slotNode{x: fmt.Sprintf("x%03d", i), free: free, idle: idle}
+		if !idle && rapid.IntRange(0, 5).Draw(t, fmt.Sprint("unknown", i)) == 0 {
+			pending[i].free, pending[i].unknownEnd = time.Time{}, true
+		}
+		if rapid.Bool().Draw(t, fmt.Sprint("held", i)) {
+			pending[i].booking = fmt.Sprintf("crus-s-%d", rapid.IntRange(0, 60).Draw(t, fmt.Sprint("bucket", i)))
+		}
 	}
 	return p, out, pending
 }
@@ -165,7 +172,7 @@ func TestSlotProperties(t *testing.T) {
 		}
 
 		plan := planSlots(p, out, pending)
-		room := p.step - len(out)
+		room := min(p.room, p.step-len(out))
 		if len(plan.take) > max(room, 0) {
 			t.Fatalf("took %d nodes with room for %d", len(plan.take), room)
 		}
@@ -186,8 +193,14 @@ func TestSlotProperties(t *testing.T) {
 			if taken && (!n.idle || plan.slots[i].After(p.now)) {
 				t.Fatalf("took %s: idle %v, slot %v", n.x, n.idle, plan.slots[i])
 			}
-			if booked[n.x] && plan.slots[i].Sub(free(i)) > p.slack {
+			if booked[n.x] && !n.unknownEnd && plan.slots[i].Sub(free(i)) > p.slack {
 				t.Fatalf("booked %s to wait %s, more than the slack", n.x, plan.slots[i].Sub(free(i)))
+			}
+			if !taken && !booked[n.x] && !n.unknownEnd && plan.slots[i].Sub(free(i)) <= p.slack {
+				t.Fatalf("%s neither taken nor booked though it waits only %s", n.x, plan.slots[i].Sub(free(i)))
+			}
+			if n.unknownEnd && !taken && booked[n.x] != (n.booking != "") {
+				t.Fatalf("%s, end unknown: booked %v, held %q: it should keep what it holds, and only that", n.x, booked[n.x], n.booking)
 			}
 			if len(pending) <= room && !taken && !booked[n.x] {
 				t.Fatalf("%s neither taken nor booked with a lane for every node", n.x)

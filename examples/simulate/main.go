@@ -88,6 +88,10 @@ func strategies(drain time.Duration, lookahead int, slack time.Duration) []sim.S
 		{Name: "rolling-job_end-predicted", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsPredicted},
 		{Name: "scheduled", Rollout: scheduled},
 		{Name: "scheduled-predicted", Rollout: scheduled, Ends: sim.EndsPredicted},
+		// Books every node whose slot is within 4 hours of its free time:
+		// the other end of the trade-off between a short upgrade and idle
+		// capacity.
+		{Name: "scheduled-predicted-eager", Rollout: with(scheduled, func(r *crus.Rollout) { r.BookingSlack = crus.Duration(4 * time.Hour) }), Ends: sim.EndsPredicted},
 		// What knowing the future would give: not crus strategies.
 		{Name: "oracle-rolling-job_end", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsOracle},
 		{Name: "oracle-scheduled", Rollout: scheduled, Ends: sim.EndsOracle},
