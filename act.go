@@ -20,7 +20,7 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 			res.Nodes = append(res.Nodes, x)
 		}
 	}
-	if len(res.Nodes) == 0 {
+	if len(res.Nodes) == 0 && a.Kind != ActUnbook {
 		return res, nil
 	}
 	names := func() []string { return r.names.names(res.Nodes) }
@@ -57,6 +57,10 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 		err = errors.Join(gerr, werr)
 	case ActReboot:
 		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
+	case ActBook:
+		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
+	case ActUnbook:
+		err = e.unbook(ctx, a)
 	default:
 		return res, fmt.Errorf("crus: unknown action %q", a.Kind)
 	}

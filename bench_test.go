@@ -97,7 +97,7 @@ func BenchmarkPlan(b *testing.B) {
 			idx := newNodeIndex(s)
 			b.ReportAllocs()
 			for b.Loop() {
-				scopeWith(s, idx)
+				scopeWith(s, idx, false)
 				d, err := planWith(s, obs, idx)
 				if err != nil {
 					b.Fatal(err)

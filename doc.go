@@ -64,8 +64,18 @@
 // soonest (by the time limits of wlm.JobEnder). A drain timeout puts back
 // nodes whose jobs outlast it, a failure budget aborts a session that fails
 // too many nodes (leaving the rest in service), canary batches go first,
-// and maintenance windows restrict when new nodes are taken. The cap and
-// every other invariant hold for every combination.
+// and maintenance windows restrict when new nodes are taken. The
+// "scheduled" strategy gives each pending node a slot (the node expected
+// free first gets the first place to come free) and books the nodes due
+// soon with the workload manager (wlm.Scheduler: Slurm maintenance
+// reservations, named crus-<session id>-<n>, listed by that prefix every
+// round and removed before the session ends), so that its scheduler starts
+// on them only jobs that end before their slot. The cap and every other
+// invariant hold for every combination.
+//
+// Job end times come from wlm.JobEnder (for Slurm, start + time limit). To
+// rank by predicted ends instead, where limits say little, give the
+// executor a Manager whose JobEnds asks a wlm.Predictor (see its doc).
 //
 // The caller must not act on the session's nodes or groups behind crus's
 // back; if an administrator drains or fails a node for another reason,

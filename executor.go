@@ -38,6 +38,13 @@ type Config struct {
 	// PollInterval is how often the world is observed while waiting.
 	// Default 30s.
 	PollInterval time.Duration
+	// InFlightPollInterval is how often, between two full observations,
+	// the nodes in flight alone are looked at (one workload-manager call;
+	// a boot session is read only when one of its nodes shows a new boot
+	// time), so that a node back from its reboot is resumed within
+	// seconds. Default PollInterval / 2 (at least 1s); equal to
+	// PollInterval, or more, turns it off.
+	InFlightPollInterval time.Duration
 	// RetryInitial and RetryMax bound the backoff between retries of a
 	// failed call; RetryTimeout bounds the time spent retrying one call.
 	// Defaults 1s, 30s and 2m. Errors matching batch.ErrPermanent are not
@@ -71,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = 30 * time.Second
 	}
+	if c.InFlightPollInterval == 0 {
+		c.InFlightPollInterval = max(c.PollInterval/2, time.Second)
+	}
 	if c.RetryInitial == 0 {
 		c.RetryInitial = time.Second
 	}
@@ -99,7 +109,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"PollInterval", c.PollInterval}, {"RetryInitial", c.RetryInitial}, {"RetryMax", c.RetryMax},
+		{"PollInterval", c.PollInterval}, {"InFlightPollInterval", c.InFlightPollInterval}, {"RetryInitial", c.RetryInitial}, {"RetryMax", c.RetryMax},
 		{"RetryTimeout", c.RetryTimeout}, {"BootTimeSlack", c.BootTimeSlack},
 	} {
 		if d.v < 0 {
@@ -132,6 +142,7 @@ type Executor struct {
 	bootTimes bool
 	jobEnder  wlm.JobEnder  // nil: the workload manager cannot tell job ends
 	words     wlm.Describer // the workload manager's words for nodes' conditions
+	scheduler wlm.Scheduler // nil: the workload manager cannot book nodes
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -166,6 +177,9 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 		e.jobEnder = j
 	}
 	e.words = wlm.DescriberOf(manager)
+	if sch, ok := manager.(wlm.Scheduler); ok {
+		e.scheduler = sch
+	}
 	return e, nil
 }
 

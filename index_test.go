@@ -122,7 +122,7 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("round %d: indexed plan differs (-plan +indexed):\n%s", round, diff)
 			}
-			sc, pos := scopeWith(s, idx)
+			sc, pos := scopeWith(s, idx, false)
 			if diff := cmp.Diff(ScopeFor(s), sc); diff != "" {
 				t.Fatalf("round %d: indexed scope differs (-plain +indexed):\n%s", round, diff)
 			}

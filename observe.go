@@ -21,9 +21,15 @@ import (
 // call's retries) is left out of the observation and named in its Errors,
 // and the others are still used — the planner acts on what is known. Only
 // a cancelled ctx is an error.
-func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
+//
+// A light observation (between two full ones) reads the nodes in flight
+// first, then only the boot sessions one of whose nodes the workload
+// manager shows with a boot time newer than its reboot request: news
+// worth a request. The others are left out (not observed: the planner
+// waits for them).
+func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation, error) {
 	s := r.s
-	sc, pos := scopeWith(s, r.indexed())
+	sc, pos := scopeWith(s, r.indexed(), light)
 	if r.obsNodes == nil {
 		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
 	}
@@ -37,6 +43,9 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 		BootTimes:     e.bootTimes,
 		BootTimeSlack: e.cfg.BootTimeSlack,
 		Describer:     e.words,
+		Scheduling:    e.scheduler != nil,
+		Horizon:       e.horizon(),
+		InFlightOnly:  light,
 	}
 	var mu sync.Mutex
 	failed := func(part Part, err error) {
@@ -63,7 +72,8 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	g.SetLimit(e.cfg.MaxConcurrentCalls)
 	if len(sc.Nodes) > 0 {
 		g.Go(func() error {
-			names := make([]string, len(pos))
+			names := slices.Grow(r.obsNames[:0], len(pos))[:len(pos)] // reused: the manager keeps no names
+			r.obsNames = names
 			for k, i := range pos {
 				names[k] = s.Progress.Nodes[i].Name
 			}
@@ -101,7 +111,36 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			return nil
 		})
 	}
+	if light {
+		_ = g.Wait() // the nodes first: they say which boot sessions have news
+	}
+	if r.boots == nil {
+		r.boots = map[string]bootRead{}
+	}
+	var boots []BootRef
+	inScope := make(map[string]bool, len(sc.Boots))
 	for _, b := range sc.Boots {
+		inScope[b.Name] = true
+		last, ok := r.boots[b.Name]
+		if ok && last.st.Phase == bos.PhaseComplete && last.st.Error != "" {
+			// Failed as a whole: the planner reads the group to tell the
+			// nodes the session could not have rebooted.
+			sc.Upgrading = true
+		}
+		// (obs.Nodes is complete only in a light round: read after Wait.)
+		news := light && bootNews(obs, b)
+		if !ok || news || !light && last.st.Phase != bos.PhaseComplete && !obs.Now.Before(last.due(e.cfg.PollInterval)) {
+			boots = append(boots, b)
+		} else {
+			obs.Boots[b.Name] = last.st
+		}
+	}
+	for name := range r.boots {
+		if !inScope[name] {
+			delete(r.boots, name)
+		}
+	}
+	for _, b := range boots {
 		g.Go(func() error {
 			var st bos.Status
 			err := e.retry(ctx, "boot session status", func() (err error) {
@@ -116,8 +155,14 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			case err != nil:
 				failed(PartBoots, fmt.Errorf("reading boot session %s: %w", b.Name, err))
 			default:
+				st = cleanStatus(st)
 				mu.Lock()
-				obs.Boots[b.Name] = cleanStatus(st)
+				obs.Boots[b.Name] = st
+				first := obs.Now
+				if last, ok := r.boots[b.Name]; ok {
+					first = last.first
+				}
+				r.boots[b.Name] = bootRead{st: st, at: obs.Now, first: first}
 				mu.Unlock()
 			}
 			return nil
@@ -136,7 +181,11 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 				failed(PartJobEnds, fmt.Errorf("reading the job ends of %s: %w", plural(len(names), "node"), err))
 				return nil
 			}
-			byX := make(map[string]time.Time, len(ends))
+			if r.obsEnds == nil {
+				r.obsEnds = make(map[string]time.Time, len(ends))
+			}
+			byX := r.obsEnds // reused, like obs.Nodes
+			clear(byX)
 			for name, t := range ends {
 				if x, ok := r.names.xname(name); ok {
 					byX[x] = t
@@ -144,6 +193,19 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 			}
 			mu.Lock()
 			obs.JobEnds = byX
+			mu.Unlock()
+			return nil
+		})
+	}
+	if sc.Bookings && e.scheduler != nil {
+		g.Go(func() error {
+			bookings, err := e.bookings(ctx, r)
+			if err != nil {
+				failed(PartBookings, err)
+				return nil
+			}
+			mu.Lock()
+			obs.Bookings, obs.BookingsObserved = bookings, true
 			mu.Unlock()
 			return nil
 		})
@@ -166,6 +228,45 @@ func (e *Executor) observe(ctx context.Context, r *run) (Observation, error) {
 	}
 	_ = g.Wait()
 	return obs, ctx.Err()
+}
+
+// horizon bounds the time from one observation to the actions of the next
+// decision: a poll interval, the observation's calls retried (the nodes,
+// then the boot sessions), and a few actions retried before the next
+// observation.
+func (e *Executor) horizon() time.Duration {
+	return e.cfg.PollInterval + 6*e.cfg.RetryTimeout
+}
+
+// bootRead is a boot session's status as last read (at), and when it was
+// first read.
+type bootRead struct {
+	st        bos.Status
+	at, first time.Time
+}
+
+// due returns when a running boot session is read again without news (no
+// node of it seen back): a poll interval after the last read, or a
+// half of the time it has been followed, whichever is later. A boot
+// takes minutes; reading it every poll costs more than it tells.
+func (b bootRead) due(poll time.Duration) time.Time {
+	return b.at.Add(max(poll, b.at.Sub(b.first)/2))
+}
+
+// bootNews reports whether a node of the boot session is seen back with a
+// boot time newer than its reboot request: its boot session may now report
+// it booted.
+func bootNews(obs Observation, b BootRef) bool {
+	if !obs.BootTimes {
+		return false
+	}
+	since := b.Requested.Add(-obs.BootTimeSlack)
+	for _, x := range b.Nodes {
+		if w, seen := obs.Nodes[x]; seen && w.Responding() && w.BootTime.After(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanStatus cleans and caps the text of a boot session's status: it

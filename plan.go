@@ -42,15 +42,22 @@ type Scope struct {
 	// Upgrading asks for the members of the upgrading group.
 	Upgrading bool
 	// JobEnds are the xnames whose expected job ends are needed (the
-	// job_end order), to be read in one wlm.JobEnder call when the
-	// workload manager has that capability.
+	// job_end order, the scheduled strategy), to be read in one
+	// wlm.JobEnder call when the workload manager has that capability.
 	JobEnds []string
+	// Bookings asks for the session's reservations (the scheduled
+	// strategy), read in one wlm.Scheduler call when the workload manager
+	// has that capability.
+	Bookings bool
 }
 
 // BootRef names a boot session and the nodes crus asked it to reboot.
 type BootRef struct {
 	Name  string
 	Nodes []string
+	// Requested is the earliest reboot request of its nodes: a boot time
+	// later than this is news of them.
+	Requested time.Time
 }
 
 // Part names a part of an observation, for Observation.Errors.
@@ -63,6 +70,7 @@ const (
 	PartBoots     Part = "boots"           // boot session status
 	PartUpgrading Part = "upgrading_group" // members of the upgrading group
 	PartJobEnds   Part = "job_ends"        // expected ends of running jobs
+	PartBookings  Part = "bookings"        // the session's reservations
 )
 
 // Observation is what the executor saw just before planning. Maps are keyed
@@ -102,6 +110,24 @@ type Observation struct {
 	// read failed (see Errors).
 	JobEnds map[string]time.Time
 
+	// Scheduling says the workload manager can book nodes ahead of time
+	// (wlm.Scheduler). Bookings holds the session's reservations, by
+	// name, when Scope.Bookings asked for them and they could be read
+	// (BookingsObserved).
+	Scheduling       bool
+	Bookings         map[string]Booking
+	BookingsObserved bool
+	// InFlightOnly says the executor looked at the nodes in flight alone
+	// (between two full observations): no pending node was observed, so
+	// none is taken and no booking is changed.
+	InFlightOnly bool
+
+	// Horizon is the longest the executor may take to decide again: its
+	// poll interval, plus the time a round of calls may spend retrying. A
+	// booking never starts sooner than this, so that crus takes its nodes
+	// or moves it on before it begins.
+	Horizon time.Duration
+
 	// Errors says which parts of the scope could not be read, and why
 	// (text from the backend, cleaned and capped). Nil when all were.
 	Errors map[Part]string
@@ -122,7 +148,18 @@ const (
 	ActReboot        ActionKind = "reboot"         // create boot session Reboot
 	ActResume        ActionKind = "resume"         // resume Nodes in the WLM
 	ActFail          ActionKind = "fail"           // put Nodes in failed group Label and fail them in the WLM with Reason
+	ActBook          ActionKind = "book"           // make or move the reservation Booking (of Nodes)
+	ActUnbook        ActionKind = "unbook"         // delete the reservation Booking.Name
 )
+
+// Booking is a reservation of the session's: its Nodes (xnames, sorted)
+// take no job that would run past Start, and none from Start to End (see
+// wlm.Scheduler). Its name begins with the session's booking prefix.
+type Booking struct {
+	Name       string
+	Nodes      []string
+	Start, End time.Time
+}
 
 // Action is one batch call the executor must make.
 type Action struct {
@@ -131,6 +168,9 @@ type Action struct {
 	Label  string      // group, for add_members and remove_members
 	Reason string      // workload-manager reason, for drain and fail
 	Reboot bos.Request // for reboot
+	// Booking is the reservation to make or move (book; Nodes are its
+	// nodes), or to delete (unbook: its Name).
+	Booking Booking
 	// SkipFailed drops from this action the nodes for which an earlier
 	// action of the same decision failed (drain only the nodes that made
 	// it into the upgrading group).
@@ -291,6 +331,13 @@ type planner struct {
 	// unaccepted lists the boot sessions the orchestrator has not
 	// accepted, with the nodes that wait for them (see plan_boot.go).
 	unaccepted map[string]*unaccepted
+	// The scheduled strategy's slots (plan_schedule.go), computed once:
+	// the plan, the pending nodes it slotted and their indices.
+	slotPlan  *slotPlan
+	slotNodes []slotNode
+	slotIdx   []int
+	slotOut   []int // candidates out of service
+	admitRoom int   // the nodes admission may take in this decision (0 until it runs)
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but
@@ -366,6 +413,7 @@ func (p *planner) plan() Decision {
 		return p.d
 	}
 	p.admit()
+	p.book()
 	p.boot()
 	p.setStage()
 	p.setConditions()

@@ -17,7 +17,7 @@ import (
 // admit takes the next nodes, if the gates let it.
 func (p *planner) admit() {
 	s, obs, pol := p.s, p.obs, p.pol
-	if p.d.Abort != "" {
+	if p.d.Abort != "" || obs.InFlightOnly {
 		return
 	}
 	inFlight := p.inFlight()
@@ -28,7 +28,7 @@ func (p *planner) admit() {
 		}
 		return
 	}
-	if room <= 0 || (!pol.rolling && p.anyGrouped()) {
+	if room = pol.admissible(room, inFlight); room <= 0 || (!pol.rolling && p.anyGrouped()) {
 		return
 	}
 	if open, next := pol.windows.open(obs.Now); !open {
@@ -45,9 +45,13 @@ func (p *planner) admit() {
 		// nodes would only drain them for nothing (see setConditions).
 		return
 	}
-	if pol.rolling {
+	switch {
+	case pol.scheduled && obs.Scheduling:
+		p.admitRoom = room
+		p.admitScheduled(room, inFlight)
+	case pol.rolling:
 		p.admitRolling(p.candidates(room), room, inFlight)
-	} else {
+	default:
 		p.admitStep(room)
 	}
 }

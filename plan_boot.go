@@ -35,6 +35,16 @@ func (p *planner) verifyBoot(i int, n *NodeRecord) {
 	case !ok:
 		// Its status could not be read: wait. (The node may be rebooting:
 		// even a cancel sees it through.)
+	case p.pol.rolling && b.Phase == bos.PhaseRunning && b.Error == "" && b.Nodes[n.XName].Result != bos.ResultInProgress:
+		// Its own boot is over: without a barrier, it does not wait for
+		// the slowest node of its boot session, which would keep it out
+		// of service for nothing. (The original algorithm waits for the
+		// whole session.)
+		if r := b.Nodes[n.XName]; r.Result == bos.ResultSucceeded {
+			p.change(Change{XName: n.XName, Phase: PhaseReturning})
+		} else {
+			p.fail(n, fmt.Sprintf("boot failed in boot session %s: %s", n.Boot, orNone(r.Reason)))
+		}
 	case b.Phase == bos.PhaseComplete:
 		p.booted = true
 		r := b.Nodes[n.XName]
@@ -43,6 +53,15 @@ func (p *planner) verifyBoot(i int, n *NodeRecord) {
 			p.change(Change{XName: n.XName, Phase: PhaseReturning})
 		case r.Result == bos.ResultFailed:
 			p.fail(n, fmt.Sprintf("boot failed in boot session %s: %s", n.Boot, orNone(r.Reason)))
+		case b.Error != "" && !obs.UpgradingObserved && !obs.Now.After(deadline):
+			// Failed as a whole: which of its nodes could it have
+			// rebooted? Read the upgrading group first.
+			p.wake(deadline)
+		case b.Error != "" && obs.UpgradingObserved && !slices.Contains(obs.Upgrading, n.XName):
+			// Someone took it out of the upgrading group before the
+			// session chose its nodes: it was not rebooted, so it is not
+			// failed; back to service.
+			p.releaseFor(n, fmt.Sprintf("boot session %s failed (%s) and the node was no longer in the upgrading group: not rebooted", n.Boot, b.Error))
 		case b.Error != "":
 			p.fail(n, fmt.Sprintf("boot session %s failed: %s", n.Boot, b.Error))
 		default:

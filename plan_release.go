@@ -231,6 +231,9 @@ func (p *planner) finish() {
 		})
 		return
 	}
+	if !p.unbookAll() {
+		return
+	}
 	c := s.Counts()
 	for _, ch := range p.d.Changes {
 		if ch.Phase == PhaseDone && s.Node(ch.XName).Phase != PhaseDone {

@@ -346,7 +346,9 @@ func TestPlanBooting(t *testing.T) {
 		name      string
 		at        time.Duration // since the reboot request
 		missing   bool
-		drained   bool // the nodes are observed drained by the session
+		drained   bool     // the nodes are observed drained by the session
+		group     []string // the upgrading group is observed holding these (indices 0, 1 as "0", "1")
+		grouped   bool     // the upgrading group is observed
 		phase     bos.Phase
 		errText   string
 		results   map[int]bos.NodeStatus
@@ -359,7 +361,12 @@ func TestPlanBooting(t *testing.T) {
 		{name: "running", at: time.Minute, phase: bos.PhaseRunning, results: map[int]bos.NodeStatus{0: ok}, want: [2]Phase{PhaseBooting, PhaseBooting}, stage: StageBooting},
 		{name: "complete", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok, 1: ok}, want: [2]Phase{PhaseReturning, PhaseReturning}, stage: StageBooted},
 		{name: "one node failed", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok, 1: bad}, want: [2]Phase{PhaseReturning, PhaseFailing}, reasonHas: "power on failed", stage: StageBooted},
-		{name: "whole session failed", at: time.Minute, phase: bos.PhaseComplete, errText: "no nodes found", want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "no nodes found", stage: StageBooted},
+		// Failed as a whole: the nodes still in the upgrading group are
+		// failed; one taken out of it was not rebooted (back to service);
+		// until the group is read, they wait.
+		{name: "whole session failed", at: time.Minute, phase: bos.PhaseComplete, errText: "no nodes found", grouped: true, group: []string{"0", "1"}, want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "no nodes found", stage: StageBooted},
+		{name: "whole session failed, nodes out of the group", at: time.Minute, phase: bos.PhaseComplete, errText: "no nodes found", grouped: true, want: [2]Phase{PhaseReleasing, PhaseReleasing}, reasonHas: "no longer in the upgrading group", stage: StageBooted},
+		{name: "whole session failed, group not read yet", at: time.Minute, phase: bos.PhaseComplete, errText: "no nodes found", want: [2]Phase{PhaseBooting, PhaseBooting}, stage: StageBooting},
 		// Not rebooted, so not failed: back to service (skipped).
 		{name: "node not reported", at: 10 * time.Minute, phase: bos.PhaseComplete, results: map[int]bos.NodeStatus{0: ok}, want: [2]Phase{PhaseReturning, PhaseReleasing}, reasonHas: "completed without rebooting this node", stage: StageBooted},
 		{name: "timed out", at: 61 * time.Minute, phase: bos.PhaseRunning, want: [2]Phase{PhaseFailing, PhaseFailing}, reasonHas: "did not complete within 1h0m0s", stage: StageBooted},
@@ -379,6 +386,13 @@ func TestPlanBooting(t *testing.T) {
 			w := observe(t0.Add(tc.at))
 			if tc.drained {
 				w.drained(ourReason, xs...)
+			}
+			if tc.grouped {
+				var members []string
+				for _, k := range tc.group {
+					members = append(members, xs[k[0]-'0'])
+				}
+				w.group(members...)
 			}
 			if tc.missing {
 				w.obs.MissingBoots["crus-u1-1"] = true
@@ -636,7 +650,7 @@ func TestScopeFor(t *testing.T) {
 	setPhase(s, PhaseBooting, t0, xs[0].XName, xs[1].XName)
 	assert.Equal(t, Scope{
 		Nodes: []string{xs[0].XName, xs[1].XName},
-		Boots: []BootRef{{Name: "crus-u1-1", Nodes: []string{xs[0].XName, xs[1].XName}}},
+		Boots: []BootRef{{Name: "crus-u1-1", Nodes: []string{xs[0].XName, xs[1].XName}, Requested: t0}},
 	}, ScopeFor(s))
 }
 

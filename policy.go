@@ -37,6 +37,12 @@ type policy struct {
 	drainFail   bool
 	limitLabel  bool
 	retryFailed bool
+	// scheduled: rolling, each pending node given a slot and booked with
+	// the workload manager ahead of it (plan_schedule.go); slot is the
+	// expected time a node stays out once taken.
+	scheduled bool
+	slot      time.Duration
+	slack     time.Duration // Rollout.BookingSlack, defaulted
 }
 
 // policyOf derives the policy of a spec (defaults applied).
@@ -58,8 +64,20 @@ func policyOf(spec *Spec) *policy {
 		drainFail:   r.DrainTimeoutAction == DrainFail,
 		limitLabel:  spec.BootLimit == LimitLabel,
 		retryFailed: spec.RetryFailed,
+		scheduled:   r.Strategy == StrategyScheduled,
+		slot:        time.Duration(r.RebootTime),
 	}
-	if p.order == "" {
+	if p.slot == 0 {
+		p.slot = DefaultRebootTime
+	}
+	p.slack = time.Duration(r.BookingSlack)
+	if r.BookingSlack == 0 {
+		p.slack = p.slot / 4
+	}
+	switch {
+	case p.order == "" && p.scheduled:
+		p.order = OrderJobEnd // without wlm.Scheduler: rolling by expected ends
+	case p.order == "":
 		p.order = OrderListed
 	}
 	if r.MaxFailures > 0 {
@@ -89,6 +107,23 @@ func (p *policy) canarySize(b int) (int, bool) {
 func (p *policy) summarises(b int) bool {
 	_, canary := p.canarySize(b)
 	return !p.rolling || canary
+}
+
+// DefaultRebootTime is the scheduled strategy's expected time out of
+// service of a node taken (Rollout.RebootTime not set).
+const DefaultRebootTime = 15 * time.Minute
+
+// admissible returns the room to fill now: all of it when nothing is in
+// flight, or once it is a tenth of the step; none before (rolling). Nodes
+// come back one by one; ranking the candidates again for each one would
+// cost a look at the whole lookahead per node.
+func (p *policy) admissible(room, inFlight int) int {
+	// (The scheduled strategy looks at its candidates every time
+	// anyway, and a node due waits idle: it takes them at once.)
+	if !p.rolling || p.scheduled || inFlight == 0 || room >= max(1, p.step/10) {
+		return room
+	}
+	return 0
 }
 
 // candidateLimit is how many pending nodes are observed and ranked for a

@@ -143,7 +143,7 @@ func drawScenario(t *rapid.T) scenario {
 	// combination of rollout options.
 	if rapid.Bool().Draw(t, "options") {
 		sc.rollout = drawRollout(t, sc.step)
-		if sc.rollout.Strategy == crus.StrategyRolling {
+		if sc.rollout.Strategy != crus.StrategyClassic {
 			sc.limit = crus.LimitNodes
 		}
 	}
@@ -153,11 +153,11 @@ func drawScenario(t *rapid.T) scenario {
 // drawRollout draws any valid combination of rollout options.
 func drawRollout(t *rapid.T, step int) crus.Rollout {
 	r := crus.Rollout{
-		Strategy:  rapid.SampledFrom([]crus.Strategy{crus.StrategyClassic, crus.StrategyRolling}).Draw(t, "strategy"),
+		Strategy:  rapid.SampledFrom([]crus.Strategy{crus.StrategyClassic, crus.StrategyRolling, crus.StrategyScheduled}).Draw(t, "strategy"),
 		Order:     rapid.SampledFrom([]crus.Order{crus.OrderListed, crus.OrderIdleFirst, crus.OrderJobEnd}).Draw(t, "order"),
 		Lookahead: rapid.IntRange(0, 6).Draw(t, "lookahead"),
 	}
-	if r.Strategy == crus.StrategyRolling {
+	if r.Strategy != crus.StrategyClassic {
 		r.BootBatchSize = rapid.IntRange(0, 3).Draw(t, "bootBatch")
 	}
 	switch rapid.IntRange(0, 2).Draw(t, "budget") {
@@ -363,6 +363,9 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 			}
 		}
 	}
+	left, err := e.w.WLM().Reservations(context.Background(), "crus-")
+	assert.NoError(t, err)
+	assert.Empty(t, left, "the session's reservations went with it")
 	for _, n := range s.Progress.Nodes {
 		ws, _ := e.w.Node(n.XName)
 		assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)

@@ -22,10 +22,15 @@ type run struct {
 	names *nodeNames // of the session (fixed for a session)
 	idx   *nodeIndex // of s; rebuilt whenever s is replaced
 
-	obsNodes map[string]wlm.Node // Observation.Nodes, reused
-	log      *slog.Logger
-	wakeC    chan struct{}
-	dry      bool // a dry run (Next): no events
+	obsNodes map[string]wlm.Node  // Observation.Nodes, reused
+	obsEnds  map[string]time.Time // Observation.JobEnds, reused
+	obsNames []string             // the names of the nodes observed, reused
+	// boots holds the boot sessions' statuses last read, and when (see
+	// observe: a session is read again on news, or when due).
+	boots map[string]bootRead
+	log   *slog.Logger
+	wakeC chan struct{}
+	dry   bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.
@@ -46,7 +51,7 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 	}
 	s = s.Clone()
 	r := &run{s: s, names: newNodeNames(s), log: e.log.With("session", s.UpgradeID, "dry_run", true), dry: true}
-	obs, err := e.observe(ctx, r)
+	obs, err := e.observe(ctx, r, false)
 	if err != nil {
 		return obs, Decision{}, err
 	}
@@ -114,11 +119,16 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	}
 
 	replans := 0
+	light := false         // this round looks at the nodes in flight only
+	var nextFull time.Time // when a full observation is due
 	for {
 		if err := ctx.Err(); err != nil {
 			return r.s, err
 		}
-		obs, err := e.observe(ctx, r)
+		if !light {
+			nextFull = e.clock.Now().Add(e.cfg.PollInterval)
+		}
+		obs, err := e.observe(ctx, r, light)
 		if err != nil {
 			return r.s, err
 		}
@@ -160,11 +170,17 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			replans++
 			continue
 		}
-		replans = 0
-		wait := e.cfg.PollInterval
+		// A replan after a light look is light too: taking new nodes
+		// waits for the next full observation.
+		replans, light = 0, false
+		now := e.clock.Now()
+		wait := max(nextFull.Sub(now), time.Millisecond)
+		if fast := e.cfg.InFlightPollInterval; fast < wait && r.returning() {
+			wait, light = fast, true
+		}
 		if !d.Wake.IsZero() {
-			if until := d.Wake.Sub(e.clock.Now()) + time.Millisecond; until < wait {
-				wait = max(until, time.Millisecond)
+			if until := d.Wake.Sub(now) + time.Millisecond; until < wait {
+				wait, light = max(until, time.Millisecond), false
 			}
 		}
 		if err := e.sleep(ctx, r, wait); err != nil {
@@ -174,6 +190,18 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			return r.s, err
 		}
 	}
+}
+
+// returning reports whether a node of the session is on its way back
+// (drained, rebooting, or rebooted and waiting to be resumed): worth
+// looking at more often than the rest. It reads the active nodes only.
+func (r *run) returning() bool {
+	for _, i := range r.indexed().active {
+		if r.s.Progress.Nodes[i].Phase.returning() {
+			return true
+		}
+	}
+	return false
 }
 
 // refresh reads the session again if someone else changed it while Run

@@ -7,13 +7,16 @@ import "slices"
 // the status of every boot session in use, and the upgrading group when a
 // boot is near or the session is winding up.
 func ScopeFor(s *Session) Scope {
-	sc, _ := scopeWith(s, nil)
+	sc, _ := scopeWith(s, nil, false)
 	return sc
 }
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
-// It also returns the positions of Scope.Nodes in the record.
-func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
+// It also returns the positions of Scope.Nodes in the record. A light
+// scope (a look between two full observations) holds only the nodes on
+// their way back (Phase.returning), and leaves out the pending nodes, their
+// job ends and the bookings.
+func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	var sc Scope
 	var pos []int
 	boots := map[string]int{}
@@ -52,7 +55,9 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 		inFlight++
 		quiescing = quiescing || n.Phase == PhaseQuiescing
 		quiesced = quiesced || n.Phase == PhaseQuiesced
-		pos = append(pos, i)
+		if !light || n.Phase.returning() {
+			pos = append(pos, i)
+		}
 		if n.Phase == PhaseBooting {
 			// A boot request that failed may have to be sent again: the
 			// group is checked before every boot request.
@@ -61,7 +66,10 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 			if !ok {
 				j = len(sc.Boots)
 				boots[n.Boot] = j
-				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot})
+				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot, Requested: n.RebootRequested})
+			}
+			if n.RebootRequested.Before(sc.Boots[j].Requested) {
+				sc.Boots[j].Requested = n.RebootRequested
 			}
 			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
 		}
@@ -74,17 +82,21 @@ func scopeWith(s *Session, idx *nodeIndex) (Scope, []int) {
 	sc.Upgrading = quiesced && (pol.rolling || !quiescing) || retriedBoot
 	nodes := s.Progress.Nodes
 	room, _ := pol.gate(s, s.Progress.Step, inFlight)
-	if room > 0 {
+	room = pol.admissible(room, inFlight)
+	// The scheduled strategy keeps the pending nodes' bookings up to date
+	// even while no node may be taken: it observes them every time.
+	if !light && (room > 0 || pol.scheduled && firstPending < len(nodes)) {
 		phase := func(i int) Phase { return nodes[i].Phase }
-		cands := candidates(nodes, phase, pol.candidateLimit(room), firstPending)
+		cands := candidates(nodes, phase, pol.candidateLimit(max(room, 1)), firstPending)
 		pos = append(pos, cands...)
-		if pol.order == OrderJobEnd {
+		if pol.order == OrderJobEnd || pol.scheduled {
 			for _, i := range cands {
 				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
 			}
 			slices.Sort(sc.JobEnds)
 		}
 	}
+	sc.Bookings = pol.scheduled && !light
 	if inFlight == 0 {
 		// Winding up, or about to: the group must end empty of the
 		// session's nodes.
@@ -129,4 +141,16 @@ func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []in
 		out = append(out, i)
 	}
 	return out
+}
+
+// returning reports whether a node in this phase is on its way back to
+// service soon: drained and about to boot, booting, or booted and waiting
+// to be seen back and resumed. The executor looks at such nodes more
+// often than at the rest.
+func (p Phase) returning() bool {
+	switch p {
+	case PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
+		return true
+	}
+	return false
 }

@@ -16,9 +16,16 @@ import (
 // nodes is rebooted.
 type Rollout struct {
 	// Strategy is "classic" (default: whole steps, one boot session per
-	// step once every node of the step is drained) or "rolling" (keep at
+	// step once every node of the step is drained), "rolling" (keep at
 	// most upgrade_step_size nodes out at any instant: boot each node as
-	// soon as it is drained and take the next one as soon as one returns).
+	// soon as it is drained and take the next one as soon as one returns)
+	// or "scheduled" (rolling, and each pending node is given a slot, the
+	// time it is expected to be taken: the node expected free first gets
+	// the first place to come free; a node whose slot comes soon after its
+	// jobs end is booked with the workload manager (wlm.Scheduler) so that
+	// its scheduler starts there only jobs that end by then, and only idle
+	// nodes are taken. Without wlm.Scheduler it is rolling with the
+	// job_end order).
 	Strategy Strategy `json:"strategy,omitzero"`
 	// Order chooses which pending nodes are taken next: "listed" (default:
 	// the sorted starting list), "idle_first" (nodes running nothing
@@ -32,9 +39,19 @@ type Rollout struct {
 	// Default 0 means max(4 × upgrade_step_size, 1000).
 	Lookahead int `json:"lookahead,omitzero"`
 	// BootBatchSize bounds the nodes of one boot session in the rolling
-	// strategy. Default 0: every node found drained at a decision is
-	// booted in one session.
+	// and scheduled strategies. Default 0: every node found drained at a
+	// decision is booted in one session.
 	BootBatchSize int `json:"boot_batch_size,omitzero"`
+	// RebootTime is how long a node is expected to stay out of service
+	// once taken (drained idle, rebooted, back): the length of a slot of
+	// the scheduled strategy. Default 15m.
+	RebootTime Duration `json:"reboot_time,omitzero"`
+	// BookingSlack: the scheduled strategy books a node only if, once its
+	// jobs have ended, it is expected to wait at most this long, idle, for
+	// its slot. Longer keeps more jobs off the nodes about to be taken (a
+	// shorter upgrade, when time limits say little) and leaves more
+	// capacity idle. Default: a quarter of reboot_time.
+	BookingSlack Duration `json:"booking_slack,omitzero"`
 
 	// MaxFailures stops the session from taking new nodes once more than
 	// this many of its nodes have failed (cumulative). Nodes in flight
@@ -72,8 +89,9 @@ type Strategy string
 
 // Strategies.
 const (
-	StrategyClassic Strategy = "classic" // fixed steps with a whole-step barrier (original CRUS)
-	StrategyRolling Strategy = "rolling" // a window of at most step size nodes, refilled as nodes return
+	StrategyClassic   Strategy = "classic"   // fixed steps with a whole-step barrier (original CRUS)
+	StrategyRolling   Strategy = "rolling"   // a window of at most step size nodes, refilled as nodes return
+	StrategyScheduled Strategy = "scheduled" // rolling, with each node's slot booked ahead with the workload manager
 )
 
 // Order names how a session ranks pending nodes.
@@ -108,10 +126,13 @@ func (r Rollout) IsClassic() bool {
 		(r.Order == "" || r.Order == OrderListed) &&
 		r.MaxFailures == 0 && r.MaxFailurePercent == 0 && r.DrainTimeout == 0 &&
 		len(r.Canary) == 0 && !r.CanaryApproval && len(r.MaintenanceWindows) == 0 &&
-		r.Lookahead == 0 && r.BootBatchSize == 0
+		r.Lookahead == 0 && r.BootBatchSize == 0 && r.RebootTime == 0 && r.BookingSlack == 0
 }
 
-func (r Rollout) rolling() bool { return r.Strategy == StrategyRolling }
+// rolling reports whether the strategy has no barrier between steps.
+func (r Rollout) rolling() bool {
+	return r.Strategy == StrategyRolling || r.Strategy == StrategyScheduled
+}
 
 // lookahead returns the number of pending nodes ranked at once.
 func (r Rollout) lookahead(step int) int {
@@ -137,9 +158,9 @@ func (r Rollout) withDefaults() Rollout {
 // validate adds a problem per bad field.
 func (r Rollout) validate(step int, limit BootLimit, add func(field string, value any, format string, args ...any)) {
 	switch r.Strategy {
-	case "", StrategyClassic, StrategyRolling:
+	case "", StrategyClassic, StrategyRolling, StrategyScheduled:
 	default:
-		add("strategy", r.Strategy, "%q is not one of %q, %q", r.Strategy, StrategyClassic, StrategyRolling)
+		add("strategy", r.Strategy, "%q is not one of %q, %q, %q", r.Strategy, StrategyClassic, StrategyRolling, StrategyScheduled)
 	}
 	switch r.Order {
 	case "", OrderListed, OrderIdleFirst, OrderJobEnd:
@@ -152,11 +173,23 @@ func (r Rollout) validate(step int, limit BootLimit, add func(field string, valu
 	if r.BootBatchSize < 0 {
 		add("boot_batch_size", r.BootBatchSize, "must not be negative, got %d", r.BootBatchSize)
 	}
-	if r.BootBatchSize > 0 && r.Strategy != StrategyRolling {
-		add("boot_batch_size", r.BootBatchSize, "applies to the %q strategy only (classic boots each step in one session)", StrategyRolling)
+	if r.BootBatchSize > 0 && !r.rolling() {
+		add("boot_batch_size", r.BootBatchSize, "applies to the %q and %q strategies only (classic boots each step in one session)", StrategyRolling, StrategyScheduled)
 	}
-	if r.Strategy == StrategyRolling && limit == LimitLabel {
-		add("boot_limit", limit, "%q cannot be used with the %q strategy: the upgrading group then holds nodes still running jobs, which a boot limited by label would reboot", LimitLabel, StrategyRolling)
+	if r.rolling() && limit == LimitLabel {
+		add("boot_limit", limit, "%q cannot be used with the %q strategy: the upgrading group then holds nodes still running jobs, which a boot limited by label would reboot", LimitLabel, r.Strategy)
+	}
+	if r.RebootTime < 0 {
+		add("reboot_time", r.RebootTime, "must not be negative")
+	}
+	if r.RebootTime > 0 && r.Strategy != StrategyScheduled {
+		add("reboot_time", r.RebootTime, "applies to the %q strategy only", StrategyScheduled)
+	}
+	if r.BookingSlack < 0 {
+		add("booking_slack", r.BookingSlack, "must not be negative")
+	}
+	if r.BookingSlack > 0 && r.Strategy != StrategyScheduled {
+		add("booking_slack", r.BookingSlack, "applies to the %q strategy only", StrategyScheduled)
 	}
 	if r.MaxFailures < 0 {
 		add("max_failures", r.MaxFailures, "must not be negative, got %d", r.MaxFailures)

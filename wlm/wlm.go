@@ -47,8 +47,10 @@ const MaxReason = 1024
 // Optional capabilities are separate interfaces, found by type assertion:
 // [BootTimeReporter] (the Node.BootTime field is meaningful), [JobEnder]
 // (expected end times of running jobs), [Rebooter] (the workload
-// manager can reboot nodes itself) and [Describer] (its own words for a
-// node's condition in crus's messages).
+// manager can reboot nodes itself), [Describer] (its own words for a
+// node's condition in crus's messages), [Scheduler] (it can book nodes
+// ahead of time with reservations) and [JobLister] (it reports jobs, which
+// a [Predictor] learns run times from).
 type Manager interface {
 	// Nodes returns the current state of the named nodes, in the order
 	// asked. Unknown names are left out of the result and reported in the

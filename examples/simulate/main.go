@@ -9,8 +9,13 @@
 //	go run ./examples/simulate -trace testdata/traces/KTH-SP2-1996-2.1-cln.swf.gz -nodes 100 -step 10 -format csv
 //	go run ./examples/simulate -nodes 100000 -step 1000 -strategies rolling-job_end-timeout
 //
-// It prints one row per strategy (-format table, csv or markdown) and a
-// progress line on stderr while it runs (-q to silence it).
+// With one seed and one window it prints one row per strategy; with
+// several (-seeds, -days) the median and the spread (min-max) over the
+// seeds of every figure, per window, and which crus strategy came closest
+// to the bound (-format table or markdown; csv prints one row per run). A
+// progress line goes to stderr while it runs (-q to silence it).
+//
+//	go run ./examples/simulate -seeds 20 -days 35,50,65,80,95,110,125,140 -min-busy 0.9 -format markdown
 package main
 
 import (
@@ -26,15 +31,16 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/sim"
 	"github.com/crus-go/crus/internal/swf"
 )
@@ -42,12 +48,12 @@ import (
 func main() {
 	log.SetFlags(0)
 	// A large simulation keeps a few hundred MB live and allocates an
-	// observation per poll: collect less often, within a 1.5 GiB soft
-	// limit (the 100k-node budget is 2 GB), unless GOGC or GOMEMLIMIT say
+	// observation per poll: collect less often, within an 896 MiB soft
+	// limit (the 100k-node budget is 1 GB), unless GOGC or GOMEMLIMIT say
 	// otherwise.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(3 << 29)
+		debug.SetMemoryLimit(896 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -60,40 +66,68 @@ func main() {
 }
 
 // strategies are the contenders, in the order of the report. drain is the
-// drain timeout of the strategies that use one.
-func strategies(drain time.Duration) []sim.Strategy {
-	rolling := crus.Rollout{Strategy: crus.StrategyRolling}
+// drain timeout of the strategies that use one; lookahead, if set, is
+// given to every crus strategy but the original algorithm, which has none;
+// slack, if set, is the scheduled strategies' booking_slack.
+func strategies(drain time.Duration, lookahead int, slack time.Duration) []sim.Strategy {
+	rolling := crus.Rollout{Strategy: crus.StrategyRolling, Lookahead: lookahead}
+	scheduled := crus.Rollout{Strategy: crus.StrategyScheduled, Lookahead: lookahead, BookingSlack: crus.Duration(slack)}
 	with := func(r crus.Rollout, f func(*crus.Rollout)) crus.Rollout { f(&r); return r }
 	return []sim.Strategy{
-		{Name: "classic"}, // the original CRUS algorithm
+		// The original CRUS algorithm with the original service's own
+		// settings: a look every 10 seconds, 10 minutes for nodes to return.
+		{Name: "classic", PollInterval: 10 * time.Second, ReturnTimeout: 10 * time.Minute, InFlightPoll: 10 * time.Second},
 		{Name: "reboot-asap", RebootASAP: true},
-		{Name: "classic-job_end-timeout", Rollout: crus.Rollout{Order: crus.OrderJobEnd, DrainTimeout: crus.Duration(drain)}},
+		{Name: "classic-job_end-timeout", Rollout: crus.Rollout{Order: crus.OrderJobEnd, DrainTimeout: crus.Duration(drain), Lookahead: lookahead}},
 		{Name: "rolling", Rollout: rolling},
 		{Name: "rolling-idle_first", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderIdleFirst })},
 		{Name: "rolling-job_end", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd })},
 		{Name: "rolling-job_end-timeout", Rollout: with(rolling, func(r *crus.Rollout) {
 			r.Order, r.DrainTimeout = crus.OrderJobEnd, crus.Duration(drain)
 		})},
+		{Name: "rolling-job_end-predicted", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsPredicted},
+		{Name: "scheduled", Rollout: scheduled},
+		{Name: "scheduled-predicted", Rollout: scheduled, Ends: sim.EndsPredicted},
+		// Books every node whose slot is within 4 hours of its free time:
+		// the other end of the trade-off between a short upgrade and idle
+		// capacity.
+		{Name: "scheduled-predicted-eager", Rollout: with(scheduled, func(r *crus.Rollout) { r.BookingSlack = crus.Duration(4 * time.Hour) }), Ends: sim.EndsPredicted},
+		// What knowing the future would give: not crus strategies.
+		{Name: "oracle-rolling-job_end", Rollout: with(rolling, func(r *crus.Rollout) { r.Order = crus.OrderJobEnd }), Ends: sim.EndsOracle},
+		{Name: "oracle-scheduled", Rollout: scheduled, Ends: sim.EndsOracle},
 	}
+}
+
+// isReference reports whether a strategy is a reference row rather than a
+// crus strategy: the original algorithm, the uncapped reboot ASAP, or a
+// clairvoyant oracle.
+func isReference(name string) bool {
+	return name == "classic" || name == "reboot-asap" || strings.HasPrefix(name, "oracle-")
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	trace := fs.String("trace", "testdata/traces/LLNL-Thunder-2007-1.1-cln.swf.gz", "job trace in Standard Workload Format (gzip or plain)")
-	nodes := fs.Int("nodes", 1000, "nodes in the simulated cluster (more than the traced machine widens every job in proportion)")
+	nodes := fs.Int("nodes", 1000, "nodes in the simulated cluster (job widths are scaled by nodes / the traced machine's nodes, rounded up)")
 	step := fs.Int("step", 50, "upgrade step size: most nodes out of service at once")
-	seed := fs.Uint64("seed", 1, "random seed (reboot times, faulty nodes)")
+	seed := fs.Uint64("seed", 1, "first random seed (reboot times per node, faulty nodes, random placement)")
+	seeds := fs.Int("seeds", 1, "number of seeds, from -seed on: more than one prints the median and the spread")
 	start := fs.Duration("start", 50*24*time.Hour, "point of the trace where the upgrade starts (LLNL Thunder has an outage on days 28-30)")
+	days := fs.String("days", "", "comma-separated days of the trace to start at, one window each (replaces -start), e.g. 35,50,65")
 	warmup := fs.Duration("warmup", 7*24*time.Hour, "trace replayed before the upgrade starts")
+	minBusy := fs.Float64("min-busy", 0, "start at the first hour from the window's start where at least this fraction of nodes run jobs (0: exactly at the start)")
+	placement := fs.String("placement", "lowest", "where the scheduler puts jobs: lowest (numbered nodes first), highest or random")
 	drain := fs.Duration("drain-timeout", 2*time.Hour, "drain timeout of the strategies that use one")
-	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000))")
-	poll := fs.Duration("poll", 30*time.Second, "executor poll interval")
+	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000)); not the original algorithm's")
+	slack := fs.Duration("booking-slack", 0, "booking_slack of the scheduled strategies (0: the default, a quarter of reboot_time)")
+	poll := fs.Duration("poll", 30*time.Second, "executor poll interval of the crus strategies, and the tick of reboot-asap (the original algorithm keeps its 10s)")
+	inflight := fs.Duration("inflight-poll", 0, "the crus strategies' InFlightPollInterval: how often nodes on their way back are looked at between polls (0: the executor's default, poll/3)")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
 	noFaults := fs.Bool("no-faults", false, "no node fails to boot or never returns (default: 1% and 0.5%)")
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: all)")
-	format := fs.String("format", "table", "output: table, csv or markdown")
-	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "strategies simulated at once")
+	format := fs.String("format", "table", "output: table, markdown, or csv (one row per run)")
+	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "runs simulated at once")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile to this file when done")
@@ -124,13 +158,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("-format %q: want table, csv or markdown", *format)
 	}
-	if *nodes < 1 || *step < 1 || *parallel < 1 {
-		return errors.New("-nodes, -step and -parallel must be at least 1")
+	if *nodes < 1 || *step < 1 || *parallel < 1 || *seeds < 1 {
+		return errors.New("-nodes, -step, -seeds and -parallel must be at least 1")
 	}
-	all := strategies(*drain)
-	for i := range all {
-		all[i].Rollout.Lookahead = *lookahead
+	place, err := fake.ParsePlacement(*placement)
+	if err != nil {
+		return fmt.Errorf("-placement: %w", err)
 	}
+	starts := []time.Duration{*start}
+	if *days != "" {
+		starts = nil
+		for _, d := range strings.Split(*days, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(d), 64)
+			if err != nil || v < 0 {
+				return fmt.Errorf("-days: %q is not a day of the trace", d)
+			}
+			starts = append(starts, time.Duration(v*24*float64(time.Hour)))
+		}
+	}
+	all := strategies(*drain, *lookahead, *slack)
 	chosen := all
 	if *only != "" {
 		chosen = nil
@@ -150,21 +196,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	prog := newProgress(stderr, *quiet, len(chosen))
-	defer prog.stop()
-	cfg := sim.Config{
-		Trace: tr, Nodes: *nodes, Step: *step, Seed: *seed, Start: *start, Warmup: *warmup,
-		PollInterval: *poll, DefaultLimit: *defaultLimit, NoFaults: *noFaults,
-		OnProgress: prog.update,
+
+	type key struct{ window, seed, strategy int }
+	var keys []key
+	for wi := range starts {
+		for si := range *seeds {
+			for sti := range chosen {
+				keys = append(keys, key{wi, si, sti})
+			}
+		}
 	}
-	results := make([]sim.Result, len(chosen))
+	prog := newProgress(stderr, *quiet, len(keys))
+	defer prog.stop()
+	results := make([]sim.Result, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(*parallel)
-	for i, st := range chosen {
+	for i, k := range keys {
 		g.Go(func() error {
+			cfg := sim.Config{
+				Trace: tr, Nodes: *nodes, Step: *step, Seed: *seed + uint64(k.seed), Placement: place,
+				Start: starts[k.window], Warmup: *warmup, MinBusy: *minBusy,
+				PollInterval: *poll, DefaultLimit: *defaultLimit, NoFaults: *noFaults,
+				OnProgress: prog.update,
+			}
+			st := chosen[k.strategy]
+			if st.InFlightPoll == 0 {
+				st.InFlightPoll = *inflight
+			}
 			r, err := sim.Run(gctx, cfg, st)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s, seed %d: %w", windowName(starts[k.window]), cfg.Seed, err)
 			}
 			results[i] = r
 			prog.finish(r)
@@ -175,60 +236,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	prog.stop()
+
+	// Group the runs: by window, then by seed, each with every strategy.
+	ws := make([]window, len(starts))
+	for i, k := range keys {
+		w := &ws[k.window]
+		if w.runs == nil {
+			w.start = starts[k.window]
+			w.runs = make([][]sim.Result, *seeds)
+		}
+		if w.runs[k.seed] == nil {
+			w.runs[k.seed] = make([]sim.Result, len(chosen))
+		}
+		w.runs[k.seed][k.strategy] = results[i]
+	}
+	names := make([]string, len(chosen))
+	for i, s := range chosen {
+		names[i] = s.Name
+	}
+	rep := report{w: stdout, format: *format, names: names, windows: ws}
 	if *format == "table" {
-		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, seed %d, upgrade at %s after %s of warm-up\n",
-			*trace, tr.Header.Computer, *nodes, *step, *seed, *start, *warmup)
-		fmt.Fprintf(stdout, "floor = %d nodes × 10m mean reboot = %.1f node-h\n\n", *nodes, results[0].Floor.Hours())
+		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, placement %s, seeds %d-%d, %s of warm-up\n",
+			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, *warmup)
 	}
-	return report(stdout, *format, results)
-}
-
-// report prints the results in the given format.
-func report(w io.Writer, format string, rs []sim.Result) error {
-	switch format {
-	case "csv":
-		fmt.Fprintln(w, "strategy,makespan_h,lost_node_h,lost_over_floor,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls")
-		for _, r := range rs {
-			fmt.Fprintf(w, "%s,%.2f,%.1f,%.2f,%d,%d,%d,%d,%d,%d,%d,%d\n", r.Strategy, r.Makespan.Hours(), r.Lost.Hours(),
-				r.LostOverFloor(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls)
-		}
-		return nil
-	case "markdown":
-		fmt.Fprintln(w, "| strategy | makespan (h) | vs classic | lost node-h | lost / floor | max out | step | upgraded | failed | untouched | WLM calls (/node) | HSM calls (/node) | BOS calls (/node) |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-		for _, r := range rs {
-			fmt.Fprintf(w, "| %s | %.1f | %s | %.1f | %.2f | %d | %s | %d | %d | %d | %d (%.1f) | %d (%.2f) | %d (%.2f) |\n",
-				r.Strategy, r.Makespan.Hours(), vsClassic(r, rs), r.Lost.Hours(), r.LostOverFloor(), r.MaxOut, stepOf(r),
-				r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, perNode(r.WLMCalls, r), r.HSMCalls, perNode(r.HSMCalls, r), r.BOSCalls, perNode(r.BOSCalls, r))
-		}
-		return nil
+	switch {
+	case *format == "csv":
+		return rep.csv()
+	case len(starts) == 1 && *seeds == 1:
+		return rep.single()
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "strategy\tmakespan h\tvs classic\tlost node-h\tlost/floor\tmax out\tstep\tupgraded\tfailed\tuntouched\twlm calls\thsm calls\tbos calls\twall\t")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.1f\t%.2f\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", r.Strategy, r.Makespan.Hours(), vsClassic(r, rs),
-			r.Lost.Hours(), r.LostOverFloor(), r.MaxOut, stepOf(r), r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
-			r.Wall.Round(10*time.Millisecond))
-	}
-	return tw.Flush()
-}
-
-func stepOf(r sim.Result) string {
-	if r.Step == 0 {
-		return "none"
-	}
-	return fmt.Sprint(r.Step)
-}
-
-func perNode(calls int, r sim.Result) float64 { return float64(calls) / float64(max(r.Nodes, 1)) }
-
-// vsClassic is the makespan as a multiple of the original algorithm's.
-func vsClassic(r sim.Result, rs []sim.Result) string {
-	i := slices.IndexFunc(rs, func(c sim.Result) bool { return c.Strategy == "classic" })
-	if i < 0 || rs[i].Makespan <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2fx", float64(r.Makespan)/float64(rs[i].Makespan))
+	return rep.sweep()
 }
 
 // progress prints a progress line on stderr, at most a few times a second.
@@ -269,7 +306,7 @@ func (p *progress) printLocked() {
 	}
 	slices.Sort(names)
 	var b strings.Builder
-	fmt.Fprintf(&b, "\r[%d/%d done]", p.finished, p.total)
+	fmt.Fprintf(&b, "\r[%d/%d runs done]", p.finished, p.total)
 	for _, n := range names {
 		s := p.state[n]
 		fmt.Fprintf(&b, " %s %d/%d %.0fh", n, s.Done, s.Nodes, s.Simulated.Hours())
@@ -290,7 +327,9 @@ func (p *progress) finish(r sim.Result) {
 	defer p.mu.Unlock()
 	delete(p.state, r.Strategy)
 	p.finished++
-	fmt.Fprintf(p.w, "\r\033[K%s: done in %s (%.1f simulated hours)\n", r.Strategy, r.Wall.Round(10*time.Millisecond), r.Makespan.Hours())
+	if p.total <= 20 {
+		fmt.Fprintf(p.w, "\r\033[K%s: done in %s (%.1f simulated hours)\n", r.Strategy, r.Wall.Round(10*time.Millisecond), r.Makespan.Hours())
+	}
 	p.printLocked()
 }
 

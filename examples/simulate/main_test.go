@@ -12,42 +12,76 @@ import (
 
 const kth = "../../testdata/traces/KTH-SP2-1996-2.1-cln.swf.gz"
 
-func TestCSVHasOneRowPerStrategy(t *testing.T) {
+var small = []string{"-trace", kth, "-nodes", "24", "-step", "4", "-start", "1560h", "-warmup", "24h"}
+
+func TestCSVHasOneRowPerRun(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{"-trace", kth, "-nodes", "24", "-step", "4", "-start", "1560h", "-warmup", "24h", "-format", "csv"}, &out, &errOut)
+	err := run(context.Background(), append(small, "-format", "csv", "-seeds", "2", "-days", "65,66"), &out, &errOut)
 	require.NoError(t, err, errOut.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Equal(t, "strategy,makespan_h,lost_node_h,lost_over_floor,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls", lines[0])
-	require.Len(t, lines, 1+len(strategies(0)))
-	for i, s := range strategies(0) {
-		fields := strings.Split(lines[1+i], ",")
-		require.Len(t, fields, 12, lines[1+i])
-		assert.Equal(t, s.Name, fields[0])
+	header := strings.Split(lines[0], ",")
+	require.Equal(t, []string{"window_day", "start_day", "seed_index", "strategy"}, header[:4])
+	n := len(strategies(0, 0, 0))
+	require.Len(t, lines, 1+2*2*n, "windows × seeds × strategies")
+	for i, line := range lines[1:] {
+		fields := strings.Split(line, ",")
+		require.Len(t, fields, len(header), line)
+		assert.Equal(t, strategies(0, 0, 0)[i%n].Name, fields[3])
+		assert.Equal(t, []string{"65", "66"}[i/(2*n)], fields[0], "windows, then seeds, then strategies")
+		assert.Equal(t, []string{"0", "1"}[i%(2*n)/n], fields[2])
 	}
-	assert.True(t, strings.HasPrefix(lines[1], "classic,"), "the original algorithm's row is named classic")
-	assert.Contains(t, errOut.String(), "classic: done in", "progress on stderr")
+	assert.True(t, strings.HasPrefix(lines[1], "65,65,0,classic,"), "the original algorithm's row is named classic: %s", lines[1])
+	assert.Contains(t, errOut.String(), "runs done", "progress on stderr")
 }
 
-func TestMarkdownAndQuiet(t *testing.T) {
+func TestSingleRun(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{"-trace", kth, "-nodes", "16", "-step", "4", "-start", "1560h", "-warmup", "24h",
-		"-format", "markdown", "-q", "-strategies", "classic,rolling-job_end"}, &out, &errOut)
+	err := run(context.Background(), append(small, "-format", "markdown", "-q", "-strategies", "classic,reboot-asap,rolling-job_end"), &out, &errOut)
 	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 4)
-	assert.True(t, strings.HasPrefix(lines[0], "| strategy | makespan (h) |"))
-	assert.True(t, strings.HasPrefix(lines[3], "| rolling-job_end | "))
+	text := out.String()
+	assert.Contains(t, text, "upgrade at day 65: ")
+	assert.Contains(t, text, "% of nodes busy, ")
+	assert.Contains(t, text, "bound = ")
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	require.Len(t, lines, 2+3+3, text)
+	assert.True(t, strings.HasPrefix(lines[3], "| strategy | makespan h | ÷ bound |"), lines[3])
+	assert.True(t, strings.HasPrefix(lines[6], "| reboot-asap | "))
+	assert.Contains(t, lines[6], "| 1.00 |", "reboot-asap is at the bound or the bound is ceil(N/step) reboots")
 	assert.Empty(t, errOut.String(), "-q: no progress")
+}
+
+func TestSweep(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), append(small, "-q", "-seeds", "3", "-days", "65,80", "-min-busy", "0.5",
+		"-strategies", "classic,reboot-asap,rolling-job_end,rolling-idle_first"), &out, &bytes.Buffer{})
+	require.NoError(t, err)
+	text := out.String()
+	assert.Equal(t, 2, strings.Count(text, "(median [min–max] over 3 seeds)"), text)
+	assert.Contains(t, text, "best crus strategy per window")
+	assert.Regexp(t, `met in \d of 2 windows`, text)
+	best := text[strings.Index(text, "best crus strategy per window"):]
+	assert.NotContains(t, best, "classic", "the original algorithm is a reference, never the best crus strategy")
+	assert.NotContains(t, best, "reboot-asap")
 }
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-format", "xml"},
 		{"-nodes", "0"},
+		{"-seeds", "0"},
 		{"-strategies", "fastest"},
+		{"-placement", "best"},
+		{"-days", "35,x"},
 		{"-trace", "no/such/trace.swf"},
 	} {
 		err := run(context.Background(), append([]string{"-trace", kth, "-q"}, args...), &bytes.Buffer{}, &bytes.Buffer{})
 		assert.Error(t, err, "%v", args)
 	}
+}
+
+func TestSpread(t *testing.T) {
+	assert.Equal(t, spread{2, 1, 9}, spreadOf([]float64{9, 1, 2}))
+	assert.Equal(t, spread{2.5, 1, 9}, spreadOf([]float64{9, 1, 2, 3}))
+	assert.Equal(t, "2.50 [1.00–9.00]", spreadOf([]float64{9, 1, 2, 3}).text(2))
+	assert.Equal(t, "4.0", spreadOf([]float64{4, 4}).text(1))
 }

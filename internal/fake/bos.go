@@ -142,11 +142,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 	w.touched[n.xname]++
 	w.update(n)
 	w.powerOff(n)
-	d := w.opts.RebootTime
-	if j := w.opts.RebootJitter; j > 0 {
-		d += time.Duration(w.rng.Int64N(int64(2*j+1))) - j
-	}
-	w.schedule(w.now.Add(d), func() {
+	w.schedule(w.now.Add(w.rebootTime(n)), func() {
 		w.locked(func() {
 			if reason, failed := w.bootFailure(n); failed {
 				n.rebooting = false
@@ -159,6 +155,7 @@ func (w *World) reboot(n *node, done func(ok bool, reason string)) {
 				return
 			}
 			n.bootTime = w.now.Truncate(time.Second)
+			w.update(n)
 			done(true, "")
 			if n.faults.NeverReturns {
 				n.rebooting = false

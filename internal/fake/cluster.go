@@ -89,7 +89,7 @@ func (w *World) KeepBusy(busy float64, maxJob, interval time.Duration, stop time
 			}
 			run := time.Duration(rng.Int64N(int64(maxJob))) + time.Minute
 			limit := run + time.Duration(rng.Float64()*0.5*float64(run))
-			_ = w.StartJob(x, run.Truncate(time.Second), limit.Truncate(time.Minute))
+			_, _ = w.TryStartJob(x, run.Truncate(time.Second), limit.Truncate(time.Minute)) // as a scheduler would: clear of reservations
 		}
 		w.Schedule(now.Add(interval), tick)
 	}

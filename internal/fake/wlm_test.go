@@ -63,3 +63,59 @@ func TestWLMConformance(t *testing.T) {
 		return &harness{w: fake.NewCluster(fake.ClusterOptions{Nodes: 4})}, nil
 	})
 }
+
+// schedHarness adds queued jobs to the harness: a job waits until the
+// fake would let a scheduler start it (TryStartJob), tried on every Sleep.
+type schedHarness struct {
+	harness
+	queue []*queuedJob
+}
+
+type queuedJob struct {
+	h       *schedHarness
+	x       string
+	limit   time.Duration
+	started bool
+	stopped bool
+}
+
+func (h *schedHarness) Submit(_ context.Context, name string, limit time.Duration) (wlmtest.Job, error) {
+	j := &queuedJob{h: h, x: h.xname(name), limit: limit}
+	h.queue = append(h.queue, j)
+	return j, h.try()
+}
+
+func (h *schedHarness) try() error {
+	for _, j := range h.queue {
+		if j.started || j.stopped {
+			continue
+		}
+		ok, err := h.w.TryStartJob(j.x, 1000*time.Hour, j.limit)
+		if err != nil {
+			return err
+		}
+		j.started = ok
+	}
+	return nil
+}
+
+func (h *schedHarness) Sleep(ctx context.Context, d time.Duration) error {
+	h.w.Advance(d)
+	return h.try()
+}
+
+func (j *queuedJob) Running(context.Context) (bool, error) { return j.started && !j.stopped, nil }
+
+func (j *queuedJob) Stop(context.Context) error {
+	if j.started && !j.stopped {
+		j.h.w.EndJobs(j.x)
+	}
+	j.stopped = true
+	return nil
+}
+
+func TestWLMScheduler(t *testing.T) {
+	wlmtest.RunSchedulerTests(t, func(ctx context.Context, t *testing.T) (wlmtest.SchedulerHarness, error) {
+		return &schedHarness{harness: harness{w: fake.NewCluster(fake.ClusterOptions{Nodes: 4})}}, nil
+	}, wlmtest.Options{})
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -70,6 +69,7 @@ type node struct {
 	asap      bool      // a workload-manager reboot is pending (wlm.Rebooter)
 	forgotten bool      // removed from the workload manager (RemoveNode)
 	lostSince time.Time // out of service because of crus and running nothing, since
+	sim       simNode   // workload-simulation state (sched.go)
 }
 
 type event struct {
@@ -103,7 +103,6 @@ type World struct {
 	now   time.Time
 	seq   uint64
 	queue eventQueue
-	rng   *rand.Rand
 	jobID int
 
 	nodes     map[string]*node // by xname
@@ -126,9 +125,9 @@ type World struct {
 	freeCount int
 	kick      bool   // something may have freed nodes since the hook ran
 	hook      func() // see SetScheduler
-	lost      time.Duration
-	asapLeft  int // nodes whose wlm.Rebooter reboot has not finished
+	asapLeft  int    // nodes whose wlm.Rebooter reboot has not finished
 	power     powerState
+	sim       simWorld // workload-simulation state (sched.go)
 }
 
 type template struct {
@@ -162,7 +161,6 @@ func New(opts Options) *World {
 	return &World{
 		opts:      opts,
 		now:       opts.Start,
-		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		nodes:     map[string]*node{},
 		byName:    map[string]*node{},
 		groups:    map[string]map[string]bool{},
@@ -431,7 +429,7 @@ func (w *World) Reboots() int {
 // update recomputes the node's contribution to the out-of-service count.
 // Callers hold the lock.
 func (w *World) update(n *node) {
-	out := !n.fail && (n.rebooting || n.asap || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix))
+	out := !n.fail && (n.rebooting || n.asap || n.drain && strings.HasPrefix(n.reason, w.opts.ReasonPrefix) || n.sim.held)
 	if out != n.out {
 		n.out = out
 		if out {
@@ -441,15 +439,8 @@ func (w *World) update(n *node) {
 		}
 	}
 	w.maxOut = max(w.maxOut, w.out)
-	// Capacity lost: out of service because of crus and computing nothing.
-	switch lost := out && len(n.jobs) == 0; {
-	case lost && n.lostSince.IsZero():
-		n.lostSince = w.now
-	case !lost && !n.lostSince.IsZero():
-		w.lost += w.now.Sub(n.lostSince)
-		n.lostSince = time.Time{}
-	}
-	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil)
+	w.account(n, out)
+	free := n.up && !n.drain && !n.fail && !n.rebooting && !n.asap && len(n.jobs) == 0 && !w.now.Before(n.completingUntil) && !n.sim.blocked
 	if free != n.free {
 		n.free = free
 		if free {

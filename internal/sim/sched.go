@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"slices"
 	"sync"
 	"time"
 
@@ -16,10 +15,11 @@ const backfillDepth = 200
 // scheduler is a FCFS scheduler with EASY backfill: jobs start in submit
 // order while they fit on the free nodes; when the first waiting job does
 // not fit, it gets a reservation at the earliest time enough nodes are
-// expected free (by the running jobs' time limits, which is all a
-// scheduler knows), and later jobs may start now if they end (by their
-// limits) before it or use only nodes the reservation does not need.
-// Nodes drained, rebooting or down are simply not free.
+// expected free for its whole time limit (by the running jobs' time
+// limits, which is all a scheduler knows, counting only the nodes that
+// will return to service: Slurm does not plan on drained nodes), and later
+// jobs may start now if they end (by their limits) before it or use only
+// nodes the reservation does not need.
 type scheduler struct {
 	w    *fake.World
 	jobs []job // to submit, in submit order
@@ -28,18 +28,11 @@ type scheduler struct {
 	base    time.Time
 	next    int // next job of jobs to submit
 	queue   []job
-	running map[int]running
-	seq     int
 	started int
 }
 
-type running struct {
-	end   time.Time // by its time limit
-	width int
-}
-
 func newScheduler(w *fake.World, jobs []job) *scheduler {
-	return &scheduler{w: w, jobs: jobs, base: w.Now(), running: map[int]running{}}
+	return &scheduler{w: w, jobs: jobs, base: w.Now()}
 }
 
 // replay schedules the submission of each job at its submit time, one
@@ -73,20 +66,23 @@ func (s *scheduler) startedJobs() int {
 	return s.started
 }
 
-// start starts j on free nodes and records it as running.
-func (s *scheduler) start(now time.Time, j job) bool {
-	s.seq++
-	id := s.seq
-	ok := s.w.StartJobOnFree(j.width, j.run, j.limit, func() {
-		s.mu.Lock()
-		delete(s.running, id)
-		s.mu.Unlock()
-	})
-	if ok {
-		s.running[id] = running{end: now.Add(j.limit), width: j.width}
-		s.started++
+// queued returns the jobs waiting and the nodes they ask for.
+func (s *scheduler) queued() (jobs, nodes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.queue {
+		nodes += j.width
 	}
-	return ok
+	return len(s.queue), nodes
+}
+
+// start starts j on free nodes.
+func (s *scheduler) start(j job) bool {
+	if !s.w.StartJobOnFree(j.width, j.user, j.run, j.limit, nil) {
+		return false
+	}
+	s.started++
+	return true
 }
 
 // pass starts what can start now.
@@ -94,55 +90,69 @@ func (s *scheduler) pass() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.w.Now()
-	free := s.w.FreeCount()
-	for len(s.queue) > 0 && s.queue[0].width <= free {
-		if !s.start(now, s.queue[0]) {
+	free := s.w.Free()
+	for len(s.queue) > 0 && s.queue[0].width <= free.For(now.Add(s.queue[0].limit)) {
+		if !s.start(s.queue[0]) {
 			return
 		}
-		free -= s.queue[0].width
 		s.queue = s.queue[1:]
+		free = s.w.Free()
 	}
-	if len(s.queue) == 0 || free == 0 {
+	if len(s.queue) < 2 || free.Open+len(free.Until) == 0 {
 		return
 	}
-	// The reservation of the first job: when enough nodes are expected
-	// free, and how many of those it leaves over.
-	head := s.queue[0]
-	ids := make([]int, 0, len(s.running))
-	for id := range s.running {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b int) int {
-		if c := s.running[a].end.Compare(s.running[b].end); c != 0 {
-			return c
-		}
-		return a - b
-	})
-	shadow, extra := time.Time{}, 0 // zero shadow: no reservation possible
-	avail := free
-	for _, id := range ids {
-		avail += s.running[id].width
-		if avail >= head.width {
-			shadow, extra = s.running[id].end, avail-head.width
-			break
-		}
-	}
-	for i := 1; i < len(s.queue) && i <= backfillDepth && free > 0; {
+	shadow, extra := shadowOf(s.queue[0], now, s.w.Outlook())
+	for i := 1; i < len(s.queue) && i <= backfillDepth; {
 		j := s.queue[i]
-		if j.width <= free {
+		if j.width <= free.For(now.Add(j.limit)) {
 			before := shadow.IsZero() || !now.Add(j.limit).After(shadow)
 			if before || j.width <= extra {
-				if !s.start(now, j) {
+				if !s.start(j) {
 					return
 				}
-				free -= j.width
 				if !before {
 					extra -= j.width
 				}
-				s.queue = slices.Delete(s.queue, i, i+1)
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				if free = s.w.Free(); free.Open+len(free.Until) == 0 {
+					return
+				}
 				continue
 			}
 		}
 		i++
 	}
+}
+
+// shadowOf returns the reservation EASY backfill makes for the first
+// waiting job: the earliest time enough nodes are expected free for its
+// whole time limit (zero: never, by what the outlook says), and how many
+// nodes expected free then it leaves over.
+func shadowOf(head job, now time.Time, outlook []fake.Avail) (time.Time, int) {
+	open := 0                // nodes of the entries so far that stay available for good
+	var bounded []fake.Avail // entries so far available only until a reservation
+	for i, a := range outlook {
+		if a.Until.IsZero() {
+			open += a.Nodes
+		} else {
+			bounded = append(bounded, a)
+		}
+		if i+1 < len(outlook) && outlook[i+1].From.Equal(a.From) {
+			continue // take every entry of this time in
+		}
+		t := a.From
+		if t.Before(now) {
+			t = now
+		}
+		avail := open
+		for _, b := range bounded {
+			if !b.Until.Before(t.Add(head.limit)) {
+				avail += b.Nodes
+			}
+		}
+		if avail >= head.width {
+			return t, avail - head.width
+		}
+	}
+	return time.Time{}, 0
 }

@@ -12,31 +12,46 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/swf"
+	"github.com/crus-go/crus/wlm"
 )
 
 // Config describes the simulated cluster and the trace window. The zero
 // value of every field but Trace gives the default noted.
 type Config struct {
 	Trace *swf.Trace
-	// Nodes in the cluster; default the trace's MaxNodes. With more nodes
-	// than the trace's machine, every job is made wider in proportion, so
-	// the cluster is as busy as the traced one was.
+	// Nodes in the cluster; default the trace's MaxNodes. With another
+	// number of nodes than the trace's machine, every job's width is scaled
+	// by the ratio (rounded up), so the cluster is as busy as the traced one
+	// was.
 	Nodes int
 	// ProcsPerNode turns a job's processors into nodes; default the
 	// trace's MaxProcs / MaxNodes.
 	ProcsPerNode int
 	// Step is the session's upgrade_step_size; default 50.
 	Step int
+	// Seed draws the reboot times (per node and reboot), the nodes that
+	// fail, and the random placement.
 	Seed uint64
+	// Placement is the order in which the scheduler picks free nodes for a
+	// job; default lowest-numbered first, as Slurm does.
+	Placement fake.Placement
 	// Start is the point of the trace (since its beginning) at which the
 	// upgrade starts; default 50 days. Jobs are replayed from Warmup
 	// before it (default 7 days), so the cluster is as busy as it was.
 	Start, Warmup time.Duration
+	// MinBusy, if set, moves the start on, an hour at a time and for at
+	// most Seek (default 7 days), to the first point where at least this
+	// fraction of the nodes run jobs: a loaded cluster (not one just back
+	// from an outage). Result.Loaded says whether one was found; if none
+	// was, the upgrade starts at Start + Seek.
+	MinBusy float64
+	Seek    time.Duration
 	// RebootTime and RebootJitter: a reboot takes RebootTime ± up to
 	// RebootJitter (uniform); defaults 10m and 3m.
 	RebootTime, RebootJitter time.Duration
@@ -45,8 +60,14 @@ type Config struct {
 	// turns both off.
 	BootFailures, NeverReturn float64
 	NoFaults                  bool
-	// PollInterval is the executor's; default 30s.
+	// PollInterval is the executor's (and the tick of the reboot-asap
+	// reference); default 30s. A Strategy may set its own.
 	PollInterval time.Duration
+	// ReturnTimeout is the session's return_timeout (default crus's, 30m;
+	// a Strategy may set its own). The reboot-asap reference gives up on a
+	// node RebootTime + RebootJitter + ReturnTimeout after its reboot was
+	// issued, as Slurm does after its ResumeTimeout.
+	ReturnTimeout time.Duration
 	// DefaultLimit is the time limit the workload manager knows for jobs
 	// without a requested time, as a partition default would be. Default:
 	// the longest run time of any job of the same partition in the trace
@@ -74,6 +95,52 @@ type Strategy struct {
 	// every node is asked to reboot through the workload manager as soon
 	// as its jobs end (wlm.Rebooter, Slurm's scontrol reboot ASAP).
 	RebootASAP bool
+	// PollInterval and ReturnTimeout, if set, replace the Config's for
+	// this strategy (the original algorithm polled every 10s and waited
+	// 10m for nodes to return). InFlightPoll, if set, is the executor's
+	// InFlightPollInterval (the original had no faster look: its poll).
+	PollInterval, ReturnTimeout, InFlightPoll time.Duration
+	// Ends chooses the job end times crus is given (wlm.JobEnder): the
+	// time limits the workload manager knows (default), a wlm.Predictor's
+	// predictions from the jobs it reports, or the true ends (a
+	// clairvoyant reference, to show what prediction costs; name such a
+	// strategy "oracle-...").
+	Ends Ends
+}
+
+// Ends names where a strategy's job end times come from.
+type Ends string
+
+// Sources of job end times.
+const (
+	EndsLimits    Ends = ""          // start + time limit, as squeue reports
+	EndsPredicted Ends = "predicted" // a wlm.Predictor
+	EndsOracle    Ends = "oracle"    // the real ends, known to no workload manager
+)
+
+// predicting is the fake workload manager with its JobEnds answered by a
+// wlm.Predictor (its other capabilities promoted).
+type predicting struct {
+	*fake.WLM
+	p *wlm.Predictor
+}
+
+func (m predicting) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return m.p.JobEnds(ctx, m.WLM, names)
+}
+
+// clairvoyant is the fake workload manager answering JobEnds with the
+// jobs' real ends.
+type clairvoyant struct {
+	*fake.WLM
+	w *fake.World
+}
+
+func (m clairvoyant) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	if _, err := m.WLM.JobEnds(ctx, names); err != nil { // counted, and its errors
+		return nil, err
+	}
+	return m.w.TrueJobEnds(names), nil
 }
 
 // Result is what one run measured (see BENCHMARK.md).
@@ -83,9 +150,12 @@ type Result struct {
 	// Step is the cap on nodes out at once (0: no cap).
 	Step     int
 	Makespan time.Duration
-	// Lost is the capacity lost, in node-time; Floor is Nodes × the mean
-	// reboot time.
+	// Lost is the capacity lost, in node-time (Loss splits it by cause);
+	// Floor is the sum over the nodes of their first reboot's duration
+	// (Nodes × this run's mean reboot time), the same for every strategy
+	// of a seed.
 	Lost, Floor time.Duration
+	Loss        fake.Loss
 	MaxOut      int
 	Upgraded    int
 	Failed      int
@@ -96,6 +166,15 @@ type Result struct {
 	BOSCalls    int
 	// Jobs started by the scheduler during the session.
 	JobsStarted int
+	// Start is the point of the trace where the upgrade started; Loaded
+	// whether it met Config.MinBusy; Busy the fraction of nodes running
+	// jobs then, Queued and QueuedNodes the jobs waiting and the nodes
+	// they ask for.
+	Start       time.Duration
+	Loaded      bool
+	Busy        float64
+	Queued      int
+	QueuedNodes int
 	Result      crus.Result
 	Wall        time.Duration
 }
@@ -106,6 +185,28 @@ func (r Result) LostOverFloor() float64 {
 		return 0
 	}
 	return float64(r.Lost) / float64(r.Floor)
+}
+
+// MeanReboot is this run's mean reboot time: Floor / Nodes.
+func (r Result) MeanReboot() time.Duration {
+	if r.Nodes <= 0 {
+		return 0
+	}
+	return r.Floor / time.Duration(r.Nodes)
+}
+
+// Bound is the least makespan a strategy that keeps a cap of step nodes
+// and lets every job finish can reach: the uncapped reboot-asap's makespan
+// (every node must wait for the job it runs now), or ceil(nodes / step)
+// reboots one after another, whichever is longer. asap is the reboot-asap
+// run of the same configuration and seed; r gives the cap and the mean
+// reboot time.
+func Bound(asap, r Result) time.Duration {
+	b := asap.Makespan
+	if r.Step > 0 {
+		b = max(b, time.Duration((r.Nodes+r.Step-1)/r.Step)*r.MeanReboot())
+	}
+	return b
 }
 
 // ErrTooLong: the session did not finish within Config.MaxDuration.
@@ -155,6 +256,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PollInterval == 0 {
 		c.PollInterval = 30 * time.Second
 	}
+	if c.ReturnTimeout == 0 {
+		c.ReturnTimeout = crus.DefaultReturnTimeout
+	}
+	if c.Seek == 0 {
+		c.Seek = 7 * 24 * time.Hour
+	}
 	if c.MaxDuration == 0 {
 		c.MaxDuration = 120 * 24 * time.Hour
 	}
@@ -170,17 +277,24 @@ type job struct {
 	width  int           // nodes
 	run    time.Duration
 	limit  time.Duration // as the workload manager knows it
+	user   string        // empty if the trace does not say
 }
 
 // jobs turns the trace into the jobs replayed from Start - Warmup on.
+// A job's width is its processors over ProcsPerNode, scaled by Nodes over
+// the traced machine's nodes, each rounded up. Its limit is its requested
+// time, or for a job without one the partition's default: DefaultLimit or
+// the longest run time of the partition. A job that ran past its request
+// (within the site's grace time) keeps its request as the limit the
+// scheduler knows: the scheduler never knows the future.
 func (c Config) jobs() []job {
 	longest := map[int]time.Duration{}
 	for _, j := range c.Trace.Jobs {
 		longest[j.Partition] = max(longest[j.Partition], j.Run)
 	}
-	scale := 1
-	if m := c.Trace.Header.MaxNodes; m > 0 && c.Nodes > m {
-		scale = c.Nodes / m
+	machine := c.Trace.Header.MaxNodes
+	if machine <= 0 {
+		machine = c.Nodes
 	}
 	from := c.Start - c.Warmup
 	var out []job
@@ -188,7 +302,8 @@ func (c Config) jobs() []job {
 		if j.Submit < from || j.Run <= 0 || j.Width() <= 0 {
 			continue
 		}
-		width := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode * scale
+		traced := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
+		width := (traced*c.Nodes + machine - 1) / machine
 		if width > c.Nodes {
 			continue // never fits this cluster
 		}
@@ -199,7 +314,11 @@ func (c Config) jobs() []job {
 				limit = longest[j.Partition]
 			}
 		}
-		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: max(limit, j.Run)})
+		user := ""
+		if j.User >= 0 {
+			user = "u" + strconv.Itoa(j.User)
+		}
+		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: limit, user: user})
 	}
 	return out
 }
@@ -215,21 +334,38 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	if traceStart.IsZero() {
 		traceStart = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	}
+	origin := traceStart.Add(cfg.Start - cfg.Warmup)
 	w := fake.NewCluster(fake.ClusterOptions{
 		Nodes: cfg.Nodes,
 		Options: fake.Options{
-			Start: traceStart.Add(cfg.Start - cfg.Warmup), Seed: cfg.Seed,
+			Start: origin, Seed: cfg.Seed,
 			RebootTime: cfg.RebootTime, RebootJitter: cfg.RebootJitter,
 		},
 	})
+	w.SetPlacement(cfg.Placement)
+	w.SetRebootTimeout(cfg.RebootTime + cfg.RebootJitter + cfg.ReturnTimeout)
 	injectFaults(w, cfg)
 	sch := newScheduler(w, cfg.jobs())
 	w.SetScheduler(sch.pass)
 	sch.replay()
 
-	start := w.RunUntil(w.Now().Add(cfg.Warmup))
+	res := Result{Strategy: st.Name, Nodes: cfg.Nodes, Step: cfg.Step, Floor: w.FirstReboots()}
+	start := w.RunUntil(origin.Add(cfg.Warmup))
+	res.Loaded = cfg.MinBusy <= 0
+	for !res.Loaded {
+		if float64(w.BusyCount()) >= cfg.MinBusy*float64(cfg.Nodes) {
+			res.Loaded = true
+			break
+		}
+		if start.Sub(origin) >= cfg.Warmup+cfg.Seek {
+			break
+		}
+		start = w.RunUntil(start.Add(time.Hour))
+	}
+	res.Start = start.Sub(traceStart)
+	res.Busy = float64(w.BusyCount()) / float64(cfg.Nodes)
+	res.Queued, res.QueuedNodes = sch.queued()
 	jobsBefore := sch.startedJobs()
-	res := Result{Strategy: st.Name, Nodes: cfg.Nodes, Step: cfg.Step, Floor: time.Duration(cfg.Nodes) * cfg.RebootTime}
 	if st.RebootASAP {
 		res.Step = 0
 		err = runASAP(ctx, w, cfg, st, start, &res)
@@ -239,7 +375,8 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Lost = w.Lost()
+	res.Loss = w.Loss()
+	res.Lost = res.Loss.Total()
 	res.MaxOut = w.MaxOut()
 	res.WLMCalls, res.HSMCalls, res.BOSCalls = w.CallsTo("wlm"), w.CallsTo("hsm"), w.CallsTo("bos")
 	res.JobsStarted = sch.startedJobs() - jobsBefore
@@ -271,10 +408,25 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	deadline := start.Add(cfg.MaxDuration)
 	done := 0
 	tooLong := false
-	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{
-		Clock:        w,
-		PollInterval: cfg.PollInterval,
-		NewID:        func() string { return "sim" },
+	poll, ret := cfg.PollInterval, cfg.ReturnTimeout
+	if st.PollInterval > 0 {
+		poll = st.PollInterval
+	}
+	if st.ReturnTimeout > 0 {
+		ret = st.ReturnTimeout
+	}
+	var manager wlm.Manager = w.WLM()
+	switch st.Ends {
+	case EndsPredicted:
+		manager = predicting{w.WLM(), wlm.NewPredictor(wlm.PredictorConfig{Now: w.Now})}
+	case EndsOracle:
+		manager = clairvoyant{w.WLM(), w}
+	}
+	ex, err := crus.NewExecutor(w.HSM(), manager, w.BOS(), crus.Config{
+		Clock:                w,
+		PollInterval:         poll,
+		InFlightPollInterval: st.InFlightPoll,
+		NewID:                func() string { return "sim" },
 		OnEvent: func(ev crus.Event) {
 			if ev.Time.After(deadline) {
 				tooLong = true
@@ -294,7 +446,8 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	s, err := ex.Create(ctx, crus.Spec{
 		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
 		StepSize: cfg.Step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
-		Rollout: st.Rollout,
+		ReturnTimeout: crus.Duration(ret),
+		Rollout:       st.Rollout,
 	})
 	if err != nil {
 		return fmt.Errorf("sim: %s: %w", st.Name, err)
@@ -314,7 +467,8 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 }
 
 // runASAP is the uncapped reference: one workload-manager reboot request
-// for every node, then wait until every node has rebooted or failed to.
+// for every node, then a look every poll interval until every node has
+// rebooted and returned, or the workload manager gave up on it.
 func runASAP(ctx context.Context, w *fake.World, cfg Config, st Strategy, start time.Time, res *Result) error {
 	names := make([]string, cfg.Nodes)
 	for i := range names {
@@ -323,7 +477,10 @@ func runASAP(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	if err := w.WLM().Reboot(ctx, names, "reboot ASAP for the upgrade"); err != nil {
 		return err
 	}
-	const tick = 30 * time.Second
+	tick := cfg.PollInterval
+	if st.PollInterval > 0 {
+		tick = st.PollInterval
+	}
 	for w.RebootsPending() > 0 {
 		if err := ctx.Err(); err != nil {
 			return err

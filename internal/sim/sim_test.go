@@ -12,6 +12,7 @@ import (
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/swf"
+	"github.com/crus-go/crus/wlm"
 )
 
 var (
@@ -88,27 +89,41 @@ func TestJobsFromTrace(t *testing.T) {
 	tr := &swf.Trace{
 		Header: swf.Header{MaxNodes: 4, MaxProcs: 16},
 		Jobs: []swf.Job{
-			{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 5, ReqTime: 3 * time.Hour, Partition: 1},
-			{ID: 2, Submit: 2 * time.Hour, Run: 30 * time.Hour, Procs: 4, ReqTime: -1, Partition: 1},
-			{ID: 3, Submit: 3 * time.Hour, Run: time.Hour, Procs: 4, ReqTime: -1, Partition: 1},
+			{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 5, ReqTime: 3 * time.Hour, Partition: 1, User: 7},
+			{ID: 2, Submit: 2 * time.Hour, Run: 30 * time.Hour, Procs: 4, ReqTime: -1, Partition: 1, User: -1},
+			{ID: 3, Submit: 3 * time.Hour, Run: time.Hour, Procs: 4, ReqTime: -1, Partition: 1, User: 7},
 			{ID: 4, Submit: 4 * time.Hour, Run: time.Hour, Procs: 20, ReqTime: time.Hour, Partition: 2},
 			{ID: 5, Submit: 5 * time.Hour, Run: 0, Procs: 4, Partition: 1},
 			{ID: 6, Submit: 0, Run: time.Hour, Procs: 4, Partition: 1},
-			{ID: 7, Submit: 6 * time.Hour, Run: 2 * time.Hour, Procs: 4, ReqTime: time.Hour, Partition: 1},
+			{ID: 7, Submit: 6 * time.Hour, Run: 2 * time.Hour, Procs: 4, ReqTime: time.Hour, Partition: 1, User: -1},
 		},
 	}
 	cfg, err := Config{Trace: tr, Start: 2*time.Hour + 30*time.Minute, Warmup: 2 * time.Hour}.withDefaults()
 	require.NoError(t, err)
 	assert.Equal(t, 4, cfg.ProcsPerNode)
 	assert.Equal(t, []job{
-		{submit: 30 * time.Minute, width: 2, run: 2 * time.Hour, limit: 3 * time.Hour},
-		{submit: 90 * time.Minute, width: 1, run: 30 * time.Hour, limit: 30 * time.Hour}, // partition default: its longest run
-		{submit: 150 * time.Minute, width: 1, run: time.Hour, limit: 30 * time.Hour},     // idem: the limit says nothing
-		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: 2 * time.Hour},  // a limit below the run time
+		{submit: 30 * time.Minute, width: 2, run: 2 * time.Hour, limit: 3 * time.Hour, user: "u7"},
+		{submit: 90 * time.Minute, width: 1, run: 30 * time.Hour, limit: 30 * time.Hour},         // partition default: its longest run
+		{submit: 150 * time.Minute, width: 1, run: time.Hour, limit: 30 * time.Hour, user: "u7"}, // idem: the limit says nothing
+		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: time.Hour},              // overran its request: the scheduler knows the request
 	}, cfg.jobs(), "jobs before the warm-up, wider than the cluster or without a run time are left out")
 
 	cfg.Nodes = 8 // twice the traced machine: every job twice as wide
 	assert.Equal(t, 4, cfg.jobs()[0].width)
+	assert.Equal(t, 2, cfg.jobs()[1].width)
+	cfg.Nodes = 3 // three quarters of it: widths scaled by 3/4, rounded up
+	assert.Equal(t, 2, cfg.jobs()[0].width)
+	assert.Equal(t, 1, cfg.jobs()[1].width)
+	cfg.Nodes = 6 // 6/4: a 1-node job takes 2 nodes, a 2-node job 3
+	assert.Equal(t, []int{3, 2, 2, 2}, widths(cfg.jobs()))
+}
+
+func widths(js []job) []int {
+	out := make([]int, len(js))
+	for i, j := range js {
+		out[i] = j.width
+	}
+	return out
 }
 
 // TestSchedulerBackfills checks FCFS with EASY backfill on a 4-node world:
@@ -135,6 +150,157 @@ func TestSchedulerBackfills(t *testing.T) {
 	assert.Zero(t, w.FreeCount())
 	w.Advance(2 * time.Hour)
 	assert.Equal(t, 4, s.startedJobs())
+}
+
+// TestSchedulerDoesNotPlanOnDrainedNodes: EASY backfill reserves the
+// first waiting job's nodes among those expected back in service; nodes
+// drained for the upgrade are not, so a job that would otherwise delay the
+// reservation may be backfilled.
+func TestSchedulerDoesNotPlanOnDrainedNodes(t *testing.T) {
+	for _, drained := range []bool{false, true} {
+		w := fake.NewCluster(fake.ClusterOptions{Nodes: 5})
+		require.True(t, w.StartJobOnFree(2, "", 5*time.Hour, 2*time.Hour, nil))   // nid 1-2, limit 2h
+		require.True(t, w.StartJobOnFree(2, "", 10*time.Hour, 10*time.Hour, nil)) // nid 3-4, limit 10h
+		if drained {
+			require.NoError(t, w.WLM().Drain(context.Background(), []string{"nid000001", "nid000002"}, "crus s: upgrade"))
+		}
+		s := newScheduler(w, []job{
+			{submit: 0, width: 3, run: time.Hour, limit: time.Hour},         // waits
+			{submit: 0, width: 1, run: 5 * time.Hour, limit: 5 * time.Hour}, // backfill candidate
+		})
+		w.SetScheduler(s.pass)
+		s.replay()
+		w.Advance(time.Minute)
+		if drained {
+			// The first job can only run once nid 3-4 are back, at 10h by
+			// their limit: a 5h job on the free node ends before.
+			assert.Equal(t, 1, s.startedJobs(), "backfilled")
+		} else {
+			// At 2h nid 1-2 and the free node make 3: the reservation
+			// needs the free node, and a 5h job would delay it.
+			assert.Equal(t, 0, s.startedJobs(), "not backfilled")
+		}
+	}
+}
+
+// TestSchedulerHonoursReservations: a job goes to a reserved node only if
+// its limit ends before the reservation, and the first waiting job's
+// reservation does not count a reserved node it would cross.
+func TestSchedulerHonoursReservations(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 3})
+	t0 := w.Now()
+	require.NoError(t, w.WLM().Reserve(context.Background(), wlm.Reservation{
+		Name: "crus-s-1", Nodes: []string{"nid000001"}, Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour)}))
+	s := newScheduler(w, []job{
+		{submit: 0, width: 1, run: 5 * time.Hour, limit: 5 * time.Hour},                 // not on nid1: nid2
+		{submit: time.Minute, width: 1, run: 30 * time.Minute, limit: 50 * time.Minute}, // fits before: nid1
+		{submit: 2 * time.Minute, width: 2, run: time.Hour, limit: time.Hour},           // waits for nid1 and nid3: ...
+		{submit: 2 * time.Minute, width: 1, run: 3 * time.Hour, limit: 3 * time.Hour},
+	})
+	w.SetScheduler(s.pass)
+	s.replay()
+	w.Advance(90 * time.Second)
+	busy := func() []int {
+		var out []int
+		for _, x := range w.XNames() {
+			if n, _ := w.Node(x); n.Jobs > 0 {
+				out = append(out, n.NID)
+			}
+		}
+		return out
+	}
+	assert.Equal(t, []int{1, 2}, busy())
+	w.Advance(2 * time.Minute)
+	// The 2-wide job: nid3 is free; nid1 is free from 51m by its job's
+	// limit, but reserved 1h-2h, so the job cannot run there before 2h:
+	// its EASY reservation is at 2h, and the 3h job on nid3 would cross
+	// it.
+	assert.Equal(t, []int{1, 2}, busy(), "nothing backfilled onto nid3 past the 2-wide job's reservation")
+	assert.Equal(t, 2, s.startedJobs())
+	w.Advance(2 * time.Hour) // 2h03
+	assert.Equal(t, []int{1, 2, 3}, busy(), "the 2-wide job runs on nid1 and nid3 once nid1's reservation is over")
+	assert.Equal(t, 3, s.startedJobs())
+	w.Advance(time.Hour) // 3h03
+	assert.Equal(t, 4, s.startedJobs(), "then the 3h job")
+}
+
+func TestShadowOf(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(h int) time.Time { return now.Add(time.Duration(h) * time.Hour) }
+	for _, c := range []struct {
+		name    string
+		head    job
+		outlook []fake.Avail
+		shadow  time.Time
+		extra   int
+	}{
+		{"fits now", job{width: 2, limit: time.Hour}, []fake.Avail{{From: now, Nodes: 3}}, now, 1},
+		{"after the second job", job{width: 4, limit: time.Hour},
+			[]fake.Avail{{From: now, Nodes: 1}, {From: at(1), Nodes: 2}, {From: at(2), Nodes: 2}, {From: at(3), Nodes: 5}}, at(2), 1},
+		{"never", job{width: 9, limit: time.Hour}, []fake.Avail{{From: now, Nodes: 1}, {From: at(1), Nodes: 2}}, time.Time{}, 0},
+		{"entries of one time together", job{width: 3, limit: time.Hour},
+			[]fake.Avail{{From: at(1), Nodes: 1}, {From: at(1), Nodes: 2}}, at(1), 0},
+		{"a job past its limit counts from now", job{width: 2, limit: time.Hour},
+			[]fake.Avail{{From: at(-1), Nodes: 2}}, now, 0},
+		{"reserved nodes count only if the job ends before the reservation", job{width: 3, limit: 2 * time.Hour},
+			[]fake.Avail{{From: now, Nodes: 2}, {From: now, Until: at(1), Nodes: 5}, {From: at(1), Until: at(4), Nodes: 1}}, at(1), 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shadow, extra := shadowOf(c.head, now, c.outlook)
+			assert.Equal(t, c.shadow, shadow)
+			assert.Equal(t, c.extra, extra)
+		})
+	}
+}
+
+// TestLoadedStart: with MinBusy the upgrade starts at the first point where
+// the cluster is that busy and a job waits, and the result says so.
+func TestLoadedStart(t *testing.T) {
+	k, _ := traces(t)
+	cfg := Config{Trace: k, Nodes: 40, Step: 5, Seed: 1, Start: 65 * 24 * time.Hour, Warmup: 2 * 24 * time.Hour}
+	plain, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.Equal(t, cfg.Start, plain.Start)
+	assert.True(t, plain.Loaded, "no MinBusy: any start is taken")
+
+	cfg.MinBusy = 0.95
+	r, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	require.True(t, r.Loaded)
+	assert.GreaterOrEqual(t, r.Busy, 0.95)
+	assert.GreaterOrEqual(t, r.QueuedNodes, r.Queued)
+	assert.Greater(t, r.Start, cfg.Start, "day 65 of KTH is not that busy: moved on")
+	assert.Zero(t, (r.Start-cfg.Start)%time.Hour, "an hour at a time")
+	cfg.MinBusy, cfg.Seek = 1.01, 3*time.Hour // never that busy
+	r, err = Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.False(t, r.Loaded)
+}
+
+// TestFloorAndBound: the floor is the seed's, not the strategy's; the bound
+// is the uncapped makespan or the reboots one step after another.
+func TestFloorAndBound(t *testing.T) {
+	cfg := small(t)
+	a, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	j, err := Run(context.Background(), cfg, jobEnd)
+	require.NoError(t, err)
+	assert.Equal(t, a.Floor, j.Floor)
+	assert.NotEqual(t, 40*10*time.Minute, j.Floor, "the run's reboot times, not the nominal 10m")
+	cfg.Seed++
+	other, err := Run(context.Background(), cfg, asap)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Floor, other.Floor)
+
+	assert.Equal(t, a.Makespan, Bound(a, j), "a job longer than 8 reboots bounds it")
+	assert.Equal(t, 8*j.MeanReboot(), Bound(Result{Makespan: time.Minute}, j), "ceil(40/5) reboots")
+	assert.Zero(t, a.Makespan%cfg.withDefaultsMust(t).PollInterval, "reboot-asap looks every poll interval")
+}
+
+func (c Config) withDefaultsMust(t *testing.T) Config {
+	c, err := c.withDefaults()
+	require.NoError(t, err)
+	return c
 }
 
 func TestRunErrors(t *testing.T) {
@@ -171,4 +337,39 @@ func BenchmarkSimulate(b *testing.B) {
 			b.ReportMetric(float64(r.MaxOut), "max-out")
 		})
 	}
+}
+
+// TestEndSources: crus ranks nodes by the ends it is given; predicted and
+// true ends give other rankings than limits, and every run keeps the cap.
+func TestEndSources(t *testing.T) {
+	_, th := traces(t)
+	cfg := Config{Trace: th, Nodes: 100, Step: 10, Seed: 2, Start: 80 * 24 * time.Hour, Warmup: 3 * 24 * time.Hour}
+	res := map[Ends]Result{}
+	for _, e := range []Ends{EndsLimits, EndsPredicted, EndsOracle} {
+		st := jobEnd
+		st.Ends = e
+		r, err := Run(context.Background(), cfg, st)
+		require.NoError(t, err, e)
+		assert.LessOrEqual(t, r.MaxOut, 10)
+		assert.Equal(t, 100, r.Upgraded+r.Failed)
+		res[e] = r
+	}
+	assert.NotEqual(t, res[EndsLimits].Makespan, res[EndsPredicted].Makespan, "predictions change the order")
+	assert.Less(t, res[EndsOracle].Makespan, res[EndsLimits].Makespan, "on Thunder, limits say nothing: knowing the ends helps")
+}
+
+// TestScheduledOnATrace: the scheduled strategy on a real trace keeps the
+// cap, takes every node, and loses little more than the reboots.
+func TestScheduledOnATrace(t *testing.T) {
+	cfg := small(t)
+	st := Strategy{Name: "scheduled", Rollout: crus.Rollout{Strategy: crus.StrategyScheduled}}
+	r, err := Run(context.Background(), cfg, st)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, r.MaxOut, cfg.Step)
+	assert.Equal(t, 40, r.Upgraded+r.Failed)
+	assert.Less(t, r.LostOverFloor(), 1.3)
+	j, err := Run(context.Background(), cfg, jobEnd)
+	require.NoError(t, err)
+	t.Logf("scheduled %.1fh lost %.2f; rolling job_end %.1fh lost %.2f", r.Makespan.Hours(), r.LostOverFloor(), j.Makespan.Hours(), j.LostOverFloor())
+	assert.LessOrEqual(t, r.Makespan, j.Makespan, "on KTH, whose limits are real, booking slots is no slower")
 }

@@ -1,0 +1,59 @@
+package crus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/crus-go/crus/wlm"
+)
+
+// The executor's side of the scheduled strategy: the session's
+// reservations (wlm.Scheduler) are read and changed here, named after the
+// session so that any executor finds them again after a restart and never
+// touches anyone else's.
+
+// bookingPrefix is the name prefix of the session's reservations.
+func bookingPrefix(s *Session) string { return "crus-" + s.UpgradeID + "-" }
+
+// bookings reads the session's reservations, their nodes as xnames (a
+// node crus does not know by that name is left out).
+func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, error) {
+	var rs []wlm.Reservation
+	err := e.retry(ctx, "read bookings", func() (err error) {
+		rs, err = e.scheduler.Reservations(ctx, bookingPrefix(r.s))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the session's reservations: %w", err)
+	}
+	out := make(map[string]Booking, len(rs))
+	for _, res := range rs {
+		b := Booking{Name: res.Name, Start: res.Start, End: res.End}
+		for _, name := range res.Nodes {
+			if x, ok := r.names.xname(name); ok {
+				b.Nodes = append(b.Nodes, x)
+			}
+		}
+		slices.Sort(b.Nodes)
+		out[res.Name] = b
+	}
+	return out, nil
+}
+
+// book makes or moves a reservation (its nodes are the action's).
+func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (map[string]error, error) {
+	if e.scheduler == nil {
+		return nil, fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
+	}
+	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
+	return r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
+}
+
+// unbook deletes a reservation of the session's.
+func (e *Executor) unbook(ctx context.Context, a Action) error {
+	if e.scheduler == nil {
+		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
+	}
+	return e.retry(ctx, string(a.Kind), func() error { return e.scheduler.Unreserve(ctx, []string{a.Booking.Name}) })
+}

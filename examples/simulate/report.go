@@ -1,0 +1,311 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/crus-go/crus/internal/sim"
+)
+
+// window is the runs of one window of the trace: runs[seed][strategy].
+type window struct {
+	start time.Duration
+	runs  [][]sim.Result
+}
+
+func windowName(start time.Duration) string {
+	return fmt.Sprintf("day %s", days(start))
+}
+
+func days(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.2f", d.Hours()/24), "0"), ".0")
+}
+
+// report prints what the runs measured.
+type report struct {
+	w       io.Writer
+	format  string
+	names   []string // strategies, in the order of the runs
+	windows []window
+}
+
+// The goal of the benchmark (issue 12): the best crus strategy, median
+// over the seeds, within these of the bound and of the floor, and never
+// more than step nodes out in any seed.
+const (
+	goalMakespan = 1.5
+	goalLost     = 1.2
+)
+
+// bound returns the bound of the runs of one seed (zero without a
+// reboot-asap run).
+func (rep report) bound(runs []sim.Result) time.Duration {
+	i := slices.Index(rep.names, "reboot-asap")
+	if i < 0 {
+		return 0
+	}
+	for _, r := range runs {
+		if r.Step > 0 {
+			return sim.Bound(runs[i], r)
+		}
+	}
+	return runs[i].Makespan
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// csv prints one row per run.
+func (rep report) csv() error {
+	fmt.Fprintln(rep.w, "window_day,start_day,seed_index,strategy,busy,queued,makespan_h,bound_h,makespan_over_bound,lost_node_h,floor_node_h,lost_over_floor,"+
+		"waiting_node_h,rebooting_node_h,returning_node_h,failed_node_h,draining_node_h,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls")
+	for _, w := range rep.windows {
+		for si, runs := range w.runs {
+			b := rep.bound(runs)
+			for _, r := range runs {
+				l := r.Loss
+				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d\n",
+					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), b.Hours(), ratio(r.Makespan, b),
+					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
+					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls)
+			}
+		}
+	}
+	return nil
+}
+
+// table prints rows as an aligned table or in markdown.
+func (rep report) table(header []string, rows [][]string) error {
+	if rep.format == "markdown" {
+		fmt.Fprintf(rep.w, "| %s |\n|", strings.Join(header, " | "))
+		for i := range header {
+			if i == 0 {
+				fmt.Fprint(rep.w, "---|")
+			} else {
+				fmt.Fprint(rep.w, "---:|")
+			}
+		}
+		fmt.Fprintln(rep.w)
+		for _, r := range rows {
+			fmt.Fprintf(rep.w, "| %s |\n", strings.Join(r, " | "))
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(rep.w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	return tw.Flush()
+}
+
+func (rep report) startLine(r sim.Result, asked time.Duration) string {
+	where := windowName(r.Start)
+	if r.Start != asked {
+		where += fmt.Sprintf(" (asked %s", windowName(asked))
+		if !r.Loaded {
+			where += ", no loaded point found"
+		}
+		where += ")"
+	}
+	return fmt.Sprintf("upgrade at %s: %.0f%% of nodes busy, %d jobs queued for %d nodes", where, 100*r.Busy, r.Queued, r.QueuedNodes)
+}
+
+// single prints one row per strategy of a single run.
+func (rep report) single() error {
+	w := rep.windows[0]
+	runs := w.runs[0]
+	b := rep.bound(runs)
+	fmt.Fprintln(rep.w, rep.startLine(runs[0], w.start))
+	fmt.Fprintf(rep.w, "floor = %d nodes × %s mean reboot = %.1f node-h; bound = %s\n\n",
+		runs[0].Nodes, runs[0].MeanReboot().Round(time.Second), runs[0].Floor.Hours(), hours(b))
+	header := []string{"strategy", "makespan h", "÷ bound", "lost node-h", "lost/floor", "waiting", "rebooting", "returning", "failed",
+		"draining", "max out", "step", "upgraded", "failed", "untouched", "WLM calls (/node)", "HSM calls (/node)", "BOS calls (/node)"}
+	if rep.format != "markdown" {
+		header = append(header, "wall")
+	}
+	var rows [][]string
+	for _, r := range runs {
+		l := r.Loss
+		row := []string{r.Strategy, fmt.Sprintf("%.1f", r.Makespan.Hours()), ratioText(r.Makespan, b), fmt.Sprintf("%.1f", r.Lost.Hours()),
+			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
+			fmt.Sprintf("%.1f", l.Returning.Hours()), fmt.Sprintf("%.1f", l.Failed.Hours()), fmt.Sprintf("%.1f", l.Draining.Hours()),
+			fmt.Sprint(r.MaxOut), stepOf(r), fmt.Sprint(r.Upgraded), fmt.Sprint(r.Failed), fmt.Sprint(r.Untouched),
+			perNode(r.WLMCalls, r), perNode(r.HSMCalls, r), perNode(r.BOSCalls, r)}
+		if rep.format != "markdown" {
+			row = append(row, r.Wall.Round(10*time.Millisecond).String())
+		}
+		rows = append(rows, row)
+	}
+	return rep.table(header, rows)
+}
+
+func hours(d time.Duration) string {
+	if d <= 0 {
+		return "- (no reboot-asap run)"
+	}
+	return fmt.Sprintf("%.1f h", d.Hours())
+}
+
+func ratioText(a, b time.Duration) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", ratio(a, b))
+}
+
+func stepOf(r sim.Result) string {
+	if r.Step == 0 {
+		return "none"
+	}
+	return fmt.Sprint(r.Step)
+}
+
+func perNode(calls int, r sim.Result) string {
+	return fmt.Sprintf("%d (%.2f)", calls, float64(calls)/float64(max(r.Nodes, 1)))
+}
+
+// spread is the median and the range of a sample.
+type spread struct{ med, lo, hi float64 }
+
+func spreadOf(xs []float64) spread {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return spread{}
+	}
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return spread{med, s[0], s[n-1]}
+}
+
+func (s spread) text(prec int) string {
+	if s.lo == s.hi {
+		return fmt.Sprintf("%.*f", prec, s.med)
+	}
+	return fmt.Sprintf("%.*f [%.*f–%.*f]", prec, s.med, prec, s.lo, prec, s.hi)
+}
+
+// stats are a strategy's figures over the seeds of a window.
+type stats struct {
+	name                                          string
+	makespan, overBound, lost, overFloor, busyAt  spread
+	waiting, rebooting, returning, failedH, drain spread
+	failed, bosPerNode                            spread
+	maxOut, step                                  int
+}
+
+func (rep report) statsOf(w window) []stats {
+	out := make([]stats, len(rep.names))
+	for i, name := range rep.names {
+		var ms, ob, lo, of, bu, wa, rb, rt, fh, dr, fa, bo []float64
+		st := stats{name: name}
+		for _, runs := range w.runs {
+			r := runs[i]
+			b := rep.bound(runs)
+			ms = append(ms, r.Makespan.Hours())
+			ob = append(ob, ratio(r.Makespan, b))
+			lo = append(lo, r.Lost.Hours())
+			of = append(of, r.LostOverFloor())
+			bu = append(bu, r.Busy)
+			wa = append(wa, r.Loss.Waiting.Hours())
+			rb = append(rb, r.Loss.Rebooting.Hours())
+			rt = append(rt, r.Loss.Returning.Hours())
+			fh = append(fh, r.Loss.Failed.Hours())
+			dr = append(dr, r.Loss.Draining.Hours())
+			fa = append(fa, float64(r.Failed))
+			bo = append(bo, float64(r.BOSCalls)/float64(max(r.Nodes, 1)))
+			st.maxOut = max(st.maxOut, r.MaxOut)
+			st.step = r.Step
+		}
+		st.makespan, st.overBound, st.lost, st.overFloor, st.busyAt = spreadOf(ms), spreadOf(ob), spreadOf(lo), spreadOf(of), spreadOf(bu)
+		st.waiting, st.rebooting, st.returning, st.failedH, st.drain = spreadOf(wa), spreadOf(rb), spreadOf(rt), spreadOf(fh), spreadOf(dr)
+		st.failed, st.bosPerNode = spreadOf(fa), spreadOf(bo)
+		out[i] = st
+	}
+	return out
+}
+
+// meets reports whether a crus strategy meets the goal in a window.
+func (s stats) meets() bool {
+	return s.overBound.med <= goalMakespan && s.overFloor.med <= goalLost && s.maxOut <= s.step
+}
+
+// best returns the crus strategy closest to the bound in a window among
+// those that meet the lost-capacity and cap parts of the goal, or closest
+// to the bound overall if none does; false if there is no crus strategy.
+func best(sts []stats) (stats, bool) {
+	var out stats
+	found, foundMeets := false, false
+	for _, s := range sts {
+		if isReference(s.name) {
+			continue
+		}
+		meets := s.overFloor.med <= goalLost && s.maxOut <= s.step
+		better := !found || (meets && !foundMeets) || (meets == foundMeets && s.overBound.med < out.overBound.med)
+		if better {
+			out, found, foundMeets = s, true, meets
+		}
+	}
+	return out, found
+}
+
+// sweep prints, per window, every strategy's median and range over the
+// seeds, then the best crus strategy of each window against the goal.
+func (rep report) sweep() error {
+	nSeeds := len(rep.windows[0].runs)
+	type summary struct {
+		window string
+		best   stats
+		ok     bool
+	}
+	var sums []summary
+	for _, w := range rep.windows {
+		first := w.runs[0][0]
+		fmt.Fprintf(rep.w, "\n%s (median [min–max] over %d seeds)\n", rep.startLine(first, w.start), nSeeds)
+		sts := rep.statsOf(w)
+		header := []string{"strategy", "makespan h", "÷ bound", "lost / floor", "waiting node-h", "rebooting", "returning", "failed",
+			"draining node-h", "max out", "failed nodes", "BOS calls / node"}
+		var rows [][]string
+		for _, s := range sts {
+			cap := fmt.Sprint(s.maxOut)
+			if s.step > 0 {
+				cap += " / " + fmt.Sprint(s.step)
+			}
+			rows = append(rows, []string{s.name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.waiting.text(1),
+				s.rebooting.text(1), s.returning.text(1), s.failedH.text(1), s.drain.text(1), cap, s.failed.text(0), s.bosPerNode.text(2)})
+		}
+		if err := rep.table(header, rows); err != nil {
+			return err
+		}
+		if b, ok := best(sts); ok {
+			sums = append(sums, summary{windowName(first.Start), b, b.meets()})
+		}
+	}
+	if len(sums) == 0 || rep.bound(rep.windows[0].runs[0]) == 0 {
+		return nil
+	}
+	met := 0
+	var rows [][]string
+	for _, s := range sums {
+		goal := "no"
+		if s.ok {
+			goal, met = "yes", met+1
+		}
+		rows = append(rows, []string{s.window, s.best.name, s.best.overBound.text(2), s.best.overFloor.text(2), fmt.Sprint(s.best.maxOut), goal})
+	}
+	fmt.Fprintf(rep.w, "\nbest crus strategy per window (median over seeds; goal: ≤ %.1f× the bound, ≤ %.1f× the floor, never over the step): met in %d of %d windows\n",
+		goalMakespan, goalLost, met, len(sums))
+	return rep.table([]string{"window", "best crus strategy", "÷ bound", "lost / floor", "max out", "goal met"}, rows)
+}

@@ -1,0 +1,230 @@
+package crus
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/crus-go/crus/wlm"
+)
+
+// The scheduled strategy, as a policy of the pipeline (see slots.go for
+// the slot planner itself). Admission gives every pending node in view a
+// slot and takes the idle ones whose slot has come; booking keeps the
+// workload manager's reservations in line with the slots of the nodes
+// worth booking. Without wlm.Scheduler (Observation.Scheduling) the
+// strategy is rolling with the job_end order: admitRolling.
+
+// Constants of the slot planner.
+const (
+	// minBookingLead: a booking never starts sooner than this, nor than
+	// Observation.Horizon: crus takes the node or moves the booking on
+	// before it begins.
+	minBookingLead = 2 * time.Minute
+	// bookingGrain groups slots into one reservation.
+	bookingGrain = 5 * time.Minute
+)
+
+// slotParams returns the slot planner's settings for this decision.
+func (p *planner) slotParams() slotParams {
+	s, pol := p.s, p.pol
+	epoch := s.Progress.StartedAt
+	if epoch.IsZero() {
+		epoch = s.Progress.CreatedAt
+	}
+	lead := max(minBookingLead, p.obs.Horizon)
+	return slotParams{
+		now: p.obs.Now, step: pol.step, reboot: pol.slot,
+		slack: pol.slack,
+		lead:  lead,
+		grain: bookingGrain,
+		// Short: a booking crus could not move in time (it stopped, or
+		// the workload manager refused) holds its nodes no longer than
+		// this. Any job that would run past its start is kept off all
+		// the same.
+		length: 2 * lead,
+		prefix: bookingPrefix(s), epoch: epoch.Truncate(time.Second),
+	}
+}
+
+// slotted is a candidate of the scheduled strategy.
+type slotted struct {
+	i    int       // node index
+	slot time.Time // its slot
+}
+
+// planSlotsNow gives the pending nodes in view their slots, from the
+// nodes in flight after this decision's changes so far. It is computed
+// once per decision.
+func (p *planner) planSlotsNow() *slotPlan {
+	if p.slotPlan != nil {
+		return p.slotPlan
+	}
+	s, obs := p.s, p.obs
+	now := obs.Now
+	var out []time.Time
+	for _, i := range p.activeNodes() {
+		n := &s.Progress.Nodes[i]
+		switch p.phaseAt(i) {
+		case PhaseQuiescing, PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
+			anchor := n.RebootRequested
+			if anchor.IsZero() || p.chg[i] != 0 && p.phaseAt(i) == PhaseQuiescing {
+				anchor = now
+			}
+			out = append(out, laterTime(anchor.Add(p.pol.slot), now))
+		case PhaseFailing, PhaseReleasing:
+			out = append(out, now)
+		}
+	}
+	held := map[string]string{}
+	for _, name := range sortedKeys(obs.Bookings) {
+		for _, x := range obs.Bookings[name].Nodes {
+			held[x] = name
+		}
+	}
+	var pending []slotNode
+	p.slotIdx, p.slotOut = p.slotIdx[:0], p.slotOut[:0]
+	for _, i := range candidates(s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending) {
+		n := &s.Progress.Nodes[i]
+		w, seen := obs.Nodes[n.XName]
+		if p.chg[i] != 0 || !seen {
+			continue
+		}
+		if ok, _ := p.takeable(w); !ok {
+			p.slotOut = append(p.slotOut, i)
+			continue
+		}
+		sn := slotNode{x: n.XName, idle: !w.Busy(), booking: held[n.XName]}
+		if !sn.idle {
+			end, known := obs.JobEnds[n.XName]
+			switch {
+			case known:
+				sn.free = end
+			case w.State == wlm.StateIdle && w.Completing:
+				sn.free = now // its last job is cleaning up: free in seconds
+			default:
+				// Nothing known of its jobs' end (no wlm.JobEnder, or it
+				// could not be read): due now, and not booked anew.
+				sn.unknownEnd = true
+			}
+		}
+		pending = append(pending, sn)
+		p.slotIdx = append(p.slotIdx, i)
+	}
+	params := p.slotParams()
+	params.room = p.admitRoom
+	plan := planSlots(params, out, pending)
+	p.slotPlan = &plan
+	p.slotNodes = pending
+	return p.slotPlan
+}
+
+// admitScheduled takes, within room, the nodes whose slot has come: the
+// idle ones first, then the busy ones (their jobs are expected to have
+// ended: a lane free now is theirs). A booked node starts no new job, so
+// it usually goes idle before its turn; taking the busy ones too keeps the
+// session moving when it does not (a job started despite the booking, or
+// a booking the workload manager refused).
+func (p *planner) admitScheduled(room, inFlight int) {
+	s, obs := p.s, p.obs
+	for _, i := range candidates(s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending) {
+		n := &s.Progress.Nodes[i]
+		if gone, unknown := obs.Unknown[n.XName]; unknown && p.chg[i] == 0 {
+			p.done(n, OutcomeSkipped, "unknown to the workload manager when its turn came: "+gone)
+		}
+	}
+	plan := p.planSlotsNow()
+	var due []slotted
+	busy := map[int]bool{}
+	for k, sn := range p.slotNodes {
+		if slot := plan.slots[k]; !slot.After(obs.Now) {
+			due = append(due, slotted{i: p.slotIdx[k], slot: slot})
+			busy[p.slotIdx[k]] = !sn.idle
+		}
+	}
+	slices.SortFunc(due, func(a, b slotted) int {
+		if busy[a.i] != busy[b.i] {
+			if busy[b.i] {
+				return -1
+			}
+			return 1
+		}
+		if c := a.slot.Compare(b.slot); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
+	var taken []string
+	for _, c := range due {
+		if len(taken) >= room {
+			break
+		}
+		taken = append(taken, s.Progress.Nodes[c.i].XName)
+	}
+	if len(taken) == 0 && len(p.slotNodes) == 0 && inFlight == 0 {
+		// Only nodes out of service are in view, and none will return
+		// from flight: skip them rather than wait for ever.
+		for _, i := range p.slotOut {
+			n := &s.Progress.Nodes[i]
+			_, why := p.takeable(obs.Nodes[n.XName])
+			p.done(n, OutcomeSkipped, "not in service when its turn came: "+why)
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	slices.Sort(taken)
+	batch := p.d.Step + 1
+	p.d.Step, p.d.Steps = batch, max(p.d.Steps, batch)
+	p.take(batch, taken, fmt.Sprintf("Batch %d: quiescing %s at their slots (%d in flight, at most %d)",
+		batch, plural(len(taken), "node"), inFlight+len(taken), s.StepSize))
+}
+
+// book keeps the session's reservations in line with the slots: made or
+// moved where they differ, deleted where no longer wanted — all of them
+// when the session takes no more nodes (cancelled, aborted, paused, held
+// by a gate). It does nothing until the reservations have been read.
+func (p *planner) book() {
+	s, obs := p.s, p.obs
+	if !p.pol.scheduled || !obs.Scheduling || !obs.BookingsObserved {
+		return
+	}
+	var want []Booking
+	pr := &s.Progress
+	stop := pr.Cancel || pr.Abort != "" || p.d.Abort != "" || pr.Paused || p.held != "" || len(p.unaccepted) > 0
+	if open, _ := p.pol.windows.open(obs.Now); open && !stop {
+		want = p.planSlotsNow().book
+	}
+	held := make([]Booking, 0, len(obs.Bookings))
+	for _, name := range sortedKeys(obs.Bookings) {
+		held = append(held, obs.Bookings[name])
+	}
+	change, drop := rebook(held, want)
+	var acts []Action
+	for _, b := range change {
+		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
+			Why: fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(len(b.Nodes), "node"), b.Start.UTC().Format(time.RFC3339))})
+	}
+	for _, name := range drop {
+		acts = append(acts, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "the booking is no longer wanted"})
+	}
+	// First: a booking is moved on as soon as possible after the
+	// observation that dates it, whatever the other actions cost.
+	p.d.Actions = append(acts, p.d.Actions...)
+}
+
+// unbookAll deletes every reservation of the session, before it ends; it
+// reports whether there is none left (or none can be: no wlm.Scheduler).
+func (p *planner) unbookAll() bool {
+	obs := p.obs
+	if !p.pol.scheduled || !obs.Scheduling {
+		return true
+	}
+	if !obs.BookingsObserved {
+		return false // read them first
+	}
+	for _, name := range sortedKeys(obs.Bookings) {
+		p.d.Actions = append(p.d.Actions, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "cleanup: the session's reservations go with it"})
+	}
+	return len(obs.Bookings) == 0
+}

@@ -1,0 +1,105 @@
+package crus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/wlm"
+)
+
+// TestScheduledBooksAndCleansUp runs the scheduled strategy on a busy
+// cluster whose workload manager books nodes: it books the nodes due soon,
+// keeps the cap, takes every node, and leaves no reservation behind; a
+// reservation that is not the session's is never touched.
+func TestScheduledBooksAndCleansUp(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+	e.w.KeepBusy(0.5, 2*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
+	other := wlm.Reservation{Name: "admin-maint", Nodes: []string{"nid000016"}, Start: e.w.Now().Add(30 * 24 * time.Hour), End: e.w.Now().Add(31 * 24 * time.Hour)}
+	require.NoError(t, e.w.WLM().Reserve(context.Background(), other))
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.run()
+	assert.Equal(t, 16, s.Counts().Upgraded)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3)
+	assert.Positive(t, e.w.Calls()["wlm.Reserve"], "nodes were booked")
+	left, err := e.w.WLM().Reservations(context.Background(), "a")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"admin-maint"}, names(left), "the session's reservations went with it; the admin's stayed")
+	ours, err := e.w.WLM().Reservations(context.Background(), "crus-")
+	require.NoError(t, err)
+	assert.Empty(t, ours)
+}
+
+// TestScheduledWithoutScheduler: a workload manager that cannot book
+// nodes runs the scheduled strategy as rolling by expected ends.
+func TestScheduledWithoutScheduler(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	ex, err := crus.NewExecutor(e.w.HSM(), noBooking{e.w.WLM()}, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	s := e.run()
+	assert.Equal(t, 10, s.Counts().Upgraded)
+	assert.Zero(t, e.w.Calls()["wlm.Reserve"]+e.w.Calls()["wlm.Reservations"])
+}
+
+// noBooking hides the fake's wlm.Scheduler (and every other capability
+// but job ends and boot times).
+type noBooking struct{ m *fake.WLM }
+
+func (n noBooking) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	return n.m.Nodes(ctx, names)
+}
+func (n noBooking) Drain(ctx context.Context, names []string, r string) error {
+	return n.m.Drain(ctx, names, r)
+}
+func (n noBooking) Resume(ctx context.Context, names []string) error { return n.m.Resume(ctx, names) }
+func (n noBooking) Fail(ctx context.Context, names []string, r string) error {
+	return n.m.Fail(ctx, names, r)
+}
+func (n noBooking) ReportsBootTime() bool { return n.m.ReportsBootTime() }
+func (n noBooking) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return n.m.JobEnds(ctx, names)
+}
+
+func names(rs []wlm.Reservation) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// TestReturnedNodeResumedWithinSeconds: between two polls, the nodes in
+// flight are looked at every InFlightPollInterval, so a node back from its
+// reboot is resumed within seconds of registering, not at the next poll;
+// boot sessions are read then only when a node shows a new boot time.
+func TestReturnedNodeResumedWithinSeconds(t *testing.T) {
+	reads, worsts := map[time.Duration]int{}, map[time.Duration]time.Duration{}
+	for _, fast := range []time.Duration{5 * time.Second, 30 * time.Second} {
+		e := newEnv(t, fake.ClusterOptions{Nodes: 6, Options: fake.Options{RegisterDelay: 20 * time.Second}}, 2)
+		e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+		e.cfg.InFlightPollInterval = fast
+		e.ex = e.executor()
+		s := e.run()
+		worst := time.Duration(0)
+		for _, n := range s.Progress.Nodes {
+			ws, _ := e.w.Node(n.XName)
+			worst = max(worst, n.Finished.Sub(ws.BootTime)) // booted, registered 20s later, resumed
+		}
+		worsts[fast] = worst
+		reads[fast] = e.w.Calls()["bos.Status"]
+		// A boot of ~10 minutes read every 30s would be 20 reads a
+		// session: reading again only on news, or less and less often,
+		// costs about half.
+		assert.Less(t, reads[fast], 20*e.w.Calls()["bos.Reboot"]/2, "boot session reads")
+	}
+	assert.LessOrEqual(t, worsts[5*time.Second], 20*time.Second+2*5*time.Second, "resumed within a fast look or two of registering")
+	assert.Less(t, worsts[5*time.Second], worsts[30*time.Second], "without fast looks, the poll decides")
+	assert.LessOrEqual(t, reads[5*time.Second], reads[30*time.Second]+3*6, "looking fast costs a few boot session reads per node")
+}

@@ -1,0 +1,45 @@
+package crus
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus/wlm"
+)
+
+func wlmBusy(x string) wlm.Node { return wlm.Node{Name: x, State: wlm.StateAllocated} }
+
+// BenchmarkPlanScheduled is BenchmarkPlan's executor path for the
+// scheduled strategy: the same session half way through, with every
+// candidate in view slotted and the bookings brought in line with the
+// slots (none held yet: every one is made).
+func BenchmarkPlanScheduled(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		s, obs := benchSession(n)
+		s.Rollout = Rollout{Strategy: StrategyScheduled}
+		obs.Scheduling, obs.BookingsObserved, obs.Bookings, obs.Horizon = true, true, map[string]Booking{}, 2*time.Minute
+		// The scheduled strategy observes its candidates even with no room.
+		sc := ScopeFor(s)
+		for k, x := range sc.JobEnds {
+			if _, ok := obs.Nodes[x]; !ok {
+				obs.Nodes[x] = wlmBusy(x)
+			}
+			obs.JobEnds[x] = obs.Now.Add(time.Duration(k%97) * 7 * time.Minute)
+		}
+		b.Run(fmt.Sprintf("executor/%dk", n/1000), func(b *testing.B) {
+			idx := newNodeIndex(s)
+			b.ReportAllocs()
+			for b.Loop() {
+				scopeWith(s, idx, false)
+				d, err := planWith(s, obs, idx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(actionsOf(d, ActBook)) == 0 {
+					b.Fatal("nothing booked: the decision did not do its work")
+				}
+			}
+		})
+	}
+}

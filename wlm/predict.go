@@ -1,0 +1,225 @@
+package wlm
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Job is a job as the workload manager reports it.
+type Job struct {
+	ID    string
+	User  string   // empty if unknown
+	Nodes []string // the nodes it runs (ran) on
+	Start time.Time
+	// Limit is when its time limit runs out (start + limit); zero if it
+	// has none or it is unknown.
+	Limit time.Time
+	// End is when it ended; zero while it runs.
+	End time.Time
+}
+
+// JobLister is implemented by a Manager that reports jobs: the ones
+// running on some nodes and the ones that ended recently. It is what a
+// Predictor learns from.
+type JobLister interface {
+	// Jobs returns the jobs running (or completing) on the named nodes,
+	// and, if since is not zero, the jobs that ended at or after since,
+	// on any node, as far as the workload manager remembers them (Slurm
+	// without accounting: its MinJobAge, 5 minutes by default); their
+	// Nodes may be left out. Unknown nodes follow the Manager error
+	// contract.
+	Jobs(ctx context.Context, names []string, since time.Time) ([]Job, error)
+}
+
+// Predictor estimates when running jobs will end from what a workload
+// manager tells about them and about their users' recent jobs, where time
+// limits say little (many sites give every job the partition's maximum).
+//
+// The method is that of Tsafrir, Etsion and Feitelson ("Backfilling using
+// system-generated predictions rather than user runtime estimates", IEEE
+// TPDS 18(6), 2007): a job is expected to run as long as the mean of its
+// user's last two completed jobs, never past its time limit; without
+// history, until its limit. A prediction proven wrong (the job is still
+// running at its predicted end) is corrected: the job is then expected to
+// run as long again as it already has (heavy-tailed run times: the longer
+// a job has run, the longer it is likely to run), still never past its
+// limit. This correction is crus's own.
+//
+// It learns from the jobs a JobLister reports ended. It is safe for
+// concurrent use.
+type Predictor struct {
+	now     func() time.Time
+	history time.Duration
+
+	mu    sync.Mutex
+	runs  map[string]*lastTwo // by user
+	seen  map[string]bool     // ended jobs already learnt from, by ID
+	asked time.Time           // when Jobs was last asked about ended jobs
+	order []seenJob           // seen, oldest first, to forget them
+}
+
+type lastTwo struct {
+	run [2]time.Duration // most recent first
+	n   int
+}
+
+type seenJob struct {
+	id  string
+	end time.Time
+}
+
+// PredictorConfig configures a Predictor. The zero value is usable.
+type PredictorConfig struct {
+	// Now is the clock; nil means time.Now (a simulation gives its
+	// virtual clock).
+	Now func() time.Time
+	// History is how far back the first call asks for ended jobs;
+	// default 7 days.
+	History time.Duration
+}
+
+// NewPredictor returns a Predictor with no history.
+func NewPredictor(cfg PredictorConfig) *Predictor {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.History == 0 {
+		cfg.History = 7 * 24 * time.Hour
+	}
+	return &Predictor{now: cfg.Now, history: cfg.History, runs: map[string]*lastTwo{}, seen: map[string]bool{}}
+}
+
+// Learn records ended jobs: each one's run time becomes the latest of its
+// user's (jobs without a user, start or end, and jobs already learnt, are
+// left out). Jobs are taken in order of their ends.
+func (p *Predictor) Learn(jobs []Job) {
+	ended := make([]Job, 0, len(jobs))
+	for _, j := range jobs {
+		if j.User != "" && !j.Start.IsZero() && j.End.After(j.Start) {
+			ended = append(ended, j)
+		}
+	}
+	slices.SortStableFunc(ended, func(a, b Job) int { return a.End.Compare(b.End) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, j := range ended {
+		if p.seen[j.ID] {
+			continue
+		}
+		p.seen[j.ID] = true
+		p.order = append(p.order, seenJob{j.ID, j.End})
+		h := p.runs[j.User]
+		if h == nil {
+			h = &lastTwo{}
+			p.runs[j.User] = h
+		}
+		h.run[1], h.run[0] = h.run[0], j.End.Sub(j.Start)
+		h.n = min(h.n+1, 2)
+	}
+}
+
+// forget drops the IDs of jobs that ended long before since: they cannot
+// be reported again. Callers hold the lock.
+func (p *Predictor) forget(since time.Time) {
+	i := 0
+	for i < len(p.order) && p.order[i].end.Before(since.Add(-time.Hour)) {
+		delete(p.seen, p.order[i].id)
+		i++
+	}
+	p.order = p.order[i:]
+}
+
+// Predict returns when the running job j is expected to end, as of now;
+// zero if nothing is known (no history for its user and no limit).
+func (p *Predictor) Predict(j Job, now time.Time) time.Time {
+	p.mu.Lock()
+	h := p.runs[j.User]
+	var mean time.Duration
+	if h != nil && j.User != "" && h.n > 0 {
+		mean = (h.run[0] + h.run[1]) / time.Duration(h.n)
+	}
+	p.mu.Unlock()
+	end := j.Limit
+	if mean > 0 && !j.Start.IsZero() {
+		end = j.Start.Add(mean)
+		if !j.Limit.IsZero() && j.Limit.Before(end) {
+			end = j.Limit
+		}
+	}
+	if end.IsZero() || end.After(now) || j.Start.IsZero() {
+		return end
+	}
+	// Proven wrong: as long again as it has run, within its limit.
+	end = now.Add(max(now.Sub(j.Start), time.Minute))
+	if !j.Limit.IsZero() && j.Limit.Before(end) {
+		end = later(j.Limit, now)
+	}
+	return end
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// JobEnds answers wlm.JobEnder from a JobLister: one Jobs call for the
+// nodes' running jobs and the jobs ended since the last call (the first
+// call looks back PredictorConfig.History); it learns from the ended ones
+// and returns, for each named node that runs jobs, the latest predicted
+// end of its jobs. Unknown nodes follow the Manager error contract.
+//
+// To use predictions in crus, give the executor a Manager whose JobEnds
+// calls this, for instance by embedding the adapter:
+//
+//	type predicting struct {
+//		*slurm.CLI
+//		p *wlm.Predictor
+//	}
+//
+//	func (m predicting) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+//		return m.p.JobEnds(ctx, m.CLI, names)
+//	}
+func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (map[string]time.Time, error) {
+	now := p.now()
+	p.mu.Lock()
+	since := p.asked
+	if since.IsZero() {
+		since = now.Add(-p.history)
+	}
+	p.mu.Unlock()
+	jobs, err := l.Jobs(ctx, names, since)
+	if jobs == nil && err != nil {
+		return nil, err
+	}
+	p.Learn(jobs)
+	p.mu.Lock()
+	if now.After(p.asked) {
+		p.asked = now
+	}
+	p.forget(since)
+	p.mu.Unlock()
+	asked := make(map[string]bool, len(names))
+	for _, n := range names {
+		asked[n] = true
+	}
+	ends := map[string]time.Time{}
+	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
+	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
+	for _, j := range running {
+		end := p.Predict(j, now)
+		if end.IsZero() {
+			continue
+		}
+		for _, n := range j.Nodes {
+			if asked[n] && end.After(ends[n]) {
+				ends[n] = end
+			}
+		}
+	}
+	return ends, err
+}

@@ -1,0 +1,130 @@
+package wlm_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
+)
+
+var t0 = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+
+func at(h float64) time.Time { return t0.Add(time.Duration(h * float64(time.Hour))) }
+
+func ended(id, user string, start, end float64) wlm.Job {
+	return wlm.Job{ID: id, User: user, Nodes: []string{"n" + id}, Start: at(start), End: at(end)}
+}
+
+func TestPredict(t *testing.T) {
+	p := wlm.NewPredictor(wlm.PredictorConfig{})
+	p.Learn([]wlm.Job{
+		ended("1", "ann", 0, 1), // ann: 1h
+		ended("2", "bob", 0, 2), // bob: 2h, then 4h: mean 3h
+		ended("3", "bob", 1, 5),
+		ended("4", "cid", 0, 1), // cid: 1h, 3h, then 5h: the last two, 4h
+		ended("5", "cid", 0, 3),
+		ended("6", "cid", 0, 5),
+		ended("6", "cid", 0, 9),  // the same job again: learnt once
+		ended("7", "", 0, 9),     // no user: nothing to learn
+		{ID: "8", User: "dan"},   // no times: nothing to learn
+		ended("9", "eve", 2, 2),  // no run time
+		ended("10", "ann", 3, 3), // idem
+	})
+	for _, c := range []struct {
+		name string
+		job  wlm.Job
+		now  float64
+		want time.Time
+	}{
+		{"one run of history", wlm.Job{User: "ann", Start: at(10), Limit: at(110)}, 10, at(11)},
+		{"the mean of the last two", wlm.Job{User: "bob", Start: at(10), Limit: at(110)}, 10, at(13)},
+		{"only the last two", wlm.Job{User: "cid", Start: at(10), Limit: at(110)}, 10, at(14)},
+		{"never past the limit", wlm.Job{User: "bob", Start: at(10), Limit: at(12)}, 10, at(12)},
+		{"no history: the limit", wlm.Job{User: "zoe", Start: at(10), Limit: at(30)}, 10, at(30)},
+		{"no history, no limit: nothing", wlm.Job{User: "zoe", Start: at(10)}, 10, time.Time{}},
+		{"no user: the limit", wlm.Job{Start: at(10), Limit: at(30)}, 10, at(30)},
+		{"proven wrong: as long again", wlm.Job{User: "ann", Start: at(10), Limit: at(110)}, 12, at(14)},
+		{"proven wrong, within the limit", wlm.Job{User: "ann", Start: at(10), Limit: at(13)}, 12, at(13)},
+		{"past its limit: now", wlm.Job{User: "zoe", Start: at(10), Limit: at(11)}, 12, at(12)},
+	} {
+		if got := p.Predict(c.job, at(c.now)); !got.Equal(c.want) {
+			t.Errorf("%s: Predict = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// lister is a JobLister of fixed answers that records what it was asked.
+type lister struct {
+	jobs   []wlm.Job
+	err    error
+	asked  [][]string
+	sinces []time.Time
+}
+
+func (l *lister) Jobs(_ context.Context, names []string, since time.Time) ([]wlm.Job, error) {
+	l.asked, l.sinces = append(l.asked, names), append(l.sinces, since)
+	var out []wlm.Job
+	for _, j := range l.jobs {
+		if j.End.IsZero() || !j.End.Before(since) {
+			out = append(out, j)
+		}
+	}
+	return out, l.err
+}
+
+func TestPredictorJobEnds(t *testing.T) {
+	now := at(100)
+	p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return now }, History: 48 * time.Hour})
+	l := &lister{jobs: []wlm.Job{
+		ended("1", "ann", 40, 41), // before the history: not learnt
+		ended("2", "ann", 60, 62), // ann: 2h
+		ended("3", "bob", 70, 71), // bob: 1h
+		{ID: "4", User: "ann", Nodes: []string{"a", "b"}, Start: at(99), Limit: at(199)},
+		{ID: "5", User: "bob", Nodes: []string{"b"}, Start: at(99.5), Limit: at(199)},
+		{ID: "6", User: "bob", Nodes: []string{"c"}, Start: at(99.5), Limit: at(199)},
+	}}
+	ends, err := p.JobEnds(context.Background(), l, []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"a": at(101), "b": at(101)} // b: the later of ann's 101 and bob's 100.5
+	if len(ends) != len(want) || !ends["a"].Equal(want["a"]) || !ends["b"].Equal(want["b"]) {
+		t.Errorf("JobEnds = %v, want %v (only the nodes asked)", ends, want)
+	}
+	if !l.sinces[0].Equal(at(52)) {
+		t.Errorf("first call asked for jobs ended since %v, want the history window, %v", l.sinces[0], at(52))
+	}
+
+	// An hour later bob's job on b ended after 3h: his mean is now 2h.
+	now = at(101)
+	l.jobs = append(l.jobs[:4], ended("5", "bob", 98, 101))
+	l.jobs[len(l.jobs)-1].Nodes = []string{"b"}
+	ends, err = p.JobEnds(context.Background(), l, []string{"a", "b", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.sinces[1].Equal(at(100)) {
+		t.Errorf("second call asked since %v, want the first call's time", l.sinces[1])
+	}
+	// ann's job started at 99, expected 2h: ends at 101, now: proven
+	// wrong, as long again (2h).
+	if !ends["a"].Equal(at(103)) || !ends["b"].Equal(at(103)) || len(ends) != 2 {
+		t.Errorf("JobEnds = %v, want a and b at %v", ends, at(103))
+	}
+	if got := p.Predict(wlm.Job{User: "bob", Start: at(101), Limit: at(200)}, at(101)); !got.Equal(at(103)) {
+		t.Errorf("bob's next job: %v, want 2h (mean of 1h and 3h)", got)
+	}
+
+	l.err = &batch.NodeError{Node: "x", Err: wlm.ErrNodeNotFound}
+	ends, err = p.JobEnds(context.Background(), l, []string{"a", "x"})
+	if !errors.Is(err, wlm.ErrNodeNotFound) || ends["a"].IsZero() {
+		t.Errorf("an unknown node: %v, %v; want the error and the known node's end", ends, err)
+	}
+	l.jobs, l.err = nil, errors.New("down")
+	if _, err := p.JobEnds(context.Background(), l, []string{"a"}); err == nil {
+		t.Error("a failed call: no error")
+	}
+}

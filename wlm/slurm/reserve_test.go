@@ -1,0 +1,69 @@
+package slurm_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
+	"github.com/crus-go/crus/wlm/slurm"
+	"github.com/crus-go/crus/wlm/slurm/slurmtest"
+	"github.com/crus-go/crus/wlm/wlmtest"
+)
+
+// schedHarness queues real sbatch jobs for the scheduler tests.
+type schedHarness struct{ harness }
+
+type slurmJob struct {
+	c  *slurmtest.Cluster
+	id string
+}
+
+func (h *schedHarness) Submit(ctx context.Context, node string, limit time.Duration) (wlmtest.Job, error) {
+	id, err := h.c.Submit(ctx, []string{node}, time.Hour, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &slurmJob{c: h.c, id: id}, nil
+}
+
+func (j *slurmJob) Running(ctx context.Context) (bool, error) {
+	st, err := j.c.JobState(ctx, j.id)
+	return st == "RUNNING", err
+}
+
+func (j *slurmJob) Stop(ctx context.Context) error { return j.c.Cancel(ctx, j.id) }
+
+func TestCLIScheduler(t *testing.T) {
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 4})
+	wlmtest.RunSchedulerTests(t, func(ctx context.Context, t *testing.T) (wlmtest.SchedulerHarness, error) {
+		return &schedHarness{harness{c: c, m: newCLI(t, c, nil)}}, nil
+	}, conformanceOptions)
+}
+
+func TestRESTScheduler(t *testing.T) {
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 4, REST: true})
+	wlmtest.RunSchedulerTests(t, func(ctx context.Context, t *testing.T) (wlmtest.SchedulerHarness, error) {
+		return &schedHarness{harness{c: c, m: newREST(t, c, newCLI(t, c, nil), nil)}}, nil
+	}, conformanceOptions)
+}
+
+// TestRESTReservationsWithoutFallback: slurmrestd cannot make
+// reservations; without a Fallback every Scheduler call is unsupported
+// (and permanent), before any request.
+func TestRESTReservationsWithoutFallback(t *testing.T) {
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: "http://127.0.0.1:1", User: "root", Token: slurm.StaticToken("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	r := wlm.Reservation{Name: "crus-s-1", Nodes: []string{"nid000001"}, Start: time.Now().Add(time.Hour), End: time.Now().Add(2 * time.Hour)}
+	_, lerr := m.Reservations(ctx, "crus-s-")
+	for what, err := range map[string]error{"Reserve": m.Reserve(ctx, r), "Unreserve": m.Unreserve(ctx, []string{r.Name}), "Reservations": lerr} {
+		if !errors.Is(err, wlm.ErrUnsupported) || !batch.IsPermanent(err) {
+			t.Errorf("%s without Fallback: %v; want wlm.ErrUnsupported", what, err)
+		}
+	}
+}
