@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/crus-go/crus/wlm"
 )
@@ -13,8 +14,26 @@ import (
 // session so that any executor finds them again after a restart and never
 // touches anyone else's.
 
-// bookingPrefix is the name prefix of the session's reservations.
+// bookingPrefix is the name prefix of the session's reservations: they
+// are named prefix + a bucket number (see slotParams.bucket).
 func bookingPrefix(s *Session) string { return "crus-" + s.UpgradeID + "-" }
+
+// ownBooking reports whether a reservation name is one of the session's:
+// its prefix followed by decimal digits alone. A prefix is not enough:
+// session "7"'s prefix "crus-7-" also begins the names of session "7-1"'s
+// reservations ("crus-7-1-3"), which are not its to move or delete.
+func ownBooking(s *Session, name string) bool {
+	rest, ok := strings.CutPrefix(name, bookingPrefix(s))
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // bookings reads the session's reservations, their nodes as xnames (a
 // node crus does not know by that name is left out).
@@ -29,6 +48,9 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 	}
 	out := make(map[string]Booking, len(rs))
 	for _, res := range rs {
+		if !ownBooking(r.s, res.Name) {
+			continue // another session's whose id begins like this one's
+		}
 		b := Booking{Name: res.Name, Start: res.Start, End: res.End}
 		for _, name := range res.Nodes {
 			if x, ok := r.names.xname(name); ok {

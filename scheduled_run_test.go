@@ -35,6 +35,27 @@ func TestScheduledBooksAndCleansUp(t *testing.T) {
 	assert.Empty(t, ours)
 }
 
+// TestScheduledOwnsBookingsByExactID: the reservations of a session whose
+// id begins with this session's id and a dash ("s1-2" for "s1") share its
+// name prefix ("crus-s1-"); they are not this session's, and are neither
+// moved nor deleted by it.
+func TestScheduledOwnsBookingsByExactID(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.8, MaxJob: 3 * time.Hour}, 2)
+	e.cfg.NewID = func() string { return "s1" }
+	e.ex = e.executor()
+	neighbour := wlm.Reservation{Name: "crus-s1-2-0", Nodes: []string{"nid000008"}, Start: e.w.Now().Add(30 * 24 * time.Hour), End: e.w.Now().Add(31 * 24 * time.Hour)}
+	require.NoError(t, e.w.WLM().Reserve(context.Background(), neighbour))
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.run()
+	require.Equal(t, "s1", s.UpgradeID)
+	assert.Equal(t, 8, s.Counts().Upgraded)
+	left, err := e.w.WLM().Reservations(context.Background(), "crus-")
+	require.NoError(t, err)
+	require.Len(t, left, 1, "session s1-2's reservation stays")
+	assert.Equal(t, neighbour.Name, left[0].Name)
+	assert.Equal(t, neighbour.Start, left[0].Start, "not moved")
+}
+
 // TestScheduledWithoutScheduler: a workload manager that cannot book
 // nodes runs the scheduled strategy as rolling by expected ends.
 func TestScheduledWithoutScheduler(t *testing.T) {
