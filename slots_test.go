@@ -202,7 +202,9 @@ func TestSlotProperties(t *testing.T) {
 			if n.unknownEnd && !taken && booked[n.x] != (n.booking != "") {
 				t.Fatalf("%s, end unknown: booked %v, held %q: it should keep what it holds, and only that", n.x, booked[n.x], n.booking)
 			}
-			if len(pending) <= room && !taken && !booked[n.x] {
+			if len(pending) <= room && !taken && !booked[n.x] && !n.unknownEnd {
+				// (A busy node whose end is unknown is not booked anew:
+				// checked above.)
 				t.Fatalf("%s neither taken nor booked with a lane for every node", n.x)
 			}
 		}
