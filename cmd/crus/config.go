@@ -60,6 +60,9 @@ type Config struct {
 		SlurmConf string `yaml:"slurm_conf"`
 		RestURL   string `yaml:"rest_url"`
 		RestUser  string `yaml:"rest_user"`
+		// PredictJobEnds answers JobEnds with a wlm.Predictor (see
+		// predict.go) instead of the jobs' time limits.
+		PredictJobEnds bool `yaml:"predict_job_ends"`
 	} `yaml:"slurm"`
 	Store struct {
 		Dir           string `yaml:"dir"`
@@ -106,6 +109,7 @@ var settings = []setting{
 	{"slurm.slurm_conf", "SLURM_CONF", "slurm-conf", "slurm.conf of the cluster", ""},
 	{"slurm.rest_url", "CRUS_SLURMRESTD_URL", "slurmrestd-url", "slurmrestd base URL (adapter slurmrestd)", ""},
 	{"slurm.rest_user", "CRUS_SLURMRESTD_USER", "slurmrestd-user", "user for slurmrestd tokens (scontrol token)", "root"},
+	{"slurm.predict_job_ends", "CRUS_PREDICT_JOB_ENDS", "predict-job-ends", "expect jobs to end as their users' recent jobs did (Tsafrir et al.), not at their time limits: for order job_end and strategy scheduled where limits say little", "false"},
 	{"store.dir", "CRUS_STORE_DIR", "store-dir", "directory of the session records", "/var/lib/crus"},
 	{"store.etcd_endpoints", "CRUS_ETCD_ENDPOINTS", "etcd-endpoints", "comma-separated etcd endpoints (instead of a directory; for several replicas)", ""},
 	{"store.etcd_prefix", "CRUS_ETCD_PREFIX", "etcd-prefix", "key prefix in etcd", "/crus/"},
@@ -366,6 +370,9 @@ func (c *Config) connect(log *slog.Logger) (*backends, []error) {
 		}
 	case cli != nil:
 		b.manager = cli
+	}
+	if c.Slurm.PredictJobEnds && b.manager != nil {
+		b.manager = predicting(b.manager)
 	}
 	if c.Store.EtcdEndpoints != "" {
 		client, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.Store.EtcdEndpoints, ","), DialTimeout: 5 * time.Second})

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/crus-go/crus/wlm"
+	"github.com/crus-go/crus/wlm/slurm"
+)
+
+// With slurm.predict_job_ends, the Slurm adapter's JobEnds is answered by
+// a wlm.Predictor (its users' recent run times) instead of the jobs' time
+// limits: where limits say little, the job_end order and the scheduled
+// strategy's slots follow what the jobs are likely to do. Each wrapper
+// embeds its adapter, so every other capability (boot times, reservations,
+// reboots, its own words) is kept.
+
+type predictingCLI struct {
+	*slurm.CLI
+	p *wlm.Predictor
+}
+
+func (m predictingCLI) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return m.p.JobEnds(ctx, m.CLI, names)
+}
+
+type predictingREST struct {
+	*slurm.REST
+	p *wlm.Predictor
+}
+
+func (m predictingREST) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return m.p.JobEnds(ctx, m.REST, names)
+}
+
+// predicting wraps a Slurm adapter so that a Predictor answers JobEnds.
+func predicting(m wlm.Manager) wlm.Manager {
+	p := wlm.NewPredictor(wlm.PredictorConfig{})
+	switch a := m.(type) {
+	case *slurm.CLI:
+		return predictingCLI{a, p}
+	case *slurm.REST:
+		return predictingREST{a, p}
+	}
+	return m
+}
