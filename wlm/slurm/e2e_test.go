@@ -341,10 +341,25 @@ func endToEnd(t *testing.T, adapter string) {
 		t.Errorf("job %s on %s: %q, %v; want COMPLETED (it must finish before the reboot)", jobID, busyNode, st, err)
 	}
 
-	// Every node in Slurm, as the test's own adapter reads it.
-	nodes, err := observer.Nodes(ctx, c.Names())
-	if err != nil {
-		t.Fatal(err)
+	// Every node in Slurm, as the test's own adapter reads it. Slurm
+	// derives BootTime again after a RESUME and shows None (zero) for a
+	// moment: read again until every node that returned shows one (the
+	// executor, likewise, takes a zero boot time for no news).
+	var nodes []wlm.Node
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		nodes, err = observer.Nodes(ctx, c.Names())
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := true
+		for _, n := range nodes {
+			if n.Name != neverNode && n.BootTime.IsZero() {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			break
+		}
 	}
 	for _, n := range nodes {
 		rec := final.Node(xnameOf[n.Name])
