@@ -124,3 +124,23 @@ func TestReturnedNodeResumedWithinSeconds(t *testing.T) {
 	assert.Less(t, worsts[5*time.Second], worsts[30*time.Second], "without fast looks, the poll decides")
 	assert.LessOrEqual(t, reads[5*time.Second], reads[30*time.Second]+3*6, "looking fast costs a few boot session reads per node")
 }
+
+// TestScheduledBookingsUnreadable: the session's reservations cannot be
+// read for two hours. The session says so (a condition, with a message
+// when it begins and when it ends), keeps the cap, takes every node, and
+// leaves no reservation behind once it can read them again.
+func TestScheduledBookingsUnreadable(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	start := e.w.Now()
+	e.w.Outage("wlm.Reservations", start.Add(10*time.Minute), start.Add(130*time.Minute), nil)
+	s := e.run()
+	assert.Equal(t, 12, s.Counts().Upgraded)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3)
+	assert.NotEmpty(t, messagesWith(s, "The session's reservations could not be read"))
+	assert.Empty(t, s.Progress.Conditions, "no condition left once the reservations are read again")
+	left, err := e.w.WLM().Reservations(context.Background(), "crus-")
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	assert.Empty(t, e.w.Violations())
+}
