@@ -68,8 +68,9 @@
 // "scheduled" strategy gives each pending node a slot (the node expected
 // free first gets the first place to come free) and books the nodes due
 // soon with the workload manager (wlm.Scheduler: Slurm maintenance
-// reservations, named crus-<session id>-<n>, listed by that prefix every
-// round and removed before the session ends), so that its scheduler starts
+// reservations, named crus-<session id>-<n>, listed every
+// round (only names of exactly that form are the session's) and removed
+// before the session ends), so that its scheduler starts
 // on them only jobs that end before their slot. The cap and every other
 // invariant hold for every combination.
 //

@@ -23,9 +23,9 @@ type Rollout struct {
 	// time it is expected to be taken: the node expected free first gets
 	// the first place to come free; a node whose slot comes soon after its
 	// jobs end is booked with the workload manager (wlm.Scheduler) so that
-	// its scheduler starts there only jobs that end by then, and only idle
-	// nodes are taken. Without wlm.Scheduler it is rolling with the
-	// job_end order).
+	// its scheduler starts there only jobs that end by then; when its slot
+	// comes a node is taken, idle ones first. Without wlm.Scheduler it is
+	// rolling with the job_end order).
 	Strategy Strategy `json:"strategy,omitzero"`
 	// Order chooses which pending nodes are taken next: "listed" (default:
 	// the sorted starting list), "idle_first" (nodes running nothing
