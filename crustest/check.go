@@ -21,7 +21,10 @@ import (
 //     than its step size, not counting failed nodes; a node crus failed
 //     but the workload manager would not mark failed stays drained, and
 //     is allowed for;
-//  2. no node was rebooted while it ran a job;
+//  2. no node was rebooted while it ran a job (a node AdminResume put
+//     back in service after its boot request was accepted, and which got a
+//     job before the reboot, is the administrator's race: the boot
+//     orchestrator reboots what it was asked to);
 //  3. every node of a session ended with exactly one outcome, and the
 //     world agrees with it: an upgraded node was rebooted by the boot
 //     orchestrator after crus asked, and is in service unless someone

@@ -28,6 +28,7 @@ type bootSession struct {
 	err     string
 	start   time.Time
 	end     time.Time
+	acts    uint64 // World.acts when it was created
 	targets map[string]bool
 	results map[string]bos.NodeStatus
 }
@@ -72,7 +73,8 @@ func (b *BOS) Reboot(ctx context.Context, req bos.Request) error {
 		return fmt.Errorf("%w: %q", bos.ErrSessionExists, req.Name)
 	}
 	req.Limit = slices.Clone(req.Limit)
-	s := &bootSession{req: req, phase: bos.PhasePending, start: w.now, results: map[string]bos.NodeStatus{}}
+	w.acts++
+	s := &bootSession{req: req, phase: bos.PhasePending, start: w.now, acts: w.acts, results: map[string]bos.NodeStatus{}}
 	w.sessions[req.Name] = s
 	w.schedule(w.now.Add(w.opts.PendingDelay), func() { w.locked(func() { w.startSession(s) }) })
 	return nil
@@ -115,7 +117,7 @@ func (w *World) startSession(s *bootSession) {
 	s.phase = bos.PhaseRunning
 	for _, x := range sortedSet(s.targets) {
 		n := w.nodes[x]
-		w.reboot(n, func(ok bool, reason string) {
+		w.reboot(n, s.acts, func(ok bool, reason string) {
 			if ok {
 				s.results[x] = bos.NodeStatus{Result: bos.ResultSucceeded}
 			} else {
@@ -129,10 +131,19 @@ func (w *World) startSession(s *bootSession) {
 }
 
 // reboot powers a node off now and boots it after a random reboot time;
-// done is called (under the lock) with the boot's outcome.
-func (w *World) reboot(n *node, done func(ok bool, reason string)) {
+// done is called (under the lock) with the boot's outcome. requested is
+// World.acts when the reboot was asked for (0: by the workload manager).
+func (w *World) reboot(n *node, requested uint64, done func(ok bool, reason string)) {
 	if len(n.jobs) > 0 {
-		w.violations = append(w.violations, fmt.Sprintf("%s: %s (%s) rebooted while running %d jobs", w.now.Format(time.RFC3339), n.xname, n.name, len(n.jobs)))
+		v := fmt.Sprintf("%s: %s (%s) rebooted while running %d jobs", w.now.Format(time.RFC3339), n.xname, n.name, len(n.jobs))
+		if requested != 0 && n.adminResumed > requested {
+			// An administrator put it back in service after the boot
+			// request was accepted: BOS reboots what it was asked to,
+			// and no client can recall it. Not a promise of crus's.
+			w.raced = append(w.raced, v+" (resumed by an administrator after its boot request)")
+		} else {
+			w.violations = append(w.violations, v)
+		}
 		n.jobs = nil
 	}
 	asap := n.asap

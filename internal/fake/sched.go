@@ -527,7 +527,7 @@ func (m *WLM) Reboot(ctx context.Context, names []string, reason string) error {
 // hold the lock.
 func (w *World) rebootASAP(n *node) {
 	n.sim.asapIssued = w.now
-	w.reboot(n, func(bool, string) {})
+	w.reboot(n, 0, func(bool, string) {})
 }
 
 // asapDone ends a node's workload-manager reboot: at once when the node

@@ -69,7 +69,9 @@ type node struct {
 	asap      bool      // a workload-manager reboot is pending (wlm.Rebooter)
 	forgotten bool      // removed from the workload manager (RemoveNode)
 	lostSince time.Time // out of service because of crus and running nothing, since
-	sim       simNode   // workload-simulation state (sched.go)
+	// adminResumed is World.acts at the last AdminResume of the node.
+	adminResumed uint64
+	sim          simNode // workload-simulation state (sched.go)
 }
 
 type event struct {
@@ -116,6 +118,8 @@ type World struct {
 	outages    map[string][]outage
 	touched    map[string]int
 	violations []string
+	raced      []string // see Raced
+	acts       uint64   // counts boot requests and administrators' resumes, to order them
 	out        int
 	maxOut     int
 	reboots    int
@@ -403,11 +407,23 @@ func (w *World) Touched() map[string]int {
 }
 
 // Violations lists every broken promise the world saw (a node rebooted
-// while it still ran jobs).
+// while it still ran jobs). A node an administrator resumed (AdminResume)
+// after its boot request was accepted, and which got a job before the
+// boot orchestrator rebooted it, is not one: see Raced.
 func (w *World) Violations() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.violations)
+}
+
+// Raced lists the nodes rebooted while running jobs because an
+// administrator put them back in service after their boot request was
+// accepted: the boot orchestrator reboots what it was asked to, and no
+// client can take a node out of a boot session once accepted.
+func (w *World) Raced() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.raced)
 }
 
 // MaxOut returns the most nodes that were out of service because of crus
@@ -557,6 +573,8 @@ func (w *World) AdminResume(xname string) {
 	defer w.mu.Unlock()
 	if n, ok := w.nodes[xname]; ok {
 		n.drain, n.fail, n.reason = false, false, ""
+		w.acts++
+		n.adminResumed = w.acts
 		w.update(n)
 	}
 }
