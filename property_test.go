@@ -522,13 +522,7 @@ func (ws *watchedStore) check(old, s *crus.Session) {
 	if c := s.Counts(); c.InFlight > ws.step {
 		bad("%d nodes in flight, more than the step size %d", c.InFlight, ws.step)
 	}
-	refused := 0
-	for _, n := range s.Progress.Nodes {
-		if n.Outcome == crus.OutcomeFailed && strings.Contains(n.Reason, "workload manager:") {
-			refused++
-		}
-	}
-	if out := ws.w.MaxOut(); out > ws.step+refused {
+	if out := ws.w.MaxOut(); out > ws.step+stuckByWLM(s) {
 		bad("%d nodes were out of service at once, step size %d", out, ws.step)
 	}
 	if v := ws.w.Violations(); len(v) > 0 {
