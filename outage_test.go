@@ -132,6 +132,25 @@ func TestBOSOutageNeverFailsNodes(t *testing.T) {
 	assert.NotEmpty(t, messagesWith(s, "accepts boot requests again, or their nodes were returned to service"))
 }
 
+// TestBOSAcceptsJustBeforeBootTimeout: BOS takes the step's boot request
+// only 59 minutes after it was first sent (boot_timeout is an hour). The
+// boot session begins then, so boot_timeout counts from then: the nodes
+// are rebooted and upgraded, not failed half a minute later for the
+// outage that delayed the request.
+func TestBOSAcceptsJustBeforeBootTimeout(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 3}, 3)
+	start := e.w.Now()
+	e.w.Outage("bos.Reboot", start, start.Add(59*time.Minute), nil)
+	s := e.run()
+	c := s.Counts()
+	assert.Equal(t, 3, c.Upgraded, "%+v", c)
+	assert.Zero(t, c.Failed)
+	for _, n := range s.Progress.Nodes {
+		assert.False(t, n.RebootRequested.Before(start.Add(59*time.Minute)), "%s: the boot was accepted at %s, not before", n.XName, n.RebootRequested.Sub(start))
+		assert.True(t, strings.HasPrefix(n.LastError, "resolved: "), "%s: last error %q", n.XName, n.LastError)
+	}
+}
+
 // TestDeleteDuringBOSOutageReleasesNodes: a Delete while BOS does not
 // accept the boot request returns the drained nodes to service, out of the
 // upgrading group, untouched.

@@ -193,6 +193,10 @@ type Change struct {
 	// Retry counts one more retry of the node (it was put back to wait
 	// for a later turn).
 	Retry bool
+	// Accepted: the node's boot request, sent again, was accepted now;
+	// RebootRequested restarts, so boot_timeout counts from the moment
+	// the orchestrator took the request, not from the first attempt.
+	Accepted bool
 }
 
 // GroupChange says how a change affects NodeRecord.Grouped.

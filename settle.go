@@ -65,7 +65,7 @@ func Settle(s *Session, r ActionResult) Decision {
 			switch {
 			case err == nil && strings.HasPrefix(n.LastError, lastErrResumeFailed):
 				// Delivered now: the return timeout applies again.
-				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: "resolved: " + n.LastError})
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: lastErrResolved + n.LastError})
 			case err == nil:
 			case r.Err != nil && !permanent:
 				// Keep the intent: the drain is issued again at the next
@@ -91,6 +91,14 @@ func Settle(s *Session, r ActionResult) Decision {
 
 	case a.Kind == ActReboot:
 		if r.Err == nil {
+			// A request sent again and accepted at last: the boot session
+			// begins now. Counting boot_timeout from the first attempt
+			// would fail nodes for the outage that delayed it.
+			each(func(n *NodeRecord, err error) {
+				if err == nil && n.Phase == PhaseBooting && n.Boot == a.Reboot.Name && n.LastError != "" && !strings.HasPrefix(n.LastError, lastErrResolved) {
+					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Accepted: true, LastError: lastErrResolved + n.LastError})
+				}
+			})
 			break
 		}
 		if permanent && s.Progress.Abort == "" {
@@ -115,7 +123,7 @@ func Settle(s *Session, r ActionResult) Decision {
 			switch {
 			case err == nil && strings.HasPrefix(n.LastError, lastErrResumeFailed):
 				// Delivered now: the return timeout applies again.
-				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: "resolved: " + n.LastError})
+				d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, LastError: lastErrResolved + n.LastError})
 			case err == nil:
 			case r.Err != nil && !permanent:
 				// The workload manager could not be reached: not the
@@ -161,6 +169,9 @@ func Settle(s *Session, r ActionResult) Decision {
 const (
 	lastErrResumeRefused = "resume refused: "
 	lastErrResumeFailed  = "resume not delivered: "
+	// lastErrResolved begins the last error of a node whose failed call
+	// went through later.
+	lastErrResolved = "resolved: "
 )
 
 // errText is an error's text as the record keeps it: cleaned and capped,
@@ -230,6 +241,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		}
 		if c.Retry {
 			n.Retries++
+		}
+		if c.Accepted {
+			n.RebootRequested = now
 		}
 		switch c.Group {
 		case GroupAdded:
