@@ -20,7 +20,9 @@ import (
 // unknown to it: the request failed, or was lost) is not a node's
 // failure: the nodes wait, drained, and the request is sent again — after
 // checking them again — until boot_timeout has passed since it was first
-// made; then they are returned to service, to be taken again later. While
+// made; then they are returned to service, to be taken again later. A
+// request accepted at last starts its boot session's boot_timeout then
+// (Settle: Change.Accepted). While
 // a request is unaccepted no new node is taken, and a cancel returns the
 // waiting nodes to service at once.
 
