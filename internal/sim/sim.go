@@ -443,21 +443,9 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	if err != nil {
 		return err
 	}
-	s, err := ex.Create(ctx, crus.Spec{
-		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
-		StepSize: cfg.Step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
-		ReturnTimeout: crus.Duration(ret),
-		Rollout:       st.Rollout,
-	})
+	final, err := runSession(ctx, ex, cfg.Step, cfg.MaxDuration, st, crus.Duration(ret), &tooLong)
 	if err != nil {
-		return fmt.Errorf("sim: %s: %w", st.Name, err)
-	}
-	final, err := ex.Run(ctx, s.UpgradeID)
-	if tooLong {
-		return fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, cfg.MaxDuration)
-	}
-	if err != nil {
-		return fmt.Errorf("sim: %s: %w", st.Name, err)
+		return err
 	}
 	res.Makespan = final.Progress.EndedAt.Sub(start)
 	c := final.Counts()
@@ -503,4 +491,27 @@ func runASAP(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 		}
 	}
 	return nil
+}
+
+// runSession creates the session of strategy st on the fakes and runs it
+// to its end in steps of step. tooLong is set by the clock's guard when
+// the session ran past maxDuration (Run then ends with a cancelled
+// context). A zero returnTimeout is the spec's default.
+func runSession(ctx context.Context, ex *crus.Executor, step int, maxDuration time.Duration, st Strategy, returnTimeout crus.Duration, tooLong *bool) (*crus.Session, error) {
+	s, err := ex.Create(ctx, crus.Spec{
+		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+		StepSize: step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
+		ReturnTimeout: returnTimeout, Rollout: st.Rollout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", st.Name, err)
+	}
+	final, err := ex.Run(ctx, s.UpgradeID)
+	if *tooLong {
+		return nil, fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, maxDuration)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", st.Name, err)
+	}
+	return final, nil
 }

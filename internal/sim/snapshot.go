@@ -192,19 +192,9 @@ func snapshotCrus(ctx context.Context, w *fake.World, cfg SnapshotConfig, st Str
 	if err != nil {
 		return err
 	}
-	s, err := ex.Create(ctx, crus.Spec{
-		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
-		StepSize: cfg.Step, TemplateID: fake.Template, WorkloadManagerType: "slurm", Rollout: st.Rollout,
-	})
+	final, err := runSession(ctx, ex, cfg.Step, cfg.MaxDuration, st, 0, &tooLong)
 	if err != nil {
-		return fmt.Errorf("sim: %s: %w", st.Name, err)
-	}
-	final, err := ex.Run(ctx, s.UpgradeID)
-	if tooLong {
-		return fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, cfg.MaxDuration)
-	}
-	if err != nil {
-		return fmt.Errorf("sim: %s: %w", st.Name, err)
+		return err
 	}
 	p.Makespan = final.Progress.EndedAt.Sub(start)
 	c := final.Counts()
