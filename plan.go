@@ -341,6 +341,7 @@ type planner struct {
 	slotNodes []slotNode
 	slotIdx   []int
 	slotOut   []int // candidates out of service
+	lookahead []int // the pending nodes in view, computed once
 	admitRoom int   // the nodes admission may take in this decision (0 until it runs)
 }
 

@@ -76,15 +76,19 @@ func (p *planner) planSlotsNow() *slotPlan {
 			out = append(out, now)
 		}
 	}
-	held := map[string]string{}
+	var held map[string]string
 	for _, name := range sortedKeys(obs.Bookings) {
 		for _, x := range obs.Bookings[name].Nodes {
+			if held == nil {
+				held = make(map[string]string, len(obs.Bookings)*max(1, len(obs.Bookings[name].Nodes)))
+			}
 			held[x] = name
 		}
 	}
-	var pending []slotNode
+	cands := p.lookaheadNodes()
+	pending := make([]slotNode, 0, len(cands))
 	p.slotIdx, p.slotOut = p.slotIdx[:0], p.slotOut[:0]
-	for _, i := range candidates(s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending) {
+	for _, i := range cands {
 		n := &s.Progress.Nodes[i]
 		w, seen := obs.Nodes[n.XName]
 		if p.chg[i] != 0 || !seen {
@@ -94,7 +98,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 			p.slotOut = append(p.slotOut, i)
 			continue
 		}
-		sn := slotNode{x: n.XName, idle: !w.Busy(), booking: held[n.XName]}
+		sn := slotNode{x: n.XName, rank: i, idle: !w.Busy(), booking: held[n.XName]}
 		if !sn.idle {
 			end, known := obs.JobEnds[n.XName]
 			switch {
@@ -119,6 +123,15 @@ func (p *planner) planSlotsNow() *slotPlan {
 	return p.slotPlan
 }
 
+// lookaheadNodes returns the pending nodes the scheduled strategy looks at:
+// the lookahead.
+func (p *planner) lookaheadNodes() []int {
+	if p.lookahead == nil {
+		p.lookahead = candidates(p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
+	}
+	return p.lookahead
+}
+
 // admitScheduled takes, within room, the nodes whose slot has come: the
 // idle ones first, then the busy ones (their jobs are expected to have
 // ended: a lane free now is theirs). A booked node starts no new job, so
@@ -127,7 +140,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 // a booking the workload manager refused).
 func (p *planner) admitScheduled(room, inFlight int) {
 	s, obs := p.s, p.obs
-	for _, i := range candidates(s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending) {
+	for _, i := range p.lookaheadNodes() {
 		n := &s.Progress.Nodes[i]
 		if gone, unknown := obs.Unknown[n.XName]; unknown && p.chg[i] == 0 {
 			p.done(n, OutcomeSkipped, "unknown to the workload manager when its turn came: "+gone)

@@ -1,7 +1,6 @@
 package crus
 
 import (
-	"container/heap"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +30,12 @@ import (
 
 // slotNode is a pending node as the slot planner sees it.
 type slotNode struct {
-	x    string    // xname
+	x string // xname
+	// rank orders nodes of the same free time before their xnames do:
+	// callers that know the xnames' order (the records are sorted) give
+	// it, sparing string comparisons; it must agree with the xnames'
+	// order. Zero for all: by xname. Never negative.
+	rank int
 	free time.Time // expected free; not after now if idle
 	idle bool      // runs nothing now: may be taken at once
 	// booking is the name of the reservation that holds it now, "" if
@@ -69,40 +73,42 @@ type slotParams struct {
 	epoch  time.Time
 }
 
-// laneHeap is a min-heap of the times lanes come free.
-type laneHeap []time.Time
-
-func (h laneHeap) Len() int           { return len(h) }
-func (h laneHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
-func (h laneHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *laneHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
-func (h *laneHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// lanes returns the times the step lanes come free, given the expected
-// returns of the nodes out now (a return in the past means now). With more
-// nodes out than lanes (the cap was lowered), a lane comes free only when
-// enough of them are back: the lanes are the latest step returns.
-func lanes(now time.Time, step int, out []time.Time) laneHeap {
-	rs := make([]time.Time, len(out))
+// lanes returns the times the step lanes come free, in order, given the
+// expected returns of the nodes out now (a return in the past means now).
+// With more nodes out than lanes (the cap was lowered), a lane comes free
+// only when enough of them are back: the lanes are the latest step
+// returns.
+func lanes(now time.Time, step int, out []time.Time) []int64 {
+	rs := make([]int64, len(out))
 	for i, t := range out {
-		rs[i] = laterTime(t, now)
+		rs[i] = laterTime(t, now).UnixNano()
+		if t.After(now.Add(farthest)) {
+			rs[i] = now.Add(farthest).UnixNano()
+		}
 	}
-	slices.SortFunc(rs, time.Time.Compare)
+	slices.Sort(rs)
 	if len(rs) > step {
 		rs = rs[len(rs)-step:]
 	}
-	h := make(laneHeap, 0, step)
+	h := make([]int64, 0, step)
 	for range step - len(rs) {
-		h = append(h, now)
+		h = append(h, now.UnixNano())
 	}
-	h = append(h, rs...)
-	heap.Init(&h)
-	return h
+	return append(h, rs...)
+}
+
+// farthest is how far ahead the slot planner looks: an expected free
+// time later than this (a job without a time limit) counts as this far,
+// where times still fit Unix nanoseconds.
+const farthest = 100 * 365 * 24 * time.Hour
+
+// freeAt is when a pending node is expected free, within [now, now +
+// farthest].
+func (p slotParams) freeAt(n slotNode) time.Time {
+	if last := p.now.Add(farthest); n.free.After(last) {
+		return last
+	}
+	return laterTime(n.free, p.now)
 }
 
 func laterTime(a, b time.Time) time.Time {
@@ -124,33 +130,133 @@ func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time 
 // the nodes were given their slots: by expected free time, then xname. A
 // node free earlier never gets a later slot, so it is slot order too.
 func assignSlotsOrdered(p slotParams, out []time.Time, pending []slotNode) ([]time.Time, []int) {
-	order := make([]int, len(pending))
-	free := make([]int64, len(pending)) // Unix nanoseconds: cheap to compare
-	for i := range order {
-		order[i] = i
-		free[i] = laterTime(pending[i].free, p.now).UnixNano()
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		if free[a] != free[b] {
-			if free[a] < free[b] {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(pending[a].x, pending[b].x)
-	})
+	keys := slotOrder(p, out, pending)
 	slots := make([]time.Time, len(pending))
-	if p.step < 1 {
-		return slots, order
-	}
-	h := lanes(p.now, p.step, out)
-	for _, i := range order {
-		s := laterTime(time.Unix(0, free[i]).In(p.now.Location()), h[0])
-		slots[i] = s
-		h[0] = s.Add(p.reboot)
-		heap.Fix(&h, 0)
+	order := make([]int, len(pending))
+	loc := p.now.Location()
+	for k, c := range keys {
+		order[k] = c.i
+		if p.step > 0 {
+			slots[c.i] = time.Unix(0, c.slot).In(loc)
+		}
 	}
 	return slots, order
+}
+
+// slotKey is a pending node in slot order: its index in pending, when it
+// is expected free and its slot, in Unix nanoseconds (cheap to compare).
+type slotKey struct {
+	free, slot int64
+	rank, i    int
+}
+
+// slotOrder assigns the slots (none without lanes) and returns the nodes
+// in slot order.
+//
+// It costs a sort and O(1) per node: the lane that comes free first is
+// the earlier of two queues, each in order: the lanes as they are now
+// (sorted once), and the lanes given a node so far. Slots never go down
+// (nodes come in order of free time, and the earliest lane only moves
+// on), so each lane given a node comes free no sooner than the one before
+// it: appending keeps that queue in order.
+func slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
+	keys := make([]slotKey, len(pending))
+	for i := range pending {
+		keys[i] = slotKey{free: p.freeAt(pending[i]).UnixNano(), rank: pending[i].rank, i: i}
+	}
+	sortSlotKeys(keys, p.now.UnixNano(), pending)
+	if p.step < 1 {
+		return keys
+	}
+	reboot := int64(p.reboot)
+	now0 := lanes(p.now, p.step, out)
+	given := make([]int64, 0, len(pending))
+	head := 0 // of given
+	for k := range keys {
+		// The lane that comes free first.
+		var lane int64
+		switch {
+		case len(now0) > 0 && (head == len(given) || now0[0] <= given[head]):
+			lane, now0 = now0[0], now0[1:]
+		default:
+			lane = given[head]
+			head++
+		}
+		s := max(keys[k].free, lane)
+		keys[k].slot = s
+		given = append(given, s+reboot)
+	}
+	return keys
+}
+
+// sortSlotKeys sorts keys by free time, then rank, then xname. Free
+// times are not before now.
+//
+// It is a least-significant-digit radix sort, byte by byte, on rank then
+// on the time since now (bytes all keys share cost one look): a few
+// passes over the keys, where a comparison sort costs log n of them (the
+// scheduled strategy slots its whole lookahead, thousands of nodes, at
+// every decision). Keys equal in free time and rank (callers that give no
+// ranks) are then put in xname order by a comparison sort.
+func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
+	if len(keys) < 2 {
+		return
+	}
+	// The bits in which keys differ: a byte they all share takes no pass.
+	var orRank, andRank, orFree, andFree uint64 = 0, ^uint64(0), 0, ^uint64(0)
+	for _, k := range keys {
+		r, f := uint64(k.rank), uint64(k.free-now)
+		orRank, andRank, orFree, andFree = orRank|r, andRank&r, orFree|f, andFree&f
+	}
+	buf := make([]slotKey, len(keys))
+	src, dst := keys, buf
+	pass := func(digit func(slotKey) uint8) {
+		var count [256]int
+		for _, k := range src {
+			count[digit(k)]++
+		}
+		pos := 0
+		for d, c := range count {
+			count[d] = pos
+			pos += c
+		}
+		for _, k := range src {
+			d := digit(k)
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	for shift := 0; shift < 64; shift += 8 {
+		if (orRank^andRank)>>shift&0xff != 0 {
+			pass(func(k slotKey) uint8 { return uint8(uint64(k.rank) >> shift) })
+		}
+	}
+	for shift := 0; shift < 64; shift += 8 {
+		if (orFree^andFree)>>shift&0xff != 0 {
+			pass(func(k slotKey) uint8 { return uint8(uint64(k.free-now) >> shift) })
+		}
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
+	}
+	for j := 1; j < len(keys); j++ {
+		if a, b := keys[j-1], keys[j]; a.free == b.free && a.rank == b.rank && pending[a.i].x > pending[b.i].x {
+			slices.SortFunc(keys, func(a, b slotKey) int {
+				switch {
+				case a.free != b.free:
+					if a.free < b.free {
+						return -1
+					}
+					return 1
+				case a.rank != b.rank:
+					return a.rank - b.rank
+				}
+				return strings.Compare(pending[a.i].x, pending[b.i].x)
+			})
+			return
+		}
+	}
 }
 
 // slotPlan is what the slot planner decides.
@@ -165,17 +271,25 @@ type slotPlan struct {
 
 // planSlots assigns the slots and decides what to take and what to book.
 func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
-	slots, order := assignSlotsOrdered(p, out, pending)
-	plan := slotPlan{slots: slots}
+	keys := slotOrder(p, out, pending)
+	plan := slotPlan{slots: make([]time.Time, len(pending))}
+	if p.step < 1 {
+		return plan
+	}
+	loc := p.now.Location()
+	for _, c := range keys {
+		plan.slots[c.i] = time.Unix(0, c.slot).In(loc)
+	}
+	now := p.now.UnixNano()
 	room := min(p.room, p.step-len(out))
-	taken := map[int]bool{}
-	for _, i := range order {
-		if room <= 0 || plan.slots[i].After(p.now) {
+	taken := make([]bool, len(pending))
+	for _, c := range keys {
+		if room <= 0 || c.slot > now {
 			break
 		}
-		if pending[i].idle {
-			plan.take = append(plan.take, pending[i].x)
-			taken[i] = true
+		if pending[c.i].idle {
+			plan.take = append(plan.take, pending[c.i].x)
+			taken[c.i] = true
 			room--
 		}
 	}
@@ -186,27 +300,51 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	// than grain.
 	byName := map[string]*Booking{}
 	earliest := p.now.Add(p.lead)
-	for _, i := range order {
-		n, s := pending[i], plan.slots[i]
+	// The bucket of the node before, [lo, hi) in Unix nanoseconds: nodes
+	// in slot order share buckets.
+	var last *Booking
+	var lo, hi int64
+	into := make([]*Booking, len(keys)) // the booking of each key, nil if none
+	size := map[*Booking]int{}
+	for j, c := range keys {
+		n, s := &pending[c.i], plan.slots[c.i]
 		held, isHeld := p.bucketStart(n.booking)
 		switch {
-		case taken[i]:
+		case taken[c.i]:
 			continue
 		case n.unknownEnd && !isHeld:
 			continue
-		case !n.unknownEnd && s.Sub(laterTime(n.free, p.now)) > p.slack:
+		case !n.unknownEnd && time.Duration(c.slot-c.free) > p.slack:
 			continue
 		}
-		name, start := p.bucket(s)
-		if isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))) {
-			name, start = n.booking, held
+		var b *Booking
+		switch {
+		case isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))):
+			if b = byName[n.booking]; b == nil {
+				b = &Booking{Name: n.booking, Start: held}
+				byName[n.booking] = b
+			}
+		case last != nil && lo <= c.slot && c.slot < hi:
+			b = last
+		default:
+			k, start := p.bucketOf(s)
+			name := p.bucketName(k)
+			if b = byName[name]; b == nil {
+				b = &Booking{Name: name, Start: start}
+				byName[name] = b
+			}
+			last, lo, hi = b, start.UnixNano(), start.Add(p.grain).UnixNano()
 		}
-		b := byName[name]
-		if b == nil {
-			b = &Booking{Name: name, Start: start}
-			byName[name] = b
+		into[j] = b
+		size[b]++
+	}
+	for b, n := range size {
+		b.Nodes = make([]string, 0, n)
+	}
+	for j, b := range into {
+		if b != nil {
+			b.Nodes = append(b.Nodes, pending[keys[j].i].x)
 		}
-		b.Nodes = append(b.Nodes, n.x)
 	}
 	for _, b := range byName {
 		b.Start = laterTime(b.Start, earliest).Truncate(time.Second)
@@ -221,15 +359,18 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	return plan
 }
 
-// bucket returns the reservation name and start of a slot: its grain
+// bucketOf returns the number and start of a slot's bucket: its grain
 // bucket since the epoch.
-func (p slotParams) bucket(s time.Time) (string, time.Time) {
+func (p slotParams) bucketOf(s time.Time) (int64, time.Time) {
 	k := int64(0)
 	if p.grain > 0 && s.After(p.epoch) {
 		k = int64(s.Sub(p.epoch) / p.grain)
 	}
-	return p.prefix + strconv.FormatInt(k, 10), p.epoch.Add(time.Duration(k) * p.grain)
+	return k, p.epoch.Add(time.Duration(k) * p.grain)
 }
+
+// bucketName names the reservation of bucket k.
+func (p slotParams) bucketName(k int64) string { return p.prefix + strconv.FormatInt(k, 10) }
 
 // bucketStart returns the start of the bucket a reservation name of this
 // planner stands for; false if the name is not one.

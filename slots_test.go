@@ -1,9 +1,11 @@
 package crus
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +118,7 @@ func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 		out[i] = mins(rapid.IntRange(-20, 60).Draw(t, fmt.Sprint("ret", i)))
 	}
 	pending := make([]slotNode, rapid.IntRange(0, 30).Draw(t, "pending"))
+	ranked := rapid.Bool().Draw(t, "ranked")
 	for i := range pending {
 		idle := rapid.Bool().Draw(t, fmt.Sprint("idle", i))
 		free := mins(rapid.IntRange(-30, 240).Draw(t, fmt.Sprint("free", i)))
@@ -125,6 +128,9 @@ func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 		pending[i] = slotNode{x: fmt.Sprintf("x%03d", i), free: free, idle: idle}
 		if !idle && rapid.IntRange(0, 5).Draw(t, fmt.Sprint("unknown", i)) == 0 {
 			pending[i].free, pending[i].unknownEnd = time.Time{}, true
+		}
+		if ranked {
+			pending[i].rank = i // agrees with the xnames' order
 		}
 		if rapid.Bool().Draw(t, fmt.Sprint("held", i)) {
 			pending[i].booking = fmt.Sprintf("crus-s-%d", rapid.IntRange(0, 60).Draw(t, fmt.Sprint("bucket", i)))
@@ -206,6 +212,62 @@ func TestSlotProperties(t *testing.T) {
 				// (A busy node whose end is unknown is not booked anew:
 				// checked above.)
 				t.Fatalf("%s neither taken nor booked with a lane for every node", n.x)
+			}
+		}
+	})
+}
+
+// TestSortSlotKeys: the radix sort of the slot planner orders keys as a
+// comparison by free time, rank and xname does, over the whole range of
+// times it takes (now to a century ahead), ranks or none, and ties.
+func TestSortSlotKeys(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		now := slotNow.UnixNano()
+		n := rapid.IntRange(0, 300).Draw(t, "n")
+		ranked := rapid.Bool().Draw(t, "ranked")
+		pending := make([]slotNode, n)
+		keys := make([]slotKey, n)
+		for i := range keys {
+			var free int64
+			switch rapid.IntRange(0, 3).Draw(t, fmt.Sprint("kind", i)) {
+			case 0: // now
+			case 1: // a few distinct values: ties
+				free = int64(rapid.IntRange(0, 3).Draw(t, fmt.Sprint("few", i))) * int64(time.Minute)
+			case 2:
+				free = rapid.Int64Range(0, int64(48*time.Hour)).Draw(t, fmt.Sprint("free", i))
+			default:
+				free = rapid.Int64Range(0, int64(farthest)).Draw(t, fmt.Sprint("far", i))
+			}
+			pending[i] = slotNode{x: fmt.Sprintf("x%04d", rapid.IntRange(0, 9999).Draw(t, fmt.Sprint("x", i)))}
+			keys[i] = slotKey{free: now + free, i: i}
+		}
+		if ranked {
+			// Ranks agree with the xnames' order, as the planner's do.
+			byX := make([]int, n)
+			for i := range byX {
+				byX[i] = i
+			}
+			slices.SortStableFunc(byX, func(a, b int) int { return strings.Compare(pending[a].x, pending[b].x) })
+			for r, i := range byX {
+				keys[i].rank = r
+			}
+		}
+		want := slices.Clone(keys)
+		slices.SortStableFunc(want, func(a, b slotKey) int {
+			if c := cmp.Compare(a.free, b.free); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(a.rank, b.rank); c != 0 {
+				return c
+			}
+			return strings.Compare(pending[a.i].x, pending[b.i].x)
+		})
+		sortSlotKeys(keys, now, pending)
+		for j := range keys {
+			a, b := keys[j], want[j]
+			if a.free != b.free || a.rank != b.rank || pending[a.i].x != pending[b.i].x {
+				t.Fatalf("position %d: got free %d rank %d %s, want free %d rank %d %s", j,
+					a.free-now, a.rank, pending[a.i].x, b.free-now, b.rank, pending[b.i].x)
 			}
 		}
 	})
