@@ -210,7 +210,15 @@ func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
 	}
 	buf := make([]slotKey, len(keys))
 	src, dst := keys, buf
-	pass := func(digit func(slotKey) uint8) {
+	// pass orders the keys by one byte of their rank or free time, keeping
+	// the order of keys with the same byte.
+	pass := func(rank bool, shift uint) {
+		digit := func(k slotKey) uint8 {
+			if rank {
+				return uint8(uint64(k.rank) >> shift)
+			}
+			return uint8(uint64(k.free-now) >> shift)
+		}
 		var count [256]int
 		for _, k := range src {
 			count[digit(k)]++
@@ -227,14 +235,14 @@ func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
 		}
 		src, dst = dst, src
 	}
-	for shift := 0; shift < 64; shift += 8 {
+	for shift := uint(0); shift < 64; shift += 8 {
 		if (orRank^andRank)>>shift&0xff != 0 {
-			pass(func(k slotKey) uint8 { return uint8(uint64(k.rank) >> shift) })
+			pass(true, shift)
 		}
 	}
-	for shift := 0; shift < 64; shift += 8 {
+	for shift := uint(0); shift < 64; shift += 8 {
 		if (orFree^andFree)>>shift&0xff != 0 {
-			pass(func(k slotKey) uint8 { return uint8(uint64(k.free-now) >> shift) })
+			pass(false, shift)
 		}
 	}
 	if &src[0] != &keys[0] {

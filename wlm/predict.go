@@ -207,7 +207,7 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 	for _, n := range names {
 		asked[n] = true
 	}
-	ends := map[string]time.Time{}
+	ends := make(map[string]time.Time, len(names))
 	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
 	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
 	for _, j := range running {
@@ -216,8 +216,10 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 			continue
 		}
 		for _, n := range j.Nodes {
-			if asked[n] && end.After(ends[n]) {
-				ends[n] = end
+			if asked[n] {
+				if e, ok := ends[n]; !ok || end.After(e) {
+					ends[n] = end
+				}
 			}
 		}
 	}

@@ -52,7 +52,7 @@ func (m *WLM) Jobs(ctx context.Context, names []string, since time.Time) ([]wlm.
 			listed[j.id] = true
 			job := wlm.Job{ID: strconv.Itoa(j.id), Nodes: []string{n.name}, Limit: j.limit}
 			if r := n.sim.run; r != nil && r.id == j.id {
-				job.User, job.Start, job.Nodes = r.user, r.start, nil
+				job.User, job.Start, job.Nodes = r.user, r.start, make([]string, 0, len(r.nodes))
 				for _, rn := range r.nodes {
 					job.Nodes = append(job.Nodes, rn.name)
 				}
