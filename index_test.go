@@ -168,3 +168,23 @@ func TestMemoryStoreUpdateNodes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, again.Progress.Nodes[3].Reason, "the stored record shares nothing with copies handed out")
 }
+
+// TestNamesAt: reading names by position gives what the session-wide
+// look-up gives, for xnames among the scope's nodes and for one that is
+// not (looked up), or not the session's at all ("").
+func TestNamesAt(t *testing.T) {
+	s := &Session{Progress: Progress{Nodes: []NodeRecord{
+		{XName: "x1c0s0b0n0", Name: "nid01"}, {XName: "x1c0s0b0n1", Name: "nid02"},
+		{XName: "x1c0s1b0n0", Name: "nid03"}, {XName: "x1c0s1b0n1", Name: "nid04"},
+	}}}
+	nn := newNodeNames(s)
+	nodes, pos := []string{"x1c0s0b0n1", "x1c0s1b0n0", "x1c0s1b0n1"}, []int{1, 2, 3}
+	for _, xnames := range [][]string{
+		nil,
+		{"x1c0s0b0n1", "x1c0s1b0n1"},
+		{"x1c0s0b0n0", "x1c0s1b0n0"}, // the first is not among nodes
+		{"x1c0s0b0n1", "x9c0s0b0n0"}, // nor the session's
+	} {
+		assert.Equal(t, nn.names(xnames), nn.namesAt(xnames, nodes, pos), "%v", xnames)
+	}
+}

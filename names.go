@@ -154,6 +154,27 @@ func (nn *nodeNames) names(xnames []string) []string {
 	return out
 }
 
+// namesAt is names(xnames) for xnames that are all among nodes, whose
+// record positions are pos: both sorted, as a scope's are. It reads the
+// names by position, sparing a look-up in the session-wide map for each
+// (thousands a decision for the scheduled strategy's lookahead). An
+// xname not among nodes is looked up.
+func (nn *nodeNames) namesAt(xnames, nodes []string, pos []int) []string {
+	out := make([]string, len(xnames))
+	k := 0
+	for i, x := range xnames {
+		for k < len(nodes) && nodes[k] < x {
+			k++
+		}
+		if k < len(nodes) && nodes[k] == x && k < len(pos) && pos[k] < len(nn.wlm) {
+			out[i] = nn.wlm[pos[k]]
+			continue
+		}
+		out[i] = nn.name(x)
+	}
+	return out
+}
+
 // xname returns the xname of a workload-manager name, and whether the name
 // is one of the session's.
 func (nn *nodeNames) xname(name string) (string, bool) {

@@ -175,7 +175,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	}
 	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
 		g.Go(func() error {
-			names := r.names.names(sc.JobEnds)
+			names := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
 			var ends map[string]time.Time
 			_, err := e.call(ctx, "job ends", func() (err error) {
 				ends, err = e.jobEnder.JobEnds(ctx, names)
@@ -191,9 +191,11 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			byX := r.obsEnds // reused, like obs.Nodes
 			clear(byX)
-			for name, t := range ends {
-				if x, ok := r.names.xname(name); ok {
-					byX[x] = t
+			// Only the nodes asked about: the answer is small, the
+			// session's names are many.
+			for k, name := range names {
+				if t, ok := ends[name]; ok {
+					byX[sc.JobEnds[k]] = t
 				}
 			}
 			mu.Lock()
