@@ -3,11 +3,14 @@ package wlm_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/wlm"
+	"pgregory.net/rapid"
 )
 
 var t0 = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
@@ -127,4 +130,90 @@ func TestPredictorJobEnds(t *testing.T) {
 	if _, err := p.JobEnds(context.Background(), l, []string{"a"}); err == nil {
 		t.Error("a failed call: no error")
 	}
+}
+
+// TestPredictorJobEndsIndex: over a run of calls in which jobs start,
+// end, are requeued with the same ID elsewhere, lose nodes, and the nodes
+// asked about change, JobEnds (which keeps an index of running jobs by
+// node) answers as the latest prediction of the jobs listed on each asked
+// node.
+func TestPredictorJobEndsIndex(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		now := at(100)
+		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return now }})
+		nodes := []string{"a", "b", "c", "d", "e", "f"}
+		users := []string{"ann", "bob"}
+		l := &lister{}
+		for call := range rapid.IntRange(1, 12).Draw(t, "calls") {
+			now = now.Add(time.Duration(rapid.IntRange(0, 120).Draw(t, fmt.Sprint("wait", call))) * time.Minute)
+			// The jobs running now: some kept, some changed, some new.
+			var running []wlm.Job
+			for k, j := range l.jobs {
+				if !j.End.IsZero() {
+					continue
+				}
+				switch rapid.IntRange(0, 5).Draw(t, fmt.Sprint("fate", call, k)) {
+				case 0: // ends: learnt from
+					j.End = now
+					l.jobs[k] = j
+					continue
+				case 1: // requeued: same ID, other nodes, new start
+					j.Start = now
+					j.Nodes = rapid.SliceOfNDistinct(rapid.SampledFrom(nodes), 1, 3, rapid.ID[string]).Draw(t, fmt.Sprint("requeue", call, k))
+				case 2: // loses nodes
+					if len(j.Nodes) > 1 {
+						j.Nodes = j.Nodes[:len(j.Nodes)-1]
+					}
+				}
+				running = append(running, j)
+			}
+			for k := range rapid.IntRange(0, 3).Draw(t, fmt.Sprint("new", call)) {
+				running = append(running, wlm.Job{
+					ID: fmt.Sprintf("%d.%d", call, k), User: rapid.SampledFrom(users).Draw(t, fmt.Sprint("user", call, k)),
+					Nodes: rapid.SliceOfNDistinct(rapid.SampledFrom(nodes), 1, 4, rapid.ID[string]).Draw(t, fmt.Sprint("nodes", call, k)),
+					Start: now.Add(-time.Duration(rapid.IntRange(0, 300).Draw(t, fmt.Sprint("ago", call, k))) * time.Minute),
+					Limit: now.Add(time.Duration(rapid.IntRange(0, 600).Draw(t, fmt.Sprint("limit", call, k))) * time.Minute),
+				})
+			}
+			var ended []wlm.Job
+			for _, j := range l.jobs {
+				if !j.End.IsZero() {
+					ended = append(ended, j)
+				}
+			}
+			l.jobs = append(ended, running...)
+			asked := rapid.SliceOfNDistinct(rapid.SampledFrom(nodes), 0, len(nodes), rapid.ID[string]).Draw(t, fmt.Sprint("asked", call))
+			// The lister lists only the jobs running on the nodes asked.
+			listed := &lister{}
+			for _, j := range l.jobs {
+				if !j.End.IsZero() || slices.ContainsFunc(j.Nodes, func(n string) bool { return slices.Contains(asked, n) }) {
+					listed.jobs = append(listed.jobs, j)
+				}
+			}
+			got, err := p.JobEnds(context.Background(), listed, asked)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]time.Time{}
+			for _, j := range listed.jobs {
+				if !j.End.IsZero() {
+					continue
+				}
+				end := p.Predict(j, now)
+				for _, n := range j.Nodes {
+					if slices.Contains(asked, n) && !end.IsZero() && end.After(want[n]) {
+						want[n] = end
+					}
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("call %d: JobEnds = %v, want %v", call, got, want)
+			}
+			for n, e := range want {
+				if !got[n].Equal(e) {
+					t.Fatalf("call %d: %s ends %v, want %v (JobEnds = %v)", call, n, got[n], e, got)
+				}
+			}
+		}
+	})
 }
