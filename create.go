@@ -91,6 +91,9 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		return nil, err
 	}
 	s.UpgradeID = e.cfg.NewID()
+	if err := e.checkBookingNames(s); err != nil {
+		return nil, err
+	}
 	if err := e.createRecord(ctx, s); err != nil {
 		return nil, err
 	}
@@ -104,6 +107,22 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkBookingNames refuses a session id that would make the scheduled
+// strategy's reservation names ones the workload manager refuses (a
+// Config.NewID of very long ids): every booking would fail. The longest
+// bucket number a session can reach has 8 digits (a century of 5-minute
+// buckets).
+func (e *Executor) checkBookingNames(s *Session) error {
+	if e.scheduler == nil || !policyOf(&s.Spec).scheduled {
+		return nil
+	}
+	probe := wlm.Reservation{Name: bookingPrefix(s) + "99999999", Nodes: []string{"n"}, Start: s.Progress.CreatedAt, End: s.Progress.CreatedAt.Add(time.Hour)}
+	if err := wlm.ValidateReservation(probe); err != nil {
+		return fmt.Errorf("crus: session id %q (Config.NewID) cannot name the scheduled strategy's reservations: %w", s.UpgradeID, err)
+	}
+	return nil
 }
 
 // PreviewID is the UpgradeID of the record Preview returns.

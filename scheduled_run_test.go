@@ -2,6 +2,7 @@ package crus_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,29 @@ func TestScheduledOwnsBookingsByExactID(t *testing.T) {
 	require.Len(t, left, 1, "session s1-2's reservation stays")
 	assert.Equal(t, neighbour.Name, left[0].Name)
 	assert.Equal(t, neighbour.Start, left[0].Start, "not moved")
+}
+
+// TestScheduledRefusesIDsTooLongToBook: a Config.NewID whose ids would
+// make reservation names the workload manager refuses fails Create, with
+// nothing stored or touched; the same id is fine for another strategy.
+func TestScheduledRefusesIDsTooLongToBook(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 4, Busy: 0.5}, 2)
+	long := strings.Repeat("a", 90) // the stores take 200
+	e.cfg.NewID = func() string { return long }
+	e.ex = e.executor()
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	_, err := e.ex.Create(context.Background(), e.spec)
+	require.ErrorIs(t, err, wlm.ErrInvalidArgument)
+	assert.Contains(t, err.Error(), "Config.NewID")
+	ids, lerr := e.store.List(context.Background())
+	require.NoError(t, lerr)
+	assert.Empty(t, ids, "nothing stored")
+	assert.Zero(t, e.w.Calls()["hsm.AddMembers"]+e.w.Calls()["wlm.Drain"], "nothing touched")
+
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+	s, err := e.ex.Create(context.Background(), e.spec)
+	require.NoError(t, err)
+	assert.Equal(t, long, s.UpgradeID)
 }
 
 // TestScheduledWithoutScheduler: a workload manager that cannot book
