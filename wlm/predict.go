@@ -1,8 +1,8 @@
 package wlm
 
 import (
+	"cmp"
 	"context"
-	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -59,33 +59,6 @@ type Predictor struct {
 	seen  map[string]bool     // ended jobs already learnt from, by ID
 	asked time.Time           // when Jobs was last asked about ended jobs
 	order []seenJob           // seen, oldest first, to forget them
-
-	// The running jobs of the last JobEnds call, by node: a job's nodes
-	// are read once, not at every call (a wide job runs on thousands).
-	imu    sync.Mutex
-	seed   maphash.Seed
-	byJob  map[jobKey][]string // nodes of each job indexed
-	byNode map[string][]jobKey // jobs indexed on each node
-}
-
-// jobKey tells a running job from another, and from itself on other
-// nodes (requeued with the same ID, or after losing some): its ID and a
-// hash of its node list. Hashing the names costs a fraction of looking
-// each up.
-type jobKey struct {
-	id    string
-	nodes int
-	hash  uint64
-}
-
-func (p *Predictor) keyOf(j Job) jobKey {
-	var h maphash.Hash
-	h.SetSeed(p.seed)
-	for _, n := range j.Nodes {
-		h.WriteString(n)
-		h.WriteByte(0)
-	}
-	return jobKey{id: j.ID, nodes: len(j.Nodes), hash: h.Sum64()}
 }
 
 type lastTwo struct {
@@ -116,7 +89,7 @@ func NewPredictor(cfg PredictorConfig) *Predictor {
 	if cfg.History == 0 {
 		cfg.History = 7 * 24 * time.Hour
 	}
-	return &Predictor{now: cfg.Now, history: cfg.History, runs: map[string]*lastTwo{}, seen: map[string]bool{}, seed: maphash.MakeSeed()}
+	return &Predictor{now: cfg.Now, history: cfg.History, runs: map[string]*lastTwo{}, seen: map[string]bool{}}
 }
 
 // Learn records ended jobs: each one's run time becomes the latest of its
@@ -230,22 +203,20 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 	}
 	p.forget(since)
 	p.mu.Unlock()
-	// Each node's end is the latest predicted end of the jobs it runs.
-	predicted := make(map[jobKey]time.Time, len(jobs))
-	keys := make([]jobKey, len(jobs))
-	for i, j := range jobs {
-		if j.End.IsZero() {
-			keys[i] = p.keyOf(j)
-			predicted[keys[i]] = p.Predict(j, now) // zero: nothing known
-		}
-	}
-	p.imu.Lock()
-	defer p.imu.Unlock()
-	p.index(jobs, keys, predicted)
-	ends := make(map[string]time.Time, len(names))
+	asked := make(map[string]bool, len(names))
 	for _, n := range names {
-		for _, k := range p.byNode[n] {
-			if end := predicted[k]; !end.IsZero() {
+		asked[n] = true
+	}
+	ends := make(map[string]time.Time, len(names))
+	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
+	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
+	for _, j := range running {
+		end := p.Predict(j, now)
+		if end.IsZero() {
+			continue
+		}
+		for _, n := range j.Nodes {
+			if asked[n] {
 				if e, ok := ends[n]; !ok || end.After(e) {
 					ends[n] = end
 				}
@@ -253,42 +224,4 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 		}
 	}
 	return ends, err
-}
-
-// index brings the index of running jobs by node in line with the jobs
-// running now (the keys of running; keys[i] is jobs[i]'s): the new ones
-// added, the ones gone removed. Callers hold imu.
-func (p *Predictor) index(jobs []Job, keys []jobKey, running map[jobKey]time.Time) {
-	if p.byJob == nil {
-		p.byJob, p.byNode = map[jobKey][]string{}, map[string][]jobKey{}
-	}
-	for k, nodes := range p.byJob {
-		if _, ok := running[k]; ok {
-			continue
-		}
-		delete(p.byJob, k)
-		for _, n := range nodes {
-			rest := slices.DeleteFunc(p.byNode[n], func(o jobKey) bool { return o == k })
-			if len(rest) == 0 {
-				delete(p.byNode, n)
-			} else {
-				p.byNode[n] = rest
-			}
-		}
-	}
-	for i, j := range jobs {
-		if !j.End.IsZero() {
-			continue
-		}
-		k := keys[i]
-		if _, ok := p.byJob[k]; ok {
-			continue
-		}
-		p.byJob[k] = slices.Clone(j.Nodes)
-		for _, n := range j.Nodes {
-			if !slices.Contains(p.byNode[n], k) {
-				p.byNode[n] = append(p.byNode[n], k)
-			}
-		}
-	}
 }

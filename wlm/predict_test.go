@@ -132,12 +132,12 @@ func TestPredictorJobEnds(t *testing.T) {
 	}
 }
 
-// TestPredictorJobEndsIndex: over a run of calls in which jobs start,
-// end, are requeued with the same ID elsewhere, lose nodes, and the nodes
-// asked about change, JobEnds (which keeps an index of running jobs by
-// node) answers as the latest prediction of the jobs listed on each asked
-// node.
-func TestPredictorJobEndsIndex(t *testing.T) {
+// TestPredictorJobEndsOverCalls: over a run of calls in which jobs
+// start, end, are requeued with the same ID elsewhere, lose nodes, and the
+// nodes asked about change, JobEnds answers with the latest prediction of
+// the jobs listed on each asked node (nothing it keeps between calls, such
+// as an index of jobs by node, may go stale).
+func TestPredictorJobEndsOverCalls(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		now := at(100)
 		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return now }})
