@@ -2,6 +2,8 @@ package crus_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,56 @@ func TestScheduledWithoutScheduler(t *testing.T) {
 	s := e.run()
 	assert.Equal(t, 10, s.Counts().Upgraded)
 	assert.Zero(t, e.w.Calls()["wlm.Reserve"]+e.w.Calls()["wlm.Reservations"])
+}
+
+// TestScheduledSchedulerUnsupported: a workload manager that has the
+// wlm.Scheduler methods but answers wlm.ErrUnsupported to each (slurmrestd
+// without a CLI fallback) runs the scheduled strategy as rolling by
+// expected ends, as one without them does. Its session used to wait for
+// ever, at its end, to read reservations that cannot exist, saying every
+// poll that they could not be read and, between polls, that they could.
+func TestScheduledSchedulerUnsupported(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	m := &cannotBook{noBooking: noBooking{e.w.WLM()}}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	s := e.create()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // on the simulated clock a stuck session runs for ever
+	defer cancel()
+	final, err := e.ex.Run(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	require.True(t, final.Completed)
+	e.check(final)
+	assert.Equal(t, 10, final.Counts().Upgraded)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3)
+	assert.Positive(t, m.lists.Load(), "the reservations were asked for")
+	assert.Zero(t, m.changes.Load(), "no reservation made or deleted")
+	assert.Empty(t, messagesWith(final, "reservations could not be read"))
+	assert.Empty(t, final.Progress.Conditions)
+}
+
+// cannotBook has the wlm.Scheduler methods, but each answers
+// wlm.ErrUnsupported, as slurm.REST does without a Fallback.
+type cannotBook struct {
+	noBooking
+	lists, changes atomic.Int32
+}
+
+func (c *cannotBook) Reserve(context.Context, wlm.Reservation) error {
+	c.changes.Add(1)
+	return fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
+}
+
+func (c *cannotBook) Unreserve(context.Context, []string) error {
+	c.changes.Add(1)
+	return fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
+}
+
+func (c *cannotBook) Reservations(context.Context, string) ([]wlm.Reservation, error) {
+	c.lists.Add(1)
+	return nil, fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
 }
 
 // noBooking hides the fake's wlm.Scheduler (and every other capability
