@@ -196,3 +196,32 @@ func TestScheduledBookingsUnreadable(t *testing.T) {
 	assert.Empty(t, left)
 	assert.Empty(t, e.w.Violations())
 }
+
+// TestOutageSaidOnceWithShortRetries: with retries that give up well
+// within a poll interval, the executor looks at its nodes in flight
+// between two polls (reading no job ends and no reservations) while the
+// job ends, or the reservations, cannot be read for two hours. The
+// outage is said once when it begins and once when it ends: such a look
+// used to end the condition, and the next poll began it again, a pair of
+// messages every poll that pushed the others out of the record.
+func TestOutageSaidOnceWithShortRetries(t *testing.T) {
+	for _, c := range []struct{ op, begins, ends string }{
+		{"wlm.Reservations", "The session's reservations could not be read", "Over: bookings_unreadable"},
+		{"wlm.JobEnds", "Expected job ends could not be read", "Expected job ends can be read again"},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+			e.cfg.RetryTimeout = 5 * time.Second // the poll interval is 30s
+			e.ex = e.executor()
+			start := e.w.Now()
+			e.w.Outage(c.op, start.Add(10*time.Minute), start.Add(130*time.Minute), nil)
+			s := e.run()
+			assert.Equal(t, 12, s.Counts().Upgraded)
+			assert.Len(t, messagesWith(s, c.begins), 1)
+			assert.Len(t, messagesWith(s, c.ends), 1)
+			assert.Zero(t, s.MessagesDropped)
+			assert.Empty(t, s.Progress.Conditions)
+		})
+	}
+}
