@@ -55,6 +55,17 @@ var partCondition = map[Part]ConditionKind{
 	PartBookings:  CondBookingsUnreadable,
 }
 
+// isPartCondition reports whether a condition is that of a part of the
+// observation that could not be read.
+func isPartCondition(k ConditionKind) bool {
+	for _, c := range partCondition {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
 // setConditions derives the session's conditions from this decision's
 // observation, keeping the time each began, and writes a message when one
 // begins or ends.
@@ -84,6 +95,18 @@ func (p *planner) setConditions() {
 		}
 	}
 	old := p.s.Progress.Conditions
+	if p.obs.InFlightOnly && !p.d.Done {
+		// A look at the nodes in flight alone reads no job ends and no
+		// reservations, and only the boot sessions with news: it cannot
+		// tell that a part is readable again. An outage ends at a full
+		// observation; ended here, it would begin again at the next one,
+		// a pair of messages every poll.
+		for _, c := range old {
+			if isPartCondition(c.Kind) && !slices.ContainsFunc(now, func(n Condition) bool { return n.Kind == c.Kind }) {
+				now = append(now, c)
+			}
+		}
+	}
 	for k := range now {
 		if i := slices.IndexFunc(old, func(c Condition) bool { return c.Kind == now[k].Kind }); i >= 0 {
 			now[k].Since = old[i].Since

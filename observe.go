@@ -207,6 +207,18 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	if sc.Bookings && e.scheduler != nil {
 		g.Go(func() error {
 			bookings, err := e.bookings(ctx, r)
+			if errors.Is(err, wlm.ErrUnsupported) {
+				// The workload manager has the methods but cannot book
+				// nodes (slurmrestd without a CLI fallback): no
+				// reservation of the session can exist, and the
+				// scheduled strategy runs as without wlm.Scheduler.
+				// Waiting to read them would hold the session's end for
+				// ever.
+				mu.Lock()
+				obs.Scheduling = false
+				mu.Unlock()
+				return nil
+			}
 			if err != nil {
 				failed(PartBookings, err)
 				return nil

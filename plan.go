@@ -111,9 +111,10 @@ type Observation struct {
 	JobEnds map[string]time.Time
 
 	// Scheduling says the workload manager can book nodes ahead of time
-	// (wlm.Scheduler). Bookings holds the session's reservations, by
-	// name, when Scope.Bookings asked for them and they could be read
-	// (BookingsObserved).
+	// (wlm.Scheduler, and reading the session's reservations did not
+	// answer wlm.ErrUnsupported). Bookings holds the session's
+	// reservations, by name, when Scope.Bookings asked for them and they
+	// could be read (BookingsObserved).
 	Scheduling       bool
 	Bookings         map[string]Booking
 	BookingsObserved bool

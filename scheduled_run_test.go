@@ -2,7 +2,9 @@ package crus_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +95,56 @@ func TestScheduledWithoutScheduler(t *testing.T) {
 	assert.Zero(t, e.w.Calls()["wlm.Reserve"]+e.w.Calls()["wlm.Reservations"])
 }
 
+// TestScheduledSchedulerUnsupported: a workload manager that has the
+// wlm.Scheduler methods but answers wlm.ErrUnsupported to each (slurmrestd
+// without a CLI fallback) runs the scheduled strategy as rolling by
+// expected ends, as one without them does. Its session used to wait for
+// ever, at its end, to read reservations that cannot exist, saying every
+// poll that they could not be read and, between polls, that they could.
+func TestScheduledSchedulerUnsupported(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	m := &cannotBook{noBooking: noBooking{e.w.WLM()}}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	s := e.create()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // on the simulated clock a stuck session runs for ever
+	defer cancel()
+	final, err := e.ex.Run(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	require.True(t, final.Completed)
+	e.check(final)
+	assert.Equal(t, 10, final.Counts().Upgraded)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3)
+	assert.Positive(t, m.lists.Load(), "the reservations were asked for")
+	assert.Zero(t, m.changes.Load(), "no reservation made or deleted")
+	assert.Empty(t, messagesWith(final, "reservations could not be read"))
+	assert.Empty(t, final.Progress.Conditions)
+}
+
+// cannotBook has the wlm.Scheduler methods, but each answers
+// wlm.ErrUnsupported, as slurm.REST does without a Fallback.
+type cannotBook struct {
+	noBooking
+	lists, changes atomic.Int32
+}
+
+func (c *cannotBook) Reserve(context.Context, wlm.Reservation) error {
+	c.changes.Add(1)
+	return fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
+}
+
+func (c *cannotBook) Unreserve(context.Context, []string) error {
+	c.changes.Add(1)
+	return fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
+}
+
+func (c *cannotBook) Reservations(context.Context, string) ([]wlm.Reservation, error) {
+	c.lists.Add(1)
+	return nil, fmt.Errorf("%w: no reservations here", wlm.ErrUnsupported)
+}
+
 // noBooking hides the fake's wlm.Scheduler (and every other capability
 // but job ends and boot times).
 type noBooking struct{ m *fake.WLM }
@@ -167,4 +219,33 @@ func TestScheduledBookingsUnreadable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left)
 	assert.Empty(t, e.w.Violations())
+}
+
+// TestOutageSaidOnceWithShortRetries: with retries that give up well
+// within a poll interval, the executor looks at its nodes in flight
+// between two polls (reading no job ends and no reservations) while the
+// job ends, or the reservations, cannot be read for two hours. The
+// outage is said once when it begins and once when it ends: such a look
+// used to end the condition, and the next poll began it again, a pair of
+// messages every poll that pushed the others out of the record.
+func TestOutageSaidOnceWithShortRetries(t *testing.T) {
+	for _, c := range []struct{ op, begins, ends string }{
+		{"wlm.Reservations", "The session's reservations could not be read", "Over: bookings_unreadable"},
+		{"wlm.JobEnds", "Expected job ends could not be read", "Expected job ends can be read again"},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+			e.cfg.RetryTimeout = 5 * time.Second // the poll interval is 30s
+			e.ex = e.executor()
+			start := e.w.Now()
+			e.w.Outage(c.op, start.Add(10*time.Minute), start.Add(130*time.Minute), nil)
+			s := e.run()
+			assert.Equal(t, 12, s.Counts().Upgraded)
+			assert.Len(t, messagesWith(s, c.begins), 1)
+			assert.Len(t, messagesWith(s, c.ends), 1)
+			assert.Zero(t, s.MessagesDropped)
+			assert.Empty(t, s.Progress.Conditions)
+		})
+	}
 }

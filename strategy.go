@@ -24,8 +24,9 @@ type Rollout struct {
 	// the first place to come free; a node whose slot comes soon after its
 	// jobs end is booked with the workload manager (wlm.Scheduler) so that
 	// its scheduler starts there only jobs that end by then; when its slot
-	// comes a node is taken, idle ones first. Without wlm.Scheduler it is
-	// rolling with the job_end order).
+	// comes a node is taken, idle ones first. Without wlm.Scheduler, or
+	// with one that answers wlm.ErrUnsupported (slurmrestd without a CLI
+	// fallback), it is rolling with the job_end order).
 	Strategy Strategy `json:"strategy,omitzero"`
 	// Order chooses which pending nodes are taken next: "listed" (default:
 	// the sorted starting list), "idle_first" (nodes running nothing

@@ -186,51 +186,79 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func endToEnd(t *testing.T, adapter string) {
-	ctx := t.Context()
-	start := time.Now()
-	c := slurmtest.New(t, slurmtest.Options{Nodes: 8, REST: adapter == "REST"})
-	const (
-		busyNode  = "nid000002"
-		neverNode = "nid000005"
-		template  = "compute-upgrade"
-	)
+// e2eCluster is a real Slurm cluster set up for whole crus sessions: an
+// in-memory HSM with one component per Slurm node (NID i+1: Slurm name
+// nid%06d) and the empty upgrading and failed groups, the executor's
+// workload manager (the adapter under test, "CLI" or "REST" with the CLI
+// as its fallback, its commands and requests counted) and the test's own
+// CLI.
+type e2eCluster struct {
+	c        *slurmtest.Cluster
+	world    *fake.World
+	mapper   crus.NIDMapper
+	xnames   []string          // in the order of c.Names()
+	xnameOf  map[string]string // Slurm name -> xname
+	cnt      *counter
+	manager  wlm.Manager
+	observer *slurm.CLI // the test's own eyes
+}
 
-	// The group store: HSM in memory, one component per Slurm node.
-	world := fake.New(fake.Options{})
-	var xnames []string
-	xnameOf := map[string]string{}
+func newE2ECluster(t *testing.T, adapter string, nodes int) *e2eCluster {
+	ctx := t.Context()
+	c := slurmtest.New(t, slurmtest.Options{Nodes: nodes, REST: adapter == "REST"})
+	e := &e2eCluster{c: c, world: fake.New(fake.Options{}), xnameOf: map[string]string{}, cnt: &counter{}}
 	for i, name := range c.Names() {
 		x := fake.XName(i)
-		world.AddNode(x, i+1) // NID i+1: Slurm name nid%06d
-		xnames = append(xnames, x)
-		xnameOf[name] = x
+		e.world.AddNode(x, i+1)
+		e.xnames = append(e.xnames, x)
+		e.xnameOf[name] = x
 	}
-	world.AddGroup(fake.StartingLabel, xnames...)
-	world.AddGroup(fake.UpgradingLabel)
-	world.AddGroup(fake.FailedLabel)
-	groups := world.HSM()
-	mapper := crus.NIDMapper{Resolver: groups}
-
-	// The executor's workload manager, its commands and requests counted.
-	var cnt counter
-	cli := newCLI(t, c, cnt.run)
-	var manager wlm.Manager = cli
+	e.world.AddGroup(fake.UpgradingLabel)
+	e.world.AddGroup(fake.FailedLabel)
+	e.mapper = crus.NIDMapper{Resolver: e.world.HSM()}
+	cli := newCLI(t, c, e.cnt.run)
+	e.manager = cli
 	if adapter == "REST" {
 		tok, err := c.Token(ctx, "root", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		manager, err = slurm.NewREST(slurm.RESTConfig{URL: c.RESTURL, User: "root", Token: slurm.StaticToken(tok),
-			Fallback: cli, HTTPClient: newCountingClient(&cnt), Logger: testLogger(t)})
+		e.manager, err = slurm.NewREST(slurm.RESTConfig{URL: c.RESTURL, User: "root", Token: slurm.StaticToken(tok),
+			Fallback: cli, HTTPClient: newCountingClient(e.cnt), Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	polls := &pollCounter{Manager: manager, cnt: &cnt, costs: map[int]int{}}
-	observer := newCLI(t, c, nil) // the test's own eyes
-	boot := &slurmdBOS{c: c, jobs: observer, names: mapper, template: template, never: map[string]bool{neverNode: true},
+	e.observer = newCLI(t, c, nil)
+	return e
+}
+
+// bos returns a boot orchestrator that reboots the cluster's nodes,
+// leaving those in never down.
+func (e *e2eCluster) bos(template string, never ...string) *slurmdBOS {
+	b := &slurmdBOS{c: e.c, jobs: e.observer, names: e.mapper, template: template, never: map[string]bool{},
 		sessions: map[string]*bootSession{}, rebooted: map[string]time.Time{}}
+	for _, n := range never {
+		b.never[n] = true
+	}
+	return b
+}
+
+func endToEnd(t *testing.T, adapter string) {
+	ctx := t.Context()
+	start := time.Now()
+	const (
+		busyNode  = "nid000002"
+		neverNode = "nid000005"
+		template  = "compute-upgrade"
+	)
+	e := newE2ECluster(t, adapter, 8)
+	c, world, xnames, xnameOf, observer := e.c, e.world, e.xnames, e.xnameOf, e.observer
+	world.AddGroup(fake.StartingLabel, xnames...)
+	groups, mapper, cnt := world.HSM(), e.mapper, e.cnt
+	manager := e.manager
+	polls := &pollCounter{Manager: manager, cnt: cnt, costs: map[int]int{}}
+	boot := e.bos(template, neverNode)
 	defer boot.wg.Wait()
 
 	jobID, err := c.Submit(ctx, []string{busyNode}, 8*time.Second, time.Minute)
@@ -243,47 +271,14 @@ func endToEnd(t *testing.T, adapter string) {
 	})
 
 	// Watch the invariant: never more than a step's worth of nodes out of
-	// service because of the session (failed nodes are out for good).
-	var maxOut int
-	var watchErr error
-	bootTimes := map[string][]string{} // distinct BootTime readings, in order, with when first seen
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	var watch sync.WaitGroup
-	watch.Add(1)
-	go func() {
-		defer watch.Done()
-		for watchCtx.Err() == nil {
-			nodes, err := observer.Nodes(watchCtx, c.Names())
-			if err != nil && watchCtx.Err() == nil {
-				watchErr = err
-				return
-			}
-			out := 0
-			for _, n := range nodes {
-				if bt := bootTimes[n.Name]; len(bt) == 0 || !strings.HasPrefix(bt[len(bt)-1], n.BootTime.UTC().Format(time.TimeOnly)) {
-					bootTimes[n.Name] = append(bt, n.BootTime.UTC().Format(time.TimeOnly)+"@"+time.Now().UTC().Format("15:04:05.000"))
-				}
-				if !n.InService() && !n.Fail {
-					out++
-				}
-			}
-			maxOut = max(maxOut, out)
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
+	// service because of the session.
+	watch := watchOut(ctx, observer, c.Names())
 
-	steps := map[int]time.Time{}
-	var stepsMu sync.Mutex
+	steps := &stepStarts{}
 	ex, err := crus.NewExecutor(groups, polls, boot, crus.Config{
 		Mapper: mapper, Logger: testLogger(t),
 		PollInterval: 500 * time.Millisecond, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, RetryTimeout: 20 * time.Second,
-		OnEvent: func(ev crus.Event) {
-			if ev.Kind == crus.EventStepStarted {
-				stepsMu.Lock()
-				steps[ev.Step] = ev.Time
-				stepsMu.Unlock()
-			}
-		},
+		OnEvent: steps.onEvent,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -303,13 +298,12 @@ func endToEnd(t *testing.T, adapter string) {
 	final, err := ex.Run(runCtx, sess.UpgradeID)
 	runTime := time.Since(runStart)
 	cmds, reqs := cnt.take()
-	stopWatch()
-	watch.Wait()
+	watch.Stop()
 	if err != nil {
 		t.Fatalf("Run: %v; session %+v", err, final.Progress)
 	}
-	if watchErr != nil {
-		t.Errorf("watching the nodes: %v", watchErr)
+	if watch.err != nil {
+		t.Errorf("watching the nodes: %v", watch.err)
 	}
 
 	// The session.
@@ -320,8 +314,8 @@ func endToEnd(t *testing.T, adapter string) {
 	if final.Progress.Steps != 3 {
 		t.Errorf("%d steps, want 3 (8 nodes in steps of 3)", final.Progress.Steps)
 	}
-	if maxOut > 3 {
-		t.Errorf("up to %d nodes out of service at once; the step size is 3", maxOut)
+	if watch.maxOut > 3 {
+		t.Errorf("up to %d nodes out of service at once; the step size is 3", watch.maxOut)
 	}
 	if m := world.Members(fake.UpgradingLabel); len(m) != 0 {
 		t.Errorf("upgrading group not empty at the end: %v", m)
@@ -341,34 +335,12 @@ func endToEnd(t *testing.T, adapter string) {
 		t.Errorf("job %s on %s: %q, %v; want COMPLETED (it must finish before the reboot)", jobID, busyNode, st, err)
 	}
 
-	// Every node in Slurm, as the test's own adapter reads it. Slurm
-	// derives BootTime again after a RESUME and shows None (zero) for a
-	// moment: read again until every node that returned shows one (the
-	// executor, likewise, takes a zero boot time for no news).
-	var nodes []wlm.Node
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		nodes, err = observer.Nodes(ctx, c.Names())
-		if err != nil {
-			t.Fatal(err)
-		}
-		settled := true
-		for _, n := range nodes {
-			if n.Name != neverNode && n.BootTime.IsZero() {
-				settled = false
-			}
-		}
-		if settled || time.Now().After(deadline) {
-			break
-		}
-	}
-	for _, n := range nodes {
+	// Every node in Slurm, as the test's own adapter reads it.
+	for _, n := range settledNodes(t, observer, c.Names(), neverNode) {
 		rec := final.Node(xnameOf[n.Name])
 		if rec == nil {
 			t.Fatalf("no record for %s", n.Name)
 		}
-		stepsMu.Lock()
-		stepStart := steps[rec.Step]
-		stepsMu.Unlock()
 		if n.Name == neverNode {
 			if rec.Outcome != crus.OutcomeFailed || !n.Fail || !strings.HasPrefix(n.Reason, "crus "+final.UpgradeID) ||
 				!strings.Contains(n.Reason, "did not return") || n.InService() {
@@ -376,23 +348,7 @@ func endToEnd(t *testing.T, adapter string) {
 			}
 			continue
 		}
-		if rec.Outcome != crus.OutcomeUpgraded || !n.InService() || n.State != wlm.StateIdle || n.Drain || n.Fail {
-			t.Errorf("%s: outcome %q (%s); in Slurm %s reason %q; want upgraded, idle, not drained", n.Name, rec.Outcome, rec.Reason, n.Condition(), n.Reason)
-		}
-		// Slurm's BootTime has whole seconds and is derived from the
-		// node's uptime: it can read up to 2 s before the slurmd start
-		// (and is derived again after RESUME: 10:18:01, None, 10:18:00
-		// was seen for a slurmd started at 10:18:01.57). The reboot
-		// (2 s after the step's drain, at least) came after the step
-		// began, and the boot time Slurm shows is that reboot's.
-		boot.mu.Lock()
-		restarted := boot.rebooted[n.Name]
-		boot.mu.Unlock()
-		if stepStart.IsZero() || !restarted.After(stepStart) || n.BootTime.Before(stepStart.Truncate(time.Second)) ||
-			n.BootTime.Before(restarted.Add(-3*time.Second)) {
-			t.Errorf("%s: boot time %s; its step %d began %s; slurmd restarted with -b at %s (reboot requested %s); BootTime readings %v",
-				n.Name, n.BootTime, rec.Step, stepStart, restarted, rec.RebootRequested, bootTimes[n.Name])
-		}
+		checkUpgraded(t, n, rec, steps, boot, watch)
 	}
 
 	polls.mu.Lock()
@@ -407,8 +363,126 @@ func endToEnd(t *testing.T, adapter string) {
 	}
 	t.Logf("%s: 8 nodes upgraded in steps of 3 in %s (with the cluster's start and stop: %s); at most %d nodes out of service at once; "+
 		"the executor ran %d commands and made %d HTTP requests in all; its polls (Nodes calls) by cost in commands+requests: %v",
-		adapter, runTime.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond), maxOut, len(cmds), len(reqs), costs)
+		adapter, runTime.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond), watch.maxOut, len(cmds), len(reqs), costs)
 	for _, m := range final.Messages {
 		t.Logf("  %s", m)
+	}
+}
+
+// outWatch reads the nodes every 100 ms while a session runs, for the
+// invariant: never more than a step's worth of nodes out of service
+// because of the session (failed nodes are out for good).
+type outWatch struct {
+	stop      context.CancelFunc
+	done      sync.WaitGroup
+	maxOut    int                 // the most nodes out of service at once, not failed
+	bootTimes map[string][]string // distinct BootTime readings, in order, with when first seen
+	err       error               // the read that stopped the watch
+}
+
+// watchOut watches the nodes until Stop.
+func watchOut(ctx context.Context, observer wlm.Manager, names []string) *outWatch {
+	w := &outWatch{bootTimes: map[string][]string{}}
+	ctx, w.stop = context.WithCancel(ctx)
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		for ctx.Err() == nil {
+			nodes, err := observer.Nodes(ctx, names)
+			if err != nil && ctx.Err() == nil {
+				w.err = err
+				return
+			}
+			out := 0
+			for _, n := range nodes {
+				if bt := w.bootTimes[n.Name]; len(bt) == 0 || !strings.HasPrefix(bt[len(bt)-1], n.BootTime.UTC().Format(time.TimeOnly)) {
+					w.bootTimes[n.Name] = append(bt, n.BootTime.UTC().Format(time.TimeOnly)+"@"+time.Now().UTC().Format("15:04:05.000"))
+				}
+				if !n.InService() && !n.Fail {
+					out++
+				}
+			}
+			w.maxOut = max(w.maxOut, out)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// Stop ends the watch; its fields may be read once it returns.
+func (w *outWatch) Stop() {
+	w.stop()
+	w.done.Wait()
+}
+
+// stepStarts records when each step of a session began (as the executor
+// says: EventStepStarted), for Config.OnEvent.
+type stepStarts struct {
+	mu sync.Mutex
+	at map[int]time.Time
+}
+
+func (s *stepStarts) onEvent(ev crus.Event) {
+	if ev.Kind == crus.EventStepStarted {
+		s.mu.Lock()
+		if s.at == nil {
+			s.at = map[int]time.Time{}
+		}
+		s.at[ev.Step] = ev.Time
+		s.mu.Unlock()
+	}
+}
+
+func (s *stepStarts) of(step int) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at[step]
+}
+
+// settledNodes reads the nodes as Slurm shows them at the end of a
+// session. Slurm derives BootTime again after a RESUME and shows None
+// (zero) for a moment: it reads again until every node but those that
+// never returned (gone) shows one (the executor, likewise, takes a zero
+// boot time for no news).
+func settledNodes(t *testing.T, observer wlm.Manager, names []string, gone ...string) []wlm.Node {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		nodes, err := observer.Nodes(t.Context(), names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := true
+		for _, n := range nodes {
+			if !slices.Contains(gone, n.Name) && n.BootTime.IsZero() {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return nodes
+		}
+	}
+}
+
+// checkUpgraded checks that a node the session upgraded is back in
+// service, idle, with the boot time of the reboot its step asked for.
+func checkUpgraded(t *testing.T, n wlm.Node, rec *crus.NodeRecord, steps *stepStarts, boot *slurmdBOS, watch *outWatch) {
+	t.Helper()
+	if rec.Outcome != crus.OutcomeUpgraded || !n.InService() || n.State != wlm.StateIdle || n.Drain || n.Fail {
+		t.Errorf("%s: outcome %q (%s); in Slurm %s reason %q; want upgraded, idle, not drained", n.Name, rec.Outcome, rec.Reason, n.Condition(), n.Reason)
+	}
+	// Slurm's BootTime has whole seconds and is derived from the
+	// node's uptime: it can read up to 2 s before the slurmd start
+	// (and is derived again after RESUME: 10:18:01, None, 10:18:00
+	// was seen for a slurmd started at 10:18:01.57). The reboot
+	// (2 s after the step's drain, at least) came after the step
+	// began, and the boot time Slurm shows is that reboot's.
+	boot.mu.Lock()
+	restarted := boot.rebooted[n.Name]
+	boot.mu.Unlock()
+	stepStart := steps.of(rec.Step)
+	if stepStart.IsZero() || !restarted.After(stepStart) || n.BootTime.Before(stepStart.Truncate(time.Second)) ||
+		n.BootTime.Before(restarted.Add(-3*time.Second)) {
+		t.Errorf("%s: boot time %s; its step %d began %s; slurmd restarted with -b at %s (reboot requested %s); BootTime readings %v",
+			n.Name, n.BootTime, rec.Step, stepStart, restarted, rec.RebootRequested, watch.bootTimes[n.Name])
 	}
 }
