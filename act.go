@@ -59,8 +59,11 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
 	case ActBook:
 		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
+		r.remember(a.Booking, res.Nodes, res.PerNode, err)
 	case ActUnbook:
-		err = e.unbook(ctx, a)
+		if err = e.unbook(ctx, a); err == nil {
+			delete(r.booked, a.Booking.Name)
+		}
 	default:
 		return res, fmt.Errorf("crus: unknown action %q", a.Kind)
 	}

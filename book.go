@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/crus-go/crus/wlm"
 )
@@ -78,4 +79,24 @@ func (e *Executor) unbook(ctx context.Context, a Action) error {
 		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
 	return e.retry(ctx, string(a.Kind), func() error { return e.scheduler.Unreserve(ctx, []string{a.Booking.Name}) })
+}
+
+// remember records what a booking action did in the run's memory of the
+// session's reservations (see run.booked): the nodes the workload manager
+// took, from the times asked. After a failed call the reservation may or
+// may not have changed: it is remembered with no start, which differs from
+// every booking wanted, so the next decision sends it again (and the
+// session's end deletes it).
+func (r *run) remember(b Booking, nodes []string, perNode map[string]error, err error) {
+	if !r.bookedKnown {
+		return
+	}
+	if r.booked == nil {
+		r.booked = map[string]Booking{}
+	}
+	b.Nodes = slices.DeleteFunc(slices.Clone(nodes), func(x string) bool { return perNode[x] != nil })
+	if err != nil {
+		b.Start = time.Time{}
+	}
+	r.booked[b.Name] = b
 }

@@ -36,8 +36,9 @@ const (
 	// job_end order falls back to idle first, then list order.
 	CondJobEndsUnavailable ConditionKind = "job_ends_unavailable"
 	// CondBookingsUnreadable: the session's reservations could not be read
-	// (the scheduled strategy); they stay as they stand, and nodes are
-	// still taken at their slots.
+	// (the scheduled strategy); the executor moves them on from what it
+	// last read and changed since (they stand as they are until its first
+	// read), and nodes are still taken at their slots.
 	CondBookingsUnreadable ConditionKind = "bookings_unreadable"
 	// CondBootNotAccepted: the boot orchestrator has not accepted a boot
 	// request; its nodes wait drained, no new node is taken, and after
@@ -83,7 +84,7 @@ func (p *planner) setConditions() {
 			{PartBoots, "The status of boot sessions could not be read (%s): booting nodes wait"},
 			{PartUpgrading, "The upgrading group could not be read (%s): boots and the end of the session wait"},
 			{PartJobEnds, "Expected job ends could not be read (%s): nodes are ranked idle first, then in list order"},
-			{PartBookings, "The session's reservations could not be read (%s): they stay as they stand; nodes are still taken at their slots"},
+			{PartBookings, "The session's reservations could not be read (%s): they are moved on from what was last read; nodes are still taken at their slots"},
 		}
 		for _, c := range parts {
 			if err, ok := p.obs.Errors[c.part]; ok {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -221,7 +222,18 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			if err != nil {
 				failed(PartBookings, err)
+				if r.bookedKnown {
+					// Still said (the condition), but planned from what
+					// this run last read and has changed since: the
+					// reservations are moved on as their slots move.
+					mu.Lock()
+					obs.Bookings, obs.BookingsObserved = maps.Clone(r.booked), true
+					mu.Unlock()
+				}
 				return nil
+			}
+			if !r.dry {
+				r.booked, r.bookedKnown = maps.Clone(bookings), true
 			}
 			mu.Lock()
 			obs.Bookings, obs.BookingsObserved = bookings, true

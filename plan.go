@@ -114,7 +114,9 @@ type Observation struct {
 	// (wlm.Scheduler, and reading the session's reservations did not
 	// answer wlm.ErrUnsupported). Bookings holds the session's
 	// reservations, by name, when Scope.Bookings asked for them and they
-	// could be read (BookingsObserved).
+	// could be read (BookingsObserved), or, while they cannot, as the
+	// executor last read them with its own changes since (Errors then
+	// holds PartBookings).
 	Scheduling       bool
 	Bookings         map[string]Booking
 	BookingsObserved bool

@@ -34,7 +34,7 @@ var errPermanentInjected = batch.NewPermanent("fake: injected permanent failure"
 // faultOps are the backend calls faults and outages are drawn on.
 var faultOps = []string{
 	"hsm.Members", "hsm.AddMembers", "hsm.RemoveMembers",
-	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds",
+	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds", "wlm.Reservations",
 	"bos.Reboot", "bos.Status",
 }
 
@@ -363,9 +363,7 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 			}
 		}
 	}
-	left, err := e.w.WLM().Reservations(context.Background(), "crus-")
-	assert.NoError(t, err)
-	assert.Empty(t, left, "the session's reservations went with it")
+	assert.Empty(t, e.w.Reservations("crus-"), "the session's reservations went with it")
 	for _, n := range s.Progress.Nodes {
 		ws, _ := e.w.Node(n.XName)
 		assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)

@@ -28,9 +28,15 @@ type run struct {
 	// boots holds the boot sessions' statuses last read, and when (see
 	// observe: a session is read again on news, or when due).
 	boots map[string]bootRead
-	log   *slog.Logger
-	wakeC chan struct{}
-	dry   bool // a dry run (Next): no events
+	// booked is the session's reservations as this run last read them,
+	// with its own changes since (bookedKnown once read): while they
+	// cannot be read, the planner keeps moving them on from this, rather
+	// than let one begin on nodes whose lane is not free yet.
+	booked      map[string]Booking
+	bookedKnown bool
+	log         *slog.Logger
+	wakeC       chan struct{}
+	dry         bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.

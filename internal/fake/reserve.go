@@ -212,6 +212,21 @@ func (m *WLM) Reservations(ctx context.Context, prefix string) ([]wlm.Reservatio
 	if prefix == "" {
 		return nil, fmt.Errorf("%w: listing reservations needs a name prefix", wlm.ErrInvalidArgument)
 	}
+	return w.reservations(prefix), nil
+}
+
+// Reservations returns the reservations whose names begin with prefix,
+// as WLM.Reservations does but as a test sees the world: no fault
+// injected, no call counted.
+func (w *World) Reservations(prefix string) []wlm.Reservation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reservations(prefix)
+}
+
+// reservations lists the reservations not over whose names begin with
+// prefix. Callers hold the lock.
+func (w *World) reservations(prefix string) []wlm.Reservation {
 	var out []wlm.Reservation
 	for name, r := range w.sim.resv.byName {
 		if !strings.HasPrefix(name, prefix) || !r.end.After(w.now) {
@@ -224,7 +239,7 @@ func (m *WLM) Reservations(ctx context.Context, prefix string) ([]wlm.Reservatio
 		out = append(out, res)
 	}
 	slices.SortFunc(out, func(a, b wlm.Reservation) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out
 }
 
 // TryStartJob starts a job on a node if a scheduler could start it there
