@@ -415,7 +415,11 @@ func newRecord(spec Spec, starting []string, names map[string]string, state map[
 	msg := fmt.Sprintf("Session created: %s to upgrade in %s of at most %d", plural(taken, "node"), plural(s.Progress.Steps, "step"), spec.StepSize)
 	if pol.rolling {
 		s.Progress.Steps = 0
-		msg = fmt.Sprintf("Session created: %s to upgrade, rolling, at most %d out of service at once", plural(taken, "node"), spec.StepSize)
+		how := "rolling"
+		if pol.scheduled {
+			how = "each at its slot (scheduled)"
+		}
+		msg = fmt.Sprintf("Session created: %s to upgrade, %s, at most %d out of service at once", plural(taken, "node"), how, spec.StepSize)
 	}
 	if skipped > 0 {
 		msg += fmt.Sprintf("; %s skipped (not in service)", plural(skipped, "node"))

@@ -27,6 +27,7 @@ func TestScheduledBooksAndCleansUp(t *testing.T) {
 	require.NoError(t, e.w.WLM().Reserve(context.Background(), other))
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 	s := e.run()
+	assert.Contains(t, s.Messages[0], "each at its slot (scheduled)", "the first message names the strategy")
 	assert.Equal(t, 16, s.Counts().Upgraded)
 	assert.LessOrEqual(t, e.w.MaxOut(), 3)
 	assert.Positive(t, e.w.Calls()["wlm.Reserve"], "nodes were booked")
