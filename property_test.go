@@ -34,7 +34,7 @@ var errPermanentInjected = batch.NewPermanent("fake: injected permanent failure"
 // faultOps are the backend calls faults and outages are drawn on.
 var faultOps = []string{
 	"hsm.Members", "hsm.AddMembers", "hsm.RemoveMembers",
-	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds", "wlm.Reservations",
+	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds", "wlm.Reservations", "wlm.Reserve",
 	"bos.Reboot", "bos.Status",
 }
 
