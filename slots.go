@@ -1,6 +1,7 @@
 package crus
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,10 +82,7 @@ type slotParams struct {
 func lanes(now time.Time, step int, out []time.Time) []int64 {
 	rs := make([]int64, len(out))
 	for i, t := range out {
-		rs[i] = laterTime(t, now).UnixNano()
-		if t.After(now.Add(farthest)) {
-			rs[i] = now.Add(farthest).UnixNano()
-		}
+		rs[i] = ahead(t, now).UnixNano()
 	}
 	slices.Sort(rs)
 	if len(rs) > step {
@@ -102,13 +100,13 @@ func lanes(now time.Time, step int, out []time.Time) []int64 {
 // where times still fit Unix nanoseconds.
 const farthest = 100 * 365 * 24 * time.Hour
 
-// freeAt is when a pending node is expected free, within [now, now +
-// farthest].
-func (p slotParams) freeAt(n slotNode) time.Time {
-	if last := p.now.Add(farthest); n.free.After(last) {
+// ahead returns t within [now, now + farthest]: a time in the past is
+// now.
+func ahead(t, now time.Time) time.Time {
+	if last := now.Add(farthest); t.After(last) {
 		return last
 	}
-	return laterTime(n.free, p.now)
+	return laterTime(t, now)
 }
 
 func laterTime(a, b time.Time) time.Time {
@@ -120,27 +118,23 @@ func laterTime(a, b time.Time) time.Time {
 
 // assignSlots returns each pending node's slot, in the order of pending:
 // nodes taken in order of their expected free time (then xname), each
-// when it is free and a lane is, every lane busy for reboot after.
+// when it is free and a lane is, every lane busy for reboot after. No
+// lanes, no slots (zero times).
 func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time {
-	slots, _ := assignSlotsOrdered(p, out, pending)
-	return slots
+	return slotTimes(p, slotOrder(p, out, pending))
 }
 
-// assignSlotsOrdered is assignSlots, also returning the order in which
-// the nodes were given their slots: by expected free time, then xname. A
-// node free earlier never gets a later slot, so it is slot order too.
-func assignSlotsOrdered(p slotParams, out []time.Time, pending []slotNode) ([]time.Time, []int) {
-	keys := slotOrder(p, out, pending)
-	slots := make([]time.Time, len(pending))
-	order := make([]int, len(pending))
-	loc := p.now.Location()
-	for k, c := range keys {
-		order[k] = c.i
-		if p.step > 0 {
-			slots[c.i] = time.Unix(0, c.slot).In(loc)
-		}
+// slotTimes returns the slots of keys, in the order of pending (keys[k].i).
+func slotTimes(p slotParams, keys []slotKey) []time.Time {
+	slots := make([]time.Time, len(keys))
+	if p.step < 1 {
+		return slots
 	}
-	return slots, order
+	loc := p.now.Location()
+	for _, c := range keys {
+		slots[c.i] = time.Unix(0, c.slot).In(loc)
+	}
+	return slots
 }
 
 // slotKey is a pending node in slot order: its index in pending, when it
@@ -162,7 +156,7 @@ type slotKey struct {
 func slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
 	keys := make([]slotKey, len(pending))
 	for i := range pending {
-		keys[i] = slotKey{free: p.freeAt(pending[i]).UnixNano(), rank: pending[i].rank, i: i}
+		keys[i] = slotKey{free: ahead(pending[i].free, p.now).UnixNano(), rank: pending[i].rank, i: i}
 	}
 	sortSlotKeys(keys, p.now.UnixNano(), pending)
 	if p.step < 1 {
@@ -251,16 +245,7 @@ func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
 	for j := 1; j < len(keys); j++ {
 		if a, b := keys[j-1], keys[j]; a.free == b.free && a.rank == b.rank && pending[a.i].x > pending[b.i].x {
 			slices.SortFunc(keys, func(a, b slotKey) int {
-				switch {
-				case a.free != b.free:
-					if a.free < b.free {
-						return -1
-					}
-					return 1
-				case a.rank != b.rank:
-					return a.rank - b.rank
-				}
-				return strings.Compare(pending[a.i].x, pending[b.i].x)
+				return cmp.Or(cmp.Compare(a.free, b.free), cmp.Compare(a.rank, b.rank), strings.Compare(pending[a.i].x, pending[b.i].x))
 			})
 			return
 		}
@@ -280,13 +265,9 @@ type slotPlan struct {
 // planSlots assigns the slots and decides what to take and what to book.
 func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	keys := slotOrder(p, out, pending)
-	plan := slotPlan{slots: make([]time.Time, len(pending))}
+	plan := slotPlan{slots: slotTimes(p, keys)}
 	if p.step < 1 {
 		return plan
-	}
-	loc := p.now.Location()
-	for _, c := range keys {
-		plan.slots[c.i] = time.Unix(0, c.slot).In(loc)
 	}
 	now := p.now.UnixNano()
 	room := min(p.room, p.step-len(out))
@@ -312,9 +293,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	// in slot order share buckets.
 	var last *Booking
 	var lo, hi int64
-	into := make([]*Booking, len(keys)) // the booking of each key, nil if none
-	size := map[*Booking]int{}
-	for j, c := range keys {
+	for _, c := range keys {
 		n, s := &pending[c.i], plan.slots[c.i]
 		held, isHeld := p.bucketStart(n.booking)
 		switch {
@@ -343,16 +322,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 			}
 			last, lo, hi = b, start.UnixNano(), start.Add(p.grain).UnixNano()
 		}
-		into[j] = b
-		size[b]++
-	}
-	for b, n := range size {
-		b.Nodes = make([]string, 0, n)
-	}
-	for j, b := range into {
-		if b != nil {
-			b.Nodes = append(b.Nodes, pending[keys[j].i].x)
-		}
+		b.Nodes = append(b.Nodes, n.x)
 	}
 	for _, b := range byName {
 		b.Start = laterTime(b.Start, earliest).Truncate(time.Second)
