@@ -59,24 +59,8 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
 	case ActBook:
 		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
-		if err != nil && ctx.Err() == nil {
-			// A reservation crus cannot move on would begin at its old
-			// start, maybe while its nodes' lane is still busy: its idle
-			// nodes would then be out on top of the cap. Better none (a
-			// long job may start there) until it can be made again.
-			if derr := e.unbook(ctx, a); derr != nil {
-				err = errors.Join(err, fmt.Errorf("deleting it instead: %w", derr))
-			} else {
-				delete(r.booked, a.Booking.Name)
-				err = fmt.Errorf("%w (deleted it instead, until it can be made again)", err)
-				break
-			}
-		}
-		r.remember(a.Booking, res.Nodes, res.PerNode, err)
 	case ActUnbook:
-		if err = e.unbook(ctx, a); err == nil {
-			delete(r.booked, a.Booking.Name)
-		}
+		err = e.unbook(ctx, r, a)
 	default:
 		return res, fmt.Errorf("crus: unknown action %q", a.Kind)
 	}

@@ -2,6 +2,7 @@ package crus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -64,21 +65,41 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 	return out, nil
 }
 
-// book makes or moves a reservation (its nodes are the action's).
+// book makes or moves a reservation (its nodes are the action's), and
+// keeps the run's memory of the session's reservations (run.booked) in
+// line.
+//
+// A reservation the workload manager refuses to move on would begin at
+// its old start, maybe while its nodes' lane is still busy: its idle
+// nodes would then be out on top of the cap. It is deleted instead (a
+// long job may start there) until it can be made again.
 func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (map[string]error, error) {
 	if e.scheduler == nil {
 		return nil, fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
-	return r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
+	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
+	if err != nil && ctx.Err() == nil {
+		if derr := e.unbook(ctx, r, a); derr != nil {
+			err = errors.Join(err, fmt.Errorf("deleting it instead: %w", derr))
+		} else {
+			return perNode, fmt.Errorf("%w (deleted it instead, until it can be made again)", err)
+		}
+	}
+	r.remember(a.Booking, nodes, perNode, err)
+	return perNode, err
 }
 
 // unbook deletes a reservation of the session's.
-func (e *Executor) unbook(ctx context.Context, a Action) error {
+func (e *Executor) unbook(ctx context.Context, r *run, a Action) error {
 	if e.scheduler == nil {
 		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
-	return e.retry(ctx, string(a.Kind), func() error { return e.scheduler.Unreserve(ctx, []string{a.Booking.Name}) })
+	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, []string{a.Booking.Name}) })
+	if err == nil {
+		delete(r.booked, a.Booking.Name)
+	}
+	return err
 }
 
 // remember records what a booking action did in the run's memory of the
@@ -88,11 +109,8 @@ func (e *Executor) unbook(ctx context.Context, a Action) error {
 // every booking wanted, so the next decision sends it again (and the
 // session's end deletes it).
 func (r *run) remember(b Booking, nodes []string, perNode map[string]error, err error) {
-	if !r.bookedKnown {
-		return
-	}
 	if r.booked == nil {
-		r.booked = map[string]Booking{}
+		return // not read yet in this run
 	}
 	b.Nodes = slices.DeleteFunc(slices.Clone(nodes), func(x string) bool { return perNode[x] != nil })
 	if err != nil {

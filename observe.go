@@ -222,7 +222,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			if err != nil {
 				failed(PartBookings, err)
-				if r.bookedKnown {
+				if r.booked != nil {
 					// Still said (the condition), but planned from what
 					// this run last read and has changed since: the
 					// reservations are moved on as their slots move.
@@ -233,7 +233,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				return nil
 			}
 			if !r.dry {
-				r.booked, r.bookedKnown = maps.Clone(bookings), true
+				r.booked = maps.Clone(bookings) // not nil: bookings never is
 			}
 			mu.Lock()
 			obs.Bookings, obs.BookingsObserved = bookings, true

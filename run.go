@@ -29,14 +29,13 @@ type run struct {
 	// observe: a session is read again on news, or when due).
 	boots map[string]bootRead
 	// booked is the session's reservations as this run last read them,
-	// with its own changes since (bookedKnown once read): while they
-	// cannot be read, the planner keeps moving them on from this, rather
-	// than let one begin on nodes whose lane is not free yet.
-	booked      map[string]Booking
-	bookedKnown bool
-	log         *slog.Logger
-	wakeC       chan struct{}
-	dry         bool // a dry run (Next): no events
+	// with its own changes since (nil until read): while they cannot be
+	// read, the planner keeps moving them on from this, rather than let
+	// one begin on nodes whose lane is not free yet.
+	booked map[string]Booking
+	log    *slog.Logger
+	wakeC  chan struct{}
+	dry    bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.
