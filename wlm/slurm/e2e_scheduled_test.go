@@ -170,7 +170,7 @@ func (r *schedRun) running() bool {
 func (r *schedRun) checkReservations(t *testing.T) {
 	t.Helper()
 	r.resv.mu.Lock()
-	problems, names, booked := slices.Clone(r.resv.problems), sortedSet(r.resv.names), sortedSet(r.resv.booked)
+	problems, names, booked := slices.Clone(r.resv.problems), slices.Sorted(maps.Keys(r.resv.names)), slices.Sorted(maps.Keys(r.resv.booked))
 	reads := r.resv.reads
 	r.resv.mu.Unlock()
 	for _, p := range problems {
@@ -271,7 +271,7 @@ func scheduledCompletes(t *testing.T, e *e2eCluster, admin slurmReservation) {
 
 	r.checkReservations(t)
 	r.resv.mu.Lock()
-	booked := sortedSet(r.resv.booked)
+	booked := slices.Sorted(maps.Keys(r.resv.booked))
 	r.resv.mu.Unlock()
 	for _, n := range schedBusy {
 		if !slices.Contains(booked, n) {
@@ -710,13 +710,4 @@ func (w *resvWatch) holding(node string) (slurmReservation, bool) {
 		}
 	}
 	return slurmReservation{}, false
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
