@@ -24,6 +24,9 @@ type nodeIndex struct {
 	// Scratch space of planWith, all zero between plans.
 	chg []int32
 	act []bool
+	// Scratch space of planWith, reused (contents undefined between
+	// plans).
+	bufs planBufs
 
 	pol *policy // of s.Spec, derived once (see policy)
 }

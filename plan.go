@@ -295,7 +295,7 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 	}
 	p := &planner{s: s, obs: obs, d: decisionFor(s), idx: idx}
 	if idx != nil {
-		p.pol = idx.policy()
+		p.pol, p.bufs = idx.policy(), &idx.bufs
 		if len(idx.chg) != idx.n {
 			idx.chg, idx.act = make([]int32, idx.n), make([]bool, idx.n)
 		}
@@ -306,7 +306,7 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 			}
 		}()
 	} else {
-		p.pol = policyOf(&s.Spec)
+		p.pol, p.bufs = policyOf(&s.Spec), new(planBufs)
 		p.chg, p.isActive = make([]int32, len(s.Progress.Nodes)), make([]bool, len(s.Progress.Nodes))
 	}
 	return p.plan(), nil
@@ -339,13 +339,26 @@ type planner struct {
 	// accepted, with the nodes that wait for them (see plan_boot.go).
 	unaccepted map[string]*unaccepted
 	// The scheduled strategy's slots (plan_schedule.go), computed once:
-	// the plan, the pending nodes it slotted and their indices.
-	slotPlan  *slotPlan
-	slotNodes []slotNode
-	slotIdx   []int
-	slotOut   []int // candidates out of service
-	lookahead []int // the pending nodes in view, computed once
-	admitRoom int   // the nodes admission may take in this decision (0 until it runs)
+	// the plan, the pending nodes it slotted and their indices, in bufs.
+	slotPlan    *slotPlan
+	slotNodes   []slotNode
+	slotIdx     []int
+	slotOut     []int // candidates out of service
+	lookahead   []int // the pending nodes in view, computed once (lookedAhead)
+	lookedAhead bool
+	admitRoom   int // the nodes admission may take in this decision (0 until it runs)
+	bufs        *planBufs
+}
+
+// planBufs is the scheduled strategy's scratch space, reused from one
+// decision to the next when the executor plans through its nodeIndex
+// (see slotBufs). Nothing a decision holds points into it.
+type planBufs struct {
+	slots            slotBufs
+	pending          []slotNode
+	slotIdx, slotOut []int
+	lookahead        []int
+	out              []time.Time
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but

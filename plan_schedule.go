@@ -51,6 +51,7 @@ func (p *planner) slotParams() slotParams {
 type slotted struct {
 	i    int       // node index
 	slot time.Time // its slot
+	busy bool      // running jobs
 }
 
 // planSlotsNow gives the pending nodes in view their slots, from the
@@ -62,7 +63,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 	}
 	s, obs := p.s, p.obs
 	now := obs.Now
-	var out []time.Time
+	out := p.bufs.out[:0]
 	for _, i := range p.activeNodes() {
 		n := &s.Progress.Nodes[i]
 		switch p.phaseAt(i) {
@@ -86,8 +87,9 @@ func (p *planner) planSlotsNow() *slotPlan {
 		}
 	}
 	cands := p.lookaheadNodes()
-	pending := make([]slotNode, 0, len(cands))
-	p.slotIdx, p.slotOut = p.slotIdx[:0], p.slotOut[:0]
+	bufs := p.bufs
+	pending := resize(bufs.pending, len(cands))[:0]
+	p.slotIdx, p.slotOut = resize(bufs.slotIdx, len(cands))[:0], bufs.slotOut[:0]
 	for _, i := range cands {
 		n := &s.Progress.Nodes[i]
 		w, seen := obs.Nodes[n.XName]
@@ -117,17 +119,19 @@ func (p *planner) planSlotsNow() *slotPlan {
 	}
 	params := p.slotParams()
 	params.room = p.admitRoom
-	plan := planSlots(params, out, pending)
+	plan := bufs.slots.planSlots(params, out, pending)
 	p.slotPlan = &plan
 	p.slotNodes = pending
+	bufs.pending, bufs.slotIdx, bufs.slotOut, bufs.out = pending, p.slotIdx, p.slotOut, out
 	return p.slotPlan
 }
 
 // lookaheadNodes returns the pending nodes the scheduled strategy looks at:
 // the lookahead.
 func (p *planner) lookaheadNodes() []int {
-	if p.lookahead == nil {
-		p.lookahead = candidates(p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
+	if !p.lookedAhead {
+		p.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
+		p.bufs.lookahead, p.lookedAhead = p.lookahead, true
 	}
 	return p.lookahead
 }
@@ -148,16 +152,15 @@ func (p *planner) admitScheduled(room, inFlight int) {
 	}
 	plan := p.planSlotsNow()
 	var due []slotted
-	busy := map[int]bool{}
+	now := obs.Now.UnixNano()
 	for k, sn := range p.slotNodes {
-		if slot := plan.slots[k]; !slot.After(obs.Now) {
-			due = append(due, slotted{i: p.slotIdx[k], slot: slot})
-			busy[p.slotIdx[k]] = !sn.idle
+		if plan.slots[k] <= now {
+			due = append(due, slotted{i: p.slotIdx[k], slot: plan.slot(k), busy: !sn.idle})
 		}
 	}
 	slices.SortFunc(due, func(a, b slotted) int {
-		if busy[a.i] != busy[b.i] {
-			if busy[b.i] {
+		if a.busy != b.busy {
+			if b.busy {
 				return -1
 			}
 			return 1

@@ -90,10 +90,15 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 		cands := candidates(nodes, phase, pol.candidateLimit(max(room, 1)), firstPending)
 		pos = append(pos, cands...)
 		if pol.order == OrderJobEnd || pol.scheduled {
-			for _, i := range cands {
-				sc.JobEnds = append(sc.JobEnds, nodes[i].XName)
+			// In xname order: the records are (nodes put back come
+			// after the others, out of order).
+			if !slices.IsSorted(cands) {
+				cands = slices.Sorted(slices.Values(cands))
 			}
-			slices.Sort(sc.JobEnds)
+			sc.JobEnds = make([]string, len(cands))
+			for k, i := range cands {
+				sc.JobEnds[k] = nodes[i].XName
+			}
 		}
 	}
 	sc.Bookings = pol.scheduled && !light
@@ -119,8 +124,13 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 // order: nodes never put back in list order, then the ones put back by
 // how often they were, reading each node's phase through phase. No node
 // before from is pending.
-func candidates(nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
-	var out, retried []int
+func candidates(nodes []NodeRecord, phase func(i int) Phase, limit, from int) []int {
+	return candidatesIn(make([]int, 0, max(0, min(limit, len(nodes)-from))), nodes, phase, limit, from)
+}
+
+// candidatesIn is candidates, appended to out.
+func candidatesIn(out []int, nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
+	var retried []int
 	for i := from; i < len(nodes); i++ {
 		if phase(i) != PhasePending {
 			continue

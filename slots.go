@@ -80,19 +80,28 @@ type slotParams struct {
 // only when enough of them are back: the lanes are the latest step
 // returns.
 func lanes(now time.Time, step int, out []time.Time) []int64 {
-	rs := make([]int64, len(out))
+	var b slotBufs
+	return b.lanesOf(now, step, out)
+}
+
+// lanesOf is lanes, in b's space.
+func (b *slotBufs) lanesOf(now time.Time, step int, out []time.Time) []int64 {
+	h := resize(b.lanes, max(step, len(out)))
+	b.lanes = h
+	rs := h[len(h)-len(out):]
 	for i, t := range out {
 		rs[i] = ahead(t, now).UnixNano()
 	}
 	slices.Sort(rs)
 	if len(rs) > step {
-		rs = rs[len(rs)-step:]
+		// The latest step returns, where the lanes start.
+		copy(h, rs[len(rs)-step:])
+		return h[:step]
 	}
-	h := make([]int64, 0, step)
-	for range step - len(rs) {
-		h = append(h, now.UnixNano())
+	for i := range step - len(rs) {
+		h[i] = now.UnixNano()
 	}
-	return append(h, rs...)
+	return h[:step]
 }
 
 // farthest is how far ahead the slot planner looks: an expected free
@@ -121,18 +130,48 @@ func laterTime(a, b time.Time) time.Time {
 // when it is free and a lane is, every lane busy for reboot after. No
 // lanes, no slots (zero times).
 func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time {
-	return slotTimes(p, slotOrder(p, out, pending))
+	var b slotBufs
+	pl := slotPlan{slots: b.slotTimes(p, b.slotOrder(p, out, pending)), loc: p.now.Location()}
+	slots := make([]time.Time, len(pending))
+	for k := range slots {
+		slots[k] = pl.slot(k)
+	}
+	return slots
 }
 
-// slotTimes returns the slots of keys, in the order of pending (keys[k].i).
-func slotTimes(p slotParams, keys []slotKey) []time.Time {
-	slots := make([]time.Time, len(keys))
+// slotBufs is the slot planner's scratch space. The executor keeps one per
+// running session (in its nodeIndex) and the planner reuses it from one
+// decision to the next: the scheduled strategy slots its whole lookahead,
+// thousands of nodes, at every decision, and allocating these buffers
+// anew each time cost a third of the decision (in the garbage collector)
+// at 100,000 nodes. What the planner returns never points into it. The
+// zero value is ready to use.
+type slotBufs struct {
+	keys, tmp           []slotKey
+	given, lanes, slots []int64
+	taken               []bool
+}
+
+// resize returns buf with length n, reusing its array when it can; the
+// contents are not cleared.
+func resize[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n, n+n/4)
+	}
+	return buf[:n]
+}
+
+// slotTimes returns the slots of keys, in the order of pending (keys[k].i),
+// in Unix nanoseconds: zero without lanes.
+func (b *slotBufs) slotTimes(p slotParams, keys []slotKey) []int64 {
+	slots := resize(b.slots, len(keys))
+	b.slots = slots
 	if p.step < 1 {
+		clear(slots)
 		return slots
 	}
-	loc := p.now.Location()
 	for _, c := range keys {
-		slots[c.i] = time.Unix(0, c.slot).In(loc)
+		slots[c.i] = c.slot
 	}
 	return slots
 }
@@ -153,18 +192,21 @@ type slotKey struct {
 // (nodes come in order of free time, and the earliest lane only moves
 // on), so each lane given a node comes free no sooner than the one before
 // it: appending keeps that queue in order.
-func slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
-	keys := make([]slotKey, len(pending))
+func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
+	keys := resize(b.keys, len(pending))
+	b.keys = keys
 	for i := range pending {
 		keys[i] = slotKey{free: ahead(pending[i].free, p.now).UnixNano(), rank: pending[i].rank, i: i}
 	}
-	sortSlotKeys(keys, p.now.UnixNano(), pending)
+	b.tmp = resize(b.tmp, len(keys))
+	sortSlotKeysIn(keys, b.tmp, p.now.UnixNano(), pending)
 	if p.step < 1 {
 		return keys
 	}
 	reboot := int64(p.reboot)
-	now0 := lanes(p.now, p.step, out)
-	given := make([]int64, 0, len(pending))
+	now0 := b.lanesOf(p.now, p.step, out)
+	given := resize(b.given, len(pending))[:0]
+	b.given = given
 	head := 0 // of given
 	for k := range keys {
 		// The lane that comes free first.
@@ -193,16 +235,28 @@ func slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
 // every decision). Keys equal in free time and rank (callers that give no
 // ranks) are then put in xname order by a comparison sort.
 func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
+	sortSlotKeysIn(keys, make([]slotKey, len(keys)), now, pending)
+}
+
+// sortSlotKeysIn is sortSlotKeys with buf, as long as keys, as its
+// scratch space.
+func sortSlotKeysIn(keys, buf []slotKey, now int64, pending []slotNode) {
 	if len(keys) < 2 {
 		return
 	}
 	// The bits in which keys differ: a byte they all share takes no pass.
+	// Keys already in rank order (the planner gives them in record order)
+	// need no rank pass at all: the passes keep the order of equals.
 	var orRank, andRank, orFree, andFree uint64 = 0, ^uint64(0), 0, ^uint64(0)
-	for _, k := range keys {
+	inRankOrder := true
+	for j, k := range keys {
 		r, f := uint64(k.rank), uint64(k.free-now)
 		orRank, andRank, orFree, andFree = orRank|r, andRank&r, orFree|f, andFree&f
+		inRankOrder = inRankOrder && (j == 0 || keys[j-1].rank <= k.rank)
 	}
-	buf := make([]slotKey, len(keys))
+	if inRankOrder {
+		orRank, andRank = 0, 0
+	}
 	src, dst := keys, buf
 	// pass orders the keys by one byte of their rank or free time, keeping
 	// the order of keys with the same byte.
@@ -254,7 +308,10 @@ func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
 
 // slotPlan is what the slot planner decides.
 type slotPlan struct {
-	slots []time.Time // per pending node
+	// slots are the pending nodes' slots, in Unix nanoseconds (see slot;
+	// they are in slotBufs.planSlots's space).
+	slots []int64
+	loc   *time.Location
 	// take lists the idle pending nodes to take now (their slot has come
 	// and a lane is free), in slot order.
 	take []string
@@ -262,16 +319,34 @@ type slotPlan struct {
 	book []Booking
 }
 
+// slot returns pending node k's slot; the zero time if it has none (no
+// lanes).
+func (pl slotPlan) slot(k int) time.Time {
+	if pl.slots[k] == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, pl.slots[k]).In(pl.loc)
+}
+
 // planSlots assigns the slots and decides what to take and what to book.
 func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
-	keys := slotOrder(p, out, pending)
-	plan := slotPlan{slots: slotTimes(p, keys)}
+	var b slotBufs
+	return b.planSlots(p, out, pending)
+}
+
+// planSlots is the package's planSlots in b's space: the plan's slots are
+// b's, valid until its next use; the rest of the plan is its own.
+func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
+	keys := b.slotOrder(p, out, pending)
+	plan := slotPlan{slots: b.slotTimes(p, keys), loc: p.now.Location()}
 	if p.step < 1 {
 		return plan
 	}
 	now := p.now.UnixNano()
 	room := min(p.room, p.step-len(out))
-	taken := make([]bool, len(pending))
+	taken := resize(b.taken, len(pending))
+	b.taken = taken
+	clear(taken)
 	for _, c := range keys {
 		if room <= 0 || c.slot > now {
 			break
@@ -294,7 +369,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 	var last *Booking
 	var lo, hi int64
 	for _, c := range keys {
-		n, s := &pending[c.i], plan.slots[c.i]
+		n := &pending[c.i]
 		held, isHeld := p.bucketStart(n.booking)
 		switch {
 		case taken[c.i]:
@@ -304,6 +379,7 @@ func planSlots(p slotParams, out []time.Time, pending []slotNode) slotPlan {
 		case !n.unknownEnd && time.Duration(c.slot-c.free) > p.slack:
 			continue
 		}
+		s := plan.slot(c.i)
 		var b *Booking
 		switch {
 		case isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))):

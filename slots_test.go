@@ -60,7 +60,7 @@ func TestPlanSlots(t *testing.T) {
 		{x: "e", free: mins(16)},                       // slot 20 (b's lane): waits 4m: booked, bucket 4 (20-25)
 		{x: "f", free: mins(-3)},                       // busy past its expected end: slot 12 (the out node's lane), waits: not booked
 	})
-	assert.Equal(t, []time.Time{mins(0), mins(10), mins(61), mins(62), mins(20), mins(12)}, plan.slots)
+	assert.Equal(t, []time.Time{mins(0), mins(10), mins(61), mins(62), mins(20), mins(12)}, plan.times())
 	assert.Equal(t, []string{"a"}, plan.take)
 	assert.Equal(t, []Booking{
 		{Name: "crus-s-12", Nodes: []string{"c"}, Start: mins(60), End: mins(120)},
@@ -196,14 +196,14 @@ func TestSlotProperties(t *testing.T) {
 		}
 		for i, n := range pending {
 			taken := slices.Contains(plan.take, n.x)
-			if taken && (!n.idle || plan.slots[i].After(p.now)) {
-				t.Fatalf("took %s: idle %v, slot %v", n.x, n.idle, plan.slots[i])
+			if taken && (!n.idle || plan.slot(i).After(p.now)) {
+				t.Fatalf("took %s: idle %v, slot %v", n.x, n.idle, plan.slot(i))
 			}
-			if booked[n.x] && !n.unknownEnd && plan.slots[i].Sub(free(i)) > p.slack {
-				t.Fatalf("booked %s to wait %s, more than the slack", n.x, plan.slots[i].Sub(free(i)))
+			if booked[n.x] && !n.unknownEnd && plan.slot(i).Sub(free(i)) > p.slack {
+				t.Fatalf("booked %s to wait %s, more than the slack", n.x, plan.slot(i).Sub(free(i)))
 			}
-			if !taken && !booked[n.x] && !n.unknownEnd && plan.slots[i].Sub(free(i)) <= p.slack {
-				t.Fatalf("%s neither taken nor booked though it waits only %s", n.x, plan.slots[i].Sub(free(i)))
+			if !taken && !booked[n.x] && !n.unknownEnd && plan.slot(i).Sub(free(i)) <= p.slack {
+				t.Fatalf("%s neither taken nor booked though it waits only %s", n.x, plan.slot(i).Sub(free(i)))
 			}
 			if n.unknownEnd && !taken && booked[n.x] != (n.booking != "") {
 				t.Fatalf("%s, end unknown: booked %v, held %q: it should keep what it holds, and only that", n.x, booked[n.x], n.booking)
@@ -251,6 +251,10 @@ func TestSortSlotKeys(t *testing.T) {
 			for r, i := range byX {
 				keys[i].rank = r
 			}
+			if rapid.Bool().Draw(t, "in rank order") {
+				// As the planner gives them: in record order.
+				slices.SortFunc(keys, func(a, b slotKey) int { return a.rank - b.rank })
+			}
 		}
 		want := slices.Clone(keys)
 		slices.SortStableFunc(want, func(a, b slotKey) int {
@@ -271,4 +275,13 @@ func TestSortSlotKeys(t *testing.T) {
 			}
 		}
 	})
+}
+
+// times returns all the plan's slots.
+func (pl slotPlan) times() []time.Time {
+	out := make([]time.Time, len(pl.slots))
+	for k := range out {
+		out[k] = pl.slot(k)
+	}
+	return out
 }
