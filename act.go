@@ -60,7 +60,7 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 	case ActBook:
 		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
 	case ActUnbook:
-		err = e.unbook(ctx, r, a)
+		err = e.unbook(ctx, r, a.Unbook)
 	default:
 		return res, fmt.Errorf("crus: unknown action %q", a.Kind)
 	}

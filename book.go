@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +66,38 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 	return out, nil
 }
 
+// forgetBookings deletes every reservation the session may have made, by
+// name (see Progress.BookedUpTo), for a run that cannot read them and has
+// not read them yet: one that began during the outage. Without it, the
+// reservations the last run made would be left as they stand, neither
+// moved on nor deleted, and would begin at their old starts, perhaps while
+// their nodes' lanes are still busy: their idle nodes would be out on top
+// of the cap. Once they are all deleted, the run knows that none is left
+// (run.booked is empty) and the planner books anew the nodes it wants
+// booked. If the deletion fails too, the run stays as it was: it waits to
+// read them.
+//
+// It costs one Unreserve call of BookedUpTo names (the Slurm CLI adapter
+// runs scontrol once per name), made once per run.
+func (e *Executor) forgetBookings(ctx context.Context, r *run) {
+	n := r.s.Progress.BookedUpTo
+	if n <= 0 {
+		return // none was ever made; wait to read them (a record of an older version may not say)
+	}
+	prefix := bookingPrefix(r.s)
+	names := make([]string, n)
+	for k := range names {
+		names[k] = prefix + strconv.Itoa(k)
+	}
+	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+	if err != nil {
+		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "reservations", n, "err", err)
+		return
+	}
+	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", n)
+	r.booked = map[string]Booking{}
+}
+
 // book makes or moves a reservation (its nodes are the action's), and
 // keeps the run's memory of the session's reservations (run.booked) in
 // line.
@@ -80,7 +113,7 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
 	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
 	if err != nil && ctx.Err() == nil {
-		if derr := e.unbook(ctx, r, a); derr != nil {
+		if derr := e.unbook(ctx, r, []string{a.Booking.Name}); derr != nil {
 			err = errors.Join(err, fmt.Errorf("deleting it instead: %w", derr))
 		} else {
 			return perNode, fmt.Errorf("%w (deleted it instead, until it can be made again)", err)
@@ -90,14 +123,60 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	return perNode, err
 }
 
-// unbook deletes a reservation of the session's.
-func (e *Executor) unbook(ctx context.Context, r *run, a Action) error {
+// keepAhead moves on every reservation of the session that would begin
+// before the executor is sure to have decided again: a reservation of
+// crus's never begins while the session runs (slotParams.lead). The
+// planner moves them on at every full decision, but a decision can come
+// late: outages make calls retry, and a decision's actions run one after
+// the other. And a reservation the workload manager refuses to delete is
+// left as it stands. So the executor looks before every action and every
+// observation, and pushes any reservation due within half a lead on to a
+// lead from now (one the workload manager refuses to move is deleted
+// instead, as book does). A reservation whose state is not known (its last
+// change failed) is moved on too, at most once per half a lead. In a
+// healthy run nothing is due: nodes are taken, and their reservations
+// deleted, before their slots come.
+func (e *Executor) keepAhead(ctx context.Context, r *run) {
+	if e.scheduler == nil || len(r.booked) == 0 || r.dry {
+		return
+	}
+	lead := bookingLead(e.horizon())
+	now := e.clock.Now()
+	for _, name := range sortedKeys(r.booked) {
+		b := r.booked[name]
+		if len(b.Nodes) == 0 || !b.Start.IsZero() && b.Start.After(now.Add(lead/2)) {
+			continue
+		}
+		if tried, ok := r.keptAhead[name]; ok && now.Sub(tried) < lead/2 {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if r.keptAhead == nil {
+			r.keptAhead = map[string]time.Time{}
+		}
+		r.keptAhead[name] = now
+		b.Start = now.Add(lead).Truncate(time.Second).Add(time.Second)
+		b.End = b.Start.Add(bookingLength(lead))
+		if _, err := e.book(ctx, r, Action{Kind: ActBook, Booking: b}, b.Nodes); err != nil {
+			r.log.Warn("could not move on a reservation about to begin", "reservation", name, "err", err)
+		} else {
+			r.log.Debug("moved on a reservation about to begin", "reservation", name, "start", b.Start)
+		}
+	}
+}
+
+// unbook deletes reservations of the session's, in one call.
+func (e *Executor) unbook(ctx context.Context, r *run, names []string) error {
 	if e.scheduler == nil {
 		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
-	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, []string{a.Booking.Name}) })
+	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
 	if err == nil {
-		delete(r.booked, a.Booking.Name)
+		for _, name := range names {
+			delete(r.booked, name)
+		}
 	}
 	return err
 }

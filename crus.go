@@ -395,6 +395,12 @@ type Progress struct {
 	// Boots counts the boot sessions created so far; the next one is named
 	// from it, so a retried intent reuses its name.
 	Boots int `json:"boots"`
+	// BookedUpTo bounds the numbers of the reservations the session may
+	// have made (the scheduled strategy): they are named
+	// "crus-<id>-<n>" with n below it. It is recorded before a
+	// reservation is made, so that an executor that starts while the
+	// reservations cannot be read can still delete them all by name.
+	BookedUpTo int64 `json:"booked_up_to,omitzero"`
 	// FailedToClear lists the failed group's members at creation, removed
 	// when the session starts if Spec.ClearFailed; emptied once done.
 	FailedToClear []string `json:"failed_to_clear,omitempty"`

@@ -222,6 +222,12 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			if err != nil {
 				failed(PartBookings, err)
+				if r.booked == nil && !r.dry {
+					// Nothing read in this run (it began during the
+					// outage): delete them all by name, and plan from
+					// none left.
+					e.forgetBookings(ctx, r)
+				}
 				if r.booked != nil {
 					// Still said (the condition), but planned from what
 					// this run last read and has changed since: the

@@ -152,7 +152,7 @@ const (
 	ActResume        ActionKind = "resume"         // resume Nodes in the WLM
 	ActFail          ActionKind = "fail"           // put Nodes in failed group Label and fail them in the WLM with Reason
 	ActBook          ActionKind = "book"           // make or move the reservation Booking (of Nodes)
-	ActUnbook        ActionKind = "unbook"         // delete the reservation Booking.Name
+	ActUnbook        ActionKind = "unbook"         // delete the reservations named in Unbook
 )
 
 // Booking is a reservation of the session's: its Nodes (xnames, sorted)
@@ -172,8 +172,11 @@ type Action struct {
 	Reason string      // workload-manager reason, for drain and fail
 	Reboot bos.Request // for reboot
 	// Booking is the reservation to make or move (book; Nodes are its
-	// nodes), or to delete (unbook: its Name).
+	// nodes).
 	Booking Booking
+	// Unbook names the reservations to delete (unbook), sorted: one call
+	// for all of them.
+	Unbook []string
 	// SkipFailed drops from this action the nodes for which an earlier
 	// action of the same decision failed (drain only the nodes that made
 	// it into the upgrading group).
@@ -215,12 +218,14 @@ const (
 // Decision is what Plan (or Settle) decided.
 type Decision struct {
 	// The session header after the decision.
-	Stage  Stage
-	Step   int
-	Steps  int
-	Boots  int
-	Result Result // set with Done
-	Done   bool   // the session is finished
+	Stage Stage
+	Step  int
+	Steps int
+	Boots int
+	// BookedUpTo: see Progress.BookedUpTo.
+	BookedUpTo int64
+	Result     Result // set with Done
+	Done       bool   // the session is finished
 	// ClearedFailed says the failed group has been cleared.
 	ClearedFailed bool
 	// Abort, when not empty, says why the session stops taking new nodes
@@ -250,7 +255,8 @@ func (d *Decision) Changed(s *Session) bool {
 // header reports whether the decision moves the session's header.
 func (d *Decision) header(s *Session) bool {
 	p := &s.Progress
-	return d.Stage != p.Stage || d.Step != p.Step || d.Steps != p.Steps || d.Boots != p.Boots || d.StepClosed != p.StepClosed
+	return d.Stage != p.Stage || d.Step != p.Step || d.Steps != p.Steps || d.Boots != p.Boots || d.StepClosed != p.StepClosed ||
+		d.BookedUpTo != p.BookedUpTo
 }
 
 // Transitions reports whether the decision moves the session on: a new
@@ -276,7 +282,7 @@ func (d *Decision) aborts(s *Session) bool { return d.Abort != "" && s.Progress.
 // decisionFor starts a decision that changes nothing.
 func decisionFor(s *Session) Decision {
 	p := &s.Progress
-	return Decision{Stage: p.Stage, Step: p.Step, Steps: p.Steps, Boots: p.Boots, StepClosed: p.StepClosed, Conditions: p.Conditions}
+	return Decision{Stage: p.Stage, Step: p.Step, Steps: p.Steps, Boots: p.Boots, BookedUpTo: p.BookedUpTo, StepClosed: p.StepClosed, Conditions: p.Conditions}
 }
 
 // Plan decides what to do next for session s, given what was observed.

@@ -25,6 +25,13 @@ const (
 	bookingGrain = 5 * time.Minute
 )
 
+// bookingLead is the least time before a booking starts, given the
+// observation's horizon.
+func bookingLead(horizon time.Duration) time.Duration { return max(minBookingLead, horizon) }
+
+// bookingLength is how long a booking lasts, given its lead.
+func bookingLength(lead time.Duration) time.Duration { return 2 * lead }
+
 // slotParams returns the slot planner's settings for this decision.
 func (p *planner) slotParams() slotParams {
 	s, pol := p.s, p.pol
@@ -32,7 +39,7 @@ func (p *planner) slotParams() slotParams {
 	if epoch.IsZero() {
 		epoch = s.Progress.CreatedAt
 	}
-	lead := max(minBookingLead, p.obs.Horizon)
+	lead := bookingLead(p.obs.Horizon)
 	return slotParams{
 		now: p.obs.Now, step: pol.step, reboot: pol.slot,
 		slack: pol.slack,
@@ -42,7 +49,7 @@ func (p *planner) slotParams() slotParams {
 		// the workload manager refused) holds its nodes no longer than
 		// this. Any job that would run past its start is kept off all
 		// the same.
-		length: 2 * lead,
+		length: bookingLength(lead),
 		prefix: bookingPrefix(s), epoch: epoch.Truncate(time.Second),
 	}
 }
@@ -217,12 +224,18 @@ func (p *planner) book() {
 	}
 	change, drop := rebook(held, want)
 	var acts []Action
+	params := p.slotParams()
 	for _, b := range change {
+		if k, ok := params.bucketNumber(b.Name); ok {
+			// Recorded before the reservation is made (see
+			// Progress.BookedUpTo).
+			p.d.BookedUpTo = max(p.d.BookedUpTo, k+1)
+		}
 		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
 			Why: fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(len(b.Nodes), "node"), b.Start.UTC().Format(time.RFC3339))})
 	}
-	for _, name := range drop {
-		acts = append(acts, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "the booking is no longer wanted"})
+	if len(drop) > 0 {
+		acts = append(acts, Action{Kind: ActUnbook, Unbook: drop, Why: fmt.Sprintf("%s no longer wanted", plural(len(drop), "booking"))})
 	}
 	// First: a booking is moved on as soon as possible after the
 	// observation that dates it, whatever the other actions cost.
@@ -239,8 +252,8 @@ func (p *planner) unbookAll() bool {
 	if !obs.BookingsObserved {
 		return false // read them first
 	}
-	for _, name := range sortedKeys(obs.Bookings) {
-		p.d.Actions = append(p.d.Actions, Action{Kind: ActUnbook, Booking: Booking{Name: name}, Why: "cleanup: the session's reservations go with it"})
+	if len(obs.Bookings) > 0 {
+		p.d.Actions = append(p.d.Actions, Action{Kind: ActUnbook, Unbook: sortedKeys(obs.Bookings), Why: "cleanup: the session's reservations go with it"})
 	}
 	return len(obs.Bookings) == 0
 }

@@ -49,6 +49,10 @@ func (w *world) busy(end time.Time, xs ...string) *world {
 func bookingNames(as []Action) []string {
 	var out []string
 	for _, a := range as {
+		if a.Kind == ActUnbook {
+			out = append(out, a.Unbook...)
+			continue
+		}
 		out = append(out, a.Booking.Name)
 	}
 	return out

@@ -33,9 +33,11 @@ type run struct {
 	// read, the planner keeps moving them on from this, rather than let
 	// one begin on nodes whose lane is not free yet.
 	booked map[string]Booking
-	log    *slog.Logger
-	wakeC  chan struct{}
-	dry    bool // a dry run (Next): no events
+	// keptAhead: when keepAhead last moved each reservation on.
+	keptAhead map[string]time.Time
+	log       *slog.Logger
+	wakeC     chan struct{}
+	dry       bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.
@@ -159,6 +161,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		}
 		failed := map[string]bool{}
 		for _, a := range d.Actions {
+			e.keepAhead(ctx, r)
 			res, err := e.act(ctx, r, a, failed)
 			if err != nil {
 				return r.s, err
@@ -194,6 +197,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err := e.refresh(ctx, r); err != nil {
 			return r.s, err
 		}
+		e.keepAhead(ctx, r)
 	}
 }
 

@@ -429,15 +429,25 @@ func (p slotParams) bucketName(k int64) string { return p.prefix + strconv.Forma
 // bucketStart returns the start of the bucket a reservation name of this
 // planner stands for; false if the name is not one.
 func (p slotParams) bucketStart(name string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(name, p.prefix)
-	if !ok || name == "" {
-		return time.Time{}, false
-	}
-	k, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || k < 0 {
+	k, ok := p.bucketNumber(name)
+	if !ok {
 		return time.Time{}, false
 	}
 	return p.epoch.Add(time.Duration(k) * p.grain), true
+}
+
+// bucketNumber returns the bucket number a reservation name of this
+// planner stands for; false if the name is not one.
+func (p slotParams) bucketNumber(name string) (int64, bool) {
+	rest, ok := strings.CutPrefix(name, p.prefix)
+	if !ok || name == "" {
+		return 0, false
+	}
+	k, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || k < 0 {
+		return 0, false
+	}
+	return k, true
 }
 
 func absDuration(d time.Duration) time.Duration {
