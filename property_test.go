@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,10 +303,12 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	events := 0
+	// Events come from the executor's goroutines (an observation part
+	// failing) and from the other executor's commands.
+	var events atomic.Int64
 	if sc.crashAtEvent > 0 {
 		e.onEvent = func(crus.Event) {
-			if events++; events == sc.crashAtEvent {
+			if events.Add(1) == int64(sc.crashAtEvent) {
 				cancel()
 			}
 		}
@@ -337,7 +340,9 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 	}
 	if err != nil {
 		require.ErrorIs(t, err, context.Canceled)
+		e.mu.Lock()
 		e.onEvent = nil
+		e.mu.Unlock()
 		final, err = e.executor().Run(context.Background(), s.UpgradeID)
 		require.NoError(t, err)
 	}
