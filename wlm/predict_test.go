@@ -217,3 +217,58 @@ func TestPredictorJobEndsOverCalls(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkPredictorJobEnds: a 100,000-node machine whose 100 running jobs
+// of 1,000 nodes each are spread over all of it (every 100th node), and a
+// session asking about its next 4,000 nodes, as the scheduled strategy
+// does at every poll.
+func BenchmarkPredictorJobEnds(b *testing.B) {
+	const nodes, width = 100_000, 1_000
+	name := func(i int) string { return fmt.Sprintf("nid%06d", i) }
+	var jobs []wlm.Job
+	for j := range nodes / width {
+		job := wlm.Job{ID: fmt.Sprint(j), User: fmt.Sprint("u", j%7), Start: at(99), Limit: at(199)}
+		for k := range width {
+			job.Nodes = append(job.Nodes, name(k*(nodes/width)+j))
+		}
+		jobs = append(jobs, job)
+	}
+	l := &lister{jobs: jobs}
+	names := make([]string, 4_000)
+	for i := range names {
+		names[i] = name(50_000 + i)
+	}
+	p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+	b.ReportAllocs()
+	for b.Loop() {
+		ends, err := p.JobEnds(context.Background(), l, names)
+		if err != nil || len(ends) != len(names) {
+			b.Fatalf("%d ends, %v: want one per node asked", len(ends), err)
+		}
+		l.asked, l.sinces = l.asked[:0], l.sinces[:0]
+	}
+}
+
+// TestPredictorJobEndsAskedOutOfOrder: the names asked, in any order, and
+// only they get an end, whether a job's nodes fall before, between or
+// after them.
+func TestPredictorJobEndsAskedOutOfOrder(t *testing.T) {
+	p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+	l := &lister{jobs: []wlm.Job{
+		{ID: "1", Nodes: []string{"n10", "n01", "n05", "n03", "n09", "n02"}, Start: at(99), Limit: at(150)},
+		{ID: "2", Nodes: []string{"n04", "n09"}, Start: at(99), Limit: at(160)},
+	}}
+	ends, err := p.JobEnds(context.Background(), l, []string{"n05", "n09", "n02"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"n02": at(150), "n05": at(150), "n09": at(160)}
+	if len(ends) != len(want) {
+		t.Fatalf("JobEnds = %v, want %v", ends, want)
+	}
+	for n, w := range want {
+		if !ends[n].Equal(w) {
+			t.Errorf("%s: %v, want %v", n, ends[n], w)
+		}
+	}
+}

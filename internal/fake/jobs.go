@@ -29,7 +29,11 @@ func (w *World) ended(rj *runJob) {
 }
 
 // Jobs implements wlm.JobLister. The jobs started by StartJobOnFree carry
-// their user and start; jobs started by StartJob only their limit.
+// their user and start; jobs started by StartJob only their limit. A
+// running job's Nodes are shared from one call to the next (named once:
+// a trace replayed on 100,000 nodes runs jobs thousands of nodes wide, and
+// a scheduled session lists them at every poll): callers must not modify
+// them.
 func (m *WLM) Jobs(ctx context.Context, names []string, since time.Time) ([]wlm.Job, error) {
 	w, err := m.w.begin(ctx, "wlm.Jobs")
 	if err != nil {
@@ -52,10 +56,13 @@ func (m *WLM) Jobs(ctx context.Context, names []string, since time.Time) ([]wlm.
 			listed[j.id] = true
 			job := wlm.Job{ID: strconv.Itoa(j.id), Nodes: []string{n.name}, Limit: j.limit}
 			if r := n.sim.run; r != nil && r.id == j.id {
-				job.User, job.Start, job.Nodes = r.user, r.start, make([]string, 0, len(r.nodes))
-				for _, rn := range r.nodes {
-					job.Nodes = append(job.Nodes, rn.name)
+				if r.names == nil {
+					r.names = make([]string, len(r.nodes))
+					for k, rn := range r.nodes {
+						r.names[k] = rn.name
+					}
 				}
+				job.User, job.Start, job.Nodes = r.user, r.start, r.names[:len(r.names):len(r.names)]
 			}
 			out = append(out, job)
 		}

@@ -58,7 +58,8 @@ type runJob struct {
 	start time.Time
 	limit time.Time // start + time limit: all a scheduler knows of its end
 	nodes []*node
-	back  int // nodes that return to service when it ends
+	names []string // of nodes, named when first listed (Jobs)
+	back  int      // nodes that return to service when it ends
 }
 
 // Placement is the order in which StartJobOnFree picks free nodes.
