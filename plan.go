@@ -365,6 +365,7 @@ type planBufs struct {
 	slotIdx, slotOut []int
 	lookahead        []int
 	out              []time.Time
+	held             map[string]string
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but

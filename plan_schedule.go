@@ -84,12 +84,14 @@ func (p *planner) planSlotsNow() *slotPlan {
 			out = append(out, now)
 		}
 	}
-	var held map[string]string
+	held := p.bufs.held // the booking that holds each node
+	if held == nil {
+		held = map[string]string{}
+		p.bufs.held = held
+	}
+	clear(held)
 	for _, name := range sortedKeys(obs.Bookings) {
 		for _, x := range obs.Bookings[name].Nodes {
-			if held == nil {
-				held = make(map[string]string, len(obs.Bookings)*max(1, len(obs.Bookings[name].Nodes)))
-			}
 			held[x] = name
 		}
 	}

@@ -150,6 +150,7 @@ type slotBufs struct {
 	keys, tmp           []slotKey
 	given, lanes, slots []int64
 	taken               []bool
+	members             []bookMember
 }
 
 // resize returns buf with length n, reusing its array when it can; the
@@ -362,15 +363,38 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 	// Book the nodes that would not wait long for their lane, in buckets
 	// of grain; a node stays in its bucket while its slot moves by less
 	// than grain.
-	byName := map[string]*Booking{}
-	earliest := p.now.Add(p.lead)
+	// The bookings wanted (plan.book), in order of their first node, by
+	// name, with the nodes each gets: the booking's index and the node's
+	// in pending.
+	byName := map[string]int{}
+	members := b.members[:0]
+	var counts []int
+	book := func(name string, start time.Time) int {
+		k, ok := byName[name]
+		if !ok {
+			k = len(plan.book)
+			plan.book = append(plan.book, Booking{Name: name, Start: start})
+			counts = append(counts, 0)
+			byName[name] = k
+		}
+		return k
+	}
 	// The bucket of the node before, [lo, hi) in Unix nanoseconds: nodes
 	// in slot order share buckets.
-	var last *Booking
+	last := -1
 	var lo, hi int64
+	// The booking that holds the node before, and the start of its
+	// bucket: nodes in slot order share bookings, so a name is parsed and
+	// looked up once per run of them.
+	var heldName string
+	var held time.Time
+	isHeld, heldK := false, -1
 	for _, c := range keys {
 		n := &pending[c.i]
-		held, isHeld := p.bucketStart(n.booking)
+		if n.booking != heldName {
+			heldName, heldK = n.booking, -1
+			held, isHeld = p.bucketStart(n.booking)
+		}
 		switch {
 		case taken[c.i]:
 			continue
@@ -380,38 +404,58 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 			continue
 		}
 		s := plan.slot(c.i)
-		var b *Booking
+		var k int
 		switch {
 		case isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))):
-			if b = byName[n.booking]; b == nil {
-				b = &Booking{Name: n.booking, Start: held}
-				byName[n.booking] = b
+			if heldK < 0 {
+				heldK = book(n.booking, held)
 			}
-		case last != nil && lo <= c.slot && c.slot < hi:
-			b = last
+			k = heldK
+		case last >= 0 && lo <= c.slot && c.slot < hi:
+			k = last
 		default:
-			k, start := p.bucketOf(s)
-			name := p.bucketName(k)
-			if b = byName[name]; b == nil {
-				b = &Booking{Name: name, Start: start}
-				byName[name] = b
-			}
-			last, lo, hi = b, start.UnixNano(), start.Add(p.grain).UnixNano()
+			bucket, start := p.bucketOf(s)
+			k = book(p.bucketName(bucket), start)
+			last, lo, hi = k, start.UnixNano(), start.Add(p.grain).UnixNano()
 		}
-		b.Nodes = append(b.Nodes, n.x)
+		members = append(members, bookMember{booking: k, node: c.i})
+		counts[k]++
 	}
-	for _, b := range byName {
-		b.Start = laterTime(b.Start, earliest).Truncate(time.Second)
-		if b.Start.Before(earliest) {
-			b.Start = b.Start.Add(time.Second)
+	b.members = members
+	// The nodes of all bookings in one array (one allocation, where
+	// appending to each cost a third of a decision's garbage), each
+	// booking its part, in order of the bookings.
+	all := make([]string, len(members))
+	at := make([]int, len(plan.book)) // where booking k's next node goes
+	off := 0
+	for k, n := range counts {
+		at[k] = off
+		off += n
+	}
+	earliest := p.now.Add(p.lead)
+	for _, m := range members {
+		all[at[m.booking]] = pending[m.node].x
+		at[m.booking]++
+	}
+	from := 0
+	for k := range plan.book {
+		bk := &plan.book[k]
+		bk.Nodes = all[from:at[k]:at[k]]
+		from = at[k]
+		bk.Start = laterTime(bk.Start, earliest).Truncate(time.Second)
+		if bk.Start.Before(earliest) {
+			bk.Start = bk.Start.Add(time.Second)
 		}
-		b.End = b.Start.Add(p.length)
-		slices.Sort(b.Nodes)
-		plan.book = append(plan.book, *b)
+		bk.End = bk.Start.Add(p.length)
+		slices.Sort(bk.Nodes)
 	}
 	slices.SortFunc(plan.book, func(a, b Booking) int { return strings.Compare(a.Name, b.Name) })
 	return plan
 }
+
+// bookMember is a node planSlots books: its booking's index in the plan
+// and its index in pending.
+type bookMember struct{ booking, node int }
 
 // bucketOf returns the number and start of a slot's bucket: its grain
 // bucket since the epoch.

@@ -41,5 +41,30 @@ func BenchmarkPlanScheduled(b *testing.B) {
 				}
 			}
 		})
+		// The steady state: every booking wanted is held already, as
+		// after the decision before.
+		d, err := planWith(s, obs, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		held := obs
+		held.Bookings = map[string]Booking{}
+		for _, a := range actionsOf(d, ActBook) {
+			held.Bookings[a.Booking.Name] = Booking{Name: a.Booking.Name, Nodes: a.Nodes, Start: a.Booking.Start, End: a.Booking.End}
+		}
+		b.Run(fmt.Sprintf("executor/%dk/held", n/1000), func(b *testing.B) {
+			idx := newNodeIndex(s)
+			b.ReportAllocs()
+			for b.Loop() {
+				scopeWith(s, idx, false)
+				d, err := planWith(s, held, idx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(actionsOf(d, ActBook))+len(actionsOf(d, ActUnbook)) > 0 {
+					b.Fatal("bookings changed: they were not as wanted")
+				}
+			}
+		})
 	}
 }
