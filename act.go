@@ -104,13 +104,30 @@ func (e *Executor) call(ctx context.Context, what string, f func() error) (map[s
 	return perNode, err
 }
 
+// retryDeadlineKey carries, in a context, a time on the executor's clock
+// after which retry makes no more attempts (see withRetryDeadline).
+type retryDeadlineKey struct{}
+
+// withRetryDeadline bounds every retry under ctx to end by t on the
+// executor's clock (a context deadline would run on the wall clock).
+func withRetryDeadline(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, retryDeadlineKey{}, t)
+}
+
 // retry runs f until it succeeds, fails permanently (batch.ErrPermanent),
-// ctx ends, or RetryTimeout passes, waiting on the executor's clock.
+// ctx ends, or RetryTimeout passes, waiting on the executor's clock. Under
+// a retry deadline (withRetryDeadline), it makes no attempt after it
+// passes but the first.
 func (e *Executor) retry(ctx context.Context, what string, f func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = e.cfg.RetryInitial
 	b.MaxInterval = e.cfg.RetryMax
 	b.MaxElapsedTime = e.cfg.RetryTimeout
+	if t, ok := ctx.Value(retryDeadlineKey{}).(time.Time); ok {
+		// Zero would mean no bound at all: a nanosecond allows one
+		// attempt.
+		b.MaxElapsedTime = max(min(b.MaxElapsedTime, t.Sub(e.clock.Now())), time.Nanosecond)
+	}
 	// No jitter: one controller is not a thundering herd, and exact waits
 	// keep simulations on a virtual clock deterministic.
 	b.RandomizationFactor = 0

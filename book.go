@@ -110,6 +110,14 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	if e.scheduler == nil {
 		return nil, fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
+	if earliest := e.clock.Now().Add(bookingLead(e.horizon())); a.Booking.Start.Before(earliest) {
+		// Planned from an observation that took a while: a booking never
+		// starts sooner than a lead from when it is made, or it could
+		// begin before the executor looks again.
+		length := a.Booking.End.Sub(a.Booking.Start)
+		a.Booking.Start = earliest.Truncate(time.Second).Add(time.Second)
+		a.Booking.End = a.Booking.Start.Add(length)
+	}
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
 	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
 	if err != nil && ctx.Err() == nil {

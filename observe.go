@@ -30,6 +30,14 @@ import (
 // waits for them).
 func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation, error) {
 	s := r.s
+	// All of an observation's calls retry within one RetryTimeout of its
+	// start: parts that wait for others (MaxConcurrentCalls, or the boot
+	// sessions of a light round after its nodes) do not add their own,
+	// so an observation of many boot sessions in an outage does not
+	// take minutes on end. Its time bounds how stale the decision is
+	// when it acts, and how long the session's reservations go without
+	// a look (Executor.horizon, keepAhead).
+	ctx = withRetryDeadline(ctx, e.clock.Now().Add(e.cfg.RetryTimeout))
 	sc, pos := scopeWith(s, r.indexed(), light)
 	if r.obsNodes == nil {
 		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))

@@ -246,14 +246,30 @@ func (e *Executor) refresh(ctx context.Context, r *run) error {
 	return nil
 }
 
+// sleep waits d on the executor's clock, or until the run is woken (a
+// command for the session) or ctx ends.
+//
+// While the session holds reservations, it wakes at least every half a
+// lead to keep them from beginning (keepAhead): a poll interval can be
+// longer than that.
 func (e *Executor) sleep(ctx context.Context, r *run, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.clock.After(d):
-	case <-r.wakeC:
+	for {
+		nap := d
+		if len(r.booked) > 0 {
+			nap = min(nap, bookingLead(e.horizon())/2)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.clock.After(nap):
+		case <-r.wakeC:
+			return nil
+		}
+		if d -= nap; d <= 0 {
+			return nil
+		}
+		e.keepAhead(ctx, r)
 	}
-	return nil
 }
 
 // record applies a decision to the session and stores it before anything

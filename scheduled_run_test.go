@@ -334,3 +334,30 @@ func TestScheduledBookingsUndeletable(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduledCapWhileBootStatusUnreadable: the boot sessions' status
+// cannot be read for two hours while many are in flight (one per node).
+// Each read retries, and they queue behind MaxConcurrentCalls: an
+// observation used to take several retry timeouts, longer than half the
+// bookings' lead, and a booking began while its lane was busy. All of an
+// observation's calls now retry within one RetryTimeout of its start.
+// Without it, 3 of 20 seeds went over the cap.
+func TestScheduledCapWhileBootStatusUnreadable(t *testing.T) {
+	over := 0
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 20, Busy: 0.7, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: seed}}, 5)
+			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled, BootBatchSize: 1}
+			e.w.KeepBusy(0.6, 3*time.Hour, 15*time.Minute, e.w.Now().Add(24*time.Hour))
+			start := e.w.Now()
+			e.w.Outage("bos.Status", start.Add(30*time.Minute), start.Add(150*time.Minute), nil)
+			s := e.run()
+			assert.Equal(t, 20, s.Counts().Upgraded+s.Counts().Failed)
+			if !assert.LessOrEqual(t, e.w.MaxOut(), 5, "the cap") {
+				over++
+			}
+			assert.Empty(t, e.w.Reservations("crus-"))
+		})
+	}
+	t.Logf("%d of 20 seeds over the cap", over)
+}

@@ -2,12 +2,14 @@ package slurm_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +65,10 @@ func TestEndToEndScheduled(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Run("Deleted", func(t *testing.T) { scheduledDeleted(t, e, admin) })
+			if err := e.c.Reset(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Run("Undeletable", func(t *testing.T) { scheduledUndeletable(t, e, admin) })
 			// Both sessions over, the test's other reservations deleted:
 			// the administrator's alone is left, as it was.
 			all, err := showReservations(t.Context(), e.c)
@@ -98,11 +104,16 @@ type schedRun struct {
 // startScheduled creates a scheduled session of the four nodes, in steps
 // of one, and runs it in the background, watched.
 func startScheduled(t *testing.T, e *e2eCluster, admin slurmReservation) *schedRun {
+	return startScheduledWith(t, e, admin, e.manager)
+}
+
+// startScheduledWith is startScheduled with the executor given manager.
+func startScheduledWith(t *testing.T, e *e2eCluster, admin slurmReservation, manager wlm.Manager) *schedRun {
 	ctx := t.Context()
 	r := &schedRun{e: e, boot: e.bos("compute-upgrade"), steps: &stepStarts{}, done: make(chan struct{})}
 	t.Cleanup(r.boot.wg.Wait)
 	var err error
-	r.ex, err = crus.NewExecutor(e.world.HSM(), e.manager, r.boot, crus.Config{
+	r.ex, err = crus.NewExecutor(e.world.HSM(), manager, r.boot, crus.Config{
 		Mapper: e.mapper, Logger: testLogger(t),
 		PollInterval: 500 * time.Millisecond, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, RetryTimeout: 20 * time.Second,
 		OnEvent: r.steps.onEvent,
@@ -387,6 +398,94 @@ func scheduledDeleted(t *testing.T, e *e2eCluster, admin slurmReservation) {
 	for _, m := range final.Messages {
 		t.Logf("  %s", m)
 	}
+}
+
+// scheduledUndeletable: Slurm refuses to delete reservations for the first
+// 150 s of the session (the adapter's Unreserve fails; making and moving
+// them works). nid000002 runs a 20-second job. The reservations of nodes
+// the session has taken are no longer wanted but stay: each must be moved
+// on before it would begin (on a node drained, rebooting or back), never
+// begin, and be deleted once Slurm lets it, the session waiting for that
+// before it ends.
+func scheduledUndeletable(t *testing.T, e *e2eCluster, admin slurmReservation) {
+	ctx := t.Context()
+	id, err := e.c.Submit(ctx, schedBusy[:1], 20*time.Second, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(t, func() bool {
+		ends, err := e.observer.JobEnds(ctx, schedBusy[:1])
+		return err == nil && len(ends) == 1
+	}) {
+		t.Fatalf("the job on %s did not start", schedBusy[0])
+	}
+	start := time.Now()
+	m := &refusingUnreserve{Manager: e.manager, until: start.Add(150 * time.Second)}
+	r := startScheduledWith(t, e, admin, m)
+	r.wait(t)
+
+	final := r.final
+	counts := final.Counts()
+	if !final.Completed || final.Progress.Result != crus.ResultComplete || counts.Upgraded != len(schedSession) {
+		t.Errorf("session: completed %v, result %q, counts %+v; want complete with %d upgraded", final.Completed, final.Progress.Result, counts, len(schedSession))
+	}
+	if n := m.refused.Load(); n == 0 {
+		t.Errorf("no deletion refused: the session did not meet what the test is for")
+	} else {
+		t.Logf("%d deletions refused; the session ended %s after it began", n, time.Since(start).Round(100*time.Millisecond))
+	}
+	if r.watch.maxOut > 1 {
+		t.Errorf("up to %d nodes out of service at once; the step size is 1", r.watch.maxOut)
+	}
+	if v := r.violations(); len(v) > 0 {
+		t.Errorf("reboots of busy nodes: %v", v)
+	}
+	if st, err := e.c.JobState(ctx, id); err != nil || st != "COMPLETED" {
+		t.Errorf("job %s on %s: %q, %v; want COMPLETED", id, schedBusy[0], st, err)
+	}
+	// No reservation of the session began, and none is left.
+	r.checkReservations(t)
+	for _, msg := range final.Messages {
+		t.Logf("  %s", msg)
+	}
+}
+
+// refusingUnreserve is the adapter under test, refusing to delete
+// reservations until a time. It forwards the adapter's optional
+// capabilities (an embedded interface hides them).
+type refusingUnreserve struct {
+	wlm.Manager
+	until   time.Time
+	refused atomic.Int64
+}
+
+func (m *refusingUnreserve) ReportsBootTime() bool {
+	r, ok := m.Manager.(wlm.BootTimeReporter)
+	return ok && r.ReportsBootTime()
+}
+
+func (m *refusingUnreserve) Describe(n wlm.Node) string {
+	return wlm.DescriberOf(m.Manager).Describe(n)
+}
+
+func (m *refusingUnreserve) Unreserve(ctx context.Context, names []string) error {
+	if time.Now().Before(m.until) {
+		m.refused.Add(1)
+		return errors.New("refused by the test")
+	}
+	return m.Manager.(wlm.Scheduler).Unreserve(ctx, names)
+}
+
+func (m *refusingUnreserve) Reserve(ctx context.Context, r wlm.Reservation) error {
+	return m.Manager.(wlm.Scheduler).Reserve(ctx, r)
+}
+
+func (m *refusingUnreserve) Reservations(ctx context.Context, prefix string) ([]wlm.Reservation, error) {
+	return m.Manager.(wlm.Scheduler).Reservations(ctx, prefix)
+}
+
+func (m *refusingUnreserve) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return m.Manager.(wlm.JobEnder).JobEnds(ctx, names)
 }
 
 // probeJob is a job for one node alone, submitted while a reservation of
