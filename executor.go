@@ -46,7 +46,9 @@ type Config struct {
 	// PollInterval, or more, turns it off.
 	InFlightPollInterval time.Duration
 	// RetryInitial and RetryMax bound the backoff between retries of a
-	// failed call; RetryTimeout bounds the time spent retrying one call.
+	// failed call; RetryTimeout bounds the time spent retrying one call,
+	// and all the calls of one observation together (a part that cannot
+	// be read by then is left out of it, and the plan acts on the rest).
 	// Defaults 1s, 30s and 2m. Errors matching batch.ErrPermanent are not
 	// retried.
 	RetryInitial, RetryMax, RetryTimeout time.Duration
