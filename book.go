@@ -184,6 +184,7 @@ func (e *Executor) unbook(ctx context.Context, r *run, names []string) error {
 	if err == nil {
 		for _, name := range names {
 			delete(r.booked, name)
+			delete(r.keptAhead, name)
 		}
 	}
 	return err
