@@ -105,38 +105,11 @@ func drawScenario(t *rapid.T) scenario {
 			sc.nodeFaults[i] = k
 		}
 	}
-	minutes := func(lo, hi int, label string) time.Duration {
-		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Minute
-	}
-	for i := range rapid.IntRange(0, 5).Draw(t, "callFaults") {
-		sc.callFaults = append(sc.callFaults, callFault{
-			op:        rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("op%d", i)),
-			n:         rapid.IntRange(1, 40).Draw(t, fmt.Sprintf("n%d", i)),
-			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
-			at:        minutes(0, 600, fmt.Sprintf("at%d", i)),
-		})
-	}
-	for i := range rapid.IntRange(0, 3).Draw(t, "outages") {
-		sc.outages = append(sc.outages, outageAt{
-			op:        rapid.SampledFrom(faultOps).Draw(t, fmt.Sprintf("outageOp%d", i)),
-			at:        minutes(0, 600, fmt.Sprintf("outageAt%d", i)),
-			span:      minutes(1, 240, fmt.Sprintf("outageSpan%d", i)),
-			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
-		})
-	}
-	for i := range rapid.IntRange(0, 4).Draw(t, "operator") {
-		sc.operator = append(sc.operator, operatorAct{
-			kind: rapid.SampledFrom(operatorKinds).Draw(t, fmt.Sprintf("opKind%d", i)),
-			node: rapid.IntRange(0, sc.nodes-1).Draw(t, fmt.Sprintf("opNode%d", i)),
-			at:   minutes(0, 600, fmt.Sprintf("opAt%d", i)),
-		})
-	}
-	for i := range rapid.IntRange(0, 3).Draw(t, "commands") {
-		sc.commands = append(sc.commands, commandAt{
-			kind: rapid.SampledFrom([]string{"delete", "pause", "pause", "resume", "approve"}).Draw(t, fmt.Sprintf("cmd%d", i)),
-			at:   minutes(0, 900, fmt.Sprintf("cmdAt%d", i)),
-		})
-	}
+	drawFaults(t, &sc, faultPlan{
+		ops: faultOps, callFaults: 5, outages: [2]int{0, 3}, from: 600, span: [2]int{1, 240},
+		operatorKinds: operatorKinds, operator: 4,
+		commandKinds: []string{"delete", "pause", "pause", "resume", "approve"}, commands: 3, commandsFrom: 900,
+	})
 	if rapid.Float64Range(0, 1).Draw(t, "crash") < 0.25 {
 		sc.crashAtEvent = rapid.IntRange(1, 60).Draw(t, "crashAt")
 	}
@@ -149,6 +122,57 @@ func drawScenario(t *rapid.T) scenario {
 		}
 	}
 	return sc
+}
+
+// faultPlan bounds what drawFaults draws. Times are minutes from the
+// session's start.
+type faultPlan struct {
+	ops           []string // the backend calls that faults and outages fall on
+	callFaults    int      // at most this many bursts of failing calls
+	outages       [2]int   // between this many outages
+	from          int      // the latest a fault, outage or operator act begins
+	span          [2]int   // how long an outage lasts
+	operatorKinds []string
+	operator      int // at most this many operator acts
+	commandKinds  []string
+	commands      int // at most this many commands
+	commandsFrom  int // the latest a command comes
+}
+
+// drawFaults draws faults, outages, operators' acts and commands into sc.
+func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
+	minutes := func(lo, hi int, label string) time.Duration {
+		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Minute
+	}
+	for i := range rapid.IntRange(0, p.callFaults).Draw(t, "callFaults") {
+		sc.callFaults = append(sc.callFaults, callFault{
+			op:        rapid.SampledFrom(p.ops).Draw(t, fmt.Sprintf("op%d", i)),
+			n:         rapid.IntRange(1, 40).Draw(t, fmt.Sprintf("n%d", i)),
+			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
+			at:        minutes(0, p.from, fmt.Sprintf("at%d", i)),
+		})
+	}
+	for i := range rapid.IntRange(p.outages[0], p.outages[1]).Draw(t, "outages") {
+		sc.outages = append(sc.outages, outageAt{
+			op:        rapid.SampledFrom(p.ops).Draw(t, fmt.Sprintf("outageOp%d", i)),
+			at:        minutes(0, p.from, fmt.Sprintf("outageAt%d", i)),
+			span:      minutes(p.span[0], p.span[1], fmt.Sprintf("outageSpan%d", i)),
+			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
+		})
+	}
+	for i := range rapid.IntRange(0, p.operator).Draw(t, "operator") {
+		sc.operator = append(sc.operator, operatorAct{
+			kind: rapid.SampledFrom(p.operatorKinds).Draw(t, fmt.Sprintf("opKind%d", i)),
+			node: rapid.IntRange(0, sc.nodes-1).Draw(t, fmt.Sprintf("opNode%d", i)),
+			at:   minutes(0, p.from, fmt.Sprintf("opAt%d", i)),
+		})
+	}
+	for i := range rapid.IntRange(0, p.commands).Draw(t, "commands") {
+		sc.commands = append(sc.commands, commandAt{
+			kind: rapid.SampledFrom(p.commandKinds).Draw(t, fmt.Sprintf("cmd%d", i)),
+			at:   minutes(0, p.commandsFrom, fmt.Sprintf("cmdAt%d", i)),
+		})
+	}
 }
 
 // drawRollout draws any valid combination of rollout options.
@@ -486,38 +510,11 @@ func drawBookingScenario(t *rapid.T) scenario {
 	if refused == "wlm.Unreserve" && sc.crashAtEvent > 0 {
 		ops = ops[2:]
 	}
-	minutes := func(lo, hi int, label string) time.Duration {
-		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Minute
-	}
-	for i := range rapid.IntRange(1, 3).Draw(t, "outages") {
-		sc.outages = append(sc.outages, outageAt{
-			op:        rapid.SampledFrom(ops).Draw(t, fmt.Sprintf("outageOp%d", i)),
-			at:        minutes(0, 300, fmt.Sprintf("outageAt%d", i)),
-			span:      minutes(5, 240, fmt.Sprintf("outageSpan%d", i)),
-			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
-		})
-	}
-	for i := range rapid.IntRange(0, 4).Draw(t, "callFaults") {
-		sc.callFaults = append(sc.callFaults, callFault{
-			op:        rapid.SampledFrom(ops).Draw(t, fmt.Sprintf("op%d", i)),
-			n:         rapid.IntRange(1, 40).Draw(t, fmt.Sprintf("n%d", i)),
-			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
-			at:        minutes(0, 300, fmt.Sprintf("at%d", i)),
-		})
-	}
-	for i := range rapid.IntRange(0, 3).Draw(t, "operator") {
-		sc.operator = append(sc.operator, operatorAct{
-			kind: rapid.SampledFrom([]string{"job", "job", "resume", "drain"}).Draw(t, fmt.Sprintf("opKind%d", i)),
-			node: rapid.IntRange(0, sc.nodes-1).Draw(t, fmt.Sprintf("opNode%d", i)),
-			at:   minutes(0, 300, fmt.Sprintf("opAt%d", i)),
-		})
-	}
-	for i := range rapid.IntRange(0, 2).Draw(t, "commands") {
-		sc.commands = append(sc.commands, commandAt{
-			kind: rapid.SampledFrom([]string{"pause", "pause", "resume", "delete"}).Draw(t, fmt.Sprintf("cmd%d", i)),
-			at:   minutes(0, 400, fmt.Sprintf("cmdAt%d", i)),
-		})
-	}
+	drawFaults(t, &sc, faultPlan{
+		ops: ops, callFaults: 4, outages: [2]int{1, 3}, from: 300, span: [2]int{5, 240},
+		operatorKinds: []string{"job", "job", "resume", "drain"}, operator: 3,
+		commandKinds: []string{"pause", "pause", "resume", "delete"}, commands: 2, commandsFrom: 400,
+	})
 	sc.rollout = drawRollout(t, sc.step)
 	sc.rollout.Strategy = crus.StrategyScheduled
 	return sc
