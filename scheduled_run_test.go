@@ -210,8 +210,14 @@ func TestReturnedNodeResumedWithinSeconds(t *testing.T) {
 // began on top of the nodes in flight: with reads failing for two hours,
 // 34 of 40 seeds went over the cap (up to 5 out for a step of 3); with
 // changes refused, 9 of 40 (up to 6).
+//
+// With deletions refused, a reservation no longer wanted (its node was
+// taken, or its slot moved to another bucket) is moved on instead before
+// it would begin (Executor.keepAhead), so that it never begins on a node
+// that is idle or back from its upgrade; all are deleted once the workload
+// manager lets them be. Without it, 38 of 40 seeds went over the cap.
 func TestScheduledCapWhileBookingsUnreadable(t *testing.T) {
-	for _, op := range []string{"wlm.Reservations", "wlm.Reserve"} {
+	for _, op := range []string{"wlm.Reservations", "wlm.Reserve", "wlm.Unreserve"} {
 		for seed := range uint64(40) {
 			t.Run(fmt.Sprint(op, "/seed", seed), func(t *testing.T) {
 				e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: seed}}, 3)
@@ -309,28 +315,6 @@ func TestScheduledRestartWhileBookingsUnreadable(t *testing.T) {
 			assert.Equal(t, 16, final.Counts().Upgraded+final.Counts().Failed)
 			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
 			assert.Empty(t, e.w.Reservations("crus-"))
-		})
-	}
-}
-
-// TestScheduledBookingsUndeletable: the workload manager refuses to delete
-// reservations for two hours. A reservation no longer wanted (its node was
-// taken, or its slot moved to another bucket) is moved on instead before
-// it would begin (Executor.keepAhead), so that it never begins on a node
-// that is idle or back from its upgrade; all are deleted once the workload
-// manager lets them be. Without it, 15 of 20 seeds went over the cap.
-func TestScheduledBookingsUndeletable(t *testing.T) {
-	for seed := range uint64(20) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: seed}}, 3)
-			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-			start := e.w.Now()
-			e.w.Outage("wlm.Unreserve", start.Add(10*time.Minute), start.Add(130*time.Minute), nil)
-			s := e.run()
-			assert.Equal(t, 16, s.Counts().Upgraded+s.Counts().Failed)
-			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
-			assert.Empty(t, e.w.Reservations("crus-"))
-			assert.Empty(t, e.w.Violations())
 		})
 	}
 }
