@@ -94,18 +94,30 @@ func BenchmarkPlan(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("executor/%dk", n/1000), func(b *testing.B) {
-			idx := newNodeIndex(s)
-			b.ReportAllocs()
-			for b.Loop() {
-				scopeWith(s, idx, false)
-				d, err := planWith(s, obs, idx)
-				if err != nil {
-					b.Fatal(err)
-				}
+			benchExecutorPlan(b, s, obs, func(d Decision) string {
 				if len(d.Changes) < n/1000 {
-					b.Fatalf("only %d changes: the decision did not do its work", len(d.Changes))
+					return fmt.Sprintf("only %d changes: the decision did not do its work", len(d.Changes))
 				}
-			}
+				return ""
+			})
 		})
+	}
+}
+
+// benchExecutorPlan measures what the executor does each iteration:
+// ScopeFor and Plan through its node index. check says what is wrong
+// with a decision ("" if nothing).
+func benchExecutorPlan(b *testing.B, s *Session, obs Observation, check func(Decision) string) {
+	idx := newNodeIndex(s)
+	b.ReportAllocs()
+	for b.Loop() {
+		scopeWith(s, idx, false)
+		d, err := planWith(s, obs, idx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if msg := check(d); msg != "" {
+			b.Fatal(msg)
+		}
 	}
 }

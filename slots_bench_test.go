@@ -28,18 +28,12 @@ func BenchmarkPlanScheduled(b *testing.B) {
 			obs.JobEnds[x] = obs.Now.Add(time.Duration(k%97) * 7 * time.Minute)
 		}
 		b.Run(fmt.Sprintf("executor/%dk", n/1000), func(b *testing.B) {
-			idx := newNodeIndex(s)
-			b.ReportAllocs()
-			for b.Loop() {
-				scopeWith(s, idx, false)
-				d, err := planWith(s, obs, idx)
-				if err != nil {
-					b.Fatal(err)
-				}
+			benchExecutorPlan(b, s, obs, func(d Decision) string {
 				if len(actionsOf(d, ActBook)) == 0 {
-					b.Fatal("nothing booked: the decision did not do its work")
+					return "nothing booked: the decision did not do its work"
 				}
-			}
+				return ""
+			})
 		})
 		// The steady state: every booking wanted is held already, as
 		// after the decision before.
@@ -53,18 +47,12 @@ func BenchmarkPlanScheduled(b *testing.B) {
 			held.Bookings[a.Booking.Name] = Booking{Name: a.Booking.Name, Nodes: a.Nodes, Start: a.Booking.Start, End: a.Booking.End}
 		}
 		b.Run(fmt.Sprintf("executor/%dk/held", n/1000), func(b *testing.B) {
-			idx := newNodeIndex(s)
-			b.ReportAllocs()
-			for b.Loop() {
-				scopeWith(s, idx, false)
-				d, err := planWith(s, held, idx)
-				if err != nil {
-					b.Fatal(err)
-				}
+			benchExecutorPlan(b, s, held, func(d Decision) string {
 				if len(actionsOf(d, ActBook))+len(actionsOf(d, ActUnbook)) > 0 {
-					b.Fatal("bookings changed: they were not as wanted")
+					return "bookings changed: they were not as wanted"
 				}
-			}
+				return ""
+			})
 		})
 	}
 }
