@@ -344,13 +344,10 @@ type planner struct {
 	// unaccepted lists the boot sessions the orchestrator has not
 	// accepted, with the nodes that wait for them (see plan_boot.go).
 	unaccepted map[string]*unaccepted
-	// The scheduled strategy's slots (plan_schedule.go), computed once:
-	// the plan, the pending nodes it slotted and their indices, in bufs.
+	// The scheduled strategy's slots (plan_schedule.go), computed once,
+	// with the pending nodes it slotted, their indices, and the pending
+	// nodes in view (once lookedAhead), in bufs.
 	slotPlan    *slotPlan
-	slotNodes   []slotNode
-	slotIdx     []int
-	slotOut     []int // candidates out of service
-	lookahead   []int // the pending nodes in view, computed once (lookedAhead)
 	lookedAhead bool
 	admitRoom   int // the nodes admission may take in this decision (0 until it runs)
 	bufs        *planBufs
@@ -360,12 +357,13 @@ type planner struct {
 // decision to the next when the executor plans through its nodeIndex
 // (see slotBufs). Nothing a decision holds points into it.
 type planBufs struct {
-	slots            slotBufs
-	pending          []slotNode
-	slotIdx, slotOut []int
-	lookahead        []int
-	out              []time.Time
-	held             map[string]string
+	slots     slotBufs
+	pending   []slotNode // the pending nodes in view that were slotted
+	slotIdx   []int      // their indices
+	slotOut   []int      // candidates out of service
+	lookahead []int      // the pending nodes in view
+	out       []time.Time
+	held      map[string]string
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but

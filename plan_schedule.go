@@ -98,7 +98,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 	cands := p.lookaheadNodes()
 	bufs := p.bufs
 	pending := resize(bufs.pending, len(cands))[:0]
-	p.slotIdx, p.slotOut = resize(bufs.slotIdx, len(cands))[:0], bufs.slotOut[:0]
+	bufs.slotIdx, bufs.slotOut = resize(bufs.slotIdx, len(cands))[:0], bufs.slotOut[:0]
 	for _, i := range cands {
 		n := &s.Progress.Nodes[i]
 		w, seen := obs.Nodes[n.XName]
@@ -106,7 +106,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 			continue
 		}
 		if ok, _ := p.takeable(w); !ok {
-			p.slotOut = append(p.slotOut, i)
+			bufs.slotOut = append(bufs.slotOut, i)
 			continue
 		}
 		sn := slotNode{x: n.XName, rank: i, idle: !w.Busy(), booking: held[n.XName]}
@@ -124,14 +124,13 @@ func (p *planner) planSlotsNow() *slotPlan {
 			}
 		}
 		pending = append(pending, sn)
-		p.slotIdx = append(p.slotIdx, i)
+		bufs.slotIdx = append(bufs.slotIdx, i)
 	}
 	params := p.slotParams()
 	params.room = p.admitRoom
 	plan := bufs.slots.planSlots(params, out, pending)
 	p.slotPlan = &plan
-	p.slotNodes = pending
-	bufs.pending, bufs.slotIdx, bufs.slotOut, bufs.out = pending, p.slotIdx, p.slotOut, out
+	bufs.pending, bufs.out = pending, out
 	return p.slotPlan
 }
 
@@ -139,10 +138,10 @@ func (p *planner) planSlotsNow() *slotPlan {
 // the lookahead.
 func (p *planner) lookaheadNodes() []int {
 	if !p.lookedAhead {
-		p.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
-		p.bufs.lookahead, p.lookedAhead = p.lookahead, true
+		p.bufs.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
+		p.lookedAhead = true
 	}
-	return p.lookahead
+	return p.bufs.lookahead
 }
 
 // admitScheduled takes, within room, the nodes whose slot has come: the
@@ -162,9 +161,9 @@ func (p *planner) admitScheduled(room, inFlight int) {
 	plan := p.planSlotsNow()
 	var due []slotted
 	now := obs.Now.UnixNano()
-	for k, sn := range p.slotNodes {
+	for k, sn := range p.bufs.pending {
 		if plan.slots[k] <= now {
-			due = append(due, slotted{i: p.slotIdx[k], slot: plan.slot(k), busy: !sn.idle})
+			due = append(due, slotted{i: p.bufs.slotIdx[k], slot: plan.slot(k), busy: !sn.idle})
 		}
 	}
 	slices.SortFunc(due, func(a, b slotted) int {
@@ -186,10 +185,10 @@ func (p *planner) admitScheduled(room, inFlight int) {
 		}
 		taken = append(taken, s.Progress.Nodes[c.i].XName)
 	}
-	if len(taken) == 0 && len(p.slotNodes) == 0 && inFlight == 0 {
+	if len(taken) == 0 && len(p.bufs.pending) == 0 && inFlight == 0 {
 		// Only nodes out of service are in view, and none will return
 		// from flight: skip them rather than wait for ever.
-		for _, i := range p.slotOut {
+		for _, i := range p.bufs.slotOut {
 			n := &s.Progress.Nodes[i]
 			_, why := p.takeable(obs.Nodes[n.XName])
 			p.done(n, OutcomeSkipped, "not in service when its turn came: "+why)

@@ -74,18 +74,12 @@ type slotParams struct {
 	epoch  time.Time
 }
 
-// lanes returns the times the step lanes come free, in order, given the
+// lanesNow returns the times the step lanes come free, in order, given the
 // expected returns of the nodes out now (a return in the past means now).
 // With more nodes out than lanes (the cap was lowered), a lane comes free
 // only when enough of them are back: the lanes are the latest step
 // returns.
-func lanes(now time.Time, step int, out []time.Time) []int64 {
-	var b slotBufs
-	return b.lanesOf(now, step, out)
-}
-
-// lanesOf is lanes, in b's space.
-func (b *slotBufs) lanesOf(now time.Time, step int, out []time.Time) []int64 {
+func (b *slotBufs) lanesNow(now time.Time, step int, out []time.Time) []int64 {
 	h := resize(b.lanes, max(step, len(out)))
 	b.lanes = h
 	rs := h[len(h)-len(out):]
@@ -205,7 +199,7 @@ func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) 
 		return keys
 	}
 	reboot := int64(p.reboot)
-	now0 := b.lanesOf(p.now, p.step, out)
+	now0 := b.lanesNow(p.now, p.step, out)
 	given := resize(b.given, len(pending))[:0]
 	b.given = given
 	head := 0 // of given
