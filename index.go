@@ -26,7 +26,8 @@ type nodeIndex struct {
 	act []bool
 	// Scratch space of planWith, reused (contents undefined between
 	// plans).
-	bufs planBufs
+	bufs  planBufs
+	scope scopeBufs
 
 	pol *policy // of s.Spec, derived once (see policy)
 }

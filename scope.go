@@ -19,6 +19,11 @@ func ScopeFor(s *Session) Scope {
 func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	var sc Scope
 	var pos []int
+	var bufs *scopeBufs // reused from the scope before, with an index
+	if idx != nil {
+		bufs = &idx.scope
+		pos = bufs.pos[:0]
+	}
 	boots := map[string]int{}
 	inFlight, quiescing, quiesced, retriedBoot := 0, false, false, false
 	firstPending := len(s.Progress.Nodes)
@@ -87,15 +92,25 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	// even while no node may be taken: it observes them every time.
 	if !light && (room > 0 || pol.scheduled && firstPending < len(nodes)) {
 		phase := func(i int) Phase { return nodes[i].Phase }
-		cands := candidates(nodes, phase, pol.candidateLimit(max(room, 1)), firstPending)
+		limit := pol.candidateLimit(max(room, 1))
+		var cands []int
+		if bufs != nil {
+			cands = candidatesIn(bufs.cands[:0], nodes, phase, limit, firstPending)
+			bufs.cands = cands
+		} else {
+			cands = candidates(nodes, phase, limit, firstPending)
+		}
 		pos = append(pos, cands...)
-		if pol.order == OrderJobEnd || pol.scheduled {
+		if len(cands) > 0 && (pol.order == OrderJobEnd || pol.scheduled) {
 			// In xname order: the records are (nodes put back come
 			// after the others, out of order).
-			if !slices.IsSorted(cands) {
-				cands = slices.Sorted(slices.Values(cands))
+			slices.Sort(cands)
+			if bufs != nil {
+				bufs.jobEnds = resize(bufs.jobEnds, len(cands))
+				sc.JobEnds = bufs.jobEnds
+			} else {
+				sc.JobEnds = make([]string, len(cands))
 			}
-			sc.JobEnds = make([]string, len(cands))
 			for k, i := range cands {
 				sc.JobEnds[k] = nodes[i].XName
 			}
@@ -112,12 +127,30 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	// xnames.
 	slices.Sort(pos)
 	if len(pos) > 0 {
-		sc.Nodes = make([]string, len(pos))
+		if bufs != nil {
+			bufs.nodes = resize(bufs.nodes, len(pos))
+			sc.Nodes = bufs.nodes
+		} else {
+			sc.Nodes = make([]string, len(pos))
+		}
 		for k, i := range pos {
 			sc.Nodes[k] = s.Progress.Nodes[i].XName
 		}
 	}
+	if bufs != nil {
+		bufs.pos = pos
+	}
 	return sc, pos
+}
+
+// scopeBufs is scopeWith's scratch space in a nodeIndex: the executor
+// takes a scope at every observation, and its lists (thousands of
+// candidates with the scheduled strategy) are read only until the
+// observation is made. A scope taken with an index is valid until the
+// next one is.
+type scopeBufs struct {
+	pos, cands     []int
+	nodes, jobEnds []string
 }
 
 // candidates returns the indices of at most max pending nodes in turn

@@ -83,8 +83,9 @@ func (b *slotBufs) lanesNow(now time.Time, step int, out []time.Time) []int64 {
 	h := resize(b.lanes, max(step, len(out)))
 	b.lanes = h
 	rs := h[len(h)-len(out):]
+	within := aheadOf(now)
 	for i, t := range out {
-		rs[i] = ahead(t, now).UnixNano()
+		rs[i] = within(t)
 	}
 	slices.Sort(rs)
 	if len(rs) > step {
@@ -103,13 +104,21 @@ func (b *slotBufs) lanesNow(now time.Time, step int, out []time.Time) []int64 {
 // where times still fit Unix nanoseconds.
 const farthest = 100 * 365 * 24 * time.Hour
 
-// ahead returns t within [now, now + farthest]: a time in the past is
-// now.
-func ahead(t, now time.Time) time.Time {
-	if last := now.Add(farthest); t.After(last) {
-		return last
+// aheadOf returns a function that clamps a time t to [now, now +
+// farthest] (a time in the past is now), in Unix nanoseconds: the slot
+// planner clamps thousands of times to the same now.
+func aheadOf(now time.Time) func(t time.Time) int64 {
+	last := now.Add(farthest)
+	nowNs, lastNs := now.UnixNano(), last.UnixNano()
+	return func(t time.Time) int64 {
+		switch {
+		case !t.After(now):
+			return nowNs
+		case t.After(last):
+			return lastNs
+		}
+		return t.UnixNano()
 	}
-	return laterTime(t, now)
 }
 
 func laterTime(a, b time.Time) time.Time {
@@ -190,8 +199,9 @@ type slotKey struct {
 func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) []slotKey {
 	keys := resize(b.keys, len(pending))
 	b.keys = keys
+	within := aheadOf(p.now)
 	for i := range pending {
-		keys[i] = slotKey{free: ahead(pending[i].free, p.now).UnixNano(), rank: pending[i].rank, i: i}
+		keys[i] = slotKey{free: within(pending[i].free), rank: pending[i].rank, i: i}
 	}
 	b.tmp = resize(b.tmp, len(keys))
 	sortSlotKeysIn(keys, b.tmp, p.now.UnixNano(), pending)
@@ -382,12 +392,15 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 	// looked up once per run of them.
 	var heldName string
 	var held time.Time
+	var heldNs int64
 	isHeld, heldK := false, -1
+	epoch, grain := p.epoch.UnixNano(), int64(p.grain)
 	for _, c := range keys {
 		n := &pending[c.i]
 		if n.booking != heldName {
 			heldName, heldK = n.booking, -1
 			held, isHeld = p.bucketStart(n.booking)
+			heldNs = held.UnixNano()
 		}
 		switch {
 		case taken[c.i]:
@@ -397,10 +410,9 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 		case !n.unknownEnd && time.Duration(c.slot-c.free) > p.slack:
 			continue
 		}
-		s := plan.slot(c.i)
 		var k int
 		switch {
-		case isHeld && (n.unknownEnd || s.After(held.Add(-p.grain)) && s.Before(held.Add(2*p.grain))):
+		case isHeld && (n.unknownEnd || c.slot > heldNs-grain && c.slot < heldNs+2*grain):
 			if heldK < 0 {
 				heldK = book(n.booking, held)
 			}
@@ -408,7 +420,12 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 		case last >= 0 && lo <= c.slot && c.slot < hi:
 			k = last
 		default:
-			bucket, start := p.bucketOf(s)
+			// The slot's bucket: its grain since the epoch.
+			bucket := int64(0)
+			if grain > 0 && c.slot > epoch {
+				bucket = (c.slot - epoch) / grain
+			}
+			start := p.epoch.Add(time.Duration(bucket) * p.grain)
 			k = book(p.bucketName(bucket), start)
 			last, lo, hi = k, start.UnixNano(), start.Add(p.grain).UnixNano()
 		}
@@ -450,16 +467,6 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 // bookMember is a node planSlots books: its booking's index in the plan
 // and its index in pending.
 type bookMember struct{ booking, node int }
-
-// bucketOf returns the number and start of a slot's bucket: its grain
-// bucket since the epoch.
-func (p slotParams) bucketOf(s time.Time) (int64, time.Time) {
-	k := int64(0)
-	if p.grain > 0 && s.After(p.epoch) {
-		k = int64(s.Sub(p.epoch) / p.grain)
-	}
-	return k, p.epoch.Add(time.Duration(k) * p.grain)
-}
 
 // bucketName names the reservation of bucket k.
 func (p slotParams) bucketName(k int64) string { return p.prefix + strconv.FormatInt(k, 10) }
