@@ -66,9 +66,9 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 	return out, nil
 }
 
-// forgetBookings deletes every reservation the session may have made, by
-// name (see Progress.BookedUpTo), for a run that cannot read them and has
-// not read them yet: one that began during the outage. Without it, the
+// forgetBookings deletes every reservation the session may hold, by name
+// (see Progress.Booked), for a run that cannot read them and has not read
+// them yet: one that began during the outage. Without it, the
 // reservations the last run made would be left as they stand, neither
 // moved on nor deleted, and would begin at their old starts, perhaps while
 // their nodes' lanes are still busy: their idle nodes would be out on top
@@ -77,26 +77,51 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 // booked. If the deletion fails too, the run stays as it was: it waits to
 // read them.
 //
-// It costs one Unreserve call of BookedUpTo names (the Slurm CLI adapter
-// runs scontrol once per name), made once per run.
+// It costs Unreserve calls of the names listed (the Slurm CLI adapter runs
+// scontrol once per name, about 8 ms each on an idle controller), made
+// once per run; a record of an older version, which holds only a bound
+// (Progress.BookedUpTo), costs one name per number below it, in calls of
+// at most forgetChunk names.
 func (e *Executor) forgetBookings(ctx context.Context, r *run) {
-	n := r.s.Progress.BookedUpTo
-	if n <= 0 {
-		return // none was ever made; wait to read them (a record of an older version may not say)
+	p := &r.s.Progress
+	if len(p.Booked) == 0 && p.BookedUpTo <= 0 {
+		return // none may exist; wait to read them (a record of an older version may not say)
 	}
 	prefix := bookingPrefix(r.s)
-	names := make([]string, n)
-	for k := range names {
-		names[k] = prefix + strconv.Itoa(k)
+	nums := slices.Clone(p.Booked)
+	deleted := 0
+	flush := func() error {
+		names := make([]string, len(nums))
+		for k, n := range nums {
+			names[k] = prefix + strconv.FormatInt(n, 10)
+		}
+		err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+		deleted += len(names)
+		nums = nums[:0]
+		return err
 	}
-	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+	var err error
+	for n := int64(0); n < p.BookedUpTo && err == nil; n++ {
+		if _, listed := slices.BinarySearch(p.Booked, n); !listed {
+			nums = append(nums, n)
+		}
+		if len(nums) >= forgetChunk {
+			err = flush()
+		}
+	}
+	if err == nil && len(nums) > 0 {
+		err = flush()
+	}
 	if err != nil {
-		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "reservations", n, "err", err)
+		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "reservations", deleted, "err", err)
 		return
 	}
-	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", n)
+	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", deleted)
 	r.booked = map[string]Booking{}
 }
+
+// forgetChunk is the most names forgetBookings deletes in one call.
+const forgetChunk = 1024
 
 // book makes or moves a reservation (its nodes are the action's), and
 // keeps the run's memory of the session's reservations (run.booked) in

@@ -395,11 +395,19 @@ type Progress struct {
 	// Boots counts the boot sessions created so far; the next one is named
 	// from it, so a retried intent reuses its name.
 	Boots int `json:"boots"`
-	// BookedUpTo bounds the numbers of the reservations the session may
-	// have made (the scheduled strategy): they are named
-	// "crus-<id>-<n>" with n below it. It is recorded before a
-	// reservation is made, so that an executor that starts while the
-	// reservations cannot be read can still delete them all by name.
+	// Booked lists, in increasing order, the numbers of the reservations
+	// the session may hold (the scheduled strategy): they are named
+	// "crus-<id>-<n>". A number is listed before its reservation is
+	// made, and taken off once the reservations have been read without
+	// it. An executor that starts while they cannot be read deletes the
+	// listed ones by name: a few, where deleting every number the session
+	// ever used cost one command per five minutes of its life with the
+	// Slurm CLI adapter (and a job with a limit of weeks books that far
+	// ahead).
+	Booked []int64 `json:"booked,omitempty"`
+	// BookedUpTo is what records written before Booked hold instead: the
+	// session may hold any reservation numbered below it. It is cleared
+	// once the reservations have been read.
 	BookedUpTo int64 `json:"booked_up_to,omitzero"`
 	// FailedToClear lists the failed group's members at creation, removed
 	// when the session starts if Spec.ClearFailed; emptied once done.
@@ -651,6 +659,14 @@ func (s *Session) check() error {
 	}
 	if s.MessagesDropped < 0 {
 		return bad("messages_dropped %d", s.MessagesDropped)
+	}
+	if p := &s.Progress; p.BookedUpTo < 0 || p.BookedUpTo > maxBookingNumber {
+		return bad("booked_up_to %d out of range", p.BookedUpTo)
+	}
+	for k, n := range s.Progress.Booked {
+		if n < 0 || n > maxBookingNumber || k > 0 && n <= s.Progress.Booked[k-1] {
+			return bad("booked: %d out of range or order", n)
+		}
 	}
 	switch s.State {
 	case StateCreated, StateUpdating, StateReady, StateDeleting:

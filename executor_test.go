@@ -630,15 +630,33 @@ func TestRunIsExclusivePerExecutor(t *testing.T) {
 	assert.ErrorIs(t, inner, crus.ErrSessionBusy)
 }
 
+// TestRunRefusesCorruptRecord: a record that cannot be right is refused
+// before anything is done for it. A reservation bound of 10^12 would have
+// had a run that cannot read the reservations delete 10^12 names.
 func TestRunRefusesCorruptRecord(t *testing.T) {
-	e := newEnv(t, fake.ClusterOptions{Nodes: 2}, 1)
-	s := e.create()
-	s.Progress.Nodes[0].Phase = "exploding"
-	require.NoError(t, e.store.Update(context.Background(), s))
-	_, err := e.ex.Run(context.Background(), s.UpgradeID)
-	assert.ErrorIs(t, err, crus.ErrCorruptSession)
-	assert.Contains(t, err.Error(), "unknown phase")
-	assert.Empty(t, e.w.Touched())
+	for _, tc := range []struct {
+		name, want string
+		corrupt    func(p *crus.Progress)
+	}{
+		{"phase", "unknown phase", func(p *crus.Progress) { p.Nodes[0].Phase = "exploding" }},
+		{"booked_up_to", "booked_up_to 1000000000000 out of range", func(p *crus.Progress) { p.BookedUpTo = 1e12 }},
+		{"booked_up_to negative", "booked_up_to -1 out of range", func(p *crus.Progress) { p.BookedUpTo = -1 }},
+		{"booked", "booked: 1000000000000 out of range", func(p *crus.Progress) { p.Booked = []int64{3, 1e12} }},
+		{"booked negative", "booked: -4 out of range", func(p *crus.Progress) { p.Booked = []int64{-4} }},
+		{"booked unordered", "booked: 3 out of range or order", func(p *crus.Progress) { p.Booked = []int64{5, 3} }},
+		{"booked twice", "booked: 5 out of range or order", func(p *crus.Progress) { p.Booked = []int64{5, 5} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 2}, 1)
+			s := e.create()
+			tc.corrupt(&s.Progress)
+			require.NoError(t, e.store.Update(context.Background(), s))
+			_, err := e.ex.Run(context.Background(), s.UpgradeID)
+			assert.ErrorIs(t, err, crus.ErrCorruptSession)
+			assert.ErrorContains(t, err, tc.want)
+			assert.Empty(t, e.w.Touched())
+		})
+	}
 }
 
 func TestRunKeepsCapUnderLoad(t *testing.T) {

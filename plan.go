@@ -222,7 +222,8 @@ type Decision struct {
 	Step  int
 	Steps int
 	Boots int
-	// BookedUpTo: see Progress.BookedUpTo.
+	// Booked and BookedUpTo: see Progress.Booked.
+	Booked     []int64
 	BookedUpTo int64
 	Result     Result // set with Done
 	Done       bool   // the session is finished
@@ -256,7 +257,7 @@ func (d *Decision) Changed(s *Session) bool {
 func (d *Decision) header(s *Session) bool {
 	p := &s.Progress
 	return d.Stage != p.Stage || d.Step != p.Step || d.Steps != p.Steps || d.Boots != p.Boots || d.StepClosed != p.StepClosed ||
-		d.BookedUpTo != p.BookedUpTo
+		d.BookedUpTo != p.BookedUpTo || !slices.Equal(d.Booked, p.Booked)
 }
 
 // Transitions reports whether the decision moves the session on: a new
@@ -282,7 +283,7 @@ func (d *Decision) aborts(s *Session) bool { return d.Abort != "" && s.Progress.
 // decisionFor starts a decision that changes nothing.
 func decisionFor(s *Session) Decision {
 	p := &s.Progress
-	return Decision{Stage: p.Stage, Step: p.Step, Steps: p.Steps, Boots: p.Boots, BookedUpTo: p.BookedUpTo, StepClosed: p.StepClosed, Conditions: p.Conditions}
+	return Decision{Stage: p.Stage, Step: p.Step, Steps: p.Steps, Boots: p.Boots, Booked: p.Booked, BookedUpTo: p.BookedUpTo, StepClosed: p.StepClosed, Conditions: p.Conditions}
 }
 
 // Plan decides what to do next for session s, given what was observed.

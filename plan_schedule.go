@@ -23,6 +23,11 @@ const (
 	minBookingLead = 2 * time.Minute
 	// bookingGrain groups slots into one reservation.
 	bookingGrain = 5 * time.Minute
+	// maxBookingNumber bounds the numbers of the session's reservations
+	// (buckets of bookingGrain since the session started, slots at most
+	// farthest ahead): a larger one in a record is corrupt, and one read
+	// from the workload manager is not crus's.
+	maxBookingNumber = int64(2 * farthest / bookingGrain)
 )
 
 // bookingLead is the least time before a booking starts, given the
@@ -224,14 +229,11 @@ func (p *planner) book() {
 		held = append(held, obs.Bookings[name])
 	}
 	change, drop := rebook(held, want)
+	// Recorded before a reservation is made (see Progress.Booked): the
+	// ones read, dropped or not, and the ones to make.
+	p.listBooked(obs.Bookings, change)
 	var acts []Action
-	params := p.slotParams()
 	for _, b := range change {
-		if k, ok := params.bucketNumber(b.Name); ok {
-			// Recorded before the reservation is made (see
-			// Progress.BookedUpTo).
-			p.d.BookedUpTo = max(p.d.BookedUpTo, k+1)
-		}
 		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
 			Why: fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(len(b.Nodes), "node"), b.Start.UTC().Format(time.RFC3339))})
 	}
@@ -253,8 +255,29 @@ func (p *planner) unbookAll() bool {
 	if !obs.BookingsObserved {
 		return false // read them first
 	}
+	p.listBooked(obs.Bookings, nil)
 	if len(obs.Bookings) > 0 {
 		p.d.Actions = append(p.d.Actions, Action{Kind: ActUnbook, Unbook: sortedKeys(obs.Bookings), Why: "cleanup: the session's reservations go with it"})
 	}
 	return len(obs.Bookings) == 0
+}
+
+// listBooked sets the decision's list of the reservations the session may
+// hold (Progress.Booked), from those read and those it makes: the
+// reservations have been read, so no other can exist.
+func (p *planner) listBooked(read map[string]Booking, making []Booking) {
+	params := p.slotParams()
+	var nums []int64
+	for name := range read {
+		if k, ok := params.bucketNumber(name); ok && k <= maxBookingNumber {
+			nums = append(nums, k)
+		}
+	}
+	for _, b := range making {
+		if k, ok := params.bucketNumber(b.Name); ok && k <= maxBookingNumber {
+			nums = append(nums, k)
+		}
+	}
+	slices.Sort(nums)
+	p.d.Booked, p.d.BookedUpTo = slices.Compact(nums), 0
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -619,6 +620,18 @@ func (ws *watchedStore) check(old, s *crus.Session) {
 	for x := range ws.w.Touched() {
 		if s.Node(x) == nil {
 			bad("node %s outside the session was touched", x)
+		}
+	}
+	// Every reservation of the session is listed in its record (a run
+	// that cannot read them deletes the listed ones).
+	prefix := "crus-" + s.UpgradeID + "-"
+	for _, r := range ws.w.Reservations(prefix) {
+		k, err := strconv.ParseInt(strings.TrimPrefix(r.Name, prefix), 10, 64)
+		if err != nil {
+			continue // another session's
+		}
+		if _, listed := slices.BinarySearch(s.Progress.Booked, k); !listed && k >= s.Progress.BookedUpTo {
+			bad("reservation %s exists, not listed in the record (booked %v)", r.Name, s.Progress.Booked)
 		}
 	}
 	holding := old.Progress.Paused && s.Progress.Paused || old.Progress.Cancel || old.Progress.Abort != ""

@@ -194,7 +194,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		p.Stage, p.StageSince = d.Stage, now
 	}
 	p.Step, p.Steps, p.Boots, p.StepClosed = d.Step, d.Steps, d.Boots, d.StepClosed
-	p.BookedUpTo = max(p.BookedUpTo, d.BookedUpTo)
+	p.Booked, p.BookedUpTo = d.Booked, d.BookedUpTo
 	p.Conditions = d.Conditions
 	if d.ClearedFailed {
 		p.FailedToClear = nil
