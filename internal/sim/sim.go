@@ -28,7 +28,9 @@ type Config struct {
 	// Nodes in the cluster; default the trace's MaxNodes. With another
 	// number of nodes than the trace's machine, every job's width is scaled
 	// by the ratio (rounded up), so the cluster is as busy as the traced one
-	// was.
+	// was. The traced machine is MaxNodes, else MaxProcs over
+	// ProcsPerNode; a trace that gives neither is taken as the size of the
+	// cluster (widths as traced).
 	Nodes int
 	// ProcsPerNode turns a job's processors into nodes; default the
 	// trace's MaxProcs / MaxNodes.
@@ -223,7 +225,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Nodes < 1 {
 		return c, errors.New("sim: the trace gives no MaxNodes: set Config.Nodes")
 	}
-	if c.ProcsPerNode == 0 && h.MaxNodes > 0 && h.MaxProcs > 0 {
+	if c.ProcsPerNode == 0 && h.MaxNodes > 0 && h.MaxProcs > 0 && h.MaxNodes <= maxMachine && h.MaxProcs <= maxMachine {
 		c.ProcsPerNode = max(1, h.MaxProcs/h.MaxNodes)
 	}
 	if c.ProcsPerNode == 0 {
@@ -292,10 +294,7 @@ func (c Config) jobs() []job {
 	for _, j := range c.Trace.Jobs {
 		longest[j.Partition] = max(longest[j.Partition], j.Run)
 	}
-	machine := c.Trace.Header.MaxNodes
-	if machine <= 0 {
-		machine = c.Nodes
-	}
+	machine := c.machine()
 	from := c.Start - c.Warmup
 	var out []job
 	for _, j := range c.Trace.Jobs {
@@ -303,10 +302,10 @@ func (c Config) jobs() []job {
 			continue
 		}
 		traced := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
-		width := (traced*c.Nodes + machine - 1) / machine
-		if width > c.Nodes {
-			continue // never fits this cluster
+		if traced > machine {
+			continue // never fits this cluster (nor the traced one)
 		}
+		width := (traced*c.Nodes + machine - 1) / machine
 		limit := j.ReqTime
 		if limit <= 0 {
 			limit = c.DefaultLimit
@@ -322,6 +321,25 @@ func (c Config) jobs() []job {
 	}
 	return out
 }
+
+// machine returns the traced machine's nodes: its MaxNodes, else its
+// MaxProcs over ProcsPerNode (many traces give only processors), else the
+// cluster's. Sizes past maxMachine are no machine's: the header is
+// ignored.
+func (c Config) machine() int {
+	h := c.Trace.Header
+	switch {
+	case h.MaxNodes > 0 && h.MaxNodes <= maxMachine:
+		return h.MaxNodes
+	case h.MaxProcs > 0 && h.MaxProcs <= maxMachine:
+		return (h.MaxProcs + c.ProcsPerNode - 1) / c.ProcsPerNode
+	}
+	return c.Nodes
+}
+
+// maxMachine bounds the machine sizes a trace's header may give (widths
+// are scaled by products of them).
+const maxMachine = 1 << 30
 
 // Run simulates one strategy and reports what it measured.
 func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {

@@ -116,6 +116,23 @@ func TestJobsFromTrace(t *testing.T) {
 	assert.Equal(t, 1, cfg.jobs()[1].width)
 	cfg.Nodes = 6 // 6/4: a 1-node job takes 2 nodes, a 2-node job 3
 	assert.Equal(t, []int{3, 2, 2, 2}, widths(cfg.jobs()))
+
+	// A header with processors alone (as many traces have): the machine
+	// is MaxProcs processors, one a node.
+	tr.Header = swf.Header{MaxProcs: 16}
+	cfg, err = Config{Trace: tr, Nodes: 8, Start: 2*time.Hour + 30*time.Minute, Warmup: 2 * time.Hour}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, 1, cfg.ProcsPerNode)
+	assert.Equal(t, []int{3, 2, 2, 2}, widths(cfg.jobs()), "5 and 4 processors of 16, on 8 nodes")
+	assert.Len(t, cfg.jobs(), 4, "20 processors do not fit a 16-processor machine")
+	// Neither (or sizes no machine has): widths as traced, each processor
+	// a node.
+	for _, h := range []swf.Header{{}, {MaxNodes: 1 << 40, MaxProcs: 1 << 40}} {
+		tr.Header = h
+		cfg, err = Config{Trace: tr, Nodes: 8, Start: 2*time.Hour + 30*time.Minute, Warmup: 2 * time.Hour}.withDefaults()
+		require.NoError(t, err)
+		assert.Equal(t, []int{5, 4, 4, 4}, widths(cfg.jobs()), "%+v", h)
+	}
 }
 
 func widths(js []job) []int {

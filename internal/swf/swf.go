@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -140,6 +141,10 @@ func (h *Header) parse(s string) {
 	}
 }
 
+// maxValue bounds a field's value: 2^40 seconds is 35,000 years, 2^40
+// processors more than any machine. Past it, durations overflow.
+const maxValue = 1 << 40
+
 func parseJob(s string) (Job, error) {
 	f := strings.Fields(s)
 	if len(f) != 18 {
@@ -148,8 +153,11 @@ func parseJob(s string) (Job, error) {
 	var v [18]int64
 	for i, x := range f {
 		n, err := strconv.ParseFloat(x, 64) // some traces write fractions
-		if err != nil {
+		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
 			return Job{}, fmt.Errorf("field %d: %q is not a number", i+1, x)
+		}
+		if math.Abs(n) > maxValue {
+			return Job{}, fmt.Errorf("field %d: %q is out of range", i+1, x)
 		}
 		v[i] = int64(n)
 	}

@@ -46,8 +46,11 @@ func TestReadPlainAndGzip(t *testing.T) {
 
 func TestReadErrors(t *testing.T) {
 	for name, in := range map[string]string{
-		"short line": "1 2 3\n",
-		"not number": strings.Replace(sample, "34616", "x", 1),
+		"short line":   "1 2 3\n",
+		"not number":   strings.Replace(sample, "34616", "x", 1),
+		"not finite":   strings.Replace(sample, "34616", "NaN", 1),
+		"infinite":     strings.Replace(sample, "34616", "+Inf", 1),
+		"out of range": strings.Replace(sample, "34616", "1e30", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := swf.Read(strings.NewReader(in))
