@@ -270,6 +270,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Warmup > c.Start {
 		c.Warmup = c.Start
 	}
+	if c.MinBusy < 0 || c.MinBusy > 1 {
+		return c, fmt.Errorf("sim: MinBusy %v is not a fraction of the nodes (0 to 1)", c.MinBusy)
+	}
+	// A window past the trace's end would measure an empty cluster.
+	var last time.Duration
+	for _, j := range c.Trace.Jobs {
+		last = max(last, j.Submit)
+	}
+	if c.Start > last {
+		return c, fmt.Errorf("sim: the window starts on day %.1f, after the trace's last job is submitted (day %.1f)", c.Start.Hours()/24, last.Hours()/24)
+	}
 	return c, nil
 }
 

@@ -288,7 +288,9 @@ func TestLoadedStart(t *testing.T) {
 	assert.GreaterOrEqual(t, r.QueuedNodes, r.Queued)
 	assert.Greater(t, r.Start, cfg.Start, "day 65 of KTH is not that busy: moved on")
 	assert.Zero(t, (r.Start-cfg.Start)%time.Hour, "an hour at a time")
-	cfg.MinBusy, cfg.Seek = 1.01, 3*time.Hour // never that busy
+	// Day 50 follows an outage of the real machine: 18 of 100 nodes busy,
+	// nothing queued, and not 99 % busy 3 hours later.
+	cfg.Start, cfg.MinBusy, cfg.Seek = 50*24*time.Hour, 0.99, 3*time.Hour
 	r, err = Run(context.Background(), cfg, asap)
 	require.NoError(t, err)
 	assert.False(t, r.Loaded)
@@ -327,6 +329,15 @@ func TestRunErrors(t *testing.T) {
 	cfg.MaxDuration = time.Hour
 	_, err = Run(context.Background(), cfg, classic)
 	assert.ErrorIs(t, err, ErrTooLong)
+
+	cfg = small(t)
+	cfg.MinBusy = 1.5
+	_, err = Run(context.Background(), cfg, classic)
+	assert.ErrorContains(t, err, "MinBusy 1.5 is not a fraction")
+	cfg = small(t)
+	cfg.Start = 10_000 * 24 * time.Hour
+	_, err = Run(context.Background(), cfg, classic)
+	assert.ErrorContains(t, err, "window starts on day 10000.0, after the trace's last job")
 }
 
 // BenchmarkSimulate runs whole simulated upgrades: LLNL Thunder widened to
