@@ -22,9 +22,12 @@ type run struct {
 	names *nodeNames // of the session (fixed for a session)
 	idx   *nodeIndex // of s; rebuilt whenever s is replaced
 
-	obsNodes map[string]wlm.Node  // Observation.Nodes, reused
-	obsEnds  map[string]time.Time // Observation.JobEnds, reused
-	obsNames []string             // the names of the nodes observed, reused
+	obsNodes map[string]wlm.Node // Observation.Nodes, reused (see keepNodes)
+	// obsKeys are the keys obsNodes may hold, sorted (a superset: nodes
+	// found unknown are deleted after); obsNew is scratch space.
+	obsKeys, obsNew []string
+	obsEnds         map[string]time.Time // Observation.JobEnds, reused
+	obsNames        []string             // the names of the nodes observed, reused
 	// boots holds the boot sessions' statuses last read, and when (see
 	// observe: a session is read again on news, or when due).
 	boots map[string]bootRead
