@@ -30,7 +30,9 @@ type JobLister interface {
 	// on any node, as far as the workload manager remembers them (Slurm
 	// without accounting: its MinJobAge, 5 minutes by default); their
 	// Nodes may be left out. Unknown nodes follow the Manager error
-	// contract.
+	// contract. The jobs returned are the caller's: an implementation
+	// may return the same node list at every call, but never changes one
+	// it has returned.
 	Jobs(ctx context.Context, names []string, since time.Time) ([]Job, error)
 }
 
@@ -59,6 +61,20 @@ type Predictor struct {
 	seen  map[string]bool     // ended jobs already learnt from, by ID
 	asked time.Time           // when Jobs was last asked about ended jobs
 	order []seenJob           // seen, oldest first, to forget them
+	// sorted remembers, by job ID, whether the node list of a running job
+	// is in order, for the list it was found in (see nodesIn).
+	sorted map[string]sortedNodes
+}
+
+// sortedNodes says whether a node list, known by its first element's
+// address and its length, is in order. A JobLister that reports a job
+// with the same list at every call (as the simulator's does) has it
+// checked once; one that builds a new list every time has it checked
+// every time.
+type sortedNodes struct {
+	first *string
+	n     int
+	ok    bool
 }
 
 type lastTwo struct {
@@ -130,6 +146,29 @@ func (p *Predictor) forget(since time.Time) {
 		i++
 	}
 	p.order = p.order[i:]
+}
+
+// inOrder reports, for each running job, whether its nodes are in order,
+// checking only the lists not seen before (and forgetting the jobs no
+// longer running).
+func (p *Predictor) inOrder(running []Job) []bool {
+	out := make([]bool, len(running))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last := p.sorted
+	p.sorted = make(map[string]sortedNodes, len(running))
+	for k, j := range running {
+		if len(j.Nodes) == 0 {
+			continue
+		}
+		s, ok := last[j.ID]
+		if !ok || s.first != &j.Nodes[0] || s.n != len(j.Nodes) {
+			s = sortedNodes{first: &j.Nodes[0], n: len(j.Nodes), ok: slices.IsSorted(j.Nodes)}
+		}
+		p.sorted[j.ID] = s
+		out[k] = s.ok
+	}
+	return out
 }
 
 // Predict returns when the running job j is expected to end, as of now;
@@ -221,12 +260,23 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 	ends := make(map[string]time.Time, len(names))
 	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
 	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
-	for _, j := range running {
+	inOrder := p.inOrder(running)
+	for k, j := range running {
 		end := p.Predict(j, now)
 		if end.IsZero() {
 			continue
 		}
-		for _, n := range j.Nodes {
+		nodes := j.Nodes
+		if inOrder[k] {
+			// Only the nodes between the least and greatest asked.
+			from, _ := slices.BinarySearch(nodes, lo)
+			to, found := slices.BinarySearch(nodes[from:], hi)
+			if found {
+				to++
+			}
+			nodes = nodes[from : from+to]
+		}
+		for _, n := range nodes {
 			if n >= lo && n <= hi && asked[n] {
 				if e, ok := ends[n]; !ok || end.After(e) {
 					ends[n] = end

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -271,4 +272,51 @@ func TestPredictorJobEndsAskedOutOfOrder(t *testing.T) {
 			t.Errorf("%s: %v, want %v", n, ends[n], w)
 		}
 	}
+}
+
+// TestPredictorJobEndsAnyNodeOrder: whatever the order of a job's nodes,
+// and whether a lister returns the same node lists at every call or new
+// ones (in another order, or other nodes), the ends are those of the
+// nodes asked, each the latest of its jobs'. (A job whose nodes are in
+// order has only those between the least and greatest asked looked at,
+// and whether they are is remembered for the list it was found in.)
+func TestPredictorJobEndsAnyNodeOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		node := rapid.SampledFrom([]string{"n00", "n01", "n02", "n03", "n04", "n05", "n06", "n07", "n08", "n09", "n10", "n11"})
+		list := func(label string) []string {
+			nodes := rapid.SliceOfNDistinct(node, 1, 8, rapid.ID).Draw(t, label)
+			if rapid.Bool().Draw(t, label+" in order") {
+				slices.Sort(nodes)
+			}
+			return nodes
+		}
+		l := &lister{}
+		for k := range rapid.IntRange(1, 5).Draw(t, "jobs") {
+			l.jobs = append(l.jobs, wlm.Job{ID: fmt.Sprint(k), Nodes: list(fmt.Sprint("job ", k)), Start: at(99), Limit: at(float64(101 + k))})
+		}
+		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+		for call := range rapid.IntRange(1, 4).Draw(t, "calls") {
+			for k := range l.jobs {
+				if call > 0 && rapid.Bool().Draw(t, fmt.Sprint("new list ", call, k)) {
+					l.jobs[k].Nodes = list(fmt.Sprint("job ", k, " at call ", call))
+				}
+			}
+			names := rapid.SliceOfNDistinct(node, 1, 12, rapid.ID).Draw(t, fmt.Sprint("asked ", call))
+			ends, err := p.JobEnds(context.Background(), l, names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]time.Time{}
+			for _, j := range l.jobs {
+				for _, n := range j.Nodes {
+					if slices.Contains(names, n) && j.Limit.After(want[n]) {
+						want[n] = j.Limit
+					}
+				}
+			}
+			if !maps.EqualFunc(ends, want, time.Time.Equal) {
+				t.Fatalf("call %d: JobEnds = %v, want %v", call, ends, want)
+			}
+		}
+	})
 }
