@@ -748,3 +748,58 @@ func TestBackendDown(t *testing.T) {
 	}
 	h.untouched("a create refused for a backend outage")
 }
+
+// TestExtensionsScheduled: a scheduled session through the API, every
+// request and answer checked against the document: its options are
+// accepted, a dry run shows the reservations it would make (name and
+// times), and a record holding conditions and reservation numbers is
+// answered as the document says.
+func TestExtensionsScheduled(t *testing.T) {
+	h := newHarness(t, 16)
+	h.check.strict = true
+	spec := original(fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, 2)
+	spec["strategy"] = "scheduled"
+	spec["reboot_time"] = "12m"
+	spec["booking_slack"] = "1h"
+	spec["retry_failed"] = true
+
+	prev := decode[api.Preview](t, h.expect(200, h.url, "POST", "/plan", spec))
+	if prev.Session == nil || prev.Session.Strategy != crus.StrategyScheduled || prev.Session.RebootTime != crus.Duration(12*time.Minute) {
+		t.Fatalf("dry run: %+v", prev.Session)
+	}
+	s := decode[crus.Session](t, h.expect(201, h.url, "POST", "/sessions", spec))
+	next := decode[api.Preview](t, h.expect(200, h.url, "GET", "/sessions/"+s.UpgradeID+"/plan", nil))
+	var booked []api.Action
+	for _, a := range next.Next.Actions {
+		if a.Kind == crus.ActBook {
+			booked = append(booked, a)
+		}
+	}
+	if len(booked) == 0 {
+		t.Fatalf("the dry run of a busy cluster books nothing: %+v", next.Next.Actions)
+	}
+	for _, a := range booked {
+		if !strings.HasPrefix(a.Reservation, "crus-"+s.UpgradeID+"-") || a.Start.IsZero() || !a.End.After(a.Start) || len(a.Nodes) == 0 {
+			t.Errorf("book action without its reservation: %+v", a)
+		}
+	}
+
+	// A record as it stands in an outage of the reservations.
+	stored, err := h.store.Get(context.Background(), s.UpgradeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored.Progress.Booked, stored.Progress.BookedUpTo = []int64{3, 4}, 5
+	stored.Progress.Conditions = []crus.Condition{{Kind: crus.CondBookingsUnreadable, Since: h.world.Now(), Message: "reading reservations: refused"}}
+	if err := h.store.Update(context.Background(), stored); err != nil {
+		t.Fatal(err)
+	}
+	full := decode[crus.Session](t, h.expect(200, h.url, "GET", "/sessions/"+s.UpgradeID, nil))
+	if len(full.Progress.Booked) != 2 || len(full.Progress.Conditions) != 1 {
+		t.Errorf("record %+v", full.Progress)
+	}
+	sums := decode[[]api.Summary](t, h.expect(200, h.url, "GET", "/sessions", nil))
+	if len(sums) != 1 || sums[0].Strategy != crus.StrategyScheduled {
+		t.Errorf("summaries %+v", sums)
+	}
+}

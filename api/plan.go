@@ -39,7 +39,13 @@ type Action struct {
 	Boot     string          `json:"boot,omitzero"`     // the boot session to create
 	Template string          `json:"template,omitzero"` // its template
 	Limit    []string        `json:"limit,omitempty"`   // its limit
-	Why      string          `json:"why"`
+	// Reservation, Start and End: the reservation to make or move (book).
+	Reservation string    `json:"reservation,omitzero"`
+	Start       time.Time `json:"start,omitzero"`
+	End         time.Time `json:"end,omitzero"`
+	// Reservations names the reservations to delete (unbook).
+	Reservations []string `json:"reservations,omitempty"`
+	Why          string   `json:"why"`
 }
 
 // Change is a transition of one node record.
@@ -62,8 +68,13 @@ func DecisionOf(d crus.Decision) Decision {
 	}
 	for _, a := range d.Actions {
 		act := Action{Kind: a.Kind, Nodes: a.Nodes, Label: a.Label, Reason: a.Reason, Why: a.Why}
-		if a.Kind == crus.ActReboot {
+		switch a.Kind {
+		case crus.ActReboot:
 			act.Boot, act.Template, act.Limit = a.Reboot.Name, a.Reboot.Template, a.Reboot.Limit
+		case crus.ActBook:
+			act.Reservation, act.Start, act.End = a.Booking.Name, a.Booking.Start, a.Booking.End
+		case crus.ActUnbook:
+			act.Reservations = a.Unbook
 		}
 		if act.Nodes == nil {
 			act.Nodes = []string{}
