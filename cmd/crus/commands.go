@@ -75,51 +75,14 @@ func emit(output string, v any, table func(w io.Writer)) error {
 
 func cmdCreate(args []string) int {
 	c := newClientFlags("create")
-	var spec crus.Spec
-	fs := c.fs
-	fs.StringVar(&spec.StartingLabel, "starting-label", "", "HSM group of every node to upgrade")
-	fs.StringVar(&spec.UpgradingLabel, "upgrading-label", "", "empty HSM group for the nodes being upgraded")
-	fs.StringVar(&spec.FailedLabel, "failed-label", "", "empty HSM group for the nodes that fail")
-	fs.IntVar(&spec.StepSize, "upgrade-step-size", 0, "most nodes out of service at once")
-	fs.StringVar(&spec.TemplateID, "upgrade-template-id", "", "BOS session template to boot with")
-	fs.StringVar(&spec.WorkloadManagerType, "workload-manager-type", "slurm", "workload manager")
-	fs.BoolVar(&spec.ClearFailed, "clear-failed", false, "empty the failed group at the start instead of refusing a non-empty one")
-	bootLimit := fs.String("boot-limit", "", "what limits each boot session: nodes (default) or label")
-	bootTimeout := fs.Duration("boot-timeout", 0, "longest a boot session may take (default 1h)")
-	returnTimeout := fs.Duration("return-timeout", 0, "longest a node may take to return after booting (default 30m)")
-	strategy := fs.String("strategy", "", "classic (default) or rolling")
-	order := fs.String("order", "", "listed (default), idle_first or job_end")
-	fs.IntVar(&spec.Lookahead, "lookahead", 0, "pending nodes ranked at once")
-	fs.IntVar(&spec.BootBatchSize, "boot-batch-size", 0, "rolling: most nodes per boot session")
-	fs.IntVar(&spec.MaxFailures, "max-failures", 0, "stop taking nodes once more than this many failed")
-	fs.Float64Var(&spec.MaxFailurePercent, "max-failure-percent", 0, "the same, as a percentage of the nodes")
-	drainTimeout := fs.Duration("drain-timeout", 0, "longest a node may keep running jobs once drained")
-	drainAction := fs.String("drain-timeout-action", "", "release (default) or fail")
-	canary := fs.String("canary", "", "sizes of the first batches, comma-separated (e.g. 1,5)")
-	fs.BoolVar(&spec.CanaryApproval, "canary-approval", false, "wait for `crus approve` after the canary batches")
-	windows := fs.String("maintenance-windows", "", `JSON list of windows, e.g. [{"days":["sat","sun"],"start":"22:00","end":"06:00"}]`)
-	if err := parseFlags(fs, args); err != nil {
+	specOf := specFlags(c.fs)
+	if err := parseFlags(c.fs, args); err != nil {
 		return exitUsage
 	}
-	spec.BootLimit = crus.BootLimit(*bootLimit)
-	spec.BootTimeout, spec.ReturnTimeout = crus.Duration(*bootTimeout), crus.Duration(*returnTimeout)
-	spec.Strategy, spec.Order = crus.Strategy(*strategy), crus.Order(*order)
-	spec.DrainTimeout, spec.DrainTimeoutAction = crus.Duration(*drainTimeout), crus.DrainTimeoutAction(*drainAction)
-	if *canary != "" {
-		for part := range strings.SplitSeq(*canary, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(part))
-			if err != nil {
-				fmt.Fprintf(stderr, "crus create: --canary: %q is not a number\n", part)
-				return exitUsage
-			}
-			spec.Canary = append(spec.Canary, n)
-		}
-	}
-	if *windows != "" {
-		if err := json.Unmarshal([]byte(*windows), &spec.MaintenanceWindows); err != nil {
-			fmt.Fprintf(stderr, "crus create: --maintenance-windows: %v\n", err)
-			return exitUsage
-		}
+	spec, err := specOf()
+	if err != nil {
+		fmt.Fprintf(stderr, "crus create: %v\n", err)
+		return exitUsage
 	}
 	t, err := c.target()
 	if err != nil {
@@ -489,4 +452,57 @@ func cmdConfig(args []string) int {
 	}
 	fmt.Fprintln(stdout, "configuration ok")
 	return exitOK
+}
+
+// specFlags defines on fs a flag for every field of a session's spec (its
+// JSON name, with dashes), and returns the function that makes the spec
+// from them once fs is parsed.
+func specFlags(fs *flag.FlagSet) func() (crus.Spec, error) {
+	var spec crus.Spec
+	fs.StringVar(&spec.StartingLabel, "starting-label", "", "HSM group of every node to upgrade")
+	fs.StringVar(&spec.UpgradingLabel, "upgrading-label", "", "empty HSM group for the nodes being upgraded")
+	fs.StringVar(&spec.FailedLabel, "failed-label", "", "empty HSM group for the nodes that fail")
+	fs.IntVar(&spec.StepSize, "upgrade-step-size", 0, "most nodes out of service at once")
+	fs.StringVar(&spec.TemplateID, "upgrade-template-id", "", "BOS session template to boot with")
+	fs.StringVar(&spec.WorkloadManagerType, "workload-manager-type", "slurm", "workload manager")
+	fs.BoolVar(&spec.ClearFailed, "clear-failed", false, "empty the failed group at the start instead of refusing a non-empty one")
+	bootLimit := fs.String("boot-limit", "", "what limits each boot session: nodes (default) or label")
+	bootTimeout := fs.Duration("boot-timeout", 0, "longest a boot session may take (default 1h)")
+	returnTimeout := fs.Duration("return-timeout", 0, "longest a node may take to return after booting (default 30m)")
+	fs.BoolVar(&spec.RetryFailed, "retry-failed", false, "take again the nodes a crus session failed (a crus reason in the workload manager)")
+	strategy := fs.String("strategy", "", "classic (default), rolling or scheduled")
+	order := fs.String("order", "", "listed (default), idle_first or job_end")
+	fs.IntVar(&spec.Lookahead, "lookahead", 0, "pending nodes ranked at once")
+	fs.IntVar(&spec.BootBatchSize, "boot-batch-size", 0, "rolling and scheduled: most nodes per boot session")
+	rebootTime := fs.Duration("reboot-time", 0, "scheduled: how long a node taken stays out, the length of a slot (default 15m)")
+	bookingSlack := fs.Duration("booking-slack", 0, "scheduled: book a node only if it would then wait at most this long idle for its slot (default reboot-time / 4)")
+	fs.IntVar(&spec.MaxFailures, "max-failures", 0, "stop taking nodes once more than this many failed")
+	fs.Float64Var(&spec.MaxFailurePercent, "max-failure-percent", 0, "the same, as a percentage of the nodes")
+	drainTimeout := fs.Duration("drain-timeout", 0, "longest a node may keep running jobs once drained")
+	drainAction := fs.String("drain-timeout-action", "", "release (default) or fail")
+	canary := fs.String("canary", "", "sizes of the first batches, comma-separated (e.g. 1,5)")
+	fs.BoolVar(&spec.CanaryApproval, "canary-approval", false, "wait for `crus approve` after the canary batches")
+	windows := fs.String("maintenance-windows", "", `JSON list of windows, e.g. [{"days":["sat","sun"],"start":"22:00","end":"06:00"}]`)
+	return func() (crus.Spec, error) {
+		spec.BootLimit = crus.BootLimit(*bootLimit)
+		spec.BootTimeout, spec.ReturnTimeout = crus.Duration(*bootTimeout), crus.Duration(*returnTimeout)
+		spec.Strategy, spec.Order = crus.Strategy(*strategy), crus.Order(*order)
+		spec.RebootTime, spec.BookingSlack = crus.Duration(*rebootTime), crus.Duration(*bookingSlack)
+		spec.DrainTimeout, spec.DrainTimeoutAction = crus.Duration(*drainTimeout), crus.DrainTimeoutAction(*drainAction)
+		if *canary != "" {
+			for part := range strings.SplitSeq(*canary, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(part))
+				if err != nil {
+					return spec, fmt.Errorf("--canary: %q is not a number", part)
+				}
+				spec.Canary = append(spec.Canary, n)
+			}
+		}
+		if *windows != "" {
+			if err := json.Unmarshal([]byte(*windows), &spec.MaintenanceWindows); err != nil {
+				return spec, fmt.Errorf("--maintenance-windows: %w", err)
+			}
+		}
+		return spec, nil
+	}
 }

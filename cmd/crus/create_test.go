@@ -1,0 +1,77 @@
+package main
+
+import (
+	"flag"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/crus-go/crus"
+)
+
+// TestCreateHasAFlagForEveryField: `crus create` has a flag for every
+// field of a session's spec (its JSON name, with dashes), so that an
+// option added to the library can be given from the command line; the
+// scheduled strategy's options once could not.
+func TestCreateHasAFlagForEveryField(t *testing.T) {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	specFlags(fs)
+	var walk func(typ reflect.Type)
+	walk = func(typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.Anonymous && name == "" {
+				walk(f.Type)
+				continue
+			}
+			if name == "" || name == "-" {
+				continue
+			}
+			if fs.Lookup(strings.ReplaceAll(name, "_", "-")) == nil {
+				t.Errorf("no --%s for the spec's %s", strings.ReplaceAll(name, "_", "-"), name)
+			}
+		}
+	}
+	walk(reflect.TypeFor[crus.Spec]())
+}
+
+func TestCreateFlagsMakeTheSpec(t *testing.T) {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	specOf := specFlags(fs)
+	err := fs.Parse([]string{
+		"--starting-label", "s", "--upgrading-label", "u", "--failed-label", "f", "--upgrade-step-size", "8",
+		"--upgrade-template-id", "tmpl", "--strategy", "scheduled", "--reboot-time", "12m", "--booking-slack", "1h",
+		"--retry-failed", "--canary", "1, 4", "--maintenance-windows", `[{"days":["sat"],"start":"22:00","end":"06:00"}]`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := specOf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := crus.Spec{
+		StartingLabel: "s", UpgradingLabel: "u", FailedLabel: "f", StepSize: 8, TemplateID: "tmpl",
+		WorkloadManagerType: "slurm", RetryFailed: true,
+		Rollout: crus.Rollout{
+			Strategy: crus.StrategyScheduled, RebootTime: crus.Duration(12 * time.Minute), BookingSlack: crus.Duration(time.Hour),
+			Canary: []int{1, 4}, MaintenanceWindows: []crus.Window{{Days: []string{"sat"}, Start: "22:00", End: "06:00"}},
+		},
+	}
+	if diff := cmp.Diff(want, spec); diff != "" {
+		t.Errorf("spec (-want +got):\n%s", diff)
+	}
+
+	fs = flag.NewFlagSet("create", flag.ContinueOnError)
+	specOf = specFlags(fs)
+	if err := fs.Parse([]string{"--canary", "1,x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := specOf(); err == nil || !strings.Contains(err.Error(), `--canary: "x" is not a number`) {
+		t.Errorf("bad canary: %v", err)
+	}
+}
