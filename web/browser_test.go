@@ -142,6 +142,18 @@ func TestPageInBrowser(t *testing.T) {
 	if !strings.Contains(listed, id) {
 		t.Errorf("the list does not show session %s: %q", id, listed)
 	}
+	// Strategies that number their batches as they take them show the
+	// batch, not "7 of 7".
+	for _, c := range []struct{ session, want string }{
+		{`{strategy: "classic", step: 3, steps: 10}`, "3 of 10"},
+		{`{strategy: "rolling", step: 7, steps: 7}`, "batch 7"},
+		{`{strategy: "scheduled", step: 7, steps: 7}`, "batch 7"},
+	} {
+		got, err := chromedp.Run(deadline, chromedp.Evaluate[string](`stepText(`+c.session+`)`))
+		if err != nil || got != c.want {
+			t.Errorf("the step of %s reads %q (%v); want %q", c.session, got, err, c.want)
+		}
+	}
 
 	// One session: the grid holds a cell per node, and the counts move.
 	if err := chromedp.Do(deadline,

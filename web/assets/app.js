@@ -79,9 +79,10 @@ function fmtDur(ms) {
 }
 
 // stepText says where a session is: "3 of 10", or "batch 7" for the
-// rolling strategy, which numbers its batches as it takes them.
+// rolling and scheduled strategies, which number their batches as they
+// take them.
 function stepText(s) {
-  if (s.strategy === "rolling") return "batch " + s.step;
+  if (s.strategy === "rolling" || s.strategy === "scheduled") return "batch " + s.step;
   return s.steps ? `${s.step} of ${s.steps}` : String(s.step);
 }
 
