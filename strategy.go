@@ -95,6 +95,11 @@ const (
 	StrategyScheduled Strategy = "scheduled" // rolling, with each node's slot booked ahead with the workload manager
 )
 
+// Batches reports whether the strategy numbers batches as it takes them
+// (rolling and scheduled: Progress.Step is the last batch, Steps grows
+// with it), rather than planning its steps ahead (classic, the default).
+func (s Strategy) Batches() bool { return s == StrategyRolling || s == StrategyScheduled }
+
 // Order names how a session ranks pending nodes.
 type Order string
 

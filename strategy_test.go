@@ -381,3 +381,11 @@ func TestIsClassic(t *testing.T) {
 	assert.False(t, Rollout{Strategy: StrategyRolling}.IsClassic())
 	assert.False(t, Rollout{DrainTimeout: 1}.IsClassic())
 }
+
+func TestStrategyBatches(t *testing.T) {
+	for s, want := range map[Strategy]bool{"": false, StrategyClassic: false, StrategyRolling: true, StrategyScheduled: true} {
+		if got := s.Batches(); got != want {
+			t.Errorf("%q.Batches() = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -165,9 +165,9 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 		pf(`<text x="%.1f" y="%.1f" text-anchor="middle" fill="#666">%s</text>`+"\n", xx, outTop+outH+14, esc(duration(t.Sub(start))))
 	}
 
-	// One row per step (the rolling strategy numbers batches).
+	// One row per step (or batch, see Strategy.Batches).
 	unit := "step"
-	if strategy == crus.StrategyRolling {
+	if strategy.Batches() {
 		unit = "batch"
 	}
 	colours := []struct{ name, fill string }{{"drain", "#f0a030"}, {"reboot", "#3070d0"}, {"return", "#9050c0"}}

@@ -138,7 +138,7 @@ func stageOf(s api.Summary) string {
 }
 
 func stepOf(s api.Summary) string {
-	if s.Strategy == crus.StrategyRolling {
+	if s.Strategy.Batches() {
 		return "batch " + strconv.Itoa(s.Step)
 	}
 	if s.Steps > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/api"
 )
 
 // TestCreateHasAFlagForEveryField: `crus create` has a flag for every
@@ -73,5 +74,23 @@ func TestCreateFlagsMakeTheSpec(t *testing.T) {
 	}
 	if _, err := specOf(); err == nil || !strings.Contains(err.Error(), `--canary: "x" is not a number`) {
 		t.Errorf("bad canary: %v", err)
+	}
+}
+
+// TestStepOf: the strategies that number their batches as they take them
+// show the batch, not "7/7".
+func TestStepOf(t *testing.T) {
+	for _, c := range []struct {
+		strategy    crus.Strategy
+		step, steps int
+		want        string
+	}{
+		{crus.StrategyClassic, 3, 10, "3/10"},
+		{crus.StrategyRolling, 7, 7, "batch 7"},
+		{crus.StrategyScheduled, 7, 7, "batch 7"},
+	} {
+		if got := stepOf(api.Summary{Strategy: c.strategy, Step: c.step, Steps: c.steps}); got != c.want {
+			t.Errorf("%s: %q, want %q", c.strategy, got, c.want)
+		}
 	}
 }
