@@ -109,29 +109,59 @@ func (c creator) CreateGroup(ctx context.Context, label, description string) err
 }
 
 // WrapManager returns w with its calls counted. The result implements
-// wlm.JobEnder and wlm.Rebooter exactly when w does, and reports boot
-// times exactly when w does (wlm.BootTimeReporter).
+// wlm.JobEnder, wlm.Rebooter and wlm.Scheduler exactly when w does,
+// reports boot times exactly when w does (wlm.BootTimeReporter), and
+// describes nodes in w's words (wlm.Describer, wlm.Neutral's if w has
+// none): the executor finds a capability by the interface, so a wrapper
+// that hid one would change what crus does (without wlm.Scheduler, a
+// scheduled session runs as a rolling one).
 func (m *Metrics) WrapManager(w wlm.Manager) wlm.Manager {
 	base := manager{m: m, next: w}
 	je, isJE := w.(wlm.JobEnder)
 	rb, isRB := w.(wlm.Rebooter)
+	sc, isSC := w.(wlm.Scheduler)
+	j, r, s := jobEnder{m, je}, rebooter{m, rb}, scheduler{m, sc}
 	switch {
+	case isJE && isRB && isSC:
+		return struct {
+			manager
+			jobEnder
+			rebooter
+			scheduler
+		}{base, j, r, s}
 	case isJE && isRB:
 		return struct {
 			manager
 			jobEnder
 			rebooter
-		}{base, jobEnder{m, je}, rebooter{m, rb}}
+		}{base, j, r}
+	case isJE && isSC:
+		return struct {
+			manager
+			jobEnder
+			scheduler
+		}{base, j, s}
+	case isRB && isSC:
+		return struct {
+			manager
+			rebooter
+			scheduler
+		}{base, r, s}
 	case isJE:
 		return struct {
 			manager
 			jobEnder
-		}{base, jobEnder{m, je}}
+		}{base, j}
 	case isRB:
 		return struct {
 			manager
 			rebooter
-		}{base, rebooter{m, rb}}
+		}{base, r}
+	case isSC:
+		return struct {
+			manager
+			scheduler
+		}{base, s}
 	}
 	return base
 }
@@ -147,6 +177,9 @@ func (w manager) ReportsBootTime() bool {
 	r, ok := w.next.(wlm.BootTimeReporter)
 	return ok && r.ReportsBootTime()
 }
+
+// Describe implements wlm.Describer in the words of the manager wrapped.
+func (w manager) Describe(n wlm.Node) string { return wlm.DescriberOf(w.next).Describe(n) }
 
 func (w manager) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	start := time.Now()
@@ -198,6 +231,32 @@ func (r rebooter) Reboot(ctx context.Context, names []string, reason string) err
 	err := r.next.Reboot(ctx, names, reason)
 	r.m.record("wlm", "Reboot", start, err)
 	return err
+}
+
+type scheduler struct {
+	m    *Metrics
+	next wlm.Scheduler
+}
+
+func (s scheduler) Reserve(ctx context.Context, r wlm.Reservation) error {
+	start := time.Now()
+	err := s.next.Reserve(ctx, r)
+	s.m.record("wlm", "Reserve", start, err)
+	return err
+}
+
+func (s scheduler) Unreserve(ctx context.Context, names []string) error {
+	start := time.Now()
+	err := s.next.Unreserve(ctx, names)
+	s.m.record("wlm", "Unreserve", start, err)
+	return err
+}
+
+func (s scheduler) Reservations(ctx context.Context, prefix string) ([]wlm.Reservation, error) {
+	start := time.Now()
+	out, err := s.next.Reservations(ctx, prefix)
+	s.m.record("wlm", "Reservations", start, err)
+	return out, err
 }
 
 // WrapBoot returns b with its calls counted.

@@ -261,9 +261,54 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 	if r, ok := w.(wlm.BootTimeReporter); !ok || !r.ReportsBootTime() {
 		t.Error("wrapped WLM does not report boot times")
 	}
+	if _, ok := w.(wlm.Scheduler); !ok {
+		t.Error("wrapped WLM lost Scheduler")
+	}
+	n := wlm.Node{Name: "n1", State: wlm.StateIdle, Drain: true}
+	if got, want := wlm.DescriberOf(w).Describe(n), wlm.DescriberOf(world.WLM()).Describe(n); got != want {
+		t.Errorf("wrapped WLM describes %q, the WLM %q", got, want)
+	}
 	bare := m.WrapManager(plainManager{world.WLM()})
 	if _, ok := bare.(wlm.JobEnder); ok {
 		t.Error("a manager without JobEnds gained it")
+	}
+	if _, ok := bare.(wlm.Scheduler); ok {
+		t.Error("a manager without reservations gained them")
+	}
+	if _, ok := bare.(wlm.Rebooter); ok {
+		t.Error("a manager without reboots gained them")
+	}
+	if got, want := wlm.DescriberOf(bare).Describe(n), wlm.Neutral.Describe(n); got != want {
+		t.Errorf("a manager without words describes %q, not in neutral words %q", got, want)
+	}
+	// Each capability alone.
+	for _, c := range []struct {
+		name string
+		w    wlm.Manager
+		je   bool
+		rb   bool
+		sc   bool
+	}{
+		{"JobEnder", withJobEnds{world.WLM(), world.WLM()}, true, false, false},
+		{"Rebooter", withReboots{world.WLM(), world.WLM()}, false, true, false},
+		{"Scheduler", withReservations{world.WLM(), world.WLM()}, false, false, true},
+	} {
+		got := m.WrapManager(c.w)
+		_, je := got.(wlm.JobEnder)
+		_, rb := got.(wlm.Rebooter)
+		_, sc := got.(wlm.Scheduler)
+		if je != c.je || rb != c.rb || sc != c.sc {
+			t.Errorf("%s alone: wrapped has JobEnder %v, Rebooter %v, Scheduler %v", c.name, je, rb, sc)
+		}
+	}
+	// Reservations are counted.
+	if _, err := w.(wlm.Scheduler).Reservations(context.Background(), "crus-"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	if v, _ := value(scrape(t, srv.URL), "crus_backend_calls_total", "backend", "wlm", "call", "Reservations", "result", "ok"); v != 1 {
+		t.Errorf("the reservations read counted %v times, not once", v)
 	}
 	if r, ok := bare.(wlm.BootTimeReporter); ok && r.ReportsBootTime() {
 		t.Error("a manager without boot times reports them")
@@ -274,4 +319,19 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 }
 
 type plainManager struct{ wlm.Manager }
+
+type withJobEnds struct {
+	wlm.Manager
+	wlm.JobEnder
+}
+
+type withReboots struct {
+	wlm.Manager
+	wlm.Rebooter
+}
+
+type withReservations struct {
+	wlm.Manager
+	wlm.Scheduler
+}
 type plainGroups struct{ hsm.GroupStore }

@@ -517,3 +517,40 @@ func TestPlan(t *testing.T) {
 	}
 	t.Logf("\n%s", buf.String())
 }
+
+// TestServeScheduled: a scheduled session created with `crus create` and
+// run by `crus serve` books its nodes with the workload manager, and
+// leaves no reservation behind. (The service wraps the workload manager
+// to count its calls; the wrapper once dropped wlm.Scheduler, and the
+// service ran every scheduled session as a rolling one.)
+func TestServeScheduled(t *testing.T) {
+	const nodes = 16
+	c := newCluster(t, nodes)
+	c.world.KeepBusy(0.7, 30*time.Minute, 5*time.Minute, c.world.Now().Add(24*time.Hour))
+	addr, dir := freeAddr(t), t.TempDir()
+	srv := c.serve(t, addr, dir)
+	defer srv.stop(t)
+	out := mustCLI(t, addr, "create", "--starting-label", fake.StartingLabel, "--upgrading-label", fake.UpgradingLabel,
+		"--failed-label", fake.FailedLabel, "--upgrade-step-size", "2", "--upgrade-template-id", fake.Template,
+		"--strategy", "scheduled", "--reboot-time", "12m", "--booking-slack", "30m", "-o", "json")
+	var created crus.Session
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("create -o json: %v\n%s", err, out)
+	}
+	id := created.UpgradeID
+	prefix := "crus-" + id + "-"
+	booked := 0
+	final := waitFor(t, addr, id, "the session to end", func(s crus.Session) bool {
+		booked = max(booked, len(c.world.Reservations(prefix)))
+		return s.Completed
+	})
+	if booked == 0 {
+		t.Errorf("no reservation of the session was ever seen: the service did not book (%s)", final.Spec.Strategy)
+	}
+	if fc := final.Counts(); fc.Upgraded+fc.Failed != nodes {
+		t.Errorf("final counts %+v", fc)
+	}
+	if left := c.world.Reservations(prefix); len(left) > 0 {
+		t.Errorf("reservations left behind: %v", left)
+	}
+}
