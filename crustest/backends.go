@@ -37,7 +37,9 @@ func (w *World) BOS() bos.Orchestrator { return orchestrator{w} }
 // WLM returns the workload manager to give crus: the kit's own, or the
 // one of UseManager, recorded (for Check) and with the failures of
 // FailNext injected. It has the optional capabilities of the manager it
-// stands for (wlm.BootTimeReporter, wlm.JobEnder, wlm.Describer).
+// stands for (wlm.BootTimeReporter, wlm.JobEnder, wlm.Scheduler,
+// wlm.Describer): the kit's own has them all, so a session of the
+// scheduled strategy books its nodes on it.
 func (w *World) WLM() wlm.Manager {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -124,13 +126,32 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 	}
 }
 
-// manager returns the recorded manager, with a JobEnds method only if the
-// inner one has it: crus finds capabilities by type assertion.
+// manager returns the recorded manager, with the JobEnds and reservation
+// methods only if the inner one has them: crus finds capabilities by type
+// assertion.
 func (r *recorder) manager() wlm.Manager {
-	if je, ok := r.inner.(wlm.JobEnder); ok {
-		return recordedJobEnder{recorded{r}, je}
+	base := recorded{r}
+	je, isJE := r.inner.(wlm.JobEnder)
+	sc, isSC := r.inner.(wlm.Scheduler)
+	switch {
+	case isJE && isSC:
+		return struct {
+			recorded
+			recordedJobEnds
+			recordedReservations
+		}{base, recordedJobEnds{r, je}, recordedReservations{r, sc}}
+	case isJE:
+		return struct {
+			recorded
+			recordedJobEnds
+		}{base, recordedJobEnds{r, je}}
+	case isSC:
+		return struct {
+			recorded
+			recordedReservations
+		}{base, recordedReservations{r, sc}}
 	}
-	return recorded{r}
+	return base
 }
 
 func (r *recorder) failNext(op string, n int, err error) {
@@ -294,7 +315,8 @@ var (
 	_ wlm.Manager          = recorded{}
 	_ wlm.BootTimeReporter = recorded{}
 	_ wlm.Describer        = recorded{}
-	_ wlm.JobEnder         = recordedJobEnder{}
+	_ wlm.JobEnder         = recordedJobEnds{}
+	_ wlm.Scheduler        = recordedReservations{}
 )
 
 func (m recorded) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
@@ -342,14 +364,40 @@ func (m recorded) ReportsBootTime() bool {
 // Describe implements wlm.Describer for the manager it stands for.
 func (m recorded) Describe(n wlm.Node) string { return wlm.DescriberOf(m.r.inner).Describe(n) }
 
-type recordedJobEnder struct {
-	recorded
+type recordedJobEnds struct {
+	r  *recorder
 	je wlm.JobEnder
 }
 
-func (m recordedJobEnder) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+func (m recordedJobEnds) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
 	if err := m.r.begin(ctx, "wlm.JobEnds"); err != nil {
 		return nil, err
 	}
 	return m.je.JobEnds(ctx, names)
+}
+
+type recordedReservations struct {
+	r  *recorder
+	sc wlm.Scheduler
+}
+
+func (m recordedReservations) Reserve(ctx context.Context, res wlm.Reservation) error {
+	if err := m.r.begin(ctx, "wlm.Reserve"); err != nil {
+		return err
+	}
+	return m.sc.Reserve(ctx, res)
+}
+
+func (m recordedReservations) Unreserve(ctx context.Context, names []string) error {
+	if err := m.r.begin(ctx, "wlm.Unreserve"); err != nil {
+		return err
+	}
+	return m.sc.Unreserve(ctx, names)
+}
+
+func (m recordedReservations) Reservations(ctx context.Context, prefix string) ([]wlm.Reservation, error) {
+	if err := m.r.begin(ctx, "wlm.Reservations"); err != nil {
+		return nil, err
+	}
+	return m.sc.Reservations(ctx, prefix)
 }

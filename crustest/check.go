@@ -97,6 +97,19 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 	if !s.Completed {
 		add("not completed (state %s, stage %s)", s.State, s.Progress.Stage)
 	}
+	// The reservations of a session (the scheduled strategy) go with it.
+	if sc, ok := r.inner.(wlm.Scheduler); ok && s.Completed {
+		booking := "crus-" + s.UpgradeID + "-"
+		left, err := sc.Reservations(ctx, booking)
+		if err != nil {
+			add("listing its reservations: %v", err)
+		}
+		for _, res := range left {
+			if n := strings.TrimPrefix(res.Name, booking); n != "" && strings.Trim(n, "0123456789") == "" {
+				add("reservation %s left behind (nodes %v, from %s)", res.Name, res.Nodes, res.Start.Format(time.RFC3339))
+			}
+		}
+	}
 	// crus's reasons for a session begin "crus <id>:".
 	prefix := "crus " + s.UpgradeID + ":"
 	ours := func(n wlm.Node) bool { return strings.HasPrefix(n.Reason, prefix) }

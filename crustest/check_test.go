@@ -9,6 +9,7 @@ import (
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/bos"
 	"github.com/crus-go/crus/crustest"
+	"github.com/crus-go/crus/wlm"
 )
 
 // session returns the record of a finished session over the first n
@@ -50,6 +51,7 @@ func TestCheck(t *testing.T) {
 		// the session record it would end with.
 		act  func(t *testing.T, w *crustest.World) *crus.Session
 		want []string // in the error, one per broken promise; none: no error
+		not  []string // not in the error
 	}{{
 		name: "kept",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
@@ -84,6 +86,21 @@ func TestCheck(t *testing.T) {
 			return s
 		},
 		want: []string{"3 nodes out of service because of crus", "more than the step size 2"},
+	}, {
+		name: "reservation left behind",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			reboot(t, w, "b1", w.XNames()[0])
+			sc := w.WLM().(wlm.Scheduler)
+			for _, name := range []string{"crus-s1-7", "crus-s1-2-4", "admin"} { // the session's, session "s1-2"'s, an admin's
+				if err := sc.Reserve(t.Context(), wlm.Reservation{Name: name, Nodes: w.Names()[1:2], Start: w.Now().Add(time.Hour), End: w.Now().Add(2 * time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return s
+		},
+		want: []string{"reservation crus-s1-7 left behind"},
+		not:  []string{"crus-s1-2-4", "admin"},
 	}, {
 		name: "busy reboot",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
@@ -185,6 +202,11 @@ func TestCheck(t *testing.T) {
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("Check: %v\nwant it to say %q", err, want)
+				}
+			}
+			for _, not := range tc.not {
+				if strings.Contains(err.Error(), not) {
+					t.Errorf("Check: %v\nwant it not to name %q", err, not)
 				}
 			}
 		})

@@ -33,6 +33,9 @@
 // Your manager must know the nodes by the names w.Names returns (nid%06d
 // of their node IDs, crus's default mapping) and take its time from the
 // World (w.Now), so that jobs end and nodes come back in the World's time.
+// If it implements wlm.Scheduler, a session of the scheduled strategy
+// books its nodes there, and Check also finds any reservation a finished
+// session left behind (the kit's own manager has reservations too).
 //
 // # Faults
 //

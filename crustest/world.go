@@ -279,7 +279,8 @@ func (w *World) AddTemplate(name string, nodeGroups ...string) { w.fw.AddTemplat
 // nil) before doing anything. op names a backend method: "hsm.Members",
 // "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs", "bos.CheckTemplate",
 // "bos.Reboot", "bos.Status", "wlm.Nodes", "wlm.Drain", "wlm.Resume",
-// "wlm.Fail", "wlm.JobEnds". An error matching batch.ErrPermanent is not
+// "wlm.Fail", "wlm.JobEnds", "wlm.Reserve", "wlm.Unreserve",
+// "wlm.Reservations". An error matching batch.ErrPermanent is not
 // retried by crus; others are.
 func (w *World) FailNext(op string, n int, err error) {
 	if err == nil {
