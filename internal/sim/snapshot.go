@@ -256,6 +256,7 @@ func Strategies(drain time.Duration) []Strategy {
 		{Name: "rolling-job_end-timeout", Rollout: with(func(r *crus.Rollout) {
 			r.Order, r.DrainTimeout = crus.OrderJobEnd, crus.Duration(drain)
 		})},
+		{Name: "scheduled", Rollout: crus.Rollout{Strategy: crus.StrategyScheduled}},
 	}
 }
 
