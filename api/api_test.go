@@ -799,7 +799,7 @@ func TestExtensionsScheduled(t *testing.T) {
 		t.Errorf("record %+v", full.Progress)
 	}
 	sums := decode[[]api.Summary](t, h.expect(200, h.url, "GET", "/sessions", nil))
-	if len(sums) != 1 || sums[0].Strategy != crus.StrategyScheduled {
+	if len(sums) != 1 || sums[0].Strategy != crus.StrategyScheduled || len(sums[0].Conditions) != 1 || sums[0].Conditions[0].Kind != crus.CondBookingsUnreadable {
 		t.Errorf("summaries %+v", sums)
 	}
 }

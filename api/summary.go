@@ -20,11 +20,15 @@ type Summary struct {
 	Paused     bool          `json:"paused,omitzero"`
 	Cancel     bool          `json:"cancel,omitzero"`
 	Abort      string        `json:"abort,omitzero"`
-	CreatedAt  time.Time     `json:"created_at,omitzero"`
-	StartedAt  time.Time     `json:"started_at,omitzero"`
-	EndedAt    time.Time     `json:"ended_at,omitzero"`
-	Counts     Counts        `json:"counts"`
-	Revision   int64         `json:"revision"`
+	// Conditions are what holds the session back or degrades its
+	// decisions right now (a backend that cannot be read), each since
+	// when; none most of the time.
+	Conditions []crus.Condition `json:"conditions,omitempty"`
+	CreatedAt  time.Time        `json:"created_at,omitzero"`
+	StartedAt  time.Time        `json:"started_at,omitzero"`
+	EndedAt    time.Time        `json:"ended_at,omitzero"`
+	Counts     Counts           `json:"counts"`
+	Revision   int64            `json:"revision"`
 }
 
 // Counts tallies a session's nodes.
@@ -49,7 +53,7 @@ func SummaryOf(s *crus.Session) Summary {
 	return Summary{
 		Status: s.Status(), Strategy: strategy,
 		Stage: p.Stage, StageSince: p.StageSince, Step: p.Step, Steps: p.Steps, Result: p.Result,
-		Paused: p.Paused, Cancel: p.Cancel, Abort: p.Abort,
+		Paused: p.Paused, Cancel: p.Cancel, Abort: p.Abort, Conditions: p.Conditions,
 		CreatedAt: p.CreatedAt, StartedAt: p.StartedAt, EndedAt: p.EndedAt,
 		Counts: Counts{
 			Nodes: c.Nodes, Upgraded: c.Upgraded, Failed: c.Failed, Skipped: c.Skipped,

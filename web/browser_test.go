@@ -190,6 +190,11 @@ func TestPageInBrowser(t *testing.T) {
 			t.Logf("upgraded %d, then %d", first, n)
 		}
 	}
+	// What holds a session back is in its head.
+	head, err := chromedp.Run(deadline, chromedp.Evaluate[string](`renderHead(Object.assign({}, state.sessions.get(state.current), {counts: {nodes: 1, in_flight: 0}, conditions: [{kind: "bookings_unreadable", since: "2026-01-05T08:00:00Z", message: "reading reservations: refused"}]})), document.querySelector("#head").textContent`))
+	if err != nil || !strings.Contains(head, "bookings unreadable: reading reservations: refused") {
+		t.Errorf("the head with a condition reads %q (%v)", head, err)
+	}
 	// The timeline image loaded.
 	if w, err := chromedp.Run(deadline, chromedp.Poll[int](`document.querySelector("#timeline").naturalWidth`, chromedp.WithPollingTimeout(20*time.Second))); err != nil || w == 0 {
 		t.Errorf("the timeline image did not load: %v", err)

@@ -201,6 +201,12 @@ func describe(w io.Writer, s *crus.Session) {
 	if !s.Progress.EndedAt.IsZero() {
 		row("ended", s.Progress.EndedAt.UTC().Format(time.DateTime))
 	}
+	if len(s.Progress.Conditions) > 0 {
+		fmt.Fprintln(w, "conditions:")
+		for _, c := range s.Progress.Conditions {
+			fmt.Fprintf(w, "  %s\tsince %s\t%s\n", c.Kind, c.Since.UTC().Format(time.DateTime), c.Message)
+		}
+	}
 	for _, o := range []crus.Outcome{crus.OutcomeFailed, crus.OutcomeSkipped} {
 		first := true
 		for _, n := range s.Progress.Nodes {

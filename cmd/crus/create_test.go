@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"reflect"
 	"strings"
@@ -92,5 +93,17 @@ func TestStepOf(t *testing.T) {
 		if got := stepOf(api.Summary{Strategy: c.strategy, Step: c.step, Steps: c.steps}); got != c.want {
 			t.Errorf("%s: %q, want %q", c.strategy, got, c.want)
 		}
+	}
+}
+
+// TestDescribeShowsConditions: what holds a session back right now (a
+// backend that cannot be read) is in describe's table, with its start.
+func TestDescribeShowsConditions(t *testing.T) {
+	s := &crus.Session{UpgradeID: "s1", State: crus.StateUpdating}
+	s.Progress.Conditions = []crus.Condition{{Kind: crus.CondBookingsUnreadable, Since: time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC), Message: "reading reservations: refused"}}
+	var buf bytes.Buffer
+	describe(&buf, s)
+	if want := "conditions:\n  bookings_unreadable\tsince 2026-01-05 08:00:00\treading reservations: refused\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("describe:\n%s\nwant it to hold %q", buf.String(), want)
 	}
 }

@@ -149,6 +149,8 @@ function renderHead(s) {
   if (s.ended_at) items.push(["ended", fmtTime(s.ended_at)], ["took", fmtDur(new Date(s.ended_at) - new Date(s.started_at || s.created_at))]);
   if (s.result) items.push(["result", s.result]);
   if (s.abort) items.push(["aborted", s.abort]);
+  // What holds the session back right now (a backend that cannot be read).
+  for (const c of s.conditions || []) items.push([c.kind.replaceAll("_", " "), el("span", { class: "condition", title: "since " + fmtTime(c.since) }, c.message)]);
   $("#head").replaceChildren(...items.map(([k, v]) => el("span", {}, el("b", {}, k + ": "), v)));
   $("#counts").replaceChildren(...COUNTS.map(([key, code]) =>
     el("div", { class: "count", style: `border-left-color:${CODES[code][1]}` },
