@@ -198,7 +198,24 @@ func (e *Executor) prepare(ctx context.Context, spec Spec) (*Session, error) {
 	if spec.ClearFailed && len(failed) > 0 {
 		s.Progress.FailedToClear = slices.Clone(failed)
 	}
+	if policyOf(&spec).scheduled && !e.canBook(ctx) {
+		s.Messages[0] += "; the workload manager cannot book nodes (no reservations), so nodes are taken as in rolling by expected job ends"
+	}
 	return s, nil
+}
+
+// canBook reports whether the workload manager can book nodes for the
+// scheduled strategy: it has wlm.Scheduler, and does not answer
+// wlm.ErrUnsupported to a listing (slurmrestd without its CLI fallback).
+// A listing that fails otherwise says nothing against it. Without it, a
+// scheduled session runs as rolling by expected job ends, and says so
+// from its creation rather than leave the admin to find out.
+func (e *Executor) canBook(ctx context.Context) bool {
+	if e.scheduler == nil {
+		return false
+	}
+	_, err := e.scheduler.Reservations(ctx, "crus-")
+	return !errors.Is(err, wlm.ErrUnsupported)
 }
 
 // readSpecWorld reads, at once, the template and the three groups. A

@@ -86,7 +86,8 @@ func TestScheduledRefusesIDsTooLongToBook(t *testing.T) {
 }
 
 // TestScheduledWithoutScheduler: a workload manager that cannot book
-// nodes runs the scheduled strategy as rolling by expected ends.
+// nodes runs the scheduled strategy as rolling by expected ends, and the
+// session says so from its creation.
 func TestScheduledWithoutScheduler(t *testing.T) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8}, 3)
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
@@ -96,6 +97,12 @@ func TestScheduledWithoutScheduler(t *testing.T) {
 	s := e.run()
 	assert.Equal(t, 10, s.Counts().Upgraded)
 	assert.Zero(t, e.w.Calls()["wlm.Reserve"]+e.w.Calls()["wlm.Reservations"])
+	assert.Contains(t, s.Messages[0], "the workload manager cannot book nodes")
+
+	// One that can does not say it.
+	e = newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	assert.NotContains(t, e.create().Messages[0], "cannot book")
 }
 
 // TestScheduledSchedulerUnsupported: a workload manager that has the
@@ -112,6 +119,7 @@ func TestScheduledSchedulerUnsupported(t *testing.T) {
 	require.NoError(t, err)
 	e.ex = ex
 	s := e.create()
+	assert.Contains(t, s.Messages[0], "the workload manager cannot book nodes")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // on the simulated clock a stuck session runs for ever
 	defer cancel()
 	final, err := e.ex.Run(ctx, s.UpgradeID)
