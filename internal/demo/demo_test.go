@@ -89,6 +89,22 @@ func TestDemoServes(t *testing.T) {
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
+	// The metrics are read from the store at each scrape: wait until Run
+	// has taken the session up (on a loaded machine the first scrape can
+	// come before it has, while the session is still CREATED).
+	for {
+		s, err := d.Executor.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.State != crus.StateCreated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session was not taken up in a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	sawOut, scrapes := false, 0
 	for !sawOut || scrapes < 3 {
 		if time.Now().After(deadline) {
