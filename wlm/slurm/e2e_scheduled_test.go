@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -99,6 +100,9 @@ type schedRun struct {
 	done  chan struct{}
 	final *crus.Session
 	err   error
+	// keptAhead counts the reservations the executor moved on because
+	// they were about to begin (Executor.keepAhead, read from its log).
+	keptAhead atomic.Int64
 }
 
 // startScheduled creates a scheduled session of the four nodes, in steps
@@ -113,8 +117,9 @@ func startScheduledWith(t *testing.T, e *e2eCluster, admin slurmReservation, man
 	r := &schedRun{e: e, boot: e.bos("compute-upgrade"), steps: &stepStarts{}, done: make(chan struct{})}
 	t.Cleanup(r.boot.wg.Wait)
 	var err error
+	logger := slog.New(&countingHandler{Handler: testLogger(t).Handler(), msg: "moved on a reservation about to begin", n: &r.keptAhead})
 	r.ex, err = crus.NewExecutor(e.world.HSM(), manager, r.boot, crus.Config{
-		Mapper: e.mapper, Logger: testLogger(t),
+		Mapper: e.mapper, Logger: logger,
 		PollInterval: 500 * time.Millisecond, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, RetryTimeout: 20 * time.Second,
 		OnEvent: r.steps.onEvent,
 	})
@@ -433,6 +438,13 @@ func scheduledUndeletable(t *testing.T, e *e2eCluster, admin slurmReservation) {
 		t.Errorf("no deletion refused: the session did not meet what the test is for")
 	} else {
 		t.Logf("%d deletions refused; the session ended %s after it began", n, time.Since(start).Round(100*time.Millisecond))
+	}
+	// The reservations it could not delete were moved on before they
+	// began, by the executor between decisions.
+	if n := r.keptAhead.Load(); n == 0 {
+		t.Errorf("no reservation was moved on as it was about to begin (keepAhead)")
+	} else {
+		t.Logf("%d reservations moved on as they were about to begin", n)
 	}
 	if r.watch.maxOut > 1 {
 		t.Errorf("up to %d nodes out of service at once; the step size is 1", r.watch.maxOut)
@@ -809,4 +821,32 @@ func (w *resvWatch) holding(node string) (slurmReservation, bool) {
 		}
 	}
 	return slurmReservation{}, false
+}
+
+// countingHandler counts the log records of one message, whatever their
+// level, and passes the others' on as its handler would.
+type countingHandler struct {
+	slog.Handler
+	msg string
+	n   *atomic.Int64
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *countingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &countingHandler{Handler: h.Handler.WithAttrs(attrs), msg: h.msg, n: h.n}
+}
+
+func (h *countingHandler) WithGroup(name string) slog.Handler {
+	return &countingHandler{Handler: h.Handler.WithGroup(name), msg: h.msg, n: h.n}
 }
