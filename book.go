@@ -96,7 +96,9 @@ func (e *Executor) forgetBookings(ctx context.Context, r *run) {
 			names[k] = prefix + strconv.FormatInt(n, 10)
 		}
 		err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
-		deleted += len(names)
+		if err == nil {
+			deleted += len(names)
+		}
 		nums = nums[:0]
 		return err
 	}
@@ -113,7 +115,7 @@ func (e *Executor) forgetBookings(ctx context.Context, r *run) {
 		err = flush()
 	}
 	if err != nil {
-		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "reservations", deleted, "err", err)
+		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "deleted", deleted, "err", err)
 		return
 	}
 	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", deleted)
