@@ -62,7 +62,7 @@ type Predictor struct {
 	asked time.Time           // when Jobs was last asked about ended jobs
 	order []seenJob           // seen, oldest first, to forget them
 	// sorted remembers, by job ID, whether the node list of a running job
-	// is in order, for the list it was found in (see nodesIn).
+	// is in order, for the list it was found in (see inOrder).
 	sorted map[string]sortedNodes
 }
 
