@@ -137,6 +137,9 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	if e.scheduler == nil {
 		return nil, fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
+	if r.refused != nil {
+		return nil, nil // refused for this run (run.refused): the rest of the decision's bookings are dropped, said once
+	}
 	if earliest := e.clock.Now().Add(bookingLead(e.horizon())); a.Booking.Start.Before(earliest) {
 		// Planned from an observation that took a while: a booking never
 		// starts sooner than a lead from when it is made, or it could
@@ -147,6 +150,14 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	}
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
 	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
+	if errors.Is(err, wlm.ErrPermissionDenied) && !r.dry {
+		// Nothing was made, and nothing will be in this run.
+		if r.refused == nil {
+			r.log.Warn("the workload manager refuses reservations to the user crus runs as: the scheduled strategy goes on as rolling by expected job ends", "err", err)
+		}
+		r.refused = err
+		return perNode, err
+	}
 	if err != nil && ctx.Err() == nil {
 		if derr := e.unbook(ctx, r, []string{a.Booking.Name}); derr != nil {
 			err = errors.Join(err, fmt.Errorf("deleting it instead: %w", derr))
@@ -172,7 +183,7 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 // healthy run nothing is due: nodes are taken, and their reservations
 // deleted, before their slots come.
 func (e *Executor) keepAhead(ctx context.Context, r *run) {
-	if e.scheduler == nil || len(r.booked) == 0 || r.dry {
+	if e.scheduler == nil || len(r.booked) == 0 || r.dry || r.refused != nil {
 		return
 	}
 	lead := bookingLead(e.horizon())

@@ -226,7 +226,11 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			return nil
 		})
 	}
-	if sc.Bookings && e.scheduler != nil {
+	if sc.Bookings && e.scheduler != nil && r.refused != nil {
+		// Refused to this user: as without wlm.Scheduler (see book).
+		obs.Scheduling = false
+	}
+	if sc.Bookings && e.scheduler != nil && r.refused == nil {
 		g.Go(func() error {
 			bookings, err := e.bookings(ctx, r)
 			if errors.Is(err, wlm.ErrUnsupported) {

@@ -36,6 +36,10 @@ type run struct {
 	// read, the planner keeps moving them on from this, rather than let
 	// one begin on nodes whose lane is not free yet.
 	booked map[string]Booking
+	// refused is the workload manager's refusal to book for the user crus
+	// runs as (wlm.ErrPermissionDenied): the run then books no more, and
+	// the scheduled strategy goes on as without wlm.Scheduler.
+	refused error
 	// keptAhead: when keepAhead last moved each reservation on.
 	keptAhead map[string]time.Time
 	log       *slog.Logger

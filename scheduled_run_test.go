@@ -400,3 +400,39 @@ func (u *unreserveLog) Unreserve(ctx context.Context, names []string) error {
 	u.mu.Unlock()
 	return u.WLM.Unreserve(ctx, names)
 }
+
+// TestScheduledBookingRefusedToUser: the workload manager refuses
+// reservations to the user crus runs as (wlm.ErrPermissionDenied: Slurm
+// lets only root, its SlurmUser and operators make them). The first
+// refusal ends booking for the run, which goes on as rolling by expected
+// job ends with the cap held; it does not ask again at every decision
+// (each a refused call, and a failed action).
+func TestScheduledBookingRefusedToUser(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	m := &refusingBooking{WLM: e.w.WLM()}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	s := e.run()
+	assert.Equal(t, 16, s.Counts().Upgraded+s.Counts().Failed)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
+	assert.Equal(t, int32(1), m.reserves.Load(), "one refusal ends booking for the run")
+	assert.Empty(t, e.w.Reservations("crus-"))
+}
+
+// refusingBooking is the fake workload manager refusing to make or delete
+// reservations, as Slurm does to a user who is not an operator.
+type refusingBooking struct {
+	*fake.WLM
+	reserves atomic.Int32
+}
+
+func (m *refusingBooking) Reserve(context.Context, wlm.Reservation) error {
+	m.reserves.Add(1)
+	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
+}
+
+func (m *refusingBooking) Unreserve(context.Context, []string) error {
+	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
+}

@@ -19,6 +19,10 @@ var (
 	ErrInvalidArgument = batch.NewPermanent("wlm: invalid argument")
 	// ErrUnsupported: the workload manager cannot do this at all.
 	ErrUnsupported = batch.NewPermanent("wlm: operation not supported")
+	// ErrPermissionDenied: the workload manager refuses the call to the
+	// user crus runs as (Slurm lets only root, its SlurmUser or an
+	// operator make reservations): retrying does not help.
+	ErrPermissionDenied = batch.NewPermanent("wlm: permission denied")
 )
 
 // MaxReason is the longest drain or fail reason, in bytes, that every

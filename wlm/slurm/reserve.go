@@ -90,9 +90,19 @@ func (c *CLI) Reserve(ctx context.Context, r wlm.Reservation) error {
 		}
 	}
 	if err != nil {
-		errs = append(errs, fmt.Errorf("slurm: reservation %s: %w", r.Name, err))
+		errs = append(errs, fmt.Errorf("slurm: reservation %s: %w", r.Name, denied(err)))
 	}
 	return errors.Join(errs...)
+}
+
+// denied marks with wlm.ErrPermissionDenied a refusal of a reservation
+// command to the user it ran as: Slurm answers "Invalid user id" to
+// anyone but root, its SlurmUser and operators.
+func denied(err error) error {
+	if slurmSays(err, "Invalid user id") || slurmSays(err, "Access/permission denied") {
+		return fmt.Errorf("%w (Slurm makes, moves and deletes reservations only for root, its SlurmUser and operators): %w", wlm.ErrPermissionDenied, err)
+	}
+	return err
 }
 
 // reserve makes or moves the reservation for the nodes (valid names).
@@ -146,7 +156,7 @@ func (c *CLI) Unreserve(ctx context.Context, names []string) error {
 			continue
 		}
 		if err := c.unreserve(ctx, n); err != nil {
-			errs = append(errs, fmt.Errorf("slurm: deleting reservation %s: %w", n, err))
+			errs = append(errs, fmt.Errorf("slurm: deleting reservation %s: %w", n, denied(err)))
 		}
 	}
 	return errors.Join(errs...)

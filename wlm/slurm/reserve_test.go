@@ -3,6 +3,7 @@ package slurm_test
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -65,5 +66,43 @@ func TestRESTReservationsWithoutFallback(t *testing.T) {
 		if !errors.Is(err, wlm.ErrUnsupported) || !batch.IsPermanent(err) {
 			t.Errorf("%s without Fallback: %v; want wlm.ErrUnsupported", what, err)
 		}
+	}
+}
+
+// TestCLIReservationsRefusedToUser: Slurm makes, moves and deletes
+// reservations only for root, its SlurmUser and operators; run as another
+// user (nobody, through runuser), the adapter's Reserve and Unreserve
+// fail with wlm.ErrPermissionDenied, permanent (crus does not retry them
+// for a retry timeout at every decision), while listing still works.
+func TestCLIReservationsRefusedToUser(t *testing.T) {
+	if _, err := exec.LookPath("runuser"); err != nil {
+		t.Skipf("no runuser here (%v): cannot run scontrol as another user", err)
+	}
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 2})
+	asNobody := func(ctx context.Context, cmd slurm.Command) ([]byte, []byte, error) {
+		cmd.Args = append([]string{"-u", "nobody", "--", cmd.Path}, cmd.Args...)
+		cmd.Path = "runuser"
+		return slurm.Exec(ctx, cmd)
+	}
+	m := newCLI(t, c, asNobody)
+	ctx := t.Context()
+	r := wlm.Reservation{Name: "crus-t-1", Nodes: c.Names()[:1], Start: time.Now().Add(time.Hour), End: time.Now().Add(2 * time.Hour)}
+	err := m.Reserve(ctx, r)
+	if !errors.Is(err, wlm.ErrPermissionDenied) || !batch.IsPermanent(err) {
+		t.Errorf("Reserve as nobody: %v; want wlm.ErrPermissionDenied, permanent", err)
+	}
+	if err := m.Unreserve(ctx, []string{r.Name}); !errors.Is(err, wlm.ErrPermissionDenied) {
+		t.Errorf("Unreserve as nobody: %v; want wlm.ErrPermissionDenied", err)
+	}
+	if got, err := m.Reservations(ctx, "crus-"); err != nil || len(got) != 0 {
+		t.Errorf("Reservations as nobody: %v, %v; want none, no error", got, err)
+	}
+	// As root the same reservation is made: the refusal was the user's.
+	root := newCLI(t, c, nil)
+	if err := root.Reserve(ctx, r); err != nil {
+		t.Fatalf("Reserve as root: %v", err)
+	}
+	if err := root.Unreserve(ctx, []string{r.Name}); err != nil {
+		t.Errorf("Unreserve as root: %v", err)
 	}
 }
