@@ -40,6 +40,11 @@ const (
 	// last read and changed since (they stand as they are until its first
 	// read), and nodes are still taken at their slots.
 	CondBookingsUnreadable ConditionKind = "bookings_unreadable"
+	// CondBookingRefused: the workload manager refused to book nodes for
+	// the user crus runs as (Slurm: not root, its SlurmUser or an
+	// operator); the scheduled strategy takes nodes as rolling by expected
+	// job ends for the rest of the executor's run.
+	CondBookingRefused ConditionKind = "booking_refused"
 	// CondBootNotAccepted: the boot orchestrator has not accepted a boot
 	// request; its nodes wait drained, no new node is taken, and after
 	// boot_timeout they return to service to be taken again later.
@@ -93,6 +98,9 @@ func (p *planner) setConditions() {
 		}
 		if len(p.unaccepted) > 0 {
 			add(CondBootNotAccepted, p.unacceptedMessage())
+		}
+		if p.pol.scheduled && p.obs.BookingRefused != "" {
+			add(CondBookingRefused, fmt.Sprintf("The workload manager refuses reservations to the user crus runs as (%s): nodes are taken as in rolling by expected job ends until the executor runs the session again", p.obs.BookingRefused))
 		}
 	}
 	old := p.s.Progress.Conditions

@@ -226,9 +226,9 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			return nil
 		})
 	}
-	if sc.Bookings && e.scheduler != nil && r.refused != nil {
+	if e.scheduler != nil && r.refused != nil {
 		// Refused to this user: as without wlm.Scheduler (see book).
-		obs.Scheduling = false
+		obs.Scheduling, obs.BookingRefused = false, errText(r.refused)
 	}
 	if sc.Bookings && e.scheduler != nil && r.refused == nil {
 		g.Go(func() error {

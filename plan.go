@@ -120,6 +120,10 @@ type Observation struct {
 	Scheduling       bool
 	Bookings         map[string]Booking
 	BookingsObserved bool
+	// BookingRefused, if not empty, says why the workload manager refused
+	// to book nodes for the user crus runs as (wlm.ErrPermissionDenied):
+	// the executor books no more in this run, and Scheduling is false.
+	BookingRefused string
 	// InFlightOnly says the executor looked at the nodes in flight alone
 	// (between two full observations): no pending node was observed, so
 	// none is taken and no booking is changed.

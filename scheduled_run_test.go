@@ -419,6 +419,8 @@ func TestScheduledBookingRefusedToUser(t *testing.T) {
 	assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
 	assert.Equal(t, int32(1), m.reserves.Load(), "one refusal ends booking for the run")
 	assert.Empty(t, e.w.Reservations("crus-"))
+	assert.Len(t, messagesWith(s, "The workload manager refuses reservations to the user crus runs as"), 1, "said once, as a condition begins")
+	assert.Empty(t, s.Progress.Conditions, "over with the session")
 }
 
 // refusingBooking is the fake workload manager refusing to make or delete
