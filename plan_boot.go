@@ -3,6 +3,7 @@ package crus
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/crus-go/crus/bos"
 )
@@ -136,12 +137,30 @@ func (p *planner) resendUnaccepted() {
 		for k, i := range ready {
 			nodes[k] = s.Progress.Nodes[i].XName
 		}
-		if obs.UpgradingObserved {
-			if missing := p.missingFromGroup(nodes); len(missing) > 0 {
-				p.addToGroup(missing)
-				continue
+		// The request is noted on its nodes (as a failed one is): the
+		// note has the upgrading group read before every request, and a
+		// request accepted at last starts its boot_timeout then (Settle:
+		// Accepted). A request never sent (a crash between recording and
+		// sending it) had no note: it was sent again without the group
+		// checked, and its nodes failed at the first request's deadline,
+		// a boot_timeout after the crash, while they rebooted.
+		note := func() {
+			for _, i := range ready {
+				if n := &s.Progress.Nodes[i]; n.LastError == "" || strings.HasPrefix(n.LastError, lastErrResolved) {
+					p.change(Change{XName: n.XName, Phase: PhaseBooting,
+						LastError: fmt.Sprintf("boot session %s is not known to the boot orchestrator: it is sent again", name)})
+				}
 			}
 		}
+		if !obs.UpgradingObserved {
+			note() // the group is read next time, then the request sent
+			continue
+		}
+		if missing := p.missingFromGroup(nodes); len(missing) > 0 {
+			p.addToGroup(missing)
+			continue
+		}
+		note()
 		p.nudges.reboot = append(p.nudges.reboot, Action{
 			Kind: ActReboot, Nodes: nodes, Reboot: p.rebootRequest(name, nodes),
 			Why: "boot session not accepted yet; its nodes are still drained: send it again",

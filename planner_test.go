@@ -373,7 +373,10 @@ func TestPlanBooting(t *testing.T) {
 		// A boot request never accepted is sent again, only for nodes seen
 		// drained in this observation; past the boot timeout its nodes go
 		// back to service (never rebooted, never failed).
-		{name: "missing: create again", at: time.Minute, missing: true, drained: true, want: [2]Phase{PhaseBooting, PhaseBooting}, nudge: true, stage: StageBooting},
+		{name: "missing: create again", at: time.Minute, missing: true, drained: true, grouped: true, group: []string{"0", "1"}, want: [2]Phase{PhaseBooting, PhaseBooting}, nudge: true, stage: StageBooting},
+		// Sent again only once the upgrading group is read: the request is
+		// noted on its nodes (their last error), which has the group read.
+		{name: "missing, group not read: noted", at: time.Minute, missing: true, drained: true, want: [2]Phase{PhaseBooting, PhaseBooting}, stage: StageBooting},
 		{name: "missing, not observed: wait", at: time.Minute, missing: true, want: [2]Phase{PhaseBooting, PhaseBooting}, stage: StageBooting},
 		{name: "missing past the timeout", at: 61 * time.Minute, missing: true, drained: true, want: [2]Phase{PhaseReleasing, PhaseReleasing}, reasonHas: "not accepted by the boot orchestrator", stage: StageCleanup},
 	}
@@ -415,6 +418,16 @@ func TestPlanBooting(t *testing.T) {
 				assert.Equal(t, tc.want[i], got, x)
 			}
 			assert.Equal(t, tc.nudge, len(actionsOf(d, ActReboot)) == 1)
+			if tc.missing && tc.drained && tc.want[0] == PhaseBooting {
+				// The request is noted on its nodes, sent or not: once
+				// accepted, its boot_timeout starts then (Settle).
+				for _, x := range xs {
+					c, ok := changeOf(d, x)
+					if assert.True(t, ok, "%s noted", x) {
+						assert.Contains(t, c.LastError, "is not known to the boot orchestrator")
+					}
+				}
+			}
 			assert.Equal(t, tc.stage, d.Stage)
 			if tc.want[0] == PhaseBooting && !tc.missing {
 				assert.Equal(t, t0.Add(time.Hour), d.Wake, "wake at the boot timeout")
