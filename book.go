@@ -122,6 +122,12 @@ func (e *Executor) forgetBookings(ctx context.Context, r *run) {
 	r.booked = map[string]Booking{}
 }
 
+// refusalRetry is how long after the workload manager refused to book
+// (wlm.ErrPermissionDenied) a run asks again: an administrator who grants
+// crus's user the right (a Slurm operator) need not restart the run, and
+// a refused run makes one refused call per refusalRetry.
+const refusalRetry = 10 * time.Minute
+
 // forgetChunk is the most names forgetBookings deletes in one call.
 const forgetChunk = 1024
 
@@ -137,8 +143,8 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	if e.scheduler == nil {
 		return nil, fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
-	if r.refused != nil {
-		return nil, nil // refused for this run (run.refused): the rest of the decision's bookings are dropped, said once
+	if r.refused != nil && !r.retrying {
+		return nil, nil // refused (run.refused): the rest of the decision's bookings are dropped, said once
 	}
 	if earliest := e.clock.Now().Add(bookingLead(e.horizon())); a.Booking.Start.Before(earliest) {
 		// Planned from an observation that took a while: a booking never
@@ -151,12 +157,19 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
 	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
 	if errors.Is(err, wlm.ErrPermissionDenied) && !r.dry {
-		// Nothing was made, and nothing will be in this run.
+		// Nothing was made, and nothing will be until a retry
+		// (refusalRetry) finds the right granted.
 		if r.refused == nil {
-			r.log.Warn("the workload manager refuses reservations to the user crus runs as: the scheduled strategy goes on as rolling by expected job ends", "err", err)
+			r.log.Warn("the workload manager refuses reservations to the user crus runs as: the scheduled strategy goes on as rolling by expected job ends, and asks again every "+refusalRetry.String(), "err", err)
+			r.refusedAt = e.clock.Now()
 		}
-		r.refused = err
+		r.refused, r.retrying = err, false
 		return perNode, err
+	}
+	if r.refused != nil && !errors.Is(err, wlm.ErrPermissionDenied) && (err == nil || len(perNode) > 0) {
+		// A retry the workload manager took: the right was granted.
+		r.log.Info("the workload manager accepts reservations again: the scheduled strategy books its slots", "reservation", a.Booking.Name)
+		r.refused, r.retrying = nil, false
 	}
 	if err != nil && ctx.Err() == nil {
 		if derr := e.unbook(ctx, r, []string{a.Booking.Name}); derr != nil {

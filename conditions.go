@@ -43,7 +43,8 @@ const (
 	// CondBookingRefused: the workload manager refused to book nodes for
 	// the user crus runs as (Slurm: not root, its SlurmUser or an
 	// operator); the scheduled strategy takes nodes as rolling by expected
-	// job ends for the rest of the executor's run.
+	// job ends, and the executor asks again every 10 minutes, so the
+	// condition ends once the right is granted.
 	CondBookingRefused ConditionKind = "booking_refused"
 	// CondBootNotAccepted: the boot orchestrator has not accepted a boot
 	// request; its nodes wait drained, no new node is taken, and after
@@ -100,7 +101,7 @@ func (p *planner) setConditions() {
 			add(CondBootNotAccepted, p.unacceptedMessage())
 		}
 		if p.pol.scheduled && p.obs.BookingRefused != "" {
-			add(CondBookingRefused, fmt.Sprintf("The workload manager refuses reservations to the user crus runs as (%s): nodes are taken as in rolling by expected job ends until the executor runs the session again", p.obs.BookingRefused))
+			add(CondBookingRefused, fmt.Sprintf("The workload manager refuses reservations to the user crus runs as (%s): nodes are taken as in rolling by expected job ends; crus asks again every %s", p.obs.BookingRefused, refusalRetry))
 		}
 	}
 	old := p.s.Progress.Conditions

@@ -227,10 +227,18 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		})
 	}
 	if e.scheduler != nil && r.refused != nil {
-		// Refused to this user: as without wlm.Scheduler (see book).
-		obs.Scheduling, obs.BookingRefused = false, errText(r.refused)
+		// Refused to this user: as without wlm.Scheduler (see book),
+		// but for a full look now and then, which tries again.
+		obs.BookingRefused = errText(r.refused)
+		r.retrying = !light && !r.dry && sc.Bookings && !obs.Now.Before(r.refusedAt.Add(refusalRetry))
+		if r.retrying {
+			r.refusedAt = obs.Now
+			r.log.Debug("asking the workload manager for reservations again: it refused them", "refused", r.refused)
+		} else {
+			obs.Scheduling = false
+		}
 	}
-	if sc.Bookings && e.scheduler != nil && r.refused == nil {
+	if sc.Bookings && e.scheduler != nil && (r.refused == nil || r.retrying) {
 		g.Go(func() error {
 			bookings, err := e.bookings(ctx, r)
 			if errors.Is(err, wlm.ErrUnsupported) {

@@ -122,7 +122,8 @@ type Observation struct {
 	BookingsObserved bool
 	// BookingRefused, if not empty, says why the workload manager refused
 	// to book nodes for the user crus runs as (wlm.ErrPermissionDenied):
-	// the executor books no more in this run, and Scheduling is false.
+	// Scheduling is then false, but for a full observation every 10
+	// minutes, at which the executor asks again.
 	BookingRefused string
 	// InFlightOnly says the executor looked at the nodes in flight alone
 	// (between two full observations): no pending node was observed, so

@@ -37,9 +37,13 @@ type run struct {
 	// one begin on nodes whose lane is not free yet.
 	booked map[string]Booking
 	// refused is the workload manager's refusal to book for the user crus
-	// runs as (wlm.ErrPermissionDenied): the run then books no more, and
-	// the scheduled strategy goes on as without wlm.Scheduler.
-	refused error
+	// runs as (wlm.ErrPermissionDenied): the run then stops booking, and
+	// the scheduled strategy goes on as without wlm.Scheduler, until a
+	// full observation refusalRetry after refusedAt, which tries again
+	// (retrying: an administrator may have granted the right meanwhile).
+	refused   error
+	refusedAt time.Time
+	retrying  bool
 	// keptAhead: when keepAhead last moved each reservation on.
 	keptAhead map[string]time.Time
 	log       *slog.Logger

@@ -404,37 +404,86 @@ func (u *unreserveLog) Unreserve(ctx context.Context, names []string) error {
 // TestScheduledBookingRefusedToUser: the workload manager refuses
 // reservations to the user crus runs as (wlm.ErrPermissionDenied: Slurm
 // lets only root, its SlurmUser and operators make them). The first
-// refusal ends booking for the run, which goes on as rolling by expected
+// refusal stops booking, and the session goes on as rolling by expected
 // job ends with the cap held; it does not ask again at every decision
-// (each a refused call, and a failed action).
+// (each a refused call, and a failed action), only every refusalRetry.
 func TestScheduledBookingRefusedToUser(t *testing.T) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-	m := &refusingBooking{WLM: e.w.WLM()}
+	m := &refusingBooking{WLM: e.w.WLM(), clock: e.w}
 	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
 	require.NoError(t, err)
 	e.ex = ex
 	s := e.run()
 	assert.Equal(t, 16, s.Counts().Upgraded+s.Counts().Failed)
 	assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
-	assert.Equal(t, int32(1), m.reserves.Load(), "one refusal ends booking for the run")
+	took := s.Progress.EndedAt.Sub(s.Progress.StartedAt)
+	require.Greater(t, took, 30*time.Minute, "long enough to ask again")
+	asked := int(m.reserves.Load())
+	assert.GreaterOrEqual(t, asked, 2, "asked again")
+	assert.LessOrEqual(t, asked, 1+int(took/(10*time.Minute)), "one refused call per 10 minutes, not one per decision")
+	assert.Zero(t, m.granted.Load())
 	assert.Empty(t, e.w.Reservations("crus-"))
 	assert.Len(t, messagesWith(s, "The workload manager refuses reservations to the user crus runs as"), 1, "said once, as a condition begins")
 	assert.Empty(t, s.Progress.Conditions, "over with the session")
 }
 
-// refusingBooking is the fake workload manager refusing to make or delete
-// reservations, as Slurm does to a user who is not an operator.
-type refusingBooking struct {
-	*fake.WLM
-	reserves atomic.Int32
+// TestScheduledBookingGrantedMidway: an administrator grants crus's user
+// the right to book (makes it a Slurm operator) while the session runs
+// with booking refused: booking resumes within one retry, without a
+// restart, and the condition ends.
+func TestScheduledBookingGrantedMidway(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 40, Busy: 0.9, MaxJob: 6 * time.Hour}, 3)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	grant := e.w.Now().Add(time.Hour)
+	m := &refusingBooking{WLM: e.w.WLM(), clock: e.w, grantAt: grant}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	s := e.run()
+	require.True(t, s.Progress.EndedAt.After(grant.Add(30*time.Minute)), "the session outlasts the grant: %s", s.Progress.EndedAt)
+	assert.Equal(t, 40, s.Counts().Upgraded+s.Counts().Failed)
+	assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
+	require.Positive(t, m.granted.Load(), "booking resumed after the grant")
+	first := time.Unix(0, m.firstGranted.Load())
+	assert.LessOrEqual(t, first.Sub(grant), 10*time.Minute+time.Minute, "within one retry of the grant")
+	over := slices.IndexFunc(s.Messages, func(m string) bool { return strings.HasPrefix(m, "Over: booking_refused") })
+	done := slices.IndexFunc(s.Messages, func(m string) bool { return strings.HasPrefix(m, "Upgrade session completed") })
+	require.GreaterOrEqual(t, over, 0, "the condition ended")
+	assert.Less(t, over, done, "ended while the session ran, not with it")
+	assert.Empty(t, e.w.Reservations("crus-"), "removed at the end")
 }
 
-func (m *refusingBooking) Reserve(context.Context, wlm.Reservation) error {
+// refusingBooking is the fake workload manager refusing to make or delete
+// reservations, as Slurm does to a user who is not an operator, until
+// grantAt (if set).
+type refusingBooking struct {
+	*fake.WLM
+	clock        interface{ Now() time.Time }
+	grantAt      time.Time
+	reserves     atomic.Int32 // refused
+	granted      atomic.Int32 // taken
+	firstGranted atomic.Int64 // Unix ns of the first taken
+}
+
+func (m *refusingBooking) allowed() bool {
+	return !m.grantAt.IsZero() && !m.clock.Now().Before(m.grantAt)
+}
+
+func (m *refusingBooking) Reserve(ctx context.Context, r wlm.Reservation) error {
+	if m.allowed() {
+		if m.granted.Add(1) == 1 {
+			m.firstGranted.Store(m.clock.Now().UnixNano())
+		}
+		return m.WLM.Reserve(ctx, r)
+	}
 	m.reserves.Add(1)
 	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
 }
 
-func (m *refusingBooking) Unreserve(context.Context, []string) error {
+func (m *refusingBooking) Unreserve(ctx context.Context, names []string) error {
+	if m.allowed() {
+		return m.WLM.Unreserve(ctx, names)
+	}
 	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
 }
