@@ -3,6 +3,7 @@ package wlm
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -246,10 +247,13 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 	// session's next nodes), and a wide job's nodes spread over all of
 	// it: comparing each with the least and greatest name asked spares
 	// most of the look-ups (they were most of the time at 100,000 nodes).
-	asked := make(map[string]bool, len(names))
+	// ends holds every name asked, with no end until a job gives one: one
+	// map is both the set asked and the answer (those left without an end
+	// are deleted at the end).
+	ends := make(map[string]time.Time, len(names))
 	var lo, hi string
 	for k, n := range names {
-		asked[n] = true
+		ends[n] = time.Time{}
 		if k == 0 || n < lo {
 			lo = n
 		}
@@ -257,7 +261,6 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 			hi = n
 		}
 	}
-	ends := make(map[string]time.Time, len(names))
 	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
 	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
 	inOrder := p.inOrder(running)
@@ -277,12 +280,13 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 			nodes = nodes[from : from+to]
 		}
 		for _, n := range nodes {
-			if n >= lo && n <= hi && asked[n] {
-				if e, ok := ends[n]; !ok || end.After(e) {
+			if n >= lo && n <= hi {
+				if e, ok := ends[n]; ok && end.After(e) { // (a zero e: no end yet)
 					ends[n] = end
 				}
 			}
 		}
 	}
+	maps.DeleteFunc(ends, func(_ string, t time.Time) bool { return t.IsZero() })
 	return ends, err
 }
