@@ -5,10 +5,19 @@
 // crustest (see its tests).
 //
 // The scheduler is reached through [Server], a thin client of its API
-// (pbsnodes in real life). PBS has no drain: a node marked offline takes
-// no new jobs and lets its running ones finish, which is crus's drain. It
-// has no fail either: the adapter marks a failed node offline with a
-// comment that starts with "FAIL: ".
+// (pbsnodes and qstat in real life). PBS has no drain: a node marked
+// offline takes no new jobs and lets its running ones finish, which is
+// crus's drain. It has no fail either: the adapter marks a failed node
+// offline with a comment that starts with "FAIL: ". The walltimes of
+// nodes' jobs give wlm.JobEnder.
+//
+// Over a server that also has maintenance reservations ([Reserver]:
+// pbs_rsub --hosts, pbs_ralter, pbs_rdel, pbs_rstat), [NewScheduling]
+// returns an adapter that is a wlm.Scheduler too, so that crus's scheduled
+// strategy books each node's slot ahead; it passes the conformance suite's
+// RunSchedulerTests. Without it, or when PBS refuses reservations to a
+// user who is not a manager, the strategy takes nodes as rolling by
+// expected job ends.
 package pbs
 
 import (
@@ -33,6 +42,10 @@ type NodeInfo struct {
 	// BootTime is when the node last booted, as its mom reports it; zero
 	// if unknown.
 	BootTime time.Time
+	// JobsEnd is when the walltime of its last job runs out (qstat -f:
+	// stime + Resource_List.walltime); zero if it runs none or it is not
+	// known.
+	JobsEnd time.Time
 }
 
 // Server is the scheduler's API the adapter needs.
@@ -56,6 +69,7 @@ var (
 	_ wlm.Manager          = (*Manager)(nil)
 	_ wlm.BootTimeReporter = (*Manager)(nil)
 	_ wlm.Describer        = (*Manager)(nil)
+	_ wlm.JobEnder         = (*Manager)(nil)
 )
 
 // New returns an adapter for the server.
@@ -90,6 +104,26 @@ func (m *Manager) Nodes(ctx context.Context, names []string) ([]wlm.Node, error)
 	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
 }
 
+// JobEnds implements wlm.JobEnder: when the walltime of each busy node's
+// last job runs out. It lets crus's job_end order and scheduled strategy
+// take nodes as their jobs end.
+func (m *Manager) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	infos, _, unknown, err := m.lookup(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	ends := map[string]time.Time{}
+	for _, i := range infos {
+		if len(i.Jobs) > 0 && !i.JobsEnd.IsZero() {
+			ends[i.Name] = i.JobsEnd
+		}
+	}
+	return ends, batch.Nodes(unknown, wlm.ErrNodeNotFound)
+}
+
 func node(i NodeInfo) wlm.Node {
 	n := wlm.Node{Name: i.Name, State: wlm.StateUnknown, BootTime: i.BootTime}
 	words := strings.Split(i.State, ",")
@@ -115,27 +149,37 @@ func node(i NodeInfo) wlm.Node {
 	return n
 }
 
+// lookup reads the named nodes, and splits the names into the known
+// ones and the unknown ones (each once).
+func (m *Manager) lookup(ctx context.Context, names []string) (infos []NodeInfo, ok, unknown []string, err error) {
+	infos, err = m.s.Nodes(ctx, names)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("pbs: reading nodes: %w", err)
+	}
+	known := map[string]bool{}
+	for _, i := range infos {
+		known[i.Name] = true
+	}
+	for _, name := range names {
+		switch {
+		case known[name]:
+			ok = append(ok, name)
+		case !slices.Contains(unknown, name):
+			unknown = append(unknown, name)
+		}
+	}
+	return infos, ok, unknown, nil
+}
+
 // set marks the known nodes among names, and reports the unknown ones
 // per node.
 func (m *Manager) set(ctx context.Context, names []string, offline bool, comment string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	infos, err := m.s.Nodes(ctx, names)
+	_, ok, unknown, err := m.lookup(ctx, names)
 	if err != nil {
-		return fmt.Errorf("pbs: reading nodes: %w", err)
-	}
-	known := map[string]bool{}
-	for _, i := range infos {
-		known[i.Name] = true
-	}
-	var ok, unknown []string
-	for _, name := range names {
-		if known[name] {
-			ok = append(ok, name)
-		} else {
-			unknown = append(unknown, name)
-		}
+		return err
 	}
 	if len(ok) > 0 {
 		if err := m.s.SetOffline(ctx, ok, offline, comment); err != nil {

@@ -13,28 +13,41 @@ import (
 // server is an in-memory PBS-like server for the tests: nodes with jobs
 // that end on their own, an offline mark with a comment, and moms that
 // can be powered off and on (the two methods of wlmtest.Rebooter, which
-// the kit's boot orchestrator calls too). It takes its time from clock.
+// the kit's boot orchestrator calls too); maintenance reservations, and
+// queued jobs that its scheduler starts only where they keep clear of
+// them (reserve_test.go). It takes its time from clock.
 type server struct {
 	clock interface{ Now() time.Time }
 
 	mu    sync.Mutex
 	nodes map[string]*pbsNode
 	jobID int
+
+	resv     map[string]*pbs.Resv // by ID
+	resvID   int
+	made     int  // reservations made (pbs_rsub)
+	notAdmin bool // reservations are refused: crus does not run as a PBS manager
+	queue    []*queued
 }
 
 type pbsNode struct {
 	up      bool
 	offline bool
 	comment string
-	jobs    map[string]time.Time // job id -> when it ends
+	jobs    map[string]pbsJob // by job id
 	booted  time.Time
 	lost    []string // jobs lost when the node was powered off
+}
+
+type pbsJob struct {
+	end      time.Time // when it ends
+	walltime time.Time // when its walltime runs out, as qstat shows
 }
 
 func newServer(clock interface{ Now() time.Time }, names []string) *server {
 	s := &server{clock: clock, nodes: map[string]*pbsNode{}}
 	for _, n := range names {
-		s.nodes[n] = &pbsNode{up: true, jobs: map[string]time.Time{}, booted: clock.Now().Add(-24 * time.Hour).Truncate(time.Second)}
+		s.nodes[n] = &pbsNode{up: true, jobs: map[string]pbsJob{}, booted: clock.Now().Add(-24 * time.Hour).Truncate(time.Second)}
 	}
 	return s
 }
@@ -42,8 +55,8 @@ func newServer(clock interface{ Now() time.Time }, names []string) *server {
 // expire ends the jobs whose time has come. Callers hold the lock.
 func (s *server) expire(n *pbsNode) {
 	now := s.clock.Now()
-	for id, end := range n.jobs {
-		if !now.Before(end) {
+	for id, j := range n.jobs {
+		if !now.Before(j.end) {
 			delete(n.jobs, id)
 		}
 	}
@@ -55,6 +68,7 @@ func (s *server) Nodes(ctx context.Context, names []string) ([]pbs.NodeInfo, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dispatch()
 	var out []pbs.NodeInfo
 	for _, name := range names {
 		n, ok := s.nodes[name]
@@ -63,8 +77,11 @@ func (s *server) Nodes(ctx context.Context, names []string) ([]pbs.NodeInfo, err
 		}
 		s.expire(n)
 		i := pbs.NodeInfo{Name: name, Comment: n.comment, BootTime: n.booted}
-		for id := range n.jobs {
+		for id, j := range n.jobs {
 			i.Jobs = append(i.Jobs, id)
+			if j.walltime.After(i.JobsEnd) {
+				i.JobsEnd = j.walltime
+			}
 		}
 		slices.Sort(i.Jobs)
 		switch {
@@ -109,7 +126,8 @@ func (s *server) run(name string, d time.Duration) (string, error) {
 	}
 	s.jobID++
 	id := fmt.Sprintf("%d.pbs", s.jobID)
-	n.jobs[id] = s.clock.Now().Add(d)
+	end := s.clock.Now().Add(d)
+	n.jobs[id] = pbsJob{end: end, walltime: end}
 	return id, nil
 }
 
@@ -139,7 +157,7 @@ func (s *server) PowerOff(_ context.Context, name string) error {
 	for id := range n.jobs {
 		n.lost = append(n.lost, id)
 	}
-	n.up, n.jobs = false, map[string]time.Time{}
+	n.up, n.jobs = false, map[string]pbsJob{}
 	return nil
 }
 
