@@ -57,7 +57,9 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		Scheduling:    e.scheduler != nil,
 		Horizon:       e.horizon(),
 		InFlightOnly:  light,
+		at:            &r.at,
 	}
+	r.at.reset(r.indexed(), pos)
 	var mu sync.Mutex
 	failed := func(part Part, err error) {
 		mu.Lock()
@@ -112,6 +114,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				}
 				if k < len(names) && names[k] == n.Name {
 					obs.Nodes[sc.Nodes[k]] = n
+					r.at.nodes[k], r.at.seen[k] = n, true
 					keys = append(keys, sc.Nodes[k])
 					k++
 				} else if x, ok := r.names.xname(n.Name); ok {
@@ -128,8 +131,14 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				if x, ok := r.names.xname(name); ok && errors.Is(err, wlm.ErrNodeNotFound) {
 					delete(obs.Nodes, x)
 					obs.Unknown[x] = errText(err)
+					if k, ok := slices.BinarySearch(sc.Nodes, x); ok {
+						r.at.seen[k] = false
+					}
 				}
 			}
+			// By position too, unless results came out of order (then
+			// their positions are not known: the planner reads the map).
+			r.at.nodesOK = inOrder
 			return nil
 		})
 	}
@@ -213,16 +222,30 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			byX := r.obsEnds // reused, like obs.Nodes
 			clear(byX)
+			mu.Lock()
+			defer mu.Unlock()
 			// Only the nodes asked about: the answer is small, the
-			// session's names are many.
+			// session's names are many. By position too: sc.JobEnds is
+			// sorted, a part of sc.Nodes.
+			j, byPos := 0, true
 			for k, name := range names {
-				if t, ok := ends[name]; ok {
-					byX[sc.JobEnds[k]] = t
+				t, ok := ends[name]
+				if !ok {
+					continue
+				}
+				x := sc.JobEnds[k]
+				byX[x] = t
+				for j < len(sc.Nodes) && sc.Nodes[j] < x {
+					j++
+				}
+				if j < len(sc.Nodes) && sc.Nodes[j] == x && !t.IsZero() {
+					r.at.ends[j] = t
+				} else {
+					byPos = false
 				}
 			}
-			mu.Lock()
 			obs.JobEnds = byX
-			mu.Unlock()
+			r.at.endsOK = byPos
 			return nil
 		})
 	}

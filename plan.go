@@ -130,6 +130,10 @@ type Observation struct {
 	// none is taken and no booking is changed.
 	InFlightOnly bool
 
+	// at is the same observation by position, as the executor made it
+	// (nil from anyone else): see observedAt.
+	at *observedAt
+
 	// Horizon is the longest the executor may take to decide again: its
 	// poll interval, plus the time a round of calls may spend retrying. A
 	// booking never starts sooner than this, so that crus takes its nodes

@@ -104,10 +104,14 @@ func (p *planner) planSlotsNow() *slotPlan {
 	bufs := p.bufs
 	pending := resize(bufs.pending, len(cands))[:0]
 	bufs.slotIdx, bufs.slotOut = resize(bufs.slotIdx, len(cands))[:0], bufs.slotOut[:0]
+	at := p.viewFor()
 	for _, i := range cands {
 		n := &s.Progress.Nodes[i]
-		w, seen := obs.Nodes[n.XName]
-		if p.chg[i] != 0 || !seen {
+		if p.chg[i] != 0 {
+			continue
+		}
+		w, seen, k := p.nodeAt(at, i, n.XName)
+		if !seen {
 			continue
 		}
 		if ok, _ := p.takeable(w); !ok {
@@ -116,7 +120,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 		}
 		sn := slotNode{x: n.XName, rank: i, idle: !w.Busy(), booking: held[n.XName]}
 		if !sn.idle {
-			end, known := obs.JobEnds[n.XName]
+			end, known := p.endAt(at, k, n.XName)
 			switch {
 			case known:
 				sn.free = end

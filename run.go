@@ -27,6 +27,7 @@ type run struct {
 	// found unknown are deleted after); obsNew is scratch space.
 	obsKeys, obsNew []string
 	obsEnds         map[string]time.Time // Observation.JobEnds, reused
+	at              observedAt           // Observation.at, reused
 	obsNames        []string             // the names of the nodes observed, reused
 	// boots holds the boot sessions' statuses last read, and when (see
 	// observe: a session is read again on news, or when due).
@@ -36,6 +37,9 @@ type run struct {
 	// read, the planner keeps moving them on from this, rather than let
 	// one begin on nodes whose lane is not free yet.
 	booked map[string]Booking
+	// bookedNodes: the nodes of each reservation of the session as last
+	// read (see bookings).
+	bookedNodes map[string]bookedNodes
 	// refused is the workload manager's refusal to book for the user crus
 	// runs as (wlm.ErrPermissionDenied): the run then stops booking, and
 	// the scheduled strategy goes on as without wlm.Scheduler, until a

@@ -1,0 +1,113 @@
+package crus
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/crus-go/crus/wlm"
+)
+
+// observedAt is the executor's observation by position: the states and
+// job ends it read, in the order of the scope's node records, beside the
+// maps of Observation that hold the same by xname. The scheduled strategy
+// reads thousands of candidates at every decision; by position that is
+// an index, not three string look-ups in maps each. It is valid only for
+// the node index it was made with (planWith checks), and only for the
+// parts the executor filled (nodes, ends); else the planner reads the
+// maps, as Plan called on its own always does.
+type observedAt struct {
+	idx *nodeIndex
+	pos []int // record indices, ascending: the scope's
+	// nodes[k] is the state of record pos[k] if seen[k] (nodesOK: the
+	// same as Observation.Nodes for every record of pos).
+	nodes   []wlm.Node
+	seen    []bool
+	nodesOK bool
+	// ends[k] is the expected end of record pos[k]'s jobs, zero if none
+	// is known (endsOK: the same as Observation.JobEnds for every record
+	// of pos).
+	ends   []time.Time
+	endsOK bool
+	// cursor: where the last find ended (candidates come in order).
+	cursor int
+}
+
+// reset makes at the empty view of the scope pos of idx, reusing its
+// space.
+func (at *observedAt) reset(idx *nodeIndex, pos []int) {
+	at.idx, at.nodesOK, at.endsOK, at.cursor = idx, false, false, 0
+	at.pos = append(at.pos[:0], pos...)
+	at.nodes = resize(at.nodes, len(pos))
+	at.seen = resize(at.seen, len(pos))
+	clear(at.seen)
+	at.ends = resize(at.ends, len(pos))
+	clear(at.ends)
+}
+
+// find returns the position of record i in the view, and whether it is
+// there: the next one after the last found first, else by binary search.
+func (at *observedAt) find(i int) (int, bool) {
+	if k := at.cursor; k < len(at.pos) && at.pos[k] == i {
+		at.cursor++
+		return k, true
+	}
+	k, ok := slices.BinarySearch(at.pos, i)
+	if ok {
+		at.cursor = k + 1
+	}
+	return k, ok
+}
+
+// viewFor returns the observation's view by position if it was made for
+// this decision's node index, else nil.
+func (p *planner) viewFor() *observedAt {
+	at := p.obs.at
+	if at == nil || p.idx == nil || at.idx != p.idx {
+		return nil
+	}
+	at.cursor = 0
+	return at
+}
+
+// checkObservedAt makes the planner compare every read by position with
+// the maps and panic on a difference (set by the tests).
+var checkObservedAt bool
+
+// nodeAt returns the observed state of record i (xname x), and its
+// position in the view (-1 if not there): by position if the view has it,
+// else from the map.
+func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool, k int) {
+	k, ok := -1, false
+	if at != nil && at.nodesOK {
+		k, ok = at.find(i)
+	}
+	if !ok {
+		// (A node the decision made pending is not in the scope.)
+		w, seen = p.obs.Nodes[x]
+		return w, seen, -1
+	}
+	w, seen = at.nodes[k], at.seen[k]
+	if checkObservedAt {
+		if mw, mseen := p.obs.Nodes[x]; mseen != seen || seen && mw != w {
+			panic(fmt.Sprintf("crus: the observation by position differs from its map for %s: %v %+v, map %v %+v", x, seen, w, mseen, mw))
+		}
+	}
+	return w, seen, k
+}
+
+// endAt returns the expected end of the jobs of the node x at position k
+// of the view (from nodeAt), and whether it is known.
+func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
+	if k < 0 || !at.endsOK {
+		t, ok := p.obs.JobEnds[x]
+		return t, ok
+	}
+	t := at.ends[k]
+	if checkObservedAt {
+		if mt, mok := p.obs.JobEnds[x]; mok != !t.IsZero() || mok && !mt.Equal(t) {
+			panic(fmt.Sprintf("crus: the job ends by position differ from their map for %s: %v, map %v %v", x, t, mok, mt))
+		}
+	}
+	return t, !t.IsZero()
+}
