@@ -55,15 +55,38 @@ func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, er
 			continue // another session's whose id begins like this one's
 		}
 		b := Booking{Name: res.Name, Start: res.Start, End: res.End}
-		for _, name := range res.Nodes {
-			if x, ok := r.names.xname(name); ok {
-				b.Nodes = append(b.Nodes, x)
+		if last, ok := r.bookedNodes[res.Name]; ok && slices.Equal(last.names, res.Nodes) {
+			// Its nodes as last read: their xnames too (a booking keeps
+			// its nodes from one poll to the next; a look-up each in the
+			// session-wide map was most of the cost at 100,000 nodes).
+			b.Nodes = last.xnames
+		} else {
+			for _, name := range res.Nodes {
+				if x, ok := r.names.xname(name); ok {
+					b.Nodes = append(b.Nodes, x)
+				}
 			}
+			slices.Sort(b.Nodes)
+			if r.bookedNodes == nil {
+				r.bookedNodes = map[string]bookedNodes{}
+			}
+			r.bookedNodes[res.Name] = bookedNodes{names: slices.Clone(res.Nodes), xnames: b.Nodes}
 		}
-		slices.Sort(b.Nodes)
 		out[res.Name] = b
 	}
+	for name := range r.bookedNodes {
+		if _, ok := out[name]; !ok {
+			delete(r.bookedNodes, name)
+		}
+	}
 	return out, nil
+}
+
+// bookedNodes are the nodes of a reservation as last read: the workload
+// manager's names, and the xnames they give, sorted (shared by the
+// Bookings read since: never changed in place).
+type bookedNodes struct {
+	names, xnames []string
 }
 
 // forgetBookings deletes every reservation the session may hold, by name
