@@ -227,6 +227,12 @@ func (p *planner) book() {
 	stop := pr.Cancel || pr.Abort != "" || p.d.Abort != "" || pr.Paused || p.held != "" || len(p.unaccepted) > 0
 	if open, _ := p.pol.windows.open(obs.Now); open && !stop {
 		want = p.planSlotsNow().book
+		if closes := p.pol.windows.closes(obs.Now); !closes.IsZero() {
+			// A booking that begins once the maintenance windows have
+			// closed would keep long jobs off its nodes for a slot at
+			// which no node can be taken: none is made.
+			want = slices.DeleteFunc(slices.Clone(want), func(b Booking) bool { return !b.Start.Before(closes) })
+		}
 	}
 	held := make([]Booking, 0, len(obs.Bookings))
 	for _, name := range sortedKeys(obs.Bookings) {

@@ -159,3 +159,43 @@ func TestPlanScheduledKeepsBookings(t *testing.T) {
 		assert.Contains(t, a.Nodes, x[2], "the node without a known end stays in its booking")
 	}
 }
+
+// TestPlanScheduledWithinWindow: a booking that would begin once the
+// maintenance windows have closed is not made (it would keep long jobs off
+// its nodes for a slot at which no node can be taken); one that begins
+// before they close is.
+func TestPlanScheduledWithinWindow(t *testing.T) {
+	s := scheduledSession(6, 2)
+	// Monday 22:00 to Tuesday 06:00, then Tuesday 06:00 to 07:00: one
+	// stretch, open until 07:00.
+	s.Rollout.MaintenanceWindows = []Window{
+		{Days: []string{"mon"}, Start: "22:00", End: "06:00"},
+		{Days: []string{"tue"}, Start: "06:00", End: "07:00"},
+	}
+	x := nodes(s, 0)
+	now := time.Date(2026, 3, 3, 5, 0, 0, 0, time.UTC) // Tuesday 05:00
+	w := observe(now).scheduling().
+		busy(now.Add(40*time.Minute), x[3]). // slot before 07:00: booked
+		busy(now.Add(5*time.Hour), x[4])     // slot at 10:00: not booked
+	d := plan(t, s, w.obs)
+	books := actionsOf(d, ActBook)
+	require.Len(t, books, 1, "%+v", books)
+	assert.Equal(t, []string{x[3]}, books[0].Nodes)
+
+	// Without the windows, both are booked.
+	s.Rollout.MaintenanceWindows = nil
+	d = plan(t, s, observe(now).scheduling().busy(now.Add(40*time.Minute), x[3]).busy(now.Add(5*time.Hour), x[4]).obs)
+	assert.Len(t, actionsOf(d, ActBook), 2)
+}
+
+func TestWindowsCloses(t *testing.T) {
+	night := Window{Days: []string{"mon", "tue"}, Start: "22:00", End: "06:00"}
+	ws := Rollout{MaintenanceWindows: []Window{night}}.windows()
+	tue := func(h int) time.Time { return time.Date(2026, 3, 3, h, 0, 0, 0, time.UTC) }
+	assert.Equal(t, tue(6), ws.closes(tue(5)), "inside Monday's night")
+	assert.True(t, ws.closes(tue(12)).IsZero(), "closed at noon")
+	assert.Equal(t, tue(24+6), ws.closes(tue(23)), "inside Tuesday's night")
+	assert.True(t, Rollout{}.windows().closes(tue(5)).IsZero(), "no windows: never closes")
+	always := Rollout{MaintenanceWindows: []Window{{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}, Start: "00:00", End: "00:00"}}}.windows()
+	assert.True(t, always.closes(tue(5)).After(tue(5).Add(7*24*time.Hour)), "open every day: not within a week")
+}

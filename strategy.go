@@ -344,6 +344,26 @@ func (p parsedWindow) contains(t time.Time) bool {
 	return false
 }
 
+// closes returns when the occurrence of the window that contains t ends;
+// zero if none contains t.
+func (p parsedWindow) closes(t time.Time) time.Time {
+	local := t.In(p.loc)
+	y, m, d := local.Date()
+	var end time.Time
+	for back := 0; back <= 1; back++ {
+		day := time.Date(y, m, d-back, 0, 0, 0, 0, p.loc)
+		if !p.days[day.Weekday()] {
+			continue
+		}
+		h, mi := int(p.start/time.Hour), int(p.start%time.Hour/time.Minute)
+		open := time.Date(day.Year(), day.Month(), day.Day(), h, mi, 0, 0, p.loc)
+		if c := open.Add(p.dur); !t.Before(open) && t.Before(c) && c.After(end) {
+			end = c
+		}
+	}
+	return end
+}
+
 // next returns the earliest time at or after t inside the window, within a
 // week and a day; zero if none.
 func (p parsedWindow) next(t time.Time) time.Time {
@@ -399,6 +419,33 @@ func (ws windows) open(t time.Time) (bool, time.Time) {
 		}
 	}
 	return false, next
+}
+
+// closes returns when the windows, open at t, close: the end of the
+// stretch of open windows (one that opens as another closes carries it
+// on) that contains t. Zero if there are no windows (always open) or none
+// is open at t.
+func (ws windows) closes(t time.Time) time.Time {
+	if ws == nil {
+		return time.Time{}
+	}
+	end := t
+	for range 16 { // a week of back-to-back daily windows, and more
+		next := end
+		for _, w := range ws {
+			if c := w.closes(end); c.After(next) {
+				next = c
+			}
+		}
+		if !next.After(end) {
+			break
+		}
+		end = next
+	}
+	if end.Equal(t) {
+		return time.Time{}
+	}
+	return end
 }
 
 // failureBudget returns the most failed nodes the session tolerates before
