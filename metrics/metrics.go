@@ -17,6 +17,8 @@
 //	crus_session_stage{session,stage}             1 for the session's current stage
 //	crus_session_step{session}, crus_session_steps{session}
 //	crus_session_paused{session}                  1 while paused
+//	crus_session_condition_since_timestamp_seconds{session,condition}
+//	                                              while a condition holds (an outage of a backend, booking refused, ...): when it began
 //	crus_nodes_out_of_service{session}            nodes out of service because of the session
 //	crus_nodes_out_of_service_cap{session}        the most it may have out (upgrade_step_size)
 //	crus_step_duration_seconds                    histogram: first drain request to last outcome of each step
@@ -80,6 +82,7 @@ type Metrics struct {
 	stage        *prometheus.GaugeVec
 	step, steps  *prometheus.GaugeVec
 	paused       *prometheus.GaugeVec
+	conditions   *prometheus.GaugeVec
 	out, outCap  *prometheus.GaugeVec
 	stepDuration prometheus.Histogram
 	nodeDuration *prometheus.HistogramVec
@@ -138,6 +141,7 @@ func New(cfg Config) *Metrics {
 	m.step = gauge("crus_session_step", "The current step of a session (from 1; 0 before the first).", "session")
 	m.steps = gauge("crus_session_steps", "The steps planned for a session (0 for the rolling strategy).", "session")
 	m.paused = gauge("crus_session_paused", "1 while a session is paused.", "session")
+	m.conditions = gauge("crus_session_condition_since_timestamp_seconds", "While a condition holds a session back (nodes_unreadable, booking_refused, ...): when it began, in Unix seconds.", "session", "condition")
 	m.out = gauge("crus_nodes_out_of_service", "Nodes out of service because of a session (draining, drained, rebooting or returning).", "session")
 	m.outCap = gauge("crus_nodes_out_of_service_cap", "The most nodes a session may have out of service at once (upgrade_step_size).", "session")
 	if cfg.ProcessMetrics {
@@ -189,7 +193,7 @@ func (m *Metrics) refresh() {
 		m.log.Warn("metrics: cannot read the sessions", "err", err)
 		return
 	}
-	for _, g := range []*prometheus.GaugeVec{m.sessions, m.nodes, m.phases, m.stage, m.step, m.steps, m.paused, m.out, m.outCap} {
+	for _, g := range []*prometheus.GaugeVec{m.sessions, m.nodes, m.phases, m.stage, m.step, m.steps, m.paused, m.conditions, m.out, m.outCap} {
 		g.Reset()
 	}
 	byState := map[crus.State]int{}
@@ -218,6 +222,9 @@ func (m *Metrics) refresh() {
 		m.step.WithLabelValues(id).Set(float64(s.Progress.Step))
 		m.steps.WithLabelValues(id).Set(float64(s.Progress.Steps))
 		m.paused.WithLabelValues(id).Set(b2f(s.Progress.Paused))
+		for _, c := range s.Progress.Conditions {
+			m.conditions.WithLabelValues(id, string(c.Kind)).Set(float64(c.Since.UnixNano()) / 1e9)
+		}
 		m.out.WithLabelValues(id).Set(float64(c.InFlight))
 		m.outCap.WithLabelValues(id).Set(float64(s.StepSize))
 		m.observe(s)

@@ -335,3 +335,39 @@ type withReservations struct {
 	wlm.Scheduler
 }
 type plainGroups struct{ hsm.GroupStore }
+
+// sessions is a Lister of fixed sessions.
+type sessions []*crus.Session
+
+func (l sessions) List(context.Context) ([]*crus.Session, error) { return l, nil }
+
+// TestConditionGauge: a condition that holds a session back is a sample
+// while it holds, valued when it began; gone once it is over.
+func TestConditionGauge(t *testing.T) {
+	since := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	s := &crus.Session{UpgradeID: "u1", State: crus.StateUpdating}
+	s.Progress.Conditions = []crus.Condition{
+		{Kind: crus.CondNodesUnreadable, Since: since, Message: "The workload manager could not be read"},
+		{Kind: crus.CondBookingRefused, Since: since.Add(90 * time.Second), Message: "refused"},
+	}
+	m := metrics.New(metrics.Config{})
+	m.Watch(sessions{s})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	f := scrape(t, srv.URL)
+	const name = "crus_session_condition_since_timestamp_seconds"
+	if v, ok := value(f, name, "session", "u1", "condition", "nodes_unreadable"); !ok || v != float64(since.Unix()) {
+		t.Errorf("nodes_unreadable: %v, %v; want %d", v, ok, since.Unix())
+	}
+	if v, ok := value(f, name, "session", "u1", "condition", "booking_refused"); !ok || v != float64(since.Unix()+90) {
+		t.Errorf("booking_refused: %v, %v; want %d", v, ok, since.Unix()+90)
+	}
+	s.Progress.Conditions = s.Progress.Conditions[1:]
+	f = scrape(t, srv.URL)
+	if _, ok := value(f, name, "session", "u1", "condition", "nodes_unreadable"); ok {
+		t.Error("nodes_unreadable still reported once over")
+	}
+	if n := len(f[name].GetMetric()); n != 1 {
+		t.Errorf("%d samples; want the one condition that holds", n)
+	}
+}
