@@ -35,7 +35,9 @@ type Scheduler interface {
 	// If no node of r is known, nothing is created or changed. A name that
 	// is not a valid reservation name (ValidateReservation), no nodes, or
 	// an end not after the start is ErrInvalidArgument. Calling it again
-	// with the same r changes nothing.
+	// with the same r changes nothing. A refusal to the user the adapter
+	// runs as (not a manager or operator of the workload manager) is
+	// ErrPermissionDenied, as it is from Unreserve.
 	Reserve(ctx context.Context, r Reservation) error
 
 	// Unreserve deletes the named reservations. A name that does not exist

@@ -21,7 +21,9 @@ var (
 	ErrUnsupported = batch.NewPermanent("wlm: operation not supported")
 	// ErrPermissionDenied: the workload manager refuses the call to the
 	// user crus runs as (Slurm lets only root, its SlurmUser or an
-	// operator make reservations): retrying does not help.
+	// operator make reservations): retrying at once does not help. (The
+	// executor asks again for reservations only every 10 minutes, in case
+	// an administrator grants the right.)
 	ErrPermissionDenied = batch.NewPermanent("wlm: permission denied")
 )
 
