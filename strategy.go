@@ -324,37 +324,22 @@ func (w Window) Contains(t time.Time) bool {
 	return err == nil && p.contains(t)
 }
 
-func (p parsedWindow) contains(t time.Time) bool {
-	local := t.In(p.loc)
-	y, m, d := local.Date()
-	// The window that contains t opened today or, past midnight, on an
-	// earlier day.
-	for back := 0; back <= 1; back++ {
-		day := time.Date(y, m, d-back, 0, 0, 0, 0, p.loc)
-		if !p.days[day.Weekday()] {
-			continue
-		}
-		// Wall-clock start, so a DST change does not shift the window.
-		h, mi := int(p.start/time.Hour), int(p.start%time.Hour/time.Minute)
-		open := time.Date(day.Year(), day.Month(), day.Day(), h, mi, 0, 0, p.loc)
-		if !t.Before(open) && t.Before(open.Add(p.dur)) {
-			return true
-		}
-	}
-	return false
-}
+func (p parsedWindow) contains(t time.Time) bool { return !p.closes(t).IsZero() }
 
 // closes returns when the occurrence of the window that contains t ends;
 // zero if none contains t.
 func (p parsedWindow) closes(t time.Time) time.Time {
 	local := t.In(p.loc)
 	y, m, d := local.Date()
+	// The window that contains t opened today or, past midnight, on an
+	// earlier day.
 	var end time.Time
 	for back := 0; back <= 1; back++ {
 		day := time.Date(y, m, d-back, 0, 0, 0, 0, p.loc)
 		if !p.days[day.Weekday()] {
 			continue
 		}
+		// Wall-clock start, so a DST change does not shift the window.
 		h, mi := int(p.start/time.Hour), int(p.start%time.Hour/time.Minute)
 		open := time.Date(day.Year(), day.Month(), day.Day(), h, mi, 0, 0, p.loc)
 		if c := open.Add(p.dur); !t.Before(open) && t.Before(c) && c.After(end) {
