@@ -189,7 +189,7 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 		r.refused, r.retrying = err, false
 		return perNode, err
 	}
-	if r.refused != nil && !errors.Is(err, wlm.ErrPermissionDenied) && (err == nil || len(perNode) > 0) {
+	if r.refused != nil && (err == nil || len(perNode) > 0) {
 		// A retry the workload manager took: the right was granted.
 		r.log.Info("the workload manager accepts reservations again: the scheduled strategy books its slots", "reservation", a.Booking.Name)
 		r.refused, r.retrying = nil, false

@@ -253,7 +253,9 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		// Refused to this user: as without wlm.Scheduler (see book),
 		// but for a full look now and then, which tries again.
 		obs.BookingRefused = errText(r.refused)
-		r.retrying = !light && !r.dry && sc.Bookings && !obs.Now.Before(r.refusedAt.Add(refusalRetry))
+		// (Only a full look reads the reservations: sc.Bookings; a dry
+		// run is never refused: it makes none.)
+		r.retrying = sc.Bookings && !obs.Now.Before(r.refusedAt.Add(refusalRetry))
 		if r.retrying {
 			r.refusedAt = obs.Now
 			r.log.Debug("asking the workload manager for reservations again: it refused them", "refused", r.refused)
