@@ -62,24 +62,7 @@ func TestSession(t *testing.T) {
 	w.SetFaults(xnames[9], crustest.NodeFaults{NeverReturns: true})
 	srv.setOffline(names[3], "admin: bad DIMM")
 
-	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), w.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ex.Create(ctx, w.Spec(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	final, err := ex.Run(ctx, s.UpgradeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Check(ctx, final); err != nil {
-		t.Fatal(err)
-	}
-	if lost := srv.lostJobs(); len(lost) > 0 {
-		t.Errorf("jobs lost to reboots: %v", lost)
-	}
+	final := upgrade(t, w, srv, w.Spec(4))
 
 	want := map[string]crus.Outcome{xnames[3]: crus.OutcomeSkipped, xnames[5]: crus.OutcomeFailed, xnames[9]: crus.OutcomeFailed}
 	for _, n := range final.Progress.Nodes {
@@ -112,4 +95,32 @@ func TestSession(t *testing.T) {
 		t.Errorf("the kit's WLM describes %s as %q, want the adapter's own words", got[2].Name, d)
 	}
 	t.Logf("%d nodes, %s of virtual time, %d boot sessions", len(names), final.Progress.EndedAt.Sub(final.Progress.CreatedAt), w.Calls()["bos.Reboot"])
+}
+
+// upgrade creates and runs a session of spec on the kit's world, whose
+// workload manager is srv's, and checks it as the kit does (Check: the
+// cap, no busy node rebooted, one outcome each, no reservation left) and
+// that srv lost no job to a reboot.
+func upgrade(t *testing.T, w *crustest.World, srv *server, spec crus.Spec) *crus.Session {
+	t.Helper()
+	ctx := context.Background()
+	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), w.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ex.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := ex.Run(ctx, s.UpgradeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Check(ctx, final); err != nil {
+		t.Fatal(err)
+	}
+	if lost := srv.lostJobs(); len(lost) > 0 {
+		t.Errorf("jobs lost to reboots: %v", lost)
+	}
+	return final
 }

@@ -103,15 +103,27 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-func (s *server) Submit(ctx context.Context, name string, hosts []string, start, end time.Time) (string, error) {
+// manager checks a reservation command (cmd) may run: the context is
+// live and the user is a PBS manager. On success it holds the lock and
+// returns its release.
+func (s *server) manager(ctx context.Context, cmd string) (unlock func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.notAdmin {
-		return "", fmt.Errorf("pbs_rsub: %w", pbs.ErrUnauthorized)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", cmd, pbs.ErrUnauthorized)
 	}
+	return s.mu.Unlock, nil
+}
+
+func (s *server) Submit(ctx context.Context, name string, hosts []string, start, end time.Time) (string, error) {
+	unlock, err := s.manager(ctx, "pbs_rsub")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	for _, h := range hosts {
 		if _, ok := s.nodes[h]; !ok {
 			return "", fmt.Errorf("pbs_rsub: Unknown node %s", h)
@@ -133,14 +145,11 @@ func (s *server) Submit(ctx context.Context, name string, hosts []string, start,
 }
 
 func (s *server) Alter(ctx context.Context, id string, start, end time.Time) error {
-	if err := ctx.Err(); err != nil {
+	unlock, err := s.manager(ctx, "pbs_ralter")
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notAdmin {
-		return fmt.Errorf("pbs_ralter: %w", pbs.ErrUnauthorized)
-	}
+	defer unlock()
 	r, ok := s.resv[id]
 	if !ok {
 		return fmt.Errorf("pbs_ralter: Unknown Reservation Id %s", id)
@@ -158,14 +167,11 @@ func (s *server) Alter(ctx context.Context, id string, start, end time.Time) err
 }
 
 func (s *server) Delete(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
+	unlock, err := s.manager(ctx, "pbs_rdel")
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notAdmin {
-		return fmt.Errorf("pbs_rdel: %w", pbs.ErrUnauthorized)
-	}
+	defer unlock()
 	if _, ok := s.resv[id]; !ok {
 		return fmt.Errorf("pbs_rdel: Unknown Reservation Id %s", id)
 	}
@@ -237,7 +243,6 @@ func TestConformanceScheduling(t *testing.T) {
 // returns it with the server.
 func sessionScheduled(t *testing.T, notAdmin bool) (*crus.Session, *server) {
 	t.Helper()
-	ctx := context.Background()
 	w := crustest.New(crustest.Options{Nodes: 24, WorkloadManagerType: "pbs", Seed: 3})
 	srv := newServer(w, w.Names())
 	srv.notAdmin = notAdmin
@@ -250,26 +255,9 @@ func sessionScheduled(t *testing.T, notAdmin bool) (*crus.Session, *server) {
 			t.Fatal(err)
 		}
 	}
-	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), w.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
 	spec := w.Spec(4)
 	spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-	s, err := ex.Create(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	final, err := ex.Run(ctx, s.UpgradeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Check(ctx, final); err != nil { // the cap, no job lost, no reservation left
-		t.Fatal(err)
-	}
-	if lost := srv.lostJobs(); len(lost) > 0 {
-		t.Errorf("jobs lost to reboots: %v", lost)
-	}
+	final := upgrade(t, w, srv, spec) // the kit's checks: the cap, no job lost, no reservation left
 	if c := final.Counts(); c.Upgraded != 24 {
 		t.Errorf("upgraded %d of 24: %+v", c.Upgraded, c)
 	}
