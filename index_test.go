@@ -185,6 +185,14 @@ func TestNamesAt(t *testing.T) {
 		{"x1c0s0b0n0", "x1c0s1b0n0"}, // the first is not among nodes
 		{"x1c0s0b0n1", "x9c0s0b0n0"}, // nor the session's
 	} {
-		assert.Equal(t, nn.names(xnames), nn.namesAt(xnames, nodes, pos), "%v", xnames)
+		names, at := nn.namesAt(xnames, nodes, pos)
+		assert.Equal(t, nn.names(xnames), names, "%v", xnames)
+		for i, x := range xnames {
+			if at[i] >= 0 {
+				assert.Equal(t, x, nodes[at[i]], "where %s is among nodes", x)
+			} else {
+				assert.NotContains(t, nodes, x)
+			}
+		}
 	}
 }

@@ -157,22 +157,23 @@ func (nn *nodeNames) names(xnames []string) []string {
 // namesAt is names(xnames) for xnames that are all among nodes, whose
 // record positions are pos: both sorted, as a scope's are. It reads the
 // names by position, sparing a look-up in the session-wide map for each
-// (thousands a decision for the scheduled strategy's lookahead). An
-// xname not among nodes is looked up.
-func (nn *nodeNames) namesAt(xnames, nodes []string, pos []int) []string {
-	out := make([]string, len(xnames))
+// (thousands a decision for the scheduled strategy's lookahead), and
+// returns where each xname is among nodes (at). An xname not among nodes
+// is looked up, at -1.
+func (nn *nodeNames) namesAt(xnames, nodes []string, pos []int) (names []string, at []int) {
+	names, at = make([]string, len(xnames)), make([]int, len(xnames))
 	k := 0
 	for i, x := range xnames {
 		for k < len(nodes) && nodes[k] < x {
 			k++
 		}
 		if k < len(nodes) && nodes[k] == x && k < len(pos) && pos[k] < len(nn.wlm) {
-			out[i] = nn.wlm[pos[k]]
+			names[i], at[i] = nn.wlm[pos[k]], k
 			continue
 		}
-		out[i] = nn.name(x)
+		names[i], at[i] = nn.name(x), -1
 	}
-	return out
+	return names, at
 }
 
 // xname returns the xname of a workload-manager name, and whether the name

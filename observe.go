@@ -206,7 +206,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	}
 	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
 		g.Go(func() error {
-			names := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
+			names, at := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
 			var ends map[string]time.Time
 			_, err := e.call(ctx, "job ends", func() (err error) {
 				ends, err = e.jobEnder.JobEnds(ctx, names)
@@ -225,21 +225,17 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			mu.Lock()
 			defer mu.Unlock()
 			// Only the nodes asked about: the answer is small, the
-			// session's names are many. By position too: sc.JobEnds is
-			// sorted, a part of sc.Nodes.
-			j, byPos := 0, true
+			// session's names are many. By position too (at: where
+			// each is among sc.Nodes).
+			byPos := true
 			for k, name := range names {
 				t, ok := ends[name]
 				if !ok {
 					continue
 				}
-				x := sc.JobEnds[k]
-				byX[x] = t
-				for j < len(sc.Nodes) && sc.Nodes[j] < x {
-					j++
-				}
-				if j < len(sc.Nodes) && sc.Nodes[j] == x && !t.IsZero() {
-					r.at.ends[j] = t
+				byX[sc.JobEnds[k]] = t
+				if at[k] >= 0 && !t.IsZero() {
+					r.at.ends[at[k]] = t
 				} else {
 					byPos = false
 				}
