@@ -141,9 +141,26 @@ func (h *Header) parse(s string) {
 	}
 }
 
-// maxValue bounds a field's value: 2^40 seconds is 35,000 years, 2^40
-// processors more than any machine. Past it, durations overflow.
-const maxValue = 1 << 40
+// maxValue bounds a count (processors, memory, ids): 2^40 is more than
+// any machine has. maxSeconds bounds a time (submit, wait and run times,
+// requested time): 2^31 seconds is 68 years, and the simulator adds a few
+// of them to one another, which stays within a time.Duration (292 years).
+// Past that a duration wraps around to a wrong value, silently.
+const (
+	maxValue   = 1 << 40
+	maxSeconds = 1 << 31
+)
+
+// timeField reports whether field i (from 0) of a job line is a time in
+// seconds: submit, wait, run, average CPU time, requested time, think
+// time.
+func timeField(i int) bool {
+	switch i {
+	case 1, 2, 3, 5, 8, 17:
+		return true
+	}
+	return false
+}
 
 func parseJob(s string) (Job, error) {
 	f := strings.Fields(s)
@@ -156,7 +173,7 @@ func parseJob(s string) (Job, error) {
 		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
 			return Job{}, fmt.Errorf("field %d: %q is not a number", i+1, x)
 		}
-		if math.Abs(n) > maxValue {
+		if math.Abs(n) > maxValue || timeField(i) && math.Abs(n) > maxSeconds {
 			return Job{}, fmt.Errorf("field %d: %q is out of range", i+1, x)
 		}
 		v[i] = int64(n)

@@ -51,6 +51,8 @@ func TestReadErrors(t *testing.T) {
 		"not finite":   strings.Replace(sample, "34616", "NaN", 1),
 		"infinite":     strings.Replace(sample, "34616", "+Inf", 1),
 		"out of range": strings.Replace(sample, "34616", "1e30", 1),
+		// 31,700 years: as nanoseconds it wraps around to 122 years
+		"time out of range": strings.Replace(sample, "34616", "1000000000000", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := swf.Read(strings.NewReader(in))
@@ -60,6 +62,16 @@ func TestReadErrors(t *testing.T) {
 	}
 	_, err := swf.ReadFile("no/such/file.swf")
 	assert.Error(t, err)
+}
+
+// TestReadLimits: the largest values read are read exactly: a count of
+// 2^40, a time of 2^31 seconds.
+func TestReadLimits(t *testing.T) {
+	in := strings.Replace(strings.Replace(sample, "34616", "2147483648", 1), "  8     -1    -1  8", "  8     -1    -1  1099511627776", 1)
+	tr, err := swf.Read(strings.NewReader(in))
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(1<<31)*time.Second, tr.Jobs[0].Run)
+	assert.Equal(t, 1<<40, tr.Jobs[0].ReqProcs)
 }
 
 func TestReadRealTraces(t *testing.T) {
@@ -73,4 +85,36 @@ func TestReadRealTraces(t *testing.T) {
 		assert.Equal(t, want.procs, tr.Header.MaxProcs, file)
 		assert.Equal(t, want.jobs, len(tr.Jobs), file)
 	}
+}
+
+// FuzzRead: whatever the input, Read returns a malformed-trace error or
+// jobs whose times are unknown (-1) or whole seconds within the bounds,
+// never a time that wrapped around.
+func FuzzRead(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte("1 0 0 60 1 -1 -1 1 60 -1 1 1 -1 -1 -1 -1 -1 -1\n"))
+	f.Add([]byte("; MaxNodes: 12\n;MaxProcs:x\n2 1.5 -1 3e2 4 0 0 4 -1 0 0 0 0 0 0 0 0 0\n"))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(sample))
+	_ = zw.Close()
+	f.Add(gz.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		tr, err := swf.Read(bytes.NewReader(in))
+		if err != nil {
+			require.ErrorIs(t, err, swf.ErrFormat)
+			return
+		}
+		for _, j := range tr.Jobs {
+			for _, d := range []time.Duration{j.Submit, j.Wait, j.Run, j.ReqTime} {
+				if d == -1 {
+					continue
+				}
+				require.GreaterOrEqual(t, d, time.Duration(0), "%+v", j)
+				require.LessOrEqual(t, d, time.Duration(1<<31)*time.Second, "%+v", j)
+				require.Zero(t, d%time.Second, "%+v", j)
+			}
+			require.LessOrEqual(t, j.Width(), 1<<40)
+		}
+	})
 }
