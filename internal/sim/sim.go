@@ -8,10 +8,12 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -299,7 +301,10 @@ type job struct {
 // time, or for a job without one the partition's default: DefaultLimit or
 // the longest run time of the partition. A job that ran past its request
 // (within the site's grace time) keeps its request as the limit the
-// scheduler knows: the scheduler never knows the future.
+// scheduler knows: the scheduler never knows the future. They come in
+// order of submission: SWF asks for traces sorted by submit time, but a
+// trace that is not (or whose unknown submit times, left out here, sit
+// among the others) must not hold a job back until a later one is due.
 func (c Config) jobs() []job {
 	longest := map[int]time.Duration{}
 	for _, j := range c.Trace.Jobs {
@@ -330,6 +335,7 @@ func (c Config) jobs() []job {
 		}
 		out = append(out, job{submit: j.Submit - from, width: width, run: j.Run, limit: limit, user: user})
 	}
+	slices.SortStableFunc(out, func(a, b job) int { return cmp.Compare(a.submit, b.submit) })
 	return out
 }
 

@@ -135,6 +135,26 @@ func TestJobsFromTrace(t *testing.T) {
 	}
 }
 
+// TestJobsOutOfOrder: a trace not sorted by submit time (SWF asks for
+// it, not every trace is) is replayed in the order of submission, as the
+// same trace sorted.
+func TestJobsOutOfOrder(t *testing.T) {
+	sorted := &swf.Trace{Header: swf.Header{MaxNodes: 4}, Jobs: []swf.Job{
+		{ID: 1, Submit: time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour},
+		{ID: 2, Submit: 2 * time.Hour, Run: time.Hour, Procs: 2, ReqTime: time.Hour},
+		{ID: 3, Submit: 2 * time.Hour, Run: 3 * time.Hour, Procs: 1, ReqTime: time.Hour},
+		{ID: 4, Submit: 5 * time.Hour, Run: time.Hour, Procs: 3, ReqTime: time.Hour},
+	}}
+	shuffled := &swf.Trace{Header: sorted.Header, Jobs: []swf.Job{
+		sorted.Jobs[3], sorted.Jobs[1], {ID: 5, Submit: -1, Run: time.Hour, Procs: 1}, sorted.Jobs[0], sorted.Jobs[2],
+	}}
+	cfg := Config{Trace: sorted, Start: 3 * time.Hour, Warmup: 3 * time.Hour}.withDefaultsMust(t)
+	want := cfg.jobs()
+	require.Len(t, want, 4)
+	cfg.Trace = shuffled
+	assert.Equal(t, want, cfg.jobs(), "by submit time; equal times in trace order; unknown ones left out")
+}
+
 func widths(js []job) []int {
 	out := make([]int, len(js))
 	for i, j := range js {
