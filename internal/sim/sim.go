@@ -458,15 +458,14 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 		manager = clairvoyant{w.WLM(), w}
 	}
 	ex, err := crus.NewExecutor(w.HSM(), manager, w.BOS(), crus.Config{
-		Clock:                w,
+		Clock: deadlineClock{World: w, deadline: deadline, over: func() {
+			tooLong = true
+			cancel()
+		}},
 		PollInterval:         poll,
 		InFlightPollInterval: st.InFlightPoll,
 		NewID:                func() string { return "sim" },
 		OnEvent: func(ev crus.Event) {
-			if ev.Time.After(deadline) {
-				tooLong = true
-				cancel()
-			}
 			if ev.Kind == crus.EventNode {
 				done++
 				if cfg.OnProgress != nil {
@@ -487,6 +486,25 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	res.Upgraded, res.Failed, res.Skipped, res.Untouched = c.Upgraded, c.Failed, c.Skipped, c.Untouched
 	res.Result = final.Progress.Result
 	return nil
+}
+
+// deadlineClock is the world's clock as the executor sees it, which
+// stops the session (over) when it would wait past the deadline: every
+// wait of the executor goes through After, and nothing else moves the
+// simulated time on. A session waiting for a job that runs for months
+// (a trace may hold one) is stopped there, after a wait of at most a poll
+// interval past the deadline, not once the job ends.
+type deadlineClock struct {
+	*fake.World
+	deadline time.Time
+	over     func()
+}
+
+func (c deadlineClock) After(d time.Duration) <-chan time.Time {
+	if c.Now().Add(d).After(c.deadline) {
+		c.over()
+	}
+	return c.World.After(d)
 }
 
 // runASAP is the uncapped reference: one workload-manager reboot request

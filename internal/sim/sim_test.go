@@ -350,6 +350,21 @@ func TestRunErrors(t *testing.T) {
 	_, err = Run(context.Background(), cfg, classic)
 	assert.ErrorIs(t, err, ErrTooLong)
 
+	// A session that waits for a job of months, and so does nothing the
+	// deadline could be checked on, is stopped at the deadline too.
+	long := &swf.Trace{Jobs: []swf.Job{{ID: 1, Submit: time.Hour, Run: 1000 * 24 * time.Hour, Procs: 4, ReqTime: time.Hour}}}
+	waits := 0
+	clock := deadlineClock{World: fake.New(fake.Options{}), over: func() { waits++ }}
+	clock.deadline = clock.Now().Add(time.Minute)
+	<-clock.After(time.Minute)
+	assert.Zero(t, waits, "up to the deadline")
+	<-clock.After(time.Second)
+	assert.Equal(t, 1, waits, "past it")
+	for _, st := range []Strategy{classic, jobEnd} {
+		_, err = Run(context.Background(), Config{Trace: long, Nodes: 4, Step: 2, Start: time.Hour, Warmup: time.Hour, MaxDuration: 24 * time.Hour}, st)
+		assert.ErrorIs(t, err, ErrTooLong, st.Name)
+	}
+
 	cfg = small(t)
 	cfg.MinBusy = 1.5
 	_, err = Run(context.Background(), cfg, classic)
