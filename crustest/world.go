@@ -51,7 +51,8 @@ type Options struct {
 	// 2026-01-05 08:00 UTC. Ignored with RealClock.
 	Start time.Time
 	// RebootTime is the mean time a node takes to reboot, default 10m;
-	// each reboot takes up to RebootJitter (default 3m) more or less.
+	// each reboot takes up to RebootJitter more or less (default 3m, or
+	// 3/10 of a RebootTime under 10m), and at least a second.
 	RebootTime, RebootJitter time.Duration
 	// RealClock makes the World follow the real clock (time.Now) instead
 	// of a virtual one of its own. Use it inside a testing/synctest

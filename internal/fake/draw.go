@@ -10,7 +10,7 @@ func (w *World) rebootTime(n *node) time.Duration {
 
 // rebootDraw returns the duration of the k-th reboot (from 1) of the node
 // added idx-th: RebootTime ± up to RebootJitter, uniform, drawn from the
-// seed, the node and k alone. Two worlds with the same seed give a node the
+// seed, the node and k alone, and at least minReboot. Two worlds with the same seed give a node the
 // same duration for its k-th reboot whatever else happens and in whatever
 // order nodes reboot, so strategies compared on one seed face the same
 // reboots.
@@ -20,8 +20,12 @@ func rebootDraw(o Options, idx, k int) time.Duration {
 		h := mix(mix(mix(o.Seed^0x2545f4914f6cdd1d)^uint64(idx)) ^ uint64(k))
 		d += time.Duration(h%uint64(2*j+1)) - j
 	}
-	return d
+	return max(d, minReboot)
 }
+
+// minReboot is the least a reboot takes, whatever RebootJitter says: a
+// reboot that took no time would boot the node before it went down.
+const minReboot = time.Second
 
 // mix is splitmix64's finaliser: a bijection of 64-bit words whose every
 // output bit depends on every input bit.

@@ -185,6 +185,36 @@ func TestRebootTimesArePerNode(t *testing.T) {
 	assert.NotEqual(t, 10*time.Minute, mean, "drawn, not nominal")
 }
 
+// TestShortReboots: a short reboot time gets a jitter in proportion, and
+// no jitter makes a reboot take less than a second: every node boots
+// after it went down.
+func TestShortReboots(t *testing.T) {
+	assert.Equal(t, 3*time.Minute, fake.DefaultJitter(10*time.Minute))
+	assert.Equal(t, 3*time.Minute, fake.DefaultJitter(time.Hour))
+	assert.Equal(t, 36*time.Second, fake.DefaultJitter(2*time.Minute))
+	for _, o := range []fake.Options{
+		{RebootTime: 2 * time.Minute},                                // default jitter: ± 36s
+		{RebootTime: 2 * time.Minute, RebootJitter: 5 * time.Minute}, // longer than the reboot
+		{RebootTime: 10 * time.Second},
+	} {
+		w := fake.NewCluster(fake.ClusterOptions{Nodes: 200, Options: o})
+		assert.GreaterOrEqual(t, w.FirstReboots(), 200*time.Second, "%+v: no reboot under a second", o)
+		assert.LessOrEqual(t, w.FirstReboots(), 200*(o.RebootTime+max(o.RebootJitter, fake.DefaultJitter(o.RebootTime))), "%+v", o)
+		start := w.Now()
+		var names []string
+		for _, x := range w.XNames() {
+			n, _ := w.Node(x)
+			names = append(names, n.Name)
+		}
+		require.NoError(t, w.WLM().Reboot(context.Background(), names, "test"))
+		w.Advance(time.Hour)
+		for _, x := range w.XNames() {
+			n, _ := w.Node(x)
+			assert.False(t, n.BootTime.Before(start.Add(time.Second)), "%+v: %s booted %v after its reboot", o, x, n.BootTime.Sub(start))
+		}
+	}
+}
+
 func slicesIndex(s []string, v string) int {
 	for i, x := range s {
 		if x == v {

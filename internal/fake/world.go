@@ -139,6 +139,14 @@ type template struct {
 	broken     string // every session of it fails as a whole with this error
 }
 
+// DefaultJitter is the reboot jitter used when none is given: 3 minutes,
+// or 3/10 of a reboot time shorter than 10 minutes. A fixed 3 minutes
+// would make some reboots of a 2-minute reboot time take no time at all,
+// or less.
+func DefaultJitter(rebootTime time.Duration) time.Duration {
+	return min(3*time.Minute, rebootTime*3/10)
+}
+
 // New returns an empty World.
 func New(opts Options) *World {
 	if opts.Start.IsZero() {
@@ -148,7 +156,7 @@ func New(opts Options) *World {
 		opts.RebootTime = 10 * time.Minute
 	}
 	if opts.RebootJitter == 0 {
-		opts.RebootJitter = 3 * time.Minute
+		opts.RebootJitter = DefaultJitter(opts.RebootTime)
 	}
 	if opts.PendingDelay == 0 {
 		opts.PendingDelay = 10 * time.Second

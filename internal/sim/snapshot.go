@@ -37,7 +37,7 @@ type SnapshotConfig struct {
 	Step int
 	Seed uint64
 	// RebootTime and RebootJitter: a reboot takes RebootTime ± up to
-	// RebootJitter; defaults 10m and 3m.
+	// RebootJitter; defaults 10m and fake.DefaultJitter (3m for 10m).
 	RebootTime, RebootJitter time.Duration
 	// Load, if positive, keeps the nodes not yet taken busy: every 10
 	// minutes each idle one starts a new job with this probability,
@@ -70,6 +70,30 @@ type Prediction struct {
 	Out []int
 }
 
+// check refuses what no cluster has: negative times, a load that is not
+// a probability, a jitter as long as the reboot it varies.
+func (c SnapshotConfig) check() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"reboot time", c.RebootTime}, {"longest job", c.MaxJob}, {"poll interval", c.PollInterval}, {"longest simulation", c.MaxDuration}, {"sample interval", c.Sample}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("the %s %v is negative", f.name, f.v))
+		}
+	}
+	if !(c.Load >= 0 && c.Load <= 1) {
+		errs = append(errs, fmt.Errorf("the load %v is not a probability (0 to 1)", c.Load))
+	}
+	if c.RebootTime > 0 && c.RebootJitter >= c.RebootTime {
+		errs = append(errs, fmt.Errorf("the reboot jitter %v is not less than the reboot time %v", c.RebootJitter, c.RebootTime))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	return nil
+}
+
 // RunSnapshot simulates one strategy from a snapshot: a World with the
 // snapshot's nodes, their jobs ending at their expected ends, the real
 // Executor and Planner in virtual time.
@@ -80,11 +104,14 @@ func RunSnapshot(ctx context.Context, snap Snapshot, cfg SnapshotConfig, st Stra
 	if cfg.Step < 1 {
 		return Prediction{}, errors.New("sim: the step size must be at least 1")
 	}
+	if err := cfg.check(); err != nil {
+		return Prediction{}, err
+	}
 	if cfg.RebootTime == 0 {
 		cfg.RebootTime = 10 * time.Minute
 	}
 	if cfg.RebootJitter == 0 {
-		cfg.RebootJitter = 3 * time.Minute
+		cfg.RebootJitter = fake.DefaultJitter(cfg.RebootTime)
 	}
 	if cfg.MaxJob == 0 {
 		cfg.MaxJob = 4 * time.Hour
