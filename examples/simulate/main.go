@@ -161,6 +161,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *nodes < 1 || *step < 1 || *parallel < 1 || *seeds < 1 {
 		return errors.New("-nodes, -step, -seeds and -parallel must be at least 1")
 	}
+	if *drain < 0 {
+		return fmt.Errorf("-drain-timeout %v is negative", *drain)
+	}
 	place, err := fake.ParsePlacement(*placement)
 	if err != nil {
 		return fmt.Errorf("-placement: %w", err)
@@ -170,7 +173,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		starts = nil
 		for _, d := range strings.Split(*days, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(d), 64)
-			if err != nil || v < 0 {
+			// (Past 100 years a day overflows a time.Duration, or nearly.)
+			if err != nil || !(v >= 0 && v <= 100*365) {
 				return fmt.Errorf("-days: %q is not a day of the trace", d)
 			}
 			starts = append(starts, time.Duration(v*24*float64(time.Hour)))

@@ -77,6 +77,19 @@ func TestBadFlags(t *testing.T) {
 		err := run(context.Background(), append([]string{"-trace", kth, "-q"}, args...), &bytes.Buffer{}, &bytes.Buffer{})
 		assert.Error(t, err, "%v", args)
 	}
+	// Values no window has: refused, naming the value, not run at day 0
+	// or without a limit.
+	for _, c := range []struct{ args []string }{
+		{[]string{"-days", "NaN"}}, {[]string{"-days", "1e9"}}, {[]string{"-days", "-5"}},
+		{[]string{"-start", "-5h"}}, {[]string{"-warmup", "-1h"}},
+		{[]string{"-default-limit", "-1h"}}, {[]string{"-drain-timeout", "-1h"}},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"-trace", kth, "-q", "-nodes", "10", "-step", "2", "-strategies", "rolling-job_end"}, c.args...), &out, &bytes.Buffer{})
+		require.Error(t, err, "%v", c.args)
+		assert.Contains(t, err.Error(), strings.TrimPrefix(c.args[1], "-"), "%v", c.args)
+		assert.NotContains(t, out.String(), "rolling-job_end", "%v: nothing run", c.args)
+	}
 }
 
 func TestSpread(t *testing.T) {

@@ -57,7 +57,9 @@ type Config struct {
 	MinBusy float64
 	Seek    time.Duration
 	// RebootTime and RebootJitter: a reboot takes RebootTime ± up to
-	// RebootJitter (uniform); defaults 10m and 3m.
+	// RebootJitter (uniform); defaults 10m and fake.DefaultJitter (3m for
+	// 10m), a negative jitter none.
+	// The jitter must be less than the reboot time.
 	RebootTime, RebootJitter time.Duration
 	// BootFailures and NeverReturn are the fractions of nodes that fail to
 	// boot and that never come back; defaults 0.01 and 0.005. NoFaults
@@ -220,6 +222,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Trace == nil {
 		return c, errors.New("sim: no trace")
 	}
+	if err := c.check(); err != nil {
+		return c, err
+	}
 	h := c.Trace.Header
 	if c.Nodes == 0 {
 		c.Nodes = h.MaxNodes
@@ -246,13 +251,16 @@ func (c Config) withDefaults() (Config, error) {
 		c.RebootTime = 10 * time.Minute
 	}
 	if c.RebootJitter == 0 {
-		c.RebootJitter = 3 * time.Minute
+		c.RebootJitter = fake.DefaultJitter(c.RebootTime)
 	}
 	if c.BootFailures == 0 {
 		c.BootFailures = 0.01
 	}
 	if c.NeverReturn == 0 {
 		c.NeverReturn = 0.005
+	}
+	if c.RebootJitter >= c.RebootTime {
+		return c, fmt.Errorf("sim: RebootJitter %v is not less than RebootTime %v: a reboot could take no time", c.RebootJitter, c.RebootTime)
 	}
 	if c.NoFaults {
 		c.BootFailures, c.NeverReturn = 0, 0
@@ -272,9 +280,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Warmup > c.Start {
 		c.Warmup = c.Start
 	}
-	if c.MinBusy < 0 || c.MinBusy > 1 {
-		return c, fmt.Errorf("sim: MinBusy %v is not a fraction of the nodes (0 to 1)", c.MinBusy)
-	}
 	// A window past the trace's end would measure an empty cluster.
 	var last time.Duration
 	for _, j := range c.Trace.Jobs {
@@ -284,6 +289,45 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("sim: the window starts on day %.1f, after the trace's last job is submitted (day %.1f)", c.Start.Hours()/24, last.Hours()/24)
 	}
 	return c, nil
+}
+
+// check refuses values no cluster or window has, which the defaults would
+// otherwise take silently (a negative start runs at day 0, a negative
+// limit is no limit): all of them, in one error.
+func (c Config) check() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Start", c.Start}, {"Warmup", c.Warmup}, {"Seek", c.Seek}, {"RebootTime", c.RebootTime},
+		{"PollInterval", c.PollInterval}, {"ReturnTimeout", c.ReturnTimeout},
+		{"DefaultLimit", c.DefaultLimit}, {"MaxDuration", c.MaxDuration},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", f.name, f.v))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Nodes", c.Nodes}, {"ProcsPerNode", c.ProcsPerNode}, {"Step", c.Step}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"MinBusy", c.MinBusy}, {"BootFailures", c.BootFailures}, {"NeverReturn", c.NeverReturn}} {
+		if !(f.v >= 0 && f.v <= 1) { // (NaN too)
+			errs = append(errs, fmt.Errorf("%s %v is not a fraction of the nodes (0 to 1)", f.name, f.v))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	return nil
 }
 
 // job is a trace job ready to be replayed.

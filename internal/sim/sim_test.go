@@ -365,6 +365,26 @@ func TestRunErrors(t *testing.T) {
 		assert.ErrorIs(t, err, ErrTooLong, st.Name)
 	}
 
+	// Values no cluster or window has are refused, all at once, before
+	// anything runs.
+	bad := small(t)
+	bad.Start, bad.Warmup, bad.DefaultLimit, bad.Step, bad.BootFailures = -time.Hour, -time.Minute, -time.Second, -1, 2
+	_, err = Run(context.Background(), bad, classic)
+	for _, want := range []string{"Start -1h0m0s is negative", "Warmup -1m0s is negative", "DefaultLimit -1s is negative", "Step -1 is negative", "BootFailures 2 is not a fraction"} {
+		assert.ErrorContains(t, err, want)
+	}
+	bad = small(t)
+	bad.RebootTime, bad.RebootJitter = 2*time.Minute, 3*time.Minute
+	_, err = Run(context.Background(), bad, classic)
+	assert.ErrorContains(t, err, "RebootJitter 3m0s is not less than RebootTime 2m0s")
+	bad.RebootJitter = 0 // the default: 3/10 of a short reboot time
+	c, err := bad.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, 36*time.Second, c.RebootJitter)
+	bad.RebootJitter = -1 // none
+	_, err = bad.withDefaults()
+	assert.NoError(t, err)
+
 	cfg = small(t)
 	cfg.MinBusy = 1.5
 	_, err = Run(context.Background(), cfg, classic)
