@@ -516,6 +516,22 @@ func TestPlan(t *testing.T) {
 		t.Errorf("plan table (exit %d):\n%s", code, buf.String())
 	}
 	t.Logf("\n%s", buf.String())
+
+	// Values no cluster has: a usage error, before anything is read.
+	for _, bad := range [][]string{
+		{"--load", "2"}, {"--load", "NaN"}, {"--reboot-time", "-5m"}, {"--reboot-time", "0s"},
+		{"--drain-timeout", "-1h"}, {"--upgrade-step-size", "-1"},
+	} {
+		var errOut bytes.Buffer
+		stderrWas := stderr
+		stderr = &errOut
+		code := run(append([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "8",
+			"--hsm-url", "http://127.0.0.1:1", "--bos-url", "http://127.0.0.1:1", "--store-dir", t.TempDir()}, bad...))
+		stderr = stderrWas
+		if code != exitUsage || !strings.Contains(errOut.String(), bad[0]) {
+			t.Errorf("plan %v: exit %d, %q", bad, code, errOut.String())
+		}
+	}
 }
 
 // TestServeScheduled: a scheduled session created with `crus create` and

@@ -38,6 +38,21 @@ func cmdPlan(args []string) int {
 		fmt.Fprintln(stderr, "crus plan: give --session ID or --starting-label LABEL")
 		return exitUsage
 	}
+	// Before the backends are read: values no cluster has.
+	switch {
+	case *step < 0:
+		fmt.Fprintf(stderr, "crus plan: --upgrade-step-size %d is negative\n", *step)
+		return exitUsage
+	case !(*load >= 0 && *load <= 1):
+		fmt.Fprintf(stderr, "crus plan: --load %v is not a probability (0 to 1)\n", *load)
+		return exitUsage
+	case *reboot <= 0:
+		fmt.Fprintf(stderr, "crus plan: --reboot-time %v is not positive\n", *reboot)
+		return exitUsage
+	case *drain < 0:
+		fmt.Fprintf(stderr, "crus plan: --drain-timeout %v is negative\n", *drain)
+		return exitUsage
+	}
 	ctx := context.Background()
 	cfg, problems := loadConfig(*c.cfgPath, fs, os.Getenv)
 	if len(problems) > 0 {
