@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -184,19 +185,22 @@ func (c *CLI) Reservations(ctx context.Context, prefix string) ([]wlm.Reservatio
 	if err != nil {
 		return nil, err
 	}
-	all, err := parseShowReservation(stdout)
+	out, err := parseShowReservation(stdout, prefix)
 	if err != nil {
 		return nil, err
 	}
-	out := slices.DeleteFunc(all, func(r wlm.Reservation) bool { return !strings.HasPrefix(r.Name, prefix) })
 	slices.SortFunc(out, func(a, b wlm.Reservation) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // parseShowReservation reads `scontrol show reservation -o`: one
 // reservation a line, as Key=Value words (a value runs to the next word
-// that starts a key).
-func parseShowReservation(out []byte) ([]wlm.Reservation, error) {
+// that starts a key). Only the reservations whose name begins with prefix
+// are read further: the others are the site's, and what they hold (a
+// node list or a time crus cannot read) is no reason to fail to list
+// crus's own. A line with no name at all is an error: the output is not
+// what crus knows, and its own reservations may be among it.
+func parseShowReservation(out []byte, prefix string) ([]wlm.Reservation, error) {
 	var res []wlm.Reservation
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
@@ -210,17 +214,20 @@ func parseShowReservation(out []byte) ([]wlm.Reservation, error) {
 		if !ok {
 			return nil, fmt.Errorf("slurm: scontrol show reservation: a line without ReservationName: %.200q", line)
 		}
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
 		r := wlm.Reservation{Name: name}
 		var okS, okE bool
 		r.Start, okS = parseTime(f["StartTime"])
 		r.End, okE = parseTime(f["EndTime"])
 		if !okS || !okE {
-			return nil, fmt.Errorf("slurm: scontrol show reservation %s: cannot read its times %q, %q", name, f["StartTime"], f["EndTime"])
+			return nil, fmt.Errorf("slurm: scontrol show reservation %s: cannot read its times %q, %q", text.Cap(name, 80), text.Cap(f["StartTime"], 40), text.Cap(f["EndTime"], 40))
 		}
 		if nodes := f["Nodes"]; nodes != "" && nodes != "(null)" {
 			names, err := ExpandHostlist(nodes)
 			if err != nil {
-				return nil, fmt.Errorf("slurm: scontrol show reservation %s: nodes %q: %w", name, nodes, err)
+				return nil, fmt.Errorf("slurm: scontrol show reservation %s: nodes %q: %w", text.Cap(name, 80), text.Cap(nodes, 200), err)
 			}
 			slices.Sort(names)
 			r.Nodes = names
