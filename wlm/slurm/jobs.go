@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -120,18 +121,18 @@ func parseJobs(out []byte) ([]wlm.Job, error) {
 		}
 		f := strings.SplitN(line, "|", 6)
 		if len(f) != 6 {
-			return nil, fmt.Errorf("slurm: squeue line %q is not in the format %q", line, jobsFormat)
+			return nil, fmt.Errorf("slurm: squeue line %q is not in the format %q", text.Cap(line, 200), jobsFormat)
 		}
 		start, ok1 := parseTime(f[3])
 		end, ok2 := parseTime(f[4])
 		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("slurm: squeue line %q: times %q, %q", line, f[3], f[4])
+			return nil, fmt.Errorf("slurm: squeue line %q: times %q, %q", text.Cap(line, 200), text.Cap(f[3], 40), text.Cap(f[4], 40))
 		}
 		var nodes []string
 		if f[5] != "" && f[5] != "(null)" {
 			var err error
 			if nodes, err = ExpandHostlist(f[5]); err != nil {
-				return nil, fmt.Errorf("slurm: squeue line %q: %w", line, err)
+				return nil, fmt.Errorf("slurm: squeue job %s: %w", text.Cap(f[0], 40), err)
 			}
 		}
 		j := wlm.Job{ID: f[0], User: f[1], Nodes: nodes, Start: start}
