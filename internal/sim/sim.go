@@ -79,6 +79,12 @@ type Config struct {
 	// the longest run time of any job of the same partition in the trace
 	// (so no job is killed, and the limit tells nothing about the job).
 	DefaultLimit time.Duration
+	// ExactLimits gives every job its real run time as the limit the
+	// workload manager knows (rounded up to a minute, as limits are):
+	// users who know exactly how long their jobs run. No site has them; it
+	// measures how much of a strategy's gap to the bound is the limits'
+	// want of information, not the strategy.
+	ExactLimits bool
 	// MaxDuration bounds the simulated time of one session; default 120
 	// days.
 	MaxDuration time.Duration
@@ -367,6 +373,9 @@ func (c Config) jobs() []job {
 		}
 		width := (traced*c.Nodes + machine - 1) / machine
 		limit := j.ReqTime
+		if c.ExactLimits {
+			limit = (j.Run + time.Minute - 1) / time.Minute * time.Minute
+		}
 		if limit <= 0 {
 			limit = c.DefaultLimit
 			if limit <= 0 {

@@ -108,6 +108,10 @@ func TestJobsFromTrace(t *testing.T) {
 		{submit: 330 * time.Minute, width: 1, run: 2 * time.Hour, limit: time.Hour},              // overran its request: the scheduler knows the request
 	}, cfg.jobs(), "jobs before the warm-up, wider than the cluster or without a run time are left out")
 
+	exact := cfg
+	exact.ExactLimits = true
+	assert.Equal(t, []time.Duration{2 * time.Hour, 30 * time.Hour, time.Hour, 2 * time.Hour}, limits(exact.jobs()), "the run times as limits")
+
 	cfg.Nodes = 8 // twice the traced machine: every job twice as wide
 	assert.Equal(t, 4, cfg.jobs()[0].width)
 	assert.Equal(t, 2, cfg.jobs()[1].width)
@@ -153,6 +157,14 @@ func TestJobsOutOfOrder(t *testing.T) {
 	require.Len(t, want, 4)
 	cfg.Trace = shuffled
 	assert.Equal(t, want, cfg.jobs(), "by submit time; equal times in trace order; unknown ones left out")
+}
+
+func limits(js []job) []time.Duration {
+	out := make([]time.Duration, len(js))
+	for i, j := range js {
+		out[i] = j.limit
+	}
+	return out
 }
 
 func widths(js []job) []int {
