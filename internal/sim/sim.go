@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/crus-go/crus"
@@ -495,7 +496,7 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	defer cancel()
 	deadline := start.Add(cfg.MaxDuration)
 	done := 0
-	tooLong := false
+	var tooLong atomic.Bool // (set by whichever goroutine waits past the deadline)
 	poll, ret := cfg.PollInterval, cfg.ReturnTimeout
 	if st.PollInterval > 0 {
 		poll = st.PollInterval
@@ -512,7 +513,7 @@ func runCrus(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 	}
 	ex, err := crus.NewExecutor(w.HSM(), manager, w.BOS(), crus.Config{
 		Clock: deadlineClock{World: w, deadline: deadline, over: func() {
-			tooLong = true
+			tooLong.Store(true)
 			cancel()
 		}},
 		PollInterval:         poll,
@@ -603,7 +604,7 @@ func runASAP(ctx context.Context, w *fake.World, cfg Config, st Strategy, start 
 // to its end in steps of step. tooLong is set by the clock's guard when
 // the session ran past maxDuration (Run then ends with a cancelled
 // context). A zero returnTimeout is the spec's default.
-func runSession(ctx context.Context, ex *crus.Executor, step int, maxDuration time.Duration, st Strategy, returnTimeout crus.Duration, tooLong *bool) (*crus.Session, error) {
+func runSession(ctx context.Context, ex *crus.Executor, step int, maxDuration time.Duration, st Strategy, returnTimeout crus.Duration, tooLong *atomic.Bool) (*crus.Session, error) {
 	s, err := ex.Create(ctx, crus.Spec{
 		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
 		StepSize: step, TemplateID: fake.Template, WorkloadManagerType: "slurm",
@@ -613,7 +614,7 @@ func runSession(ctx context.Context, ex *crus.Executor, step int, maxDuration ti
 		return nil, fmt.Errorf("sim: %s: %w", st.Name, err)
 	}
 	final, err := ex.Run(ctx, s.UpgradeID)
-	if *tooLong {
+	if tooLong.Load() {
 		return nil, fmt.Errorf("%w (%s, %s)", ErrTooLong, st.Name, maxDuration)
 	}
 	if err != nil {

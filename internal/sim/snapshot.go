@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/crus-go/crus"
@@ -206,15 +207,13 @@ func snapshotCrus(ctx context.Context, w *fake.World, cfg SnapshotConfig, st Str
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deadline := start.Add(cfg.MaxDuration)
-	tooLong := false
+	var tooLong atomic.Bool
 	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), crus.Config{
-		Clock: w, PollInterval: cfg.PollInterval, NewID: func() string { return "plan" },
-		OnEvent: func(ev crus.Event) {
-			if ev.Time.After(deadline) {
-				tooLong = true
-				cancel()
-			}
-		},
+		Clock: deadlineClock{World: w, deadline: deadline, over: func() {
+			tooLong.Store(true)
+			cancel()
+		}},
+		PollInterval: cfg.PollInterval, NewID: func() string { return "plan" },
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -44,5 +46,34 @@ func TestRunSnapshot(t *testing.T) {
 			t.Errorf("%s: out %v, floor %s", st.Name, p.Out, p.Floor)
 		}
 		t.Logf("%-24s makespan %6s lost %6.1f node-h max out %d", st.Name, p.Makespan.Round(time.Minute), p.Lost.Hours(), p.MaxOut)
+	}
+}
+
+// TestRunSnapshotTooLong: a node whose job runs for a year (slurm shows
+// an unlimited job as ending a year after its start) stops each crus
+// strategy's simulation at MaxDuration with ErrTooLong, and invalid
+// settings are refused before any simulation.
+func TestRunSnapshotTooLong(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	snap := Snapshot{Now: now, Nodes: []SnapshotNode{
+		{XName: fake.XName(0), InService: true, JobEnd: now.Add(365 * 24 * time.Hour)},
+		{XName: fake.XName(1), InService: true},
+	}}
+	for _, st := range Strategies(time.Hour) {
+		if st.RebootASAP {
+			continue
+		}
+		_, err := RunSnapshot(context.Background(), snap, SnapshotConfig{Step: 1, MaxDuration: 24 * time.Hour}, st)
+		if !errors.Is(err, ErrTooLong) {
+			t.Errorf("%s: %v, want ErrTooLong", st.Name, err)
+		}
+	}
+	for _, bad := range []SnapshotConfig{
+		{Step: 1, Load: 2}, {Step: 1, Load: math.NaN()}, {Step: 1, RebootTime: -time.Minute},
+		{Step: 1, RebootTime: 2 * time.Minute, RebootJitter: 2 * time.Minute}, {Step: 1, MaxDuration: -1},
+	} {
+		if _, err := RunSnapshot(context.Background(), snap, bad, Strategies(time.Hour)[0]); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
 	}
 }
