@@ -36,8 +36,14 @@ type Config struct {
 	// cluster (widths as traced).
 	Nodes int
 	// ProcsPerNode turns a job's processors into nodes; default the
-	// trace's MaxProcs / MaxNodes.
+	// trace's MaxProcs / MaxNodes (rounded down; a job's nodes are then
+	// its processors times MaxNodes / MaxProcs, rounded up, so that a
+	// machine of mixed nodes, whose ratio is not whole, still fits a job
+	// of all its processors).
 	ProcsPerNode int
+	// perNode is the header's MaxNodes / MaxProcs when ProcsPerNode is
+	// its default: the exact ratio.
+	perNode struct{ nodes, procs int }
 	// Step is the session's upgrade_step_size; default 50.
 	Step int
 	// Seed draws the reboot times (per node and reboot), the nodes that
@@ -241,6 +247,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ProcsPerNode == 0 && h.MaxNodes > 0 && h.MaxProcs > 0 && h.MaxNodes <= maxMachine && h.MaxProcs <= maxMachine {
 		c.ProcsPerNode = max(1, h.MaxProcs/h.MaxNodes)
+		if h.MaxProcs >= h.MaxNodes {
+			c.perNode.nodes, c.perNode.procs = h.MaxNodes, h.MaxProcs
+		}
 	}
 	if c.ProcsPerNode == 0 {
 		c.ProcsPerNode = 1
@@ -347,8 +356,9 @@ type job struct {
 }
 
 // jobs turns the trace into the jobs replayed from Start - Warmup on.
-// A job's width is its processors over ProcsPerNode, scaled by Nodes over
-// the traced machine's nodes, each rounded up. Its limit is its requested
+// A job's width is its processors over ProcsPerNode (by default, times
+// the header's MaxNodes / MaxProcs), scaled by Nodes over the traced
+// machine's nodes, each rounded up. Its limit is its requested
 // time, or for a job without one the partition's default: DefaultLimit or
 // the longest run time of the partition. A job that ran past its request
 // (within the site's grace time) keeps its request as the limit the
@@ -369,6 +379,12 @@ func (c Config) jobs() []job {
 			continue
 		}
 		traced := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
+		if r := c.perNode; r.procs > 0 {
+			if j.Width() > r.procs {
+				continue // more processors than the machine has
+			}
+			traced = (j.Width()*r.nodes + r.procs - 1) / r.procs // (≤ 2^30 × 2^30)
+		}
 		if traced > machine {
 			continue // never fits this cluster (nor the traced one)
 		}

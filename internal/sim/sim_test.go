@@ -121,6 +121,24 @@ func TestJobsFromTrace(t *testing.T) {
 	cfg.Nodes = 6 // 6/4: a 1-node job takes 2 nodes, a 2-node job 3
 	assert.Equal(t, []int{3, 2, 2, 2}, widths(cfg.jobs()))
 
+	// A machine of mixed nodes: 10 processors on 3 nodes. A job of all
+	// 10 fits it (3 nodes: by the ratio, not by 10 / 3 rounded down to 3
+	// processors a node, which made it 4 nodes and left it out); 4
+	// processors are 2 nodes, 1 is 1.
+	mixed := &swf.Trace{Header: swf.Header{MaxNodes: 3, MaxProcs: 10}, Jobs: []swf.Job{
+		{ID: 1, Submit: time.Hour, Run: time.Hour, Procs: 10, ReqTime: time.Hour},
+		{ID: 2, Submit: time.Hour, Run: time.Hour, Procs: 4, ReqTime: time.Hour},
+		{ID: 3, Submit: time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour},
+		{ID: 4, Submit: time.Hour, Run: time.Hour, Procs: 11, ReqTime: time.Hour},
+	}}
+	cfg, err = Config{Trace: mixed, Start: time.Hour, Warmup: time.Hour}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, []int{3, 2, 1}, widths(cfg.jobs()), "11 processors do not fit")
+	// A ProcsPerNode given is taken as given: 5 a node.
+	cfg, err = Config{Trace: mixed, Start: time.Hour, Warmup: time.Hour, ProcsPerNode: 5}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, []int{2, 1, 1, 3}, widths(cfg.jobs()))
+
 	// A header with processors alone (as many traces have): the machine
 	// is MaxProcs processors, one a node.
 	tr.Header = swf.Header{MaxProcs: 16}
