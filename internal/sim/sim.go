@@ -275,8 +275,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NeverReturn == 0 {
 		c.NeverReturn = 0.005
 	}
-	if c.RebootJitter >= c.RebootTime {
-		return c, fmt.Errorf("sim: RebootJitter %v is not less than RebootTime %v: a reboot could take no time", c.RebootJitter, c.RebootTime)
+	if err := checkJitter(c.RebootTime, c.RebootJitter); err != nil {
+		return c, err
 	}
 	if c.NoFaults {
 		c.BootFailures, c.NeverReturn = 0, 0
@@ -311,37 +311,45 @@ func (c Config) withDefaults() (Config, error) {
 // otherwise take silently (a negative start runs at day 0, a negative
 // limit is no limit): all of them, in one error.
 func (c Config) check() error {
-	var errs []error
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"Start", c.Start}, {"Warmup", c.Warmup}, {"Seek", c.Seek}, {"RebootTime", c.RebootTime},
-		{"PollInterval", c.PollInterval}, {"ReturnTimeout", c.ReturnTimeout},
-		{"DefaultLimit", c.DefaultLimit}, {"MaxDuration", c.MaxDuration},
-	} {
-		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("%s %v is negative", f.name, f.v))
-		}
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"Nodes", c.Nodes}, {"ProcsPerNode", c.ProcsPerNode}, {"Step", c.Step}} {
-		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))
-		}
-	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"MinBusy", c.MinBusy}, {"BootFailures", c.BootFailures}, {"NeverReturn", c.NeverReturn}} {
+	errs := negatives(
+		field[time.Duration]{"Start", c.Start}, field[time.Duration]{"Warmup", c.Warmup},
+		field[time.Duration]{"Seek", c.Seek}, field[time.Duration]{"RebootTime", c.RebootTime},
+		field[time.Duration]{"PollInterval", c.PollInterval}, field[time.Duration]{"ReturnTimeout", c.ReturnTimeout},
+		field[time.Duration]{"DefaultLimit", c.DefaultLimit}, field[time.Duration]{"MaxDuration", c.MaxDuration})
+	errs = append(errs, negatives(field[int]{"Nodes", c.Nodes}, field[int]{"ProcsPerNode", c.ProcsPerNode}, field[int]{"Step", c.Step})...)
+	for _, f := range []field[float64]{{"MinBusy", c.MinBusy}, {"BootFailures", c.BootFailures}, {"NeverReturn", c.NeverReturn}} {
 		if !(f.v >= 0 && f.v <= 1) { // (NaN too)
 			errs = append(errs, fmt.Errorf("%s %v is not a fraction of the nodes (0 to 1)", f.name, f.v))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sim: %w", err)
+	}
+	return nil
+}
+
+// field is a named setting, for the checks that name every bad one.
+type field[T any] struct {
+	name string
+	v    T
+}
+
+// negatives returns an error for each field below zero.
+func negatives[T ~int | ~int64](fs ...field[T]) []error {
+	var errs []error
+	for _, f := range fs {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", f.name, f.v))
+		}
+	}
+	return errs
+}
+
+// checkJitter refuses a jitter (after defaults) as long as the reboot
+// time it varies: a reboot could take no time. A negative jitter is none.
+func checkJitter(reboot, jitter time.Duration) error {
+	if jitter >= reboot {
+		return fmt.Errorf("sim: RebootJitter %v is not less than RebootTime %v: a reboot could take no time", jitter, reboot)
 	}
 	return nil
 }

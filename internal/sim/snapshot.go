@@ -72,22 +72,13 @@ type Prediction struct {
 }
 
 // check refuses what no cluster has: negative times, a load that is not
-// a probability, a jitter as long as the reboot it varies.
+// a probability (the jitter is checked once the defaults are in).
 func (c SnapshotConfig) check() error {
-	var errs []error
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{{"reboot time", c.RebootTime}, {"longest job", c.MaxJob}, {"poll interval", c.PollInterval}, {"longest simulation", c.MaxDuration}, {"sample interval", c.Sample}} {
-		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("the %s %v is negative", f.name, f.v))
-		}
-	}
+	errs := negatives(field[time.Duration]{"RebootTime", c.RebootTime}, field[time.Duration]{"MaxJob", c.MaxJob},
+		field[time.Duration]{"PollInterval", c.PollInterval}, field[time.Duration]{"MaxDuration", c.MaxDuration},
+		field[time.Duration]{"Sample", c.Sample})
 	if !(c.Load >= 0 && c.Load <= 1) {
-		errs = append(errs, fmt.Errorf("the load %v is not a probability (0 to 1)", c.Load))
-	}
-	if c.RebootTime > 0 && c.RebootJitter >= c.RebootTime {
-		errs = append(errs, fmt.Errorf("the reboot jitter %v is not less than the reboot time %v", c.RebootJitter, c.RebootTime))
+		errs = append(errs, fmt.Errorf("Load %v is not a probability (0 to 1)", c.Load))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sim: %w", err)
@@ -113,6 +104,9 @@ func RunSnapshot(ctx context.Context, snap Snapshot, cfg SnapshotConfig, st Stra
 	}
 	if cfg.RebootJitter == 0 {
 		cfg.RebootJitter = fake.DefaultJitter(cfg.RebootTime)
+	}
+	if err := checkJitter(cfg.RebootTime, cfg.RebootJitter); err != nil {
+		return Prediction{}, err
 	}
 	if cfg.MaxJob == 0 {
 		cfg.MaxJob = 4 * time.Hour

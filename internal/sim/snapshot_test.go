@@ -71,6 +71,7 @@ func TestRunSnapshotTooLong(t *testing.T) {
 	for _, bad := range []SnapshotConfig{
 		{Step: 1, Load: 2}, {Step: 1, Load: math.NaN()}, {Step: 1, RebootTime: -time.Minute},
 		{Step: 1, RebootTime: 2 * time.Minute, RebootJitter: 2 * time.Minute}, {Step: 1, MaxDuration: -1},
+		{Step: 1, RebootJitter: 15 * time.Minute}, // longer than the default reboot time
 	} {
 		if _, err := RunSnapshot(context.Background(), snap, bad, Strategies(time.Hour)[0]); err == nil {
 			t.Errorf("%+v: no error", bad)
