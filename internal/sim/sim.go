@@ -386,11 +386,13 @@ func (c Config) jobs() []job {
 		if j.Submit < from || j.Run <= 0 || j.Width() <= 0 {
 			continue
 		}
-		traced := (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
-		if r := c.perNode; r.procs > 0 {
-			if j.Width() > r.procs {
-				continue // more processors than the machine has
-			}
+		var traced int
+		switch r := c.perNode; {
+		case r.procs == 0:
+			traced = (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
+		case j.Width() > r.procs:
+			continue // more processors than the machine has
+		default:
 			traced = (j.Width()*r.nodes + r.procs - 1) / r.procs // (≤ 2^30 × 2^30)
 		}
 		if traced > machine {
