@@ -3,7 +3,7 @@ package wlm
 import (
 	"cmp"
 	"context"
-	"maps"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -65,6 +65,7 @@ type Predictor struct {
 	// sorted remembers, by job ID, whether the node list of a running job
 	// is in order, for the list it was found in (see inOrder).
 	sorted map[string]sortedNodes
+	index  nameIndex // of the names last asked (JobEndsInto)
 }
 
 // sortedNodes says whether a node list, known by its first element's
@@ -176,12 +177,17 @@ func (p *Predictor) inOrder(running []Job) []bool {
 // zero if nothing is known (no history for its user and no limit).
 func (p *Predictor) Predict(j Job, now time.Time) time.Time {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.predict(j, now)
+}
+
+// predict is Predict; callers hold the lock.
+func (p *Predictor) predict(j Job, now time.Time) time.Time {
 	h := p.runs[j.User]
 	var mean time.Duration
 	if h != nil && j.User != "" && h.n > 0 {
 		mean = (h.run[0] + h.run[1]) / time.Duration(h.n)
 	}
-	p.mu.Unlock()
 	end := j.Limit
 	if mean > 0 && !j.Start.IsZero() {
 		end = j.Start.Add(mean)
@@ -224,7 +230,38 @@ func later(a, b time.Time) time.Time {
 //	func (m predicting) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
 //		return m.p.JobEnds(ctx, m.CLI, names)
 //	}
+//
+// Give it a JobEndsInto method calling [Predictor.JobEndsInto] too (see
+// [JobEndsFiller]) and the executor reads the ends by position.
 func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (map[string]time.Time, error) {
+	ends := make([]time.Time, len(names))
+	err := p.JobEndsInto(ctx, l, names, ends)
+	out := make(map[string]time.Time, len(names))
+	for k, t := range ends {
+		if !t.IsZero() {
+			out[names[k]] = t
+		}
+	}
+	if len(out) == 0 && err != nil {
+		return nil, err
+	}
+	return out, err
+}
+
+// JobEndsInto is JobEnds by position: it sets ends[k] to the latest
+// predicted end of the jobs of names[k], and to zero where none is
+// predicted (an idle node, an unknown one). ends must be as long as names.
+// Errors are those of JobEnds; after one other than per-node errors, ends
+// are not to be read. With it, a Manager is a [JobEndsFiller].
+//
+// It keeps an index of the names from one call to the next: a session
+// asks about the same nodes, its next ones, poll after poll, and
+// indexing thousands of names was a third of the time of a call.
+func (p *Predictor) JobEndsInto(ctx context.Context, l JobLister, names []string, ends []time.Time) error {
+	if len(ends) != len(names) {
+		return fmt.Errorf("wlm: %d ends for %d names", len(ends), len(names))
+	}
+	clear(ends)
 	now := p.now()
 	p.mu.Lock()
 	since := p.asked
@@ -234,59 +271,102 @@ func (p *Predictor) JobEnds(ctx context.Context, l JobLister, names []string) (m
 	p.mu.Unlock()
 	jobs, err := l.Jobs(ctx, names, since)
 	if jobs == nil && err != nil {
-		return nil, err
+		return err
 	}
 	p.Learn(jobs)
+	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
+	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
+	inOrder := p.inOrder(running)
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if now.After(p.asked) {
 		p.asked = now
 	}
 	p.forget(since)
-	p.mu.Unlock()
-	// The names asked are often a narrow run of the machine's (a
-	// session's next nodes), and a wide job's nodes spread over all of
-	// it: comparing each with the least and greatest name asked spares
-	// most of the look-ups (they were most of the time at 100,000 nodes).
-	// ends holds every name asked, with no end until a job gives one: one
-	// map is both the set asked and the answer (those left without an end
-	// are deleted at the end).
-	ends := make(map[string]time.Time, len(names))
-	var lo, hi string
-	for k, n := range names {
-		ends[n] = time.Time{}
-		if k == 0 || n < lo {
-			lo = n
-		}
-		if k == 0 || n > hi {
-			hi = n
-		}
-	}
-	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
-	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
-	inOrder := p.inOrder(running)
+	ix := p.indexOf(names)
 	for k, j := range running {
-		end := p.Predict(j, now)
+		end := p.predict(j, now)
 		if end.IsZero() {
 			continue
 		}
 		nodes := j.Nodes
 		if inOrder[k] {
-			// Only the nodes between the least and greatest asked.
-			from, _ := slices.BinarySearch(nodes, lo)
-			to, found := slices.BinarySearch(nodes[from:], hi)
+			// The names asked are often a narrow run of the machine's (a
+			// session's next nodes), and a wide job's nodes spread over
+			// all of it: only the nodes between the least and greatest
+			// asked are looked up (they were most of the time at
+			// 100,000 nodes).
+			from, _ := slices.BinarySearch(nodes, ix.lo)
+			to, found := slices.BinarySearch(nodes[from:], ix.hi)
 			if found {
 				to++
 			}
 			nodes = nodes[from : from+to]
 		}
+		next := -1 // where the job's last node asked was, plus one
 		for _, n := range nodes {
-			if n >= lo && n <= hi {
-				if e, ok := ends[n]; ok && end.After(e) { // (a zero e: no end yet)
-					ends[n] = end
-				}
+			if n < ix.lo || n > ix.hi {
+				continue
+			}
+			// A job's nodes often come in the order asked, one after
+			// the other: the next name is tried before the map (which,
+			// with a name asked twice, holds the first place of it).
+			at, ok := next, !ix.dups && next >= 0 && next < len(names) && names[next] == n
+			if !ok {
+				at, ok = ix.at[n]
+			}
+			if !ok {
+				continue
+			}
+			next = at + 1
+			if end.After(ends[at]) {
+				ends[at] = end
 			}
 		}
 	}
-	maps.DeleteFunc(ends, func(_ string, t time.Time) bool { return t.IsZero() })
-	return ends, err
+	if ix.dups {
+		for k, n := range names {
+			ends[k] = ends[ix.at[n]]
+		}
+	}
+	return err
+}
+
+// nameIndex is where each name asked is among them (the first place, if
+// a name is asked twice: dups), and the least and greatest name.
+type nameIndex struct {
+	names  []string // the names indexed, a copy
+	at     map[string]int
+	lo, hi string
+	dups   bool
+}
+
+// indexOf returns the index of names: the last one if it was made for the
+// same names, else a new one in its place. Callers hold the lock.
+func (p *Predictor) indexOf(names []string) *nameIndex {
+	ix := &p.index
+	if ix.at != nil && slices.Equal(ix.names, names) {
+		return ix
+	}
+	if ix.at == nil || len(ix.at) > 4*len(names) {
+		ix.at = make(map[string]int, len(names))
+	} else {
+		clear(ix.at)
+	}
+	ix.names = append(ix.names[:0], names...)
+	ix.lo, ix.hi, ix.dups = "", "", false
+	for k, n := range names {
+		if _, ok := ix.at[n]; ok {
+			ix.dups = true
+			continue
+		}
+		ix.at[n] = k
+		if k == 0 || n < ix.lo {
+			ix.lo = n
+		}
+		if k == 0 || n > ix.hi {
+			ix.hi = n
+		}
+	}
+	return ix
 }

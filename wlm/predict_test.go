@@ -239,15 +239,29 @@ func BenchmarkPredictorJobEnds(b *testing.B) {
 	for i := range names {
 		names[i] = name(50_000 + i)
 	}
-	p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
-	b.ReportAllocs()
-	for b.Loop() {
-		ends, err := p.JobEnds(context.Background(), l, names)
-		if err != nil || len(ends) != len(names) {
-			b.Fatalf("%d ends, %v: want one per node asked", len(ends), err)
+	b.Run("map", func(b *testing.B) {
+		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+		b.ReportAllocs()
+		for b.Loop() {
+			ends, err := p.JobEnds(context.Background(), l, names)
+			if err != nil || len(ends) != len(names) {
+				b.Fatalf("%d ends, %v: want one per node asked", len(ends), err)
+			}
+			l.asked, l.sinces = l.asked[:0], l.sinces[:0]
 		}
-		l.asked, l.sinces = l.asked[:0], l.sinces[:0]
-	}
+	})
+	// By position, the same names at every call (the index kept).
+	b.Run("into", func(b *testing.B) {
+		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+		ends := make([]time.Time, len(names))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := p.JobEndsInto(context.Background(), l, names, ends); err != nil || ends[len(ends)-1].IsZero() {
+				b.Fatalf("%v, %v: want an end for every node asked", ends[len(ends)-1], err)
+			}
+			l.asked, l.sinces = l.asked[:0], l.sinces[:0]
+		}
+	})
 }
 
 // TestPredictorJobEndsAskedOutOfOrder: the names asked, in any order, and
@@ -319,4 +333,55 @@ func TestPredictorJobEndsAnyNodeOrder(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPredictorJobEndsInto: by position, whatever the names asked (some
+// twice, some unknown to every job) and however the caller reuses its
+// slice of names between calls (the index kept from the last call must
+// not answer for names changed in place), each end is the latest of the
+// jobs of the name at that position, zero where none.
+func TestPredictorJobEndsInto(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		node := rapid.SampledFrom([]string{"n00", "n01", "n02", "n03", "n04", "n05", "n06", "n07"})
+		l := &lister{}
+		for k := range rapid.IntRange(0, 4).Draw(t, "jobs") {
+			nodes := rapid.SliceOfNDistinct(node, 1, 5, rapid.ID).Draw(t, fmt.Sprint("job ", k))
+			if rapid.Bool().Draw(t, fmt.Sprint("job ", k, " in order")) {
+				slices.Sort(nodes)
+			}
+			l.jobs = append(l.jobs, wlm.Job{ID: fmt.Sprint(k), Nodes: nodes, Start: at(99), Limit: at(float64(101 + k))})
+		}
+		p := wlm.NewPredictor(wlm.PredictorConfig{Now: func() time.Time { return at(100) }})
+		var names []string // reused, as the executor does
+		for call := range rapid.IntRange(1, 5).Draw(t, "calls") {
+			switch {
+			case call == 0 || rapid.Bool().Draw(t, fmt.Sprint("new names ", call)):
+				names = rapid.SliceOfN(node, 0, 10).Draw(t, fmt.Sprint("asked ", call))
+			case len(names) > 0 && rapid.Bool().Draw(t, fmt.Sprint("change one ", call)):
+				names[rapid.IntRange(0, len(names)-1).Draw(t, fmt.Sprint("which ", call))] = node.Draw(t, fmt.Sprint("to ", call))
+			}
+			ends := make([]time.Time, len(names))
+			for k := range ends {
+				ends[k] = at(1) // stale: all must be set
+			}
+			if err := p.JobEndsInto(context.Background(), l, names, ends); err != nil {
+				t.Fatal(err)
+			}
+			for k, n := range names {
+				var want time.Time
+				for _, j := range l.jobs {
+					if slices.Contains(j.Nodes, n) && j.Limit.After(want) {
+						want = j.Limit
+					}
+				}
+				if !ends[k].Equal(want) {
+					t.Fatalf("call %d: names %v: ends[%d] (%s) = %v, want %v", call, names, k, n, ends[k], want)
+				}
+			}
+		}
+	})
+	p := wlm.NewPredictor(wlm.PredictorConfig{})
+	if err := p.JobEndsInto(context.Background(), &lister{}, []string{"a"}, nil); err == nil {
+		t.Error("JobEndsInto with no room for the ends: no error")
+	}
 }

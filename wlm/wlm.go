@@ -103,6 +103,20 @@ type JobEnder interface {
 	JobEnds(ctx context.Context, names []string) (map[string]time.Time, error)
 }
 
+// JobEndsFiller is a JobEnder that also answers by position, into a slice
+// the caller keeps from one call to the next. The executor uses it when a
+// Manager has it: the scheduled strategy reads the job ends of thousands
+// of nodes at every decision, and a map of them each time, built by the
+// Manager and read back by the executor, was most of the cost.
+type JobEndsFiller interface {
+	JobEnder
+	// JobEndsInto sets ends[k] to what JobEnds would map names[k] to, and
+	// to zero for a node that map would leave out; ends is as long as
+	// names. Unknown nodes follow the Manager error contract; after any
+	// other error, ends are not to be read.
+	JobEndsInto(ctx context.Context, names []string, ends []time.Time) error
+}
+
 // Rebooter is implemented by a Manager that can reboot nodes itself once
 // they are idle (Slurm: scontrol reboot ASAP nextstate=RESUME).
 type Rebooter interface {

@@ -148,6 +148,12 @@ func (m predicting) JobEnds(ctx context.Context, names []string) (map[string]tim
 	return m.p.JobEnds(ctx, m.WLM, names)
 }
 
+// JobEndsInto makes predicting a wlm.JobEndsFiller, as a site's wrapper
+// of its Slurm adapter would be.
+func (m predicting) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
+	return m.p.JobEndsInto(ctx, m.WLM, names, ends)
+}
+
 // clairvoyant is the fake workload manager answering JobEnds with the
 // jobs' real ends.
 type clairvoyant struct {
