@@ -2,6 +2,7 @@ package crus
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,6 +25,12 @@ type observedAt struct {
 	nodes   []wlm.Node
 	seen    []bool
 	nodesOK bool
+	// pendingOnly: the pending nodes seen are here only, not in
+	// Observation.Nodes (the executor leaves out of the map the
+	// thousands of candidates it reads by position; see observed and
+	// complete). shadow holds them for checkObservedAt.
+	pendingOnly bool
+	shadow      map[string]wlm.Node
 	// ends[k] is the expected end of record pos[k]'s jobs, zero if none
 	// is known (endsOK: the same as Observation.JobEnds for every record
 	// of pos).
@@ -36,7 +43,8 @@ type observedAt struct {
 // reset makes at the empty view of the scope pos of idx, reusing its
 // space.
 func (at *observedAt) reset(idx *nodeIndex, pos []int) {
-	at.idx, at.nodesOK, at.endsOK, at.cursor = idx, false, false, 0
+	at.idx, at.nodesOK, at.endsOK, at.cursor, at.pendingOnly = idx, false, false, 0, false
+	clear(at.shadow)
 	at.pos = append(at.pos[:0], pos...)
 	at.nodes = resize(at.nodes, len(pos))
 	at.seen = resize(at.seen, len(pos))
@@ -89,7 +97,11 @@ func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool
 	}
 	w, seen = at.nodes[k], at.seen[k]
 	if checkObservedAt {
-		if mw, mseen := p.obs.Nodes[x]; mseen != seen || seen && mw != w {
+		mw, mseen := p.obs.Nodes[x]
+		if !mseen && at.pendingOnly {
+			mw, mseen = at.shadow[x]
+		}
+		if mseen != seen || seen && mw != w {
 			panic(fmt.Sprintf("crus: the observation by position differs from its map for %s: %v %+v, map %v %+v", x, seen, w, mseen, mw))
 		}
 	}
@@ -110,4 +122,37 @@ func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
 		}
 	}
 	return t, !t.IsZero()
+}
+
+// observed returns the observed state of record i, and whether it was
+// observed: by position if the observation's view was made for this
+// decision's node index, else from Observation.Nodes. Every read of a
+// pending node's state goes through here (the executor's map does not
+// hold them; see observedAt.pendingOnly).
+func (p *planner) observed(i int) (wlm.Node, bool) {
+	at := p.obs.at
+	if at == nil || p.idx == nil || at.idx != p.idx {
+		at = nil
+	}
+	w, seen, _ := p.nodeAt(at, i, p.s.Progress.Nodes[i].XName)
+	return w, seen
+}
+
+// complete returns nodes (an Observation's map, made with this view) with
+// the nodes the view alone holds added, for a reader without the view: a
+// copy if there are any.
+func (at *observedAt) complete(nodes map[string]wlm.Node, s *Session) map[string]wlm.Node {
+	if !at.pendingOnly {
+		return nodes
+	}
+	nodes = maps.Clone(nodes)
+	if nodes == nil {
+		nodes = map[string]wlm.Node{}
+	}
+	for k, i := range at.pos {
+		if at.seen[k] {
+			nodes[s.Progress.Nodes[i].XName] = at.nodes[k]
+		}
+	}
+	return nodes
 }

@@ -106,6 +106,16 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			defer mu.Unlock()
 			// Nodes come back in the order asked, less the unknown ones:
 			// match them by position, by name if an adapter reorders.
+			//
+			// The pending nodes (the scheduled strategy's thousands of
+			// candidates) matched by position are not put in the map:
+			// the planner reads them by position (planner.observed),
+			// and setting them in the map was a tenth of a
+			// 100,000-node simulated upgrade.
+			pending := func(k int) bool { return s.Progress.Nodes[pos[k]].Phase == PhasePending }
+			if checkObservedAt && r.at.shadow == nil {
+				r.at.shadow = map[string]wlm.Node{}
+			}
 			k := 0
 			keys, inOrder := r.obsNew[:0], true
 			for _, n := range nodes {
@@ -113,9 +123,13 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 					k++
 				}
 				if k < len(names) && names[k] == n.Name {
-					obs.Nodes[sc.Nodes[k]] = n
 					r.at.nodes[k], r.at.seen[k] = n, true
-					keys = append(keys, sc.Nodes[k])
+					if x := sc.Nodes[k]; !pending(k) {
+						obs.Nodes[x] = n
+						keys = append(keys, x)
+					} else if checkObservedAt {
+						r.at.shadow[x] = n
+					}
 					k++
 				} else if x, ok := r.names.xname(n.Name); ok {
 					obs.Nodes[x] = n
@@ -123,6 +137,13 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				}
 			}
 			if !inOrder {
+				// Positions are not known: all in the map.
+				for k, seen := range r.at.seen {
+					if seen && pending(k) {
+						obs.Nodes[sc.Nodes[k]] = r.at.nodes[k]
+						keys = append(keys, sc.Nodes[k])
+					}
+				}
 				slices.Sort(keys)
 				keys = slices.Compact(keys)
 			}
@@ -130,6 +151,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			for name, err := range perNode {
 				if x, ok := r.names.xname(name); ok && errors.Is(err, wlm.ErrNodeNotFound) {
 					delete(obs.Nodes, x)
+					delete(r.at.shadow, x)
 					obs.Unknown[x] = errText(err)
 					if k, ok := slices.BinarySearch(sc.Nodes, x); ok {
 						r.at.seen[k] = false
@@ -138,7 +160,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			// By position too, unless results came out of order (then
 			// their positions are not known: the planner reads the map).
-			r.at.nodesOK = inOrder
+			r.at.nodesOK, r.at.pendingOnly = inOrder, inOrder
 			return nil
 		})
 	}
@@ -208,7 +230,14 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		g.Go(func() error {
 			names, at := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
 			var ends map[string]time.Time
+			filler, byPos := e.jobEnder.(wlm.JobEndsFiller)
+			if byPos {
+				r.endsAt = resize(r.endsAt, len(names))
+			}
 			_, err := e.call(ctx, "job ends", func() (err error) {
+				if byPos {
+					return filler.JobEndsInto(ctx, names, r.endsAt)
+				}
 				ends, err = e.jobEnder.JobEnds(ctx, names)
 				return err
 			})
@@ -227,21 +256,26 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			// Only the nodes asked about: the answer is small, the
 			// session's names are many. By position too (at: where
 			// each is among sc.Nodes).
-			byPos := true
+			allAt := true
 			for k, name := range names {
-				t, ok := ends[name]
-				if !ok {
+				var t time.Time
+				var ok bool
+				if byPos {
+					if t = r.endsAt[k]; t.IsZero() {
+						continue
+					}
+				} else if t, ok = ends[name]; !ok {
 					continue
 				}
 				byX[sc.JobEnds[k]] = t
 				if at[k] >= 0 && !t.IsZero() {
 					r.at.ends[at[k]] = t
 				} else {
-					byPos = false
+					allAt = false
 				}
 			}
 			obs.JobEnds = byX
-			r.at.endsOK = byPos
+			r.at.endsOK = allAt
 			return nil
 		})
 	}

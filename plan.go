@@ -309,6 +309,10 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 	if s.Completed {
 		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
 	}
+	if at := obs.at; at != nil && (idx == nil || at.idx != idx) {
+		// Made for another index: read only the maps, made whole.
+		obs.Nodes, obs.at = at.complete(obs.Nodes, s), nil
+	}
 	p := &planner{s: s, obs: obs, d: decisionFor(s), idx: idx}
 	if idx != nil {
 		p.pol, p.bufs = idx.policy(), &idx.bufs

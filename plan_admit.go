@@ -91,7 +91,7 @@ func (p *planner) admitRolling(cands []ranked, room, inFlight int) {
 			p.done(n, OutcomeSkipped, "unknown to the workload manager when its turn came: "+gone)
 			continue
 		}
-		w, seen := obs.Nodes[n.XName]
+		w, seen := p.observed(c.i)
 		switch ok, _ := p.takeable(w); {
 		case !seen: // not observed this time: a later decision
 		case !ok:
@@ -105,7 +105,8 @@ func (p *planner) admitRolling(cands []ranked, room, inFlight int) {
 		// will return from flight: skip them rather than wait for ever.
 		for _, i := range out {
 			n := &s.Progress.Nodes[i]
-			_, why := p.takeable(obs.Nodes[n.XName])
+			w, _ := p.observed(i)
+			_, why := p.takeable(w)
 			p.done(n, OutcomeSkipped, "not in service when its turn came: "+why)
 		}
 	}
@@ -137,7 +138,7 @@ func (p *planner) admitStep(size int) {
 		batch := cands[:min(size, len(cands))]
 		for _, c := range batch {
 			x := s.Progress.Nodes[c.i].XName
-			if _, ok := obs.Nodes[x]; !ok {
+			if _, ok := p.observed(c.i); !ok {
 				if _, ok := obs.Unknown[x]; !ok {
 					return // not observed: plan again after the next observation
 				}
@@ -149,7 +150,7 @@ func (p *planner) admitStep(size int) {
 		skipped := 0
 		for _, c := range batch {
 			n := &s.Progress.Nodes[c.i]
-			w := obs.Nodes[n.XName]
+			w, _ := p.observed(c.i)
 			renumber := step // recorded only where it differs (the original's slices are numbered at creation)
 			if n.Step == step {
 				renumber = 0
@@ -227,7 +228,7 @@ func (p *planner) rank(cands []int) []ranked {
 		}
 		n := &s.Progress.Nodes[i]
 		r := ranked{i: i, retries: n.Retries}
-		w, seen := obs.Nodes[n.XName]
+		w, seen := p.observed(i)
 		switch p.pol.order {
 		case OrderIdleFirst, OrderJobEnd:
 			switch {

@@ -199,7 +199,8 @@ func (p *planner) admitScheduled(room, inFlight int) {
 		// from flight: skip them rather than wait for ever.
 		for _, i := range p.bufs.slotOut {
 			n := &s.Progress.Nodes[i]
-			_, why := p.takeable(obs.Nodes[n.XName])
+			w, _ := p.observed(i)
+			_, why := p.takeable(w)
 			p.done(n, OutcomeSkipped, "not in service when its turn came: "+why)
 		}
 	}

@@ -27,6 +27,7 @@ type run struct {
 	// found unknown are deleted after); obsNew is scratch space.
 	obsKeys, obsNew []string
 	obsEnds         map[string]time.Time // Observation.JobEnds, reused
+	endsAt          []time.Time          // the ends read by position (wlm.JobEndsFiller), reused
 	at              observedAt           // Observation.at, reused
 	obsNames        []string             // the names of the nodes observed, reused
 	// boots holds the boot sessions' statuses last read, and when (see
@@ -77,7 +78,10 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 	if err != nil {
 		return obs, Decision{}, err
 	}
-	obs.Nodes = maps.Clone(obs.Nodes) // r's map is reused by a Run; not this one
+	// r's map is reused by a Run, and lacks the nodes read by position;
+	// not this one.
+	obs.Nodes = maps.Clone(r.at.complete(obs.Nodes, s))
+	obs.at = nil
 	d, err := planWith(s, obs, nil)
 	return obs, d, err
 }
