@@ -377,7 +377,7 @@ type planBufs struct {
 	slotOut   []int      // candidates out of service
 	lookahead []int      // the pending nodes in view
 	out       []time.Time
-	held      map[string]string
+	held      heldIndex
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but

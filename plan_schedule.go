@@ -89,17 +89,8 @@ func (p *planner) planSlotsNow() *slotPlan {
 			out = append(out, now)
 		}
 	}
-	held := p.bufs.held // the booking that holds each node
-	if held == nil {
-		held = map[string]string{}
-		p.bufs.held = held
-	}
-	clear(held)
-	for _, name := range sortedKeys(obs.Bookings) {
-		for _, x := range obs.Bookings[name].Nodes {
-			held[x] = name
-		}
-	}
+	held := &p.bufs.held // the booking that holds each node
+	held.update(s, obs.Bookings)
 	cands := p.lookaheadNodes()
 	bufs := p.bufs
 	pending := resize(bufs.pending, len(cands))[:0]
@@ -118,7 +109,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 			bufs.slotOut = append(bufs.slotOut, i)
 			continue
 		}
-		sn := slotNode{x: n.XName, rank: i, idle: !w.Busy(), booking: held[n.XName]}
+		sn := slotNode{x: n.XName, rank: i, idle: !w.Busy(), booking: held.of(i)}
 		if !sn.idle {
 			end, known := p.endAt(at, k, n.XName)
 			switch {
