@@ -264,6 +264,27 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 	if _, ok := w.(wlm.Scheduler); !ok {
 		t.Error("wrapped WLM lost Scheduler")
 	}
+	// A JobEnder becomes a JobEndsFiller: by position, what its map says.
+	busy := fake.NewCluster(fake.ClusterOptions{Nodes: 4, Busy: 1, MaxJob: time.Hour})
+	if f, ok := m.WrapManager(busy.WLM()).(wlm.JobEndsFiller); !ok {
+		t.Error("wrapped WLM is not a JobEndsFiller")
+	} else {
+		names := []string{"nid000001", "nid000002", "nid000003", "nid999999"}
+		byName, errMap := busy.WLM().JobEnds(context.Background(), names)
+		if len(byName) == 0 {
+			t.Fatalf("no job ends in a busy cluster (%v): the test tests nothing", errMap)
+		}
+		ends := make([]time.Time, len(names))
+		errInto := f.JobEndsInto(context.Background(), names, ends)
+		if (errMap == nil) != (errInto == nil) {
+			t.Errorf("JobEndsInto: %v; JobEnds: %v", errInto, errMap)
+		}
+		for k, n := range names {
+			if !ends[k].Equal(byName[n]) {
+				t.Errorf("JobEndsInto says %s ends %v; JobEnds %v", n, ends[k], byName[n])
+			}
+		}
+	}
 	n := wlm.Node{Name: "n1", State: wlm.StateIdle, Drain: true}
 	if got, want := wlm.DescriberOf(w).Describe(n), wlm.DescriberOf(world.WLM()).Describe(n); got != want {
 		t.Errorf("wrapped WLM describes %q, the WLM %q", got, want)
@@ -271,6 +292,9 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 	bare := m.WrapManager(plainManager{world.WLM()})
 	if _, ok := bare.(wlm.JobEnder); ok {
 		t.Error("a manager without JobEnds gained it")
+	}
+	if _, ok := bare.(wlm.JobEndsFiller); ok {
+		t.Error("a manager without JobEnds gained JobEndsInto")
 	}
 	if _, ok := bare.(wlm.Scheduler); ok {
 		t.Error("a manager without reservations gained them")

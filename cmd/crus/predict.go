@@ -13,7 +13,8 @@ import (
 // limits: where limits say little, the job_end order and the scheduled
 // strategy's slots follow what the jobs are likely to do. Each wrapper
 // embeds its adapter, so every other capability (boot times, reservations,
-// reboots, its own words) is kept.
+// reboots, its own words) is kept; JobEndsInto makes them
+// wlm.JobEndsFiller, so the executor reads the ends by position.
 
 type predictingCLI struct {
 	*slurm.CLI
@@ -24,6 +25,10 @@ func (m predictingCLI) JobEnds(ctx context.Context, names []string) (map[string]
 	return m.p.JobEnds(ctx, m.CLI, names)
 }
 
+func (m predictingCLI) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
+	return m.p.JobEndsInto(ctx, m.CLI, names, ends)
+}
+
 type predictingREST struct {
 	*slurm.REST
 	p *wlm.Predictor
@@ -31,6 +36,10 @@ type predictingREST struct {
 
 func (m predictingREST) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
 	return m.p.JobEnds(ctx, m.REST, names)
+}
+
+func (m predictingREST) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
+	return m.p.JobEndsInto(ctx, m.REST, names, ends)
 }
 
 // predicting wraps a Slurm adapter so that a Predictor answers JobEnds.
