@@ -1,6 +1,10 @@
 package crus
 
-import "slices"
+import (
+	"iter"
+	"math/bits"
+	"slices"
+)
 
 // nodeIndex is what the planner needs to know about a session's node
 // records without reading all of them: which nodes are active (in flight,
@@ -20,6 +24,10 @@ type nodeIndex struct {
 	isFailed     []bool
 	failures     int
 	firstPending int // len(nodes) if none
+	// pending has bit i set while record i is pending: the walk to the
+	// candidates visits only those (see pendingFrom), where the records
+	// between them, done or in flight, were most of what it read.
+	pending []uint64
 
 	// Scratch space of planWith, all zero between plans.
 	chg []int32
@@ -44,7 +52,7 @@ func (x *nodeIndex) policy() *policy {
 // newNodeIndex indexes s with one pass over its nodes.
 func newNodeIndex(s *Session) *nodeIndex {
 	n := len(s.Progress.Nodes)
-	x := &nodeIndex{s: s, n: n, isActive: make([]bool, n), isFailed: make([]bool, n), firstPending: n}
+	x := &nodeIndex{s: s, n: n, isActive: make([]bool, n), isFailed: make([]bool, n), firstPending: n, pending: make([]uint64, (n+63)/64)}
 	for i := range s.Progress.Nodes {
 		x.set(i)
 		if s.Progress.Nodes[i].Phase == PhasePending {
@@ -76,6 +84,34 @@ func (x *nodeIndex) set(i int) {
 		x.failures--
 	}
 	x.isFailed[i] = failed
+	if nr.Phase == PhasePending {
+		x.pending[i/64] |= 1 << (i % 64)
+	} else {
+		x.pending[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// pendingFrom yields, in order, the records from the one at from on that
+// are pending in the record.
+func (x *nodeIndex) pendingFrom(from int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		if from < 0 {
+			from = 0
+		}
+		for w := from / 64; w < len(x.pending); w++ {
+			set := x.pending[w]
+			if w == from/64 {
+				set &^= 1<<(from%64) - 1 // (the records before from)
+			}
+			for set != 0 {
+				b := bits.TrailingZeros64(set)
+				if !yield(w*64 + b) {
+					return
+				}
+				set &= set - 1
+			}
+		}
+	}
 }
 
 // update follows the record after s.Apply(d).
@@ -111,4 +147,27 @@ func cmpXName(n NodeRecord, x string) int {
 		return 1
 	}
 	return 0
+}
+
+// mergeAscending yields, in order and once each, the indices a yields (in
+// order) and those of b (sorted) that are at least from.
+func mergeAscending(a iter.Seq[int], b []int, from int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		k, _ := slices.BinarySearch(b, from)
+		for i := range a {
+			for ; k < len(b) && b[k] <= i; k++ {
+				if b[k] < i && !yield(b[k]) {
+					return
+				}
+			}
+			if !yield(i) {
+				return
+			}
+		}
+		for ; k < len(b); k++ {
+			if !yield(b[k]) {
+				return
+			}
+		}
+	}
 }

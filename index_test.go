@@ -113,6 +113,12 @@ func drawSession(t *rapid.T) (*Session, Observation) {
 func TestIndexedPlanIsPlan(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s, obs := drawSession(t)
+		if rapid.Bool().Draw(t, "scheduled") {
+			// Its look-ahead walks only the pending records (and those
+			// the decision changed).
+			s.Rollout.Strategy, s.Rollout.Canary, s.Rollout.CanaryApproval = StrategyScheduled, nil, false
+			obs.Scheduling = rapid.Bool().Draw(t, "scheduling")
+		}
 		idx := newNodeIndex(s)
 		for round := range 3 {
 			want, err := Plan(s, obs)
@@ -139,6 +145,7 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			require.Equal(t, fresh.active, idx.active, "active nodes")
 			require.Equal(t, fresh.failures, idx.failures, "failures")
 			require.Equal(t, fresh.firstPending, idx.firstPending, "first pending")
+			require.Equal(t, fresh.pending, idx.pending, "pending records")
 			obs.Now = obs.Now.Add(time.Minute)
 		}
 	})
@@ -195,4 +202,42 @@ func TestNamesAt(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPendingFrom: the index's walk of the pending records, merged with
+// other indices, yields what a walk of every record from the same place
+// keeps.
+func TestPendingFrom(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(0, 200).Draw(t, "records")
+		s := newTestSession(max(n, 1), 1)
+		s.Progress.Nodes = s.Progress.Nodes[:n]
+		for i := range s.Progress.Nodes {
+			s.Progress.Nodes[i].Phase = rapid.SampledFrom([]Phase{PhasePending, PhaseDone, PhaseBooting}).Draw(t, fmt.Sprint("phase", i))
+		}
+		idx := newNodeIndex(s)
+		from := rapid.IntRange(-1, n+1).Draw(t, "from")
+		var extra []int // other records (the active ones)
+		if n > 0 {
+			extra = rapid.SliceOfDistinct(rapid.IntRange(0, n-1), rapid.ID).Draw(t, "extra")
+			slices.Sort(extra)
+		}
+		var want, wantMerged []int
+		for i := max(from, 0); i < n; i++ {
+			_, isExtra := slices.BinarySearch(extra, i)
+			if s.Progress.Nodes[i].Phase == PhasePending {
+				want = append(want, i)
+			}
+			if s.Progress.Nodes[i].Phase == PhasePending || isExtra {
+				wantMerged = append(wantMerged, i)
+			}
+		}
+		require.Equal(t, want, slices.Collect(idx.pendingFrom(from)), "pending from %d", from)
+		require.Equal(t, wantMerged, slices.Collect(mergeAscending(idx.pendingFrom(from), extra, from)), "merged with %v from %d", extra, from)
+		// Stopping early stops.
+		for got := range mergeAscending(idx.pendingFrom(from), extra, from) {
+			require.Equal(t, wantMerged[0], got)
+			break
+		}
+	})
 }

@@ -2,6 +2,7 @@ package crus
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -138,7 +139,13 @@ func (p *planner) planSlotsNow() *slotPlan {
 // the lookahead.
 func (p *planner) lookaheadNodes() []int {
 	if !p.lookedAhead {
-		p.bufs.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
+		var each iter.Seq[int] // every node from the first pending on
+		if p.idx != nil {
+			// Those pending in the record, and those this decision
+			// changed (it may have put some back).
+			each = mergeAscending(p.idx.pendingFrom(p.firstPending), p.activeNodes(), p.firstPending)
+		}
+		p.bufs.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending, each)
 		p.lookedAhead = true
 	}
 	return p.bufs.lookahead

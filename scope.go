@@ -1,6 +1,9 @@
 package crus
 
-import "slices"
+import (
+	"iter"
+	"slices"
+)
 
 // ScopeFor returns what must be observed before planning the session: the
 // workload-manager state of every node in flight (or about to be taken),
@@ -95,7 +98,7 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 		limit := pol.candidateLimit(max(room, 1))
 		var cands []int
 		if bufs != nil {
-			cands = candidatesIn(bufs.cands[:0], nodes, phase, limit, firstPending)
+			cands = candidatesIn(bufs.cands[:0], nodes, phase, limit, firstPending, idx.pendingFrom(firstPending))
 			bufs.cands = cands
 		} else {
 			cands = candidates(nodes, phase, limit, firstPending)
@@ -158,13 +161,21 @@ type scopeBufs struct {
 // how often they were, reading each node's phase through phase. No node
 // before from is pending.
 func candidates(nodes []NodeRecord, phase func(i int) Phase, limit, from int) []int {
-	return candidatesIn(make([]int, 0, max(0, min(limit, len(nodes)-from))), nodes, phase, limit, from)
+	return candidatesIn(make([]int, 0, max(0, min(limit, len(nodes)-from))), nodes, phase, limit, from, nil)
 }
 
-// candidatesIn is candidates, appended to out.
-func candidatesIn(out []int, nodes []NodeRecord, phase func(i int) Phase, max, from int) []int {
+// candidatesIn is candidates, appended to out, looking only at the nodes
+// each yields (in order, from from on: every node whose phase may be
+// pending), or at every node from from on if each is nil.
+func candidatesIn(out []int, nodes []NodeRecord, phase func(i int) Phase, max, from int, each iter.Seq[int]) []int {
+	if each == nil {
+		each = func(yield func(int) bool) {
+			for i := from; i < len(nodes) && yield(i); i++ {
+			}
+		}
+	}
 	var retried []int
-	for i := from; i < len(nodes); i++ {
+	for i := range each {
 		if phase(i) != PhasePending {
 			continue
 		}
