@@ -67,14 +67,14 @@ func (at *observedAt) find(i int) (int, bool) {
 	return k, ok
 }
 
-// viewFor returns the observation's view by position if it was made for
-// this decision's node index, else nil.
+// viewFor returns the observation's view by position, if it has one
+// (planWith keeps only a view made for the decision's node index), with
+// its cursor at the start.
 func (p *planner) viewFor() *observedAt {
 	at := p.obs.at
-	if at == nil || p.idx == nil || at.idx != p.idx {
-		return nil
+	if at != nil {
+		at.cursor = 0
 	}
-	at.cursor = 0
 	return at
 }
 
@@ -125,29 +125,25 @@ func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
 }
 
 // observed returns the observed state of record i, and whether it was
-// observed: by position if the observation's view was made for this
-// decision's node index, else from Observation.Nodes. Every read of a
-// pending node's state goes through here (the executor's map does not
-// hold them; see observedAt.pendingOnly).
+// observed: by position if the observation has a view, else from
+// Observation.Nodes. Every read of a pending node's state goes through
+// here (the executor's map does not hold them; see
+// observedAt.pendingOnly).
 func (p *planner) observed(i int) (wlm.Node, bool) {
-	at := p.obs.at
-	if at == nil || p.idx == nil || at.idx != p.idx {
-		at = nil
-	}
-	w, seen, _ := p.nodeAt(at, i, p.s.Progress.Nodes[i].XName)
+	w, seen, _ := p.nodeAt(p.obs.at, i, p.s.Progress.Nodes[i].XName)
 	return w, seen
 }
 
-// complete returns nodes (an Observation's map, made with this view) with
-// the nodes the view alone holds added, for a reader without the view: a
-// copy if there are any.
+// complete returns a copy of nodes (an Observation's map, made with this
+// view) with the nodes the view alone holds added, for a reader without
+// the view.
 func (at *observedAt) complete(nodes map[string]wlm.Node, s *Session) map[string]wlm.Node {
-	if !at.pendingOnly {
-		return nodes
-	}
 	nodes = maps.Clone(nodes)
 	if nodes == nil {
 		nodes = map[string]wlm.Node{}
+	}
+	if !at.pendingOnly {
+		return nodes
 	}
 	for k, i := range at.pos {
 		if at.seen[k] {

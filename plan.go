@@ -310,7 +310,8 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: %s", ErrSessionDone, s.UpgradeID)
 	}
 	if at := obs.at; at != nil && (idx == nil || at.idx != idx) {
-		// Made for another index: read only the maps, made whole.
+		// A view made for another index (or none): the planner reads
+		// only the maps, made whole. Past here, a view is this index's.
 		obs.Nodes, obs.at = at.complete(obs.Nodes, s), nil
 	}
 	p := &planner{s: s, obs: obs, d: decisionFor(s), idx: idx}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -80,8 +79,7 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 	}
 	// r's map is reused by a Run, and lacks the nodes read by position;
 	// not this one.
-	obs.Nodes = maps.Clone(r.at.complete(obs.Nodes, s))
-	obs.at = nil
+	obs.Nodes, obs.at = r.at.complete(obs.Nodes, s), nil
 	d, err := planWith(s, obs, nil)
 	return obs, d, err
 }
