@@ -14,7 +14,6 @@ import (
 // thousands of candidates, was a tenth of the time of a decision at
 // 100,000 nodes.
 type heldIndex struct {
-	n     int             // records it was made for (len(Progress.Nodes))
 	by    []int32         // by record: 1 + index in names; 0: held by none
 	names []string        // the bookings, by name
 	set   []int32         // the records set in by
@@ -32,8 +31,8 @@ type held struct {
 // update makes h the index of bookings in s's records. Where bookings
 // share a node, the last of them by name holds it.
 func (h *heldIndex) update(s *Session, bookings map[string]Booking) {
-	if h.n != len(s.Progress.Nodes) || h.by == nil {
-		*h = heldIndex{n: len(s.Progress.Nodes), by: make([]int32, len(s.Progress.Nodes)), nodes: map[string]held{}}
+	if h.by == nil || len(h.by) != len(s.Progress.Nodes) {
+		*h = heldIndex{by: make([]int32, len(s.Progress.Nodes)), nodes: map[string]held{}}
 	}
 	for _, i := range h.set {
 		h.by[i] = 0
