@@ -229,17 +229,12 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
 		g.Go(func() error {
 			names, at := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
-			var ends map[string]time.Time
-			filler, byPos := e.jobEnder.(wlm.JobEndsFiller)
-			if byPos {
-				r.endsAt = resize(r.endsAt, len(names))
-			}
-			_, err := e.call(ctx, "job ends", func() (err error) {
-				if byPos {
-					return filler.JobEndsInto(ctx, names, r.endsAt)
-				}
-				ends, err = e.jobEnder.JobEnds(ctx, names)
-				return err
+			ends := resize(r.endsAt, len(names))
+			r.endsAt = ends
+			_, err := e.call(ctx, "job ends", func() error {
+				// By position from a wlm.JobEndsFiller, sparing a map
+				// of thousands of names; else from the map.
+				return wlm.JobEndsAt(ctx, e.jobEnder, names, ends)
 			})
 			if err != nil {
 				// A hint: without it job_end ranks idle nodes first.
@@ -247,7 +242,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				return nil
 			}
 			if r.obsEnds == nil {
-				r.obsEnds = make(map[string]time.Time, len(ends))
+				r.obsEnds = make(map[string]time.Time, len(names))
 			}
 			byX := r.obsEnds // reused, like obs.Nodes
 			clear(byX)
@@ -257,18 +252,12 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			// session's names are many. By position too (at: where
 			// each is among sc.Nodes).
 			allAt := true
-			for k, name := range names {
-				var t time.Time
-				var ok bool
-				if byPos {
-					if t = r.endsAt[k]; t.IsZero() {
-						continue
-					}
-				} else if t, ok = ends[name]; !ok {
-					continue
+			for k, t := range ends {
+				if t.IsZero() {
+					continue // runs nothing, or not known
 				}
 				byX[sc.JobEnds[k]] = t
-				if at[k] >= 0 && !t.IsZero() {
+				if at[k] >= 0 {
 					r.at.ends[at[k]] = t
 				} else {
 					allAt = false

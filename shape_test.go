@@ -30,21 +30,13 @@ func (m reordering) Nodes(ctx context.Context, names []string) ([]wlm.Node, erro
 type filling struct{ *fake.WLM }
 
 func (m filling) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
-	return fill(ctx, m.WLM, names, ends)
+	return wlm.JobEndsAt(ctx, m.WLM, names, ends)
 }
 
 type reorderingFilling struct{ reordering }
 
 func (m reorderingFilling) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
-	return fill(ctx, m.WLM, names, ends)
-}
-
-func fill(ctx context.Context, j wlm.JobEnder, names []string, ends []time.Time) error {
-	byName, err := j.JobEnds(ctx, names)
-	for k, n := range names {
-		ends[k] = byName[n]
-	}
-	return err
+	return wlm.JobEndsAt(ctx, m.WLM, names, ends)
 }
 
 // TestRunWhateverTheShapeOfAnswers: the executor reads the nodes it

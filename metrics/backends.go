@@ -227,16 +227,7 @@ func (j jobEnder) JobEnds(ctx context.Context, names []string) (map[string]time.
 // executor would read otherwise); counted as JobEnds.
 func (j jobEnder) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
 	start := time.Now()
-	var err error
-	if f, ok := j.next.(wlm.JobEndsFiller); ok {
-		err = f.JobEndsInto(ctx, names, ends)
-	} else {
-		var byName map[string]time.Time
-		byName, err = j.next.JobEnds(ctx, names)
-		for k, n := range names {
-			ends[k] = byName[n]
-		}
-	}
+	err := wlm.JobEndsAt(ctx, j.next, names, ends)
 	j.m.record("wlm", "JobEnds", start, err)
 	return err
 }

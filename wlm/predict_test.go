@@ -385,3 +385,48 @@ func TestPredictorJobEndsInto(t *testing.T) {
 		t.Error("JobEndsInto with no room for the ends: no error")
 	}
 }
+
+// mapEnds answers JobEnds from a map; filledEnds answers by position only.
+type mapEnds map[string]time.Time
+
+func (m mapEnds) JobEnds(_ context.Context, names []string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for _, n := range names {
+		if t, ok := m[n]; ok {
+			out[n] = t
+		}
+	}
+	return out, nil
+}
+
+type filledEnds struct{ mapEnds }
+
+func (f filledEnds) JobEnds(context.Context, []string) (map[string]time.Time, error) {
+	panic("JobEnds called on a JobEndsFiller")
+}
+
+func (f filledEnds) JobEndsInto(_ context.Context, names []string, ends []time.Time) error {
+	for k, n := range names {
+		ends[k] = f.mapEnds[n]
+	}
+	return nil
+}
+
+// TestJobEndsAt: by position from a filler (its map is never asked for),
+// from the map otherwise, zero where the map has nothing; ends of the
+// wrong length are refused.
+func TestJobEndsAt(t *testing.T) {
+	ends := mapEnds{"a": at(101), "c": at(103)}
+	for _, j := range []wlm.JobEnder{ends, filledEnds{ends}} {
+		got := []time.Time{at(1), at(1), at(1)}
+		if err := wlm.JobEndsAt(context.Background(), j, []string{"a", "b", "c"}, got); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Time{at(101), {}, at(103)}; !slices.EqualFunc(got, want, time.Time.Equal) {
+			t.Errorf("%T: ends %v, want %v", j, got, want)
+		}
+		if err := wlm.JobEndsAt(context.Background(), j, []string{"a"}, nil); err == nil {
+			t.Errorf("%T: no error for no room for the ends", j)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package wlm
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -116,6 +117,23 @@ type JobEndsFiller interface {
 	// names. Unknown nodes follow the Manager error contract; after any
 	// other error, ends are not to be read.
 	JobEndsInto(ctx context.Context, names []string, ends []time.Time) error
+}
+
+// JobEndsAt is JobEndsInto for any JobEnder: by position if j is a
+// JobEndsFiller, else from the map its JobEnds returns. ends is as long
+// as names.
+func JobEndsAt(ctx context.Context, j JobEnder, names []string, ends []time.Time) error {
+	if len(ends) != len(names) {
+		return fmt.Errorf("wlm: %d ends for %d names", len(ends), len(names))
+	}
+	if f, ok := j.(JobEndsFiller); ok {
+		return f.JobEndsInto(ctx, names, ends)
+	}
+	byName, err := j.JobEnds(ctx, names)
+	for k, n := range names {
+		ends[k] = byName[n]
+	}
+	return err
 }
 
 // Rebooter is implemented by a Manager that can reboot nodes itself once
