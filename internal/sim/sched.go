@@ -101,10 +101,18 @@ func (s *scheduler) pass() {
 	if len(s.queue) < 2 || free.Open+len(free.Until) == 0 {
 		return
 	}
-	shadow, extra := shadowOf(s.queue[0], now, s.w.Outlook())
+	// The head's reservation, made when a job first fits: the outlook
+	// sorts every node's windows, and in a loaded cluster most passes
+	// find no job to backfill.
+	var shadow time.Time
+	extra, planned := 0, false
 	for i := 1; i < len(s.queue) && i <= backfillDepth; {
 		j := s.queue[i]
 		if j.width <= free.For(now.Add(j.limit)) {
+			if !planned {
+				shadow, extra = shadowOf(s.queue[0], now, s.w.Outlook())
+				planned = true
+			}
 			before := shadow.IsZero() || !now.Add(j.limit).After(shadow)
 			if before || j.width <= extra {
 				if !s.start(j) {
