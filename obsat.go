@@ -36,6 +36,11 @@ type observedAt struct {
 	// of pos).
 	ends   []time.Time
 	endsOK bool
+	// endsOnly: the ends are here only, not in Observation.JobEnds (all
+	// the scheduled strategy asks for are candidates it reads by
+	// position); endsShadow holds them for checkObservedAt.
+	endsOnly   bool
+	endsShadow map[string]time.Time
 	// cursor: where the last find ended (candidates come in order).
 	cursor int
 }
@@ -43,8 +48,9 @@ type observedAt struct {
 // reset makes at the empty view of the scope pos of idx, reusing its
 // space.
 func (at *observedAt) reset(idx *nodeIndex, pos []int) {
-	at.idx, at.nodesOK, at.endsOK, at.cursor, at.pendingOnly = idx, false, false, 0, false
+	at.idx, at.nodesOK, at.endsOK, at.cursor, at.pendingOnly, at.endsOnly = idx, false, false, 0, false, false
 	clear(at.shadow)
+	clear(at.endsShadow)
 	at.pos = append(at.pos[:0], pos...)
 	at.nodes = resize(at.nodes, len(pos))
 	at.seen = resize(at.seen, len(pos))
@@ -83,17 +89,19 @@ func (p *planner) viewFor() *observedAt {
 var checkObservedAt bool
 
 // nodeAt returns the observed state of record i (xname x), and its
-// position in the view (-1 if not there): by position if the view has it,
-// else from the map.
+// position in the view (-1 if not there): by position if the view holds
+// the states (nodesOK), else from the map.
 func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool, k int) {
 	k, ok := -1, false
-	if at != nil && at.nodesOK {
-		k, ok = at.find(i)
+	if at != nil {
+		if k, ok = at.find(i); !ok {
+			k = -1 // (a node the decision made pending is not in the scope)
+		}
 	}
-	if !ok {
-		// (A node the decision made pending is not in the scope.)
+	if !ok || !at.nodesOK {
+		// (The ends may be known by position even so: endAt.)
 		w, seen = p.obs.Nodes[x]
-		return w, seen, -1
+		return w, seen, k
 	}
 	w, seen = at.nodes[k], at.seen[k]
 	if checkObservedAt {
@@ -117,7 +125,11 @@ func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
 	}
 	t := at.ends[k]
 	if checkObservedAt {
-		if mt, mok := p.obs.JobEnds[x]; mok != !t.IsZero() || mok && !mt.Equal(t) {
+		mt, mok := p.obs.JobEnds[x]
+		if !mok && at.endsOnly {
+			mt, mok = at.endsShadow[x]
+		}
+		if mok != !t.IsZero() || mok && !mt.Equal(t) {
 			panic(fmt.Sprintf("crus: the job ends by position differ from their map for %s: %v, map %v %v", x, t, mok, mt))
 		}
 	}
@@ -134,21 +146,32 @@ func (p *planner) observed(i int) (wlm.Node, bool) {
 	return w, seen
 }
 
-// complete returns a copy of nodes (an Observation's map, made with this
-// view) with the nodes the view alone holds added, for a reader without
-// the view.
-func (at *observedAt) complete(nodes map[string]wlm.Node, s *Session) map[string]wlm.Node {
-	nodes = maps.Clone(nodes)
+// complete makes obs whole for a reader without the view: copies of its
+// maps (made with this view) with what the view alone holds added, and no
+// view.
+func (at *observedAt) complete(obs *Observation, s *Session) {
+	nodes := maps.Clone(obs.Nodes)
 	if nodes == nil {
 		nodes = map[string]wlm.Node{}
 	}
-	if !at.pendingOnly {
-		return nodes
-	}
-	for k, i := range at.pos {
-		if at.seen[k] {
-			nodes[s.Progress.Nodes[i].XName] = at.nodes[k]
+	if at.pendingOnly {
+		for k, i := range at.pos {
+			if at.seen[k] {
+				nodes[s.Progress.Nodes[i].XName] = at.nodes[k]
+			}
 		}
 	}
-	return nodes
+	obs.Nodes = nodes
+	if obs.JobEnds != nil {
+		ends := maps.Clone(obs.JobEnds)
+		if at.endsOnly {
+			for k, i := range at.pos {
+				if !at.ends[k].IsZero() {
+					ends[s.Progress.Nodes[i].XName] = at.ends[k]
+				}
+			}
+		}
+		obs.JobEnds = ends
+	}
+	obs.at = nil
 }

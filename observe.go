@@ -249,22 +249,31 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			mu.Lock()
 			defer mu.Unlock()
 			// Only the nodes asked about: the answer is small, the
-			// session's names are many. By position too (at: where
-			// each is among sc.Nodes).
-			allAt := true
+			// session's names are many. By position (at: where each
+			// is among sc.Nodes), and only by position when all have
+			// one: the planner reads them so, and a map of the
+			// thousands of candidates of the scheduled strategy was
+			// a tenth of an observation.
+			allAt := !slices.Contains(at, -1)
+			if allAt && checkObservedAt && r.at.endsShadow == nil {
+				r.at.endsShadow = map[string]time.Time{}
+			}
 			for k, t := range ends {
 				if t.IsZero() {
 					continue // runs nothing, or not known
 				}
-				byX[sc.JobEnds[k]] = t
+				switch {
+				case !allAt:
+					byX[sc.JobEnds[k]] = t
+				case checkObservedAt:
+					r.at.endsShadow[sc.JobEnds[k]] = t
+				}
 				if at[k] >= 0 {
 					r.at.ends[at[k]] = t
-				} else {
-					allAt = false
 				}
 			}
-			obs.JobEnds = byX
-			r.at.endsOK = allAt
+			obs.JobEnds = byX // not nil: read
+			r.at.endsOK, r.at.endsOnly = allAt, allAt
 			return nil
 		})
 	}

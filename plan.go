@@ -312,7 +312,7 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 	if at := obs.at; at != nil && (idx == nil || at.idx != idx) {
 		// A view made for another index (or none): the planner reads
 		// only the maps, made whole. Past here, a view is this index's.
-		obs.Nodes, obs.at = at.complete(obs.Nodes, s), nil
+		at.complete(&obs, s)
 	}
 	p := &planner{s: s, obs: obs, d: decisionFor(s), idx: idx}
 	if idx != nil {

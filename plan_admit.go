@@ -222,13 +222,14 @@ func (p *planner) rank(cands []int) []ranked {
 	s, obs := p.s, p.obs
 	far := obs.Now.Add(100 * 365 * 24 * time.Hour)
 	out := make([]ranked, 0, len(cands))
+	at := p.viewFor()
 	for _, i := range cands {
 		if p.chg[i] != 0 {
 			continue
 		}
 		n := &s.Progress.Nodes[i]
 		r := ranked{i: i, retries: n.Retries}
-		w, seen := p.observed(i)
+		w, seen, k := p.nodeAt(at, i, n.XName)
 		switch p.pol.order {
 		case OrderIdleFirst, OrderJobEnd:
 			switch {
@@ -240,7 +241,7 @@ func (p *planner) rank(cands []int) []ranked {
 				r.class = 1
 			default:
 				r.end = far
-				if e, ok := obs.JobEnds[n.XName]; ok {
+				if e, ok := p.endAt(at, k, n.XName); ok {
 					r.end = e
 					if e.Before(obs.Now) {
 						r.end = obs.Now // overdue: about to end

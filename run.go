@@ -77,9 +77,9 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 	if err != nil {
 		return obs, Decision{}, err
 	}
-	// r's map is reused by a Run, and lacks the nodes read by position;
-	// not this one.
-	obs.Nodes, obs.at = r.at.complete(obs.Nodes, s), nil
+	// r's maps are reused by a Run, and lack what was read by position;
+	// not these.
+	r.at.complete(&obs, s)
 	d, err := planWith(s, obs, nil)
 	return obs, d, err
 }
