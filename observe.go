@@ -96,14 +96,16 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				return err
 			})
 			if err != nil {
-				mu.Lock()
 				r.forgetNodes()
-				mu.Unlock()
 				failed(PartNodes, fmt.Errorf("reading %s from the workload manager: %w", plural(len(names), "node"), err))
 				return nil
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			// No lock from here on: this goroutine alone writes
+			// Observation.Nodes and Unknown, the run's map of nodes
+			// and the view's states (the job ends go to their own
+			// fields), and no part reads them before Wait. The job
+			// ends are set meanwhile.
+			//
 			// Nodes come back in the order asked, less the unknown ones:
 			// match them by position, by name if an adapter reorders.
 			//
