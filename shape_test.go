@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
@@ -85,10 +86,10 @@ func TestRunWhateverTheShapeOfAnswers(t *testing.T) {
 }
 
 // TestNextObservesEveryNode: the observation Next returns holds every
-// node of the scope in its map, the pending ones the executor reads by
-// position included.
+// node of the scope in its map, and every job end asked for, the pending
+// ones the executor reads by position included.
 func TestNextObservesEveryNode(t *testing.T) {
-	for _, r := range []crus.Rollout{{}, {Strategy: crus.StrategyScheduled}} {
+	for _, r := range []crus.Rollout{{}, {Strategy: crus.StrategyRolling, Order: crus.OrderJobEnd}, {Strategy: crus.StrategyScheduled}} {
 		e := newEnv(t, fake.ClusterOptions{Nodes: 30, Busy: 0.8, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: 3}}, 4)
 		e.spec.Rollout = r
 		s := e.create()
@@ -100,5 +101,29 @@ func TestNextObservesEveryNode(t *testing.T) {
 			_, ok := obs.Nodes[x]
 			require.True(t, ok, "%s: %s of the scope is not in Observation.Nodes", r.Strategy, x)
 		}
+		// And every job end asked for, read by position too.
+		if r.Order != crus.OrderJobEnd && r.Strategy != crus.StrategyScheduled {
+			assert.Empty(t, sc.JobEnds, "%s %s", r.Strategy, r.Order)
+			continue
+		}
+		require.NotEmpty(t, sc.JobEnds, r.Strategy)
+		name := map[string]string{}
+		for _, n := range s.Progress.Nodes {
+			name[n.XName] = n.Name
+		}
+		var names []string
+		for _, x := range sc.JobEnds {
+			names = append(names, name[x])
+		}
+		ends, err := e.w.WLM().JobEnds(context.Background(), names)
+		require.NoError(t, err)
+		require.NotEmpty(t, ends, "%s: a busy cluster runs jobs on the candidates", r.Strategy)
+		want := map[string]time.Time{}
+		for _, x := range sc.JobEnds {
+			if t, ok := ends[name[x]]; ok {
+				want[x] = t
+			}
+		}
+		assert.Equal(t, want, obs.JobEnds, "%s: Observation.JobEnds of Next", r.Strategy)
 	}
 }
