@@ -91,6 +91,9 @@ func (x *nodeIndex) set(i int) {
 	}
 }
 
+// isPending reports whether record i is pending in the record.
+func (x *nodeIndex) isPending(i int) bool { return x.pending[i/64]&(1<<(i%64)) != 0 }
+
 // pendingFrom yields, in order, the records from the one at from on that
 // are pending in the record.
 func (x *nodeIndex) pendingFrom(from int) iter.Seq[int] {

@@ -114,7 +114,8 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			// the planner reads them by position (planner.observed),
 			// and setting them in the map was a tenth of a
 			// 100,000-node simulated upgrade.
-			pending := func(k int) bool { return s.Progress.Nodes[pos[k]].Phase == PhasePending }
+			idx := r.indexed() // (made before: scopeWith)
+			pending := func(k int) bool { return idx.isPending(pos[k]) }
 			if checkObservedAt && r.at.shadow == nil {
 				r.at.shadow = map[string]wlm.Node{}
 			}
