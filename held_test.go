@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"pgregory.net/rapid"
 )
 
@@ -55,4 +56,13 @@ func TestHeldIndex(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPackNames: the packed names are the mapped ones, in the order of
+// the xnames, "" for an xname without one.
+func TestPackNames(t *testing.T) {
+	names := map[string]string{"x1": "nid000001", "x3": "n3", "x2": "node-two"}
+	assert.Equal(t, []string{"node-two", "", "nid000001", "n3", "nid000001"}, packNames([]string{"x2", "x9", "x1", "x3", "x1"}, names))
+	assert.Empty(t, packNames(nil, names))
+	assert.Equal(t, []string{""}, packNames([]string{"x1"}, nil))
 }
