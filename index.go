@@ -1,7 +1,6 @@
 package crus
 
 import (
-	"iter"
 	"math/bits"
 	"slices"
 )
@@ -25,9 +24,12 @@ type nodeIndex struct {
 	failures     int
 	firstPending int // len(nodes) if none
 	// pending has bit i set while record i is pending: the walk to the
-	// candidates visits only those (see pendingFrom), where the records
+	// candidates visits only those (see candidates), where the records
 	// between them, done or in flight, were most of what it read.
 	pending []uint64
+	// retried has bit i set while record i was put back (Retries > 0):
+	// with pending, it spares the walk a look at the records.
+	retried []uint64
 
 	// Scratch space of planWith, all zero between plans.
 	chg []int32
@@ -52,7 +54,7 @@ func (x *nodeIndex) policy() *policy {
 // newNodeIndex indexes s with one pass over its nodes.
 func newNodeIndex(s *Session) *nodeIndex {
 	n := len(s.Progress.Nodes)
-	x := &nodeIndex{s: s, n: n, isActive: make([]bool, n), isFailed: make([]bool, n), firstPending: n, pending: make([]uint64, (n+63)/64)}
+	x := &nodeIndex{s: s, n: n, isActive: make([]bool, n), isFailed: make([]bool, n), firstPending: n, pending: make([]uint64, (n+63)/64), retried: make([]uint64, (n+63)/64)}
 	for i := range s.Progress.Nodes {
 		x.set(i)
 		if s.Progress.Nodes[i].Phase == PhasePending {
@@ -84,37 +86,68 @@ func (x *nodeIndex) set(i int) {
 		x.failures--
 	}
 	x.isFailed[i] = failed
-	if nr.Phase == PhasePending {
-		x.pending[i/64] |= 1 << (i % 64)
+	setBit(x.pending, i, nr.Phase == PhasePending)
+	setBit(x.retried, i, nr.Retries > 0)
+}
+
+// setBit sets or clears bit i of bits.
+func setBit(bits []uint64, i int, on bool) {
+	if on {
+		bits[i/64] |= 1 << (i % 64)
 	} else {
-		x.pending[i/64] &^= 1 << (i % 64)
+		bits[i/64] &^= 1 << (i % 64)
 	}
 }
 
 // isPending reports whether record i is pending in the record.
 func (x *nodeIndex) isPending(i int) bool { return x.pending[i/64]&(1<<(i%64)) != 0 }
 
-// pendingFrom yields, in order, the records from the one at from on that
-// are pending in the record.
-func (x *nodeIndex) pendingFrom(from int) iter.Seq[int] {
-	return func(yield func(int) bool) {
-		if from < 0 {
-			from = 0
+// candidates is the package's candidates over the index, with no look at
+// the records: up to limit nodes pending after a decision's changes,
+// from from on, those never put back in order, then those put back by
+// how often. The pending records and those put back come from the
+// bitmaps; act (sorted) are the nodes the decision may have changed,
+// chg its changes by node (nil: none), and phase the phase of a node
+// after them, read only for the nodes changed or not pending in the
+// record. It appends to out.
+func (x *nodeIndex) candidates(out []int, from, limit int, act []int, chg []int32, phase func(i int) Phase) []int {
+	from = max(from, 0)
+	nodes := x.s.Progress.Nodes
+	k, _ := slices.BinarySearch(act, from)
+	var back []int // put back before
+	for w := from / 64; w < len(x.pending); w++ {
+		set := x.pending[w]
+		if w == from/64 {
+			set &^= 1<<(from%64) - 1 // (the records before from)
 		}
-		for w := from / 64; w < len(x.pending); w++ {
-			set := x.pending[w]
-			if w == from/64 {
-				set &^= 1<<(from%64) - 1 // (the records before from)
+		for ; k < len(act) && act[k] < (w+1)*64; k++ {
+			set |= 1 << (act[k] % 64) // may be pending now
+		}
+		for set != 0 {
+			b := bits.TrailingZeros64(set)
+			set &= set - 1
+			i := w*64 + b
+			sure := x.pending[w]&(1<<b) != 0 && (chg == nil || chg[i] == 0)
+			if !sure && phase(i) != PhasePending {
+				continue
 			}
-			for set != 0 {
-				b := bits.TrailingZeros64(set)
-				if !yield(w*64 + b) {
-					return
-				}
-				set &= set - 1
+			if x.retried[w]&(1<<b) != 0 {
+				back = append(back, i)
+				continue
+			}
+			if out = append(out, i); len(out) >= limit {
+				return out
 			}
 		}
 	}
+	slices.SortStableFunc(back, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
+	for _, i := range back {
+		if len(out) >= limit {
+			break
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // update follows the record after s.Apply(d).
@@ -150,27 +183,4 @@ func cmpXName(n NodeRecord, x string) int {
 		return 1
 	}
 	return 0
-}
-
-// mergeAscending yields, in order and once each, the indices a yields (in
-// order) and those of b (sorted) that are at least from.
-func mergeAscending(a iter.Seq[int], b []int, from int) iter.Seq[int] {
-	return func(yield func(int) bool) {
-		k, _ := slices.BinarySearch(b, from)
-		for i := range a {
-			for ; k < len(b) && b[k] <= i; k++ {
-				if b[k] < i && !yield(b[k]) {
-					return
-				}
-			}
-			if !yield(i) {
-				return
-			}
-		}
-		for ; k < len(b); k++ {
-			if !yield(b[k]) {
-				return
-			}
-		}
-	}
 }

@@ -146,6 +146,7 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			require.Equal(t, fresh.failures, idx.failures, "failures")
 			require.Equal(t, fresh.firstPending, idx.firstPending, "first pending")
 			require.Equal(t, fresh.pending, idx.pending, "pending records")
+			require.Equal(t, fresh.retried, idx.retried, "records put back")
 			obs.Now = obs.Now.Add(time.Minute)
 		}
 	})
@@ -204,40 +205,46 @@ func TestNamesAt(t *testing.T) {
 	}
 }
 
-// TestPendingFrom: the index's walk of the pending records, merged with
-// other indices, yields what a walk of every record from the same place
-// keeps.
-func TestPendingFrom(t *testing.T) {
+// TestIndexCandidates: the index's walk of the candidates (bitmaps of the
+// pending records and those put back, with a decision's changes) keeps
+// what the walk of every record keeps.
+func TestIndexCandidates(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		n := rapid.IntRange(0, 200).Draw(t, "records")
+		n := rapid.IntRange(0, 300).Draw(t, "records")
 		s := newTestSession(max(n, 1), 1)
 		s.Progress.Nodes = s.Progress.Nodes[:n]
+		phases := []Phase{PhasePending, PhaseDone, PhaseBooting}
 		for i := range s.Progress.Nodes {
-			s.Progress.Nodes[i].Phase = rapid.SampledFrom([]Phase{PhasePending, PhaseDone, PhaseBooting}).Draw(t, fmt.Sprint("phase", i))
+			s.Progress.Nodes[i].Phase = rapid.SampledFrom(phases).Draw(t, fmt.Sprint("phase", i))
+			s.Progress.Nodes[i].Retries = rapid.IntRange(0, 2).Draw(t, fmt.Sprint("retries", i))
 		}
 		idx := newNodeIndex(s)
-		from := rapid.IntRange(-1, n+1).Draw(t, "from")
-		var extra []int // other records (the active ones)
+		// A decision's changes: every node changed is active; some active
+		// ones are not changed.
+		chg := make([]int32, n)
+		changed := map[int]Phase{}
+		var act []int
 		if n > 0 {
-			extra = rapid.SliceOfDistinct(rapid.IntRange(0, n-1), rapid.ID).Draw(t, "extra")
-			slices.Sort(extra)
-		}
-		var want, wantMerged []int
-		for i := max(from, 0); i < n; i++ {
-			_, isExtra := slices.BinarySearch(extra, i)
-			if s.Progress.Nodes[i].Phase == PhasePending {
-				want = append(want, i)
-			}
-			if s.Progress.Nodes[i].Phase == PhasePending || isExtra {
-				wantMerged = append(wantMerged, i)
+			act = rapid.SliceOfDistinct(rapid.IntRange(0, n-1), rapid.ID).Draw(t, "active")
+			slices.Sort(act)
+			for _, i := range act {
+				if rapid.Bool().Draw(t, fmt.Sprint("changed", i)) {
+					chg[i], changed[i] = 1, rapid.SampledFrom(phases).Draw(t, fmt.Sprint("to", i))
+				}
 			}
 		}
-		require.Equal(t, want, slices.Collect(idx.pendingFrom(from)), "pending from %d", from)
-		require.Equal(t, wantMerged, slices.Collect(mergeAscending(idx.pendingFrom(from), extra, from)), "merged with %v from %d", extra, from)
-		// Stopping early stops.
-		for got := range mergeAscending(idx.pendingFrom(from), extra, from) {
-			require.Equal(t, wantMerged[0], got)
-			break
+		phase := func(i int) Phase {
+			if ph, ok := changed[i]; ok {
+				return ph
+			}
+			return s.Progress.Nodes[i].Phase
+		}
+		from := rapid.IntRange(-1, n+1).Draw(t, "from")
+		limit := rapid.IntRange(0, n+2).Draw(t, "limit")
+		want := append([]int{}, candidates(s.Progress.Nodes, phase, limit, from)...)
+		require.Equal(t, want, idx.candidates([]int{}, from, limit, act, chg, phase), "with changes %v, from %d, limit %d", changed, from, limit)
+		if len(changed) == 0 {
+			require.Equal(t, want, idx.candidates([]int{}, from, limit, nil, nil, phase), "without a decision")
 		}
 	})
 }

@@ -2,7 +2,6 @@ package crus
 
 import (
 	"fmt"
-	"iter"
 	"slices"
 	"time"
 
@@ -139,13 +138,13 @@ func (p *planner) planSlotsNow() *slotPlan {
 // the lookahead.
 func (p *planner) lookaheadNodes() []int {
 	if !p.lookedAhead {
-		var each iter.Seq[int] // every node from the first pending on
 		if p.idx != nil {
 			// Those pending in the record, and those this decision
-			// changed (it may have put some back).
-			each = mergeAscending(p.idx.pendingFrom(p.firstPending), p.activeNodes(), p.firstPending)
+			// changed (it may have put some back), by the index.
+			p.bufs.lookahead = p.idx.candidates(p.bufs.lookahead[:0], p.firstPending, p.pol.lookahead, p.activeNodes(), p.chg, p.phaseAt)
+		} else {
+			p.bufs.lookahead = candidates(p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending)
 		}
-		p.bufs.lookahead = candidatesIn(p.bufs.lookahead[:0], p.s.Progress.Nodes, p.phaseAt, p.pol.lookahead, p.firstPending, each)
 		p.lookedAhead = true
 	}
 	return p.bufs.lookahead

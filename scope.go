@@ -1,7 +1,6 @@
 package crus
 
 import (
-	"iter"
 	"slices"
 )
 
@@ -98,7 +97,9 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 		limit := pol.candidateLimit(max(room, 1))
 		var cands []int
 		if bufs != nil {
-			cands = candidatesIn(bufs.cands[:0], nodes, phase, limit, firstPending, idx.pendingFrom(firstPending))
+			// The index says which are pending and which were put
+			// back: the walk reads no record.
+			cands = idx.candidates(bufs.cands[:0], firstPending, limit, nil, nil, phase)
 			bufs.cands = cands
 		} else {
 			cands = candidates(nodes, phase, limit, firstPending)
@@ -161,35 +162,23 @@ type scopeBufs struct {
 // how often they were, reading each node's phase through phase. No node
 // before from is pending.
 func candidates(nodes []NodeRecord, phase func(i int) Phase, limit, from int) []int {
-	return candidatesIn(make([]int, 0, max(0, min(limit, len(nodes)-from))), nodes, phase, limit, from, nil)
-}
-
-// candidatesIn is candidates, appended to out, looking only at the nodes
-// each yields (in order, from from on: every node whose phase may be
-// pending), or at every node from from on if each is nil.
-func candidatesIn(out []int, nodes []NodeRecord, phase func(i int) Phase, max, from int, each iter.Seq[int]) []int {
-	if each == nil {
-		each = func(yield func(int) bool) {
-			for i := from; i < len(nodes) && yield(i); i++ {
-			}
-		}
-	}
-	var retried []int
-	for i := range each {
+	out := make([]int, 0, max(0, min(limit, len(nodes)-from)))
+	var back []int // put back before
+	for i := max(from, 0); i < len(nodes); i++ {
 		if phase(i) != PhasePending {
 			continue
 		}
 		if nodes[i].Retries > 0 {
-			retried = append(retried, i)
+			back = append(back, i)
 			continue
 		}
-		if out = append(out, i); len(out) >= max {
+		if out = append(out, i); len(out) >= limit {
 			return out
 		}
 	}
-	slices.SortStableFunc(retried, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
-	for _, i := range retried {
-		if len(out) >= max {
+	slices.SortStableFunc(back, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
+	for _, i := range back {
+		if len(out) >= limit {
 			break
 		}
 		out = append(out, i)
