@@ -128,12 +128,16 @@ func TestIndexedPlanIsPlan(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("round %d: indexed plan differs (-plan +indexed):\n%s", round, diff)
 			}
-			sc, pos := scopeWith(s, idx, false)
+			sc, pos, endsPos := scopeWith(s, idx, false)
 			if diff := cmp.Diff(ScopeFor(s), sc); diff != "" {
 				t.Fatalf("round %d: indexed scope differs (-plain +indexed):\n%s", round, diff)
 			}
 			for k, i := range pos {
 				require.Equal(t, sc.Nodes[k], s.Progress.Nodes[i].XName, "positions of the scope's nodes")
+			}
+			require.Len(t, endsPos, len(sc.JobEnds))
+			for k, i := range endsPos {
+				require.Equal(t, sc.JobEnds[k], s.Progress.Nodes[i].XName, "positions of the scope's job ends")
 			}
 			require.True(t, slices.IndexFunc(idx.chg, func(c int32) bool { return c != 0 }) < 0, "scratch space left clean")
 			if want.Done {
@@ -178,28 +182,32 @@ func TestMemoryStoreUpdateNodes(t *testing.T) {
 }
 
 // TestNamesAt: reading names by position gives what the session-wide
-// look-up gives, for xnames among the scope's nodes and for one that is
-// not (looked up), or not the session's at all ("").
+// look-up gives, with where each record is among the scope's positions
+// (-1 for one that is not).
 func TestNamesAt(t *testing.T) {
 	s := &Session{Progress: Progress{Nodes: []NodeRecord{
 		{XName: "x1c0s0b0n0", Name: "nid01"}, {XName: "x1c0s0b0n1", Name: "nid02"},
 		{XName: "x1c0s1b0n0", Name: "nid03"}, {XName: "x1c0s1b0n1", Name: "nid04"},
 	}}}
 	nn := newNodeNames(s)
-	nodes, pos := []string{"x1c0s0b0n1", "x1c0s1b0n0", "x1c0s1b0n1"}, []int{1, 2, 3}
-	for _, xnames := range [][]string{
+	pos := []int{1, 2, 3}
+	for _, want := range [][]int{
 		nil,
-		{"x1c0s0b0n1", "x1c0s1b0n1"},
-		{"x1c0s0b0n0", "x1c0s1b0n0"}, // the first is not among nodes
-		{"x1c0s0b0n1", "x9c0s0b0n0"}, // nor the session's
+		{1, 3},
+		{0, 2}, // the first is not among pos
+		{0, 1, 2, 3},
 	} {
-		names, at := nn.namesAt(xnames, nodes, pos)
-		assert.Equal(t, nn.names(xnames), names, "%v", xnames)
-		for i, x := range xnames {
+		var xnames []string
+		for _, i := range want {
+			xnames = append(xnames, s.Progress.Nodes[i].XName)
+		}
+		names, at := nn.namesAt(want, pos)
+		assert.Equal(t, nn.names(xnames), names, "%v", want)
+		for i, w := range want {
 			if at[i] >= 0 {
-				assert.Equal(t, x, nodes[at[i]], "where %s is among nodes", x)
+				assert.Equal(t, w, pos[at[i]], "where %d is among pos", w)
 			} else {
-				assert.NotContains(t, nodes, x)
+				assert.NotContains(t, pos, w)
 			}
 		}
 	}

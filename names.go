@@ -154,24 +154,22 @@ func (nn *nodeNames) names(xnames []string) []string {
 	return out
 }
 
-// namesAt is names(xnames) for xnames that are all among nodes, whose
-// record positions are pos: both sorted, as a scope's are. It reads the
-// names by position, sparing a look-up in the session-wide map for each
-// (thousands a decision for the scheduled strategy's lookahead), and
-// returns where each xname is among nodes (at). An xname not among nodes
-// is looked up, at -1.
-func (nn *nodeNames) namesAt(xnames, nodes []string, pos []int) (names []string, at []int) {
-	names, at = make([]string, len(xnames)), make([]int, len(xnames))
+// namesAt returns the names of the records at positions want, and where
+// each is among the positions pos (-1 if not there): both sorted, as a
+// scope's are. It reads the names by position, sparing a look-up in the
+// session-wide map for each and a comparison of xnames (thousands a
+// decision for the scheduled strategy's lookahead).
+func (nn *nodeNames) namesAt(want, pos []int) (names []string, at []int) {
+	names, at = make([]string, len(want)), make([]int, len(want))
 	k := 0
-	for i, x := range xnames {
-		for k < len(nodes) && nodes[k] < x {
+	for i, w := range want {
+		names[i], at[i] = nn.wlm[w], -1
+		for k < len(pos) && pos[k] < w {
 			k++
 		}
-		if k < len(nodes) && nodes[k] == x && k < len(pos) && pos[k] < len(nn.wlm) {
-			names[i], at[i] = nn.wlm[pos[k]], k
-			continue
+		if k < len(pos) && pos[k] == w {
+			at[i] = k
 		}
-		names[i], at[i] = nn.name(x), -1
 	}
 	return names, at
 }

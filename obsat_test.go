@@ -28,7 +28,7 @@ func TestObservedAtFind(t *testing.T) {
 // withView gives obs the view by position the executor would make for
 // the scope of s through idx, from obs's maps.
 func withView(s *Session, idx *nodeIndex, obs Observation) Observation {
-	_, pos := scopeWith(s, idx, false)
+	_, pos, _ := scopeWith(s, idx, false)
 	at := &observedAt{}
 	at.reset(idx, pos)
 	for k, i := range pos {

@@ -38,7 +38,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	// when it acts, and how long the session's reservations go without
 	// a look (Executor.horizon, keepAhead).
 	ctx = withRetryDeadline(ctx, e.clock.Now().Add(e.cfg.RetryTimeout))
-	sc, pos := scopeWith(s, r.indexed(), light)
+	sc, pos, endsPos := scopeWith(s, r.indexed(), light)
 	if r.obsNodes == nil {
 		r.obsNodes = make(map[string]wlm.Node, len(sc.Nodes))
 	}
@@ -231,7 +231,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	}
 	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
 		g.Go(func() error {
-			names, at := r.names.namesAt(sc.JobEnds, sc.Nodes, pos)
+			names, at := r.names.namesAt(endsPos, pos)
 			ends := resize(r.endsAt, len(names))
 			r.endsAt = ends
 			_, err := e.call(ctx, "job ends", func() error {

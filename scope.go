@@ -9,18 +9,19 @@ import (
 // the status of every boot session in use, and the upgrading group when a
 // boot is near or the session is winding up.
 func ScopeFor(s *Session) Scope {
-	sc, _ := scopeWith(s, nil, false)
+	sc, _, _ := scopeWith(s, nil, false)
 	return sc
 }
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
-// It also returns the positions of Scope.Nodes in the record. A light
+// It also returns the positions of Scope.Nodes and of Scope.JobEnds in
+// the record. A light
 // scope (a look between two full observations) holds only the nodes on
 // their way back (Phase.returning), and leaves out the pending nodes, their
 // job ends and the bookings.
-func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
+func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int, []int) {
 	var sc Scope
-	var pos []int
+	var pos, endsPos []int
 	var bufs *scopeBufs // reused from the scope before, with an index
 	if idx != nil {
 		bufs = &idx.scope
@@ -118,6 +119,7 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 			for k, i := range cands {
 				sc.JobEnds[k] = nodes[i].XName
 			}
+			endsPos = cands
 		}
 	}
 	sc.Bookings = pol.scheduled && !light
@@ -144,7 +146,7 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int) {
 	if bufs != nil {
 		bufs.pos = pos
 	}
-	return sc, pos
+	return sc, pos, endsPos
 }
 
 // scopeBufs is scopeWith's scratch space in a nodeIndex: the executor
