@@ -2,13 +2,16 @@ package crustest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/wlm"
 )
 
 // TestSampledOutOfServiceMatchesTheFake checks the recorder's way of
@@ -86,4 +89,66 @@ func run(t interface {
 		t.Fatal(err)
 	}
 	return final
+}
+
+// filler is an outside manager whose job ends come by position: it counts
+// the calls to JobEndsInto.
+type filler struct {
+	wlm.Manager
+	je   wlm.JobEnder
+	into int
+}
+
+func (f *filler) JobEnds(ctx context.Context, names []string) (map[string]time.Time, error) {
+	return f.je.JobEnds(ctx, names)
+}
+
+func (f *filler) JobEndsInto(ctx context.Context, names []string, ends []time.Time) error {
+	f.into++
+	return wlm.JobEndsAt(ctx, f.je, names, ends)
+}
+
+// TestRecordedJobEndsByPosition: the kit's recording wrapper keeps an
+// outside manager's wlm.JobEndsFiller (crus reads job ends through it),
+// counts it as wlm.JobEnds and fails it with FailNext.
+func TestRecordedJobEndsByPosition(t *testing.T) {
+	w := New(Options{Nodes: 8, Busy: 1, Seed: 1})
+	inner := &filler{Manager: w.fw.WLM(), je: w.fw.WLM()}
+	r := newRecorder(w, inner, nil)
+	f, ok := r.manager().(wlm.JobEndsFiller)
+	if !ok {
+		t.Fatal("the recorded manager of a JobEndsFiller is not one")
+	}
+	names := w.Names()
+	want, err := inner.JobEnds(context.Background(), names)
+	if err != nil || len(want) == 0 {
+		t.Fatalf("a busy world's job ends: %v, %v", want, err)
+	}
+	ends := make([]time.Time, len(names))
+	if err := f.JobEndsInto(context.Background(), names, ends); err != nil {
+		t.Fatal(err)
+	}
+	if inner.into != 1 {
+		t.Errorf("the outside JobEndsInto was called %d times, want 1", inner.into)
+	}
+	for k, n := range names {
+		if !ends[k].Equal(want[n]) {
+			t.Errorf("%s ends %v by position, %v by map", n, ends[k], want[n])
+		}
+	}
+	if got := r.calls()["wlm.JobEnds"]; got != 1 {
+		t.Errorf("counted %d calls to wlm.JobEnds, want 1", got)
+	}
+	boom := errors.New("boom")
+	r.failNext("wlm.JobEnds", 1, boom)
+	if err := f.JobEndsInto(context.Background(), names, ends); !errors.Is(err, boom) {
+		t.Errorf("after FailNext: %v, want %v", err, boom)
+	}
+	if inner.into != 1 {
+		t.Errorf("a failed call reached the manager (%d calls)", inner.into)
+	}
+	// A manager without job ends gains none.
+	if _, ok := newRecorder(w, struct{ wlm.Manager }{w.fw.WLM()}, nil).manager().(wlm.JobEnder); ok {
+		t.Error("the recorded manager of a manager without JobEnds has them")
+	}
 }

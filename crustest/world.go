@@ -280,9 +280,9 @@ func (w *World) AddTemplate(name string, nodeGroups ...string) { w.fw.AddTemplat
 // nil) before doing anything. op names a backend method: "hsm.Members",
 // "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs", "bos.CheckTemplate",
 // "bos.Reboot", "bos.Status", "wlm.Nodes", "wlm.Drain", "wlm.Resume",
-// "wlm.Fail", "wlm.JobEnds", "wlm.Reserve", "wlm.Unreserve",
-// "wlm.Reservations". An error matching batch.ErrPermanent is not
-// retried by crus; others are.
+// "wlm.Fail", "wlm.JobEnds" (also JobEndsInto), "wlm.Reserve",
+// "wlm.Unreserve", "wlm.Reservations". An error matching
+// batch.ErrPermanent is not retried by crus; others are.
 func (w *World) FailNext(op string, n int, err error) {
 	if err == nil {
 		err = ErrInjected
