@@ -393,8 +393,8 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 // substrings of one string, in that order. A run reads thousands of its
 // nodes' names at every poll, in record order; made one by one (in a
 // mapper's map order, say) they lie scattered across memory, and at
-// 100,000 nodes reading them was most of the cost of asking for the
-// nodes.
+// 100,000 nodes reading them was the costliest line of the simulated
+// workload manager's answer to Nodes.
 func packNames(xnames []string, names map[string]string) []string {
 	size := 0
 	for _, x := range xnames {

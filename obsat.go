@@ -36,9 +36,9 @@ type observedAt struct {
 	// of pos).
 	ends   []time.Time
 	endsOK bool
-	// endsOnly: the ends are here only, not in Observation.JobEnds (all
-	// the scheduled strategy asks for are candidates it reads by
-	// position); endsShadow holds them for checkObservedAt.
+	// endsOnly: the ends are here only, not in Observation.JobEnds (the
+	// planner asks ends only of candidates, and reads them by position);
+	// endsShadow holds them for checkObservedAt.
 	endsOnly   bool
 	endsShadow map[string]time.Time
 	// cursor: where the last find ended (candidates come in order).
