@@ -112,7 +112,6 @@ func (x *nodeIndex) isPending(i int) bool { return x.pending[i/64]&(1<<(i%64)) !
 // record. It appends to out.
 func (x *nodeIndex) candidates(out []int, from, limit int, act []int, chg []int32, phase func(i int) Phase) []int {
 	from = max(from, 0)
-	nodes := x.s.Progress.Nodes
 	k, _ := slices.BinarySearch(act, from)
 	var back []int // put back before
 	for w := from / 64; w < len(x.pending); w++ {
@@ -140,14 +139,7 @@ func (x *nodeIndex) candidates(out []int, from, limit int, act []int, chg []int3
 			}
 		}
 	}
-	slices.SortStableFunc(back, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
-	for _, i := range back {
-		if len(out) >= limit {
-			break
-		}
-		out = append(out, i)
-	}
-	return out
+	return appendPutBack(out, back, x.s.Progress.Nodes, limit)
 }
 
 // update follows the record after s.Apply(d).

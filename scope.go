@@ -1,8 +1,6 @@
 package crus
 
-import (
-	"slices"
-)
+import "slices"
 
 // ScopeFor returns what must be observed before planning the session: the
 // workload-manager state of every node in flight (or about to be taken),
@@ -15,10 +13,9 @@ func ScopeFor(s *Session) Scope {
 
 // scopeWith is ScopeFor, reading only the active nodes of idx if not nil.
 // It also returns the positions of Scope.Nodes and of Scope.JobEnds in
-// the record. A light
-// scope (a look between two full observations) holds only the nodes on
-// their way back (Phase.returning), and leaves out the pending nodes, their
-// job ends and the bookings.
+// the record. A light scope (a look between two full observations) holds
+// only the nodes on their way back (Phase.returning), and leaves out the
+// pending nodes, their job ends and the bookings.
 func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int, []int) {
 	var sc Scope
 	var pos, endsPos []int
@@ -178,6 +175,12 @@ func candidates(nodes []NodeRecord, phase func(i int) Phase, limit, from int) []
 			return out
 		}
 	}
+	return appendPutBack(out, back, nodes, limit)
+}
+
+// appendPutBack appends to out the nodes put back (back, in record
+// order), least often first, until out holds limit.
+func appendPutBack(out, back []int, nodes []NodeRecord, limit int) []int {
 	slices.SortStableFunc(back, func(a, b int) int { return nodes[a].Retries - nodes[b].Retries })
 	for _, i := range back {
 		if len(out) >= limit {
