@@ -20,26 +20,21 @@ import (
 type observedAt struct {
 	idx *nodeIndex
 	pos []int // record indices, ascending: the scope's
-	// nodes[k] is the state of record pos[k] if seen[k] (nodesOK: the
-	// same as Observation.Nodes for every record of pos).
+	// nodes[k] is the state of record pos[k] if seen[k] (nodesOK: for
+	// every record of pos). The pending nodes seen may be here only, not
+	// in Observation.Nodes: the executor leaves out of the map the
+	// thousands of candidates the planner reads by position (see
+	// observed and complete). shadow holds them for checkObservedAt.
 	nodes   []wlm.Node
 	seen    []bool
 	nodesOK bool
-	// pendingOnly: the pending nodes seen are here only, not in
-	// Observation.Nodes (the executor leaves out of the map the
-	// thousands of candidates it reads by position; see observed and
-	// complete). shadow holds them for checkObservedAt.
-	pendingOnly bool
-	shadow      map[string]wlm.Node
+	shadow  map[string]wlm.Node
 	// ends[k] is the expected end of record pos[k]'s jobs, zero if none
-	// is known (endsOK: the same as Observation.JobEnds for every record
-	// of pos).
-	ends   []time.Time
-	endsOK bool
-	// endsOnly: the ends are here only, not in Observation.JobEnds (the
-	// planner asks ends only of candidates, and reads them by position);
-	// endsShadow holds them for checkObservedAt.
-	endsOnly   bool
+	// is known (endsOK: for every record of pos). They may be here only,
+	// not in Observation.JobEnds; endsShadow holds them for
+	// checkObservedAt.
+	ends       []time.Time
+	endsOK     bool
 	endsShadow map[string]time.Time
 	// cursor: where the last find ended (candidates come in order).
 	cursor int
@@ -48,7 +43,7 @@ type observedAt struct {
 // reset makes at the empty view of the scope pos of idx, reusing its
 // space.
 func (at *observedAt) reset(idx *nodeIndex, pos []int) {
-	at.idx, at.nodesOK, at.endsOK, at.cursor, at.pendingOnly, at.endsOnly = idx, false, false, 0, false, false
+	at.idx, at.nodesOK, at.endsOK, at.cursor = idx, false, false, 0
 	clear(at.shadow)
 	clear(at.endsShadow)
 	at.pos = append(at.pos[:0], pos...)
@@ -106,7 +101,7 @@ func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool
 	w, seen = at.nodes[k], at.seen[k]
 	if checkObservedAt {
 		mw, mseen := p.obs.Nodes[x]
-		if !mseen && at.pendingOnly {
+		if !mseen {
 			mw, mseen = at.shadow[x]
 		}
 		if mseen != seen || seen && mw != w {
@@ -126,7 +121,7 @@ func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
 	t := at.ends[k]
 	if checkObservedAt {
 		mt, mok := p.obs.JobEnds[x]
-		if !mok && at.endsOnly {
+		if !mok {
 			mt, mok = at.endsShadow[x]
 		}
 		if mok != !t.IsZero() || mok && !mt.Equal(t) {
@@ -139,8 +134,7 @@ func (p *planner) endAt(at *observedAt, k int, x string) (time.Time, bool) {
 // observed returns the observed state of record i, and whether it was
 // observed: by position if the observation has a view, else from
 // Observation.Nodes. Every read of a pending node's state goes through
-// here (the executor's map does not hold them; see
-// observedAt.pendingOnly).
+// here (the executor's map does not hold them; see observedAt.nodes).
 func (p *planner) observed(i int) (wlm.Node, bool) {
 	w, seen, _ := p.nodeAt(p.obs.at, i, p.s.Progress.Nodes[i].XName)
 	return w, seen
@@ -154,7 +148,7 @@ func (at *observedAt) complete(obs *Observation, s *Session) {
 	if nodes == nil {
 		nodes = map[string]wlm.Node{}
 	}
-	if at.pendingOnly {
+	if at.nodesOK {
 		for k, i := range at.pos {
 			if at.seen[k] {
 				nodes[s.Progress.Nodes[i].XName] = at.nodes[k]
@@ -164,7 +158,7 @@ func (at *observedAt) complete(obs *Observation, s *Session) {
 	obs.Nodes = nodes
 	if obs.JobEnds != nil {
 		ends := maps.Clone(obs.JobEnds)
-		if at.endsOnly {
+		if at.endsOK {
 			for k, i := range at.pos {
 				if !at.ends[k].IsZero() {
 					ends[s.Progress.Nodes[i].XName] = at.ends[k]

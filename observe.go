@@ -163,7 +163,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			// By position too, unless results came out of order (then
 			// their positions are not known: the planner reads the map).
-			r.at.nodesOK, r.at.pendingOnly = inOrder, inOrder
+			r.at.nodesOK = inOrder
 			return nil
 		})
 	}
@@ -245,38 +245,33 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				return nil
 			}
 			if r.obsEnds == nil {
-				r.obsEnds = make(map[string]time.Time, len(names))
+				r.obsEnds = map[string]time.Time{}
 			}
 			byX := r.obsEnds // reused, like obs.Nodes
 			clear(byX)
-			mu.Lock()
-			defer mu.Unlock()
-			// Only the nodes asked about: the answer is small, the
-			// session's names are many. By position (at: where each
-			// is among sc.Nodes), and only by position when all have
-			// one: the planner reads them so, and a map of the
-			// thousands of candidates of the scheduled strategy was
-			// a tenth of an observation.
-			allAt := !slices.Contains(at, -1)
-			if allAt && checkObservedAt && r.at.endsShadow == nil {
+			// No lock: this goroutine alone writes Observation.JobEnds
+			// and the view's ends. By position (at: where each is among sc.Nodes), where
+			// the planner reads them: a map of the thousands of
+			// candidates of the scheduled strategy was a tenth of an
+			// observation. The map holds only ends without a position.
+			if checkObservedAt && r.at.endsShadow == nil {
 				r.at.endsShadow = map[string]time.Time{}
 			}
 			for k, t := range ends {
-				if t.IsZero() {
-					continue // runs nothing, or not known
-				}
 				switch {
-				case !allAt:
+				case t.IsZero():
+					// runs nothing, or not known
+				case at[k] < 0:
 					byX[sc.JobEnds[k]] = t
-				case checkObservedAt:
-					r.at.endsShadow[sc.JobEnds[k]] = t
-				}
-				if at[k] >= 0 {
+				default:
 					r.at.ends[at[k]] = t
+					if checkObservedAt {
+						r.at.endsShadow[sc.JobEnds[k]] = t
+					}
 				}
 			}
 			obs.JobEnds = byX // not nil: read
-			r.at.endsOK, r.at.endsOnly = allAt, allAt
+			r.at.endsOK = true
 			return nil
 		})
 	}
