@@ -110,19 +110,32 @@ func (c creator) CreateGroup(ctx context.Context, label, description string) err
 
 // WrapManager returns w with its calls counted. The result implements
 // wlm.JobEnder, wlm.Rebooter and wlm.Scheduler exactly when w does (a
-// JobEnder is a wlm.JobEndsFiller too),
-// reports boot times exactly when w does (wlm.BootTimeReporter), and
-// describes nodes in w's words (wlm.Describer, wlm.Neutral's if w has
-// none): the executor finds a capability by the interface, so a wrapper
-// that hid one would change what crus does (without wlm.Scheduler, a
-// scheduled session runs as a rolling one).
+// JobEnder is a wlm.JobEndsFiller too), and wlm.Steerer exactly when w
+// is both a Steerer and a Scheduler: the executor steers only in the
+// scheduled strategy, which needs a Scheduler, so a Steerer that cannot
+// book is not passed on (that keeps the combinations down). It reports
+// boot times exactly when w does (wlm.BootTimeReporter), and describes
+// nodes in w's words (wlm.Describer, wlm.Neutral's if w has none): the
+// executor finds a capability by the interface, so a wrapper that hid
+// one would change what crus does (without wlm.Scheduler, a scheduled
+// session runs as a rolling one).
 func (m *Metrics) WrapManager(w wlm.Manager) wlm.Manager {
 	base := manager{m: m, next: w}
 	je, isJE := w.(wlm.JobEnder)
 	rb, isRB := w.(wlm.Rebooter)
 	sc, isSC := w.(wlm.Scheduler)
+	st, isST := w.(wlm.Steerer)
+	isST = isST && isSC
 	j, r, s := jobEnder{m, je}, rebooter{m, rb}, scheduler{m, sc}
+	ss := steeringScheduler{s, steerer{m, st}}
 	switch {
+	case isJE && isRB && isST:
+		return struct {
+			manager
+			jobEnder
+			rebooter
+			steeringScheduler
+		}{base, j, r, ss}
 	case isJE && isRB && isSC:
 		return struct {
 			manager
@@ -136,12 +149,24 @@ func (m *Metrics) WrapManager(w wlm.Manager) wlm.Manager {
 			jobEnder
 			rebooter
 		}{base, j, r}
+	case isJE && isST:
+		return struct {
+			manager
+			jobEnder
+			steeringScheduler
+		}{base, j, ss}
 	case isJE && isSC:
 		return struct {
 			manager
 			jobEnder
 			scheduler
 		}{base, j, s}
+	case isRB && isST:
+		return struct {
+			manager
+			rebooter
+			steeringScheduler
+		}{base, r, ss}
 	case isRB && isSC:
 		return struct {
 			manager
@@ -158,6 +183,11 @@ func (m *Metrics) WrapManager(w wlm.Manager) wlm.Manager {
 			manager
 			rebooter
 		}{base, r}
+	case isST:
+		return struct {
+			manager
+			steeringScheduler
+		}{base, ss}
 	case isSC:
 		return struct {
 			manager
@@ -270,6 +300,25 @@ func (s scheduler) Reservations(ctx context.Context, prefix string) ([]wlm.Reser
 	return out, err
 }
 
+type steerer struct {
+	m    *Metrics
+	next wlm.Steerer
+}
+
+func (s steerer) Steer(ctx context.Context, names []string, last bool) error {
+	start := time.Now()
+	err := s.next.Steer(ctx, names, last)
+	s.m.record("wlm", "Steer", start, err)
+	return err
+}
+
+// steeringScheduler is a scheduler that steers too: WrapManager passes
+// wlm.Steerer on only along with wlm.Scheduler.
+type steeringScheduler struct {
+	scheduler
+	steerer
+}
+
 // WrapBoot returns b with its calls counted.
 func (m *Metrics) WrapBoot(b bos.Orchestrator) bos.Orchestrator { return boot{m: m, next: b} }
 
@@ -303,5 +352,7 @@ var (
 	_ hsm.GroupStore       = groups{}
 	_ wlm.Manager          = manager{}
 	_ wlm.BootTimeReporter = manager{}
+	_ wlm.Scheduler        = steeringScheduler{}
+	_ wlm.Steerer          = steeringScheduler{}
 	_ bos.Orchestrator     = boot{}
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,25 +306,112 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 	if got, want := wlm.DescriberOf(bare).Describe(n), wlm.Neutral.Describe(n); got != want {
 		t.Errorf("a manager without words describes %q, not in neutral words %q", got, want)
 	}
-	// Each capability alone.
+	// Every combination of the capabilities, both ways: the wrapped
+	// manager has one exactly when the manager wrapped has it, and
+	// wlm.Steerer when that is a wlm.Scheduler too. Steering is
+	// forwarded and counted.
+	f, st := world.WLM(), &steerings{}
+	steered := 0
 	for _, c := range []struct {
 		name string
 		w    wlm.Manager
-		je   bool
-		rb   bool
-		sc   bool
 	}{
-		{"JobEnder", withJobEnds{world.WLM(), world.WLM()}, true, false, false},
-		{"Rebooter", withReboots{world.WLM(), world.WLM()}, false, true, false},
-		{"Scheduler", withReservations{world.WLM(), world.WLM()}, false, false, true},
+		{"none", plainManager{f}},
+		{"JobEnder", struct {
+			wlm.Manager
+			wlm.JobEnder
+		}{f, f}},
+		{"Rebooter", struct {
+			wlm.Manager
+			wlm.Rebooter
+		}{f, f}},
+		{"Scheduler", struct {
+			wlm.Manager
+			wlm.Scheduler
+		}{f, f}},
+		{"Steerer", struct {
+			wlm.Manager
+			wlm.Steerer
+		}{f, st}},
+		{"JobEnder Rebooter", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Rebooter
+		}{f, f, f}},
+		{"JobEnder Scheduler", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Scheduler
+		}{f, f, f}},
+		{"JobEnder Steerer", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Steerer
+		}{f, f, st}},
+		{"Rebooter Scheduler", struct {
+			wlm.Manager
+			wlm.Rebooter
+			wlm.Scheduler
+		}{f, f, f}},
+		{"Rebooter Steerer", struct {
+			wlm.Manager
+			wlm.Rebooter
+			wlm.Steerer
+		}{f, f, st}},
+		{"Scheduler Steerer", struct {
+			wlm.Manager
+			wlm.Scheduler
+			wlm.Steerer
+		}{f, f, st}},
+		{"JobEnder Rebooter Scheduler", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Rebooter
+			wlm.Scheduler
+		}{f, f, f, f}},
+		{"JobEnder Rebooter Steerer", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Rebooter
+			wlm.Steerer
+		}{f, f, f, st}},
+		{"JobEnder Scheduler Steerer", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Scheduler
+			wlm.Steerer
+		}{f, f, f, st}},
+		{"Rebooter Scheduler Steerer", struct {
+			wlm.Manager
+			wlm.Rebooter
+			wlm.Scheduler
+			wlm.Steerer
+		}{f, f, f, st}},
+		{"all", struct {
+			wlm.Manager
+			wlm.JobEnder
+			wlm.Rebooter
+			wlm.Scheduler
+			wlm.Steerer
+		}{f, f, f, f, st}},
 	} {
-		got := m.WrapManager(c.w)
-		_, je := got.(wlm.JobEnder)
-		_, rb := got.(wlm.Rebooter)
-		_, sc := got.(wlm.Scheduler)
-		if je != c.je || rb != c.rb || sc != c.sc {
-			t.Errorf("%s alone: wrapped has JobEnder %v, Rebooter %v, Scheduler %v", c.name, je, rb, sc)
+		want, wrapped := capabilities(c.w), m.WrapManager(c.w)
+		want[3] = want[3] && want[2]
+		if got := capabilities(wrapped); got != want {
+			t.Errorf("%s: wrapped has JobEnder, Rebooter, Scheduler, Steerer %v; want %v", c.name, got, want)
 		}
+		if s, ok := wrapped.(wlm.Steerer); ok && want[3] {
+			if err := s.Steer(context.Background(), []string{c.name}, true); err != nil {
+				t.Fatal(err)
+			}
+			steered++
+			if k := len(st.calls); k != steered || !slices.Equal(st.calls[k-1].names, []string{c.name}) || !st.calls[k-1].last {
+				t.Errorf("%s: Steer not forwarded as called: %+v", c.name, st.calls)
+			}
+		}
+	}
+	if steered == 0 {
+		t.Fatal("no wrapped manager steers: the test tests nothing")
 	}
 	// Reservations are counted.
 	if _, err := w.(wlm.Scheduler).Reservations(context.Background(), "crus-"); err != nil {
@@ -333,6 +421,9 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 	defer srv.Close()
 	if v, _ := value(scrape(t, srv.URL), "crus_backend_calls_total", "backend", "wlm", "call", "Reservations", "result", "ok"); v != 1 {
 		t.Errorf("the reservations read counted %v times, not once", v)
+	}
+	if v, _ := value(scrape(t, srv.URL), "crus_backend_calls_total", "backend", "wlm", "call", "Steer", "result", "ok"); v != float64(steered) {
+		t.Errorf("%d steerings counted %v times", steered, v)
 	}
 	if r, ok := bare.(wlm.BootTimeReporter); ok && r.ReportsBootTime() {
 		t.Error("a manager without boot times reports them")
@@ -344,20 +435,29 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 
 type plainManager struct{ wlm.Manager }
 
-type withJobEnds struct {
-	wlm.Manager
-	wlm.JobEnder
+// capabilities says whether m is a JobEnder, a Rebooter, a Scheduler and
+// a Steerer.
+func capabilities(m wlm.Manager) [4]bool {
+	_, je := m.(wlm.JobEnder)
+	_, rb := m.(wlm.Rebooter)
+	_, sc := m.(wlm.Scheduler)
+	_, st := m.(wlm.Steerer)
+	return [4]bool{je, rb, sc, st}
 }
 
-type withReboots struct {
-	wlm.Manager
-	wlm.Rebooter
+// steerings is a wlm.Steerer that records its calls.
+type steerings struct{ calls []steering }
+
+type steering struct {
+	names []string
+	last  bool
 }
 
-type withReservations struct {
-	wlm.Manager
-	wlm.Scheduler
+func (s *steerings) Steer(_ context.Context, names []string, last bool) error {
+	s.calls = append(s.calls, steering{names, last})
+	return nil
 }
+
 type plainGroups struct{ hsm.GroupStore }
 
 // sessions is a Lister of fixed sessions.
