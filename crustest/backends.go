@@ -38,8 +38,10 @@ func (w *World) BOS() bos.Orchestrator { return orchestrator{w} }
 // one of UseManager, recorded (for Check) and with the failures of
 // FailNext injected. It has the optional capabilities of the manager it
 // stands for (wlm.BootTimeReporter, wlm.JobEnder, wlm.Scheduler,
-// wlm.Describer): the kit's own has them all, so a session of the
-// scheduled strategy books its nodes on it.
+// wlm.Describer, and wlm.Steerer if that manager is a wlm.Scheduler too:
+// crus steers only in the scheduled strategy, which books): the kit's
+// own has them all, so a session of the scheduled strategy books its
+// nodes on it.
 func (w *World) WLM() wlm.Manager {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -127,29 +129,46 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 }
 
 // manager returns the recorded manager, with the JobEnds and reservation
-// methods only if the inner one has them: crus finds capabilities by type
-// assertion.
+// methods only if the inner one has them, and Steer only if it has it
+// along with the reservations (crus steers only in the scheduled
+// strategy, which books; one combination fewer): crus finds capabilities
+// by type assertion.
 func (r *recorder) manager() wlm.Manager {
 	base := recorded{r}
 	je, isJE := r.inner.(wlm.JobEnder)
 	sc, isSC := r.inner.(wlm.Scheduler)
+	st, isST := r.inner.(wlm.Steerer)
+	isST = isST && isSC
+	j, s := recordedJobEnds{r, je}, recordedReservations{r, sc}
+	ss := recordedSteering{s, recordedSteer{r, st}}
 	switch {
+	case isJE && isST:
+		return struct {
+			recorded
+			recordedJobEnds
+			recordedSteering
+		}{base, j, ss}
 	case isJE && isSC:
 		return struct {
 			recorded
 			recordedJobEnds
 			recordedReservations
-		}{base, recordedJobEnds{r, je}, recordedReservations{r, sc}}
+		}{base, j, s}
 	case isJE:
 		return struct {
 			recorded
 			recordedJobEnds
-		}{base, recordedJobEnds{r, je}}
+		}{base, j}
+	case isST:
+		return struct {
+			recorded
+			recordedSteering
+		}{base, ss}
 	case isSC:
 		return struct {
 			recorded
 			recordedReservations
-		}{base, recordedReservations{r, sc}}
+		}{base, s}
 	}
 	return base
 }
@@ -317,6 +336,8 @@ var (
 	_ wlm.Describer        = recorded{}
 	_ wlm.JobEndsFiller    = recordedJobEnds{}
 	_ wlm.Scheduler        = recordedReservations{}
+	_ wlm.Scheduler        = recordedSteering{}
+	_ wlm.Steerer          = recordedSteering{}
 )
 
 func (m recorded) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
@@ -412,4 +433,23 @@ func (m recordedReservations) Reservations(ctx context.Context, prefix string) (
 		return nil, err
 	}
 	return m.sc.Reservations(ctx, prefix)
+}
+
+type recordedSteer struct {
+	r  *recorder
+	st wlm.Steerer
+}
+
+func (m recordedSteer) Steer(ctx context.Context, names []string, last bool) error {
+	if err := m.r.begin(ctx, "wlm.Steer"); err != nil {
+		return err
+	}
+	return m.st.Steer(ctx, names, last)
+}
+
+// recordedSteering is the recorded Scheduler of a manager that steers
+// too: the recorder passes wlm.Steerer on only along with wlm.Scheduler.
+type recordedSteering struct {
+	recordedReservations
+	recordedSteer
 }

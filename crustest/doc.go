@@ -35,7 +35,10 @@
 // World (w.Now), so that jobs end and nodes come back in the World's time.
 // If it implements wlm.Scheduler, a session of the scheduled strategy
 // books its nodes there, and Check also finds any reservation a finished
-// session left behind (the kit's own manager has reservations too).
+// session left behind (the kit's own manager has reservations too); if it
+// implements wlm.Steerer as well, the session steers its nodes there too
+// (a Steerer that is not a Scheduler is not passed on to crus, which
+// steers only when it books).
 //
 // # Faults
 //

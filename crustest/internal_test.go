@@ -152,3 +152,70 @@ func TestRecordedJobEndsByPosition(t *testing.T) {
 		t.Error("the recorded manager of a manager without JobEnds has them")
 	}
 }
+
+// steerer is an outside manager that books and steers: it counts the
+// calls to Steer.
+type steerer struct {
+	wlm.Manager
+	wlm.Scheduler
+	steered int
+}
+
+func (s *steerer) Steer(context.Context, []string, bool) error {
+	s.steered++
+	return nil
+}
+
+// TestRecordedSteer: the kit's recording wrapper keeps an outside
+// manager's wlm.Steerer along with its wlm.Scheduler (with or without
+// job ends), counts it as wlm.Steer and fails it with FailNext; a manager
+// that does not steer, or steers but does not book, gains none.
+func TestRecordedSteer(t *testing.T) {
+	w := New(Options{Nodes: 4, Seed: 1})
+	inner := &steerer{Manager: w.fw.WLM(), Scheduler: w.fw.WLM()}
+	names := w.Names()[:2]
+	boom := errors.New("boom")
+	for _, m := range []wlm.Manager{inner, struct {
+		*steerer
+		wlm.JobEnder
+	}{inner, w.fw.WLM()}} {
+		inner.steered = 0
+		r := newRecorder(w, m, nil)
+		rec := r.manager()
+		st, ok := rec.(wlm.Steerer)
+		if _, sc := rec.(wlm.Scheduler); !ok || !sc {
+			t.Fatalf("the recorded manager of a %T steers %v, books %v", m, ok, sc)
+		}
+		_, je := m.(wlm.JobEnder)
+		if _, recJE := rec.(wlm.JobEnder); recJE != je {
+			t.Errorf("the recorded manager of a %T: JobEnder %v", m, recJE)
+		}
+		if err := st.Steer(context.Background(), names, true); err != nil {
+			t.Fatal(err)
+		}
+		if inner.steered != 1 {
+			t.Errorf("the outside Steer was called %d times, want 1", inner.steered)
+		}
+		if got := r.calls()["wlm.Steer"]; got != 1 {
+			t.Errorf("counted %d calls to wlm.Steer, want 1", got)
+		}
+		r.failNext("wlm.Steer", 1, boom)
+		if err := st.Steer(context.Background(), names, false); !errors.Is(err, boom) {
+			t.Errorf("after FailNext: %v, want %v", err, boom)
+		}
+		if inner.steered != 1 {
+			t.Errorf("a failed call reached the manager (%d calls)", inner.steered)
+		}
+	}
+	for _, m := range []wlm.Manager{
+		struct{ wlm.Manager }{w.fw.WLM()},
+		struct {
+			wlm.Manager
+			wlm.Steerer
+		}{w.fw.WLM(), inner},
+	} {
+		if _, ok := newRecorder(w, m, nil).manager().(wlm.Steerer); ok {
+			t.Errorf("the recorded manager of a %T steers", m)
+		}
+	}
+}

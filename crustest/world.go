@@ -281,7 +281,7 @@ func (w *World) AddTemplate(name string, nodeGroups ...string) { w.fw.AddTemplat
 // "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs", "bos.CheckTemplate",
 // "bos.Reboot", "bos.Status", "wlm.Nodes", "wlm.Drain", "wlm.Resume",
 // "wlm.Fail", "wlm.JobEnds" (also JobEndsInto), "wlm.Reserve",
-// "wlm.Unreserve", "wlm.Reservations". An error matching
+// "wlm.Unreserve", "wlm.Reservations", "wlm.Steer". An error matching
 // batch.ErrPermanent is not retried by crus; others are.
 func (w *World) FailNext(op string, n int, err error) {
 	if err == nil {
