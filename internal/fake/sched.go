@@ -31,6 +31,8 @@ type simWorld struct {
 	scratch       []int
 	resv          reservationState // reserve.go
 	done          []wlm.Job        // StartJobOnFree jobs that ended, in order (jobs.go)
+	steered       int              // nodes steered last (steer.go)
+	ignoreSteer   bool             // pick ignores steering (steer.go)
 }
 
 // simNode is a node's workload-simulation state.
@@ -49,6 +51,7 @@ type simNode struct {
 	blocked bool           // one of them is active: it takes no new job
 	held    bool           // one of crus's is active: out of service because of crus
 	pending bool           // one of crus's will start: idle, it waits for crus
+	last    bool           // steered last (steer.go)
 }
 
 // runJob is a running job started by StartJobOnFree.
@@ -227,10 +230,26 @@ func (w *World) StartJobOnFree(k int, user string, runFor, limit time.Duration, 
 }
 
 // pick returns k free nodes, clear of reservations until end, in the
-// placement order; nil if there are fewer. Callers hold the lock.
+// placement order, the nodes steered last only if the others do not
+// suffice; nil if there are fewer. Callers hold the lock.
 func (w *World) pick(k int, jobID int, end time.Time) []*node {
 	nodes := make([]*node, 0, k)
 	ok := func(i int) bool { n := w.order[i]; return len(n.sim.resv) == 0 || w.fits(n, end) }
+	if w.sim.steered == 0 || w.sim.ignoreSteer {
+		nodes = w.pickFrom(nodes, k, jobID, ok)
+	} else {
+		nodes = w.pickFrom(nodes, k, jobID, func(i int) bool { return !w.order[i].sim.last && ok(i) })
+		nodes = w.pickFrom(nodes, k, jobID, func(i int) bool { return w.order[i].sim.last && ok(i) })
+	}
+	if len(nodes) < k {
+		return nil
+	}
+	return nodes
+}
+
+// pickFrom appends to nodes, up to k of them, the free nodes i for which
+// ok(i), in the placement order. Callers hold the lock.
+func (w *World) pickFrom(nodes []*node, k int, jobID int, ok func(i int) bool) []*node {
 	switch w.sim.placement {
 	case PlaceHighest:
 		for wi := len(w.freeBits) - 1; wi >= 0 && len(nodes) < k; wi-- {
@@ -243,6 +262,9 @@ func (w *World) pick(k int, jobID int, end time.Time) []*node {
 			}
 		}
 	case PlaceRandom:
+		if len(nodes) >= k {
+			return nodes
+		}
 		free := w.sim.scratch[:0]
 		for wi, word := range w.freeBits {
 			for ; word != 0; word &= word - 1 {
@@ -252,11 +274,11 @@ func (w *World) pick(k int, jobID int, end time.Time) []*node {
 			}
 		}
 		w.sim.scratch = free
-		if len(free) < k {
-			return nil
+		if len(free) < k-len(nodes) && (w.sim.steered == 0 || w.sim.ignoreSteer) {
+			return nodes // too few, and no other nodes to add (the shuffle is not needed)
 		}
 		rng := rand.New(rand.NewPCG(w.opts.Seed^0x6a09e667f3bcc909, uint64(jobID)))
-		for i := range k { // the first k of a Fisher-Yates shuffle
+		for i := range min(k-len(nodes), len(free)) { // the first of a Fisher-Yates shuffle
 			j := i + rng.IntN(len(free)-i)
 			free[i], free[j] = free[j], free[i]
 			nodes = append(nodes, w.order[free[i]])
@@ -269,9 +291,6 @@ func (w *World) pick(k int, jobID int, end time.Time) []*node {
 				}
 			}
 		}
-	}
-	if len(nodes) < k {
-		return nil
 	}
 	return nodes
 }
