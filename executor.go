@@ -145,6 +145,7 @@ type Executor struct {
 	jobEnder  wlm.JobEnder  // nil: the workload manager cannot tell job ends
 	words     wlm.Describer // the workload manager's words for nodes' conditions
 	scheduler wlm.Scheduler // nil: the workload manager cannot book nodes
+	steerer   wlm.Steerer   // nil: cannot book, or cannot steer (see steer.go)
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // wake-up channel of each session Run drives
@@ -181,6 +182,9 @@ func NewExecutor(groups hsm.GroupStore, manager wlm.Manager, boot bos.Orchestrat
 	e.words = wlm.DescriberOf(manager)
 	if sch, ok := manager.(wlm.Scheduler); ok {
 		e.scheduler = sch
+		if st, ok := manager.(wlm.Steerer); ok {
+			e.steerer = st
+		}
 	}
 	return e, nil
 }

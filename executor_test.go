@@ -136,6 +136,7 @@ func (e *env) checkCommon(s *crus.Session) {
 	t := e.t
 	t.Helper()
 	assert.Empty(t, e.w.Violations(), "no node rebooted while running jobs")
+	assert.Empty(t, e.w.Steered(), "every node has its place back in the scheduler's choice")
 	assert.LessOrEqual(t, e.w.MaxOut(), s.StepSize+stuckByWLM(s), "never more than step size nodes out of service")
 	upgrading := e.w.Members(s.UpgradingLabel)
 	for _, n := range s.Progress.Nodes {

@@ -507,7 +507,7 @@ func drawBookingScenario(t *rapid.T) scenario {
 	if rapid.Float64Range(0, 1).Draw(t, "crash") < 0.2 {
 		sc.crashAtEvent = rapid.IntRange(1, 60).Draw(t, "crashAt")
 	}
-	ops := []string{"wlm.Reservations", "wlm.Reservations", refused, refused, "wlm.JobEnds", "wlm.Nodes", "bos.Status"}
+	ops := []string{"wlm.Reservations", "wlm.Reservations", refused, refused, "wlm.JobEnds", "wlm.Nodes", "bos.Status", "wlm.Steer"}
 	if refused == "wlm.Unreserve" && sc.crashAtEvent > 0 {
 		ops = ops[2:]
 	}

@@ -50,6 +50,7 @@ type run struct {
 	retrying  bool
 	// keptAhead: when keepAhead last moved each reservation on.
 	keptAhead map[string]time.Time
+	steer     steering // the nodes steered last (steer.go)
 	log       *slog.Logger
 	wakeC     chan struct{}
 	dry       bool // a dry run (Next): no events
@@ -160,6 +161,14 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err != nil {
 			return r.s, err
 		}
+		if d.Done && !e.steer(ctx, r) {
+			// Not done before every node has its place back in the
+			// workload manager's choice: try again at the next poll.
+			if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
+				return r.s, err
+			}
+			continue
+		}
 		moved := d.Transitions(r.s)
 		if d.Changed(r.s) {
 			ok, err := e.record(ctx, r, d, obs.Now, false)
@@ -191,6 +200,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 				}
 			}
 		}
+		e.steer(ctx, r)
 		if moved && replans < maxReplans {
 			replans++
 			continue

@@ -1,0 +1,142 @@
+package crus
+
+import (
+	"context"
+	"errors"
+	"math/bits"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
+)
+
+// The executor's side of steering (wlm.Steerer). While a scheduled
+// session takes nodes, the nodes it has still to take are the workload
+// manager's last choice for new work: a job that arrives then goes to a
+// node already upgraded, or to one idle anyway, rather than to one whose
+// reboot it would put off by its whole run time.
+//
+// What is wanted follows from the record alone: the pending nodes are
+// steered last while the session runs (not paused, cancelled or aborted),
+// and no node is steered once it is taken or the session stops. So the
+// executor keeps no state of it in the store. A run tells every node of
+// the session its place once, at its first round (a run before it may
+// have stopped half-way), then only the nodes whose want changed. A
+// session is not recorded done before every node has its place back.
+
+// steering is a run's knowledge of the nodes it steered.
+type steering struct {
+	known bool     // last is what the workload manager holds
+	last  []uint64 // bit i: record i steered last
+	want  []uint64 // scratch
+	// failedAt is the last failure, which waits steerRetry before the
+	// next try (refusalRetry after a refusal to the user crus runs as).
+	failedAt time.Time
+	refused  bool
+}
+
+// steerRetry is how long a run waits after a failure to steer before it
+// tries again.
+const steerRetry = time.Minute
+
+// steers reports whether the executor steers the session's nodes: a
+// scheduled session, with a workload manager that can book and steer.
+func (e *Executor) steers(r *run) bool {
+	return e.steerer != nil && r.indexed().policy().scheduled
+}
+
+// steer gives each node of the session the place in the workload
+// manager's choice that the record wants for it, and reports whether the
+// workload manager holds it now. A failure is logged and tried again
+// later (steering spares capacity; it is not worth stopping for).
+func (e *Executor) steer(ctx context.Context, r *run) bool {
+	if !e.steers(r) {
+		return true
+	}
+	st, x := &r.steer, r.indexed()
+	words := (len(r.s.Progress.Nodes) + 63) / 64
+	if len(st.last) != words {
+		st.last, st.want, st.known = make([]uint64, words), make([]uint64, words), false
+	}
+	p := &r.s.Progress
+	running := !p.Paused && !p.Cancel && p.Abort == "" && !r.s.Completed
+	for w := range st.want {
+		st.want[w] = 0
+		if running {
+			st.want[w] = x.pending[w]
+		}
+	}
+	var on, off []int
+	for w := range st.want {
+		add, drop := st.want[w]&^st.last[w], st.last[w]&^st.want[w]
+		if !st.known {
+			add, drop = st.want[w], ^st.want[w]
+		}
+		on, off = appendBits(on, add, w, len(p.Nodes)), appendBits(off, drop, w, len(p.Nodes))
+	}
+	if len(on) == 0 && len(off) == 0 {
+		st.known = true
+		return true
+	}
+	now := e.clock.Now()
+	if wait := steerRetry; !st.failedAt.IsZero() {
+		if st.refused {
+			wait = refusalRetry
+		}
+		if now.Before(st.failedAt.Add(wait)) {
+			return false
+		}
+	}
+	for _, c := range []struct {
+		at   []int
+		last bool
+	}{{off, false}, {on, true}} {
+		if len(c.at) == 0 {
+			continue
+		}
+		if err := e.steerAt(ctx, r, c.at, c.last); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			st.known, st.failedAt, st.refused = false, now, errors.Is(err, wlm.ErrPermissionDenied)
+			r.log.Warn("could not steer the nodes still to upgrade in the workload manager's choice for new jobs; trying again later", "last", c.last, "nodes", len(c.at), "err", err)
+			return false
+		}
+		for _, i := range c.at {
+			setBit(st.last, i, c.last)
+		}
+	}
+	if !st.failedAt.IsZero() || !st.known {
+		r.log.Debug("nodes steered as the session wants", "last", len(on), "in_place", len(off))
+	}
+	st.known, st.failedAt, st.refused = true, time.Time{}, false
+	return true
+}
+
+// steerAt steers the records at positions at. Nodes the workload manager
+// does not know are no failure: they take no work anyway.
+func (e *Executor) steerAt(ctx context.Context, r *run, at []int, last bool) error {
+	names := make([]string, len(at))
+	for k, i := range at {
+		names[k] = r.names.wlm[i]
+	}
+	err := e.steerer.Steer(ctx, names, last)
+	perNode, rest := batch.Split(err)
+	for _, nerr := range perNode {
+		if !errors.Is(nerr, wlm.ErrNodeNotFound) {
+			return err
+		}
+	}
+	return rest
+}
+
+// appendBits appends to out the positions (below n) of the bits set in
+// word w of a bitmap.
+func appendBits(out []int, word uint64, w, n int) []int {
+	for ; word != 0; word &= word - 1 {
+		if i := w*64 + bits.TrailingZeros64(word); i < n {
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -1,0 +1,207 @@
+package crus_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/wlm"
+)
+
+// steerWatch is the fake workload manager, checking at each Steer call
+// that the nodes steered last are pending in the stored record of a
+// running session.
+type steerWatch struct {
+	*fake.WLM
+	t     *testing.T
+	store crus.Store
+
+	mu    sync.Mutex
+	id    string
+	calls []steerCall
+}
+
+type steerCall struct {
+	names []string
+	last  bool
+}
+
+func (m *steerWatch) Steer(ctx context.Context, names []string, last bool) error {
+	m.mu.Lock()
+	m.calls = append(m.calls, steerCall{slices.Clone(names), last})
+	id := m.id
+	m.mu.Unlock()
+	if last && id != "" {
+		s, err := m.store.Get(ctx, id)
+		require.NoError(m.t, err)
+		p := s.Progress
+		assert.False(m.t, p.Paused || p.Cancel || p.Abort != "" || s.Completed, "nodes steered last while the session takes none")
+		pending := map[string]bool{}
+		for _, n := range p.Nodes {
+			pending[n.Name] = n.Phase == crus.PhasePending
+		}
+		for _, name := range names {
+			assert.True(m.t, pending[name], "%s steered last but not pending in the record", name)
+		}
+	}
+	return m.WLM.Steer(ctx, names, last)
+}
+
+func (m *steerWatch) steerCalls() []steerCall {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.calls)
+}
+
+// watchSteering has e's executor steer through a steerWatch.
+func watchSteering(t *testing.T, e *env) *steerWatch {
+	m := &steerWatch{WLM: e.w.WLM(), t: t, store: e.store}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	return m
+}
+
+// TestScheduledSteersTheNodesStillToTake: a scheduled session makes the
+// nodes it has still to take the workload manager's last choice for new
+// jobs, gives each its place back as it is taken, and leaves none steered
+// (env.check); jobs that arrive meanwhile go to other nodes first.
+func TestScheduledSteersTheNodesStillToTake(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
+	e.w.KeepBusy(0.5, 2*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
+	m := watchSteering(t, e)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.create()
+	m.id = s.UpgradeID
+	var steeredMidway []string
+	e.onEvent = func(ev crus.Event) {
+		if ev.Kind == crus.EventStepStarted && ev.Step == 2 && steeredMidway == nil {
+			steeredMidway = e.w.Steered()
+		}
+	}
+	final, err := e.ex.Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	e.check(final)
+	assert.Equal(t, 16, final.Counts().Upgraded)
+
+	calls := m.steerCalls()
+	require.NotEmpty(t, calls)
+	first := slices.IndexFunc(calls, func(c steerCall) bool { return c.last })
+	require.GreaterOrEqual(t, first, 0, "nodes were steered last")
+	assert.Len(t, calls[first].names, 16-3, "at the first round, every node but the first step's")
+	assert.NotEmpty(t, steeredMidway, "nodes still to take were steered while the session ran")
+	assert.Less(t, len(calls), 16*2, "only the nodes whose want changed are named again")
+}
+
+// TestSteeringFollowsPause: a paused session gives every node its place
+// back; resumed, it steers the nodes still to take again.
+func TestSteeringFollowsPause(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.8, MaxJob: 2 * time.Hour}, 3)
+	m := watchSteering(t, e)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.create()
+	m.id = s.UpgradeID
+	ctx := context.Background()
+	var whilePaused, beforePause []string
+	paused := false
+	e.onEvent = func(ev crus.Event) {
+		switch {
+		case ev.Kind == crus.EventStepStarted && ev.Step == 2 && !paused:
+			paused = true
+			beforePause = e.w.Steered()
+			_, err := e.ex.Pause(ctx, s.UpgradeID)
+			require.NoError(t, err)
+		case ev.Kind == crus.EventStage && ev.Stage == crus.StagePaused && whilePaused == nil:
+			e.w.Schedule(e.w.Now().Add(time.Hour), func() {
+				whilePaused = append(e.w.Steered(), "(read)")
+				_, err := e.ex.Resume(ctx, s.UpgradeID)
+				require.NoError(t, err)
+			})
+		}
+	}
+	final, err := e.ex.Run(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	e.check(final)
+	assert.Equal(t, 12, final.Counts().Upgraded)
+	assert.NotEmpty(t, beforePause, "steered before the pause")
+	assert.Equal(t, []string{"(read)"}, whilePaused, "no node steered an hour into the pause")
+	calls := m.steerCalls()
+	resumed := 0
+	for _, c := range calls {
+		if c.last {
+			resumed++
+		}
+	}
+	assert.GreaterOrEqual(t, resumed, 2, "steered again after the resume: %v", calls)
+}
+
+// TestSteeringOutageDelaysTheEnd: a session is not recorded done while
+// the workload manager cannot give its nodes their place back; it ends
+// once it can, with none left steered.
+func TestSteeringOutageDelaysTheEnd(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	until := e.w.Now().Add(30 * 24 * time.Hour)
+	s := e.create()
+	var outage time.Time
+	e.onEvent = func(ev crus.Event) {
+		if ev.Kind == crus.EventStepStarted && ev.Step == 2 && outage.IsZero() {
+			outage = e.w.Now()
+			e.w.Outage("wlm.Steer", outage, until, nil)
+		}
+	}
+	final, err := e.ex.Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	e.check(final)
+	assert.Equal(t, 8, final.Counts().Upgraded)
+	require.False(t, outage.IsZero())
+	assert.False(t, final.Progress.EndedAt.Before(until), "recorded done at %s, before steering could be undone at %s", final.Progress.EndedAt, until)
+}
+
+// TestSteeringAfterRestart: a run taken up after a crash gives back their
+// place to the session's nodes the run before steered and took since,
+// and never touches a node outside the session, steered or not.
+func TestSteeringAfterRestart(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 10, Busy: 0.8, MaxJob: 2 * time.Hour}, 2)
+	e.w.AddNode("x9000c0s0b0n0", 9000) // outside the session, steered by the site
+	e.w.AdminSteer("x9000c0s0b0n0", true)
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.create()
+	require.Nil(t, s.Node("x9000c0s0b0n0"))
+	ctx, cancel := context.WithCancel(context.Background())
+	e.onEvent = func(ev crus.Event) {
+		if ev.Kind == crus.EventStepStarted && ev.Step == 3 {
+			cancel()
+		}
+	}
+	_, err := e.ex.Run(ctx, s.UpgradeID)
+	require.ErrorIs(t, err, context.Canceled)
+	// As if the crash came after the nodes of step 2 were taken but
+	// before they were given their place back.
+	s, err = e.store.Get(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	taken := 0
+	for _, n := range s.Progress.Nodes {
+		if n.Phase != crus.PhasePending {
+			e.w.AdminSteer(n.XName, true)
+			taken++
+		}
+	}
+	require.Positive(t, taken)
+	e.onEvent = nil
+	final, err := e.executor().Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	assert.Equal(t, 10, final.Counts().Upgraded)
+	assert.Equal(t, []string{"x9000c0s0b0n0"}, e.w.Steered(), "the node outside the session keeps its steering")
+	e.w.AdminSteer("x9000c0s0b0n0", false)
+	e.check(final)
+}
+
+var _ wlm.Steerer = (*steerWatch)(nil)
