@@ -124,6 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	poll := fs.Duration("poll", 30*time.Second, "executor poll interval of the crus strategies, and the tick of reboot-asap (the original algorithm keeps its 10s)")
 	inflight := fs.Duration("inflight-poll", 0, "the crus strategies' InFlightPollInterval: how often nodes on their way back are looked at between polls (0: the executor's default, poll/3)")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
+	steering := fs.Bool("steering", true, "the simulated scheduler honours steering: new jobs go to the nodes a scheduled session has still to upgrade only when no other node fits (false: it ignores it, as a workload manager that cannot steer)")
 	exactLimits := fs.Bool("exact-limits", false, "every job's limit is its real run time: what perfect user estimates would tell the scheduler (an experiment, not a site)")
 	noFaults := fs.Bool("no-faults", false, "no node fails to boot or never returns (default: 1% and 0.5%)")
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: all)")
@@ -221,7 +222,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg := sim.Config{
 				Trace: tr, Nodes: *nodes, Step: *step, Seed: *seed + uint64(k.seed), Placement: place,
 				Start: starts[k.window], Warmup: *warmup, MinBusy: *minBusy,
-				PollInterval: *poll, DefaultLimit: *defaultLimit, ExactLimits: *exactLimits, NoFaults: *noFaults,
+				PollInterval: *poll, DefaultLimit: *defaultLimit, ExactLimits: *exactLimits, NoSteering: !*steering, NoFaults: *noFaults,
 				OnProgress: prog.update,
 			}
 			st := chosen[k.strategy]
@@ -265,6 +266,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, *warmup)
 		if *exactLimits {
 			fmt.Fprintln(stdout, "exact limits: every job's limit is its real run time (an experiment: no site has them)")
+		}
+		if !*steering {
+			fmt.Fprintln(stdout, "no steering: the simulated scheduler ignores the order the scheduled strategy asks for")
 		}
 	}
 	switch {

@@ -92,6 +92,11 @@ type Config struct {
 	// measures how much of a strategy's gap to the bound is the limits'
 	// want of information, not the strategy.
 	ExactLimits bool
+	// NoSteering has the simulated scheduler ignore steering
+	// (wlm.Steerer): a workload manager that cannot steer, or a site that
+	// does not let crus. It measures what steering is worth; the
+	// executor still steers, as it would not know.
+	NoSteering bool
 	// MaxDuration bounds the simulated time of one session; default 120
 	// days.
 	MaxDuration time.Duration
@@ -464,6 +469,7 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 		},
 	})
 	w.SetPlacement(cfg.Placement)
+	w.IgnoreSteering(cfg.NoSteering)
 	w.SetRebootTimeout(cfg.RebootTime + cfg.RebootJitter + cfg.ReturnTimeout)
 	injectFaults(w, cfg)
 	sch := newScheduler(w, cfg.jobs())
