@@ -13,8 +13,17 @@ import (
 // limits: where limits say little, the job_end order and the scheduled
 // strategy's slots follow what the jobs are likely to do. Each wrapper
 // embeds its adapter, so every other capability (boot times, reservations,
-// reboots, its own words) is kept; JobEndsInto makes them
-// wlm.JobEndsFiller, so the executor reads the ends by position.
+// steering, reboots, its own words) is kept, a new one of the adapter's
+// with it; JobEndsInto makes them wlm.JobEndsFiller, so the executor
+// reads the ends by position.
+
+// The wrappers keep what the scheduled strategy needs of the adapters.
+var (
+	_ wlm.Scheduler = predictingCLI{}
+	_ wlm.Steerer   = predictingCLI{}
+	_ wlm.Scheduler = predictingREST{}
+	_ wlm.Steerer   = predictingREST{}
+)
 
 type predictingCLI struct {
 	*slurm.CLI

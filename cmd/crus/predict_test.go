@@ -52,7 +52,8 @@ func TestPredictJobEndsKeepsCapabilities(t *testing.T) {
 				_, jl := m.(wlm.JobLister)
 				_, rb := m.(wlm.Rebooter)
 				_, de := m.(wlm.Describer)
-				return map[string]bool{"Scheduler": sch, "BootTimeReporter": bt, "JobEnder": je, "JobLister": jl, "Rebooter": rb, "Describer": de}
+				_, st := m.(wlm.Steerer)
+				return map[string]bool{"Scheduler": sch, "BootTimeReporter": bt, "JobEnder": je, "JobLister": jl, "Rebooter": rb, "Describer": de, "Steerer": st}
 			}
 			want, got := has(plain), has(b.manager)
 			for k, v := range want {
@@ -60,7 +61,7 @@ func TestPredictJobEndsKeepsCapabilities(t *testing.T) {
 					t.Errorf("%s: the adapter has it %v, the wrapper %v", k, v, got[k])
 				}
 			}
-			if !got["JobEnder"] || !got["Scheduler"] {
+			if !got["JobEnder"] || !got["Scheduler"] || !got["Steerer"] {
 				t.Errorf("capabilities lost: %v", got)
 			}
 		})
