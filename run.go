@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -162,12 +163,17 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			return r.s, err
 		}
 		if d.Done && !e.steer(ctx, r) {
-			// Not done before every node has its place back in the
-			// workload manager's choice: try again at the next poll.
-			if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
-				return r.s, err
+			if !r.steer.refused {
+				// Not done before every node has its place back in the
+				// workload manager's choice: try again at the next poll.
+				if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
+					return r.s, err
+				}
+				continue
 			}
-			continue
+			// Refused for good to the user crus runs as: waiting would
+			// not help. Say so, and end.
+			d.Messages = slices.Insert(d.Messages, 0, fmt.Sprintf("The workload manager refuses to give nodes back their place in its choice for new jobs (%v): nodes of this session may stay its last choice until an administrator resets them (Slurm: their weights, or scontrol reconfigure)", r.steer.err))
 		}
 		moved := d.Transitions(r.s)
 		if d.Changed(r.s) {

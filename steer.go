@@ -22,7 +22,9 @@ import (
 // executor keeps no state of it in the store. A run tells every node of
 // the session its place once, at its first round (a run before it may
 // have stopped half-way), then only the nodes whose want changed. A
-// session is not recorded done before every node has its place back.
+// session is not recorded done before every node has its place back,
+// unless the workload manager refuses it to the user crus runs as: then
+// the last message says so, rather than wait for good.
 
 // steering is a run's knowledge of the nodes it steered.
 type steering struct {
@@ -33,6 +35,7 @@ type steering struct {
 	// next try (refusalRetry after a refusal to the user crus runs as).
 	failedAt time.Time
 	refused  bool
+	err      error // of the last failure
 }
 
 // steerRetry is how long a run waits after a failure to steer before it
@@ -98,7 +101,7 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 			if ctx.Err() != nil {
 				return false
 			}
-			st.known, st.failedAt, st.refused = false, now, errors.Is(err, wlm.ErrPermissionDenied)
+			st.known, st.failedAt, st.refused, st.err = false, now, errors.Is(err, wlm.ErrPermissionDenied), err
 			r.log.Warn("could not steer the nodes still to upgrade in the workload manager's choice for new jobs; trying again later", "last", c.last, "nodes", len(c.at), "err", err)
 			return false
 		}
@@ -109,7 +112,7 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	if !st.failedAt.IsZero() || !st.known {
 		r.log.Debug("nodes steered as the session wants", "last", len(on), "in_place", len(off))
 	}
-	st.known, st.failedAt, st.refused = true, time.Time{}, false
+	st.known, st.failedAt, st.refused, st.err = true, time.Time{}, false, nil
 	return true
 }
 

@@ -2,8 +2,10 @@ package crus_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,3 +207,33 @@ func TestSteeringAfterRestart(t *testing.T) {
 }
 
 var _ wlm.Steerer = (*steerWatch)(nil)
+
+// refusingSteer is the fake workload manager refusing Steer to crus's
+// user, as Slurm does to a user who is not an operator.
+type refusingSteer struct {
+	*fake.WLM
+	calls atomic.Int64
+}
+
+func (m *refusingSteer) Steer(context.Context, []string, bool) error {
+	m.calls.Add(1)
+	return fmt.Errorf("scontrol: Invalid user id: %w", wlm.ErrPermissionDenied)
+}
+
+// TestSteeringRefusedDoesNotHoldTheEnd: a workload manager that refuses
+// steering for good does not keep a session from ending; the last message
+// says nodes may stay steered, and the refused call is made only every
+// ten minutes.
+func TestSteeringRefusedDoesNotHoldTheEnd(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
+	m := &refusingSteer{WLM: e.w.WLM()}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.run()
+	assert.Equal(t, 8, s.Counts().Upgraded)
+	assert.Contains(t, s.Messages[len(s.Messages)-2], "refuses to give nodes back their place")
+	elapsed := s.Progress.EndedAt.Sub(s.Progress.StartedAt)
+	assert.LessOrEqual(t, m.calls.Load(), int64(elapsed/(10*time.Minute))+2, "one refused call per 10 minutes over %s", elapsed)
+}
