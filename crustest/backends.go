@@ -114,6 +114,7 @@ type recorder struct {
 	drained     map[string]bool        // names crus drained and has not resumed or failed since
 	rebooting   map[string]bool        // xnames powered off whose boot has not ended
 	reboots     map[string][]time.Time // xname -> when it was powered off
+	steered     map[string]bool        // names crus steered last, and may not have given their place back since
 	samples     [][]string             // xnames out of service because of crus, after each change
 	sampleTimes []time.Time            // when each sample was taken
 	violations  []string
@@ -123,7 +124,7 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 	return &recorder{
 		w: w, inner: inner, power: power,
 		callCount: map[string]int{}, faults: map[string][]error{},
-		touched: map[string]bool{}, drained: map[string]bool{},
+		touched: map[string]bool{}, drained: map[string]bool{}, steered: map[string]bool{},
 		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
 	}
 }
@@ -444,7 +445,27 @@ func (m recordedSteer) Steer(ctx context.Context, names []string, last bool) err
 	if err := m.r.begin(ctx, "wlm.Steer"); err != nil {
 		return err
 	}
-	return m.st.Steer(ctx, names, last)
+	err := m.st.Steer(ctx, names, last)
+	m.r.steer(names, last, err)
+	return err
+}
+
+// steer records a Steer call: a node steered last may be so even if the
+// call failed; it has its place back only once a call giving it back
+// succeeded for it.
+func (r *recorder) steer(names []string, last bool, err error) {
+	perNode, rest := batch.Split(err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		switch {
+		case last:
+			r.touched[n] = true
+			r.steered[n] = true
+		case rest == nil && perNode[n] == nil:
+			delete(r.steered, n)
+		}
+	}
 }
 
 // recordedSteering is the recorded Scheduler of a manager that steers

@@ -32,7 +32,10 @@ import (
 //     has a reason and is in the failed group or out of service in the
 //     workload manager; a skipped or untouched node was not rebooted and
 //     is not left drained or failed by crus;
-//  4. the upgrading group holds none of a session's nodes;
+//  4. the upgrading group holds none of a session's nodes, and none is
+//     left the scheduler's last choice for new jobs (wlm.Steerer): each
+//     node crus steered was given its place back by a call that
+//     succeeded;
 //  5. no node outside the sessions was touched: drained, resumed, failed,
 //     added to or removed from a group, or rebooted.
 //
@@ -109,6 +112,17 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 				add("reservation %s left behind (nodes %v, from %s)", res.Name, res.Nodes, res.Start.Format(time.RFC3339))
 			}
 		}
+	}
+	r.mu.Lock()
+	var steered []string
+	for _, n := range s.Progress.Nodes {
+		if r.steered[n.Name] {
+			steered = append(steered, n.Name)
+		}
+	}
+	r.mu.Unlock()
+	if len(steered) > 0 {
+		add("%d nodes left the scheduler's last choice for new jobs (steered, never given their place back): %v", len(steered), steered)
 	}
 	// crus's reasons for a session begin "crus <id>:".
 	prefix := "crus " + s.UpgradeID + ":"

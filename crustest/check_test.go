@@ -102,6 +102,22 @@ func TestCheck(t *testing.T) {
 		want: []string{"reservation crus-s1-7 left behind"},
 		not:  []string{"crus-s1-2-4", "admin"},
 	}, {
+		name: "left steered",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 3, 3)
+			reboot(t, w, "b1", w.XNames()[:3]...)
+			st := w.WLM().(wlm.Steerer)
+			if err := st.Steer(t.Context(), w.Names()[:3], true); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Steer(t.Context(), w.Names()[1:2], false); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		want: []string{"2 nodes left the scheduler's last choice for new jobs", w0name(0) + " " + w0name(2)},
+		not:  []string{w0name(1), "out of service"},
+	}, {
 		name: "busy reboot",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
 			s := session(w, 1, 1)
@@ -212,3 +228,7 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// w0name is the workload-manager name of node i of a World of the kit's
+// default naming.
+func w0name(i int) string { return crustest.New(crustest.Options{Nodes: i + 1}).Names()[i] }

@@ -206,6 +206,15 @@ func TestRecordedSteer(t *testing.T) {
 		if inner.steered != 1 {
 			t.Errorf("a failed call reached the manager (%d calls)", inner.steered)
 		}
+		if len(r.steered) != 2 {
+			t.Errorf("after a failed call giving the places back, %d nodes recorded steered, want 2", len(r.steered))
+		}
+		if err := st.Steer(context.Background(), names, false); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.steered) != 0 {
+			t.Errorf("after the places were given back, %v recorded steered", r.steered)
+		}
 	}
 	for _, m := range []wlm.Manager{
 		struct{ wlm.Manager }{w.fw.WLM()},
