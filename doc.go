@@ -71,8 +71,13 @@
 // reservations, named crus-<session id>-<n>, listed every
 // round (only names of exactly that form are the session's) and removed
 // before the session ends), so that its scheduler starts
-// on them only jobs that end before their slot. The cap and every other
-// invariant hold for every combination.
+// on them only jobs that end before their slot; where the workload
+// manager can also steer (wlm.Steerer: Slurm node weights), the nodes
+// still to take are its last choice for new jobs while the session runs,
+// so that a job that arrives goes to a node already upgraded rather than
+// hold back one that must still reboot (every node has its place back
+// before the session is recorded done). The cap and every other invariant
+// hold for every combination.
 //
 // Job end times come from wlm.JobEnder (for Slurm, start + time limit). To
 // rank by predicted ends instead, where limits say little, give the

@@ -24,9 +24,14 @@ type Rollout struct {
 	// the first place to come free; a node whose slot comes soon after its
 	// jobs end is booked with the workload manager (wlm.Scheduler) so that
 	// its scheduler starts there only jobs that end by then; when its slot
-	// comes a node is taken, idle ones first. Without wlm.Scheduler, or
-	// with one that answers wlm.ErrUnsupported (slurmrestd without a CLI
-	// fallback), it is rolling with the job_end order).
+	// comes a node is taken, idle ones first; while the session runs, the
+	// nodes it has still to take are the scheduler's last choice for new
+	// jobs where the workload manager can steer (wlm.Steerer; Slurm: node
+	// weights), so that an arriving job goes to a node already upgraded
+	// rather than hold back one that must still reboot. Without
+	// wlm.Scheduler, or with one that answers wlm.ErrUnsupported
+	// (slurmrestd without a CLI fallback), it is rolling with the job_end
+	// order).
 	Strategy Strategy `json:"strategy,omitzero"`
 	// Order chooses which pending nodes are taken next: "listed" (default:
 	// the sorted starting list), "idle_first" (nodes running nothing
