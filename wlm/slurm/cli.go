@@ -155,6 +155,12 @@ func (c *CLI) chunks(names []string) []string {
 // chunk. Unknown names are returned apart; a failure of the command is
 // an error for the whole call.
 func (c *CLI) show(ctx context.Context, names []string) (map[string]wlm.Node, []string, error) {
+	return c.read(ctx, names, nil)
+}
+
+// read is show that also puts each node's Weight in weights, unless it
+// is nil (-1 for a weight scontrol did not show as a number).
+func (c *CLI) read(ctx context.Context, names []string, weights map[string]int64) (map[string]wlm.Node, []string, error) {
 	got := make(map[string]wlm.Node, len(names))
 	var unknown []string
 	for _, hl := range c.chunks(names) {
@@ -170,8 +176,11 @@ func (c *CLI) show(ctx context.Context, names []string) (map[string]wlm.Node, []
 				return nil, nil, err
 			}
 		}
-		for _, n := range res.nodes {
+		for i, n := range res.nodes {
 			got[n.Name] = n
+			if weights != nil {
+				weights[n.Name] = res.weights[i]
+			}
 		}
 		unknown = append(unknown, res.notFound...)
 	}

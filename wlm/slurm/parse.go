@@ -59,7 +59,11 @@ var notFoundRE = regexp.MustCompile(`^Node (\S+) not found$`)
 
 // showNodeOutput is what `scontrol show node <hostlist>` said.
 type showNodeOutput struct {
-	nodes    []wlm.Node
+	nodes []wlm.Node
+	// weights[i] is the Weight of nodes[i], which wlm.Node does not
+	// hold (only Steer reads it); -1 if scontrol showed none or not a
+	// number.
+	weights  []int64
 	notFound []string
 	// unexpected holds lines that fit nowhere (for error messages).
 	unexpected []string
@@ -67,8 +71,8 @@ type showNodeOutput struct {
 
 // showRecord holds the fields of one node that crus reads.
 type showRecord struct {
-	name, state, boot, slurmdStart string
-	reason                         *string
+	name, state, boot, slurmdStart, weight string
+	reason                                 *string
 }
 
 // parseShowNode parses the multi-line output of `scontrol show node`
@@ -87,6 +91,7 @@ func parseShowNode(out []byte) showNodeOutput {
 	flush := func() {
 		if cur != nil {
 			res.nodes = append(res.nodes, cur.node())
+			res.weights = append(res.weights, parseWeight(cur.weight))
 			cur = nil
 		}
 		lastFree = nil
@@ -185,6 +190,8 @@ func (r *showRecord) set(key, val []byte) {
 		f = &r.boot
 	case "SlurmdStartTime":
 		f = &r.slurmdStart
+	case "Weight":
+		f = &r.weight
 	default:
 		return
 	}
@@ -205,6 +212,19 @@ func (r *showRecord) node() wlm.Node {
 		n.Reason, n.ReasonUser, n.ReasonTime = splitReason(*r.reason)
 	}
 	return n
+}
+
+// parseWeight reads a node's Weight as scontrol prints it (an unsigned
+// 32-bit number); -1 if it is not one.
+func parseWeight(s string) int64 {
+	if !isDigits(s) {
+		return -1
+	}
+	w, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return -1
+	}
+	return int64(w)
 }
 
 // splitReason separates "text [user@time]" into its parts. A reason

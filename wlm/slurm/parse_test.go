@@ -126,6 +126,26 @@ func TestParseShowNode(t *testing.T) {
 	if len(res.unexpected) > 0 {
 		t.Errorf("unexpected lines: %q", res.unexpected)
 	}
+	// Every recorded node has slurm.conf's default weight.
+	if len(res.weights) != len(res.nodes) {
+		t.Fatalf("%d weights for %d nodes", len(res.weights), len(res.nodes))
+	}
+	for i, w := range res.weights {
+		if w != 1 {
+			t.Errorf("node %s: weight %d, want 1", res.nodes[i].Name, w)
+		}
+	}
+}
+
+func TestParseWeight(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1": 1, "0": 0, "8388609": 8388609, "4294967280": 4294967280,
+		"": -1, "-1": -1, "4294967296": -1, "N/A": -1, "1e3": -1,
+	} {
+		if got := parseWeight(in); got != want {
+			t.Errorf("parseWeight(%q) = %d, want %d", in, got, want)
+		}
+	}
 }
 
 // TestParseShowNodeResumed: right after RESUME, Slurm shows the node
@@ -335,6 +355,14 @@ func FuzzParseShowNode(f *testing.F) {
 		again := parseShowNode(out)
 		if !cmp.Equal(res, again, cmp.AllowUnexported(showNodeOutput{})) {
 			t.Fatal("parsing twice gave two results")
+		}
+		if len(res.weights) != len(res.nodes) {
+			t.Fatalf("%d weights for %d nodes", len(res.weights), len(res.nodes))
+		}
+		for _, w := range res.weights {
+			if w < -1 || w > 1<<32-1 {
+				t.Fatalf("weight %d", w)
+			}
 		}
 		for _, n := range res.nodes {
 			switch n.State {
