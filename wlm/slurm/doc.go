@@ -1,8 +1,9 @@
 // Package slurm holds the Slurm adapters of wlm.Manager: [CLI], which runs
 // scontrol and squeue, and [REST], which talks to slurmrestd. Both pass the
 // conformance suite of package wlm/wlmtest against a real Slurm cluster
-// (see package slurmtest), implement wlm.BootTimeReporter and
-// wlm.JobEnder, and read every state Slurm 22.05 to 24.05 reports.
+// (see package slurmtest), implement wlm.BootTimeReporter,
+// wlm.JobEnder, wlm.Scheduler and wlm.Steerer, and read every state Slurm
+// 22.05 to 24.05 reports.
 //
 // # scontrol
 //
@@ -39,6 +40,27 @@
 // slurmrestd answers 401 without a token and, in 22.05, 500 "Unspecified
 // error" for a bad or expired one.
 //
+// # Steering
+//
+// Slurm gives a job the nodes of lowest weight that can run it, so both
+// adapters implement wlm.Steerer with node weights. [CLI.Steer] reads the
+// weights (one `scontrol show node`), adds [SteerWeight] to the weight of
+// each node it makes the scheduler's last choice, or takes it off again
+// to give the node back its place, with one `scontrol update
+// NodeName=<hostlist> Weight=<w>` per weight to set; a node already as
+// asked costs no update. Every node gets the same offset, so the site's
+// order stands among the nodes steered alike; the site's own weights must
+// stay below SteerWeight (2^23, since Slurm 22.05 tells weights apart
+// only below 2^24). [REST] steers through [RESTConfig.Fallback]:
+// slurmrestd 22.05 cannot set a weight. Slurm updates nodes only for
+// root, its SlurmUser and its administrators (AdminLevel=Admin); anyone
+// else gets wlm.ErrPermissionDenied.
+//
+// A weight set by scontrol is not slurm.conf's: `scontrol reconfigure`
+// puts slurm.conf's back, and so does a restart of slurmctld unless it is
+// started with -R and its saved state. That is harmless: the node is
+// simply no longer steered, and a new job may go there again.
+//
 // # Control-plane cost
 //
 // A poll costs one command or one request for all the nodes of a step,
@@ -49,6 +71,7 @@
 //	Drain, Fail      1  scontrol update             v0.0.38: the CLI's; v0.0.39+: 1 GET + 1 POST per node
 //	Resume           1  show, +1 update if needed   v0.0.38: the CLI's; v0.0.39+: 1 GET + 1 POST per node to resume
 //	JobEnds          1  squeue                      2  GET /nodes, GET /jobs
+//	Steer            1  show, +1 update per weight  the CLI's
 //
 // The first REST call also reads /openapi/v3 once, unless
 // [RESTConfig.Version] is set.
