@@ -23,8 +23,9 @@ import (
 // the session its place once, at its first round (a run before it may
 // have stopped half-way), then only the nodes whose want changed. A
 // session is not recorded done before every node has its place back,
-// unless the workload manager refuses it to the user crus runs as: then
-// the last message says so, rather than wait for good.
+// unless the workload manager refuses it to the user crus runs as, or
+// fails for steerEndWait: then a message says so, rather than wait for
+// good.
 
 // steering is a run's knowledge of the nodes it steered.
 type steering struct {
@@ -36,16 +37,28 @@ type steering struct {
 	failedAt time.Time
 	refused  bool
 	err      error // of the last failure
+	// endSince: when the session could first have been recorded done,
+	// had every node its place back (see steerEndWait).
+	endSince time.Time
+	// unsupported: the workload manager cannot steer after all
+	// (wlm.ErrUnsupported: slurmrestd without a CLI fallback); the run
+	// goes on as without wlm.Steerer.
+	unsupported bool
 }
 
 // steerRetry is how long a run waits after a failure to steer before it
 // tries again.
 const steerRetry = time.Minute
 
+// steerEndWait bounds how long a session otherwise done waits for the
+// workload manager to give its nodes back their place: past it, the
+// session ends, and says the nodes may stay steered.
+const steerEndWait = 30 * time.Minute
+
 // steers reports whether the executor steers the session's nodes: a
 // scheduled session, with a workload manager that can book and steer.
 func (e *Executor) steers(r *run) bool {
-	return e.steerer != nil && r.indexed().policy().scheduled
+	return e.steerer != nil && !r.steer.unsupported && r.indexed().policy().scheduled
 }
 
 // steer gives each node of the session the place in the workload
@@ -100,6 +113,11 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 		if err := e.steerAt(ctx, r, c.at, c.last); err != nil {
 			if ctx.Err() != nil {
 				return false
+			}
+			if errors.Is(err, wlm.ErrUnsupported) {
+				st.unsupported = true
+				r.log.Info("the workload manager cannot steer new jobs away from the nodes still to take; going on without", "err", err)
+				return true
 			}
 			st.known, st.failedAt, st.refused, st.err = false, now, errors.Is(err, wlm.ErrPermissionDenied), err
 			r.log.Warn("could not steer the nodes still to upgrade in the workload manager's choice for new jobs; trying again later", "last", c.last, "nodes", len(c.at), "err", err)

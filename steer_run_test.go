@@ -144,27 +144,95 @@ func TestSteeringFollowsPause(t *testing.T) {
 	assert.GreaterOrEqual(t, resumed, 2, "steered again after the resume: %v", calls)
 }
 
-// TestSteeringOutageDelaysTheEnd: a session is not recorded done while
-// the workload manager cannot give its nodes their place back; it ends
-// once it can, with none left steered.
-func TestSteeringOutageDelaysTheEnd(t *testing.T) {
+// failingSteer is the fake workload manager whose Steer fails from the
+// moment failing is set; once every node of the session is done (the
+// session waits only to give places back), it works again after
+// recoverAfter (never, if zero).
+type failingSteer struct {
+	*fake.WLM
+	w     *fake.World
+	store crus.Store
+
+	mu           sync.Mutex
+	id           string
+	failing      bool
+	recoverAfter time.Duration
+	endBlocked   time.Time // the first failed call once every node was done
+}
+
+func (m *failingSteer) Steer(ctx context.Context, names []string, last bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.w.Now()
+	if m.failing && m.endBlocked.IsZero() {
+		s, err := m.store.Get(ctx, m.id)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(s.Progress.Nodes, func(n crus.NodeRecord) bool { return n.Phase != crus.PhaseDone }) {
+			m.endBlocked = now
+		}
+	}
+	if m.failing && (m.endBlocked.IsZero() || m.recoverAfter == 0 || now.Before(m.endBlocked.Add(m.recoverAfter))) {
+		return fake.ErrInjected
+	}
+	return m.WLM.Steer(ctx, names, last)
+}
+
+// steerOutage runs a scheduled session whose Steer fails from its second
+// step on, and works again recoverAfter after the session could have
+// ended (never, if zero).
+func steerOutage(t *testing.T, recoverAfter time.Duration) (*env, *failingSteer, *crus.Session) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
+	m := &failingSteer{WLM: e.w.WLM(), w: e.w, store: e.store, recoverAfter: recoverAfter}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-	until := e.w.Now().Add(30 * 24 * time.Hour)
 	s := e.create()
-	var outage time.Time
+	m.id = s.UpgradeID
 	e.onEvent = func(ev crus.Event) {
-		if ev.Kind == crus.EventStepStarted && ev.Step == 2 && outage.IsZero() {
-			outage = e.w.Now()
-			e.w.Outage("wlm.Steer", outage, until, nil)
+		if ev.Kind == crus.EventStepStarted && ev.Step == 2 {
+			m.mu.Lock()
+			m.failing = true
+			m.mu.Unlock()
 		}
 	}
 	final, err := e.ex.Run(context.Background(), s.UpgradeID)
 	require.NoError(t, err)
-	e.check(final)
 	assert.Equal(t, 8, final.Counts().Upgraded)
-	require.False(t, outage.IsZero())
-	assert.False(t, final.Progress.EndedAt.Before(until), "recorded done at %s, before steering could be undone at %s", final.Progress.EndedAt, until)
+	require.False(t, m.endBlocked.IsZero(), "the session waited to give nodes their place back")
+	return e, m, final
+}
+
+// TestSteeringOutageDelaysTheEnd: a session is not recorded done while
+// the workload manager cannot give its nodes their place back; it ends
+// once it can, with none left steered.
+func TestSteeringOutageDelaysTheEnd(t *testing.T) {
+	e, m, final := steerOutage(t, 10*time.Minute)
+	e.check(final)
+	ended := final.Progress.EndedAt
+	assert.False(t, ended.Before(m.endBlocked.Add(10*time.Minute)), "recorded done at %s, before steering could be undone at %s", ended, m.endBlocked.Add(10*time.Minute))
+	assert.Less(t, ended.Sub(m.endBlocked), 15*time.Minute, "done soon after")
+	for _, msg := range final.Messages {
+		assert.NotContains(t, msg, "place back")
+	}
+}
+
+// TestSteeringOutageEndsAtLast: a session whose nodes cannot get their
+// place back ends after steerEndWait (30 minutes) all the same, and says
+// they may stay steered.
+func TestSteeringOutageEndsAtLast(t *testing.T) {
+	e, m, final := steerOutage(t, 0)
+	ended := final.Progress.EndedAt
+	assert.False(t, ended.Before(m.endBlocked.Add(30*time.Minute)), "gave up at %s, before 30 minutes from %s", ended, m.endBlocked)
+	assert.Less(t, ended.Sub(m.endBlocked), 35*time.Minute)
+	assert.Contains(t, final.Messages[len(final.Messages)-2], "could not give nodes back their place in its choice for new jobs for 30m0s")
+	assert.NotEmpty(t, e.w.Steered(), "the nodes it could not give back stay steered, as the message says")
+	for _, x := range e.w.Steered() {
+		e.w.AdminSteer(x, false)
+	}
+	e.check(final)
 }
 
 // TestSteeringAfterRestart: a run taken up after a crash gives back their
@@ -236,4 +304,32 @@ func TestSteeringRefusedDoesNotHoldTheEnd(t *testing.T) {
 	assert.Contains(t, s.Messages[len(s.Messages)-2], "refuses to give nodes back their place")
 	elapsed := s.Progress.EndedAt.Sub(s.Progress.StartedAt)
 	assert.LessOrEqual(t, m.calls.Load(), int64(elapsed/(10*time.Minute))+2, "one refused call per 10 minutes over %s", elapsed)
+}
+
+// unsupportedSteer is a workload manager with Steer that cannot steer
+// after all (slurmrestd without a CLI fallback).
+type unsupportedSteer struct {
+	*fake.WLM
+	calls atomic.Int64
+}
+
+func (m *unsupportedSteer) Steer(context.Context, []string, bool) error {
+	m.calls.Add(1)
+	return fmt.Errorf("slurm: set node weights needs RESTConfig.Fallback: %w", wlm.ErrUnsupported)
+}
+
+// TestSteeringUnsupported: a workload manager that answers Steer with
+// wlm.ErrUnsupported is asked once; the session runs and ends as without
+// wlm.Steerer.
+func TestSteeringUnsupported(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
+	m := &unsupportedSteer{WLM: e.w.WLM()}
+	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.run()
+	assert.Equal(t, 8, s.Counts().Upgraded)
+	assert.Equal(t, int64(1), m.calls.Load())
+	assert.NotContains(t, s.Messages[len(s.Messages)-2], "place")
 }
