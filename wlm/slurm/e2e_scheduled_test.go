@@ -103,6 +103,9 @@ type schedRun struct {
 	// keptAhead counts the reservations the executor moved on because
 	// they were about to begin (Executor.keepAhead, read from its log).
 	keptAhead atomic.Int64
+	// steered counts the rounds that steered nodes (read from the
+	// executor's log: "nodes steered as the session wants").
+	steered atomic.Int64
 }
 
 // startScheduled creates a scheduled session of the four nodes, in steps
@@ -117,7 +120,10 @@ func startScheduledWith(t *testing.T, e *e2eCluster, admin slurmReservation, man
 	r := &schedRun{e: e, boot: e.bos("compute-upgrade"), steps: &stepStarts{}, done: make(chan struct{})}
 	t.Cleanup(r.boot.wg.Wait)
 	var err error
-	logger := slog.New(&countingHandler{Handler: testLogger(t).Handler(), msg: "moved on a reservation about to begin", n: &r.keptAhead})
+	logger := slog.New(&countingHandler{
+		Handler: &countingHandler{Handler: testLogger(t).Handler(), msg: "nodes steered as the session wants", n: &r.steered},
+		msg:     "moved on a reservation about to begin", n: &r.keptAhead,
+	})
 	r.ex, err = crus.NewExecutor(e.world.HSM(), manager, r.boot, crus.Config{
 		Mapper: e.mapper, Logger: logger,
 		PollInterval: 500 * time.Millisecond, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, RetryTimeout: 20 * time.Second,
@@ -213,6 +219,31 @@ func (r *schedRun) checkReservations(t *testing.T) {
 	}
 }
 
+// checkWeights checks that the session steered its nodes in Slurm (if
+// steered) and gave every node its weight back: 1, as slurmtest
+// configures them.
+func (r *schedRun) checkWeights(t *testing.T, steered bool) {
+	t.Helper()
+	if n := r.steered.Load(); steered && n == 0 {
+		t.Errorf("the session never steered its nodes")
+	} else {
+		t.Logf("%d rounds steered nodes", n)
+	}
+	out, err := r.e.c.Command(t.Context(), "scontrol", "show", "node", strings.Join(schedSession, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := regexp.MustCompile(`NodeName=(\S+)[\s\S]*?Weight=(\d+)`).FindAllStringSubmatch(string(out), -1)
+	if len(weights) != len(schedSession) {
+		t.Fatalf("read %d weights of %d nodes:\n%s", len(weights), len(schedSession), out)
+	}
+	for _, m := range weights {
+		if m[2] != "1" {
+			t.Errorf("node %s has weight %s after the session; want 1", m[1], m[2])
+		}
+	}
+}
+
 // violations returns the reboots of nodes running a job.
 func (r *schedRun) violations() []string {
 	r.boot.mu.Lock()
@@ -286,6 +317,7 @@ func scheduledCompletes(t *testing.T, e *e2eCluster, admin slurmReservation) {
 	}
 
 	r.checkReservations(t)
+	r.checkWeights(t, true)
 	r.resv.mu.Lock()
 	booked := slices.Sorted(maps.Keys(r.resv.booked))
 	r.resv.mu.Unlock()
@@ -381,6 +413,7 @@ func scheduledDeleted(t *testing.T, e *e2eCluster, admin slurmReservation) {
 		t.Errorf("reboots of busy nodes: %v", v)
 	}
 	r.checkReservations(t)
+	r.checkWeights(t, true)
 	// The busy nodes were never taken: their jobs run on, their nodes in
 	// service.
 	for i, id := range jobs {
@@ -457,6 +490,7 @@ func scheduledUndeletable(t *testing.T, e *e2eCluster, admin slurmReservation) {
 	}
 	// No reservation of the session began, and none is left.
 	r.checkReservations(t)
+	r.checkWeights(t, false) // (refusingUnreserve does not steer)
 	for _, msg := range final.Messages {
 		t.Logf("  %s", msg)
 	}
