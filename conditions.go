@@ -46,6 +46,12 @@ const (
 	// job ends, and the executor asks again every 10 minutes, so the
 	// condition ends once the right is granted.
 	CondBookingRefused ConditionKind = "booking_refused"
+	// CondSteeringFailed: the workload manager could not steer new jobs
+	// away from the nodes the scheduled strategy has still to take
+	// (wlm.Steerer); they may take jobs that put off their reboots. The
+	// executor tries again a minute later (ten after a refusal); nothing
+	// else waits for it.
+	CondSteeringFailed ConditionKind = "steering_failed"
 	// CondBootNotAccepted: the boot orchestrator has not accepted a boot
 	// request; its nodes wait drained, no new node is taken, and after
 	// boot_timeout they return to service to be taken again later.
@@ -102,6 +108,9 @@ func (p *planner) setConditions() {
 		}
 		if p.pol.scheduled && p.obs.BookingRefused != "" {
 			add(CondBookingRefused, fmt.Sprintf("The workload manager refuses reservations to the user crus runs as (%s): nodes are taken as in rolling by expected job ends; crus asks again every %s", p.obs.BookingRefused, refusalRetry))
+		}
+		if p.pol.scheduled && p.obs.SteeringFailed != "" {
+			add(CondSteeringFailed, fmt.Sprintf("New jobs could not be steered away from the nodes still to take (%s): they may take jobs that put off their reboots; crus tries again every %s (%s after a refusal)", p.obs.SteeringFailed, steerRetry, refusalRetry))
 		}
 	}
 	old := p.s.Progress.Conditions

@@ -275,6 +275,9 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			return nil
 		})
 	}
+	if st := &r.steer; !st.known && st.err != nil && !st.unsupported {
+		obs.SteeringFailed = errText(st.err)
+	}
 	if e.scheduler != nil && r.refused != nil {
 		// Refused to this user: as without wlm.Scheduler (see book),
 		// but for a full look now and then, which tries again.

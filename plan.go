@@ -125,6 +125,10 @@ type Observation struct {
 	// Scheduling is then false, but for a full observation every 10
 	// minutes, at which the executor asks again.
 	BookingRefused string
+	// SteeringFailed, if not empty, says why the executor could not
+	// steer new jobs away from the nodes still to take (wlm.Steerer) at
+	// its last try; it tries again a minute later (ten after a refusal).
+	SteeringFailed string
 	// InFlightOnly says the executor looked at the nodes in flight alone
 	// (between two full observations): no pending node was observed, so
 	// none is taken and no booking is changed.
