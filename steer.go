@@ -21,7 +21,9 @@ import (
 // and no node is steered once it is taken or the session stops. So the
 // executor keeps no state of it in the store. A run tells every node of
 // the session its place once, at its first round (a run before it may
-// have stopped half-way), then only the nodes whose want changed. A
+// have stopped half-way), then only the nodes whose want changed, and
+// the nodes still to take again each steerReassert (weights can be reset
+// behind its back). A
 // session is not recorded done before every node has its place back,
 // unless the workload manager refuses it to the user crus runs as, or
 // fails for steerEndWait: then a message says so, rather than wait for
@@ -37,6 +39,8 @@ type steering struct {
 	failedAt time.Time
 	refused  bool
 	err      error // of the last failure
+	// toldAll: when the run last told every node its place.
+	toldAll time.Time
 	// endSince: when the session could first have been recorded done,
 	// had every node its place back (see steerEndWait).
 	endSince time.Time
@@ -49,6 +53,12 @@ type steering struct {
 // steerRetry is how long a run waits after a failure to steer before it
 // tries again.
 const steerRetry = time.Minute
+
+// steerReassert is how often a run steers the nodes still to take again,
+// whatever it believes the workload manager holds: Slurm
+// forgets weights set by scontrol at a reconfigure, and an administrator
+// may reset them.
+const steerReassert = time.Hour
 
 // steerEndWait bounds how long a session otherwise done waits for the
 // workload manager to give its nodes back their place: past it, the
@@ -74,6 +84,10 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	if len(st.last) != words {
 		st.last, st.want, st.known = make([]uint64, words), make([]uint64, words), false
 	}
+	now := e.clock.Now()
+	// Due to tell the nodes still to take their place again (those given
+	// it back stay so: a reset gives places back, it takes none).
+	reassert := st.known && !now.Before(st.toldAll.Add(steerReassert))
 	p := &r.s.Progress
 	running := !p.Paused && !p.Cancel && p.Abort == "" && !r.s.Completed
 	for w := range st.want {
@@ -85,16 +99,20 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	var on, off []int
 	for w := range st.want {
 		add, drop := st.want[w]&^st.last[w], st.last[w]&^st.want[w]
-		if !st.known {
+		switch {
+		case !st.known:
 			add, drop = st.want[w], ^st.want[w]
+		case reassert:
+			add = st.want[w]
 		}
 		on, off = appendBits(on, add, w, len(p.Nodes)), appendBits(off, drop, w, len(p.Nodes))
 	}
 	if len(on) == 0 && len(off) == 0 {
-		st.known = true
+		if !st.known || reassert {
+			st.known, st.toldAll = true, now
+		}
 		return true
 	}
-	now := e.clock.Now()
 	if wait := steerRetry; !st.failedAt.IsZero() {
 		if st.refused {
 			wait = refusalRetry
@@ -129,6 +147,9 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	}
 	if !st.failedAt.IsZero() || !st.known {
 		r.log.Debug("nodes steered as the session wants", "last", len(on), "in_place", len(off))
+	}
+	if !st.known || reassert {
+		st.toldAll = now
 	}
 	st.known, st.failedAt, st.refused, st.err = true, time.Time{}, false, nil
 	return true

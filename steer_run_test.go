@@ -345,3 +345,42 @@ func TestSteeringUnsupported(t *testing.T) {
 		assert.NotContains(t, m, "could not be steered")
 	}
 }
+
+// TestSteeringReassertedAfterReset: weights reset behind the session's
+// back (Slurm: scontrol reconfigure) are set again within the hour.
+func TestSteeringReassertedAfterReset(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 24, Busy: 0.9, MaxJob: 6 * time.Hour}, 2)
+	e.w.KeepBusy(0.9, 6*time.Hour, 15*time.Minute, e.w.Now().Add(48*time.Hour))
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	s := e.create()
+	var reset bool
+	var steered, pending []string
+	e.onEvent = func(ev crus.Event) {
+		if ev.Kind != crus.EventStepStarted || ev.Step != 2 || reset {
+			return
+		}
+		reset = true
+		for _, x := range e.w.Steered() {
+			e.w.AdminSteer(x, false)
+		}
+		e.w.Schedule(e.w.Now().Add(70*time.Minute), func() {
+			steered = e.w.Steered()
+			rec, err := e.store.Get(context.Background(), s.UpgradeID)
+			require.NoError(t, err)
+			pending = []string{}
+			for _, n := range rec.Progress.Nodes {
+				if n.Phase == crus.PhasePending {
+					pending = append(pending, n.XName)
+				}
+			}
+		})
+	}
+	final, err := e.ex.Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	e.check(final)
+	require.True(t, reset)
+	require.NotNil(t, pending, "the session ran for 70 minutes after the reset")
+	require.NotEmpty(t, pending)
+	slices.Sort(pending)
+	assert.Equal(t, pending, steered, "70 minutes after the reset, the nodes still to take are steered again")
+}
