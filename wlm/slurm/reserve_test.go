@@ -76,18 +76,7 @@ func TestRESTReservationsWithoutFallback(t *testing.T) {
 // fail with wlm.ErrPermissionDenied, permanent (crus does not retry them
 // for a retry timeout at every decision), while listing still works.
 func TestCLIReservationsRefusedToUser(t *testing.T) {
-	if _, err := exec.LookPath("runuser"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no runuser here (util-linux): %v", err)
-		}
-		t.Skipf("SKIPPED, no runuser here (%v): cannot run scontrol as another user", err)
-	}
-	c := slurmtest.New(t, slurmtest.Options{Nodes: 2})
-	asNobody := func(ctx context.Context, cmd slurm.Command) ([]byte, []byte, error) {
-		cmd.Args = append([]string{"-u", "nobody", "--", cmd.Path}, cmd.Args...)
-		cmd.Path = "runuser"
-		return slurm.Exec(ctx, cmd)
-	}
+	c, asNobody := clusterAsNobody(t, slurm.Exec)
 	m := newCLI(t, c, asNobody)
 	ctx := t.Context()
 	r := wlm.Reservation{Name: "crus-t-1", Nodes: c.Names()[:1], Start: time.Now().Add(time.Hour), End: time.Now().Add(2 * time.Hour)}
@@ -108,5 +97,24 @@ func TestCLIReservationsRefusedToUser(t *testing.T) {
 	}
 	if err := root.Unreserve(ctx, []string{r.Name}); err != nil {
 		t.Errorf("Unreserve as root: %v", err)
+	}
+}
+
+// clusterAsNobody starts a 2-node cluster and returns it with a command
+// runner that runs each command as the user nobody (through runuser),
+// by run. Without runuser the test skips, loudly, or fails in CI.
+func clusterAsNobody(t *testing.T, run func(context.Context, slurm.Command) ([]byte, []byte, error)) (*slurmtest.Cluster, func(context.Context, slurm.Command) ([]byte, []byte, error)) {
+	t.Helper()
+	if _, err := exec.LookPath("runuser"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but no runuser here (util-linux): %v", err)
+		}
+		t.Skipf("SKIPPED, no runuser here (%v): cannot run scontrol as another user", err)
+	}
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 2})
+	return c, func(ctx context.Context, cmd slurm.Command) ([]byte, []byte, error) {
+		cmd.Args = append([]string{"-u", "nobody", "--", cmd.Path}, cmd.Args...)
+		cmd.Path = "runuser"
+		return run(ctx, cmd)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,19 +74,8 @@ func testSteerer(t *testing.T, rest bool) {
 // administrators; run as nobody, Steer fails with wlm.ErrPermissionDenied,
 // permanent, and no weight changes.
 func TestCLISteerRefusedToUser(t *testing.T) {
-	if _, err := exec.LookPath("runuser"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no runuser here (util-linux): %v", err)
-		}
-		t.Skipf("SKIPPED, no runuser here (%v): cannot run scontrol as another user", err)
-	}
-	c := slurmtest.New(t, slurmtest.Options{Nodes: 2})
 	var rec recorder
-	asNobody := func(ctx context.Context, cmd slurm.Command) ([]byte, []byte, error) {
-		cmd.Args = append([]string{"-u", "nobody", "--", cmd.Path}, cmd.Args...)
-		cmd.Path = "runuser"
-		return rec.run(ctx, cmd)
-	}
+	c, asNobody := clusterAsNobody(t, rec.run)
 	ctx := t.Context()
 	err := newCLI(t, c, asNobody).Steer(ctx, c.Names(), true)
 	if !errors.Is(err, wlm.ErrPermissionDenied) || !batch.IsPermanent(err) {
