@@ -29,14 +29,8 @@ func (m *WLM) Steer(ctx context.Context, names []string, last bool) error {
 			unknown = append(unknown, name)
 			continue
 		}
-		if n.sim.last != last {
+		if w.setLast(n, last) {
 			w.touched[n.xname]++
-			n.sim.last = last
-			if last {
-				w.sim.steered++
-			} else {
-				w.sim.steered--
-			}
 		}
 	}
 	return batch.Nodes(unknown, wlm.ErrNodeNotFound)
@@ -73,12 +67,22 @@ func (w *World) IgnoreSteering(ignore bool) {
 func (w *World) AdminSteer(xname string, last bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n, ok := w.nodes[xname]; ok && n.sim.last != last {
-		n.sim.last = last
-		if last {
-			w.sim.steered++
-		} else {
-			w.sim.steered--
-		}
+	if n, ok := w.nodes[xname]; ok {
+		w.setLast(n, last)
 	}
+}
+
+// setLast steers n, and reports whether that changed it. Callers hold
+// the lock.
+func (w *World) setLast(n *node, last bool) bool {
+	if n.sim.last == last {
+		return false
+	}
+	n.sim.last = last
+	if last {
+		w.sim.steered++
+	} else {
+		w.sim.steered--
+	}
+	return true
 }
