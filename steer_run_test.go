@@ -63,12 +63,19 @@ func (m *steerWatch) steerCalls() []steerCall {
 	return slices.Clone(m.calls)
 }
 
-// watchSteering has e's executor steer through a steerWatch.
-func watchSteering(t *testing.T, e *env) *steerWatch {
-	m := &steerWatch{WLM: e.w.WLM(), t: t, store: e.store}
+// steerThrough has e's executor drive the workload manager m (the
+// fake's, wrapped) in scheduled sessions.
+func steerThrough(t *testing.T, e *env, m wlm.Manager) {
 	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
 	require.NoError(t, err)
 	e.ex = ex
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+}
+
+// watchSteering has e's executor steer through a steerWatch.
+func watchSteering(t *testing.T, e *env) *steerWatch {
+	m := &steerWatch{WLM: e.w.WLM(), t: t, store: e.store}
+	steerThrough(t, e, m)
 	return m
 }
 
@@ -80,7 +87,6 @@ func TestScheduledSteersTheNodesStillToTake(t *testing.T) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour}, 3)
 	e.w.KeepBusy(0.5, 2*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
 	m := watchSteering(t, e)
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 	s := e.create()
 	m.id = s.UpgradeID
 	var steeredMidway []string
@@ -108,7 +114,6 @@ func TestScheduledSteersTheNodesStillToTake(t *testing.T) {
 func TestSteeringFollowsPause(t *testing.T) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 12, Busy: 0.8, MaxJob: 2 * time.Hour}, 3)
 	m := watchSteering(t, e)
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 	s := e.create()
 	m.id = s.UpgradeID
 	ctx := context.Background()
@@ -186,10 +191,7 @@ func (m *failingSteer) Steer(ctx context.Context, names []string, last bool) err
 func steerOutage(t *testing.T, recoverAfter time.Duration) (*env, *failingSteer, *crus.Session) {
 	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
 	m := &failingSteer{WLM: e.w.WLM(), w: e.w, store: e.store, recoverAfter: recoverAfter}
-	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
-	require.NoError(t, err)
-	e.ex = ex
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	steerThrough(t, e, m)
 	s := e.create()
 	m.id = s.UpgradeID
 	e.onEvent = func(ev crus.Event) {
@@ -282,16 +284,28 @@ func TestSteeringAfterRestart(t *testing.T) {
 
 var _ wlm.Steerer = (*steerWatch)(nil)
 
-// refusingSteer is the fake workload manager refusing Steer to crus's
-// user, as Slurm does to a user who is not an operator.
-type refusingSteer struct {
+// answeringSteer is the fake workload manager whose Steer answers err,
+// always.
+type answeringSteer struct {
 	*fake.WLM
+	err   error
 	calls atomic.Int64
 }
 
-func (m *refusingSteer) Steer(context.Context, []string, bool) error {
+func (m *answeringSteer) Steer(context.Context, []string, bool) error {
 	m.calls.Add(1)
-	return fmt.Errorf("scontrol: Invalid user id: %w", wlm.ErrPermissionDenied)
+	return m.err
+}
+
+// runAnsweringSteer runs a scheduled session of 8 nodes whose workload
+// manager answers Steer with err, and returns it with the Steer calls.
+func runAnsweringSteer(t *testing.T, err error) (*crus.Session, int64) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
+	m := &answeringSteer{WLM: e.w.WLM(), err: err}
+	steerThrough(t, e, m)
+	s := e.run()
+	assert.Equal(t, 8, s.Counts().Upgraded)
+	return s, m.calls.Load()
 }
 
 // TestSteeringRefusedDoesNotHoldTheEnd: a workload manager that refuses
@@ -299,47 +313,21 @@ func (m *refusingSteer) Steer(context.Context, []string, bool) error {
 // says nodes may stay steered, and the refused call is made only every
 // ten minutes.
 func TestSteeringRefusedDoesNotHoldTheEnd(t *testing.T) {
-	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
-	m := &refusingSteer{WLM: e.w.WLM()}
-	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
-	require.NoError(t, err)
-	e.ex = ex
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-	s := e.run()
-	assert.Equal(t, 8, s.Counts().Upgraded)
+	s, calls := runAnsweringSteer(t, fmt.Errorf("scontrol: Invalid user id: %w", wlm.ErrPermissionDenied))
 	assert.True(t, slices.ContainsFunc(s.Messages, func(m string) bool { return strings.Contains(m, "refuses to give nodes back their place") }), "%q", s.Messages)
 	assert.True(t, slices.ContainsFunc(s.Messages, func(m string) bool {
 		return strings.HasPrefix(m, "New jobs could not be steered away from the nodes still to take (scontrol: Invalid user id")
 	}), "condition steering_failed began: %q", s.Messages)
 	elapsed := s.Progress.EndedAt.Sub(s.Progress.StartedAt)
-	assert.LessOrEqual(t, m.calls.Load(), int64(elapsed/(10*time.Minute))+2, "one refused call per 10 minutes over %s", elapsed)
-}
-
-// unsupportedSteer is a workload manager with Steer that cannot steer
-// after all (slurmrestd without a CLI fallback).
-type unsupportedSteer struct {
-	*fake.WLM
-	calls atomic.Int64
-}
-
-func (m *unsupportedSteer) Steer(context.Context, []string, bool) error {
-	m.calls.Add(1)
-	return fmt.Errorf("slurm: set node weights needs RESTConfig.Fallback: %w", wlm.ErrUnsupported)
+	assert.LessOrEqual(t, calls, int64(elapsed/(10*time.Minute))+2, "one refused call per 10 minutes over %s", elapsed)
 }
 
 // TestSteeringUnsupported: a workload manager that answers Steer with
 // wlm.ErrUnsupported is asked once; the session runs and ends as without
 // wlm.Steerer.
 func TestSteeringUnsupported(t *testing.T) {
-	e := newEnv(t, fake.ClusterOptions{Nodes: 8, Busy: 0.5, MaxJob: time.Hour}, 4)
-	m := &unsupportedSteer{WLM: e.w.WLM()}
-	ex, err := crus.NewExecutor(e.w.HSM(), m, e.w.BOS(), e.cfg)
-	require.NoError(t, err)
-	e.ex = ex
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
-	s := e.run()
-	assert.Equal(t, 8, s.Counts().Upgraded)
-	assert.Equal(t, int64(1), m.calls.Load())
+	s, calls := runAnsweringSteer(t, fmt.Errorf("slurm: set node weights needs RESTConfig.Fallback: %w", wlm.ErrUnsupported))
+	assert.Equal(t, int64(1), calls)
 	for _, m := range s.Messages {
 		assert.NotContains(t, m, "place back")
 		assert.NotContains(t, m, "could not be steered")
