@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -162,27 +161,13 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err != nil {
 			return r.s, err
 		}
-		if d.Done && !e.steer(ctx, r) {
-			now := e.clock.Now()
-			if r.steer.endSince.IsZero() {
-				r.steer.endSince = now
+		if d.Done && !e.steerBeforeEnd(ctx, r, &d) {
+			// Not done before every node has its place back in the
+			// workload manager's choice: try again shortly.
+			if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
+				return r.s, err
 			}
-			if !r.steer.refused && now.Sub(r.steer.endSince) < steerEndWait {
-				// Not done before every node has its place back in the
-				// workload manager's choice: try again shortly.
-				if err := e.sleep(ctx, r, e.cfg.PollInterval); err != nil {
-					return r.s, err
-				}
-				continue
-			}
-			// Refused for good to the user crus runs as, or failing for
-			// longer than steerEndWait: waiting on would hold the
-			// session for a preference. Say so, and end.
-			why := fmt.Sprintf("could not give nodes back their place in its choice for new jobs for %s", steerEndWait)
-			if r.steer.refused {
-				why = "refuses to give nodes back their place in its choice for new jobs"
-			}
-			d.Messages = slices.Insert(d.Messages, 0, fmt.Sprintf("The workload manager %s (%v): nodes of this session may stay its last choice until an administrator resets them (Slurm: their weights, or scontrol reconfigure)", why, r.steer.err))
+			continue
 		}
 		moved := d.Transitions(r.s)
 		if d.Changed(r.s) {

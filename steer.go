@@ -3,7 +3,9 @@ package crus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -37,7 +39,6 @@ type steering struct {
 	// failedAt is the last failure, which waits steerRetry before the
 	// next try (refusalRetry after a refusal to the user crus runs as).
 	failedAt time.Time
-	refused  bool
 	err      error // of the last failure
 	// toldAll: when the run last told every node its place.
 	toldAll time.Time
@@ -114,7 +115,7 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 		return true
 	}
 	if wait := steerRetry; !st.failedAt.IsZero() {
-		if st.refused {
+		if st.refused() {
 			wait = refusalRetry
 		}
 		if now.Before(st.failedAt.Add(wait)) {
@@ -137,7 +138,7 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 				r.log.Info("the workload manager cannot steer new jobs away from the nodes still to take; going on without", "err", err)
 				return true
 			}
-			st.known, st.failedAt, st.refused, st.err = false, now, errors.Is(err, wlm.ErrPermissionDenied), err
+			st.known, st.failedAt, st.err = false, now, err
 			r.log.Warn("could not steer the nodes still to upgrade in the workload manager's choice for new jobs; trying again later", "last", c.last, "nodes", len(c.at), "err", err)
 			return false
 		}
@@ -151,7 +152,35 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	if !st.known || reassert {
 		st.toldAll = now
 	}
-	st.known, st.failedAt, st.refused, st.err = true, time.Time{}, false, nil
+	st.known, st.failedAt, st.err = true, time.Time{}, nil
+	return true
+}
+
+// refused reports whether the last failure was a refusal to the user
+// crus runs as.
+func (st *steering) refused() bool { return errors.Is(st.err, wlm.ErrPermissionDenied) }
+
+// steerBeforeEnd is steer for a decision that ends the session: it
+// reports whether the session may be recorded done. It may not while a
+// node has yet to get its place back, for steerEndWait at most, unless
+// the workload manager refuses it to the user crus runs as: waiting on
+// would hold the session for a preference. Then d says so.
+func (e *Executor) steerBeforeEnd(ctx context.Context, r *run, d *Decision) bool {
+	if e.steer(ctx, r) {
+		return true
+	}
+	st, now := &r.steer, e.clock.Now()
+	if st.endSince.IsZero() {
+		st.endSince = now
+	}
+	if !st.refused() && now.Sub(st.endSince) < steerEndWait {
+		return false
+	}
+	why := fmt.Sprintf("could not give nodes back their place in its choice for new jobs for %s", steerEndWait)
+	if st.refused() {
+		why = "refuses to give nodes back their place in its choice for new jobs"
+	}
+	d.Messages = slices.Insert(d.Messages, 0, fmt.Sprintf("The workload manager %s (%v): nodes of this session may stay its last choice until an administrator resets them (Slurm: their weights, or scontrol reconfigure)", why, st.err))
 	return true
 }
 
