@@ -44,48 +44,17 @@ const resvPrefix = "wlmtest-"
 // wlm.Scheduler.
 func RunSchedulerTests(t *testing.T, newHarness SchedulerHarnessMaker, opts Options) {
 	t.Helper()
-	if opts.Settle == 0 {
-		opts.Settle = 30 * time.Second
-	}
-	if opts.Poll == 0 {
-		opts.Poll = 250 * time.Millisecond
-	}
-	tests := []struct {
-		name string
-		f    func(*schedSuite)
-	}{
+	runCapability(t, opts, newHarness, []capabilityCase[*schedSuite]{
 		{"ReserveListUnreserve", (*schedSuite).reserveListUnreserve},
 		{"ReserveMoves", (*schedSuite).reserveMoves},
 		{"ReserveRefuses", (*schedSuite).reserveRefuses},
 		{"ReserveUnknownInBatch", (*schedSuite).reserveUnknownInBatch},
 		{"JobsHonourReservations", (*schedSuite).jobsHonourReservations},
 		{"ActiveReservation", (*schedSuite).activeReservation},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
-			sch, ok := h.Manager().(wlm.Scheduler)
-			if !ok {
-				t.Skip("the Manager cannot book nodes (wlm.Scheduler)")
-			}
-			nodes := h.Nodes()
-			if len(nodes) < 3 {
-				t.Fatalf("harness gives %d nodes, the suite needs at least 3", len(nodes))
-			}
-			s := &schedSuite{suite: suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts}, sh: h, sch: sch}
-			t.Cleanup(func() { s.cleanup(context.WithoutCancel(ctx)) })
-			tc.f(s)
-		})
-	}
+	}, "the Manager cannot book nodes (wlm.Scheduler)", func(base suite, h SchedulerHarness) (*schedSuite, bool) {
+		sch, ok := h.Manager().(wlm.Scheduler)
+		return &schedSuite{suite: base, sh: h, sch: sch}, ok
+	})
 }
 
 type schedSuite struct {

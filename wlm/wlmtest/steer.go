@@ -48,47 +48,16 @@ type SteererHarnessMaker func(ctx context.Context, t *testing.T) (SteererHarness
 // end, whatever happened.
 func RunSteererTests(t *testing.T, newHarness SteererHarnessMaker, opts Options) {
 	t.Helper()
-	if opts.Settle == 0 {
-		opts.Settle = 30 * time.Second
-	}
-	if opts.Poll == 0 {
-		opts.Poll = 250 * time.Millisecond
-	}
-	tests := []struct {
-		name string
-		f    func(*steerSuite)
-	}{
+	runCapability(t, opts, newHarness, []capabilityCase[*steerSuite]{
 		{"LastChoice", (*steerSuite).lastChoice},
 		{"PlaceGivenBack", (*steerSuite).placeGivenBack},
 		{"SiteOrderStands", (*steerSuite).siteOrderStands},
 		{"SteerIdempotent", (*steerSuite).steerIdempotent},
 		{"SteerUnknownInBatch", (*steerSuite).steerUnknownInBatch},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
-			st, ok := h.Manager().(wlm.Steerer)
-			if !ok {
-				t.Skip("the Manager cannot steer jobs away from nodes (wlm.Steerer)")
-			}
-			nodes := h.Nodes()
-			if len(nodes) < 3 {
-				t.Fatalf("harness gives %d nodes, the suite needs at least 3", len(nodes))
-			}
-			s := &steerSuite{suite: suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts}, sh: h, st: st}
-			t.Cleanup(func() { s.cleanup(context.WithoutCancel(ctx)) })
-			tc.f(s)
-		})
-	}
+	}, "the Manager cannot steer jobs away from nodes (wlm.Steerer)", func(base suite, h SteererHarness) (*steerSuite, bool) {
+		st, ok := h.Manager().(wlm.Steerer)
+		return &steerSuite{suite: base, sh: h, st: st}, ok
+	})
 }
 
 type steerSuite struct {

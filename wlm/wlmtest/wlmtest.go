@@ -99,12 +99,7 @@ func RunConformanceTests(t *testing.T, newHarness HarnessMaker) {
 // RunConformanceTestsWithOptions runs the suite.
 func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts Options) {
 	t.Helper()
-	if opts.Settle == 0 {
-		opts.Settle = 30 * time.Second
-	}
-	if opts.Poll == 0 {
-		opts.Poll = 250 * time.Millisecond
-	}
+	opts = opts.withDefaults()
 	tests := []struct {
 		name string
 		f    func(*suite)
@@ -607,5 +602,56 @@ func (s *suite) backInService(names ...string) {
 		}
 		waited += s.opts.Poll
 		names, resumes = again, resumes+1
+	}
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.Settle == 0 {
+		o.Settle = 30 * time.Second
+	}
+	if o.Poll == 0 {
+		o.Poll = 250 * time.Millisecond
+	}
+	return o
+}
+
+// capabilityCase is one subtest of the suite of an optional capability.
+type capabilityCase[S any] struct {
+	name string
+	f    func(S)
+}
+
+// runCapability runs each case in a subtest of its own, on a fresh
+// harness closed at its end. capability makes the case's suite from the
+// base one, or reports that the harness's Manager lacks the capability
+// (the subtest skips, saying skip); the suite needs 3 nodes, and its
+// cleanup runs at the end of the case, whatever happened.
+func runCapability[H Harness, S interface{ cleanup(context.Context) }](t *testing.T, opts Options, newHarness func(context.Context, *testing.T) (H, error), cases []capabilityCase[S], skip string, capability func(base suite, h H) (S, bool)) {
+	t.Helper()
+	opts = opts.withDefaults()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			h, err := newHarness(ctx, t)
+			if err != nil {
+				t.Fatalf("making harness: %v", err)
+			}
+			t.Cleanup(func() {
+				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
+					t.Errorf("closing harness: %v", err)
+				}
+			})
+			nodes := h.Nodes()
+			s, ok := capability(suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts}, h)
+			if !ok {
+				t.Skip(skip)
+			}
+			if len(nodes) < 3 {
+				t.Fatalf("harness gives %d nodes, the suite needs at least 3", len(nodes))
+			}
+			t.Cleanup(func() { s.cleanup(context.WithoutCancel(ctx)) })
+			tc.f(s)
+		})
 	}
 }
