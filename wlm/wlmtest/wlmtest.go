@@ -99,11 +99,7 @@ func RunConformanceTests(t *testing.T, newHarness HarnessMaker) {
 // RunConformanceTestsWithOptions runs the suite.
 func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts Options) {
 	t.Helper()
-	opts = opts.withDefaults()
-	tests := []struct {
-		name string
-		f    func(*suite)
-	}{
+	runCapability(t, opts, newHarness, []capabilityCase[*suite]{
 		{"NodesInService", (*suite).nodesInService},
 		{"NodesEmpty", (*suite).nodesEmpty},
 		{"NodesUnknown", (*suite).nodesUnknown},
@@ -123,26 +119,7 @@ func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts 
 		{"CanceledContext", (*suite).canceledContext},
 		{"Describe", (*suite).describe},
 		{"Reboot", (*suite).reboot},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
-			nodes := h.Nodes()
-			if len(nodes) < 3 {
-				t.Fatalf("harness gives %d nodes, the suite needs at least 3", len(nodes))
-			}
-			tc.f(&suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts})
-		})
-	}
+	}, "", func(base suite, _ Harness) (*suite, bool) { return &base, true })
 }
 
 type suite struct {
@@ -605,6 +582,9 @@ func (s *suite) backInService(names ...string) {
 	}
 }
 
+// cleanup is the base suite's: nothing to undo but what its cases undo.
+func (s *suite) cleanup(context.Context) {}
+
 // withDefaults returns o with its zero fields set to their defaults.
 func (o Options) withDefaults() Options {
 	if o.Settle == 0 {
@@ -623,7 +603,8 @@ type capabilityCase[S any] struct {
 }
 
 // runCapability runs each case in a subtest of its own, on a fresh
-// harness closed at its end. capability makes the case's suite from the
+// harness closed at its end (the base suite is a capability every
+// Manager has). capability makes the case's suite from the
 // base one, or reports that the harness's Manager lacks the capability
 // (the subtest skips, saying skip); the suite needs 3 nodes, and its
 // cleanup runs at the end of the case, whatever happened.
