@@ -305,14 +305,16 @@ func (p *Predictor) JobEndsInto(ctx context.Context, l JobLister, names []string
 		}
 		next := -1 // where the job's last node asked was, plus one
 		for _, n := range nodes {
-			if n < ix.lo || n > ix.hi {
-				continue
-			}
 			// A job's nodes often come in the order asked, one after
-			// the other: the next name is tried before the map (which,
-			// with a name asked twice, holds the first place of it).
+			// the other: the next name is tried first (an equality
+			// test), then the range asked (two comparisons), then the
+			// map (which, with a name asked twice, holds the first
+			// place of it).
 			at, ok := next, !ix.dups && next >= 0 && next < len(names) && names[next] == n
 			if !ok {
+				if n < ix.lo || n > ix.hi {
+					continue
+				}
 				at, ok = ix.at[n]
 			}
 			if !ok {
