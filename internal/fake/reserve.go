@@ -232,7 +232,7 @@ func (w *World) reservations(prefix string) []wlm.Reservation {
 		if !strings.HasPrefix(name, prefix) || !r.end.After(w.now) {
 			continue
 		}
-		res := wlm.Reservation{Name: name, Start: r.start, End: r.end}
+		res := wlm.Reservation{Name: name, Start: r.start, End: r.end, Nodes: make([]string, 0, len(r.nodes))}
 		for _, n := range r.nodes {
 			res.Nodes = append(res.Nodes, n.name)
 		}

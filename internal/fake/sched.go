@@ -312,7 +312,9 @@ type Avail struct {
 func (w *World) Outlook() []Avail {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]Avail, 0, len(w.sim.jobs)+1)
+	// Every running job, the open nodes, and a reserved node's windows
+	// (one each, most of the time).
+	out := make([]Avail, 0, len(w.sim.jobs)+1+len(w.sim.resv.reserved))
 	open := w.freeCount
 	for n := range w.sim.resv.reserved {
 		switch {

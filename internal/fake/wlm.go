@@ -3,7 +3,6 @@ package fake
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -50,15 +49,31 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 // is the usual nid%06d of a node added in NID order (no hashing), by map
 // otherwise. Callers hold the lock.
 func (w *World) lookup(name string) (*node, bool) {
-	if len(name) == 9 && name[:3] == "nid" {
-		if k, err := strconv.Atoi(name[3:]); err == nil && k >= 1 && k <= len(w.order) {
-			if n := w.order[k-1]; n.name == name {
-				return n, !n.forgotten
-			}
+	if k := nidNumber(name); k >= 1 && k <= len(w.order) {
+		if n := w.order[k-1]; n.name == name {
+			return n, !n.forgotten
 		}
 	}
 	n, ok := w.byName[name]
 	return n, ok
+}
+
+// nidNumber returns the number of a name of the form nid%06d, and -1 for
+// any other name. (strconv.Atoi, which accepts signs and any length, was
+// a third of the cost of a lookup at 100,000 nodes.)
+func nidNumber(name string) int {
+	if len(name) != 9 || name[:3] != "nid" {
+		return -1
+	}
+	k := 0
+	for i := 3; i < len(name); i++ {
+		d := name[i] - '0'
+		if d > 9 {
+			return -1
+		}
+		k = k*10 + int(d)
+	}
+	return k
 }
 
 func (w *World) wlmNode(n *node) wlm.Node {
