@@ -66,16 +66,18 @@ func ratio(a, b time.Duration) float64 {
 // csv prints one row per run.
 func (rep report) csv() error {
 	fmt.Fprintln(rep.w, "window_day,start_day,seed_index,strategy,busy,queued,makespan_h,bound_h,makespan_over_bound,lost_node_h,floor_node_h,lost_over_floor,"+
-		"waiting_node_h,rebooting_node_h,returning_node_h,failed_node_h,draining_node_h,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls")
+		"waiting_node_h,rebooting_node_h,returning_node_h,failed_node_h,draining_node_h,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls,"+
+		"old_node_jobs,old_node_job_node_h,old_node_job_last_end_h")
 	for _, w := range rep.windows {
 		for si, runs := range w.runs {
 			b := rep.bound(runs)
 			for _, r := range runs {
 				l := r.Loss
-				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d\n",
+				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f\n",
 					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), b.Hours(), ratio(r.Makespan, b),
 					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
-					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls)
+					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
+					r.Old.Jobs, r.Old.NodeTime.Hours(), r.OldLastEnd.Hours())
 			}
 		}
 	}
@@ -128,7 +130,7 @@ func (rep report) single() error {
 	fmt.Fprintf(rep.w, "floor = %d nodes × %s mean reboot = %.1f node-h; bound = %s\n\n",
 		runs[0].Nodes, runs[0].MeanReboot().Round(time.Second), runs[0].Floor.Hours(), hours(b))
 	header := []string{"strategy", "makespan h", "÷ bound", "lost node-h", "lost/floor", "waiting", "rebooting", "returning", "failed",
-		"draining", "max out", "step", "upgraded", "failed", "untouched", "WLM calls (/node)", "HSM calls (/node)", "BOS calls (/node)"}
+		"draining", "old-node jobs node-h", "their last end h", "max out", "step", "upgraded", "failed", "untouched", "WLM calls (/node)", "HSM calls (/node)", "BOS calls (/node)"}
 	if rep.format != "markdown" {
 		header = append(header, "wall")
 	}
@@ -138,6 +140,7 @@ func (rep report) single() error {
 		row := []string{r.Strategy, fmt.Sprintf("%.1f", r.Makespan.Hours()), ratioText(r.Makespan, b), fmt.Sprintf("%.1f", r.Lost.Hours()),
 			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
 			fmt.Sprintf("%.1f", l.Returning.Hours()), fmt.Sprintf("%.1f", l.Failed.Hours()), fmt.Sprintf("%.1f", l.Draining.Hours()),
+			fmt.Sprintf("%.1f", r.Old.NodeTime.Hours()), oldEnd(r.OldLastEnd, r.Old.Jobs > 0),
 			fmt.Sprint(r.MaxOut), stepOf(r), fmt.Sprint(r.Upgraded), fmt.Sprint(r.Failed), fmt.Sprint(r.Untouched),
 			perNode(r.WLMCalls, r), perNode(r.HSMCalls, r), perNode(r.BOSCalls, r)}
 		if rep.format != "markdown" {
@@ -146,6 +149,15 @@ func (rep report) single() error {
 		rows = append(rows, row)
 	}
 	return rep.table(header, rows)
+}
+
+// oldEnd shows when the last job started on a node still to reboot
+// ended, "-" if there was none.
+func oldEnd(d time.Duration, any bool) string {
+	if !any {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", d.Hours())
 }
 
 func hours(d time.Duration) string {
@@ -202,6 +214,8 @@ type stats struct {
 	name                                          string
 	makespan, overBound, lost, overFloor, busyAt  spread
 	waiting, rebooting, returning, failedH, drain spread
+	oldWork, oldEnd                               spread // oldEnd over the nOldEnd seeds with old-node work
+	nOldEnd                                       int
 	failed, bosPerNode                            spread
 	maxOut, step                                  int
 }
@@ -209,7 +223,7 @@ type stats struct {
 func (rep report) statsOf(w window) []stats {
 	out := make([]stats, len(rep.names))
 	for i, name := range rep.names {
-		var ms, ob, lo, of, bu, wa, rb, rt, fh, dr, fa, bo []float64
+		var ms, ob, lo, of, bu, wa, rb, rt, fh, dr, ow, oe, fa, bo []float64
 		st := stats{name: name}
 		for _, runs := range w.runs {
 			r := runs[i]
@@ -224,6 +238,10 @@ func (rep report) statsOf(w window) []stats {
 			rt = append(rt, r.Loss.Returning.Hours())
 			fh = append(fh, r.Loss.Failed.Hours())
 			dr = append(dr, r.Loss.Draining.Hours())
+			ow = append(ow, r.Old.NodeTime.Hours())
+			if r.Old.Jobs > 0 {
+				oe = append(oe, r.OldLastEnd.Hours())
+			}
 			fa = append(fa, float64(r.Failed))
 			bo = append(bo, float64(r.BOSCalls)/float64(max(r.Nodes, 1)))
 			st.maxOut = max(st.maxOut, r.MaxOut)
@@ -231,10 +249,23 @@ func (rep report) statsOf(w window) []stats {
 		}
 		st.makespan, st.overBound, st.lost, st.overFloor, st.busyAt = spreadOf(ms), spreadOf(ob), spreadOf(lo), spreadOf(of), spreadOf(bu)
 		st.waiting, st.rebooting, st.returning, st.failedH, st.drain = spreadOf(wa), spreadOf(rb), spreadOf(rt), spreadOf(fh), spreadOf(dr)
+		st.oldWork, st.oldEnd, st.nOldEnd = spreadOf(ow), spreadOf(oe), len(oe)
 		st.failed, st.bosPerNode = spreadOf(fa), spreadOf(bo)
 		out[i] = st
 	}
 	return out
+}
+
+// oldEndText shows when the last job started on a node still to reboot
+// ended: over the seeds that had one, and how many did when not all.
+func (s stats) oldEndText(seeds int) string {
+	switch n := s.nOldEnd; {
+	case n == 0:
+		return "-"
+	case n < seeds:
+		return fmt.Sprintf("%s (%d of %d seeds)", s.oldEnd.text(1), n, seeds)
+	}
+	return s.oldEnd.text(1)
 }
 
 // meets reports whether a crus strategy meets the goal in a window.
@@ -276,7 +307,7 @@ func (rep report) sweep() error {
 		fmt.Fprintf(rep.w, "\n%s (median [min–max] over %d seeds)\n", rep.startLine(first, w.start), nSeeds)
 		sts := rep.statsOf(w)
 		header := []string{"strategy", "makespan h", "÷ bound", "lost / floor", "waiting node-h", "rebooting", "returning", "failed",
-			"draining node-h", "max out", "failed nodes", "BOS calls / node"}
+			"draining node-h", "old-node jobs node-h", "their last end h", "max out", "failed nodes", "BOS calls / node"}
 		var rows [][]string
 		for _, s := range sts {
 			cap := fmt.Sprint(s.maxOut)
@@ -284,7 +315,8 @@ func (rep report) sweep() error {
 				cap += " / " + fmt.Sprint(s.step)
 			}
 			rows = append(rows, []string{s.name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.waiting.text(1),
-				s.rebooting.text(1), s.returning.text(1), s.failedH.text(1), s.drain.text(1), cap, s.failed.text(0), s.bosPerNode.text(2)})
+				s.rebooting.text(1), s.returning.text(1), s.failedH.text(1), s.drain.text(1), s.oldWork.text(1), s.oldEndText(nSeeds), cap,
+				s.failed.text(0), s.bosPerNode.text(2)})
 		}
 		if err := rep.table(header, rows); err != nil {
 			return err

@@ -33,6 +33,8 @@ type simWorld struct {
 	done          []wlm.Job        // StartJobOnFree jobs that ended, in order (jobs.go)
 	steered       int              // nodes steered last (steer.go)
 	ignoreSteer   bool             // pick ignores steering (steer.go)
+	upgradeFrom   time.Time        // since MarkUpgrade (oldwork.go)
+	old           OldWork          // oldwork.go
 }
 
 // simNode is a node's workload-simulation state.
@@ -190,6 +192,7 @@ func (w *World) StartJobOnFree(k int, user string, runFor, limit time.Duration, 
 		w.sim.jobs = map[int]*runJob{}
 	}
 	w.sim.jobs[j.id] = rj
+	w.countOld(nodes, runFor)
 	for _, n := range nodes {
 		n.jobs = append(n.jobs, j)
 		n.sim.run, n.sim.back = rj, false

@@ -196,6 +196,12 @@ type Result struct {
 	BOSCalls    int
 	// Jobs started by the scheduler during the session.
 	JobsStarted int
+	// Old is the work the scheduler started during the session on nodes
+	// the session had still to reboot (each such job keeps its nodes
+	// from the upgrade until it ends); OldLastEnd is when the last of
+	// them ended, since the session's start (zero: none).
+	Old        fake.OldWork
+	OldLastEnd time.Duration
 	// Start is the point of the trace where the upgrade started; Loaded
 	// whether it met Config.MinBusy; Busy the fraction of nodes running
 	// jobs then, Queued and QueuedNodes the jobs waiting and the nodes
@@ -493,6 +499,7 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	res.Busy = float64(w.BusyCount()) / float64(cfg.Nodes)
 	res.Queued, res.QueuedNodes = sch.queued()
 	jobsBefore := sch.startedJobs()
+	w.MarkUpgrade()
 	if st.RebootASAP {
 		res.Step = 0
 		err = runASAP(ctx, w, cfg, st, start, &res)
@@ -507,6 +514,9 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	res.MaxOut = w.MaxOut()
 	res.WLMCalls, res.HSMCalls, res.BOSCalls = w.CallsTo("wlm"), w.CallsTo("hsm"), w.CallsTo("bos")
 	res.JobsStarted = sch.startedJobs() - jobsBefore
+	if res.Old = w.OldWork(); res.Old.Jobs > 0 {
+		res.OldLastEnd = res.Old.LastEnd.Sub(start)
+	}
 	if v := w.Violations(); len(v) > 0 {
 		return res, fmt.Errorf("sim: %s: %d nodes rebooted while running jobs, e.g. %s", st.Name, len(v), v[0])
 	}

@@ -83,6 +83,17 @@ func TestStrategiesSideBySide(t *testing.T) {
 	assert.Equal(t, 1, a.WLMCalls, "one reboot request")
 	assert.Zero(t, a.BOSCalls)
 	assert.Positive(t, j.BOSCalls)
+
+	// Work started on nodes still to reboot: none under reboot-asap
+	// (every node is marked at once); the rolling strategy leaves nodes
+	// in service until it takes them, so jobs start there, and the
+	// session cannot end before the last of them.
+	assert.Zero(t, a.Old, "reboot-asap: no job starts on a node marked for reboot")
+	assert.Zero(t, a.OldLastEnd)
+	assert.Positive(t, j.Old.Jobs, "rolling: jobs start on nodes it has not taken yet")
+	assert.Positive(t, j.Old.NodeTime)
+	assert.Positive(t, j.OldLastEnd)
+	assert.LessOrEqual(t, j.OldLastEnd, j.Makespan, "the session waits for the last job on a node it has still to reboot")
 }
 
 func TestJobsFromTrace(t *testing.T) {
