@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	trace := fs.String("trace", "testdata/traces/LLNL-Thunder-2007-1.1-cln.swf.gz", "job trace in Standard Workload Format (gzip or plain)")
-	nodes := fs.Int("nodes", 1000, "nodes in the simulated cluster (job widths are scaled by nodes / the traced machine's nodes, rounded up)")
+	nodes := fs.Int("nodes", 1000, "nodes in the simulated cluster, at most "+strconv.Itoa(sim.MaxNodes)+" (job widths are scaled by nodes / the traced machine's nodes, rounded up)")
 	step := fs.Int("step", 50, "upgrade step size: most nodes out of service at once")
 	seed := fs.Uint64("seed", 1, "first random seed (reboot times per node, faulty nodes, random placement)")
 	seeds := fs.Int("seeds", 1, "number of seeds, from -seed on: more than one prints the median and the spread")

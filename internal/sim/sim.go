@@ -334,6 +334,10 @@ func (c Config) check() error {
 		field[time.Duration]{"PollInterval", c.PollInterval}, field[time.Duration]{"ReturnTimeout", c.ReturnTimeout},
 		field[time.Duration]{"DefaultLimit", c.DefaultLimit}, field[time.Duration]{"MaxDuration", c.MaxDuration})
 	errs = append(errs, negatives(field[int]{"Nodes", c.Nodes}, field[int]{"ProcsPerNode", c.ProcsPerNode}, field[int]{"Step", c.Step})...)
+	if c.Nodes > MaxNodes {
+		errs = append(errs, fmt.Errorf("Nodes %d is more than the simulator runs (at most %d, about %d GB of memory: some 9 KB a node)",
+			c.Nodes, MaxNodes, MaxNodes*9/1_000_000))
+	}
 	for _, f := range []field[float64]{{"MinBusy", c.MinBusy}, {"BootFailures", c.BootFailures}, {"NeverReturn", c.NeverReturn}} {
 		if !(f.v >= 0 && f.v <= 1) { // (NaN too)
 			errs = append(errs, fmt.Errorf("%s %v is not a fraction of the nodes (0 to 1)", f.name, f.v))
@@ -450,6 +454,12 @@ func (c Config) machine() int {
 	}
 	return c.Nodes
 }
+
+// MaxNodes is the most nodes a simulated cluster may have: six times the
+// largest machines crus is for (160,000 nodes). A run keeps some 9 KB a
+// node (921 MB at 100,000), so more would fail for memory, after minutes,
+// where this is refused at once.
+const MaxNodes = 1_000_000
 
 // maxMachine bounds the machine sizes a trace's header may give (widths
 // are scaled by products of them).

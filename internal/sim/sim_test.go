@@ -427,6 +427,11 @@ func TestRunErrors(t *testing.T) {
 	assert.NoError(t, err)
 
 	cfg = small(t)
+	cfg.Nodes = MaxNodes + 1
+	_, err = Run(context.Background(), cfg, classic)
+	assert.ErrorContains(t, err, "Nodes 1000001 is more than the simulator runs (at most 1000000")
+
+	cfg = small(t)
 	cfg.MinBusy = 1.5
 	_, err = Run(context.Background(), cfg, classic)
 	assert.ErrorContains(t, err, "MinBusy 1.5 is not a fraction")
