@@ -67,17 +67,17 @@ func ratio(a, b time.Duration) float64 {
 func (rep report) csv() error {
 	fmt.Fprintln(rep.w, "window_day,start_day,seed_index,strategy,busy,queued,makespan_h,bound_h,makespan_over_bound,lost_node_h,floor_node_h,lost_over_floor,"+
 		"waiting_node_h,rebooting_node_h,returning_node_h,failed_node_h,draining_node_h,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls,"+
-		"old_node_jobs,old_node_job_node_h,old_node_job_last_end_h")
+		"old_node_jobs,old_node_job_node_h,old_node_job_last_end_h,unwanted_node_h,wanted_lost_over_floor")
 	for _, w := range rep.windows {
 		for si, runs := range w.runs {
 			b := rep.bound(runs)
 			for _, r := range runs {
 				l := r.Loss
-				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f\n",
+				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f,%.1f,%.3f\n",
 					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), b.Hours(), ratio(r.Makespan, b),
 					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
 					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
-					r.Old.Jobs, r.Old.NodeTime.Hours(), r.OldLastEnd.Hours())
+					r.Old.Jobs, r.Old.NodeTime.Hours(), r.OldLastEnd.Hours(), l.Unwanted.Hours(), r.WantedOverFloor())
 			}
 		}
 	}
@@ -129,7 +129,7 @@ func (rep report) single() error {
 	fmt.Fprintln(rep.w, rep.startLine(runs[0], w.start))
 	fmt.Fprintf(rep.w, "floor = %d nodes × %s mean reboot = %.1f node-h; bound = %s\n\n",
 		runs[0].Nodes, runs[0].MeanReboot().Round(time.Second), runs[0].Floor.Hours(), hours(b))
-	header := []string{"strategy", "makespan h", "÷ bound", "lost node-h", "lost/floor", "waiting", "rebooting", "returning", "failed",
+	header := []string{"strategy", "makespan h", "÷ bound", "lost node-h", "lost/floor", "if jobs wait", "waiting", "rebooting", "returning", "failed",
 		"draining", "old-node jobs node-h", "their last end h", "max out", "step", "upgraded", "failed", "untouched", "WLM calls (/node)", "HSM calls (/node)", "BOS calls (/node)"}
 	if rep.format != "markdown" {
 		header = append(header, "wall")
@@ -138,7 +138,7 @@ func (rep report) single() error {
 	for _, r := range runs {
 		l := r.Loss
 		row := []string{r.Strategy, fmt.Sprintf("%.1f", r.Makespan.Hours()), ratioText(r.Makespan, b), fmt.Sprintf("%.1f", r.Lost.Hours()),
-			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
+			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.2f", r.WantedOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
 			fmt.Sprintf("%.1f", l.Returning.Hours()), fmt.Sprintf("%.1f", l.Failed.Hours()), fmt.Sprintf("%.1f", l.Draining.Hours()),
 			fmt.Sprintf("%.1f", r.Old.NodeTime.Hours()), oldEnd(r.OldLastEnd, r.Old.Jobs > 0),
 			fmt.Sprint(r.MaxOut), stepOf(r), fmt.Sprint(r.Upgraded), fmt.Sprint(r.Failed), fmt.Sprint(r.Untouched),
@@ -213,6 +213,7 @@ func (s spread) text(prec int) string {
 type stats struct {
 	name                                          string
 	makespan, overBound, lost, overFloor, busyAt  spread
+	wantedOverFloor                               spread
 	waiting, rebooting, returning, failedH, drain spread
 	oldWork, oldEnd                               spread // oldEnd over the nOldEnd seeds with old-node work
 	nOldEnd                                       int
@@ -223,7 +224,7 @@ type stats struct {
 func (rep report) statsOf(w window) []stats {
 	out := make([]stats, len(rep.names))
 	for i, name := range rep.names {
-		var ms, ob, lo, of, bu, wa, rb, rt, fh, dr, ow, oe, fa, bo []float64
+		var ms, ob, lo, of, wf, bu, wa, rb, rt, fh, dr, ow, oe, fa, bo []float64
 		st := stats{name: name}
 		for _, runs := range w.runs {
 			r := runs[i]
@@ -232,6 +233,7 @@ func (rep report) statsOf(w window) []stats {
 			ob = append(ob, ratio(r.Makespan, b))
 			lo = append(lo, r.Lost.Hours())
 			of = append(of, r.LostOverFloor())
+			wf = append(wf, r.WantedOverFloor())
 			bu = append(bu, r.Busy)
 			wa = append(wa, r.Loss.Waiting.Hours())
 			rb = append(rb, r.Loss.Rebooting.Hours())
@@ -250,6 +252,7 @@ func (rep report) statsOf(w window) []stats {
 		st.makespan, st.overBound, st.lost, st.overFloor, st.busyAt = spreadOf(ms), spreadOf(ob), spreadOf(lo), spreadOf(of), spreadOf(bu)
 		st.waiting, st.rebooting, st.returning, st.failedH, st.drain = spreadOf(wa), spreadOf(rb), spreadOf(rt), spreadOf(fh), spreadOf(dr)
 		st.oldWork, st.oldEnd, st.nOldEnd = spreadOf(ow), spreadOf(oe), len(oe)
+		st.wantedOverFloor = spreadOf(wf)
 		st.failed, st.bosPerNode = spreadOf(fa), spreadOf(bo)
 		out[i] = st
 	}
@@ -306,7 +309,7 @@ func (rep report) sweep() error {
 		first := w.runs[0][0]
 		fmt.Fprintf(rep.w, "\n%s (median [min–max] over %d seeds)\n", rep.startLine(first, w.start), nSeeds)
 		sts := rep.statsOf(w)
-		header := []string{"strategy", "makespan h", "÷ bound", "lost / floor", "waiting node-h", "rebooting", "returning", "failed",
+		header := []string{"strategy", "makespan h", "÷ bound", "lost / floor", "if jobs wait", "waiting node-h", "rebooting", "returning", "failed",
 			"draining node-h", "old-node jobs node-h", "their last end h", "max out", "failed nodes", "BOS calls / node"}
 		var rows [][]string
 		for _, s := range sts {
@@ -314,7 +317,7 @@ func (rep report) sweep() error {
 			if s.step > 0 {
 				cap += " / " + fmt.Sprint(s.step)
 			}
-			rows = append(rows, []string{s.name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.waiting.text(1),
+			rows = append(rows, []string{s.name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.wantedOverFloor.text(2), s.waiting.text(1),
 				s.rebooting.text(1), s.returning.text(1), s.failedH.text(1), s.drain.text(1), s.oldWork.text(1), s.oldEndText(nSeeds), cap,
 				s.failed.text(0), s.bosPerNode.text(2)})
 		}

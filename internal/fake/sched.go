@@ -35,6 +35,7 @@ type simWorld struct {
 	ignoreSteer   bool             // pick ignores steering (steer.go)
 	upgradeFrom   time.Time        // since MarkUpgrade (oldwork.go)
 	old           OldWork          // oldwork.go
+	demand        demand           // demand.go
 }
 
 // simNode is a node's workload-simulation state.
@@ -400,6 +401,10 @@ const (
 type Loss struct {
 	Waiting, Rebooting, Returning, Failed time.Duration
 	Draining                              time.Duration
+	// Unwanted is the part of Waiting during which no job waited for
+	// nodes (SetDemand): capacity lost to crus only in the count, since
+	// no job could have used it.
+	Unwanted time.Duration
 }
 
 // Total is the capacity lost: every cause but Draining.
@@ -437,6 +442,7 @@ func (w *World) Loss() Loss {
 			l.Draining += w.now.Sub(n.sim.drainSince)
 		}
 	}
+	l.Unwanted = w.sim.demand.unwantedAt(w.now)
 	return l
 }
 
@@ -477,10 +483,16 @@ func (w *World) account(n *node, out bool) {
 	cause := w.cause(n)
 	if !n.lostSince.IsZero() && (!lost || cause != n.sim.cause) {
 		w.sim.loss.add(n.sim.cause, w.now.Sub(n.lostSince))
+		if n.sim.cause == LostWaiting {
+			w.sim.demand.waiting(w.now, -1)
+		}
 		n.lostSince = time.Time{}
 	}
 	if lost && n.lostSince.IsZero() {
 		n.lostSince, n.sim.cause = w.now, cause
+		if cause == LostWaiting {
+			w.sim.demand.waiting(w.now, +1)
+		}
 	}
 }
 

@@ -91,6 +91,7 @@ func (s *scheduler) pass() {
 	defer s.mu.Unlock()
 	now := s.w.Now()
 	free := s.w.Free()
+	defer func() { s.demand(now, free) }() // (whichever way it returns, free is the nodes free then)
 	for len(s.queue) > 0 && s.queue[0].width <= free.For(now.Add(s.queue[0].limit)) {
 		if !s.start(s.queue[0]) {
 			return
@@ -130,6 +131,26 @@ func (s *scheduler) pass() {
 		}
 		i++
 	}
+}
+
+// demand tells the world whether a job the pass left waiting could start
+// on the nodes crus keeps waiting, were they free: one of the jobs the
+// pass looks at (the first and backfillDepth behind it) would fit on the
+// free nodes and those. Callers hold s.mu; free is what is free now.
+func (s *scheduler) demand(now time.Time, free fake.FreeNodes) {
+	extra := s.w.Waiting()
+	if extra == 0 || len(s.queue) == 0 {
+		s.w.SetDemand(extra == 0 && len(s.queue) > 0) // (with no node waiting, nothing to count either way)
+		return
+	}
+	wants := false
+	for _, j := range s.queue[:min(len(s.queue), backfillDepth+1)] {
+		if j.width <= free.For(now.Add(j.limit))+extra {
+			wants = true
+			break
+		}
+	}
+	s.w.SetDemand(wants)
 }
 
 // shadowOf returns the reservation EASY backfill makes for the first

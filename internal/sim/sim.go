@@ -223,6 +223,18 @@ func (r Result) LostOverFloor() float64 {
 	return float64(r.Lost) / float64(r.Floor)
 }
 
+// WantedOverFloor is the capacity lost counting a node's wait before its
+// reboot only while some job waited for nodes (Lost less
+// Loss.Unwanted), over Floor: still an upper bound, as a job waiting
+// may not have fitted on the node, but one that no longer counts
+// capacity no job asked for.
+func (r Result) WantedOverFloor() float64 {
+	if r.Floor <= 0 {
+		return 0
+	}
+	return float64(r.Lost-r.Loss.Unwanted) / float64(r.Floor)
+}
+
 // MeanReboot is this run's mean reboot time: Floor / Nodes.
 func (r Result) MeanReboot() time.Duration {
 	if r.Nodes <= 0 {

@@ -94,6 +94,12 @@ func TestStrategiesSideBySide(t *testing.T) {
 	assert.Positive(t, j.Old.NodeTime)
 	assert.Positive(t, j.OldLastEnd)
 	assert.LessOrEqual(t, j.OldLastEnd, j.Makespan, "the session waits for the last job on a node it has still to reboot")
+
+	for name, r := range res {
+		assert.LessOrEqual(t, r.Loss.Unwanted, r.Loss.Waiting, "%s: the unwanted wait is part of the wait", name)
+		assert.LessOrEqual(t, r.WantedOverFloor(), r.LostOverFloor(), name)
+	}
+	assert.Positive(t, c.Loss.Unwanted, "classic keeps nodes drained while no waiting job could use them")
 }
 
 func TestJobsFromTrace(t *testing.T) {
@@ -202,6 +208,37 @@ func widths(js []job) []int {
 		out[i] = j.width
 	}
 	return out
+}
+
+// TestSchedulerDemand: crus's waiting nodes count as wanted only while a
+// job the scheduler left waiting would fit on them and the free nodes.
+func TestSchedulerDemand(t *testing.T) {
+	ctx := context.Background()
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 6})
+	s := newScheduler(w, []job{
+		{submit: 0, width: 4, run: 10 * time.Hour, limit: 10 * time.Hour},
+		{submit: time.Minute, width: 4, run: time.Hour, limit: time.Hour}, // waits for the first
+	})
+	w.SetScheduler(s.pass)
+	s.replay()
+	w.Advance(2 * time.Minute)
+	require.Equal(t, 1, s.startedJobs())
+	require.Equal(t, 2, w.FreeCount())
+
+	// One of the two free nodes drained by crus: 1 free + 1 waiting < 4.
+	require.NoError(t, w.WLM().Drain(ctx, []string{"nid000005"}, "crus test"))
+	s.pass()
+	w.Advance(time.Hour)
+	assert.Equal(t, time.Hour, w.Loss().Unwanted, "no waiting job fits on 2 nodes")
+
+	// A 2-node job arrives: it would fit on the free node and crus's.
+	s.mu.Lock()
+	s.queue = append(s.queue, job{width: 2, run: time.Hour, limit: time.Hour})
+	s.mu.Unlock()
+	s.pass()
+	w.Advance(time.Hour)
+	assert.Equal(t, time.Hour, w.Loss().Unwanted, "wanted while the 2-node job waits")
+	assert.Equal(t, 2*time.Hour, w.Loss().Waiting)
 }
 
 // TestSchedulerBackfills checks FCFS with EASY backfill on a 4-node world:
