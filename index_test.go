@@ -201,8 +201,12 @@ func TestNamesAt(t *testing.T) {
 		for _, i := range want {
 			xnames = append(xnames, s.Progress.Nodes[i].XName)
 		}
-		names, at := nn.namesAt(want, pos)
-		assert.Equal(t, nn.names(xnames), names, "%v", want)
+		names, at := nn.namesAt(want, pos, nil, nil)
+		// Into arrays used before, longer, and full of other values.
+		reNames, reAt := nn.namesAt(want, pos, []string{"x", "y", "z", "w", "v"}, []int{7, 7, 7, 7, 7})
+		assert.True(t, slices.Equal(names, reNames), "%v: reusing arrays: %v, not %v", want, reNames, names)
+		assert.True(t, slices.Equal(at, reAt), "%v: reusing arrays: %v, not %v", want, reAt, at)
+		assert.True(t, slices.Equal(nn.names(xnames), names), "%v: %v", want, names)
 		for i, w := range want {
 			if at[i] >= 0 {
 				assert.Equal(t, w, pos[at[i]], "where %d is among pos", w)

@@ -231,7 +231,8 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	}
 	if len(sc.JobEnds) > 0 && e.jobEnder != nil {
 		g.Go(func() error {
-			names, at := r.names.namesAt(endsPos, pos)
+			names, at := r.names.namesAt(endsPos, pos, r.endsNames, r.endsWhere) // reused: the manager keeps no names
+			r.endsNames, r.endsWhere = names, at
 			ends := resize(r.endsAt, len(names))
 			r.endsAt = ends
 			_, err := e.call(ctx, "job ends", func() error {

@@ -29,6 +29,8 @@ type run struct {
 	endsAt          []time.Time          // the ends read by position (wlm.JobEndsFiller), reused
 	at              observedAt           // Observation.at, reused
 	obsNames        []string             // the names of the nodes observed, reused
+	endsNames       []string             // the names whose job ends are read, reused
+	endsWhere       []int                // where each of endsNames is among the nodes observed, reused
 	// boots holds the boot sessions' statuses last read, and when (see
 	// observe: a session is read again on news, or when due).
 	boots map[string]bootRead

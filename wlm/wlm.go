@@ -41,6 +41,8 @@ const MaxReason = 1024
 //
 // All methods are safe for concurrent use. Node names are the workload
 // manager's own (Slurm NodeNames such as "nid000001"), never HSM xnames.
+// A method neither changes the slices it is given nor keeps them once it
+// returns: crus reuses them from one call to the next.
 //
 // Error contract, common to all methods:
 //   - an unknown node gives a *batch.NodeError wrapping ErrNodeNotFound and
