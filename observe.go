@@ -90,8 +90,15 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			for k, i := range pos {
 				names[k] = s.Progress.Nodes[i].Name
 			}
+			// By position from a wlm.NodesFiller, into the view's
+			// array, with no slice made for the answer; else from
+			// Nodes.
 			var nodes []wlm.Node
+			filler, byPosition := e.wlm.(wlm.NodesFiller)
 			perNode, err := e.call(ctx, "read nodes", func() (err error) {
+				if byPosition {
+					return filler.NodesInto(ctx, names, r.at.nodes)
+				}
 				nodes, err = e.wlm.Nodes(ctx, names)
 				return err
 			})
@@ -121,6 +128,20 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			}
 			k := 0
 			keys, inOrder := r.obsNew[:0], true
+			if byPosition {
+				for k, n := range r.at.nodes {
+					if n.Name != names[k] {
+						continue // left out: unknown
+					}
+					r.at.seen[k] = true
+					if x := sc.Nodes[k]; !pending(k) {
+						obs.Nodes[x] = n
+						keys = append(keys, x)
+					} else if checkObservedAt {
+						r.at.shadow[x] = n
+					}
+				}
+			}
 			for _, n := range nodes {
 				for k < len(names) && names[k] != n.Name && perNode[names[k]] != nil {
 					k++

@@ -45,6 +45,32 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
 }
 
+var _ wlm.NodesFiller = (*WLM)(nil)
+
+// NodesInto implements wlm.NodesFiller: Nodes by position, with no slice
+// made for the answer. It counts as a wlm.Nodes call.
+func (m *WLM) NodesInto(ctx context.Context, names []string, out []wlm.Node) error {
+	if len(out) != len(names) {
+		return fmt.Errorf("fake: %d nodes for %d names", len(out), len(names))
+	}
+	w, err := m.w.begin(ctx, "wlm.Nodes")
+	if err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	var unknown []string
+	for k, name := range names {
+		n, ok := w.lookup(name)
+		if !ok {
+			out[k] = wlm.Node{}
+			unknown = append(unknown, name)
+			continue
+		}
+		out[k] = w.wlmNode(n)
+	}
+	return batch.Nodes(unknown, wlm.ErrNodeNotFound)
+}
+
 // lookup finds a node by workload-manager name: by its NID when the name
 // is the usual nid%06d of a node added in NID order (no hashing), by map
 // otherwise. Callers hold the lock.

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/wlm"
 	"github.com/crus-go/crus/wlm/wlmtest"
@@ -118,4 +121,24 @@ func TestWLMScheduler(t *testing.T) {
 	wlmtest.RunSchedulerTests(t, func(ctx context.Context, t *testing.T) (wlmtest.SchedulerHarness, error) {
 		return &schedHarness{harness: harness{w: fake.NewCluster(fake.ClusterOptions{Nodes: 4})}}, nil
 	}, wlmtest.Options{})
+}
+
+// TestNodesInto: NodesInto answers what Nodes does, by position; a node
+// Nodes leaves out (unknown) is the zero Node, whatever the slice held,
+// and is named in the error; a slice of the wrong length is refused.
+func TestNodesInto(t *testing.T) {
+	ctx := context.Background()
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 4, Busy: 0.5})
+	require.NoError(t, w.WLM().Drain(ctx, []string{"nid000002"}, "crus test"))
+	names := []string{"nid000004", "nid000009", "nid000002", "nid000001"}
+	want, wantErr := w.WLM().Nodes(ctx, names)
+	out := []wlm.Node{{Name: "stale"}, {Name: "nid000009", Drain: true}, {}, {}}
+	err := w.WLM().NodesInto(ctx, names, out)
+	require.Error(t, err)
+	assert.Equal(t, wantErr.Error(), err.Error())
+	assert.ErrorIs(t, err, wlm.ErrNodeNotFound)
+	assert.Equal(t, []wlm.Node{want[0], {}, want[1], want[2]}, out)
+	assert.True(t, out[2].Drain)
+
+	assert.ErrorContains(t, w.WLM().NodesInto(ctx, names, out[:3]), "3 nodes for 4 names")
 }
