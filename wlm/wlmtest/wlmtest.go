@@ -103,6 +103,7 @@ func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts 
 		{"NodesInService", (*suite).nodesInService},
 		{"NodesEmpty", (*suite).nodesEmpty},
 		{"NodesUnknown", (*suite).nodesUnknown},
+		{"NodesInto", (*suite).nodesInto},
 		{"DrainIdle", (*suite).drainIdle},
 		{"DrainBusy", (*suite).drainBusy},
 		{"DrainIdempotent", (*suite).drainIdempotent},
@@ -227,6 +228,33 @@ func (s *suite) nodesUnknown() {
 	s.checkUnknown("Nodes", err)
 	if len(nodes) != 1 || nodes[0].Name != a {
 		s.t.Errorf("Nodes([%s %s]) returned %v; want the known node alone", a, unknownNode, nodes)
+	}
+}
+
+// nodesInto: a wlm.NodesFiller answers by position what Nodes answers,
+// the zero Node for an unknown one whatever the slice held, which it
+// names in its error.
+func (s *suite) nodesInto() {
+	f, ok := s.m.(wlm.NodesFiller)
+	if !ok {
+		s.t.Skip("the Manager does not answer by position (wlm.NodesFiller)")
+	}
+	a, b := s.nodes[0], s.nodes[1]
+	s.must("Drain", s.m.Drain(s.ctx, []string{b}, "wlmtest nodes into"))
+	defer func() { s.must("Resume", s.m.Resume(context.WithoutCancel(s.ctx), []string{b})) }()
+	s.eventually(b, "drained", func(n wlm.Node) bool { return n.Drain })
+	names := []string{b, unknownNode, a}
+	out := []wlm.Node{{}, {Name: unknownNode, Drain: true}, {Name: "stale"}}
+	err := f.NodesInto(s.ctx, names, out)
+	s.checkUnknown("NodesInto", err)
+	want := s.get(b, a)
+	if out[1] != (wlm.Node{}) {
+		s.t.Errorf("NodesInto(%v)[1] is %+v; want the zero Node for an unknown node", names, out[1])
+	}
+	for k, w := range map[int]wlm.Node{0: want[0], 2: want[1]} {
+		if out[k].Name != w.Name || out[k].Drain != w.Drain || out[k].State != w.State || out[k].Reason != w.Reason {
+			s.t.Errorf("NodesInto(%v)[%d] is %s %q; Nodes says %s %q", names, k, s.words(out[k]), out[k].Name, s.words(w), w.Name)
+		}
 	}
 }
 
