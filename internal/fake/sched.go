@@ -401,9 +401,9 @@ const (
 type Loss struct {
 	Waiting, Rebooting, Returning, Failed time.Duration
 	Draining                              time.Duration
-	// Unwanted is the part of Waiting during which no job waited for
-	// nodes (SetDemand): capacity lost to crus only in the count, since
-	// no job could have used it.
+	// Unwanted is the part of Waiting during which no waiting job could
+	// have used the waiting nodes (SetDemand, demand.go): capacity lost
+	// to crus only in the count.
 	Unwanted time.Duration
 }
 
