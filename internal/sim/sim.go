@@ -224,10 +224,10 @@ func (r Result) LostOverFloor() float64 {
 }
 
 // WantedOverFloor is the capacity lost counting a node's wait before its
-// reboot only while some job waited for nodes (Lost less
-// Loss.Unwanted), over Floor: still an upper bound, as a job waiting
-// may not have fitted on the node, but one that no longer counts
-// capacity no job asked for.
+// reboot only while a job left waiting would have fitted on the free
+// nodes and crus's waiting ones (Lost less Loss.Unwanted), over Floor:
+// still an upper bound, as backfill may not have started that job, but
+// one that no longer counts capacity no waiting job could use.
 func (r Result) WantedOverFloor() float64 {
 	if r.Floor <= 0 {
 		return 0
