@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus/batch"
@@ -32,17 +33,10 @@ func (m *WLM) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
 		return nil, err
 	}
 	defer w.mu.Unlock()
-	out := make([]wlm.Node, 0, len(names))
-	var unknown []string
-	for _, name := range names {
-		n, ok := w.lookup(name)
-		if !ok {
-			unknown = append(unknown, name)
-			continue
-		}
-		out = append(out, w.wlmNode(n))
-	}
-	return out, batch.Nodes(unknown, wlm.ErrNodeNotFound)
+	out := make([]wlm.Node, len(names))
+	err = w.nodesInto(names, out)
+	// The unknown ones left out.
+	return slices.DeleteFunc(out, func(n wlm.Node) bool { return n.Name == "" }), err
 }
 
 var _ wlm.NodesFiller = (*WLM)(nil)
@@ -58,6 +52,12 @@ func (m *WLM) NodesInto(ctx context.Context, names []string, out []wlm.Node) err
 		return err
 	}
 	defer w.mu.Unlock()
+	return w.nodesInto(names, out)
+}
+
+// nodesInto sets out[k] to the state of names[k], the zero Node for an
+// unknown one, which the error names. Callers hold the lock.
+func (w *World) nodesInto(names []string, out []wlm.Node) error {
 	var unknown []string
 	for k, name := range names {
 		n, ok := w.lookup(name)
