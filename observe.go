@@ -126,34 +126,31 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			if checkObservedAt && r.at.shadow == nil {
 				r.at.shadow = map[string]wlm.Node{}
 			}
-			k := 0
 			keys, inOrder := r.obsNew[:0], true
+			// found records the answer for position k, in the view.
+			found := func(k int, n wlm.Node) {
+				r.at.nodes[k], r.at.seen[k] = n, true
+				if x := sc.Nodes[k]; !pending(k) {
+					obs.Nodes[x] = n
+					keys = append(keys, x)
+				} else if checkObservedAt {
+					r.at.shadow[x] = n
+				}
+			}
 			if byPosition {
 				for k, n := range r.at.nodes {
-					if n.Name != names[k] {
-						continue // left out: unknown
-					}
-					r.at.seen[k] = true
-					if x := sc.Nodes[k]; !pending(k) {
-						obs.Nodes[x] = n
-						keys = append(keys, x)
-					} else if checkObservedAt {
-						r.at.shadow[x] = n
+					if n.Name == names[k] { // (else left out: unknown)
+						found(k, n)
 					}
 				}
 			}
+			k := 0
 			for _, n := range nodes {
 				for k < len(names) && names[k] != n.Name && perNode[names[k]] != nil {
 					k++
 				}
 				if k < len(names) && names[k] == n.Name {
-					r.at.nodes[k], r.at.seen[k] = n, true
-					if x := sc.Nodes[k]; !pending(k) {
-						obs.Nodes[x] = n
-						keys = append(keys, x)
-					} else if checkObservedAt {
-						r.at.shadow[x] = n
-					}
+					found(k, n)
 					k++
 				} else if x, ok := r.names.xname(n.Name); ok {
 					obs.Nodes[x] = n
