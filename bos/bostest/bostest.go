@@ -34,6 +34,7 @@ import (
 
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/internal/conformance"
 )
 
 // Harness gives the suite an orchestrator, a template, nodes and a group.
@@ -111,15 +112,7 @@ func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
+			h := conformance.Open(t, newHarness)
 			nodes := h.Nodes()
 			if len(nodes) < 4 {
 				t.Fatalf("harness gives %d nodes, the suite needs at least 4", len(nodes))

@@ -32,6 +32,7 @@ import (
 
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/internal/conformance"
 )
 
 // Node is a component the suite may put into groups.
@@ -100,15 +101,7 @@ func RunConformanceTests(t *testing.T, newHarness HarnessMaker) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
+			h := conformance.Open(t, newHarness)
 			nodes := h.Nodes()
 			if len(nodes) < 4 {
 				t.Fatalf("harness gives %d nodes, the suite needs at least 4", len(nodes))

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/conformance"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -642,15 +643,7 @@ func runCapability[H Harness, S interface{ cleanup(context.Context) }](t *testin
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			h, err := newHarness(ctx, t)
-			if err != nil {
-				t.Fatalf("making harness: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := h.Close(context.WithoutCancel(ctx)); err != nil {
-					t.Errorf("closing harness: %v", err)
-				}
-			})
+			h := conformance.Open(t, newHarness)
 			nodes := h.Nodes()
 			s, ok := capability(suite{t: t, ctx: ctx, h: h, m: h.Manager(), nodes: nodes, opts: opts}, h)
 			if !ok {
