@@ -306,47 +306,62 @@ type Avail struct {
 	Nodes       int
 }
 
-// Outlook returns what a backfill scheduler plans with, sorted by From:
-// the nodes free now, and for each running job started by StartJobOnFree
-// those of its nodes that return to service when it ends, from the end of
-// its time limit (now, for a job past it). Nodes drained, failed,
-// rebooting, down or waiting for a reboot are not expected back: Slurm's
-// backfill does not plan on them. A reserved node is available only
-// between its reservations: one entry for each stretch.
+// Outlook returns what a backfill scheduler plans with, sorted by From
+// then Until (zero last), one entry for each (From, Until): the nodes free
+// now, and for each running job started by StartJobOnFree those of its
+// nodes that return to service when it ends, from the end of its time
+// limit (now, for a job past it). Nodes drained, failed, rebooting, down or
+// waiting for a reboot are not expected back: Slurm's backfill does not
+// plan on them. A reserved node is available only between its
+// reservations: it counts in one entry for each stretch.
 func (w *World) Outlook() []Avail {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Every running job, the open nodes, and a reserved node's windows
-	// (one each, most of the time).
-	out := make([]Avail, 0, len(w.sim.jobs)+1+len(w.sim.resv.reserved))
+	// The entries are summed by their span as they come: thousands of
+	// reserved nodes share a handful of spans (those of their booking and
+	// of their job's limit), and sorting them one by one was most of the
+	// simulated scheduler's time at 100,000 nodes.
+	var out []Avail
+	at := map[[2]int64]int{} // span: its entry in out
+	add := func(a Avail) {
+		k := [2]int64{a.From.UnixNano(), 0}
+		if !a.Until.IsZero() {
+			k[1] = a.Until.UnixNano()
+		}
+		if i, ok := at[k]; ok {
+			out[i].Nodes += a.Nodes
+			return
+		}
+		at[k] = len(out)
+		out = append(out, a)
+	}
 	open := w.freeCount
+	var spans []Avail
 	for n := range w.sim.resv.reserved {
+		spans = spans[:0]
 		switch {
 		case n.free:
 			open--
-			out = windows(n, w.now, out)
+			spans = windows(n, w.now, spans)
 		case inService(n) && len(n.jobs) == 0:
-			out = windows(n, later(n.completingUntil, w.now), out) // blocked, or completing
+			spans = windows(n, later(n.completingUntil, w.now), spans) // blocked, or completing
 		case inService(n) && n.sim.run != nil:
-			out = windows(n, later(n.sim.run.limit, w.now), out)
+			spans = windows(n, later(n.sim.run.limit, w.now), spans)
+		}
+		for _, a := range spans {
+			add(a)
 		}
 	}
 	if open > 0 {
-		out = append(out, Avail{From: w.now, Nodes: open})
+		add(Avail{From: w.now, Nodes: open})
 	}
 	for _, rj := range w.sim.jobs {
 		if rj.back > 0 {
-			out = append(out, Avail{From: later(rj.limit, w.now), Nodes: rj.back})
+			add(Avail{From: later(rj.limit, w.now), Nodes: rj.back})
 		}
 	}
 	slices.SortFunc(out, func(a, b Avail) int {
-		if c := a.From.Compare(b.From); c != 0 {
-			return c
-		}
-		if c := cmpUntil(a.Until, b.Until); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Nodes, b.Nodes)
+		return cmp.Or(a.From.Compare(b.From), cmpUntil(a.Until, b.Until))
 	})
 	return out
 }

@@ -303,13 +303,11 @@ func TestReservationsInTheWorld(t *testing.T) {
 	assert.Equal(t, 1, f.For(t0.Add(150*time.Minute)))
 	assert.Equal(t, []fake.Avail{
 		{From: t0, Until: t0.Add(time.Hour), Nodes: 1},
-		{From: t0, Until: t0.Add(2 * time.Hour), Nodes: 1},
-		{From: t0, Until: t0.Add(2 * time.Hour), Nodes: 1},
+		{From: t0, Until: t0.Add(2 * time.Hour), Nodes: 2},
 		{From: t0, Nodes: 1},
-		{From: t0.Add(3 * time.Hour), Nodes: 1},
-		{From: t0.Add(3 * time.Hour), Nodes: 1},
+		{From: t0.Add(3 * time.Hour), Nodes: 2},
 		{From: t0.Add(4 * time.Hour), Nodes: 1},
-	}, w.Outlook())
+	}, w.Outlook(), "one entry for each span, its nodes summed")
 
 	assert.False(t, w.StartJobOnFree(2, "", time.Hour, 3*time.Hour, nil), "only nid4 is clear for 3h")
 	require.True(t, w.StartJobOnFree(3, "", time.Hour, 90*time.Minute, nil), "nid1, 2 and 4 are clear for 90m")
