@@ -151,6 +151,7 @@ func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time 
 // zero value is ready to use.
 type slotBufs struct {
 	keys, tmp           []slotKey
+	runs                []keyRun
 	given, lanes, slots []int64
 	taken               []bool
 	members             []bookMember
@@ -204,7 +205,7 @@ func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) 
 		keys[i] = slotKey{free: within(pending[i].free), rank: pending[i].rank, i: i}
 	}
 	b.tmp = resize(b.tmp, len(keys))
-	sortSlotKeysIn(keys, b.tmp, p.now.UnixNano(), pending)
+	sortSlotKeysIn(keys, b.tmp, &b.runs, p.now.UnixNano(), pending)
 	if p.step < 1 {
 		return keys
 	}
@@ -237,15 +238,17 @@ func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) 
 // on the time since now (bytes all keys share cost one look): a few
 // passes over the keys, where a comparison sort costs log n of them (the
 // scheduled strategy slots its whole lookahead, thousands of nodes, at
-// every decision). Keys equal in free time and rank (callers that give no
-// ranks) are then put in xname order by a comparison sort.
+// every decision). Keys in rank order that come in few runs of one free
+// time are sorted by runs instead (sortRuns). Keys equal in free time and
+// rank (callers that give no ranks) are then put in xname order by a
+// comparison sort.
 func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
-	sortSlotKeysIn(keys, make([]slotKey, len(keys)), now, pending)
+	sortSlotKeysIn(keys, make([]slotKey, len(keys)), new([]keyRun), now, pending)
 }
 
-// sortSlotKeysIn is sortSlotKeys with buf, as long as keys, as its
+// sortSlotKeysIn is sortSlotKeys with buf, as long as keys, and runs as its
 // scratch space.
-func sortSlotKeysIn(keys, buf []slotKey, now int64, pending []slotNode) {
+func sortSlotKeysIn(keys, buf []slotKey, runs *[]keyRun, now int64, pending []slotNode) {
 	if len(keys) < 2 {
 		return
 	}
@@ -260,6 +263,10 @@ func sortSlotKeysIn(keys, buf []slotKey, now int64, pending []slotNode) {
 		inRankOrder = inRankOrder && (j == 0 || keys[j-1].rank <= k.rank)
 	}
 	if inRankOrder {
+		if sortRuns(keys, buf, runs) {
+			sortXNameTies(keys, pending)
+			return
+		}
 		orRank, andRank = 0, 0
 	}
 	src, dst := keys, buf
@@ -301,6 +308,54 @@ func sortSlotKeysIn(keys, buf []slotKey, now int64, pending []slotNode) {
 	if &src[0] != &keys[0] {
 		copy(keys, src)
 	}
+	sortXNameTies(keys, pending)
+}
+
+// keyRun is a run of keys next to each other with the same free time.
+type keyRun struct {
+	free     int64
+	from, to int
+}
+
+// sortRuns sorts keys in rank order by free time, keeping their order
+// within a free time, with buf (as long as keys) as its scratch space, if
+// the keys come in few runs of the same free time: the nodes of one job
+// are next to each other in record order and share its end, so thousands
+// of keys come in a handful of runs (six, on average, in the simulated
+// 100,000-node scheduled upgrade), and sorting the runs is far cheaper
+// than passes over every key. It reports whether it sorted; runs is
+// scratch space kept between calls.
+func sortRuns(keys, buf []slotKey, runs *[]keyRun) bool {
+	rs := (*runs)[:0]
+	limit := len(keys)/8 + 1 // more runs than this: the radix passes
+	for j := 0; j < len(keys); {
+		if len(rs) == limit {
+			*runs = rs
+			return false
+		}
+		k := j + 1
+		for k < len(keys) && keys[k].free == keys[j].free {
+			k++
+		}
+		rs = append(rs, keyRun{free: keys[j].free, from: j, to: k})
+		j = k
+	}
+	*runs = rs
+	// Runs of the same free time are ordered as they came (from is
+	// unique): the order of equal keys is kept, as the radix passes keep
+	// it.
+	slices.SortFunc(rs, func(a, b keyRun) int { return cmp.Or(cmp.Compare(a.free, b.free), cmp.Compare(a.from, b.from)) })
+	out := buf[:0]
+	for _, r := range rs {
+		out = append(out, keys[r.from:r.to]...)
+	}
+	copy(keys, out)
+	return true
+}
+
+// sortXNameTies puts keys equal in free time and rank (callers that give no
+// ranks) in xname order.
+func sortXNameTies(keys []slotKey, pending []slotNode) {
 	for j := 1; j < len(keys); j++ {
 		if a, b := keys[j-1], keys[j]; a.free == b.free && a.rank == b.rank && pending[a.i].x > pending[b.i].x {
 			slices.SortFunc(keys, func(a, b slotKey) int {
