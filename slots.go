@@ -2,6 +2,7 @@ package crus
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,7 +152,7 @@ func assignSlots(p slotParams, out []time.Time, pending []slotNode) []time.Time 
 // zero value is ready to use.
 type slotBufs struct {
 	keys, tmp           []slotKey
-	runs                []keyRun
+	few                 fewScratch
 	given, lanes, slots []int64
 	taken               []bool
 	members             []bookMember
@@ -205,7 +206,7 @@ func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) 
 		keys[i] = slotKey{free: within(pending[i].free), rank: pending[i].rank, i: i}
 	}
 	b.tmp = resize(b.tmp, len(keys))
-	sortSlotKeysIn(keys, b.tmp, &b.runs, p.now.UnixNano(), pending)
+	sortSlotKeysIn(keys, b.tmp, &b.few, p.now.UnixNano(), pending)
 	if p.step < 1 {
 		return keys
 	}
@@ -238,17 +239,17 @@ func (b *slotBufs) slotOrder(p slotParams, out []time.Time, pending []slotNode) 
 // on the time since now (bytes all keys share cost one look): a few
 // passes over the keys, where a comparison sort costs log n of them (the
 // scheduled strategy slots its whole lookahead, thousands of nodes, at
-// every decision). Keys in rank order that come in few runs of one free
-// time are sorted by runs instead (sortRuns). Keys equal in free time and
+// every decision). Keys in rank order with few distinct free times are
+// counted into place instead (sortFew). Keys equal in free time and
 // rank (callers that give no ranks) are then put in xname order by a
 // comparison sort.
 func sortSlotKeys(keys []slotKey, now int64, pending []slotNode) {
-	sortSlotKeysIn(keys, make([]slotKey, len(keys)), new([]keyRun), now, pending)
+	sortSlotKeysIn(keys, make([]slotKey, len(keys)), new(fewScratch), now, pending)
 }
 
-// sortSlotKeysIn is sortSlotKeys with buf, as long as keys, and runs as its
+// sortSlotKeysIn is sortSlotKeys with buf, as long as keys, and few as its
 // scratch space.
-func sortSlotKeysIn(keys, buf []slotKey, runs *[]keyRun, now int64, pending []slotNode) {
+func sortSlotKeysIn(keys, buf []slotKey, few *fewScratch, now int64, pending []slotNode) {
 	if len(keys) < 2 {
 		return
 	}
@@ -263,7 +264,7 @@ func sortSlotKeysIn(keys, buf []slotKey, runs *[]keyRun, now int64, pending []sl
 		inRankOrder = inRankOrder && (j == 0 || keys[j-1].rank <= k.rank)
 	}
 	if inRankOrder {
-		if sortRuns(keys, buf, runs) {
+		if sortFew(keys, buf, few) {
 			sortXNameTies(keys, pending)
 			return
 		}
@@ -311,45 +312,78 @@ func sortSlotKeysIn(keys, buf []slotKey, runs *[]keyRun, now int64, pending []sl
 	sortXNameTies(keys, pending)
 }
 
-// keyRun is a run of keys next to each other with the same free time.
-type keyRun struct {
-	free     int64
-	from, to int
+// fewScratch is the scratch space of sortFew, kept between calls.
+type fewScratch struct {
+	table        []int32 // open addressing: 1 + the index in vals, 0 empty
+	vals         []int64 // the distinct free times, as first met
+	id, at, tier []int32 // each key's index in vals; where each value's keys go; vals in order
 }
 
-// sortRuns sorts keys in rank order by free time, keeping their order
-// within a free time, with buf (as long as keys) as its scratch space, if
-// the keys come in few runs of the same free time: the nodes of one job
-// are next to each other in record order and share its end, so thousands
-// of keys come in a handful of runs (six, on average, in the simulated
-// 100,000-node scheduled upgrade), and sorting the runs is far cheaper
-// than passes over every key. It reports whether it sorted; runs is
-// scratch space kept between calls.
-func sortRuns(keys, buf []slotKey, runs *[]keyRun) bool {
-	rs := (*runs)[:0]
-	limit := len(keys)/8 + 1 // more runs than this: the radix passes
-	for j := 0; j < len(keys); {
-		if len(rs) == limit {
-			*runs = rs
-			return false
+// sortFew sorts keys in rank order by free time, keeping their order
+// within a free time (as the radix passes do), with buf (as long as keys)
+// as its scratch space, if the keys have few distinct free times: at most
+// one in eight. It reports whether it sorted.
+//
+// Few is the common case: the nodes of a job share its end, and lie next
+// to each other in record order. The simulated 100,000-node scheduled
+// upgrade gives six runs of one free time, on average, in the lookahead's
+// four thousand keys. Then each key costs a comparison with the one
+// before it (a hash look-up where it differs) and two passes of counting,
+// where the radix passes cost five or six passes of two loops each; the
+// distinct times alone are sorted by comparison.
+func sortFew(keys, buf []slotKey, sc *fewScratch) bool {
+	limit := len(keys)/8 + 1
+	shift := 64 - bits.Len(uint(2*limit)) // table of 2^(64-shift) > 2*limit entries
+	sc.table = resize(sc.table, 1<<(64-shift))
+	clear(sc.table)
+	mask := uint64(len(sc.table) - 1)
+	vals := sc.vals[:0]
+	id := resize(sc.id, len(keys))
+	sc.id = id
+	for j, k := range keys {
+		if j > 0 && k.free == keys[j-1].free {
+			id[j] = id[j-1]
+			continue
 		}
-		k := j + 1
-		for k < len(keys) && keys[k].free == keys[j].free {
-			k++
+		for h := uint64(k.free) * 0x9E3779B97F4A7C15 >> shift; ; h = (h + 1) & mask {
+			e := sc.table[h]
+			if e == 0 {
+				if len(vals) == limit {
+					sc.vals = vals
+					return false
+				}
+				vals = append(vals, k.free)
+				sc.table[h] = int32(len(vals))
+				id[j] = int32(len(vals) - 1)
+				break
+			}
+			if vals[e-1] == k.free {
+				id[j] = e - 1
+				break
+			}
 		}
-		rs = append(rs, keyRun{free: keys[j].free, from: j, to: k})
-		j = k
 	}
-	*runs = rs
-	// Runs of the same free time are ordered as they came (from is
-	// unique): the order of equal keys is kept, as the radix passes keep
-	// it.
-	slices.SortFunc(rs, func(a, b keyRun) int { return cmp.Or(cmp.Compare(a.free, b.free), cmp.Compare(a.from, b.from)) })
-	out := buf[:0]
-	for _, r := range rs {
-		out = append(out, keys[r.from:r.to]...)
+	sc.vals = vals
+	tier := resize(sc.tier, len(vals))
+	for v := range tier {
+		tier[v] = int32(v)
 	}
-	copy(keys, out)
+	slices.SortFunc(tier, func(a, b int32) int { return cmp.Compare(vals[a], vals[b]) }) // distinct: no ties
+	at := resize(sc.at, len(vals))
+	sc.tier, sc.at = tier, at
+	clear(at)
+	for _, v := range id {
+		at[v]++
+	}
+	pos := int32(0)
+	for _, v := range tier {
+		pos, at[v] = pos+at[v], pos
+	}
+	for j, k := range keys {
+		buf[at[id[j]]] = k
+		at[id[j]]++
+	}
+	copy(keys, buf)
 	return true
 }
 

@@ -217,10 +217,11 @@ func TestSlotProperties(t *testing.T) {
 	})
 }
 
-// TestSortSlotKeys: the sort of the slot planner (by runs, or radix)
-// orders keys as a comparison by free time, rank and xname does, over the
-// whole range of times it takes (now to a century ahead), ranks or none,
-// runs of one free time, and ties.
+// TestSortSlotKeys: the sort of the slot planner (by counting few distinct
+// times, or radix) orders keys as a comparison by free time, rank and
+// xname does, over the whole range of times it takes (now to a century
+// ahead), ranks or none, runs of one free time, a few times in any order,
+// and ties.
 func TestSortSlotKeys(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		now := slotNow.UnixNano()
@@ -229,15 +230,23 @@ func TestSortSlotKeys(t *testing.T) {
 		// Keys come in runs of one free time, as the nodes of a job do in
 		// record order: long runs take the sort by runs.
 		run := rapid.IntRange(1, 60).Draw(t, "run")
+		// Or free times drawn from a few, in any order: few distinct times
+		// in short runs take the sort by counting.
+		pool := rapid.SliceOfN(rapid.Int64Range(0, int64(farthest)), 0, 40).Draw(t, "pool")
 		pending := make([]slotNode, n)
 		keys := make([]slotKey, n)
 		for i := range keys {
 			var free int64
 			kind := 4
-			if i%run == 0 {
+			switch {
+			case len(pool) > 0:
+				kind = 5
+			case i%run == 0:
 				kind = rapid.IntRange(0, 3).Draw(t, fmt.Sprint("kind", i))
 			}
 			switch kind {
+			case 5: // one of the pool's
+				free = pool[rapid.IntRange(0, len(pool)-1).Draw(t, fmt.Sprint("pooled", i))]
 			case 4: // the run's
 				free = keys[i-1].free - now
 			case 0: // now
