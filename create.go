@@ -436,7 +436,7 @@ func newRecord(spec Spec, starting []string, names map[string]string, state map[
 	for i, x := range starting {
 		r := NodeRecord{XName: x, Name: packed[i], Phase: PhasePending, Since: now}
 		w, ok := state[names[x]]
-		takeable := w.InService() || pol.retryFailed && failedByCrus(w)
+		takeable := w.InService() || pol.retryFailed && failedByCrus(&w)
 		switch {
 		case !ok:
 			r.Phase, r.Outcome, r.Finished = PhaseDone, OutcomeSkipped, now

@@ -87,6 +87,15 @@ var checkObservedAt bool
 // position in the view (-1 if not there): by position if the view holds
 // the states (nodesOK), else from the map.
 func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool, k int) {
+	r, seen, k := p.nodeRef(at, i, x)
+	return *r, seen, k
+}
+
+// nodeRef is nodeAt without the copy of the state, for the loops over
+// thousands of candidates: it points into the view, or (read from the map,
+// or not seen) to the planner's scratch copy, valid until the next call.
+// Callers do not change it.
+func (p *planner) nodeRef(at *observedAt, i int, x string) (w *wlm.Node, seen bool, k int) {
 	k, ok := -1, false
 	if at != nil {
 		if k, ok = at.find(i); !ok {
@@ -95,17 +104,17 @@ func (p *planner) nodeAt(at *observedAt, i int, x string) (w wlm.Node, seen bool
 	}
 	if !ok || !at.nodesOK {
 		// (The ends may be known by position even so: endAt.)
-		w, seen = p.obs.Nodes[x]
-		return w, seen, k
+		p.nodeCopy, seen = p.obs.Nodes[x]
+		return &p.nodeCopy, seen, k
 	}
-	w, seen = at.nodes[k], at.seen[k]
+	w, seen = &at.nodes[k], at.seen[k]
 	if checkObservedAt {
 		mw, mseen := p.obs.Nodes[x]
 		if !mseen {
 			mw, mseen = at.shadow[x]
 		}
-		if mseen != seen || seen && mw != w {
-			panic(fmt.Sprintf("crus: the observation by position differs from its map for %s: %v %+v, map %v %+v", x, seen, w, mseen, mw))
+		if mseen != seen || seen && mw != *w {
+			panic(fmt.Sprintf("crus: the observation by position differs from its map for %s: %v %+v, map %v %+v", x, seen, *w, mseen, mw))
 		}
 	}
 	return w, seen, k

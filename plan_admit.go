@@ -66,13 +66,15 @@ func (p *planner) candidates(room int) []ranked {
 // (for its reason). A node in service may be taken; so may a node a crus
 // session failed, when the spec asks to retry them (retry_failed).
 func (p *planner) takeable(w wlm.Node) (bool, string) {
-	switch {
-	case w.InService():
-		return true, ""
-	case p.pol.retryFailed && failedByCrus(w):
+	if p.canTake(&w) {
 		return true, ""
 	}
 	return false, p.describeNode(w)
+}
+
+// canTake is takeable without the reason.
+func (p *planner) canTake(w *wlm.Node) bool {
+	return w.InService() || p.pol.retryFailed && failedByCrus(w)
 }
 
 // admitRolling takes as many nodes as there is room for, in rank order,
@@ -229,7 +231,7 @@ func (p *planner) rank(cands []int) []ranked {
 		}
 		n := &s.Progress.Nodes[i]
 		r := ranked{i: i, retries: n.Retries}
-		w, seen, k := p.nodeAt(at, i, n.XName)
+		w, seen, k := p.nodeRef(at, i, n.XName)
 		switch p.pol.order {
 		case OrderIdleFirst, OrderJobEnd:
 			switch {

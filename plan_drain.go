@@ -108,7 +108,7 @@ func ownedBy(reason, id string) bool {
 
 // failedByCrus reports whether the node was failed (or drained) by a crus
 // session, any one: its reason begins with "crus <id>:".
-func failedByCrus(w wlm.Node) bool {
+func failedByCrus(w *wlm.Node) bool {
 	if !w.Fail && !w.Drain {
 		return false
 	}

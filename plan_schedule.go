@@ -101,11 +101,11 @@ func (p *planner) planSlotsNow() *slotPlan {
 		if p.chg[i] != 0 {
 			continue
 		}
-		w, seen, k := p.nodeAt(at, i, n.XName)
+		w, seen, k := p.nodeRef(at, i, n.XName)
 		if !seen {
 			continue
 		}
-		if ok, _ := p.takeable(w); !ok {
+		if !p.canTake(w) {
 			bufs.slotOut = append(bufs.slotOut, i)
 			continue
 		}

@@ -370,6 +370,7 @@ type planner struct {
 	lookedAhead bool
 	admitRoom   int // the nodes admission may take in this decision (0 until it runs)
 	bufs        *planBufs
+	nodeCopy    wlm.Node // nodeRef's scratch copy
 }
 
 // planBufs is the scheduled strategy's scratch space, reused from one
