@@ -156,6 +156,7 @@ type slotBufs struct {
 	given, lanes, slots []int64
 	taken               []bool
 	members             []bookMember
+	bookOf              []int32 // each pending node's booking in the plan, -1 none
 }
 
 // resize returns buf with length n, reusing its array when it can; the
@@ -533,9 +534,33 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 		off += n
 	}
 	earliest := p.now.Add(p.lead)
-	for _, m := range members {
-		all[at[m.booking]] = pending[m.node].x
-		at[m.booking]++
+	// Each booking's nodes in xname order: as they come in pending, if
+	// pending is in rank order (the planner's is: record order), else
+	// sorted below.
+	inOrder := true
+	for j := 1; j < len(pending) && inOrder; j++ {
+		inOrder = pending[j-1].rank < pending[j].rank
+	}
+	if inOrder {
+		bookOf := resize(b.bookOf, len(pending))
+		b.bookOf = bookOf
+		for j := range bookOf {
+			bookOf[j] = -1
+		}
+		for _, m := range members {
+			bookOf[m.node] = int32(m.booking)
+		}
+		for j, k := range bookOf {
+			if k >= 0 {
+				all[at[k]] = pending[j].x
+				at[k]++
+			}
+		}
+	} else {
+		for _, m := range members {
+			all[at[m.booking]] = pending[m.node].x
+			at[m.booking]++
+		}
 	}
 	from := 0
 	for k := range plan.book {
@@ -547,7 +572,9 @@ func (b *slotBufs) planSlots(p slotParams, out []time.Time, pending []slotNode) 
 			bk.Start = bk.Start.Add(time.Second)
 		}
 		bk.End = bk.Start.Add(p.length)
-		slices.Sort(bk.Nodes)
+		if !inOrder {
+			slices.Sort(bk.Nodes)
+		}
 	}
 	slices.SortFunc(plan.book, func(a, b Booking) int { return strings.Compare(a.Name, b.Name) })
 	return plan

@@ -141,7 +141,8 @@ func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 
 // TestSlotProperties: the lanes never exceed the cap, no node is given a
 // slot before it is free, earlier free means no later slot, no lane is
-// left idle while a free node waits, and the input order does not matter.
+// left idle while a free node waits, the input order does not matter, and
+// bookings list their nodes in xname order.
 func TestSlotProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		p, out, pending := drawSlotCase(t)
@@ -186,6 +187,9 @@ func TestSlotProperties(t *testing.T) {
 		for _, b := range plan.book {
 			if b.Start.Before(p.now.Add(p.lead)) || !b.End.Equal(b.Start.Add(p.length)) {
 				t.Fatalf("booking %+v starts before now + lead or lasts not %s", b, p.length)
+			}
+			if !slices.IsSorted(b.Nodes) {
+				t.Fatalf("booking %s: nodes not in xname order: %v", b.Name, b.Nodes)
 			}
 			for _, x := range b.Nodes {
 				if booked[x] || slices.Contains(plan.take, x) {
