@@ -260,3 +260,28 @@ func TestIndexCandidates(t *testing.T) {
 		}
 	})
 }
+
+// TestPlannerIndex: the planner finds a node's record by xname from any
+// record found before it, forward or back, near or far, and finds no
+// record for a name the session does not have.
+func TestPlannerIndex(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(0, 200).Draw(t, "n")
+		var nodes []NodeRecord
+		for i := range n {
+			nodes = append(nodes, NodeRecord{XName: fmt.Sprintf("x%04d", 2*i)}) // odd numbers are missing
+		}
+		p := &planner{s: &Session{Progress: Progress{Nodes: nodes}}}
+		for k := range rapid.IntRange(0, 30).Draw(t, "lookups") {
+			j := rapid.IntRange(-1, 2*n+1).Draw(t, fmt.Sprint("name", k))
+			x := fmt.Sprintf("x%04d", j)
+			want := -1
+			if j >= 0 && j%2 == 0 && j/2 < n {
+				want = j / 2
+			}
+			if got := p.index(x); got != want {
+				t.Fatalf("index(%s) = %d after %d, want %d", x, got, p.lastIndex, want)
+			}
+		}
+	})
+}
