@@ -3,6 +3,7 @@ package crus
 import (
 	"math/bits"
 	"slices"
+	"strings"
 )
 
 // nodeIndex is what the planner needs to know about a session's node
@@ -175,4 +176,57 @@ func cmpXName(n NodeRecord, x string) int {
 		return 1
 	}
 	return 0
+}
+
+// recordFinder finds a session's node records by xname, galloping from
+// the record it found last: the changes of a decision come mostly in
+// record order, so the next is near and costs a few comparisons, where a
+// binary search of 100,000 records costs 17, each a cache miss.
+type recordFinder struct {
+	nodes []NodeRecord // sorted by xname
+	last  int          // the index found last
+}
+
+// find returns the index of the record of xname x, or -1.
+func (f *recordFinder) find(x string) int {
+	nodes, h := f.nodes, f.last
+	lo, hi := 0, len(nodes)
+	if h < len(nodes) {
+		switch c := strings.Compare(nodes[h].XName, x); {
+		case c == 0:
+			return h
+		case c < 0:
+			lo = h + 1
+			for d := 1; h+d < len(nodes); d *= 2 {
+				if nodes[h+d].XName >= x {
+					hi = h + d + 1
+					break
+				}
+				lo = h + d + 1
+			}
+		default:
+			hi = h
+			for d := 1; h-d >= 0; d *= 2 {
+				if nodes[h-d].XName <= x {
+					lo = h - d
+					break
+				}
+				hi = h - d
+			}
+		}
+	}
+	i, ok := slices.BinarySearchFunc(nodes[lo:hi], x, cmpXName)
+	if !ok {
+		return -1
+	}
+	f.last = lo + i
+	return lo + i
+}
+
+// record returns the record of xname x, or nil.
+func (f *recordFinder) record(x string) *NodeRecord {
+	if i := f.find(x); i >= 0 {
+		return &f.nodes[i]
+	}
+	return nil
 }

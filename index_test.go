@@ -261,10 +261,11 @@ func TestIndexCandidates(t *testing.T) {
 	})
 }
 
-// TestPlannerIndex: the planner finds a node's record by xname from any
-// record found before it, forward or back, near or far, and finds no
-// record for a name the session does not have.
-func TestPlannerIndex(t *testing.T) {
+// TestRecordFinder: the planner (and Apply, Transitions and the events)
+// find a node's record by xname from any record found before it, forward
+// or back, near or far, and find no record for a name the session does
+// not have.
+func TestRecordFinder(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		n := rapid.IntRange(0, 200).Draw(t, "n")
 		var nodes []NodeRecord
@@ -280,7 +281,7 @@ func TestPlannerIndex(t *testing.T) {
 				want = j / 2
 			}
 			if got := p.index(x); got != want {
-				t.Fatalf("index(%s) = %d after %d, want %d", x, got, p.lastIndex, want)
+				t.Fatalf("index(%s) = %d after %d, want %d", x, got, p.finder.last, want)
 			}
 		}
 	})

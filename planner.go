@@ -281,8 +281,9 @@ func (d *Decision) Transitions(s *Session) bool {
 	if d.Done || d.ClearedFailed || d.aborts(s) || d.Stage != s.Progress.Stage || d.Step != s.Progress.Step || d.Boots != s.Progress.Boots {
 		return true
 	}
+	f := recordFinder{nodes: s.Progress.Nodes}
 	for _, c := range d.Changes {
-		n := s.Node(c.XName)
+		n := f.record(c.XName)
 		if n != nil && ((c.Phase != "" && c.Phase != n.Phase) || c.Group == GroupAdded && !n.Grouped || c.Group == GroupGone && n.Grouped) {
 			return true
 		}
@@ -370,8 +371,8 @@ type planner struct {
 	lookedAhead bool
 	admitRoom   int // the nodes admission may take in this decision (0 until it runs)
 	bufs        *planBufs
-	nodeCopy    wlm.Node // nodeRef's scratch copy
-	lastIndex   int      // the node index found last
+	nodeCopy    wlm.Node     // nodeRef's scratch copy
+	finder      recordFinder // index's
 }
 
 // planBufs is the scheduled strategy's scratch space, reused from one
@@ -491,42 +492,8 @@ func (p *planner) activeNodes() []int {
 
 // index returns the index of the node with this xname, or -1.
 func (p *planner) index(xname string) int {
-	// A decision changes its nodes mostly in record order: the search
-	// gallops from the node found last, in a few comparisons where the
-	// next is near (a binary search of 100,000 records costs 17, each
-	// a cache miss).
-	nodes := p.s.Progress.Nodes
-	lo, hi := 0, len(nodes)
-	if h := p.lastIndex; h < len(nodes) {
-		switch c := strings.Compare(nodes[h].XName, xname); {
-		case c == 0:
-			return h
-		case c < 0:
-			lo = h + 1
-			for d := 1; h+d < len(nodes); d *= 2 {
-				if nodes[h+d].XName >= xname {
-					hi = h + d + 1
-					break
-				}
-				lo = h + d + 1
-			}
-		default:
-			hi = h
-			for d := 1; h-d >= 0; d *= 2 {
-				if nodes[h-d].XName <= xname {
-					lo = h - d
-					break
-				}
-				hi = h - d
-			}
-		}
-	}
-	i, ok := slices.BinarySearchFunc(nodes[lo:hi], xname, func(n NodeRecord, x string) int { return strings.Compare(n.XName, x) })
-	if !ok {
-		return -1
-	}
-	p.lastIndex = lo + i
-	return lo + i
+	p.finder.nodes = p.s.Progress.Nodes
+	return p.finder.find(xname)
 }
 
 // changeOf returns this decision's change of node i, or nil.

@@ -374,15 +374,16 @@ func (e *Executor) eventsOf(s *Session, d Decision, now time.Time) []Event {
 		ev.Kind = EventStage
 		evs = append(evs, ev)
 	}
+	f := recordFinder{nodes: s.Progress.Nodes}
 	for _, c := range d.Changes {
-		if n := s.Node(c.XName); n != nil && c.Phase != "" && c.Phase != PhaseDone && c.Phase != n.Phase {
+		if n := f.record(c.XName); n != nil && c.Phase != "" && c.Phase != PhaseDone && c.Phase != n.Phase {
 			ev := base
 			ev.Kind, ev.Node, ev.Phase = EventPhase, c.XName, c.Phase
 			evs = append(evs, ev)
 		}
 	}
 	for _, c := range d.Changes {
-		if n := s.Node(c.XName); n != nil && c.Phase == PhaseDone && n.Phase != PhaseDone {
+		if n := f.record(c.XName); n != nil && c.Phase == PhaseDone && n.Phase != PhaseDone {
 			ev := base
 			ev.Kind, ev.Node, ev.Outcome = EventNode, c.XName, c.Outcome
 			ev.Reason = c.Reason

@@ -202,8 +202,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 	if d.Abort != "" && p.Abort == "" {
 		p.Abort = d.Abort
 	}
+	f := recordFinder{nodes: s.Progress.Nodes}
 	for _, c := range d.Changes {
-		n := s.Node(c.XName)
+		n := f.record(c.XName)
 		if n == nil {
 			continue
 		}
