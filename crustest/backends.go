@@ -115,6 +115,8 @@ type recorder struct {
 	rebooting   map[string]bool        // xnames powered off whose boot has not ended
 	reboots     map[string][]time.Time // xname -> when it was powered off
 	steered     map[string]bool        // names crus steered last, and may not have given their place back since
+	failedAt    map[string]time.Time   // name -> when crus last asked to fail it
+	resumedAt   map[string]time.Time   // name -> when an operator last resumed it (World.AdminResume)
 	samples     [][]string             // xnames out of service because of crus, after each change
 	sampleTimes []time.Time            // when each sample was taken
 	violations  []string
@@ -126,7 +128,26 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 		callCount: map[string]int{}, faults: map[string][]error{},
 		touched: map[string]bool{}, drained: map[string]bool{}, steered: map[string]bool{},
 		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
+		failedAt: map[string]time.Time{}, resumedAt: map[string]time.Time{},
 	}
+}
+
+// resumedAfterFail reports whether an operator resumed the node (its
+// workload-manager name) after crus last asked to fail it: the node is
+// back in service by the operator's choice.
+func (r *recorder) resumedAfterFail(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, failed := r.failedAt[name]
+	res, resumed := r.resumedAt[name]
+	return failed && resumed && !res.Before(f)
+}
+
+// operatorResumed records that an operator resumed the node now.
+func (r *recorder) operatorResumed(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resumedAt[name] = r.w.fw.Now()
 }
 
 // manager returns the recorded manager, with the JobEnds and reservation
@@ -373,6 +394,11 @@ func (m recorded) Fail(ctx context.Context, names []string, reason string) error
 	}
 	err := m.r.inner.Fail(ctx, names, reason)
 	m.r.changed(names, err, false)
+	m.r.mu.Lock()
+	for _, n := range names {
+		m.r.failedAt[n] = m.r.w.fw.Now()
+	}
+	m.r.mu.Unlock()
 	return err
 }
 

@@ -30,7 +30,8 @@ import (
 //     orchestrator after crus asked, and is in service unless someone
 //     else drained or failed it (with a reason not crus's); a failed node
 //     has a reason and is in the failed group or out of service in the
-//     workload manager; a skipped or untouched node was not rebooted and
+//     workload manager (or AdminResume put it back in service after crus
+//     failed it: the operator's choice); a skipped or untouched node was not rebooted and
 //     is not left drained or failed by crus;
 //  4. the upgrading group holds none of a session's nodes, and none is
 //     left the scheduler's last choice for new jobs (wlm.Steerer): each
@@ -180,7 +181,7 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 			if n.Reason == "" {
 				add("node %s failed without a reason", n.XName)
 			}
-			if !slices.Contains(failedGroup, n.XName) && !(seen && (wn.Fail || wn.Drain)) {
+			if !slices.Contains(failedGroup, n.XName) && !(seen && (wn.Fail || wn.Drain)) && !r.resumedAfterFail(r.w.Name(n.XName)) {
 				add("node %s failed but is neither in the failed group %q nor out of service: %s", n.XName, s.FailedLabel, state)
 			}
 			if !seen || !wn.Fail {

@@ -2,6 +2,7 @@ package crustest_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,35 @@ func TestCheck(t *testing.T) {
 			"failed but is neither in the failed group",
 			"has no outcome (phase booting)",
 		},
+	}, {
+		name: "failed, then resumed by an operator",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
+			if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, "crus s1: did not return"); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.AdminResume(w.XNames()[0]); err != nil {
+				t.Fatal(err)
+			}
+			return s // (the failed group could not be written): the operator's choice
+		},
+	}, {
+		name: "resumed by an operator, then failed but the call never reached the manager",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
+			if err := w.AdminResume(w.XNames()[0]); err != nil {
+				t.Fatal(err)
+			}
+			w.Advance(time.Minute)
+			w.FailNext("wlm.Fail", 1, errors.New("refused"))
+			if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, "crus s1: did not return"); err == nil {
+				t.Fatal("the injected failure did not fail the call")
+			}
+			return s
+		},
+		want: []string{"failed but is neither in the failed group"},
 	}, {
 		name: "busy reboot, outside manager",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {

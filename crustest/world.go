@@ -393,6 +393,7 @@ func (w *World) AdminResume(xname string) error {
 	}
 	w.sync()
 	w.fw.AdminResume(xname)
+	w.recorder().operatorResumed(w.Name(xname))
 	return nil
 }
 
