@@ -354,6 +354,7 @@ type recorded struct{ r *recorder }
 
 var (
 	_ wlm.Manager          = recorded{}
+	_ wlm.NodesFiller      = recorded{}
 	_ wlm.BootTimeReporter = recorded{}
 	_ wlm.Describer        = recorded{}
 	_ wlm.JobEndsFiller    = recordedJobEnds{}
@@ -367,6 +368,18 @@ func (m recorded) Nodes(ctx context.Context, names []string) ([]wlm.Node, error)
 		return nil, err
 	}
 	return m.r.inner.Nodes(ctx, names)
+}
+
+// NodesInto makes the recorded manager a wlm.NodesFiller, as crus reads
+// it: by position from a manager that is one (so a session run through the
+// kit uses an outside adapter's NodesInto, as it would without the kit),
+// else from its Nodes. It counts as wlm.Nodes, and FailNext("wlm.Nodes",
+// ...) fails it.
+func (m recorded) NodesInto(ctx context.Context, names []string, out []wlm.Node) error {
+	if err := m.r.begin(ctx, "wlm.Nodes"); err != nil {
+		return err
+	}
+	return wlm.NodesAt(ctx, m.r.inner, names, out)
 }
 
 func (m recorded) Drain(ctx context.Context, names []string, reason string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -150,6 +151,64 @@ func TestRecordedJobEndsByPosition(t *testing.T) {
 	// A manager without job ends gains none.
 	if _, ok := newRecorder(w, struct{ wlm.Manager }{w.fw.WLM()}, nil).manager().(wlm.JobEnder); ok {
 		t.Error("the recorded manager of a manager without JobEnds has them")
+	}
+}
+
+// nodesFiller is an outside manager that answers Nodes by position: it
+// counts the calls to NodesInto.
+type nodesFiller struct {
+	wlm.Manager
+	into int
+}
+
+func (f *nodesFiller) NodesInto(ctx context.Context, names []string, out []wlm.Node) error {
+	f.into++
+	return wlm.NodesAt(ctx, f.Manager, names, out)
+}
+
+// TestRecordedNodesByPosition: the kit's recording wrapper keeps an
+// outside manager's wlm.NodesFiller (crus reads nodes through it), counts
+// it as wlm.Nodes and fails it with FailNext; a manager that is not one
+// is read through its Nodes.
+func TestRecordedNodesByPosition(t *testing.T) {
+	w := New(Options{Nodes: 8, Busy: 1, Seed: 1})
+	inner := &nodesFiller{Manager: w.fw.WLM()}
+	r := newRecorder(w, inner, nil)
+	f, ok := r.manager().(wlm.NodesFiller)
+	if !ok {
+		t.Fatal("the recorded manager is not a NodesFiller")
+	}
+	names := w.Names()
+	want, err := inner.Nodes(context.Background(), names)
+	if err != nil || len(want) != len(names) {
+		t.Fatalf("the world's nodes: %v, %v", want, err)
+	}
+	out := make([]wlm.Node, len(names))
+	if err := f.NodesInto(context.Background(), names, out); err != nil {
+		t.Fatal(err)
+	}
+	if inner.into != 1 {
+		t.Errorf("the outside NodesInto was called %d times, want 1", inner.into)
+	}
+	if !slices.Equal(out, want) {
+		t.Errorf("by position %+v, by Nodes %+v", out, want)
+	}
+	if got := r.calls()["wlm.Nodes"]; got != 1 {
+		t.Errorf("counted %d calls to wlm.Nodes, want 1", got)
+	}
+	boom := errors.New("boom")
+	r.failNext("wlm.Nodes", 1, boom)
+	if err := f.NodesInto(context.Background(), names, out); !errors.Is(err, boom) {
+		t.Errorf("after FailNext: %v, want %v", err, boom)
+	}
+	if inner.into != 1 {
+		t.Errorf("a failed call reached the manager (%d calls)", inner.into)
+	}
+	// A manager that is not a NodesFiller is read through Nodes.
+	plain := newRecorder(w, struct{ wlm.Manager }{w.fw.WLM()}, nil).manager().(wlm.NodesFiller)
+	clear(out)
+	if err := plain.NodesInto(context.Background(), names, out); err != nil || !slices.Equal(out, want) {
+		t.Errorf("through Nodes: %+v, %v; want %+v", out, err, want)
 	}
 }
 

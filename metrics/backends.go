@@ -110,7 +110,8 @@ func (c creator) CreateGroup(ctx context.Context, label, description string) err
 
 // WrapManager returns w with its calls counted. The result implements
 // wlm.JobEnder, wlm.Rebooter and wlm.Scheduler exactly when w does (a
-// JobEnder is a wlm.JobEndsFiller too), and wlm.Steerer exactly when w
+// JobEnder is a wlm.JobEndsFiller too; every result is a
+// wlm.NodesFiller), and wlm.Steerer exactly when w
 // is both a Steerer and a Scheduler: the executor steers only in the
 // scheduled strategy, which needs a Scheduler, so a Steerer that cannot
 // book is not passed on (that keeps the combinations down). It reports
@@ -217,6 +218,17 @@ func (w manager) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) 
 	out, err := w.next.Nodes(ctx, names)
 	w.m.record("wlm", "Nodes", start, err)
 	return out, err
+}
+
+// NodesInto makes every wrapped manager a wlm.NodesFiller: by position
+// from one that is (so an adapter's NodesInto serves the executor as it
+// would unwrapped), else from its Nodes, matched to the names asked, as
+// the executor would match them; counted as Nodes.
+func (w manager) NodesInto(ctx context.Context, names []string, out []wlm.Node) error {
+	start := time.Now()
+	err := wlm.NodesAt(ctx, w.next, names, out)
+	w.m.record("wlm", "Nodes", start, err)
+	return err
 }
 
 func (w manager) Drain(ctx context.Context, names []string, reason string) error {

@@ -286,6 +286,34 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 			}
 		}
 	}
+	// Every manager becomes a NodesFiller: by position, what Nodes says,
+	// from a filler (the in-memory world) or not.
+	for name, inner := range map[string]wlm.Manager{"filler": busy.WLM(), "not a filler": plainManager{busy.WLM()}} {
+		f, ok := m.WrapManager(inner).(wlm.NodesFiller)
+		if !ok {
+			t.Errorf("%s: wrapped WLM is not a NodesFiller", name)
+			continue
+		}
+		names := []string{"nid000003", "nid000001", "nid999999", "nid000002"}
+		want, errNodes := inner.Nodes(context.Background(), names)
+		out := make([]wlm.Node, len(names))
+		errInto := f.NodesInto(context.Background(), names, out)
+		if (errNodes == nil) != (errInto == nil) || errInto == nil {
+			t.Errorf("%s: NodesInto: %v; Nodes: %v (an unknown node was asked)", name, errInto, errNodes)
+		}
+		if len(want) != 3 {
+			t.Fatalf("%s: Nodes answered %d nodes of 3 known: the test tests nothing", name, len(want))
+		}
+		for _, w := range want {
+			k := slices.Index(names, w.Name)
+			if out[k] != w {
+				t.Errorf("%s: NodesInto says %+v for %s; Nodes %+v", name, out[k], w.Name, w)
+			}
+		}
+		if out[2] != (wlm.Node{}) {
+			t.Errorf("%s: the unknown node is %+v, want the zero Node", name, out[2])
+		}
+	}
 	n := wlm.Node{Name: "n1", State: wlm.StateIdle, Drain: true}
 	if got, want := wlm.DescriberOf(w).Describe(n), wlm.DescriberOf(world.WLM()).Describe(n); got != want {
 		t.Errorf("wrapped WLM describes %q, the WLM %q", got, want)

@@ -137,6 +137,41 @@ type NodesFiller interface {
 	NodesInto(ctx context.Context, names []string, out []Node) error
 }
 
+// NodesAt is NodesInto for any Manager: by position if m is a
+// NodesFiller, else from the answer of its Nodes, matched to the names
+// asked (in the order asked, or by name if m answers in another order).
+// out is as long as names; a node the answer leaves out gets the zero
+// Node. Errors are those of m.
+func NodesAt(ctx context.Context, m Manager, names []string, out []Node) error {
+	if len(out) != len(names) {
+		return fmt.Errorf("wlm: %d nodes for %d names", len(out), len(names))
+	}
+	if f, ok := m.(NodesFiller); ok {
+		return f.NodesInto(ctx, names, out)
+	}
+	nodes, err := m.Nodes(ctx, names)
+	clear(out)
+	var byName map[string]int // made at the first node out of order
+	j := 0
+	for k, name := range names {
+		if byName == nil && j < len(nodes) && nodes[j].Name == name {
+			out[k] = nodes[j]
+			j++
+			continue
+		}
+		if byName == nil {
+			byName = make(map[string]int, len(nodes))
+			for i := len(nodes) - 1; i >= 0; i-- {
+				byName[nodes[i].Name] = i // the first answer for a name
+			}
+		}
+		if i, ok := byName[name]; ok {
+			out[k] = nodes[i]
+		}
+	}
+	return err
+}
+
 // JobEndsAt is JobEndsInto for any JobEnder: by position if j is a
 // JobEndsFiller, else from the map its JobEnds returns. ends is as long
 // as names.
