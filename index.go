@@ -147,9 +147,10 @@ func (x *nodeIndex) candidates(out []int, from, limit int, act []int, chg []int3
 func (x *nodeIndex) update(d Decision) {
 	nodes := x.s.Progress.Nodes
 	grew := false
+	f := recordFinder{nodes: nodes}
 	for _, c := range d.Changes {
-		i, ok := slices.BinarySearchFunc(nodes, c.XName, cmpXName)
-		if !ok {
+		i := f.find(c.XName)
+		if i < 0 {
 			continue
 		}
 		was := x.isActive[i]
