@@ -150,7 +150,7 @@ func (w *World) reboot(n *node, requested uint64, done func(ok bool, reason stri
 	n.up, n.rebooting = false, true
 	n.reboots++
 	w.reboots++
-	w.touched[n.xname]++
+	n.touched++
 	w.update(n)
 	w.powerOff(n)
 	w.schedule(w.now.Add(w.rebootTime(n)), func() {

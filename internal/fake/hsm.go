@@ -59,7 +59,7 @@ func (h *HSM) AddMembers(ctx context.Context, label string, xnames []string) err
 			errs = append(errs, &batch.NodeError{Node: x, Err: hsm.ErrComponentNotFound})
 			continue
 		}
-		w.touched[x]++
+		w.touch(x)
 		g[x] = true
 	}
 	return joinErrs(errs)
@@ -78,7 +78,7 @@ func (h *HSM) RemoveMembers(ctx context.Context, label string, xnames []string) 
 	}
 	for _, x := range xnames {
 		if g[x] {
-			w.touched[x]++
+			w.touch(x)
 			delete(g, x)
 		}
 	}

@@ -163,15 +163,17 @@ func (m *WLM) Reserve(ctx context.Context, r wlm.Reservation) error {
 			errs = append(errs, &batch.NodeError{Node: name, Err: wlm.ErrNodeNotFound})
 			continue
 		}
-		if !slices.Contains(nodes, n) {
-			nodes = append(nodes, n)
-			w.touched[n.xname]++
-		}
+		nodes = append(nodes, n)
 	}
 	if len(nodes) == 0 {
 		return joinErrs(errs)
 	}
+	// In name order, each node once (a node named twice counts once).
 	slices.SortFunc(nodes, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+	nodes = slices.Compact(nodes)
+	for _, n := range nodes {
+		n.touched++
+	}
 	gen := 0
 	if old, ok := w.sim.resv.byName[r.Name]; ok {
 		if slices.Equal(old.nodes, nodes) && old.start.Equal(later(r.Start, w.now)) && old.end.Equal(r.End) {

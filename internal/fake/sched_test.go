@@ -330,3 +330,18 @@ func TestReservationsInTheWorld(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list, "ended reservations are gone")
 }
+
+// TestReserveNamesANodeOnce: a reservation that names a node twice holds
+// it once, in name order, and the call counts once as touching it; an
+// unknown name is a per-node error and changes nothing else.
+func TestReserveNamesANodeOnce(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 3})
+	t0 := w.Now()
+	err := w.WLM().Reserve(context.Background(), wlm.Reservation{Name: "crus-s-1",
+		Nodes: []string{"nid000003", "nid000001", "nid000003", "nid999999"}, Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour)})
+	require.ErrorIs(t, err, wlm.ErrNodeNotFound)
+	got := w.Reservations("crus-")
+	require.Len(t, got, 1)
+	assert.Equal(t, []string{"nid000001", "nid000003"}, got[0].Nodes)
+	assert.Equal(t, map[string]int{w.XNames()[0]: 1, w.XNames()[2]: 1}, w.Touched())
+}

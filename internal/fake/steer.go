@@ -30,7 +30,7 @@ func (m *WLM) Steer(ctx context.Context, names []string, last bool) error {
 			continue
 		}
 		if w.setLast(n, last) {
-			w.touched[n.xname]++
+			n.touched++
 		}
 	}
 	return batch.Nodes(unknown, wlm.ErrNodeNotFound)

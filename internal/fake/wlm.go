@@ -131,7 +131,7 @@ func (w *World) each(names []string, f func(n *node) error) error {
 			errs = append(errs, &batch.NodeError{Node: name, Err: wlm.ErrNodeNotFound})
 			continue
 		}
-		w.touched[n.xname]++
+		n.touched++
 		if err := f(n); err != nil {
 			errs = append(errs, &batch.NodeError{Node: name, Err: err})
 		}
