@@ -43,6 +43,7 @@ func (m *WLM) Jobs(ctx context.Context, names []string, since time.Time) ([]wlm.
 	var out []wlm.Job
 	var unknown []string
 	listed := map[int]bool{}
+	last := -1 // the job listed last: a job's nodes are often asked one after the other
 	for _, name := range names {
 		n, ok := w.lookup(name)
 		if !ok {
@@ -50,10 +51,10 @@ func (m *WLM) Jobs(ctx context.Context, names []string, since time.Time) ([]wlm.
 			continue
 		}
 		for _, j := range n.jobs {
-			if listed[j.id] {
+			if j.id == last || listed[j.id] {
 				continue
 			}
-			listed[j.id] = true
+			listed[j.id], last = true, j.id
 			job := wlm.Job{ID: strconv.Itoa(j.id), Nodes: []string{n.name}, Limit: j.limit}
 			if r := n.sim.run; r != nil && r.id == j.id {
 				if r.names == nil {

@@ -76,7 +76,9 @@ func (w *World) nodesInto(names []string, out []wlm.Node) error {
 // otherwise. Callers hold the lock.
 func (w *World) lookup(name string) (*node, bool) {
 	if k := nidNumber(name); k >= 1 && k <= len(w.order) {
-		if n := w.order[k-1]; n.name == name {
+		// A node's name is nid%06d of its NID (AddNode), and name is that
+		// of k: the same NID is the same name, with no string compared.
+		if n := w.order[k-1]; n.nid == k {
 			return n, !n.forgotten
 		}
 	}
