@@ -137,20 +137,29 @@ func TestRecordedJobEndsByPosition(t *testing.T) {
 			t.Errorf("%s ends %v by position, %v by map", n, ends[k], want[n])
 		}
 	}
-	if got := r.calls()["wlm.JobEnds"]; got != 1 {
-		t.Errorf("counted %d calls to wlm.JobEnds, want 1", got)
-	}
-	boom := errors.New("boom")
-	r.failNext("wlm.JobEnds", 1, boom)
-	if err := f.JobEndsInto(context.Background(), names, ends); !errors.Is(err, boom) {
-		t.Errorf("after FailNext: %v, want %v", err, boom)
-	}
-	if inner.into != 1 {
-		t.Errorf("a failed call reached the manager (%d calls)", inner.into)
-	}
+	countedAndFailable(t, r, "wlm.JobEnds", &inner.into, func() error { return f.JobEndsInto(context.Background(), names, ends) })
 	// A manager without job ends gains none.
 	if _, ok := newRecorder(w, struct{ wlm.Manager }{w.fw.WLM()}, nil).manager().(wlm.JobEnder); ok {
 		t.Error("the recorded manager of a manager without JobEnds has them")
+	}
+}
+
+// countedAndFailable checks, after one call of op by position that
+// reached the outside manager (into counts them), that the recorder
+// counted it, and that FailNext fails the next one before it reaches the
+// manager.
+func countedAndFailable(t *testing.T, r *recorder, op string, into *int, call func() error) {
+	t.Helper()
+	if got := r.calls()[op]; got != 1 {
+		t.Errorf("counted %d calls to %s, want 1", got, op)
+	}
+	boom := errors.New("boom")
+	r.failNext(op, 1, boom)
+	if err := call(); !errors.Is(err, boom) {
+		t.Errorf("after FailNext: %v, want %v", err, boom)
+	}
+	if *into != 1 {
+		t.Errorf("a failed call reached the manager (%d calls)", *into)
 	}
 }
 
@@ -193,17 +202,7 @@ func TestRecordedNodesByPosition(t *testing.T) {
 	if !slices.Equal(out, want) {
 		t.Errorf("by position %+v, by Nodes %+v", out, want)
 	}
-	if got := r.calls()["wlm.Nodes"]; got != 1 {
-		t.Errorf("counted %d calls to wlm.Nodes, want 1", got)
-	}
-	boom := errors.New("boom")
-	r.failNext("wlm.Nodes", 1, boom)
-	if err := f.NodesInto(context.Background(), names, out); !errors.Is(err, boom) {
-		t.Errorf("after FailNext: %v, want %v", err, boom)
-	}
-	if inner.into != 1 {
-		t.Errorf("a failed call reached the manager (%d calls)", inner.into)
-	}
+	countedAndFailable(t, r, "wlm.Nodes", &inner.into, func() error { return f.NodesInto(context.Background(), names, out) })
 	// A manager that is not a NodesFiller is read through Nodes.
 	plain := newRecorder(w, struct{ wlm.Manager }{w.fw.WLM()}, nil).manager().(wlm.NodesFiller)
 	clear(out)
