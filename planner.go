@@ -325,11 +325,12 @@ func planWith(s *Session, obs Observation, idx *nodeIndex) (Decision, error) {
 		if len(idx.chg) != idx.n {
 			idx.chg, idx.act = make([]int32, idx.n), make([]bool, idx.n)
 		}
-		p.chg, p.isActive = idx.chg, idx.act
+		p.chg, p.isActive, p.active = idx.chg, idx.act, idx.bufs.active[:0]
 		defer func() { // leave the scratch space clean: only active nodes were marked
 			for _, i := range p.active {
 				p.chg[i], p.isActive[i] = 0, false
 			}
+			idx.bufs.active, idx.bufs.changes = p.active[:0], len(p.d.Changes)
 		}()
 	} else {
 		p.pol, p.bufs = policyOf(&s.Spec), new(planBufs)
@@ -386,6 +387,8 @@ type planBufs struct {
 	lookahead []int      // the pending nodes in view
 	out       []time.Time
 	held      heldIndex
+	active    []int // the planner's active nodes (planner.active)
+	changes   int   // how many changes the last decision made
 }
 
 // nudges collects repeated actions for nodes whose intent is recorded but
@@ -540,6 +543,12 @@ func (p *planner) change(c Change) {
 	p.activate(i)
 	if n := &p.s.Progress.Nodes[i]; (c.Phase == PhaseFailing || c.Outcome == OutcomeFailed) && n.Phase != PhaseFailing && n.Outcome != OutcomeFailed {
 		p.failures++
+	}
+	if p.d.Changes == nil && p.bufs.changes > 0 {
+		// As many as the last decision made: a decision in a busy
+		// session changes a step's worth of nodes, and growing the list
+		// to that by doubling was a quarter of what it allocated.
+		p.d.Changes = make([]Change, 0, p.bufs.changes)
 	}
 	p.d.Changes = append(p.d.Changes, c)
 	p.chg[i] = int32(len(p.d.Changes))
