@@ -17,7 +17,9 @@
 // strategy books each node's slot ahead; it passes the conformance suite's
 // RunSchedulerTests. Without it, or when PBS refuses reservations to a
 // user who is not a manager, the strategy takes nodes as rolling by
-// expected job ends.
+// expected job ends. Over a server that also sets vnode priorities
+// ([Prioritizer]), that adapter steers too (wlm.Steerer, steer.go): the
+// nodes still to upgrade become the scheduler's last choice for new jobs.
 package pbs
 
 import (
@@ -46,6 +48,9 @@ type NodeInfo struct {
 	// stime + Resource_List.walltime); zero if it runs none or it is not
 	// known.
 	JobsEnd time.Time
+	// Priority is the vnode's priority attribute (pbsnodes -a; 0 if
+	// unset): the scheduler fills the nodes of higher priority first.
+	Priority int
 }
 
 // Server is the scheduler's API the adapter needs.

@@ -58,16 +58,19 @@ type Reserver interface {
 type Scheduling struct {
 	*Manager
 	r Reserver
+	p Prioritizer // nil: the server sets no priorities (Steer is unsupported)
 }
 
 var _ wlm.Scheduler = (*Scheduling)(nil)
 
-// NewScheduling returns an adapter for the server that books nodes too.
+// NewScheduling returns an adapter for the server that books nodes too,
+// and steers them if the server is a Prioritizer.
 func NewScheduling[S interface {
 	Server
 	Reserver
 }](s S) *Scheduling {
-	return &Scheduling{Manager: New(s), r: s}
+	p, _ := any(s).(Prioritizer)
+	return &Scheduling{Manager: New(s), r: s, p: p}
 }
 
 // classify makes the server's refusal to a non-manager crus's permanent

@@ -22,7 +22,8 @@ import (
 
 var _ pbs.Reserver = (*server)(nil)
 
-// queued is a job waiting for its node (qsub -l host=...).
+// queued is a job waiting for its node (qsub -l host=...), or for any
+// node ("": the scheduler picks one when it starts it).
 type queued struct {
 	node    string
 	limit   time.Duration
@@ -44,6 +45,11 @@ func (s *server) dispatch() {
 	for _, q := range s.queue {
 		if q.started || q.stopped {
 			continue
+		}
+		if q.node == "" {
+			if q.node = s.pick(now, q.limit); q.node == "" {
+				continue // no node free for it yet
+			}
 		}
 		n, ok := s.nodes[q.node]
 		if !ok || !n.up || n.offline {
@@ -264,15 +270,25 @@ func sessionScheduled(t *testing.T, notAdmin bool) (*crus.Session, *server) {
 	if len(srv.resv) > 0 {
 		t.Errorf("reservations left on the server: %v", srv.resv)
 	}
+	for name, p := range srv.priorities() {
+		if p != 0 {
+			t.Errorf("%s left at priority %d: steered, not given its place back", name, p)
+		}
+	}
 	return final, srv
 }
 
 // TestSessionScheduled: the scheduled strategy books the nodes' slots with
-// PBS maintenance reservations through the adapter, and removes them.
+// PBS maintenance reservations through the adapter, and removes them; it
+// steers the nodes still to upgrade with their priorities, and gives
+// every node its priority back.
 func TestSessionScheduled(t *testing.T) {
 	final, srv := sessionScheduled(t, false)
 	if srv.made == 0 {
 		t.Error("no reservation was made: the session ran as rolling")
+	}
+	if srv.prioritySets == 0 {
+		t.Error("no priority was set: the session did not steer")
 	}
 	if msgs := strings.Join(final.Messages, "\n"); strings.Contains(msgs, "cannot book") || strings.Contains(msgs, "refuses reservations") {
 		t.Errorf("the session said it could not book:\n%s", msgs)
@@ -284,8 +300,8 @@ func TestSessionScheduled(t *testing.T) {
 // the session goes on as rolling by expected job ends and says why.
 func TestSessionScheduledNotAdmin(t *testing.T) {
 	final, srv := sessionScheduled(t, true)
-	if srv.made != 0 {
-		t.Errorf("%d reservations made by a refused user", srv.made)
+	if srv.made != 0 || srv.prioritySets != 0 {
+		t.Errorf("%d reservations made and %d priority changes by a refused user", srv.made, srv.prioritySets)
 	}
 	if !slices.ContainsFunc(final.Messages, func(m string) bool {
 		return strings.Contains(m, "refuses reservations to the user crus runs as") && strings.Contains(m, "Unauthorized Request")

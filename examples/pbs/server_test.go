@@ -15,7 +15,8 @@ import (
 // can be powered off and on (the two methods of wlmtest.Rebooter, which
 // the kit's boot orchestrator calls too); maintenance reservations, and
 // queued jobs that its scheduler starts only where they keep clear of
-// them (reserve_test.go). It takes its time from clock.
+// them (reserve_test.go); vnode priorities, by which it places a job
+// that names no node (steer_test.go). It takes its time from clock.
 type server struct {
 	clock interface{ Now() time.Time }
 
@@ -26,8 +27,10 @@ type server struct {
 	resv     map[string]*pbs.Resv // by ID
 	resvID   int
 	made     int  // reservations made (pbs_rsub)
-	notAdmin bool // reservations are refused: crus does not run as a PBS manager
+	notAdmin bool // reservations and priorities are refused: crus does not run as a PBS manager
 	queue    []*queued
+
+	prioritySets int // calls that set priorities (qmgr)
 }
 
 type pbsNode struct {
@@ -37,6 +40,10 @@ type pbsNode struct {
 	jobs    map[string]pbsJob // by job id
 	booted  time.Time
 	lost    []string // jobs lost when the node was powered off
+	// priority is the vnode's (qmgr set node priority): the scheduler
+	// puts a job that names no node on the free node of highest
+	// priority, then of least name (steer_test.go).
+	priority int
 }
 
 type pbsJob struct {
@@ -76,7 +83,7 @@ func (s *server) Nodes(ctx context.Context, names []string) ([]pbs.NodeInfo, err
 			continue
 		}
 		s.expire(n)
-		i := pbs.NodeInfo{Name: name, Comment: n.comment, BootTime: n.booted}
+		i := pbs.NodeInfo{Name: name, Comment: n.comment, BootTime: n.booted, Priority: n.priority}
 		for id, j := range n.jobs {
 			i.Jobs = append(i.Jobs, id)
 			if j.walltime.After(i.JobsEnd) {
