@@ -57,11 +57,13 @@ const MaxReason = 1024
 // [BootTimeReporter] (the Node.BootTime field is meaningful), [JobEnder]
 // (expected end times of running jobs; [JobEndsFiller], the same by
 // position, cheaper for thousands of nodes), [NodesFiller] (Nodes by
-// position, for managers as cheap to read as memory), [Rebooter] (the workload
-// manager can reboot nodes itself), [Describer] (its own words for a
-// node's condition in crus's messages), [Scheduler] (it can book nodes
-// ahead of time with reservations) and [JobLister] (it reports jobs, which
-// a [Predictor] learns run times from).
+// position, for managers as cheap to read as memory; [NodesAt] and
+// [JobEndsAt] read any manager by position, for wrappers), [Rebooter]
+// (the workload manager can reboot nodes itself), [Describer] (its own
+// words for a node's condition in crus's messages), [Scheduler] (it can
+// book nodes ahead of time with reservations), [Steerer] (it can make
+// nodes the scheduler's last choice for new work) and [JobLister] (it
+// reports jobs, which a [Predictor] learns run times from).
 type Manager interface {
 	// Nodes returns the current state of the named nodes, in the order
 	// asked. Unknown names are left out of the result and reported in the
