@@ -534,15 +534,7 @@ func (c *Counts) add(o Outcome) {
 
 // Node returns the record of the node with this xname, or nil.
 func (s *Session) Node(xname string) *NodeRecord {
-	i, ok := slices.BinarySearchFunc(s.Progress.Nodes, xname, func(n NodeRecord, x string) int {
-		switch {
-		case n.XName < x:
-			return -1
-		case n.XName > x:
-			return 1
-		}
-		return 0
-	})
+	i, ok := slices.BinarySearchFunc(s.Progress.Nodes, xname, cmpXName)
 	if !ok {
 		return nil
 	}
