@@ -62,21 +62,26 @@ type Predictor struct {
 	seen  map[string]bool     // ended jobs already learnt from, by ID
 	asked time.Time           // when Jobs was last asked about ended jobs
 	order []seenJob           // seen, oldest first, to forget them
-	// sorted remembers, by job ID, whether the node list of a running job
-	// is in order, for the list it was found in (see inOrder).
-	sorted map[string]sortedNodes
-	index  nameIndex // of the names last asked (JobEndsInto)
+	// lists remembers, by job ID, what was found out about the node list
+	// of a running job, for the list it was found in (see listsOf).
+	lists map[string]*jobList
+	index nameIndex // of the names last asked (JobEndsInto)
 }
 
-// sortedNodes says whether a node list, known by its first element's
-// address and its length, is in order. A JobLister that reports a job
-// with the same list at every call (as the simulator's does) has it
-// checked once; one that builds a new list every time has it checked
-// every time.
-type sortedNodes struct {
-	first *string
-	n     int
-	ok    bool
+// jobList is what is known of a running job's node list, known by its
+// first element's address and its length (a JobLister never changes a
+// list it has returned, and holding the address keeps it from being
+// reused): whether it is in order, and where its nodes are among the
+// names asked, for the index of generation gen. A JobLister that reports
+// a job with the same list at every call (as the simulator's does) has
+// it checked once, and its nodes found among the same names once; one
+// that builds a new list every time has both done every time.
+type jobList struct {
+	first  *string
+	n      int
+	sorted bool
+	gen    uint64 // of the nameIndex at was found for; 0: none
+	at     []int  // the places among the names asked of the nodes asked
 }
 
 type lastTwo struct {
@@ -150,25 +155,24 @@ func (p *Predictor) forget(since time.Time) {
 	p.order = p.order[i:]
 }
 
-// inOrder reports, for each running job, whether its nodes are in order,
-// checking only the lists not seen before (and forgetting the jobs no
-// longer running).
-func (p *Predictor) inOrder(running []Job) []bool {
-	out := make([]bool, len(running))
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	last := p.sorted
-	p.sorted = make(map[string]sortedNodes, len(running))
+// listsOf returns, for each running job, what is known of its node list
+// (nil for a job without nodes), checking the order of only the lists
+// not seen before, and forgetting the jobs no longer running. Callers
+// hold the lock.
+func (p *Predictor) listsOf(running []Job) []*jobList {
+	out := make([]*jobList, len(running))
+	last := p.lists
+	p.lists = make(map[string]*jobList, len(running))
 	for k, j := range running {
 		if len(j.Nodes) == 0 {
 			continue
 		}
-		s, ok := last[j.ID]
-		if !ok || s.first != &j.Nodes[0] || s.n != len(j.Nodes) {
-			s = sortedNodes{first: &j.Nodes[0], n: len(j.Nodes), ok: slices.IsSorted(j.Nodes)}
+		l := last[j.ID]
+		if l == nil || l.first != &j.Nodes[0] || l.n != len(j.Nodes) {
+			l = &jobList{first: &j.Nodes[0], n: len(j.Nodes), sorted: slices.IsSorted(j.Nodes)}
 		}
-		p.sorted[j.ID] = s
-		out[k] = s.ok
+		p.lists[j.ID] = l
+		out[k] = l
 	}
 	return out
 }
@@ -276,51 +280,27 @@ func (p *Predictor) JobEndsInto(ctx context.Context, l JobLister, names []string
 	p.Learn(jobs)
 	running := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return !j.End.IsZero() })
 	slices.SortFunc(running, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
-	inOrder := p.inOrder(running)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now.After(p.asked) {
 		p.asked = now
 	}
 	p.forget(since)
+	lists := p.listsOf(running)
 	ix := p.indexOf(names)
 	for k, j := range running {
 		end := p.predict(j, now)
-		if end.IsZero() {
+		if end.IsZero() || lists[k] == nil {
 			continue
 		}
-		nodes := j.Nodes
-		if inOrder[k] {
-			// The names asked are often a narrow run of the machine's (a
-			// session's next nodes), and a wide job's nodes spread over
-			// all of it: only the nodes between the least and greatest
-			// asked are looked up (they were most of the time at
-			// 100,000 nodes).
-			from, _ := slices.BinarySearch(nodes, ix.lo)
-			to, found := slices.BinarySearch(nodes[from:], ix.hi)
-			if found {
-				to++
-			}
-			nodes = nodes[from : from+to]
+		l := lists[k]
+		if l.gen != ix.gen {
+			// Asked about other names, or a list not seen before: find
+			// its nodes among them (a session asks about the same names
+			// poll after poll, and a wide job's walk was most of a call).
+			l.at, l.gen = ix.find(l.at[:0], j.Nodes, l.sorted, names), ix.gen
 		}
-		next := -1 // where the job's last node asked was, plus one
-		for _, n := range nodes {
-			// A job's nodes often come in the order asked, one after
-			// the other: the next name is tried first (an equality
-			// test), then the range asked (two comparisons), then the
-			// map (which, with a name asked twice, holds the first
-			// place of it).
-			at, ok := next, !ix.dups && next >= 0 && next < len(names) && names[next] == n
-			if !ok {
-				if n < ix.lo || n > ix.hi {
-					continue
-				}
-				at, ok = ix.at[n]
-			}
-			if !ok {
-				continue
-			}
-			next = at + 1
+		for _, at := range l.at {
 			if end.After(ends[at]) {
 				ends[at] = end
 			}
@@ -341,6 +321,45 @@ type nameIndex struct {
 	at     map[string]int
 	lo, hi string
 	dups   bool
+	gen    uint64 // counts the indexes made, from 1
+}
+
+// find appends to at the places among names (those indexed) of the
+// nodes of a job that are asked, and returns it; sorted says nodes are in
+// order.
+func (ix *nameIndex) find(at []int, nodes []string, sorted bool, names []string) []int {
+	if sorted {
+		// The names asked are often a narrow run of the machine's (a
+		// session's next nodes), and a wide job's nodes spread over all
+		// of it: only the nodes between the least and greatest asked are
+		// looked up (they were most of the time at 100,000 nodes).
+		from, _ := slices.BinarySearch(nodes, ix.lo)
+		to, found := slices.BinarySearch(nodes[from:], ix.hi)
+		if found {
+			to++
+		}
+		nodes = nodes[from : from+to]
+	}
+	next := -1 // where the job's last node asked was, plus one
+	for _, n := range nodes {
+		// A job's nodes often come in the order asked, one after the
+		// other: the next name is tried first (an equality test), then
+		// the range asked (two comparisons), then the map (which, with a
+		// name asked twice, holds the first place of it).
+		k, ok := next, !ix.dups && next >= 0 && next < len(names) && names[next] == n
+		if !ok {
+			if n < ix.lo || n > ix.hi {
+				continue
+			}
+			k, ok = ix.at[n]
+		}
+		if !ok {
+			continue
+		}
+		next = k + 1
+		at = append(at, k)
+	}
+	return at
 }
 
 // indexOf returns the index of names: the last one if it was made for the
@@ -357,6 +376,7 @@ func (p *Predictor) indexOf(names []string) *nameIndex {
 	}
 	ix.names = append(ix.names[:0], names...)
 	ix.lo, ix.hi, ix.dups = "", "", false
+	ix.gen++
 	for k, n := range names {
 		if _, ok := ix.at[n]; ok {
 			ix.dups = true
