@@ -38,6 +38,34 @@ type Node struct {
 	// AgentStartTime is when the node's agent (slurmd) last started; zero
 	// if unknown.
 	AgentStartTime time.Time
+
+	// Steering is the node's place in the workload manager's choice for
+	// new work, as the adapter reads it (see Steerer): SteeringUnknown,
+	// the zero value, where it does not say. An adapter that reports it
+	// lets crus see a place lost behind its back (Slurm forgets weights
+	// set by scontrol at a reconfigure) at the next observation, rather
+	// than at its hourly reassertion.
+	Steering Steering
+}
+
+// Steering is a node's place in the workload manager's choice for new
+// work, as an adapter reports it.
+type Steering uint8
+
+const (
+	SteeringUnknown Steering = iota // the adapter does not say (or cannot tell)
+	SteeringNone                    // the site's own place: not steered
+	SteeringLast                    // steered last (Steerer.Steer with last true)
+)
+
+func (s Steering) String() string {
+	switch s {
+	case SteeringNone:
+		return "none"
+	case SteeringLast:
+		return "last"
+	}
+	return "unknown"
 }
 
 // Busy reports whether jobs are running or still completing on the node.

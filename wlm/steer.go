@@ -27,5 +27,10 @@ type Steerer interface {
 	// Unknown nodes follow the Manager error contract (*batch.NodeError
 	// wrapping ErrNodeNotFound), the known ones are still steered. A
 	// refusal to the user the adapter runs as is ErrPermissionDenied.
+	//
+	// An adapter whose node reads can tell a node's place reports it in
+	// Node.Steering (SteeringLast after Steer with last true,
+	// SteeringNone after last false); one that cannot leaves it
+	// SteeringUnknown.
 	Steer(ctx context.Context, names []string, last bool) error
 }

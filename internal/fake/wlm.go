@@ -109,6 +109,10 @@ func (w *World) wlmNode(n *node) wlm.Node {
 		Name: n.name, Drain: n.drain, Fail: n.fail, Reason: n.reason, ReasonTime: n.reasonTime,
 		Completing:      w.now.Before(n.completingUntil),
 		RebootRequested: n.asap && !n.rebooting, RebootIssued: n.asap && n.rebooting,
+		Steering: wlm.SteeringNone,
+	}
+	if n.sim.last {
+		s.Steering = wlm.SteeringLast
 	}
 	switch {
 	case !n.up:

@@ -59,7 +59,12 @@
 // A weight set by scontrol is not slurm.conf's: `scontrol reconfigure`
 // puts slurm.conf's back, and so does a restart of slurmctld unless it is
 // started with -R and its saved state. That is harmless: the node is
-// simply no longer steered, and a new job may go there again.
+// simply no longer steered, and a new job may go there again. Both
+// adapters read the weight with every node (`scontrol show node`, and
+// slurmrestd's "weight") and report the node's place in
+// wlm.Node.Steering: SteeringLast from SteerWeight to 2*SteerWeight-1,
+// SteeringNone below, SteeringUnknown above or without a weight. So a
+// session sees a reconfigure at its next poll and steers its nodes again.
 //
 // # Control-plane cost
 //

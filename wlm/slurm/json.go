@@ -180,6 +180,33 @@ type jsonNode struct {
 	ReasonSetBy     string     `json:"reason_set_by_user"`
 	BootTime        unixTime   `json:"boot_time"`
 	SlurmdStartTime unixTime   `json:"slurmd_start_time"`
+	Weight          jsonWeight `json:"weight"`
+}
+
+// jsonWeight is a node's weight as slurmrestd gives it: a number, or
+// (in the newer API versions' style) an object with "set" and "number";
+// -1 for anything else, or none. A weight slurmrestd spells otherwise
+// leaves the node's steering unknown rather than the node unread.
+type jsonWeight int64
+
+func (w *jsonWeight) UnmarshalJSON(b []byte) error {
+	*w = -1
+	var n uint32
+	if string(b) == "null" {
+		return nil
+	}
+	if json.Unmarshal(b, &n) == nil {
+		*w = jsonWeight(n)
+		return nil
+	}
+	var o struct {
+		Set    bool    `json:"set"`
+		Number *uint32 `json:"number"`
+	}
+	if json.Unmarshal(b, &o) == nil && o.Set && o.Number != nil {
+		*w = jsonWeight(*o.Number)
+	}
+	return nil
 }
 
 func (j jsonNode) node() wlm.Node {
@@ -190,6 +217,7 @@ func (j jsonNode) node() wlm.Node {
 		ReasonTime:     time.Time(j.ReasonChangedAt),
 		BootTime:       time.Time(j.BootTime),
 		AgentStartTime: time.Time(j.SlurmdStartTime),
+		Steering:       steeringOf(int64(j.Weight)),
 	}
 	words := make([]string, 0, len(j.State)+len(j.StateFlags))
 	words = append(words, j.State...)
@@ -223,7 +251,7 @@ func decodeNodes(rd io.Reader, keep func(name string) bool) ([]wlm.Node, []apiEr
 		case "nodes":
 			var j jsonNode
 			return eachElement(dec, func() error {
-				j = jsonNode{}
+				j = jsonNode{Weight: -1} // no weight: steering unknown
 				if err := dec.Decode(&j); err != nil {
 					return err
 				}

@@ -60,9 +60,9 @@ var notFoundRE = regexp.MustCompile(`^Node (\S+) not found$`)
 // showNodeOutput is what `scontrol show node <hostlist>` said.
 type showNodeOutput struct {
 	nodes []wlm.Node
-	// weights[i] is the Weight of nodes[i], which wlm.Node does not
-	// hold (only Steer reads it); -1 if scontrol showed none or not a
-	// number.
+	// weights[i] is the Weight of nodes[i], which wlm.Node holds only
+	// as its Steering (Steer reads the number); -1 if scontrol showed
+	// none or not a number.
 	weights  []int64
 	notFound []string
 	// unexpected holds lines that fit nowhere (for error messages).
@@ -90,8 +90,10 @@ func parseShowNode(out []byte) showNodeOutput {
 	var scratch string   // where ignored free-text values go
 	flush := func() {
 		if cur != nil {
-			res.nodes = append(res.nodes, cur.node())
-			res.weights = append(res.weights, parseWeight(cur.weight))
+			n, w := cur.node(), parseWeight(cur.weight)
+			n.Steering = steeringOf(w)
+			res.nodes = append(res.nodes, n)
+			res.weights = append(res.weights, w)
 			cur = nil
 		}
 		lastFree = nil

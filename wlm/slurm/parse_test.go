@@ -3,6 +3,7 @@ package slurm
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,27 +17,28 @@ import (
 
 // The files in testdata/ were recorded from a real Slurm 22.05 cluster by
 // TestRecordTestdata (go test -run TestRecordTestdata -record), which set
-// up the nodes as follows. These are the readings they must give.
+// up the nodes as follows (every one of weight 1, slurm.conf's default:
+// not steered). These are the readings they must give.
 var (
 	bootOld   = time.Unix(1795682435, 0)
 	slurmdOld = time.Unix(1795686179, 0)
 	recorded  = map[string]wlm.Node{
-		"nid000001": {Name: "nid000001", State: wlm.StateIdle, BootTime: bootOld, AgentStartTime: slurmdOld},
+		"nid000001": {Name: "nid000001", State: wlm.StateIdle, BootTime: bootOld, AgentStartTime: slurmdOld, Steering: wlm.SteeringNone},
 		"nid000002": {Name: "nid000002", State: wlm.StateIdle, Drain: true,
 			Reason: "crus 1234: step 1 of 3 Reason=x [y@z] OS=a b", ReasonUser: "root", ReasonTime: time.Unix(1795686179, 0),
-			BootTime: bootOld, AgentStartTime: slurmdOld},
+			BootTime: bootOld, AgentStartTime: slurmdOld, Steering: wlm.SteeringNone},
 		"nid000003": {Name: "nid000003", State: wlm.StateAllocated, Drain: true,
 			Reason: "crus 1234: drain busy", ReasonUser: "root", ReasonTime: time.Unix(1795686182, 0),
-			BootTime: bootOld, AgentStartTime: slurmdOld},
+			BootTime: bootOld, AgentStartTime: slurmdOld, Steering: wlm.SteeringNone},
 		"nid000004": {Name: "nid000004", State: wlm.StateIdle, Fail: true,
 			Reason: "crus 1234: did not return", ReasonUser: "root", ReasonTime: time.Unix(1795686182, 0),
-			BootTime: bootOld, AgentStartTime: slurmdOld},
+			BootTime: bootOld, AgentStartTime: slurmdOld, Steering: wlm.SteeringNone},
 		// Drained, then its slurmd restarted with -b: Slurm saw an
 		// unexpected reboot, set it DOWN and kept the drain and reason.
 		"nid000005": {Name: "nid000005", State: wlm.StateDown, Drain: true,
 			Reason: "crus 1234: step 2 of 3", ReasonUser: "root", ReasonTime: time.Unix(1795686182, 0),
-			BootTime: time.Unix(1795686183, 0), AgentStartTime: time.Unix(1795686183, 0)},
-		"nid000006": {Name: "nid000006", State: wlm.StateAllocated, BootTime: bootOld, AgentStartTime: slurmdOld},
+			BootTime: time.Unix(1795686183, 0), AgentStartTime: time.Unix(1795686183, 0), Steering: wlm.SteeringNone},
+		"nid000006": {Name: "nid000006", State: wlm.StateAllocated, BootTime: bootOld, AgentStartTime: slurmdOld, Steering: wlm.SteeringNone},
 	}
 	// Readings per node: Draining, Drained, InService.
 	readings = map[string][3]bool{
@@ -148,6 +150,57 @@ func TestParseWeight(t *testing.T) {
 	}
 }
 
+// TestSteeringFromWeight: a node's place is read from its weight as
+// Steer sets it, by scontrol and by slurmrestd alike (a number, or the
+// newer {set, number}); a weight Steer leaves alone, or none, says
+// nothing.
+func TestSteeringFromWeight(t *testing.T) {
+	const off = 1 << 23
+	for _, c := range []struct {
+		weight string // as shown; "" for no Weight field
+		want   wlm.Steering
+	}{
+		{"1", wlm.SteeringNone}, {"0", wlm.SteeringNone}, {fmt.Sprint(off - 1), wlm.SteeringNone},
+		{fmt.Sprint(off), wlm.SteeringLast}, {fmt.Sprint(off + 1), wlm.SteeringLast}, {fmt.Sprint(2*off - 1), wlm.SteeringLast},
+		{fmt.Sprint(2 * off), wlm.SteeringUnknown}, {"4294967280", wlm.SteeringUnknown},
+		{"N/A", wlm.SteeringUnknown}, {"", wlm.SteeringUnknown},
+	} {
+		show := "NodeName=nid000001 Arch=x86_64 CoresPerSocket=1\n   State=IDLE ThreadsPerCore=1\n"
+		if c.weight != "" {
+			show += "   Weight=" + c.weight + " Owner=N/A\n"
+		}
+		res := parseShowNode([]byte(show))
+		if len(res.nodes) != 1 || res.nodes[0].Steering != c.want {
+			t.Errorf("scontrol, Weight=%q: %+v, want steering %s", c.weight, res.nodes, c.want)
+		}
+		var docs []string
+		switch {
+		case c.weight == "":
+			docs = []string{`{"name":"nid000001","state":"idle"}`, `{"name":"nid000001","state":"idle","weight":null}`}
+		case isDigits(c.weight):
+			docs = []string{
+				`{"name":"nid000001","state":"idle","weight":` + c.weight + `}`,
+				`{"name":"nid000001","state":"idle","weight":{"set":true,"infinite":false,"number":` + c.weight + `}}`,
+			}
+		default:
+			docs = []string{`{"name":"nid000001","state":"idle","weight":"` + c.weight + `"}`}
+		}
+		if c.want != wlm.SteeringUnknown {
+			docs = append(docs, `{"name":"nid000001","state":"idle","weight":{"set":false,"number":`+c.weight+`}}`)
+		}
+		for _, d := range docs {
+			nodes, _, err := parseNodesJSON([]byte(`{"nodes":[` + d + `]}`))
+			want := c.want
+			if strings.Contains(d, `"set":false`) {
+				want = wlm.SteeringUnknown
+			}
+			if err != nil || len(nodes) != 1 || nodes[0].Steering != want {
+				t.Errorf("slurmrestd, %s: %+v, %v; want one node, steering %s", d, nodes, err, want)
+			}
+		}
+	}
+}
+
 // TestParseShowNodeResumed: right after RESUME, Slurm shows the node
 // IDLE+NOT_RESPONDING with BootTime=None: unknown, not old, and not in
 // service yet.
@@ -157,7 +210,7 @@ func TestParseShowNodeResumed(t *testing.T) {
 		t.Fatalf("%d nodes", len(res.nodes))
 	}
 	n := res.nodes[0]
-	want := wlm.Node{Name: "nid000005", State: wlm.StateIdle, NotResponding: true, AgentStartTime: time.Unix(1795686183, 0)}
+	want := wlm.Node{Name: "nid000005", State: wlm.StateIdle, NotResponding: true, AgentStartTime: time.Unix(1795686183, 0), Steering: wlm.SteeringNone}
 	if diff := cmp.Diff(want, n); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

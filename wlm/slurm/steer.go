@@ -108,6 +108,21 @@ func (c *CLI) Steer(ctx context.Context, names []string, last bool) error {
 	return errors.Join(errs...)
 }
 
+// steeringOf reads a node's place from its weight w (-1: not shown), as
+// Steer sets it: steered last from SteerWeight to 2*SteerWeight-1, the
+// site's own below; a weight Steer leaves alone either way, or none, says
+// nothing.
+func steeringOf(w int64) wlm.Steering {
+	const off = int64(SteerWeight)
+	switch {
+	case w < 0 || w >= 2*off:
+		return wlm.SteeringUnknown
+	case w >= off:
+		return wlm.SteeringLast
+	}
+	return wlm.SteeringNone
+}
+
 // steerTo returns the weight that makes a node of weight w the
 // scheduler's last choice (last) or gives it back its place, and whether
 // that changes w.

@@ -61,13 +61,15 @@ func TestRESTSteerer(t *testing.T) { testSteerer(t, true) }
 // CLI adapter or the REST one (which steers through its Fallback).
 func testSteerer(t *testing.T, rest bool) {
 	c := slurmtest.New(t, slurmtest.Options{Nodes: 4, REST: rest})
+	opts := conformanceOptions
+	opts.ReadsSteering = true // from the weights, by scontrol and slurmrestd alike
 	wlmtest.RunSteererTests(t, func(ctx context.Context, t *testing.T) (wlmtest.SteererHarness, error) {
 		var m wlm.Manager = newCLI(t, c, nil)
 		if rest {
 			m = newREST(t, c, newCLI(t, c, nil), nil)
 		}
 		return &steerHarness{harness{c: c, m: m}}, nil
-	}, conformanceOptions)
+	}, opts)
 }
 
 // TestCLISteerRefusedToUser: Slurm updates nodes only for its

@@ -138,9 +138,30 @@ func (s *steerSuite) allBut(keep string) []string {
 	return slices.DeleteFunc(slices.Clone(s.nodes), func(n string) bool { return n == keep })
 }
 
+// checkPlaces checks the places the node reads report (wlm.Node.Steering):
+// the nodes last steered last, the others not; an adapter that cannot
+// tell says SteeringUnknown (unless Options.ReadsSteering).
+func (s *steerSuite) checkPlaces(what string, last []string) {
+	s.t.Helper()
+	for _, n := range s.get(s.nodes...) {
+		want := wlm.SteeringNone
+		if slices.Contains(last, n.Name) {
+			want = wlm.SteeringLast
+		}
+		if n.Steering == wlm.SteeringUnknown && s.opts.ReadsSteering {
+			s.t.Errorf("%s: node %s reads as steered %s, want %s: the adapter is said to read steering (Options.ReadsSteering)", what, n.Name, n.Steering, want)
+		}
+		if n.Steering != wlm.SteeringUnknown && n.Steering != want {
+			s.t.Errorf("%s: node %s reads as steered %s, want %s (or %s, for an adapter that cannot tell)", what, n.Name, n.Steering, want, wlm.SteeringUnknown)
+		}
+	}
+}
+
 func (s *steerSuite) lastChoice() {
 	first, free := s.baseline()
+	s.checkPlaces("before any steering", nil)
 	s.steer("Steer every node but one last", s.allBut(free), true)
+	s.checkPlaces("every node but "+free+" steered last", s.allBut(free))
 	if got := s.place("every node but " + free + " steered last"); got != free {
 		s.t.Errorf("with every node but %s steered last, a job went to %s (and to %s before any steering); want %s", free, got, first, free)
 	}
@@ -150,6 +171,7 @@ func (s *steerSuite) placeGivenBack() {
 	first, free := s.baseline()
 	s.steer("Steer every node but one last", s.allBut(free), true)
 	s.steer("give every node its place back", s.nodes, false)
+	s.checkPlaces("every node given its place back", nil)
 	if got := s.place("every node given its place back"); got != first {
 		s.t.Errorf("with every node given its place back, a job went to %s; want %s, where it went before any steering", got, first)
 	}

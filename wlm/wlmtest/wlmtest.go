@@ -88,6 +88,12 @@ type Options struct {
 	Settle time.Duration
 	// Poll is the interval between two reads while waiting. Default 250ms.
 	Poll time.Duration
+	// ReadsSteering says the adapter's node reads tell a node's place in
+	// the scheduler's choice (wlm.Node.Steering): the Steerer suite then
+	// fails a read of wlm.SteeringUnknown. Without it, an adapter may
+	// report SteeringUnknown, and otherwise what it reports is checked
+	// all the same.
+	ReadsSteering bool
 }
 
 const unknownNode = "crus-wlmtest-no-such-node"
