@@ -159,6 +159,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if err != nil {
 			return r.s, err
 		}
+		e.noticeSteering(r, &obs)
 		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err

@@ -156,6 +156,49 @@ func (e *Executor) steer(ctx context.Context, r *run) bool {
 	return true
 }
 
+// noticeSteering looks at the places the workload manager reports for
+// the nodes just observed (wlm.Node.Steering, where the adapter reads
+// it). A node the run steered last that reads as not steered lost its
+// place behind the run's back (Slurm forgets weights set by scontrol at
+// a reconfigure; an administrator may reset them): the run tells every
+// node its place again at its next steer, rather than at steerReassert,
+// but not more often than every steerRetry (a workload manager that
+// keeps reporting otherwise than it was told is not asked again at every
+// poll). A node steered by someone else is left to them until the next
+// run's first round.
+func (e *Executor) noticeSteering(r *run, obs *Observation) {
+	st := &r.steer
+	if !e.steers(r) || !st.known || len(st.last) == 0 || e.clock.Now().Before(st.toldAll.Add(steerRetry)) {
+		return
+	}
+	nodes := r.s.Progress.Nodes
+	lost := func(i int, w *wlm.Node) bool {
+		return w.Steering == wlm.SteeringNone && i < len(nodes) && st.last[i/64]&(1<<(i%64)) != 0
+	}
+	at, i := obs.at, -1
+	if at != nil && at.nodesOK {
+		for k, j := range at.pos {
+			if at.seen[k] && lost(j, &at.nodes[k]) {
+				i = j
+				break
+			}
+		}
+	}
+	if i < 0 {
+		for x, w := range obs.Nodes {
+			if j, ok := slices.BinarySearchFunc(nodes, x, cmpXName); ok && lost(j, &w) {
+				i = j
+				break
+			}
+		}
+	}
+	if i < 0 {
+		return
+	}
+	r.log.Info("a node still to take is no longer the workload manager's last choice for new jobs; telling every node its place again", "node", nodes[i].XName)
+	st.known = false
+}
+
 // refused reports whether the last failure was a refusal to the user
 // crus runs as.
 func (st *steering) refused() bool { return errors.Is(st.err, wlm.ErrPermissionDenied) }

@@ -335,14 +335,36 @@ func TestSteeringUnsupported(t *testing.T) {
 }
 
 // TestSteeringReassertedAfterReset: weights reset behind the session's
-// back (Slurm: scontrol reconfigure) are set again within the hour.
+// back (Slurm: scontrol reconfigure) are set again within the hour, by a
+// workload manager whose node reads do not tell a node's place.
 func TestSteeringReassertedAfterReset(t *testing.T) {
+	pending, steered := steeringAfterReset(t, func(m *fake.WLM) wlm.Manager { return placeUnread{m} }, 70*time.Minute)
+	assert.Equal(t, pending, steered, "70 minutes after the reset, the nodes still to take are steered again")
+}
+
+// TestSteeringLossSeenAtOnce: where the node reads tell a node's place
+// (wlm.Node.Steering), the reset is seen at the next observation, and
+// the nodes still to take are steered again within minutes; without it,
+// they are not yet.
+func TestSteeringLossSeenAtOnce(t *testing.T) {
+	pending, steered := steeringAfterReset(t, func(m *fake.WLM) wlm.Manager { return m }, 3*time.Minute)
+	assert.Equal(t, pending, steered, "3 minutes after the reset, the nodes still to take are steered again")
+
+	pending, steered = steeringAfterReset(t, func(m *fake.WLM) wlm.Manager { return placeUnread{m} }, 3*time.Minute)
+	assert.NotEqual(t, pending, steered, "unseen, the reset waits for the hourly reassertion")
+}
+
+// steeringAfterReset runs a scheduled session over the workload manager
+// wrap makes of the fake's, gives every node its place back behind the
+// session's back when its second step starts, and returns, after, the
+// nodes pending in the record and those steered last, sorted.
+func steeringAfterReset(t *testing.T, wrap func(*fake.WLM) wlm.Manager, after time.Duration) (pending, steered []string) {
+	t.Helper()
 	e := newEnv(t, fake.ClusterOptions{Nodes: 24, Busy: 0.9, MaxJob: 6 * time.Hour}, 2)
 	e.w.KeepBusy(0.9, 6*time.Hour, 15*time.Minute, e.w.Now().Add(48*time.Hour))
-	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	steerThrough(t, e, wrap(e.w.WLM()))
 	s := e.create()
 	var reset bool
-	var steered, pending []string
 	e.onEvent = func(ev crus.Event) {
 		if ev.Kind != crus.EventStepStarted || ev.Step != 2 || reset {
 			return
@@ -351,7 +373,7 @@ func TestSteeringReassertedAfterReset(t *testing.T) {
 		for _, x := range e.w.Steered() {
 			e.w.AdminSteer(x, false)
 		}
-		e.w.Schedule(e.w.Now().Add(70*time.Minute), func() {
+		e.w.Schedule(e.w.Now().Add(after), func() {
 			steered = e.w.Steered()
 			rec, err := e.store.Get(context.Background(), s.UpgradeID)
 			require.NoError(t, err)
@@ -367,8 +389,29 @@ func TestSteeringReassertedAfterReset(t *testing.T) {
 	require.NoError(t, err)
 	e.check(final)
 	require.True(t, reset)
-	require.NotNil(t, pending, "the session ran for 70 minutes after the reset")
+	require.NotNil(t, pending, "the session ran for %s after the reset", after)
 	require.NotEmpty(t, pending)
 	slices.Sort(pending)
-	assert.Equal(t, pending, steered, "70 minutes after the reset, the nodes still to take are steered again")
+	return pending, steered
+}
+
+// placeUnread is the fake workload manager with node reads that do not
+// tell a node's place in its choice (wlm.SteeringUnknown), as an adapter
+// that cannot read it.
+type placeUnread struct{ *fake.WLM }
+
+func (m placeUnread) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	nodes, err := m.WLM.Nodes(ctx, names)
+	for k := range nodes {
+		nodes[k].Steering = wlm.SteeringUnknown
+	}
+	return nodes, err
+}
+
+func (m placeUnread) NodesInto(ctx context.Context, names []string, out []wlm.Node) error {
+	err := m.WLM.NodesInto(ctx, names, out)
+	for k := range out {
+		out[k].Steering = wlm.SteeringUnknown
+	}
+	return err
 }
