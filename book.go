@@ -106,26 +106,44 @@ type bookedNodes struct {
 // (Progress.BookedUpTo), costs one name per number below it, in calls of
 // at most forgetChunk names.
 func (e *Executor) forgetBookings(ctx context.Context, r *run) {
-	p := &r.s.Progress
-	if len(p.Booked) == 0 && p.BookedUpTo <= 0 {
+	deleted, listed, err := unbookListed(r.s, func(names []string) error {
+		return e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+	})
+	if !listed {
 		return // none may exist; wait to read them (a record of an older version may not say)
 	}
-	prefix := bookingPrefix(r.s)
+	if err != nil {
+		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "deleted", deleted, "err", err)
+		return
+	}
+	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", deleted)
+	r.booked = map[string]Booking{}
+}
+
+// unbookListed deletes by name, through unreserve, every reservation the
+// record of s says the session may hold (Progress.Booked; every number
+// below Progress.BookedUpTo for a record of an older version, in calls of
+// at most forgetChunk names), and returns how many names it deleted, and
+// whether the record lists any. It stops at the first error.
+func unbookListed(s *Session, unreserve func(names []string) error) (deleted int, listed bool, err error) {
+	p := &s.Progress
+	if len(p.Booked) == 0 && p.BookedUpTo <= 0 {
+		return 0, false, nil
+	}
+	prefix := bookingPrefix(s)
 	nums := slices.Clone(p.Booked)
-	deleted := 0
 	flush := func() error {
 		names := make([]string, len(nums))
 		for k, n := range nums {
 			names[k] = prefix + strconv.FormatInt(n, 10)
 		}
-		err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+		err := unreserve(names)
 		if err == nil {
 			deleted += len(names)
 		}
 		nums = nums[:0]
 		return err
 	}
-	var err error
 	for n := int64(0); n < p.BookedUpTo && err == nil; n++ {
 		if _, listed := slices.BinarySearch(p.Booked, n); !listed {
 			nums = append(nums, n)
@@ -137,12 +155,7 @@ func (e *Executor) forgetBookings(ctx context.Context, r *run) {
 	if err == nil && len(nums) > 0 {
 		err = flush()
 	}
-	if err != nil {
-		r.log.Warn("could not delete the session's reservations by name while they cannot be read", "deleted", deleted, "err", err)
-		return
-	}
-	r.log.Info("deleted the session's reservations by name: they could not be read", "reservations", deleted)
-	r.booked = map[string]Booking{}
+	return deleted, true, err
 }
 
 // refusalRetry is how long after the workload manager refused to book

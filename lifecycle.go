@@ -24,8 +24,11 @@ import (
 //
 // Delete records the request (state DELETING) and returns; the session's
 // Run carries it out (a session created but never run is finished at
-// once). Deleting a completed session removes its record from the store.
-// Delete returns the session record as it stands.
+// once). If no Run of this executor carries the session, Delete also
+// deletes the reservations its record lists (strategy scheduled) at
+// once: they would otherwise wait for a Run to take the session up.
+// Deleting a completed session removes its record from the store. Delete
+// returns the session record as it stands.
 func (e *Executor) Delete(ctx context.Context, id string) (*Session, error) {
 	s, err := e.store.Get(ctx, id)
 	if err != nil {
@@ -57,7 +60,31 @@ func (e *Executor) Delete(ctx context.Context, id string) (*Session, error) {
 	if errors.Is(err, ErrSessionDone) {
 		return e.Delete(ctx, id) // completed meanwhile: delete its record
 	}
+	if err == nil && !s.Completed && !e.isRunning(id) {
+		e.unbookUnrun(ctx, s)
+	}
 	return s, err
+}
+
+// unbookUnrun deletes, by the names its record lists, the reservations of
+// a session deleted while no run of this executor carries it. A run
+// elsewhere may carry it, or none: until one takes it up, nothing would
+// move its reservations on or delete them, and a reservation of crus's
+// that begins holds its idle nodes out of service, on top of the cap.
+// One attempt: a failure is logged and left to the run that carries out
+// the deletion, which deletes whatever is left (as it would anyway).
+func (e *Executor) unbookUnrun(ctx context.Context, s *Session) {
+	if e.scheduler == nil {
+		return
+	}
+	deleted, listed, err := unbookListed(s, func(names []string) error { return e.scheduler.Unreserve(ctx, names) })
+	switch {
+	case !listed:
+	case err != nil:
+		e.log.Warn("could not delete the reservations of a deleted session no run carries here; the run that carries out the deletion will", "session", s.UpgradeID, "deleted", deleted, "err", err)
+	default:
+		e.log.Info("deleted the reservations of a deleted session no run carries here", "session", s.UpgradeID, "reservations", deleted)
+	}
 }
 
 // Pause stops the session from taking new nodes: nodes in flight finish,

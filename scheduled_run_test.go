@@ -487,3 +487,45 @@ func (m *refusingBooking) Unreserve(ctx context.Context, names []string) error {
 	}
 	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
 }
+
+// TestDeleteUnrunUnbooks: a scheduled session whose run stopped (its
+// executor gone) is deleted through an executor that does not run it:
+// its reservations are deleted at once, not left to begin on their own
+// before some run takes the session up; the run that then carries out
+// the deletion finishes it. If the deletion of the reservations fails,
+// Delete still records the request, and that run deletes them.
+func TestDeleteUnrunUnbooks(t *testing.T) {
+	for _, fails := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deleted", true: "unreserve fails"}[fails], func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.9, MaxJob: 3 * time.Hour}, 3)
+			e.w.KeepBusy(0.8, 2*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
+			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+			s := e.create()
+			ctx, cancel := context.WithCancel(context.Background())
+			e.w.Schedule(e.w.Now().Add(20*time.Minute), cancel)
+			_, err := e.ex.Run(ctx, s.UpgradeID)
+			require.ErrorIs(t, err, context.Canceled)
+			require.NotEmpty(t, e.w.Reservations("crus-"), "the stopped run left reservations")
+
+			if fails {
+				e.w.FailNext("wlm.Unreserve", 1, fake.ErrInjected)
+			}
+			other := e.executor() // the same store; runs nothing
+			deleted, err := other.Delete(context.Background(), s.UpgradeID)
+			require.NoError(t, err, "the deletion is recorded whatever the reservations")
+			assert.Equal(t, crus.StateDeleting, deleted.State)
+			if fails {
+				assert.NotEmpty(t, e.w.Reservations("crus-"), "left to the run")
+			} else {
+				assert.Empty(t, e.w.Reservations("crus-"), "deleted with the session, before any run")
+			}
+
+			final, err := other.Run(context.Background(), s.UpgradeID)
+			require.NoError(t, err)
+			e.check(final)
+			assert.True(t, final.Completed)
+			assert.Empty(t, e.w.Reservations("crus-"))
+			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
+		})
+	}
+}
