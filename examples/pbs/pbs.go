@@ -130,7 +130,12 @@ func (m *Manager) JobEnds(ctx context.Context, names []string) (map[string]time.
 }
 
 func node(i NodeInfo) wlm.Node {
-	n := wlm.Node{Name: i.Name, State: wlm.StateUnknown, BootTime: i.BootTime}
+	n := wlm.Node{Name: i.Name, State: wlm.StateUnknown, BootTime: i.BootTime, Steering: wlm.SteeringNone}
+	if i.Priority < 0 {
+		// As Steer reads it: a negative priority is its steering (see
+		// SteerOffset).
+		n.Steering = wlm.SteeringLast
+	}
 	words := strings.Split(i.State, ",")
 	switch {
 	case slices.Contains(words, "down"):

@@ -108,7 +108,7 @@ func TestSteererConformance(t *testing.T) {
 			srv.nodes[name].priority = 10 * i
 		}
 		return steerHarness{schedHarness{harness{w, srv}}}, nil
-	}, wlmtest.Options{Settle: 10 * time.Minute, Poll: 30 * time.Second})
+	}, wlmtest.Options{Settle: 10 * time.Minute, Poll: 30 * time.Second, ReadsSteering: true})
 }
 
 // TestSteerWithoutPriorities: over a server that sets no priorities the
