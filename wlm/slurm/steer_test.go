@@ -72,6 +72,50 @@ func testSteerer(t *testing.T, rest bool) {
 	}, opts)
 }
 
+// TestSteeringLostAtReconfigure: on the real cluster, both adapters read
+// a steered node as steered, and as not steered once `scontrol
+// reconfigure` has put slurm.conf's weights back: what lets a session see
+// its steering lost at its next poll (wlm.Node.Steering).
+func TestSteeringLostAtReconfigure(t *testing.T) {
+	c := slurmtest.New(t, slurmtest.Options{Nodes: 2, REST: true})
+	ctx := t.Context()
+	cli := newCLI(t, c, nil)
+	readers := map[string]wlm.Manager{"cli": cli, "rest": newREST(t, c, newCLI(t, c, nil), nil)}
+	names := c.Names()
+	places := func(what string, want ...wlm.Steering) {
+		t.Helper()
+		for kind, m := range readers {
+			var got []wlm.Steering
+			for waited := time.Duration(0); ; waited += 250 * time.Millisecond {
+				nodes, err := m.Nodes(ctx, names)
+				if err != nil {
+					t.Fatalf("%s: %s Nodes: %v", what, kind, err)
+				}
+				got = got[:0]
+				for _, n := range nodes {
+					got = append(got, n.Steering)
+				}
+				if slices.Equal(got, want) || waited >= 10*time.Second {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: %s reads %s as %v; want %v", what, kind, names, got, want)
+			}
+		}
+	}
+	places("before any steering", wlm.SteeringNone, wlm.SteeringNone)
+	if err := cli.Steer(ctx, names[:1], true); err != nil {
+		t.Fatal(err)
+	}
+	places("the first node steered last", wlm.SteeringLast, wlm.SteeringNone)
+	if _, err := c.Command(ctx, "scontrol", "reconfigure"); err != nil {
+		t.Fatal(err)
+	}
+	places("after scontrol reconfigure", wlm.SteeringNone, wlm.SteeringNone)
+}
+
 // TestCLISteerRefusedToUser: Slurm updates nodes only for its
 // administrators; run as nobody, Steer fails with wlm.ErrPermissionDenied,
 // permanent, and no weight changes.
