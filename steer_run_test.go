@@ -354,6 +354,47 @@ func TestSteeringLossSeenAtOnce(t *testing.T) {
 	assert.NotEqual(t, pending, steered, "unseen, the reset waits for the hourly reassertion")
 }
 
+// TestSteeringLossOfOneNodeSeen: one node still to take, among the 80
+// in view (step 20), given its place back behind the session's back, is
+// steered again within minutes: the nodes looked at per observation are
+// bounded, but the look goes round the view.
+func TestSteeringLossOfOneNodeSeen(t *testing.T) {
+	for _, unread := range []bool{false, true} {
+		e := newEnv(t, fake.ClusterOptions{Nodes: 200, Busy: 0.9, MaxJob: 6 * time.Hour}, 20)
+		e.w.KeepBusy(0.9, 6*time.Hour, 15*time.Minute, e.w.Now().Add(48*time.Hour))
+		var m wlm.Manager = e.w.WLM()
+		if unread {
+			m = placeUnread{e.w.WLM()}
+		}
+		steerThrough(t, e, m)
+		s := e.create()
+		var reset string
+		var after []string
+		e.onEvent = func(ev crus.Event) {
+			if ev.Kind != crus.EventStepStarted || ev.Step != 2 || reset != "" {
+				return
+			}
+			steered := e.w.Steered()
+			require.Greater(t, len(steered), 70)
+			reset = steered[69] // past the first 64 looked at
+			e.w.AdminSteer(reset, false)
+			e.w.Schedule(e.w.Now().Add(3*time.Minute), func() { after = e.w.Steered() })
+		}
+		final, err := e.ex.Run(context.Background(), s.UpgradeID)
+		require.NoError(t, err)
+		e.check(final)
+		require.NotEmpty(t, reset)
+		require.NotNil(t, after)
+		rec := final.Node(reset)
+		require.NotNil(t, rec)
+		if unread {
+			assert.NotContains(t, after, reset, "unseen, the reset waits for the hourly reassertion")
+		} else {
+			assert.Contains(t, after, reset, "3 minutes after the reset, %s is steered again", reset)
+		}
+	}
+}
+
 // steeringAfterReset runs a scheduled session over the workload manager
 // wrap makes of the fake's, gives every node its place back behind the
 // session's back when its second step starts, and returns, after, the
