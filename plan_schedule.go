@@ -96,6 +96,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 	pending := resize(bufs.pending, len(cands))[:0]
 	bufs.slotIdx, bufs.slotOut = resize(bufs.slotIdx, len(cands))[:0], bufs.slotOut[:0]
 	at := p.viewFor()
+	nowNs := now.UnixNano()
 	for _, i := range cands {
 		n := &s.Progress.Nodes[i]
 		if p.chg[i] != 0 {
@@ -114,9 +115,9 @@ func (p *planner) planSlotsNow() *slotPlan {
 			end, known := p.endAt(at, k, n.XName)
 			switch {
 			case known:
-				sn.free = end
+				sn.free = unixNs(end)
 			case w.State == wlm.StateIdle && w.Completing:
-				sn.free = now // its last job is cleaning up: free in seconds
+				sn.free = nowNs // its last job is cleaning up: free in seconds
 			default:
 				// Nothing known of its jobs' end (no wlm.JobEnder, or it
 				// could not be read): due now, and not booked anew.

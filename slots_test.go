@@ -3,6 +3,7 @@ package crus
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -31,7 +32,7 @@ func TestAssignSlots(t *testing.T) {
 		want    []time.Time
 	}{
 		{"earliest free first, each when a lane is free", 2, nil,
-			[]slotNode{{x: "a", idle: true}, {x: "b", free: mins(60)}, {x: "c", free: mins(30)}, {x: "d", idle: true}, {x: "e", free: mins(5)}},
+			[]slotNode{{x: "a", idle: true}, {x: "b", free: unixNs(mins(60))}, {x: "c", free: unixNs(mins(30))}, {x: "d", idle: true}, {x: "e", free: unixNs(mins(5))}},
 			[]time.Time{mins(0), mins(60), mins(30), mins(0), mins(10)}},
 		{"nodes out hold their lanes until they return", 2, []time.Time{mins(5), mins(20)},
 			[]slotNode{{x: "a", idle: true}, {x: "b", idle: true}, {x: "c", idle: true}},
@@ -39,7 +40,7 @@ func TestAssignSlots(t *testing.T) {
 		{"a return in the past frees its lane now", 1, []time.Time{mins(-5)},
 			[]slotNode{{x: "a", idle: true}}, []time.Time{mins(0)}},
 		{"more out than lanes (cap lowered): wait for enough returns", 1, []time.Time{mins(5), mins(10), mins(15)},
-			[]slotNode{{x: "a", idle: true}, {x: "b", free: mins(16)}}, []time.Time{mins(15), mins(25)}},
+			[]slotNode{{x: "a", idle: true}, {x: "b", free: unixNs(mins(16))}}, []time.Time{mins(15), mins(25)}},
 		{"ties broken by xname", 1, nil,
 			[]slotNode{{x: "b", idle: true}, {x: "a", idle: true}}, []time.Time{mins(10), mins(0)}},
 		{"no lanes: nothing assigned", 0, nil, []slotNode{{x: "a", idle: true}}, []time.Time{{}}},
@@ -53,12 +54,12 @@ func TestAssignSlots(t *testing.T) {
 func TestPlanSlots(t *testing.T) {
 	p := slotParamsFor(2)
 	plan := planSlots(p, []time.Time{mins(12)}, []slotNode{
-		{x: "a", idle: true},                           // slot now, lane free: taken
-		{x: "b", idle: true},                           // slot 10 (a's lane): waits 10m > slack 5m: neither taken nor booked
-		{x: "c", free: mins(61)},                       // slot 61: booked in bucket 12 (60-65)
-		{x: "d", free: mins(62), booking: "crus-s-13"}, // slot 62: stays in its reservation (65), within a grain
-		{x: "e", free: mins(16)},                       // slot 20 (b's lane): waits 4m: booked, bucket 4 (20-25)
-		{x: "f", free: mins(-3)},                       // busy past its expected end: slot 12 (the out node's lane), waits: not booked
+		{x: "a", idle: true},                                   // slot now, lane free: taken
+		{x: "b", idle: true},                                   // slot 10 (a's lane): waits 10m > slack 5m: neither taken nor booked
+		{x: "c", free: unixNs(mins(61))},                       // slot 61: booked in bucket 12 (60-65)
+		{x: "d", free: unixNs(mins(62)), booking: "crus-s-13"}, // slot 62: stays in its reservation (65), within a grain
+		{x: "e", free: unixNs(mins(16))},                       // slot 20 (b's lane): waits 4m: booked, bucket 4 (20-25)
+		{x: "f", free: unixNs(mins(-3))},                       // busy past its expected end: slot 12 (the out node's lane), waits: not booked
 	})
 	assert.Equal(t, []time.Time{mins(0), mins(10), mins(61), mins(62), mins(20), mins(12)}, plan.times())
 	assert.Equal(t, []string{"a"}, plan.take)
@@ -70,7 +71,7 @@ func TestPlanSlots(t *testing.T) {
 
 	// Few nodes left: every one is booked at its free time, the front
 	// ones no sooner than the lead.
-	plan = planSlots(slotParamsFor(4), nil, []slotNode{{x: "a", free: mins(30)}, {x: "b", free: mins(-1)}, {x: "c", idle: true}})
+	plan = planSlots(slotParamsFor(4), nil, []slotNode{{x: "a", free: unixNs(mins(30))}, {x: "b", free: unixNs(mins(-1))}, {x: "c", idle: true}})
 	assert.Equal(t, []string{"c"}, plan.take)
 	assert.Equal(t, []Booking{
 		{Name: "crus-s-0", Nodes: []string{"b"}, Start: mins(1), End: mins(61)},
@@ -125,9 +126,9 @@ func drawSlotCase(t *rapid.T) (slotParams, []time.Time, []slotNode) {
 		if idle {
 			free = time.Time{}
 		}
-		pending[i] = slotNode{x: fmt.Sprintf("x%03d", i), free: free, idle: idle}
+		pending[i] = slotNode{x: fmt.Sprintf("x%03d", i), free: unixNs(free), idle: idle}
 		if !idle && rapid.IntRange(0, 5).Draw(t, fmt.Sprint("unknown", i)) == 0 {
-			pending[i].free, pending[i].unknownEnd = time.Time{}, true
+			pending[i].free, pending[i].unknownEnd = unixNs(time.Time{}), true
 		}
 		if ranked {
 			pending[i].rank = i // agrees with the xnames' order
@@ -147,7 +148,7 @@ func TestSlotProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		p, out, pending := drawSlotCase(t)
 		slots := assignSlots(p, out, pending)
-		free := func(i int) time.Time { return laterTime(pending[i].free, p.now) }
+		free := func(i int) time.Time { return laterTime(time.Unix(0, pending[i].free), p.now) }
 		for i, s := range slots {
 			if s.Before(free(i)) {
 				t.Fatalf("%s: slot %v before it is free %v", pending[i].x, s, free(i))
@@ -262,7 +263,7 @@ func TestSortSlotKeys(t *testing.T) {
 				free = rapid.Int64Range(0, int64(farthest)).Draw(t, fmt.Sprint("far", i))
 			}
 			pending[i] = slotNode{x: fmt.Sprintf("x%04d", rapid.IntRange(0, 9999).Draw(t, fmt.Sprint("x", i)))}
-			keys[i] = slotKey{free: now + free, i: i}
+			keys[i] = slotKey{free: now + free, i: int32(i)}
 		}
 		if ranked {
 			// Ranks agree with the xnames' order, as the planner's do.
@@ -272,11 +273,11 @@ func TestSortSlotKeys(t *testing.T) {
 			}
 			slices.SortStableFunc(byX, func(a, b int) int { return strings.Compare(pending[a].x, pending[b].x) })
 			for r, i := range byX {
-				keys[i].rank = r
+				keys[i].rank = int32(r)
 			}
 			if rapid.Bool().Draw(t, "in rank order") {
 				// As the planner gives them: in record order.
-				slices.SortFunc(keys, func(a, b slotKey) int { return a.rank - b.rank })
+				slices.SortFunc(keys, func(a, b slotKey) int { return int(a.rank - b.rank) })
 			}
 		}
 		want := slices.Clone(keys)
@@ -307,4 +308,32 @@ func (pl slotPlan) times() []time.Time {
 		out[k] = pl.slot(k)
 	}
 	return out
+}
+
+// TestUnixNs: times in Unix nanoseconds, and the nearest they hold for
+// those they cannot (a job without a limit may be expected to end in
+// year 9999); the slot planner then counts them at most farthest ahead.
+func TestUnixNs(t *testing.T) {
+	now := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	within := nsAheadOf(now)
+	for _, c := range []struct {
+		t      time.Time
+		ns, in int64
+	}{
+		{time.Time{}, math.MinInt64, now.UnixNano()},
+		{time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), math.MinInt64, now.UnixNano()},
+		{now.Add(-time.Hour), now.Add(-time.Hour).UnixNano(), now.UnixNano()},
+		{now.Add(time.Hour), now.Add(time.Hour).UnixNano(), now.Add(time.Hour).UnixNano()},
+		{time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), math.MaxInt64, now.Add(farthest).UnixNano()},
+		{time.Unix(0, math.MaxInt64), math.MaxInt64, now.Add(farthest).UnixNano()}, // the limits themselves
+		{time.Unix(0, math.MinInt64), math.MinInt64, now.UnixNano()},
+		{time.Unix(9223372035, 999999999), 9223372035999999999, now.Add(farthest).UnixNano()}, // the last second counted
+	} {
+		if got := unixNs(c.t); got != c.ns {
+			t.Errorf("unixNs(%v) = %d, want %d", c.t, got, c.ns)
+		}
+		if got := within(unixNs(c.t)); got != c.in {
+			t.Errorf("within(unixNs(%v)) = %d, want %d", c.t, got, c.in)
+		}
+	}
 }
