@@ -100,8 +100,11 @@ func setBit(bits []uint64, i int, on bool) {
 	}
 }
 
+// hasBit reports whether bit i of bits is set.
+func hasBit(bits []uint64, i int) bool { return bits[i/64]&(1<<(i%64)) != 0 }
+
 // isPending reports whether record i is pending in the record.
-func (x *nodeIndex) isPending(i int) bool { return x.pending[i/64]&(1<<(i%64)) != 0 }
+func (x *nodeIndex) isPending(i int) bool { return hasBit(x.pending, i) }
 
 // candidates is the package's candidates over the index, with no look at
 // the records: up to limit nodes pending after a decision's changes,

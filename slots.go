@@ -90,9 +90,9 @@ func (b *slotBufs) lanesNow(now time.Time, step int, out []time.Time) []int64 {
 	h := resize(b.lanes, max(step, len(out)))
 	b.lanes = h
 	rs := h[len(h)-len(out):]
-	within := aheadOf(now)
+	within := nsAheadOf(now)
 	for i, t := range out {
-		rs[i] = within(t)
+		rs[i] = within(unixNs(t))
 	}
 	slices.Sort(rs)
 	if len(rs) > step {
@@ -111,23 +111,6 @@ func (b *slotBufs) lanesNow(now time.Time, step int, out []time.Time) []int64 {
 // where times still fit Unix nanoseconds.
 const farthest = 100 * 365 * 24 * time.Hour
 
-// aheadOf returns a function that clamps a time t to [now, now +
-// farthest] (a time in the past is now), in Unix nanoseconds: the slot
-// planner clamps thousands of times to the same now.
-func aheadOf(now time.Time) func(t time.Time) int64 {
-	last := now.Add(farthest)
-	nowNs, lastNs := now.UnixNano(), last.UnixNano()
-	return func(t time.Time) int64 {
-		switch {
-		case !t.After(now):
-			return nowNs
-		case t.After(last):
-			return lastNs
-		}
-		return t.UnixNano()
-	}
-}
-
 // unixNs returns t in Unix nanoseconds, and for a time they cannot hold
 // (within a second) the nearest one they can: the zero time and any
 // before 1678 are the least, any after 2262 the greatest. (Its seconds
@@ -144,7 +127,9 @@ func unixNs(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// nsAheadOf is aheadOf for times in Unix nanoseconds.
+// nsAheadOf returns a function that clamps a time t in Unix nanoseconds
+// (unixNs) to [now, now + farthest] (a time in the past is now): the
+// slot planner clamps thousands of times to the same now.
 func nsAheadOf(now time.Time) func(t int64) int64 {
 	nowNs, lastNs := now.UnixNano(), now.Add(farthest).UnixNano()
 	return func(t int64) int64 {

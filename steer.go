@@ -198,7 +198,7 @@ func (e *Executor) noticeSteering(r *run, obs *Observation) {
 	for n := range len(at.pos) {
 		k := (from + n) % len(at.pos)
 		j := at.pos[k]
-		if j >= len(nodes) || st.last[j/64]&(1<<(j%64)) == 0 || !at.seen[k] {
+		if !at.seen[k] || !hasBit(st.last, j) {
 			continue
 		}
 		st.checked = j + 1
