@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/crus-go/crus/internal/bosserver"
 	"github.com/crus-go/crus/internal/demo"
 	"github.com/crus-go/crus/internal/fake"
+	"github.com/crus-go/crus/internal/freeport"
 	"github.com/crus-go/crus/internal/hsmserver"
 )
 
@@ -114,15 +116,16 @@ func newCluster(t *testing.T, nodes int) *cluster {
 	return c
 }
 
+// freeAddr returns an address of 127.0.0.1 on which nothing listens, for
+// a `crus serve` to listen on, chosen where no other listener of the tests
+// nor an outgoing connection takes it meanwhile (see package freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Loopback(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
 
 // serving is one `crus serve` run in this process (it needs the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +15,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/crus-go/crus/internal/freeport"
 )
 
 // Server is an etcd server process started by a test.
@@ -158,26 +159,6 @@ func (s *Server) NewClient() (*clientv3.Client, error) {
 	})
 }
 
-// freePorts returns n distinct free TCP ports on loopback.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func dataParent() string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if f, err := os.CreateTemp("/dev/shm", "crus-probe-"); err == nil {
@@ -218,7 +199,7 @@ func start(bin string, args ...string) (*Server, error) {
 }
 
 func startOnce(bin string, args []string) (*Server, error) {
-	ports, err := freePorts(2)
+	ports, err := freeport.Loopback(2)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: choosing ports: %w", err)
 	}

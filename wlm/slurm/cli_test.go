@@ -3,7 +3,6 @@ package slurm_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/internal/freeport"
 	"github.com/crus-go/crus/wlm"
 	"github.com/crus-go/crus/wlm/slurm"
 	"github.com/crus-go/crus/wlm/slurm/slurmtest"
@@ -83,12 +83,11 @@ func TestCLIErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Loopback(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := ports[0]
 	bad := regexp.MustCompile(`(?m)^SlurmctldPort=.*$`).ReplaceAllString(string(conf), fmt.Sprintf("SlurmctldPort=%d", port)) + "MessageTimeout=1\n"
 	badConf := filepath.Join(t.TempDir(), "slurm.conf")
 	if err := os.WriteFile(badConf, []byte(bad), 0o644); err != nil {

@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crus-go/crus/internal/freeport"
 )
 
 // ErrNotInstalled is returned by Start when the Slurm or munge programs are
@@ -144,7 +146,11 @@ func New(t testing.TB, opts Options) *Cluster {
 
 // Start starts a cluster and waits until every node is idle. On failure it
 // stops whatever it had started and returns an error that quotes the logs.
-func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+//
+// The daemons are told their ports before they bind them, so another
+// process can take one in between (see package freeport): a cluster that
+// does not start is started again, on new ports, up to three times.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := Installed(opts.REST); err != nil {
 		return nil, err
 	}
@@ -160,6 +166,29 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
+	var errs []error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		c, err := startOnce(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// startAttempts is how many times Start tries to start a cluster.
+const startAttempts = 3
+
+// choosePorts chooses the cluster's ports: slurmctld's, slurmrestd's, then
+// one per node. A variable for the test of the retry.
+var choosePorts = freeport.Loopback
+
+// startOnce starts a cluster on newly chosen ports.
+func startOnce(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "crus-slurm-")
 	if err != nil {
 		return nil, err
@@ -188,7 +217,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	ports, err := freePorts(opts.Nodes + 2)
+	ports, err := choosePorts(opts.Nodes + 2)
 	if err != nil {
 		return nil, err
 	}
@@ -255,10 +284,32 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	if err := c.WaitIdle(ctx, opts.StartTimeout); err != nil {
+	if err := c.waitIdle(ctx, opts.StartTimeout, c.anyExited); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// anyExited returns an error quoting the log of a daemon of the cluster
+// that has exited (a slurmd that could not bind its port, say).
+func (c *Cluster) anyExited() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range []*proc{c.munged, c.ctld, c.restd} {
+		if p != nil {
+			if err := p.exited(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range c.names {
+		if p := c.slurmd[n]; p != nil {
+			if err := p.exited(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) slurmConf() string {
@@ -306,27 +357,6 @@ InactiveLimit=0
 	}
 	b.WriteString("PartitionName=batch Nodes=ALL Default=YES MaxTime=INFINITE DefaultTime=60 State=UP\n")
 	return b.String()
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
-// moment ago (all held open together, then released).
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func writeKey(path string, size int) error {
@@ -470,6 +500,12 @@ func (c *Cluster) States(ctx context.Context) (map[string]string, error) {
 
 // WaitIdle waits until every node is idle (not drained, responding).
 func (c *Cluster) WaitIdle(ctx context.Context, timeout time.Duration) error {
+	return c.waitIdle(ctx, timeout, func() error { return c.ctld.exited() })
+}
+
+// waitIdle waits until every node is idle, and gives up at once when
+// dead reports a daemon gone.
+func (c *Cluster) waitIdle(ctx context.Context, timeout time.Duration, dead func() error) error {
 	var last map[string]string
 	err := c.waitFor(ctx, timeout, "every node to be idle", func() (bool, error) {
 		st, err := c.States(ctx)
@@ -479,7 +515,7 @@ func (c *Cluster) WaitIdle(ctx context.Context, timeout time.Duration) error {
 		last = st
 		for _, n := range c.names {
 			if st[n] != "idle" {
-				return false, c.ctld.exited()
+				return false, dead()
 			}
 		}
 		return true, nil
