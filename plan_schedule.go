@@ -3,6 +3,7 @@ package crus
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -241,10 +242,11 @@ func (p *planner) book() {
 	// Recorded before a reservation is made (see Progress.Booked): the
 	// ones read, dropped or not, and the ones to make.
 	p.listBooked(obs.Bookings, change)
-	var acts []Action
+	acts := make([]Action, 0, len(change)+1)
+	var why []byte
 	for _, b := range change {
-		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b,
-			Why: fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(len(b.Nodes), "node"), b.Start.UTC().Format(time.RFC3339))})
+		why = bookWhy(why[:0], len(b.Nodes), b.Start)
+		acts = append(acts, Action{Kind: ActBook, Nodes: b.Nodes, Booking: b, Why: string(why)})
 	}
 	if len(drop) > 0 {
 		acts = append(acts, Action{Kind: ActUnbook, Unbook: drop, Why: fmt.Sprintf("%s no longer wanted", plural(len(drop), "booking"))})
@@ -289,4 +291,20 @@ func (p *planner) listBooked(read map[string]Booking, making []Booking) {
 	}
 	slices.Sort(nums)
 	p.d.Booked, p.d.BookedUpTo = slices.Compact(nums), 0
+}
+
+// bookWhy appends to buf why a booking of n nodes from start is made: the
+// words of plural and time.RFC3339 in UTC, without fmt, since a decision
+// can make hundreds of bookings.
+func bookWhy(buf []byte, n int, start time.Time) []byte {
+	buf = append(buf, "book "...)
+	buf = strconv.AppendInt(buf, int64(n), 10)
+	if n == 1 {
+		buf = append(buf, " node"...)
+	} else {
+		buf = append(buf, " nodes"...)
+	}
+	buf = append(buf, " from "...)
+	buf = start.UTC().AppendFormat(buf, time.RFC3339)
+	return append(buf, ", their expected slot, so that only jobs that end by then start there"...)
 }

@@ -1,6 +1,7 @@
 package crus
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -198,4 +199,14 @@ func TestWindowsCloses(t *testing.T) {
 	assert.True(t, Rollout{}.windows().closes(tue(5)).IsZero(), "no windows: never closes")
 	always := Rollout{MaintenanceWindows: []Window{{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}, Start: "00:00", End: "00:00"}}}.windows()
 	assert.True(t, always.closes(tue(5)).After(tue(5).Add(7*24*time.Hour)), "open every day: not within a week")
+}
+
+func TestBookWhy(t *testing.T) {
+	start := time.Date(2026, 12, 1, 15, 4, 5, 0, time.FixedZone("CET", 3600))
+	for _, n := range []int{0, 1, 2, 1000} {
+		want := fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(n, "node"), start.UTC().Format(time.RFC3339))
+		if got := string(bookWhy([]byte("junk"), n, start)[4:]); got != want {
+			t.Errorf("bookWhy(%d) = %q, want %q", n, got, want)
+		}
+	}
 }
