@@ -216,6 +216,25 @@ func TestCheck(t *testing.T) {
 		},
 		want: []string{"failed but is neither in the failed group"},
 	}, {
+		// The call reaches the manager, which refuses it (a reason past
+		// wlm.MaxReason): the operator's resume came before crus's call,
+		// so it does not excuse the node left in service.
+		name: "resumed by an operator, then failed but the manager refused the call",
+		act: func(t *testing.T, w *crustest.World) *crus.Session {
+			s := session(w, 1, 1)
+			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
+			if err := w.AdminResume(w.XNames()[0]); err != nil {
+				t.Fatal(err)
+			}
+			w.Advance(time.Minute)
+			long := "crus s1: " + strings.Repeat("x", wlm.MaxReason)
+			if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, long); !errors.Is(err, wlm.ErrInvalidArgument) {
+				t.Fatalf("Fail with a reason of %d bytes: %v, want wlm.ErrInvalidArgument", len(long), err)
+			}
+			return s
+		},
+		want: []string{"failed but is neither in the failed group"},
+	}, {
 		name: "busy reboot, outside manager",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
 			m := &mini{clock: w, nodes: map[string]*miniNode{}}
