@@ -202,17 +202,12 @@ func TestCheck(t *testing.T) {
 	}, {
 		name: "resumed by an operator, then failed but the call never reached the manager",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
-			s := session(w, 1, 1)
-			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
-			if err := w.AdminResume(w.XNames()[0]); err != nil {
-				t.Fatal(err)
-			}
-			w.Advance(time.Minute)
-			w.FailNext("wlm.Fail", 1, errors.New("refused"))
-			if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, "crus s1: did not return"); err == nil {
-				t.Fatal("the injected failure did not fail the call")
-			}
-			return s
+			return resumedThenFailed(t, w, func() {
+				w.FailNext("wlm.Fail", 1, errors.New("refused"))
+				if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, "crus s1: did not return"); err == nil {
+					t.Fatal("the injected failure did not fail the call")
+				}
+			})
 		},
 		want: []string{"failed but is neither in the failed group"},
 	}, {
@@ -221,17 +216,12 @@ func TestCheck(t *testing.T) {
 		// so it does not excuse the node left in service.
 		name: "resumed by an operator, then failed but the manager refused the call",
 		act: func(t *testing.T, w *crustest.World) *crus.Session {
-			s := session(w, 1, 1)
-			s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
-			if err := w.AdminResume(w.XNames()[0]); err != nil {
-				t.Fatal(err)
-			}
-			w.Advance(time.Minute)
-			long := "crus s1: " + strings.Repeat("x", wlm.MaxReason)
-			if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, long); !errors.Is(err, wlm.ErrInvalidArgument) {
-				t.Fatalf("Fail with a reason of %d bytes: %v, want wlm.ErrInvalidArgument", len(long), err)
-			}
-			return s
+			return resumedThenFailed(t, w, func() {
+				long := "crus s1: " + strings.Repeat("x", wlm.MaxReason)
+				if err := w.WLM().Fail(t.Context(), []string{w.Names()[0]}, long); !errors.Is(err, wlm.ErrInvalidArgument) {
+					t.Fatalf("Fail with a reason of %d bytes: %v, want wlm.ErrInvalidArgument", len(long), err)
+				}
+			})
 		},
 		want: []string{"failed but is neither in the failed group"},
 	}, {
@@ -276,6 +266,21 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resumedThenFailed returns the record of a session that failed node 0
+// of w, which an operator had resumed a minute before crus's call to fail
+// it: fail makes that call, which must not take effect.
+func resumedThenFailed(t *testing.T, w *crustest.World, fail func()) *crus.Session {
+	t.Helper()
+	s := session(w, 1, 1)
+	s.Progress.Nodes[0].Outcome, s.Progress.Nodes[0].Reason = crus.OutcomeFailed, "did not return"
+	if err := w.AdminResume(w.XNames()[0]); err != nil {
+		t.Fatal(err)
+	}
+	w.Advance(time.Minute)
+	fail()
+	return s
 }
 
 // w0name is the workload-manager name of node i of a World of the kit's
