@@ -3,7 +3,6 @@ package crus
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -293,17 +292,11 @@ func (p *planner) listBooked(read map[string]Booking, making []Booking) {
 	p.d.Booked, p.d.BookedUpTo = slices.Compact(nums), 0
 }
 
-// bookWhy appends to buf why a booking of n nodes from start is made: the
-// words of plural and time.RFC3339 in UTC, without fmt, since a decision
-// can make hundreds of bookings.
+// bookWhy appends to buf why a booking of n nodes from start is made,
+// start in time.RFC3339 and UTC, without fmt: a decision can make
+// hundreds of bookings.
 func bookWhy(buf []byte, n int, start time.Time) []byte {
-	buf = append(buf, "book "...)
-	buf = strconv.AppendInt(buf, int64(n), 10)
-	if n == 1 {
-		buf = append(buf, " node"...)
-	} else {
-		buf = append(buf, " nodes"...)
-	}
+	buf = appendPlural(append(buf, "book "...), n, "node")
 	buf = append(buf, " from "...)
 	buf = start.UTC().AppendFormat(buf, time.RFC3339)
 	return append(buf, ", their expected slot, so that only jobs that end by then start there"...)

@@ -1,7 +1,6 @@
 package crus
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -203,10 +202,23 @@ func TestWindowsCloses(t *testing.T) {
 
 func TestBookWhy(t *testing.T) {
 	start := time.Date(2026, 12, 1, 15, 4, 5, 0, time.FixedZone("CET", 3600))
-	for _, n := range []int{0, 1, 2, 1000} {
-		want := fmt.Sprintf("book %s from %s, their expected slot, so that only jobs that end by then start there", plural(n, "node"), start.UTC().Format(time.RFC3339))
+	for n, nodes := range map[int]string{0: "0 nodes", 1: "1 node", 2: "2 nodes", 1000: "1000 nodes"} {
+		want := "book " + nodes + " from 2026-12-01T14:04:05Z, their expected slot, so that only jobs that end by then start there"
 		if got := string(bookWhy([]byte("junk"), n, start)[4:]); got != want {
 			t.Errorf("bookWhy(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestPlural(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		noun string
+		want string
+	}{{0, "node", "0 nodes"}, {1, "node", "1 node"}, {2, "node", "2 nodes"}, {1, "batch", "1 batch"},
+		{3, "batch", "3 batches"}, {2, "bus", "2 buses"}, {4, "push", "4 pushes"}, {-1, "node", "-1 nodes"}} {
+		if got := plural(tc.n, tc.noun); got != tc.want {
+			t.Errorf("plural(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
 		}
 	}
 }

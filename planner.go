@@ -3,6 +3,7 @@ package crus
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -629,12 +630,17 @@ func abbreviate(names []string, max int) string {
 }
 
 // plural returns "1 node", "2 nodes": n and the noun, in the right number.
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
+func plural(n int, noun string) string { return string(appendPlural(make([]byte, 0, 32), n, noun)) }
+
+// appendPlural appends plural(n, noun) to buf.
+func appendPlural(buf []byte, n int, noun string) []byte {
+	buf = strconv.AppendInt(buf, int64(n), 10)
+	buf = append(append(buf, ' '), noun...)
+	switch {
+	case n == 1:
+		return buf
+	case strings.HasSuffix(noun, "s") || strings.HasSuffix(noun, "sh") || strings.HasSuffix(noun, "ch"):
+		return append(buf, "es"...)
 	}
-	if strings.HasSuffix(noun, "s") || strings.HasSuffix(noun, "sh") || strings.HasSuffix(noun, "ch") {
-		return fmt.Sprintf("%d %ses", n, noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return append(buf, 's')
 }
