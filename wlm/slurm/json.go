@@ -3,6 +3,7 @@ package slurm
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -241,16 +242,20 @@ const maxDocErrors = 8
 // decodeNodes reads a nodes document (GET /slurm/vX/nodes, or `sinfo
 // --json`) and returns the named nodes keep accepts (nil: all), and the
 // errors the document reports (at most maxDocErrors; the rest are counted
-// in a last entry).
+// in a last entry). A document with no list of nodes is an error
+// (errNoList): read as an empty list, it would make every node asked about
+// read as gone.
 func decodeNodes(rd io.Reader, keep func(name string) bool) ([]wlm.Node, []apiError, error) {
 	dec := json.NewDecoder(rd)
 	var nodes []wlm.Node
 	var errs docErrors
+	listed := false
 	err := walkObject(dec, func(key string) error {
 		switch key {
 		case "nodes":
 			var j jsonNode
-			return eachElement(dec, func() error {
+			listed = true
+			return eachElement(dec, false, func() error {
 				j = jsonNode{Weight: -1} // no weight: steering unknown
 				if err := dec.Decode(&j); err != nil {
 					return err
@@ -265,6 +270,9 @@ func decodeNodes(rd io.Reader, keep func(name string) bool) ([]wlm.Node, []apiEr
 		}
 		return dec.Decode(&skipValue{})
 	})
+	if err == nil && !listed {
+		err = fmt.Errorf("%w \"nodes\"", errNoList)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("slurm: reading nodes JSON: %w", err)
 	}
@@ -291,17 +299,21 @@ var activeJobStates = map[string]bool{"RUNNING": true, "COMPLETING": true, "SUSP
 // --json`) and returns the jobs that hold nodes (running, completing or
 // suspended), with the nodes keep accepts (nil: all; jobs left with none
 // are dropped when keep is set). The node lists of all jobs share one
-// expansion budget (see MaxHostlistExpansion).
+// expansion budget (see MaxHostlistExpansion). A document with no "jobs"
+// member is an error (errNoList), as it would read as every node free; a
+// null list is no jobs.
 func decodeJobs(rd io.Reader, keep func(name []byte) bool) ([]queuedJob, []apiError, error) {
 	dec := json.NewDecoder(rd)
 	var jobs []queuedJob
 	var errs docErrors
 	e := newExpander()
+	listed := false
 	err := walkObject(dec, func(key string) error {
 		switch key {
 		case "jobs":
 			var j jsonJob
-			return eachElement(dec, func() error {
+			listed = true
+			return eachElement(dec, true, func() error {
 				j = jsonJob{}
 				if err := dec.Decode(&j); err != nil {
 					return err
@@ -329,6 +341,9 @@ func decodeJobs(rd io.Reader, keep func(name []byte) bool) ([]queuedJob, []apiEr
 		}
 		return dec.Decode(&skipValue{})
 	})
+	if err == nil && !listed {
+		err = fmt.Errorf("%w \"jobs\"", errNoList)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("slurm: reading jobs JSON: %w", err)
 	}
@@ -348,7 +363,7 @@ type docErrors struct {
 }
 
 func (d *docErrors) decode(dec *json.Decoder) error {
-	return eachElement(dec, func() error {
+	return eachElement(dec, true, func() error {
 		if len(d.kept) == maxDocErrors {
 			d.extra++
 			return dec.Decode(&skipValue{})
@@ -397,15 +412,24 @@ func walkObject(dec *json.Decoder, field func(key string) error) error {
 	return err
 }
 
-// eachElement reads a JSON list (or null) from dec and calls elem for each
-// element; elem must read it.
-func eachElement(dec *json.Decoder, elem func() error) error {
+// errNoList is a document without the list it is read for: a proxy's or
+// another service's answer, or a version of slurmrestd that names it
+// otherwise. Read as an empty list, it would say that every node asked
+// about is gone, or free.
+var errNoList = errors.New("the answer has no list of")
+
+// eachElement reads a JSON list from dec and calls elem for each element;
+// elem must read it. A null is an empty list if nullOK, else an error.
+func eachElement(dec *json.Decoder, nullOK bool, elem func() error) error {
 	t, err := dec.Token()
 	if err != nil {
 		return err
 	}
 	if t == nil {
-		return nil
+		if nullOK {
+			return nil
+		}
+		return fmt.Errorf("want a list, got null")
 	}
 	if d, ok := t.(json.Delim); !ok || d != '[' {
 		return fmt.Errorf("want a list, got %s", kindOf(t))

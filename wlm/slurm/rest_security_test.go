@@ -178,3 +178,55 @@ func TestRESTReasons(t *testing.T) {
 		t.Errorf("Drain sent %q; want the reason cleaned", posts)
 	}
 }
+
+// An answer of 200 without the list asked for (a proxy's page, another
+// service, a version that names it otherwise) is an error for the whole
+// call: read as an empty list, it said every node asked about was gone,
+// and crus failed every node in flight.
+func TestRESTAnswerWithoutList(t *testing.T) {
+	for _, body := range []string{`{}`, `null`, `{"meta":{"plugin":{}},"errors":[]}`, `{"nodes":null,"errors":[]}`, `{"jobs":[],"errors":[]}`} {
+		t.Run(body, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, body)
+			}))
+			defer srv.Close()
+			m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken(restToken)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := []string{"nid000001", "nid000002"}
+			nodes, err := m.Nodes(t.Context(), names)
+			perNode, _ := batch.Split(err)
+			if err == nil || errors.Is(err, wlm.ErrNodeNotFound) || len(perNode) != 0 || len(nodes) != 0 {
+				t.Errorf("Nodes: %v, %v; want one error for the whole call", nodes, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), `no list of "nodes"`) && !strings.Contains(err.Error(), "want a list") {
+				t.Errorf("Nodes: %v; want it to say the list is missing", err)
+			}
+			if _, err := m.JobEnds(t.Context(), names); err == nil || errors.Is(err, wlm.ErrNodeNotFound) {
+				t.Errorf("JobEnds: %v; want one error for the whole call", err)
+			}
+		})
+	}
+}
+
+// Nor may a jobs answer without its list read as every node free.
+func TestRESTJobsAnswerWithoutList(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/nodes") {
+			io.WriteString(w, `{"nodes":[{"name":"nid000001","state":["ALLOCATED"]}],"errors":[]}`)
+			return
+		}
+		io.WriteString(w, `{"meta":{},"errors":[]}`)
+	}))
+	defer srv.Close()
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken(restToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ends, err := m.JobEnds(t.Context(), []string{"nid000001"}); err == nil || !strings.Contains(err.Error(), `no list of "jobs"`) {
+		t.Errorf("JobEnds: %v, %v; want an error that the jobs list is missing", ends, err)
+	}
+}
