@@ -76,7 +76,7 @@ func emit(output string, v any, table func(w io.Writer)) error {
 func cmdCreate(args []string) int {
 	c := newClientFlags("create")
 	specOf := specFlags(c.fs)
-	if err := parseFlags(c.fs, args); err != nil {
+	if err := parseNoArgs("create", c.fs, args); err != nil {
 		return exitUsage
 	}
 	spec, err := specOf()
@@ -101,7 +101,7 @@ func cmdCreate(args []string) int {
 
 func cmdList(args []string) int {
 	c := newClientFlags("list")
-	if err := parseFlags(c.fs, args); err != nil {
+	if err := parseNoArgs("list", c.fs, args); err != nil {
 		return exitUsage
 	}
 	t, err := c.target()
@@ -435,7 +435,7 @@ func cmdConfig(args []string) int {
 	}
 	fs := flag.NewFlagSet("crus config check", flag.ContinueOnError)
 	cfgPath := configFlags(fs)
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseNoArgs("config check", fs, args[1:]); err != nil {
 		return exitUsage
 	}
 	cfg, problems := loadConfig(*cfgPath, fs, os.Getenv)
@@ -487,7 +487,7 @@ func specFlags(fs *flag.FlagSet) func() (crus.Spec, error) {
 	drainTimeout := fs.Duration("drain-timeout", 0, "longest a node may keep running jobs once drained")
 	drainAction := fs.String("drain-timeout-action", "", "release (default) or fail")
 	canary := fs.String("canary", "", "sizes of the first batches, comma-separated (e.g. 1,5)")
-	fs.BoolVar(&spec.CanaryApproval, "canary-approval", false, "wait for `crus approve` after the canary batches")
+	fs.BoolVar(&spec.CanaryApproval, "canary-approval", false, "wait for crus approve after the canary batches")
 	windows := fs.String("maintenance-windows", "", `JSON list of windows, e.g. [{"days":["sat","sun"],"start":"22:00","end":"06:00"}]`)
 	return func() (crus.Spec, error) {
 		spec.BootLimit = crus.BootLimit(*bootLimit)

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +107,34 @@ func TestDescribeShowsConditions(t *testing.T) {
 	describe(&buf, s)
 	if want := "conditions:\n  bookings_unreadable\tsince 2026-01-05 08:00:00\treading reservations: refused\n"; !strings.Contains(buf.String(), want) {
 		t.Errorf("describe:\n%s\nwant it to hold %q", buf.String(), want)
+	}
+}
+
+// A word left over is a usage error, not ignored: "--clear-failed false"
+// sets the flag and leaves "false", which used to create a session that
+// empties the failed group. Nothing is sent: the server named does not
+// exist.
+func TestCommandsRefuseStrayArguments(t *testing.T) {
+	was := stderr
+	defer func() { stderr = was }()
+	for _, args := range [][]string{
+		{"create", "--server", "http://127.0.0.1:1", "--starting-label", "s", "--clear-failed", "false"},
+		{"create", "--server", "http://127.0.0.1:1", "stray"},
+		{"list", "--server", "http://127.0.0.1:1", "stray"},
+		{"plan", "--starting-label", "s", "--upgrade-step-size", "4", "true"},
+		{"config", "check", "stray"},
+	} {
+		var out bytes.Buffer
+		stderr = &out
+		if code := run(args); code != exitUsage {
+			t.Errorf("%q: exit %d; want %d (%s)", args, code, exitUsage, out.String())
+		}
+		last := args[len(args)-1]
+		if !strings.Contains(out.String(), fmt.Sprintf("unexpected argument %q", last)) {
+			t.Errorf("%q: stderr %q; want it to name %q", args, out.String(), last)
+		}
+		if _, err := strconv.ParseBool(last); err == nil && !strings.Contains(out.String(), "--clear-failed=false") {
+			t.Errorf("%q: stderr %q; want the hint to write the value after =", args, out.String())
+		}
 	}
 }

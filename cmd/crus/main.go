@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -82,6 +83,28 @@ func run(args []string) int {
 		return exitUsage
 	}
 	return cmd(args[1:])
+}
+
+// parseNoArgs is parseFlags for a command that takes no positional
+// argument: one is a usage error, not ignored. A word left over is most
+// often the value of a boolean flag written apart (--clear-failed false
+// sets the flag and leaves "false"), which would do the opposite of what
+// was asked.
+func parseNoArgs(name string, fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return nil
+	}
+	arg := fs.Arg(0)
+	hint := ""
+	if _, err := strconv.ParseBool(arg); err == nil {
+		hint = " (a boolean flag takes its value after =, as --clear-failed=false)"
+	}
+	err := fmt.Errorf("unexpected argument %q: crus %s takes none%s", arg, name, hint)
+	fmt.Fprintf(stderr, "crus %s: %v\n", name, err)
+	return err
 }
 
 // parseFlags parses args allowing flags after the positional arguments

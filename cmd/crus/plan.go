@@ -31,7 +31,7 @@ func cmdPlan(args []string) int {
 	reboot := fs.Duration("reboot-time", 10*time.Minute, "mean reboot time")
 	seed := fs.Uint64("seed", 1, "random seed")
 	settingFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs("plan", fs, args); err != nil {
 		return exitUsage
 	}
 	if (*session == "") == (*starting == "") {

@@ -44,7 +44,7 @@ func serve(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("crus serve", flag.ContinueOnError)
 	cfgPath := configFlags(fs)
 	verbose := fs.Bool("v", false, "log debug records")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs("serve", fs, args); err != nil {
 		return exitUsage
 	}
 	log := newLogger(*verbose)
@@ -166,7 +166,7 @@ func cmdDemo(args []string) int {
 	pause := fs.Duration("pause", 20*time.Second, "real time between the end of a session and the next")
 	verbose := fs.Bool("v", false, "log what the executor does")
 	auto := fs.Bool("sessions", true, "run demo sessions one after the other (false: none; create your own with crus create)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs("demo", fs, args); err != nil {
 		return exitUsage
 	}
 	log := slog.New(slog.DiscardHandler)
