@@ -452,6 +452,8 @@ func TestPreflightBadInput(t *testing.T) {
 			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 2 nodes of the starting group", "nid000002", "nid000003"}},
 		{name: "node unknown to HSM", setup: func(e *env) { e.w.AddGroup(fake.StartingLabel, fake.XName(0), "x9000c0s0b0n0") },
 			want: []error{crus.ErrPreflight, hsm.ErrComponentNotFound}, has: []string{"HSM does not know 1 node of the starting group", "x9000c0s0b0n0"}},
+		{name: "a member with a terminal's escapes", setup: func(e *env) { e.w.AddGroup(fake.UpgradingLabel, "x1c0s0b0n0\n\x1b]0;owned\x07\x1b[2J") },
+			want: []error{crus.ErrPreflight, crus.ErrGroupNotEmpty}, has: []string{"must be empty", "x1c0s0b0n0 ]0;owned [2J"}},
 		{name: "several problems at once", setup: func(e *env) {
 			e.spec.TemplateID = "nope"
 			e.w.AddGroup(fake.UpgradingLabel, fake.XName(2))
@@ -474,6 +476,10 @@ func TestPreflightBadInput(t *testing.T) {
 			for _, has := range tc.has {
 				assert.Contains(t, err.Error(), has)
 			}
+			// A backend's text reaches the error without control
+			// characters (it is shown to admins and logged); the only
+			// newlines are the list's of several problems.
+			assert.NotRegexp(t, `[\x00-\x09\x0b-\x1f\x7f]`, err.Error())
 			// Nothing changed anywhere.
 			calls := e.w.Calls()
 			for _, op := range mutating {

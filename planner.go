@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -623,11 +624,25 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // abbreviate lists at most max names, then "and N more".
 func abbreviate(names []string, max int) string {
-	if len(names) <= max {
-		return strings.Join(names, ", ")
+	more := ""
+	if len(names) > max {
+		names, more = names[:max], fmt.Sprintf(" and %d more", len(names)-max)
 	}
-	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		// Names come from backends (HSM members, boot sessions): one
+		// with a newline or a terminal's escape must not reach an error,
+		// a log or an admin's terminal as it is.
+		b.WriteString(text.Clean(n, maxShownName))
+	}
+	return b.String() + more
 }
+
+// maxShownName bounds one name in an abbreviated list.
+const maxShownName = 128
 
 // plural returns "1 node", "2 nodes": n and the noun, in the right number.
 func plural(n int, noun string) string { return string(appendPlural(make([]byte, 0, 32), n, noun)) }
