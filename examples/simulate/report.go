@@ -77,7 +77,7 @@ func (rep report) csv() error {
 					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), b.Hours(), ratio(r.Makespan, b),
 					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
 					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
-					r.Old.Jobs, r.Old.NodeTime.Hours(), r.OldLastEnd.Hours(), l.Unwanted.Hours(), r.WantedOverFloor())
+					r.Old.Jobs, r.Old.NodeHours, r.OldLastEnd.Hours(), l.Unwanted.Hours(), r.WantedOverFloor())
 			}
 		}
 	}
@@ -140,7 +140,7 @@ func (rep report) single() error {
 		row := []string{r.Strategy, fmt.Sprintf("%.1f", r.Makespan.Hours()), ratioText(r.Makespan, b), fmt.Sprintf("%.1f", r.Lost.Hours()),
 			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.2f", r.WantedOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
 			fmt.Sprintf("%.1f", l.Returning.Hours()), fmt.Sprintf("%.1f", l.Failed.Hours()), fmt.Sprintf("%.1f", l.Draining.Hours()),
-			fmt.Sprintf("%.1f", r.Old.NodeTime.Hours()), oldEnd(r.OldLastEnd, r.Old.Jobs > 0),
+			fmt.Sprintf("%.1f", r.Old.NodeHours), oldEnd(r.OldLastEnd, r.Old.Jobs > 0),
 			fmt.Sprint(r.MaxOut), stepOf(r), fmt.Sprint(r.Upgraded), fmt.Sprint(r.Failed), fmt.Sprint(r.Untouched),
 			perNode(r.WLMCalls, r), perNode(r.HSMCalls, r), perNode(r.BOSCalls, r)}
 		if rep.format != "markdown" {
@@ -240,7 +240,7 @@ func (rep report) statsOf(w window) []stats {
 			rt = append(rt, r.Loss.Returning.Hours())
 			fh = append(fh, r.Loss.Failed.Hours())
 			dr = append(dr, r.Loss.Draining.Hours())
-			ow = append(ow, r.Old.NodeTime.Hours())
+			ow = append(ow, r.Old.NodeHours)
 			if r.Old.Jobs > 0 {
 				oe = append(oe, r.OldLastEnd.Hours())
 			}

@@ -12,9 +12,10 @@ import "time"
 type OldWork struct {
 	// Jobs: jobs started on at least one such node.
 	Jobs int
-	// NodeTime: their run times, each times the number of such nodes it
-	// ran on.
-	NodeTime time.Duration
+	// NodeHours: their run times in hours, each times the number of such
+	// nodes it ran on. (Not a time.Duration: one 40,960-node job of three
+	// days is more node-time than a Duration holds, 2.56 million hours.)
+	NodeHours float64
 	// LastEnd: the latest end of those jobs (zero: none).
 	LastEnd time.Time
 }
@@ -51,6 +52,6 @@ func (w *World) countOld(nodes []*node, runFor time.Duration) {
 		return
 	}
 	w.sim.old.Jobs++
-	w.sim.old.NodeTime += time.Duration(old) * runFor
+	w.sim.old.NodeHours += float64(old) * runFor.Hours()
 	w.sim.old.LastEnd = later(w.sim.old.LastEnd, w.now.Add(runFor))
 }

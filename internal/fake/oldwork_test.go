@@ -32,13 +32,23 @@ func TestOldWork(t *testing.T) {
 	// nid000003 (rebooted) and nid000004 (not): one old node.
 	require.True(t, w.StartJobOnFree(2, "", 2*time.Hour, 5*time.Hour, nil))
 	got := w.OldWork()
-	assert.Equal(t, fake.OldWork{Jobs: 1, NodeTime: 2 * time.Hour, LastEnd: mark.Add(3 * time.Hour)}, got)
+	assert.Equal(t, fake.OldWork{Jobs: 1, NodeHours: 2, LastEnd: mark.Add(3 * time.Hour)}, got)
 
 	// nid000005, old, for less time: the last end stays.
 	require.True(t, w.StartJobOnFree(1, "", time.Hour, 5*time.Hour, nil))
 	got = w.OldWork()
-	assert.Equal(t, fake.OldWork{Jobs: 2, NodeTime: 3 * time.Hour, LastEnd: mark.Add(3 * time.Hour)}, got)
+	assert.Equal(t, fake.OldWork{Jobs: 2, NodeHours: 3, LastEnd: mark.Add(3 * time.Hour)}, got)
 
 	w.MarkUpgrade()
 	assert.Zero(t, w.OldWork(), "MarkUpgrade starts from nothing")
+}
+
+// Work on old nodes is counted past what a time.Duration holds (2.56
+// million hours): a 40,960-node job of 100 hours is 4.1 million node-hours.
+func TestOldWorkBeyondDuration(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 40960})
+	w.MarkUpgrade()
+	w.Advance(time.Hour)
+	require.True(t, w.StartJobOnFree(40960, "", 100*time.Hour, 100*time.Hour, nil))
+	assert.Equal(t, 4096000.0, w.OldWork().NodeHours)
 }

@@ -91,7 +91,7 @@ func TestStrategiesSideBySide(t *testing.T) {
 	assert.Zero(t, a.Old, "reboot-asap: no job starts on a node marked for reboot")
 	assert.Zero(t, a.OldLastEnd)
 	assert.Positive(t, j.Old.Jobs, "rolling: jobs start on nodes it has not taken yet")
-	assert.Positive(t, j.Old.NodeTime)
+	assert.Positive(t, j.Old.NodeHours)
 	assert.Positive(t, j.OldLastEnd)
 	assert.LessOrEqual(t, j.OldLastEnd, j.Makespan, "the session waits for the last job on a node it has still to reboot")
 
