@@ -177,12 +177,25 @@ func (c *CLI) read(ctx context.Context, names []string, weights map[string]int64
 			}
 		}
 		for i, n := range res.nodes {
+			if _, twice := got[n.Name]; twice {
+				return nil, nil, shownTwice(n.Name)
+			}
 			got[n.Name] = n
 			if weights != nil {
 				weights[n.Name] = res.weights[i]
 			}
 		}
 		unknown = append(unknown, res.notFound...)
+	}
+	// A node shown twice, or shown and reported unknown, is output
+	// forged or misread: a Reason= or OS= holding a newline and
+	// "NodeName=..." (free text set by an operator, a health check or the
+	// node itself) starts a record of its own, which must not stand for
+	// another node's state and boot time.
+	for _, u := range unknown {
+		if _, ok := got[u]; ok {
+			return nil, nil, shownTwice(u)
+		}
 	}
 	// Every name must be accounted for: a node neither shown nor reported
 	// unknown means the output was not understood, which must not read as
@@ -202,6 +215,11 @@ func (c *CLI) read(ctx context.Context, names []string, weights map[string]int64
 			len(missing), CompressHostlist(missing))
 	}
 	return got, unknown, nil
+}
+
+// shownTwice is the error of an output that shows a node twice.
+func shownTwice(name string) error {
+	return fmt.Errorf("slurm: scontrol show node reported node %q twice (a free-text field holding a newline?): output not understood", text.Clean(name, 64))
 }
 
 // notFound returns a *batch.NodeError wrapping wlm.ErrNodeNotFound for
