@@ -266,3 +266,37 @@ func TestNewHTTPClient(t *testing.T) {
 		t.Error("missing CA file: no error")
 	}
 }
+
+// A token that cannot go in a header (it would fail every request in the
+// HTTP client, which no server refuses, so it was never invalidated) is
+// refused at fetch; and no token is kept longer than MaxTokenLifetime,
+// whatever expires_in says (1e9 s kept one 31 years).
+func TestClientCredentialsUnsendableAndEndlessTokens(t *testing.T) {
+	var n atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch i := n.Add(1); i {
+		case 1:
+			fmt.Fprint(w, `{"access_token":"abc\ndef","token_type":"Bearer","expires_in":1e9}`)
+		case 2:
+			fmt.Fprint(w, `{"access_token":"abc def","token_type":"Bearer","expires_in":300}`)
+		default:
+			fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":1e9}`, i)
+		}
+	}))
+	defer ts.Close()
+	clk := &clock{now: time.Unix(1e9, 0)}
+	cc := &auth.ClientCredentials{TokenURL: ts.URL, ClientID: "admin-client", ClientSecret: secret, HTTPClient: ts.Client(), Now: clk.Now}
+	for i := range 2 {
+		if tok, err := cc.Token(t.Context()); err == nil || !strings.Contains(err.Error(), "cannot be sent") {
+			t.Errorf("answer %d: %q, %v; want it refused", i+1, tok, err)
+		}
+	}
+	if tok, err := cc.Token(t.Context()); err != nil || tok != "tok-3" {
+		t.Fatalf("after the bad answers: %q, %v; want tok-3", tok, err)
+	}
+	clk.Add(auth.MaxTokenLifetime)
+	if tok, err := cc.Token(t.Context()); err != nil || tok != "tok-4" {
+		t.Errorf("a day later, expires_in 1e9: %q, %v; want a fresh tok-4", tok, err)
+	}
+}

@@ -269,11 +269,37 @@ func (c *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, e
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		return "", 0, fmt.Errorf("auth: token endpoint %s sent a %q token, want a bearer token", endpoint, text.Clean(tr.TokenType, 100))
 	}
-	lifetime := time.Duration(tr.ExpiresIn * float64(time.Second))
-	if lifetime <= 0 {
+	if !sendable(tr.AccessToken) {
+		// It would fail every request in the HTTP client, before any
+		// server could refuse it, and stay cached until it expires.
+		return "", 0, fmt.Errorf("auth: token endpoint %s sent an access_token that cannot be sent in a header (a bearer token is printable ASCII without spaces)", endpoint)
+	}
+	var lifetime time.Duration
+	switch {
+	case tr.ExpiresIn <= 0:
 		lifetime = time.Minute // no expiry given: do not keep it long
+	case tr.ExpiresIn >= MaxTokenLifetime.Seconds():
+		lifetime = MaxTokenLifetime
+	default:
+		lifetime = time.Duration(tr.ExpiresIn * float64(time.Second))
 	}
 	return tr.AccessToken, lifetime, nil
+}
+
+// MaxTokenLifetime bounds how long a fetched token is kept, whatever
+// expires_in says: a token that an identity provider revoked, or one
+// given a lifetime of years by mistake, is fetched again at least daily.
+const MaxTokenLifetime = 24 * time.Hour
+
+// sendable reports whether tok can be a bearer token in a header: RFC
+// 6750's b64token is printable ASCII without spaces.
+func sendable(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // redactURL hides a password in a URL's user info.
