@@ -38,7 +38,8 @@
 // given as [RESTConfig.Fallback]; from v0.0.39 on they are POSTs to
 // /slurm/vX/node/{name}. A refused token is an error matching [ErrAuth]:
 // slurmrestd answers 401 without a token and, in 22.05, 500 "Unspecified
-// error" for a bad or expired one.
+// error" for a bad or expired one. The token refused is then passed to
+// the [TokenSource] ([RefusedToken]) so that it gets another at once.
 //
 // # Steering
 //

@@ -37,8 +37,20 @@ import (
 var ErrAuth = errors.New("slurm: slurmrestd refused the credentials")
 
 // TokenSource returns the JWT to send as X-SLURM-USER-TOKEN. It is called
-// for every request and should cache.
+// for every request and should cache. After slurmrestd refused a token
+// (an answer matching [ErrAuth]), the next call's ctx carries that token
+// ([RefusedToken]): a source that caches should not give it again but
+// get a new one, as [CLI.TokenSource] does.
 type TokenSource func(ctx context.Context) (string, error)
+
+type refusedKey struct{}
+
+// RefusedToken returns the token slurmrestd refused last, as the
+// [REST] adapter passes it to its [TokenSource] in ctx, or "".
+func RefusedToken(ctx context.Context) string {
+	tok, _ := ctx.Value(refusedKey{}).(string)
+	return tok
+}
 
 // StaticToken returns a TokenSource that always gives tok.
 func StaticToken(tok string) TokenSource {
@@ -170,6 +182,7 @@ type REST struct {
 
 	mu      sync.Mutex
 	version string
+	refused string // the token slurmrestd refused last, until the source gives another
 }
 
 var (
@@ -322,8 +335,25 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 	}
 	var token string
 	if r.cfg.Token != nil {
-		if token, err = r.cfg.Token(ctx); err != nil {
+		r.mu.Lock()
+		refused := r.refused
+		r.mu.Unlock()
+		tctx := ctx
+		if refused != "" {
+			tctx = context.WithValue(ctx, refusedKey{}, refused)
+		}
+		if token, err = r.cfg.Token(tctx); err != nil {
 			return fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
+		}
+		if !sendable(token) {
+			return fmt.Errorf("%w: the token source gave a token that cannot be sent in a header (a JWT is printable ASCII without spaces)", ErrAuth)
+		}
+		if refused != "" && token != refused {
+			r.mu.Lock()
+			if r.refused == refused {
+				r.refused = ""
+			}
+			r.mu.Unlock()
 		}
 		req.Header.Set("X-SLURM-USER-TOKEN", token)
 	}
@@ -347,7 +377,13 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 		if err != nil && ctx.Err() != nil {
 			return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, ctx.Err())
 		}
-		return r.refusal(method, path, resp.StatusCode, b, token)
+		err = r.refusal(method, path, resp.StatusCode, b, token)
+		if token != "" && errors.Is(err, ErrAuth) {
+			r.mu.Lock()
+			r.refused = token
+			r.mu.Unlock()
+		}
+		return err
 	}
 	cr := &capReader{r: resp.Body, n: maxBody}
 	if read != nil {

@@ -2,6 +2,7 @@ package slurm_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crus-go/crus/auth"
 	"github.com/crus-go/crus/batch"
@@ -228,5 +231,80 @@ func TestRESTJobsAnswerWithoutList(t *testing.T) {
 	}
 	if ends, err := m.JobEnds(t.Context(), []string{"nid000001"}); err == nil || !strings.Contains(err.Error(), `no list of "jobs"`) {
 		t.Errorf("JobEnds: %v, %v; want an error that the jobs list is missing", ends, err)
+	}
+}
+
+// A token slurmrestd refused (slurmctld restarted with another key, the
+// token revoked) is not sent again: the next request asks the source for
+// another, and CLI.TokenSource runs scontrol token at once rather than
+// when a third of its life is left. Output that is not one token is an
+// error, not a token that every request then fails to send.
+func TestRESTRenewsARefusedToken(t *testing.T) {
+	var issued int
+	var outputs = map[int]string{}
+	run := func(ctx context.Context, c slurm.Command) ([]byte, []byte, error) {
+		if len(c.Args) == 0 || c.Args[0] != "token" {
+			return nil, nil, fmt.Errorf("unexpected command %v", c.Args)
+		}
+		issued++
+		if out, ok := outputs[issued]; ok {
+			return []byte(out), nil, nil
+		}
+		return []byte(fmt.Sprintf("SLURM_JWT=tok%d\n", issued)), nil, nil
+	}
+	cli, err := slurm.NewCLI(slurm.Config{Runner: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.Header.Get("X-SLURM-USER-TOKEN")
+		seen = append(seen, tok)
+		w.Header().Set("Content-Type", "application/json")
+		if tok == "tok1" {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"error":"invalid token","error_number":1}]}`)
+			return
+		}
+		io.WriteString(w, `{"nodes":[{"name":"nid000001","state":["IDLE"]}],"errors":[]}`)
+	}))
+	defer srv.Close()
+	m, err := slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: cli.TokenSource("root", time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"nid000001"}
+	if _, err := m.Nodes(t.Context(), names); !errors.Is(err, slurm.ErrAuth) {
+		t.Fatalf("first Nodes: %v; want ErrAuth", err)
+	}
+	for range 2 {
+		if _, err := m.Nodes(t.Context(), names); err != nil {
+			t.Fatalf("Nodes after a refusal: %v", err)
+		}
+	}
+	if want := []string{"tok1", "tok2", "tok2"}; !slices.Equal(seen, want) || issued != 2 {
+		t.Errorf("tokens sent %q after %d scontrol token runs; want %q after 2", seen, issued, want)
+	}
+
+	// scontrol printing two tokens, or one with a space, gives no token.
+	for _, out := range []string{"SLURM_JWT=a.b.c\nSLURM_JWT=d.e.f\n", "SLURM_JWT=a.b c\n"} {
+		issued, outputs = 0, map[int]string{1: out}
+		src := cli.TokenSource("root", time.Hour)
+		if tok, err := src(t.Context()); err == nil {
+			t.Errorf("scontrol token printing %q: token %q; want an error", out, tok)
+		}
+		if tok, err := src(t.Context()); err != nil || tok != "tok2" {
+			t.Errorf("next call: %q, %v; want a token fetched anew", tok, err)
+		}
+	}
+
+	// A source of its own that gives such a token: the request is not sent.
+	seen = nil
+	m, err = slurm.NewREST(slurm.RESTConfig{URL: srv.URL, Version: "v0.0.38", User: "root", Token: slurm.StaticToken("a.b\r\nX-Evil: 1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Nodes(t.Context(), names); !errors.Is(err, slurm.ErrAuth) || strings.Contains(err.Error(), "Evil") || len(seen) != 0 {
+		t.Errorf("Nodes with an unsendable token: %v, %d requests; want ErrAuth, no request, the token not shown", err, len(seen))
 	}
 }

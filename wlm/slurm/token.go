@@ -37,10 +37,24 @@ func jwtClaims(tok string) (jwtPayload, error) {
 	return p, nil
 }
 
+// sendable reports whether tok can go in a header: a JWT is base64url
+// parts and dots, and any bearer token printable ASCII without spaces.
+func sendable(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // TokenSource returns a TokenSource that gets JWTs for user from
 // `scontrol token username=<user> lifespan=<lifespan>` (which needs
 // root or SlurmUser, and AuthAltTypes=auth/jwt) and renews them when a
-// third of their life is left. A lifespan of zero means one hour.
+// third of their life is left, or at once when slurmrestd refused the
+// one it holds ([RefusedToken]: slurmctld restarted with another key,
+// say). A lifespan of zero means one hour. Output other than one
+// SLURM_JWT= line holding a token is an error, and nothing is kept.
 func (c *CLI) TokenSource(user string, lifespan time.Duration) TokenSource {
 	if lifespan <= 0 {
 		lifespan = time.Hour
@@ -51,7 +65,7 @@ func (c *CLI) TokenSource(user string, lifespan time.Duration) TokenSource {
 	return func(ctx context.Context) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if tok != "" && time.Now().Before(renew) {
+		if tok != "" && time.Now().Before(renew) && tok != RefusedToken(ctx) {
 			return tok, nil
 		}
 		if err := ValidateName(user); err != nil {
@@ -63,8 +77,11 @@ func (c *CLI) TokenSource(user string, lifespan time.Duration) TokenSource {
 			return "", err
 		}
 		t, ok := strings.CutPrefix(strings.TrimSpace(string(out)), "SLURM_JWT=")
-		if !ok || t == "" {
+		switch {
+		case !ok || t == "":
 			return "", errors.New("slurm: scontrol token printed no SLURM_JWT=")
+		case !sendable(t):
+			return "", errors.New("slurm: scontrol token printed more than one SLURM_JWT= token, or one that cannot be sent in a header")
 		}
 		tok, renew = t, time.Now().Add(lifespan*2/3)
 		return tok, nil
