@@ -3,6 +3,8 @@ package crustest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -286,3 +288,34 @@ func resumedThenFailed(t *testing.T, w *crustest.World, fail func()) *crus.Sessi
 // w0name is the workload-manager name of node i of a World of the kit's
 // default naming.
 func w0name(i int) string { return crustest.New(crustest.Options{Nodes: i + 1}).Names()[i] }
+
+// Options no World can have are refused by name, before anything is built:
+// a negative node count used to panic deep in a slice allocation, and a
+// Busy of 2 or a negative RebootTime were taken as they were.
+func TestNewRefusesImpossibleOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts crustest.Options
+		want string
+	}{
+		{crustest.Options{Nodes: -1}, "Options.Nodes -1"},
+		{crustest.Options{Nodes: crustest.MaxNodes + 1}, "MaxNodes"},
+		{crustest.Options{Busy: -0.5}, "Options.Busy -0.5"},
+		{crustest.Options{Busy: 2}, "Options.Busy 2"},
+		{crustest.Options{Busy: math.NaN()}, "Options.Busy NaN"},
+		{crustest.Options{RebootTime: -time.Minute}, "Options.RebootTime -1m0s"},
+		{crustest.Options{RebootJitter: -time.Second}, "Options.RebootJitter -1s"},
+	} {
+		func() {
+			defer func() {
+				msg := fmt.Sprint(recover())
+				if !strings.HasPrefix(msg, "crustest.New: ") || !strings.Contains(msg, tc.want) {
+					t.Errorf("New(%+v) panicked with %q; want a message naming %q", tc.opts, msg, tc.want)
+				}
+			}()
+			crustest.New(tc.opts)
+		}()
+	}
+	if w := crustest.New(crustest.Options{Busy: 1, RebootTime: time.Second}); len(w.Names()) != 8 {
+		t.Errorf("New with Busy 1: %d nodes, want the default 8", len(w.Names()))
+	}
+}

@@ -36,9 +36,12 @@ var ErrOutsideManager = errors.New("crustest: the world uses an outside workload
 // "x1000c0s0b0n1", ...).
 func XName(i int) string { return fake.XName(i) }
 
-// Options describe a World. The zero value is usable.
+// Options describe a World. The zero value is usable; New panics on
+// values no World can have (negative counts or durations, Busy outside 0
+// to 1, more than MaxNodes nodes), saying which.
 type Options struct {
-	// Nodes is the number of compute nodes; default 8. Node i (from 0)
+	// Nodes is the number of compute nodes; default 8, at most MaxNodes.
+	// Node i (from 0)
 	// has xname XName(i), node ID i+1 and the workload-manager name
 	// "nid%06d" of its node ID, as crus maps it by default.
 	Nodes int
@@ -104,12 +107,34 @@ type World struct {
 	rec     *recorder
 }
 
+// MaxNodes is the most nodes a World has: XName numbers cabinets from
+// x1000 to x9999, 256 nodes each.
+const MaxNodes = 9000 * 256
+
+// check says what is wrong with opts, or "".
+func (o Options) check() string {
+	switch {
+	case o.Nodes < 0 || o.Nodes > MaxNodes:
+		return fmt.Sprintf("Nodes %d is not within 0 to MaxNodes (%d)", o.Nodes, MaxNodes)
+	case !(o.Busy >= 0 && o.Busy <= 1):
+		return fmt.Sprintf("Busy %v is not a fraction within 0 to 1", o.Busy)
+	case o.RebootTime < 0:
+		return fmt.Sprintf("RebootTime %v is negative", o.RebootTime)
+	case o.RebootJitter < 0:
+		return fmt.Sprintf("RebootJitter %v is negative", o.RebootJitter)
+	}
+	return ""
+}
+
 // New returns a World with opts.Nodes nodes, all members of the starting
 // group; empty upgrading and failed groups; and the boot session template
 // Template. Its workload manager is the kit's own, Slurm-like one: drains
 // wait for running jobs, reboots are proven by boot times, reasons are
 // kept.
 func New(opts Options) *World {
+	if msg := opts.check(); msg != "" {
+		panic("crustest.New: Options." + msg)
+	}
 	if opts.Nodes == 0 {
 		opts.Nodes = 8
 	}
