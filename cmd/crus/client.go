@@ -57,11 +57,18 @@ func newClientFlags(name string) *clientFlags {
 	return c
 }
 
-func (c *clientFlags) target() (target, error) {
+// checkOutput refuses an output format crus does not write.
+func (c *clientFlags) checkOutput() error {
 	switch c.output {
 	case "table", "json", "yaml":
-	default:
-		return nil, fmt.Errorf("-o %q is not table, json or yaml", c.output)
+		return nil
+	}
+	return usageError{fmt.Errorf("-o %q is not table, json or yaml", c.output)}
+}
+
+func (c *clientFlags) target() (target, error) {
+	if err := c.checkOutput(); err != nil {
+		return nil, err
 	}
 	if c.store != "" {
 		return c.local()

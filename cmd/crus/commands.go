@@ -28,7 +28,17 @@ var (
 	stderr io.Writer = os.Stderr
 )
 
+// usageError is an error in how a command was called, found after its
+// flags were parsed: fail exits with exitUsage for it.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
 func fail(name string, err error) int {
+	if ue := (usageError{}); errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "crus %s: %v\n", name, ue.error)
+		return exitUsage
+	}
 	var p *api.Problem
 	if errors.As(err, &p) {
 		fmt.Fprintf(stderr, "crus %s: %s: %s\n", name, p.Title, p.Detail)

@@ -138,3 +138,25 @@ func TestCommandsRefuseStrayArguments(t *testing.T) {
 		}
 	}
 }
+
+// An output format crus does not write is a usage error (exit 2), as
+// every other flag's bad value is, for every client command; nothing is
+// sent (the server named does not exist).
+func TestUnknownOutputIsUsage(t *testing.T) {
+	was := stderr
+	defer func() { stderr = was }()
+	for _, args := range [][]string{
+		{"list", "--server", "http://127.0.0.1:1", "-o", "xml"},
+		{"describe", "s1", "--server", "http://127.0.0.1:1", "-o", "xml"},
+		{"pause", "s1", "--server", "http://127.0.0.1:1", "--output", "csv"},
+		{"create", "--server", "http://127.0.0.1:1", "--starting-label", "s", "--upgrading-label", "u", "--failed-label", "f",
+			"--upgrade-step-size", "2", "--upgrade-template-id", "t", "-o", "xml"},
+		{"plan", "--starting-label", "s", "--upgrade-step-size", "4", "-o", "xml"},
+	} {
+		var out bytes.Buffer
+		stderr = &out
+		if code := run(args); code != exitUsage || !strings.Contains(out.String(), "is not table, json or yaml") {
+			t.Errorf("%q: exit %d, stderr %q; want %d and the formats named", args, code, out.String(), exitUsage)
+		}
+	}
+}

@@ -38,6 +38,9 @@ func cmdPlan(args []string) int {
 		fmt.Fprintln(stderr, "crus plan: give --session ID or --starting-label LABEL")
 		return exitUsage
 	}
+	if err := c.checkOutput(); err != nil {
+		return fail("plan", err)
+	}
 	// Before the backends are read: values no cluster has.
 	switch {
 	case *step < 0:
