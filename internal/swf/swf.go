@@ -106,7 +106,9 @@ func Read(r io.Reader) (*Trace, error) {
 		case text == "":
 			continue
 		case strings.HasPrefix(text, ";"):
-			t.Header.parse(strings.TrimSpace(text[1:]))
+			if err := t.Header.parse(strings.TrimSpace(text[1:])); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrFormat, line, err)
+			}
 			continue
 		}
 		j, err := parseJob(text)
@@ -121,24 +123,63 @@ func Read(r io.Reader) (*Trace, error) {
 	return t, nil
 }
 
-func (h *Header) parse(s string) {
+// parse reads a header line (without its ";"). A number is the leading
+// integer of its value: headers often go on with a remark ("MaxNodes: 1024
+// (plus 4 service nodes)"), which is left aside. A value with no leading
+// integer leaves the field unknown (0); one whose leading number is not
+// whole ("4.5", "1,024", "1e9") or does not fit is refused rather than cut
+// short.
+func (h *Header) parse(s string) error {
 	k, v, ok := strings.Cut(s, ":")
 	if !ok {
-		return
+		return nil
 	}
 	v = strings.TrimSpace(v)
-	switch strings.TrimSpace(k) {
+	k = strings.TrimSpace(k)
+	var err error
+	switch k {
 	case "Computer":
 		h.Computer = v
 	case "MaxNodes":
-		h.MaxNodes, _ = strconv.Atoi(v)
+		var n int64
+		n, err = leadingInt(v)
+		h.MaxNodes = int(n)
 	case "MaxProcs":
-		h.MaxProcs, _ = strconv.Atoi(v)
+		var n int64
+		n, err = leadingInt(v)
+		h.MaxProcs = int(n)
 	case "UnixStartTime":
-		h.UnixStartTime, _ = strconv.ParseInt(v, 10, 64)
+		h.UnixStartTime, err = leadingInt(v)
 	case "TimeZoneString":
 		h.TimeZoneString = v
 	}
+	if err != nil {
+		return fmt.Errorf("header %s: %w", k, err)
+	}
+	return nil
+}
+
+// leadingInt returns the integer v starts with, 0 if it starts with none.
+func leadingInt(v string) (int64, error) {
+	end := 0
+	if end < len(v) && (v[end] == '-' || v[end] == '+') {
+		end++
+	}
+	digits := end
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	if end == digits {
+		return 0, nil // no number: unknown
+	}
+	if rest := v[end:]; len(rest) > 1 && strings.ContainsRune(".,eE", rune(rest[0])) && strings.ContainsRune("0123456789+-", rune(rest[1])) {
+		return 0, fmt.Errorf("%q is not a whole number", v) // a fraction, a thousands separator or an exponent
+	}
+	n, err := strconv.ParseInt(v[:end], 10, 64)
+	if err != nil || n > maxValue || n < -maxValue {
+		return 0, fmt.Errorf("%q is out of range", v)
+	}
+	return n, nil
 }
 
 // maxValue bounds a count (processors, memory, ids): 2^40 is more than

@@ -118,3 +118,26 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestReadHeaderRemarks: a header number followed by a remark, as some
+// archive traces write it, is the number; a value with no number is
+// unknown (0); a number that is not whole or does not fit is refused with
+// its line, not cut short or dropped to 0.
+func TestReadHeaderRemarks(t *testing.T) {
+	job := "1 0 -1 60 8 -1 -1 8 -1 -1 1 1 -1 -1 -1 1 -1 -1\n"
+	for in, want := range map[string]swf.Header{
+		"; MaxNodes: 1024 (plus 4 service nodes)\n; MaxProcs: 4096 processors\n": {MaxNodes: 1024, MaxProcs: 4096},
+		"; MaxNodes: 100  \n; MaxProcs:\t100\t\n":                                {MaxNodes: 100, MaxProcs: 100},
+		"; UnixStartTime: 1170175078 (Tue Jan 30 16:37:58 2007)\n":               {UnixStartTime: 1170175078},
+		"; MaxNodes: unknown\n; MaxProcs: -1\n":                                  {MaxProcs: -1},
+	} {
+		tr, err := swf.Read(strings.NewReader(in + job))
+		require.NoError(t, err, in)
+		assert.Equal(t, want, tr.Header, in)
+	}
+	for _, in := range []string{"; MaxNodes: 1,024\n", "; MaxProcs: 4.5\n", "; MaxNodes: 99999999999999999999\n", "; UnixStartTime: 1e9\n"} {
+		_, err := swf.Read(strings.NewReader("; Version: 2.2\n" + in + job))
+		require.ErrorIs(t, err, swf.ErrFormat, in)
+		assert.ErrorContains(t, err, "line 2: header ", in)
+	}
+}
