@@ -803,3 +803,16 @@ func TestExtensionsScheduled(t *testing.T) {
 		t.Errorf("summaries %+v", sums)
 	}
 }
+
+// A phase event says which phase the node entered: without it the event
+// stream and `crus watch` showed "phase: x1000c0s0b0n0" and nothing more.
+func TestEventOfCarriesThePhase(t *testing.T) {
+	e := api.EventOf(crus.Event{Kind: crus.EventPhase, Node: "x1000c0s0b0n0", Phase: crus.PhaseBooting})
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Phase != crus.PhaseBooting || !strings.Contains(string(b), `"phase":"booting"`) {
+		t.Errorf("EventOf gives %s; want the phase", b)
+	}
+}

@@ -21,6 +21,7 @@ type Event struct {
 	Stage   crus.Stage     `json:"stage,omitzero"`
 	Node    string         `json:"node,omitzero"`
 	Outcome crus.Outcome   `json:"outcome,omitzero"`
+	Phase   crus.Phase     `json:"phase,omitzero"`
 	Reason  string         `json:"reason,omitzero"`
 	Message string         `json:"message,omitzero"`
 	Nodes   int            `json:"nodes,omitzero"`
@@ -31,7 +32,7 @@ type Event struct {
 func EventOf(ev crus.Event) Event {
 	e := Event{
 		Time: ev.Time, Session: ev.Session, Kind: ev.Kind, Step: ev.Step, Steps: ev.Steps,
-		Stage: ev.Stage, Node: ev.Node, Outcome: ev.Outcome, Reason: ev.Reason,
+		Stage: ev.Stage, Node: ev.Node, Outcome: ev.Outcome, Phase: ev.Phase, Reason: ev.Reason,
 		Message: ev.Message, Nodes: ev.Nodes,
 	}
 	if ev.Err != nil {

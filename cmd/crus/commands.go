@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -248,12 +249,21 @@ func cmdAction(action string) func([]string) int {
 			return fail(action, err)
 		}
 		defer t.Close()
-		s, err := t.Act(context.Background(), action, id)
+		ctx := context.Background()
+		s, err := t.Act(ctx, action, id)
 		if err != nil {
 			return fail(action, err)
 		}
+		did := past(action)
+		if action == "delete" && s.Completed {
+			// Deleting a session that had ended removes its record; one
+			// deleted before it started ends at once and keeps it.
+			if _, err := t.Get(ctx, id); notFound(err) {
+				did = "record deleted"
+			}
+		}
 		err = emit(c.output, s, func(w io.Writer) {
-			fmt.Fprintf(w, "%s %s: state %s, stage %s, %d of %d nodes done\n", s.UpgradeID, past(action), s.State, stageOf(s),
+			fmt.Fprintf(w, "%s %s: state %s, stage %s, %d of %d nodes done\n", s.UpgradeID, did, s.State, stageOf(s),
 				s.Counts.Upgraded+s.Counts.Failed+s.Counts.Skipped+s.Counts.Untouched, s.Counts.Nodes)
 		})
 		if err != nil {
@@ -261,6 +271,13 @@ func cmdAction(action string) func([]string) int {
 		}
 		return exitOK
 	}
+}
+
+// notFound reports whether err says there is no such session, from a
+// server (404) or a store.
+func notFound(err error) bool {
+	var p *api.Problem
+	return errors.Is(err, crus.ErrSessionNotFound) || errors.As(err, &p) && p.Status == http.StatusNotFound
 }
 
 func past(action string) string {
@@ -346,7 +363,7 @@ func cmdWatch(args []string) int {
 			default:
 				// The line log: what happened, not every stage (the
 				// progress lines carry the stage); failed nodes always.
-				if !tty && ev.Kind != crus.EventNode && ev.Kind != crus.EventStage || ev.Outcome == crus.OutcomeFailed {
+				if !tty && ev.Kind != crus.EventNode && ev.Kind != crus.EventPhase && ev.Kind != crus.EventStage || ev.Outcome == crus.OutcomeFailed {
 					if tty {
 						fmt.Fprint(stdout, "\r\033[K")
 					}
@@ -394,8 +411,10 @@ func eventLine(ev *api.Event) string {
 	switch {
 	case ev.Message != "":
 		b.WriteString(": " + ev.Message)
+	case ev.Node != "" && ev.Phase != "":
+		fmt.Fprintf(&b, ": %s %s", ev.Node, ev.Phase)
 	case ev.Node != "":
-		fmt.Fprintf(&b, ": %s %s %s", ev.Node, ev.Outcome, ev.Reason)
+		b.WriteString(": " + strings.TrimSpace(ev.Node+" "+string(ev.Outcome)+" "+ev.Reason))
 	case ev.Stage != "":
 		fmt.Fprintf(&b, ": step %d, %s", ev.Step, ev.Stage)
 	}

@@ -160,3 +160,22 @@ func TestUnknownOutputIsUsage(t *testing.T) {
 		}
 	}
 }
+
+// A piped watch logs what happened to the session, not each node's phase
+// (thousands of lines on a big machine); when a phase event is shown it
+// names the phase, and a node event has no trailing blanks.
+func TestEventLine(t *testing.T) {
+	at := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ev   api.Event
+		want string
+	}{
+		{api.Event{Time: at, Kind: crus.EventPhase, Node: "x1000c0s0b0n0", Phase: crus.PhaseBooting}, "2026-01-05 08:00:00 phase: x1000c0s0b0n0 booting"},
+		{api.Event{Time: at, Kind: crus.EventNode, Node: "x1000c0s0b0n0", Outcome: crus.OutcomeUpgraded}, "2026-01-05 08:00:00 node: x1000c0s0b0n0 upgraded"},
+		{api.Event{Time: at, Kind: crus.EventNode, Node: "x1000c0s0b0n0", Outcome: crus.OutcomeFailed, Reason: "boot failed"}, "2026-01-05 08:00:00 node: x1000c0s0b0n0 failed boot failed"},
+	} {
+		if got := eventLine(&tc.ev); got != tc.want {
+			t.Errorf("eventLine(%+v) = %q, want %q", tc.ev, got, tc.want)
+		}
+	}
+}

@@ -410,8 +410,10 @@ func TestCLIEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	// Deleting the finished session removes it.
-	mustCLI(t, addr, "delete", id)
+	// Deleting the finished session removes it, and says so.
+	if out := mustCLI(t, addr, "delete", id); !strings.Contains(out, id+" record deleted") {
+		t.Errorf("delete of a finished session: %q; want it to say the record is deleted", out)
+	}
 	if _, code := cli(t, addr, "describe", id); code != exitFail {
 		t.Errorf("describe of a deleted session exited %d", code)
 	}
