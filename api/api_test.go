@@ -306,6 +306,19 @@ func TestOriginalAPI(t *testing.T) {
 	if p.Title == "" || p.Detail == "" || p.Status != 400 {
 		t.Errorf("problem %+v lacks title, detail or status", p)
 	}
+	// crus's own option says where it belongs; a field of neither API
+	// does not.
+	for _, e := range p.Errors {
+		if e.Field == "strategy" && !strings.Contains(e.Problem, "POST /sessions") {
+			t.Errorf("strategy sent to the original create: %q; want it to name the endpoint that takes it", e.Problem)
+		}
+	}
+	p = decode[api.Problem](t, h.expect(400, h.url, "POST", "/session", map[string]any{"no_such_field": 1}))
+	for _, e := range p.Errors {
+		if e.Field == "no_such_field" && strings.Contains(e.Problem, "POST /sessions") {
+			t.Errorf("an unknown field: %q; want no hint of another endpoint", e.Problem)
+		}
+	}
 	h.expect(400, h.url, "POST", "/session", `{"starting_label": "a"`)
 	h.expect(400, h.url, "POST", "/session", `[1, 2]`)
 	h.expect(400, h.url, "POST", "/session", map[string]any{"upgrade_step_size": "5"})

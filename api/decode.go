@@ -93,7 +93,12 @@ func decodeSpec(body []byte, allowed []string) (crus.Spec, *Problem) {
 	for _, k := range keys {
 		idx, known := specFields[k]
 		if !known || (allowed != nil && !slices.Contains(allowed, k)) {
-			problems = append(problems, &crus.FieldError{Field: k, Problem: "is not a field of this request"})
+			problem := "is not a field of this request"
+			if known {
+				// A crus rollout option sent to the original API's create.
+				problem += " (the original API's POST /session takes only its six fields; crus's options are fields of POST /sessions)"
+			}
+			problems = append(problems, &crus.FieldError{Field: k, Problem: problem})
 			bad[k] = true
 			continue
 		}
