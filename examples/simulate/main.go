@@ -202,6 +202,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	use, _ := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step})
+	if *format == "csv" { // (not in the rows)
+		for _, l := range useLines(use) {
+			fmt.Fprintln(stderr, l)
+		}
+	}
 
 	type key struct{ window, seed, strategy int }
 	var keys []key
@@ -264,11 +270,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *format == "table" {
 		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, placement %s, seeds %d-%d, %s of warm-up\n",
 			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, *warmup)
+		for _, l := range useLines(use) {
+			fmt.Fprintln(stdout, l)
+		}
 		if *exactLimits {
 			fmt.Fprintln(stdout, "exact limits: every job's limit is its real run time (an experiment: no site has them)")
 		}
 		if !*steering {
 			fmt.Fprintln(stdout, "no steering: the simulated scheduler ignores the order the scheduled strategy asks for")
+		}
+	}
+	if *format == "markdown" {
+		for _, l := range useLines(use) {
+			fmt.Fprintln(stdout, l+"  ") // (a line break)
 		}
 	}
 	switch {
@@ -278,6 +292,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return rep.single()
 	}
 	return rep.sweep()
+}
+
+// useLines says how many of the trace's job lines are replayed, and which
+// are left out and why.
+func useLines(u sim.TraceUse) []string {
+	out := []string{fmt.Sprintf("trace: %d job lines, %d jobs replayed", u.Lines, u.Jobs)}
+	for _, n := range u.Notes() {
+		out = append(out, "  left out: "+n)
+	}
+	return out
 }
 
 // progress prints a progress line on stderr, at most a few times a second.

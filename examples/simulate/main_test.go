@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -97,4 +100,42 @@ func TestSpread(t *testing.T) {
 	assert.Equal(t, spread{2.5, 1, 9}, spreadOf([]float64{9, 1, 2, 3}))
 	assert.Equal(t, "2.50 [1.00–9.00]", spreadOf([]float64{9, 1, 2, 3}).text(2))
 	assert.Equal(t, "4.0", spreadOf([]float64{4, 4}).text(1))
+}
+
+// writeTrace writes an SWF trace of a 4-node machine: a 1-node job of 2 h
+// submitted every hour for days days, then the lines given.
+func writeTrace(t *testing.T, days int, lines ...string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("; MaxNodes: 4\n; MaxProcs: 4\n")
+	for i := range days * 24 {
+		fmt.Fprintf(&b, "%d %d 0 7200 1 -1 -1 1 7200 -1 1 1 -1 -1 -1 1 -1 -1\n", 1000+i, i*3600)
+	}
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "trace.swf")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	return path
+}
+
+// TestPartialLinesReported: the lines of a checkpointed job's partial
+// executions are not replayed, and the output says how many and why.
+func TestPartialLinesReported(t *testing.T) {
+	path := writeTrace(t, 3,
+		"1 3600 0 10800 2 -1 -1 2 14400 -1 1 1 -1 -1 -1 1 -1 -1", // the summary line
+		"1 3600 0 3600 2 -1 -1 2 14400 -1 2 1 -1 -1 -1 1 -1 -1",  // its partial executions
+		"1 3600 0 7200 2 -1 -1 2 14400 -1 3 1 -1 -1 -1 1 -1 -1")
+	for _, format := range []string{"table", "markdown"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "1", "-warmup", "12h", "-q",
+			"-strategies", "reboot-asap,rolling-job_end", "-format", format}, &out, &bytes.Buffer{})
+		require.NoError(t, err, format)
+		assert.Contains(t, out.String(), "trace: 75 job lines, 73 jobs replayed", format)
+		assert.Contains(t, out.String(), "left out: 2 lines of partial executions (status 2-4) of checkpointed or swapped jobs, each job replayed once by its summary line", format)
+	}
+	var errOut bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "1", "-warmup", "12h", "-q",
+		"-strategies", "reboot-asap", "-format", "csv"}, &bytes.Buffer{}, &errOut))
+	assert.Contains(t, errOut.String(), "left out: 2 lines of partial executions", "csv: on stderr, not among the rows")
 }

@@ -44,6 +44,8 @@ type Config struct {
 	// perNode is the header's MaxNodes / MaxProcs when ProcsPerNode is
 	// its default: the exact ratio.
 	perNode struct{ nodes, procs int }
+	// lines is what the replay makes of the trace's lines (see Survey).
+	lines TraceUse
 	// Step is the session's upgrade_step_size; default 50.
 	Step int
 	// Seed draws the reboot times (per node and reboot), the nodes that
@@ -325,15 +327,140 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Warmup > c.Start {
 		c.Warmup = c.Start
 	}
-	// A window past the trace's end would measure an empty cluster.
-	var last time.Duration
-	for _, j := range c.Trace.Jobs {
-		last = max(last, j.Submit)
-	}
-	if c.Start > last {
-		return c, fmt.Errorf("sim: the window starts on day %.1f, after the trace's last job is submitted (day %.1f)", c.Start.Hours()/24, last.Hours()/24)
+	// A trace with no job to replay, or a window past the last one,
+	// would measure an idle cluster.
+	u := c.use()
+	c.lines = u
+	if c.Start > u.LastSubmit {
+		return c, fmt.Errorf("%w: the window starts on day %.1f, after the trace's last job replayed is submitted (day %.1f)", ErrPastEnd, c.Start.Hours()/24, u.LastSubmit.Hours()/24)
 	}
 	return c, nil
+}
+
+// ErrPastEnd: the window starts after the last job of the trace that can
+// be replayed: the upgrade would run on a cluster with nothing to do.
+var ErrPastEnd = errors.New("sim: window past the trace's end")
+
+// TraceUse counts what the simulator makes of a trace's job lines, over
+// the whole trace (the window takes those submitted from its warm-up on).
+type TraceUse struct {
+	Lines int // job lines
+	Jobs  int // jobs replayed, each once
+	// Partial counts the lines of partial executions (status 2, 3, 4) of
+	// checkpointed or swapped jobs whose summary line is replayed;
+	// PartialOnly those of jobs without one (the format gives every such
+	// job a summary line), left out as well.
+	Partial, PartialOnly int
+	// Lines left out for a field the replay needs: no submit time, no run
+	// time (or 0 s), no width (neither allocated nor requested
+	// processors), or more processors than the traced machine has.
+	NoSubmit, NoRun, NoWidth, TooWide int
+	// LastSubmit is when the last job replayed is submitted.
+	LastSubmit time.Duration
+}
+
+// Notes says, one reason a line, which lines are left out and why;
+// nothing if every line is replayed.
+func (u TraceUse) Notes() []string {
+	var out []string
+	add := func(n int, why string) {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%d %s", n, why))
+		}
+	}
+	add(u.Partial, "lines of partial executions (status 2-4) of checkpointed or swapped jobs, each job replayed once by its summary line")
+	add(u.PartialOnly, "lines of partial executions (status 2-4) of jobs without a summary line, left out")
+	add(u.NoSubmit, "lines without a submit time")
+	add(u.NoRun, "lines without a run time (or of 0 s)")
+	add(u.NoWidth, "lines without a number of processors")
+	add(u.TooWide, "lines of more processors than the traced machine has")
+	return out
+}
+
+// Survey returns what the simulator makes of the trace of cfg (its
+// defaults applied), and the error Run would return for the settings or
+// the window, if any: ErrPastEnd for a window after the trace's last job.
+func Survey(cfg Config) (TraceUse, error) {
+	c, err := cfg.withDefaults()
+	return c.lines, err // (zero if the settings were refused before the trace was looked at)
+}
+
+// lineUse is what the replay makes of one job line.
+type lineUse int
+
+const (
+	replayed lineUse = iota
+	partialLine
+	noSubmit
+	noRun
+	noWidth
+	tooWide
+)
+
+// traced returns the nodes job j takes on the traced machine, or why
+// it is not replayed. Call it on a Config with its defaults.
+func (c Config) traced(j swf.Job) (int, lineUse) {
+	switch {
+	case j.Partial():
+		return 0, partialLine
+	case j.Submit < 0:
+		return 0, noSubmit
+	case j.Run <= 0:
+		return 0, noRun
+	case j.Width() <= 0:
+		return 0, noWidth
+	}
+	var traced int
+	switch r := c.perNode; {
+	case r.procs == 0:
+		traced = (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
+	case j.Width() > r.procs:
+		return 0, tooWide // more processors than the machine has
+	default:
+		traced = (j.Width()*r.nodes + r.procs - 1) / r.procs // (≤ 2^30 × 2^30)
+	}
+	if traced > c.machine() {
+		return 0, tooWide // never fits this cluster (nor the traced one)
+	}
+	return traced, replayed
+}
+
+// use counts what the replay makes of the trace's lines. Call it on a
+// Config with its defaults.
+func (c Config) use() TraceUse {
+	u := TraceUse{Lines: len(c.Trace.Jobs)}
+	var summary map[int]bool // jobs with a summary line, if any line is partial
+	for _, j := range c.Trace.Jobs {
+		_, why := c.traced(j)
+		switch why {
+		case replayed:
+			u.Jobs++
+			u.LastSubmit = max(u.LastSubmit, j.Submit)
+		case partialLine:
+			if summary == nil {
+				summary = map[int]bool{}
+				for _, k := range c.Trace.Jobs {
+					if !k.Partial() {
+						summary[k.ID] = true
+					}
+				}
+			}
+			if summary[j.ID] {
+				u.Partial++
+			} else {
+				u.PartialOnly++
+			}
+		case noSubmit:
+			u.NoSubmit++
+		case noRun:
+			u.NoRun++
+		case noWidth:
+			u.NoWidth++
+		case tooWide:
+			u.TooWide++
+		}
+	}
+	return u
 }
 
 // check refuses values no cluster or window has, which the defaults would
@@ -416,20 +543,12 @@ func (c Config) jobs() []job {
 	from := c.Start - c.Warmup
 	var out []job
 	for _, j := range c.Trace.Jobs {
-		if j.Submit < from || j.Run <= 0 || j.Width() <= 0 {
+		if j.Submit < from {
 			continue
 		}
-		var traced int
-		switch r := c.perNode; {
-		case r.procs == 0:
-			traced = (j.Width() + c.ProcsPerNode - 1) / c.ProcsPerNode
-		case j.Width() > r.procs:
-			continue // more processors than the machine has
-		default:
-			traced = (j.Width()*r.nodes + r.procs - 1) / r.procs // (≤ 2^30 × 2^30)
-		}
-		if traced > machine {
-			continue // never fits this cluster (nor the traced one)
+		traced, why := c.traced(j)
+		if why != replayed {
+			continue
 		}
 		width := (traced*c.Nodes + machine - 1) / machine
 		limit := j.ReqTime

@@ -539,3 +539,49 @@ func TestScheduledOnATrace(t *testing.T) {
 	t.Logf("scheduled %.1fh lost %.2f; rolling job_end %.1fh lost %.2f", r.Makespan.Hours(), r.LostOverFloor(), j.Makespan.Hours(), j.LostOverFloor())
 	assert.LessOrEqual(t, r.Makespan, j.Makespan, "on KTH, whose limits are real, booking slots is no slower")
 }
+
+// TestPartialExecutionsReplayedOnce: a checkpointed job's partial
+// executions (status 2, 3, 4) are not replayed beside its summary line
+// (status 0, 1 or 5), which stands for the whole job; partial lines of a
+// job without a summary line are left out too, and counted apart.
+func TestPartialExecutionsReplayedOnce(t *testing.T) {
+	tr := &swf.Trace{Header: swf.Header{MaxNodes: 4, MaxProcs: 4}, Jobs: []swf.Job{
+		{ID: 1, Submit: time.Hour, Run: 3 * time.Hour, Procs: 2, ReqTime: 4 * time.Hour, Status: 1},
+		{ID: 1, Submit: time.Hour, Run: time.Hour, Procs: 2, ReqTime: 4 * time.Hour, Status: 2},
+		{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 2, ReqTime: 4 * time.Hour, Status: 3},
+		{ID: 2, Submit: 2 * time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour, Status: 2},
+		{ID: 2, Submit: 2 * time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour, Status: 4},
+		{ID: 3, Submit: 3 * time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour, Status: 5},
+		{ID: 4, Submit: 4 * time.Hour, Run: time.Hour, Procs: 1, ReqTime: time.Hour, Status: 0},
+	}}
+	cfg := Config{Trace: tr, Start: 4 * time.Hour, Warmup: 4 * time.Hour}.withDefaultsMust(t)
+	assert.Equal(t, []job{
+		{submit: time.Hour, width: 2, run: 3 * time.Hour, limit: 4 * time.Hour, user: "u0"},
+		{submit: 3 * time.Hour, width: 1, run: time.Hour, limit: time.Hour, user: "u0"},
+		{submit: 4 * time.Hour, width: 1, run: time.Hour, limit: time.Hour, user: "u0"},
+	}, cfg.jobs(), "job 1 once, by its summary line; job 2's partial lines alone: left out")
+}
+
+// TestSurvey: what the simulator makes of a trace's lines, counted by
+// reason, for the command to report.
+func TestSurvey(t *testing.T) {
+	tr := &swf.Trace{Header: swf.Header{MaxNodes: 4, MaxProcs: 4}, Jobs: []swf.Job{
+		{ID: 1, Submit: time.Hour, Run: 3 * time.Hour, Procs: 2, Status: 1},
+		{ID: 1, Submit: time.Hour, Run: time.Hour, Procs: 2, Status: 2},
+		{ID: 1, Submit: time.Hour, Run: 2 * time.Hour, Procs: 2, Status: 3},
+		{ID: 2, Submit: 2 * time.Hour, Run: time.Hour, Procs: 1, Status: 4},
+		{ID: 3, Submit: -1, Run: time.Hour, Procs: 1},
+		{ID: 4, Submit: 3 * time.Hour, Run: 0, Procs: 1, Status: 5},
+		{ID: 5, Submit: 3 * time.Hour, Run: time.Hour, Procs: -1, ReqProcs: -1},
+		{ID: 6, Submit: 3 * time.Hour, Run: time.Hour, Procs: 5},
+		{ID: 7, Submit: 5 * time.Hour, Run: time.Hour, Procs: 4},
+	}}
+	u, err := Survey(Config{Trace: tr, Start: 4 * time.Hour, Warmup: time.Hour})
+	require.NoError(t, err)
+	assert.Equal(t, TraceUse{Lines: 9, Jobs: 2, Partial: 2, PartialOnly: 1, NoSubmit: 1, NoRun: 1, NoWidth: 1, TooWide: 1, LastSubmit: 5 * time.Hour}, u)
+	assert.Len(t, u.Notes(), 6)
+	assert.Contains(t, u.Notes()[0], "2 lines of partial executions (status 2-4)")
+	_, err = Survey(Config{Trace: tr, Start: 6 * time.Hour})
+	assert.ErrorIs(t, err, ErrPastEnd)
+	assert.ErrorContains(t, err, "after the trace's last job replayed is submitted (day 0.2)")
+}

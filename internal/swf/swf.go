@@ -47,6 +47,16 @@ func (j Job) Width() int {
 	return j.ReqProcs
 }
 
+// Partial reports whether the line is one partial execution of a job that
+// was checkpointed or swapped out: status 2 (to be continued), 3 (the last
+// one, the job completed) or 4 (the last one, the job failed). SWF gives
+// such a job a summary line as well (status 0, 1 or 5, the same job
+// number), which stands for the whole job: a replay that also ran its
+// partial lines would run the job twice.
+func (j Job) Partial() bool {
+	return j.Status >= 2 && j.Status <= 4
+}
+
 // Header holds the header fields a simulation needs.
 type Header struct {
 	Computer       string

@@ -141,3 +141,9 @@ func TestReadHeaderRemarks(t *testing.T) {
 		assert.ErrorContains(t, err, "line 2: header ", in)
 	}
 }
+
+func TestPartial(t *testing.T) {
+	for status, partial := range map[int]bool{-1: false, 0: false, 1: false, 2: true, 3: true, 4: true, 5: false} {
+		assert.Equal(t, partial, swf.Job{Status: status}.Partial(), status)
+	}
+}
