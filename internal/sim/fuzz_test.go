@@ -37,12 +37,10 @@ func FuzzTrace(f *testing.F) {
 		if err != nil {
 			return // FuzzRead's
 		}
-		var last time.Duration
-		for _, j := range tr.Jobs {
-			last = max(last, j.Submit)
-		}
-		if last <= 0 {
-			return // nothing to start the window at
+		u, _ := Survey(Config{Trace: tr, Nodes: 6, Step: 2})
+		last := u.LastSubmit
+		if u.Jobs == 0 || last <= 0 {
+			return // nothing to replay, or to start the window at
 		}
 		cfg := Config{Trace: tr, Nodes: 6, Step: 2, Seed: 1, Start: last,
 			Warmup: min(last, 2*24*time.Hour), MaxDuration: 3 * 24 * time.Hour}

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -331,6 +332,13 @@ func (c Config) withDefaults() (Config, error) {
 	// would measure an idle cluster.
 	u := c.use()
 	c.lines = u
+	if u.Jobs == 0 {
+		why := "it has no job line"
+		if u.Lines > 0 {
+			why = fmt.Sprintf("none of its %d job lines can be replayed (%s)", u.Lines, strings.Join(u.Notes(), "; "))
+		}
+		return c, fmt.Errorf("sim: the trace has no job to replay: %s", why)
+	}
 	if c.Start > u.LastSubmit {
 		return c, fmt.Errorf("%w: the window starts on day %.1f, after the trace's last job replayed is submitted (day %.1f)", ErrPastEnd, c.Start.Hours()/24, u.LastSubmit.Hours()/24)
 	}

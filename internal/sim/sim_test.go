@@ -585,3 +585,22 @@ func TestSurvey(t *testing.T) {
 	assert.ErrorIs(t, err, ErrPastEnd)
 	assert.ErrorContains(t, err, "after the trace's last job replayed is submitted (day 0.2)")
 }
+
+// TestNoJobToReplay: a trace with no job the simulator can replay is an
+// error that says so, not an upgrade of an idle cluster.
+func TestNoJobToReplay(t *testing.T) {
+	noWidth := &swf.Trace{Header: swf.Header{MaxNodes: 4}, Jobs: []swf.Job{
+		{ID: 1, Submit: time.Hour, Run: time.Hour, Procs: -1, ReqProcs: -1, ReqTime: time.Hour},
+		{ID: 2, Submit: 2 * time.Hour, Run: time.Hour, Procs: 0, ReqProcs: 0, ReqTime: time.Hour},
+	}}
+	for name, c := range map[string]struct {
+		tr   *swf.Trace
+		want string
+	}{
+		"no width":    {noWidth, "sim: the trace has no job to replay: none of its 2 job lines can be replayed (2 lines without a number of processors)"},
+		"no job line": {&swf.Trace{Header: swf.Header{MaxNodes: 4}}, "sim: the trace has no job to replay: it has no job line"},
+	} {
+		_, err := Run(context.Background(), Config{Trace: c.tr, Nodes: 4, Step: 2, Start: 2 * time.Hour, Warmup: time.Hour}, jobEnd)
+		assert.EqualError(t, err, c.want, name)
+	}
+}
