@@ -3,6 +3,7 @@ package bos_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -619,5 +620,56 @@ func TestV1ReadsStartedSession(t *testing.T) {
 	st := follow(t, e, c, "v1started", xnames()[:1])
 	if st.Nodes[xnames()[0]].Result != bos.ResultSucceeded {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// A BOS v1 status that lists boot sets by the thousand (a broken or
+// hostile server) is refused with one error, not read with a request per
+// boot set; a boot set listed twice is read once.
+func TestV1StatusBootSetsBounded(t *testing.T) {
+	var mu sync.Mutex
+	reads := map[string]int{}
+	var sets []string
+	e := newEnv(t, envOptions{v1: true, wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+			if r.Method == http.MethodGet && len(parts) >= 4 && parts[len(parts)-2] == "status" {
+				mu.Lock()
+				reads[parts[len(parts)-1]]++
+				mu.Unlock()
+			}
+			if r.Method == http.MethodGet && len(parts) >= 3 && parts[len(parts)-1] == "status" && sets != nil {
+				w.Header().Set("Content-Type", "application/json")
+				b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"in_progress": true, "complete": false, "error_count": 0,
+					"start_time": "2026-01-05T08:00:00Z"}, "boot_sets": sets})
+				w.Write(b)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	e.hsm.SetGroup(label, xnames()[0])
+	c, err := bos.NewV1(bos.V1Config{Config: e.config(bos.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reboot(t.Context(), bos.Request{Name: "v1many", Template: tmplName, Limit: []string{xnames()[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	for range bos.MaxV1BootSets + 1 {
+		sets = append(sets, fmt.Sprintf("bs%d", len(sets)))
+	}
+	if _, err := c.Status(t.Context(), "v1many", xnames()[:1]); err == nil || !strings.Contains(err.Error(), "MaxV1BootSets") {
+		t.Errorf("Status of a session listing %d boot sets: %v; want an error naming the bound", len(sets), err)
+	}
+	if len(reads) != 0 {
+		t.Errorf("%d boot sets read; want none", len(reads))
+	}
+	sets = []string{"compute", "compute", "uan", "compute"}
+	if _, err := c.Status(t.Context(), "v1many", xnames()[:1]); err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if want := map[string]int{"compute": 1, "uan": 1}; !cmp.Equal(reads, want) {
+		t.Errorf("boot sets read %v; want each once: %v", reads, want)
 	}
 }

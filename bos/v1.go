@@ -470,6 +470,12 @@ func (c *V1Client) findNew(ctx context.Context, before []string, template string
 	return "", false, fmt.Errorf("%w: %d new reboot sessions of template %q appeared: %s", ErrAmbiguous, len(candidates), template, strings.Join(candidates, ", "))
 }
 
+// MaxV1BootSets bounds the boot sets of a BOS v1 session whose status is
+// read, one request each: a session template has a handful (compute,
+// uan, ...). A status listing more is an answer crus does not believe,
+// not tens of thousands of requests.
+const MaxV1BootSets = 256
+
 // Status implements Orchestrator.
 func (c *V1Client) Status(ctx context.Context, name string, nodes []string) (Status, error) {
 	if err := ctx.Err(); err != nil {
@@ -519,11 +525,18 @@ func (c *V1Client) Status(ctx context.Context, name string, nodes []string) (Sta
 		succeeded       int
 		reason          string
 	}
+	bootSets := slices.Clone(sj.BootSets)
+	slices.Sort(bootSets)
+	bootSets = slices.Compact(bootSets)
+	if len(bootSets) > MaxV1BootSets {
+		return Status{}, fmt.Errorf("bos: %s: the status lists %d boot sets, more than MaxV1BootSets (%d); none read",
+			op, len(bootSets), MaxV1BootSets)
+	}
 	var mu sync.Mutex
 	all := map[string]*seen{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.cfg.Concurrency)
-	for _, bs := range sj.BootSets {
+	for _, bs := range bootSets {
 		g.Go(func() error {
 			bop := fmt.Sprintf("read boot set %q of session %q (BOS v1 session %s)", bs, name, r.ID)
 			var bj v1BootSetJSON
