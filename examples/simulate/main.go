@@ -57,12 +57,43 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if code := exitCode(err); code != 0 {
+		var u usageError
+		if errors.As(err, &u) && !u.printed {
+			log.Printf("%v (-h lists the flags)", err)
+		} else if !errors.As(err, &u) {
+			log.Print(err)
 		}
-		log.Fatal(err)
+		os.Exit(code)
 	}
+}
+
+// usageError is a flag the command cannot run with: it exits 2, as for a
+// flag it cannot parse. printed: the flag package has told already.
+type usageError struct {
+	err     error
+	printed bool
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{err: fmt.Errorf(format, args...)}
+}
+
+// exitCode is the command's exit status for run's error: 0 without one,
+// 2 for a usage error (and -h), 1 for any other.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp), errors.As(err, &u):
+		return 2
+	}
+	return 1
 }
 
 // strategies are the contenders, in the order of the report. drain is the
@@ -122,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lookahead := fs.Int("lookahead", 0, "pending nodes ranked at once by the crus strategies (0: the default, max(4 x step, 1000)); not the original algorithm's")
 	slack := fs.Duration("booking-slack", 0, "booking_slack of the scheduled strategies (0: the default, a quarter of reboot_time)")
 	poll := fs.Duration("poll", 30*time.Second, "executor poll interval of the crus strategies, and the tick of reboot-asap (the original algorithm keeps its 10s)")
-	inflight := fs.Duration("inflight-poll", 0, "the crus strategies' InFlightPollInterval: how often nodes on their way back are looked at between polls (0: the executor's default, poll/3)")
+	inflight := fs.Duration("inflight-poll", 0, "the crus strategies' InFlightPollInterval: how often nodes on their way back are looked at between polls (0: the executor's default, poll/2; poll or more: none)")
 	defaultLimit := fs.Duration("default-limit", 0, "time limit known for jobs without a requested time (0: the longest run time of their partition)")
 	steering := fs.Bool("steering", true, "the simulated scheduler honours steering: new jobs go to the nodes a scheduled session has still to upgrade only when no other node fits (false: it ignores it, as a workload manager that cannot steer)")
 	exactLimits := fs.Bool("exact-limits", false, "every job's limit is its real run time: what perfect user estimates would tell the scheduler (an experiment, not a site)")
@@ -134,7 +165,65 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile to this file when done")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err: err, printed: true}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q: every setting is a flag", fs.Arg(0))
+	}
+	// An explicit value is checked as given: a zero is not taken as
+	// "unset" and quietly replaced by a default.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch *format {
+	case "table", "csv", "markdown":
+	default:
+		return usagef("-format %q: want table, csv or markdown", *format)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"nodes", *nodes}, {"step", *step}, {"seeds", *seeds}, {"parallel", *parallel}} {
+		if f.v < 1 {
+			return usagef("-%s %d: want at least 1", f.name, f.v)
+		}
+	}
+	if *nodes > sim.MaxNodes {
+		return usagef("-nodes %d: the simulator runs at most %d (some 9 KB a node)", *nodes, sim.MaxNodes)
+	}
+	if set["days"] && *days == "" {
+		return usagef("-days \"\": want one day or more, e.g. 35,50")
+	}
+	if *start <= 0 {
+		return usagef("-start %v: want a point after the trace's beginning, which has no trace before it to warm up on", *start)
+	}
+	if *warmup <= 0 {
+		return usagef("-warmup %v: want a positive warm-up (without one the upgrade starts on an empty cluster)", *warmup)
+	}
+	if !(*minBusy >= 0 && *minBusy <= 1) {
+		return usagef("-min-busy %v: want a fraction of the nodes, 0 to 1", *minBusy)
+	}
+	if *drain <= 0 {
+		return usagef("-drain-timeout %v: want a positive timeout (the -timeout strategies would run without one)", *drain)
+	}
+	if *lookahead < 0 {
+		return usagef("-lookahead %d: want 0 (the default) or more", *lookahead)
+	}
+	if *poll <= 0 {
+		return usagef("-poll %v: want a positive interval", *poll)
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"booking-slack", *slack}, {"inflight-poll", *inflight}, {"default-limit", *defaultLimit}} {
+		if f.v < 0 {
+			return usagef("-%s %v: want 0 (the default) or more", f.name, f.v)
+		}
+	}
+	if *trace == "" {
+		return usagef("-trace: want a trace file")
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -155,20 +244,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
-	switch *format {
-	case "table", "csv", "markdown":
-	default:
-		return fmt.Errorf("-format %q: want table, csv or markdown", *format)
-	}
-	if *nodes < 1 || *step < 1 || *parallel < 1 || *seeds < 1 {
-		return errors.New("-nodes, -step, -seeds and -parallel must be at least 1")
-	}
-	if *drain < 0 {
-		return fmt.Errorf("-drain-timeout %v is negative", *drain)
-	}
 	place, err := fake.ParsePlacement(*placement)
 	if err != nil {
-		return fmt.Errorf("-placement: %w", err)
+		return usagef("-placement: %w", err)
 	}
 	starts := []time.Duration{*start}
 	if *days != "" {
@@ -176,8 +254,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, d := range strings.Split(*days, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(d), 64)
 			// (Past 100 years a day overflows a time.Duration, or nearly.)
-			if err != nil || !(v >= 0 && v <= 100*365) {
-				return fmt.Errorf("-days: %q is not a day of the trace", d)
+			if err != nil || !(v > 0 && v <= 100*365) {
+				return usagef("-days: %q is not a day of the trace after its beginning (which has no trace before it to warm up on)", d)
 			}
 			starts = append(starts, time.Duration(v*24*float64(time.Hour)))
 		}
@@ -193,7 +271,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				for j, s := range all {
 					names[j] = s.Name
 				}
-				return fmt.Errorf("-strategies: unknown %q (known: %s)", name, strings.Join(names, ", "))
+				return usagef("-strategies: unknown %q (known: %s)", name, strings.Join(names, ", "))
 			}
 			chosen = append(chosen, all[i])
 		}

@@ -139,3 +139,34 @@ func TestPartialLinesReported(t *testing.T) {
 		"-strategies", "reboot-asap", "-format", "csv"}, &bytes.Buffer{}, &errOut))
 	assert.Contains(t, errOut.String(), "left out: 2 lines of partial executions", "csv: on stderr, not among the rows")
 }
+
+// TestUsageErrors: an explicit flag value the command cannot run with is
+// a usage error (exit 2) naming the flag, before anything runs, not
+// quietly replaced by a default (-start 0 and -days 0 ran at day 50,
+// -warmup 0 with 7 days of warm-up, -poll 0 every 30 s, -drain-timeout 0
+// ran the -timeout strategies without one).
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-start", "0"}, {"-days", "0"}, {"-days", "35,0"}, {"-days", ""}, {"-warmup", "0"}, {"-poll", "0"}, {"-drain-timeout", "0"},
+		{"-start", "-5h"}, {"-warmup", "-1h"}, {"-poll", "-1s"}, {"-default-limit", "-1h"}, {"-booking-slack", "-1m"},
+		{"-inflight-poll", "-1s"}, {"-lookahead", "-1"}, {"-min-busy", "1.5"}, {"-min-busy", "NaN"},
+		{"-nodes", "0"}, {"-nodes", "2000000"}, {"-step", "0"}, {"-seeds", "0"}, {"-parallel", "0"},
+		{"-format", "xml"}, {"-placement", "best"}, {"-strategies", "fastest"}, {"-trace", ""},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"-trace", kth, "-q", "-nodes", "10", "-step", "2", "-warmup", "24h", "-strategies", "rolling-job_end"}, args...), &out, &bytes.Buffer{})
+		require.Error(t, err, "%v", args)
+		assert.Equal(t, 2, exitCode(err), "%v: a usage error: %v", args, err)
+		assert.Contains(t, err.Error(), args[0], "%v: names the flag", args)
+		assert.Empty(t, out.String(), "%v: nothing run", args)
+	}
+	for _, args := range [][]string{{"-nodes", "x"}, {"-no-such-flag"}, {"extra"}} {
+		var errOut bytes.Buffer
+		err := run(context.Background(), append([]string{"-trace", kth, "-q"}, args...), &bytes.Buffer{}, &errOut)
+		assert.Equal(t, 2, exitCode(err), "%v: %v", args, err)
+	}
+	_, err := os.Stat("no/such/trace.swf")
+	require.Error(t, err)
+	assert.Equal(t, 1, exitCode(run(context.Background(), []string{"-trace", "no/such/trace.swf", "-q"}, &bytes.Buffer{}, &bytes.Buffer{})), "a trace that cannot be read: not a usage error")
+	assert.Equal(t, 0, exitCode(nil))
+}
