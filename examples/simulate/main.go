@@ -358,7 +358,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "no steering: the simulated scheduler ignores the order the scheduled strategy asks for")
 		}
 	}
-	if *format == "markdown" {
+	if *format == "markdown" && len(use.Notes()) > 0 { // (the tables as they were when every line is replayed)
 		for _, l := range useLines(use) {
 			fmt.Fprintln(stdout, l+"  ") // (a line break)
 		}
