@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,8 +97,9 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestSpread(t *testing.T) {
-	assert.Equal(t, spread{2, 1, 9}, spreadOf([]float64{9, 1, 2}))
-	assert.Equal(t, spread{2.5, 1, 9}, spreadOf([]float64{9, 1, 2, 3}))
+	assert.Equal(t, spread{2, 1, 9, 3}, spreadOf([]float64{9, 1, 2}))
+	assert.Equal(t, spread{2.5, 1, 9, 4}, spreadOf([]float64{9, 1, 2, 3}))
+	assert.Equal(t, "–", spreadOf(nil).text(2), "no value: unknown, not 0")
 	assert.Equal(t, "2.50 [1.00–9.00]", spreadOf([]float64{9, 1, 2, 3}).text(2))
 	assert.Equal(t, "4.0", spreadOf([]float64{4, 4}).text(1))
 }
@@ -169,4 +171,24 @@ func TestUsageErrors(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, 1, exitCode(run(context.Background(), []string{"-trace", "no/such/trace.swf", "-q"}, &bytes.Buffer{}, &bytes.Buffer{})), "a trace that cannot be read: not a usage error")
 	assert.Equal(t, 0, exitCode(nil))
+}
+
+// TestUnknownBound: without a reboot-asap run the bound is unknown, and
+// so is every ratio to it: an empty CSV field, "–" in a table, never 0.
+func TestUnknownBound(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), append(small, "-q", "-format", "csv", "-strategies", "rolling-job_end"), &out, &bytes.Buffer{}))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	header, row := strings.Split(lines[0], ","), strings.Split(lines[1], ",")
+	for _, col := range []string{"bound_h", "makespan_over_bound"} {
+		i := slices.Index(header, col)
+		require.GreaterOrEqual(t, i, 0, col)
+		assert.Empty(t, row[i], "%s: unknown without reboot-asap", col)
+	}
+	for _, args := range [][]string{{"-format", "markdown"}, {"-format", "markdown", "-seeds", "2"}, {"-seeds", "2"}} {
+		out.Reset()
+		require.NoError(t, run(context.Background(), append(append(small, "-q", "-strategies", "rolling-job_end"), args...), &out, &bytes.Buffer{}))
+		assert.NotContains(t, out.String(), "0.00", "%v: no ratio of 0", args)
+		assert.Contains(t, out.String(), "–", "%v", args)
+	}
 }

@@ -73,8 +73,8 @@ func (rep report) csv() error {
 			b := rep.bound(runs)
 			for _, r := range runs {
 				l := r.Loss
-				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%.2f,%.3f,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f,%.1f,%.3f\n",
-					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), b.Hours(), ratio(r.Makespan, b),
+				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%s,%s,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f,%.1f,%.3f\n",
+					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), known(b, "%.2f", b.Hours()), known(b, "%.3f", ratio(r.Makespan, b)),
 					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
 					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
 					r.Old.Jobs, r.Old.NodeHours, r.OldLastEnd.Hours(), l.Unwanted.Hours(), r.WantedOverFloor())
@@ -83,6 +83,18 @@ func (rep report) csv() error {
 	}
 	return nil
 }
+
+// known formats v, or is empty when the bound b is unknown (no
+// reboot-asap run): a CSV field left empty, not a ratio of 0.
+func known(b time.Duration, format string, v float64) string {
+	if b <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// unknown shows a figure that cannot be computed in a table.
+const unknown = "–"
 
 // table prints rows as an aligned table or in markdown.
 func (rep report) table(header []string, rows [][]string) error {
@@ -169,7 +181,7 @@ func hours(d time.Duration) string {
 
 func ratioText(a, b time.Duration) string {
 	if b <= 0 {
-		return "-"
+		return unknown
 	}
 	return fmt.Sprintf("%.2f", ratio(a, b))
 }
@@ -185,8 +197,11 @@ func perNode(calls int, r sim.Result) string {
 	return fmt.Sprintf("%d (%.2f)", calls, float64(calls)/float64(max(r.Nodes, 1)))
 }
 
-// spread is the median and the range of a sample.
-type spread struct{ med, lo, hi float64 }
+// spread is the median and the range of a sample of n values.
+type spread struct {
+	med, lo, hi float64
+	n           int
+}
 
 func spreadOf(xs []float64) spread {
 	s := slices.Clone(xs)
@@ -199,10 +214,13 @@ func spreadOf(xs []float64) spread {
 	if n%2 == 0 {
 		med = (s[n/2-1] + s[n/2]) / 2
 	}
-	return spread{med, s[0], s[n-1]}
+	return spread{med, s[0], s[n-1], n}
 }
 
 func (s spread) text(prec int) string {
+	if s.n == 0 {
+		return unknown
+	}
 	if s.lo == s.hi {
 		return fmt.Sprintf("%.*f", prec, s.med)
 	}
@@ -230,7 +248,9 @@ func (rep report) statsOf(w window) []stats {
 			r := runs[i]
 			b := rep.bound(runs)
 			ms = append(ms, r.Makespan.Hours())
-			ob = append(ob, ratio(r.Makespan, b))
+			if b > 0 {
+				ob = append(ob, ratio(r.Makespan, b))
+			}
 			lo = append(lo, r.Lost.Hours())
 			of = append(of, r.LostOverFloor())
 			wf = append(wf, r.WantedOverFloor())
