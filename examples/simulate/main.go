@@ -161,6 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: all)")
 	format := fs.String("format", "table", "output: table, markdown, or csv (one row per run)")
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "runs simulated at once")
+	maxDuration := fs.Duration("max-duration", 120*24*time.Hour, "simulated time a session may take: one that has not finished by then is reported unfinished (and the command exits 1)")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile to this file when done")
@@ -210,6 +211,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *lookahead < 0 {
 		return usagef("-lookahead %d: want 0 (the default) or more", *lookahead)
+	}
+	if *maxDuration <= 0 {
+		return usagef("-max-duration %v: want a positive time", *maxDuration)
 	}
 	if *poll <= 0 {
 		return usagef("-poll %v: want a positive interval", *poll)
@@ -307,14 +311,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				Trace: tr, Nodes: *nodes, Step: *step, Seed: *seed + uint64(k.seed), Placement: place,
 				Start: starts[k.window], Warmup: *warmup, MinBusy: *minBusy,
 				PollInterval: *poll, DefaultLimit: *defaultLimit, ExactLimits: *exactLimits, NoSteering: !*steering, NoFaults: *noFaults,
-				OnProgress: prog.update,
+				MaxDuration: *maxDuration,
+				OnProgress:  prog.update,
 			}
 			st := chosen[k.strategy]
 			if st.InFlightPoll == 0 {
 				st.InFlightPoll = *inflight
 			}
 			r, err := sim.Run(gctx, cfg, st)
-			if err != nil {
+			if err != nil && !r.Unfinished { // (an unfinished run is a row of the report, and the sweep goes on)
 				return fmt.Errorf("%s, seed %d: %w", windowName(starts[k.window]), cfg.Seed, err)
 			}
 			results[i] = r
@@ -326,6 +331,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	prog.stop()
+	unfinished := 0
+	for _, r := range results {
+		if r.Unfinished {
+			unfinished++
+		}
+	}
 
 	// Group the runs: by window, then by seed, each with every strategy.
 	ws := make([]window, len(starts))
@@ -365,11 +376,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case *format == "csv":
-		return rep.csv()
+		err = rep.csv()
 	case len(starts) == 1 && *seeds == 1:
-		return rep.single()
+		err = rep.single()
+	default:
+		err = rep.sweep()
 	}
-	return rep.sweep()
+	if err == nil && unfinished > 0 {
+		err = fmt.Errorf("%d of %d runs did not finish within %v of simulated time: reported unfinished", unfinished, len(results), *maxDuration)
+	}
+	return err
 }
 
 // useLines says how many of the trace's job lines are replayed, and which
@@ -441,7 +457,9 @@ func (p *progress) finish(r sim.Result) {
 	defer p.mu.Unlock()
 	delete(p.state, r.Strategy)
 	p.finished++
-	if p.total <= 20 {
+	if p.total <= 20 && r.Unfinished {
+		fmt.Fprintf(p.w, "\r\033[K%s: unfinished at the simulated-time limit\n", r.Strategy)
+	} else if p.total <= 20 {
 		fmt.Fprintf(p.w, "\r\033[K%s: done in %s (%.1f simulated hours)\n", r.Strategy, r.Wall.Round(10*time.Millisecond), r.Makespan.Hours())
 	}
 	p.printLocked()

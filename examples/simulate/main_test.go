@@ -192,3 +192,41 @@ func TestUnknownBound(t *testing.T) {
 		assert.Contains(t, out.String(), "–", "%v", args)
 	}
 }
+
+// TestUnfinishedRunsReported: a run whose session does not finish within
+// -max-duration is a row marked unfinished, never counted as meeting the
+// goal; the other windows still run, and the command exits 1 at the end.
+func TestUnfinishedRunsReported(t *testing.T) {
+	// A 2-node job of 100 days from hour 13: an upgrade from day 1 waits
+	// for it; one from day 120 does not.
+	path := writeTrace(t, 130, "1 46800 0 8640000 2 -1 -1 2 8640000 -1 1 1 -1 -1 -1 1 -1 -1")
+	args := []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "1,120", "-warmup", "12h", "-max-duration", "48h", "-q",
+		"-strategies", "reboot-asap,rolling-job_end"}
+	var out bytes.Buffer
+	err := run(context.Background(), args, &out, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Equal(t, 1, exitCode(err))
+	assert.ErrorContains(t, err, "2 of 4 runs did not finish within 48h0m0s of simulated time")
+	text := out.String()
+	assert.Contains(t, text, "upgrade at day 1: ")
+	assert.Contains(t, text, "upgrade at day 120: ", "the sweep went on")
+	assert.Contains(t, text, "rolling-job_end (unfinished in 1 of 1 seeds)")
+	assert.Regexp(t, `day 1 +rolling-job_end .* no \(unfinished\)`, text)
+	assert.Regexp(t, `met in [01] of 2 windows`, text)
+
+	out.Reset()
+	err = run(context.Background(), append(args, "-format", "csv"), &out, &bytes.Buffer{})
+	assert.Equal(t, 1, exitCode(err))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 5)
+	header := strings.Split(lines[0], ",")
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		require.Len(t, f, len(header), l)
+		finished := f[len(f)-1]
+		assert.Equal(t, f[0] == "120", finished == "true", l)
+		if finished == "false" {
+			assert.Empty(t, f[slices.Index(header, "makespan_h")], "unknown, not 0: %s", l)
+		}
+	}
+}

@@ -42,10 +42,10 @@ const (
 )
 
 // bound returns the bound of the runs of one seed (zero without a
-// reboot-asap run).
+// reboot-asap run, or if it did not finish).
 func (rep report) bound(runs []sim.Result) time.Duration {
 	i := slices.Index(rep.names, "reboot-asap")
-	if i < 0 {
+	if i < 0 || runs[i].Unfinished {
 		return 0
 	}
 	for _, r := range runs {
@@ -67,13 +67,17 @@ func ratio(a, b time.Duration) float64 {
 func (rep report) csv() error {
 	fmt.Fprintln(rep.w, "window_day,start_day,seed_index,strategy,busy,queued,makespan_h,bound_h,makespan_over_bound,lost_node_h,floor_node_h,lost_over_floor,"+
 		"waiting_node_h,rebooting_node_h,returning_node_h,failed_node_h,draining_node_h,max_out,step,upgraded,failed,untouched,wlm_calls,hsm_calls,bos_calls,"+
-		"old_node_jobs,old_node_job_node_h,old_node_job_last_end_h,unwanted_node_h,wanted_lost_over_floor")
+		"old_node_jobs,old_node_job_node_h,old_node_job_last_end_h,unwanted_node_h,wanted_lost_over_floor,finished")
 	for _, w := range rep.windows {
 		for si, runs := range w.runs {
 			b := rep.bound(runs)
 			for _, r := range runs {
+				if r.Unfinished { // (what it would have measured is unknown: empty)
+					fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d%s,false\n", days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, strings.Repeat(",", 24))
+					continue
+				}
 				l := r.Loss
-				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%s,%s,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f,%.1f,%.3f\n",
+				fmt.Fprintf(rep.w, "%s,%s,%d,%s,%.3f,%d,%.2f,%s,%s,%.1f,%.1f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.1f,%.2f,%.1f,%.3f,true\n",
 					days(w.start), days(r.Start), si, r.Strategy, r.Busy, r.Queued, r.Makespan.Hours(), known(b, "%.2f", b.Hours()), known(b, "%.3f", ratio(r.Makespan, b)),
 					r.Lost.Hours(), r.Floor.Hours(), r.LostOverFloor(), l.Waiting.Hours(), l.Rebooting.Hours(), l.Returning.Hours(), l.Failed.Hours(),
 					l.Draining.Hours(), r.MaxOut, r.Step, r.Upgraded, r.Failed, r.Untouched, r.WLMCalls, r.HSMCalls, r.BOSCalls,
@@ -148,6 +152,14 @@ func (rep report) single() error {
 	}
 	var rows [][]string
 	for _, r := range runs {
+		if r.Unfinished {
+			row := []string{r.Strategy, "unfinished"}
+			for len(row) < len(header) {
+				row = append(row, unknown)
+			}
+			rows = append(rows, row)
+			continue
+		}
 		l := r.Loss
 		row := []string{r.Strategy, fmt.Sprintf("%.1f", r.Makespan.Hours()), ratioText(r.Makespan, b), fmt.Sprintf("%.1f", r.Lost.Hours()),
 			fmt.Sprintf("%.2f", r.LostOverFloor()), fmt.Sprintf("%.2f", r.WantedOverFloor()), fmt.Sprintf("%.1f", l.Waiting.Hours()), fmt.Sprintf("%.1f", l.Rebooting.Hours()),
@@ -237,6 +249,9 @@ type stats struct {
 	nOldEnd                                       int
 	failed, bosPerNode                            spread
 	maxOut, step                                  int
+	// unfinished counts the seeds whose run did not finish (left out of
+	// every figure).
+	unfinished int
 }
 
 func (rep report) statsOf(w window) []stats {
@@ -246,6 +261,10 @@ func (rep report) statsOf(w window) []stats {
 		st := stats{name: name}
 		for _, runs := range w.runs {
 			r := runs[i]
+			if r.Unfinished {
+				st.unfinished++
+				continue
+			}
 			b := rep.bound(runs)
 			ms = append(ms, r.Makespan.Hours())
 			if b > 0 {
@@ -291,9 +310,10 @@ func (s stats) oldEndText(seeds int) string {
 	return s.oldEnd.text(1)
 }
 
-// meets reports whether a crus strategy meets the goal in a window.
+// meets reports whether a crus strategy meets the goal in a window: never
+// if a seed's run did not finish, or the bound is unknown.
 func (s stats) meets() bool {
-	return s.overBound.med <= goalMakespan && s.overFloor.med <= goalLost && s.maxOut <= s.step
+	return s.unfinished == 0 && s.overBound.n > 0 && s.overBound.med <= goalMakespan && s.overFloor.med <= goalLost && s.maxOut <= s.step
 }
 
 // best returns the crus strategy closest to the bound in a window among
@@ -306,7 +326,7 @@ func best(sts []stats) (stats, bool) {
 		if isReference(s.name) {
 			continue
 		}
-		meets := s.overFloor.med <= goalLost && s.maxOut <= s.step
+		meets := s.unfinished == 0 && s.overFloor.med <= goalLost && s.maxOut <= s.step
 		better := !found || (meets && !foundMeets) || (meets == foundMeets && s.overBound.med < out.overBound.med)
 		if better {
 			out, found, foundMeets = s, true, meets
@@ -337,7 +357,14 @@ func (rep report) sweep() error {
 			if s.step > 0 {
 				cap += " / " + fmt.Sprint(s.step)
 			}
-			rows = append(rows, []string{s.name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.wantedOverFloor.text(2), s.waiting.text(1),
+			if s.unfinished == nSeeds {
+				cap = unknown
+			}
+			name := s.name
+			if s.unfinished > 0 {
+				name += fmt.Sprintf(" (unfinished in %d of %d seeds)", s.unfinished, nSeeds)
+			}
+			rows = append(rows, []string{name, s.makespan.text(1), s.overBound.text(2), s.overFloor.text(2), s.wantedOverFloor.text(2), s.waiting.text(1),
 				s.rebooting.text(1), s.returning.text(1), s.failedH.text(1), s.drain.text(1), s.oldWork.text(1), s.oldEndText(nSeeds), cap,
 				s.failed.text(0), s.bosPerNode.text(2)})
 		}
@@ -348,15 +375,20 @@ func (rep report) sweep() error {
 			sums = append(sums, summary{windowName(first.Start), b, b.meets()})
 		}
 	}
-	if len(sums) == 0 || rep.bound(rep.windows[0].runs[0]) == 0 {
+	if len(sums) == 0 || !slices.Contains(rep.names, "reboot-asap") { // (no bound to meet)
 		return nil
 	}
 	met := 0
 	var rows [][]string
 	for _, s := range sums {
 		goal := "no"
-		if s.ok {
+		switch {
+		case s.ok:
 			goal, met = "yes", met+1
+		case s.best.unfinished > 0:
+			goal = "no (unfinished)"
+		case s.best.overBound.n == 0:
+			goal = "no (no bound: reboot-asap unfinished)"
 		}
 		rows = append(rows, []string{s.window, s.best.name, s.best.overBound.text(2), s.best.overFloor.text(2), fmt.Sprint(s.best.maxOut), goal})
 	}

@@ -216,6 +216,10 @@ type Result struct {
 	QueuedNodes int
 	Result      crus.Result
 	Wall        time.Duration
+	// Unfinished: the session did not finish within Config.MaxDuration
+	// (Run returns ErrTooLong with this Result). Only the fields of the
+	// start (Start, Loaded, Busy, Queued, Floor) are measured then.
+	Unfinished bool
 }
 
 // LostOverFloor is Lost / Floor.
@@ -656,6 +660,7 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 		err = runCrus(ctx, w, cfg, st, start, &res)
 	}
 	if err != nil {
+		res.Unfinished = errors.Is(err, ErrTooLong)
 		return res, err
 	}
 	res.Loss = w.Loss()

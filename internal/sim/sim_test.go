@@ -425,8 +425,10 @@ func TestRunErrors(t *testing.T) {
 	assert.Error(t, err)
 	cfg := small(t)
 	cfg.MaxDuration = time.Hour
-	_, err = Run(context.Background(), cfg, classic)
+	r, err := Run(context.Background(), cfg, classic)
 	assert.ErrorIs(t, err, ErrTooLong)
+	assert.True(t, r.Unfinished, "the result says so, for the report to show the run")
+	assert.Equal(t, cfg.Start, r.Start, "and where it started")
 
 	// A session that waits for a job of months, and so does nothing the
 	// deadline could be checked on, is stopped at the deadline too.
