@@ -285,8 +285,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	use, _ := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step})
+	// A window past the last job replayed would upgrade an idle cluster:
+	// it is not run, and the report says so. None left is an error.
+	var pastEnd []string
+	for _, st := range slices.Clone(starts) {
+		_, err := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step, Start: st, Warmup: *warmup})
+		switch {
+		case errors.Is(err, sim.ErrPastEnd):
+			pastEnd = append(pastEnd, fmt.Sprintf("%s: not run, past the trace's end (its last job replayed is submitted on day %.1f)", windowName(st), use.LastSubmit.Hours()/24))
+			starts = slices.DeleteFunc(starts, func(d time.Duration) bool { return d == st })
+		case err != nil:
+			return err
+		}
+	}
+	if len(starts) == 0 {
+		return fmt.Errorf("every window is past the trace's end: %s", strings.Join(pastEnd, "; "))
+	}
 	if *format == "csv" { // (not in the rows)
-		for _, l := range useLines(use) {
+		for _, l := range append(useLines(use), pastEnd...) {
 			fmt.Fprintln(stderr, l)
 		}
 	}
@@ -355,11 +371,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i, s := range chosen {
 		names[i] = s.Name
 	}
-	rep := report{w: stdout, format: *format, names: names, windows: ws}
+	rep := report{w: stdout, format: *format, names: names, windows: ws, minBusy: *minBusy, pastEnd: pastEnd}
 	if *format == "table" {
 		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, placement %s, seeds %d-%d, %s of warm-up\n",
 			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, *warmup)
-		for _, l := range useLines(use) {
+		for _, l := range append(useLines(use), pastEnd...) {
 			fmt.Fprintln(stdout, l)
 		}
 		if *exactLimits {
@@ -372,6 +388,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *format == "markdown" && len(use.Notes()) > 0 { // (the tables as they were when every line is replayed)
 		for _, l := range useLines(use) {
 			fmt.Fprintln(stdout, l+"  ") // (a line break)
+		}
+	}
+	if *format == "markdown" {
+		for _, l := range pastEnd {
+			fmt.Fprintln(stdout, l+"  ")
 		}
 	}
 	switch {

@@ -223,10 +223,30 @@ func TestUnfinishedRunsReported(t *testing.T) {
 	for _, l := range lines[1:] {
 		f := strings.Split(l, ",")
 		require.Len(t, f, len(header), l)
-		finished := f[len(f)-1]
+		finished := f[len(f)-2]
 		assert.Equal(t, f[0] == "120", finished == "true", l)
 		if finished == "false" {
 			assert.Empty(t, f[slices.Index(header, "makespan_h")], "unknown, not 0: %s", l)
 		}
 	}
+}
+
+// TestWindowsNotCounted: a window where the cluster never got as busy as
+// -min-busy, and one past the trace's end, are shown and left out of the
+// goal's count, never counted as met; the other windows run.
+func TestWindowsNotCounted(t *testing.T) {
+	// Every hour a 1-node job of 2 h: 2 of 4 nodes busy, never 90%.
+	path := writeTrace(t, 20)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "2,5,30", "-warmup", "12h", "-q",
+		"-min-busy", "0.9", "-strategies", "reboot-asap,rolling-job_end"}, &out, &bytes.Buffer{})
+	require.NoError(t, err)
+	text := out.String()
+	assert.Contains(t, text, "day 30: not run, past the trace's end (its last job replayed is submitted on day 20.0)")
+	assert.Contains(t, text, "no loaded point found")
+	assert.Regexp(t, `day 9 +rolling-job_end .* not counted: not loaded \(under 90% busy\)`, text)
+	assert.Contains(t, text, "met in 0 of 0 windows (not counted: 2 not loaded, 1 past the trace's end, not run)")
+
+	err = run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "30,40", "-q"}, &out, &bytes.Buffer{})
+	assert.ErrorContains(t, err, "every window is past the trace's end")
 }
