@@ -269,7 +269,7 @@ func (c *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, e
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		return "", 0, fmt.Errorf("auth: token endpoint %s sent a %q token, want a bearer token", endpoint, text.Clean(tr.TokenType, 100))
 	}
-	if !sendable(tr.AccessToken) {
+	if !text.Sendable(tr.AccessToken) {
 		// It would fail every request in the HTTP client, before any
 		// server could refuse it, and stay cached until it expires.
 		return "", 0, fmt.Errorf("auth: token endpoint %s sent an access_token that cannot be sent in a header (a bearer token is printable ASCII without spaces)", endpoint)
@@ -290,17 +290,6 @@ func (c *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, e
 // expires_in says: a token that an identity provider revoked, or one
 // given a lifetime of years by mistake, is fetched again at least daily.
 const MaxTokenLifetime = 24 * time.Hour
-
-// sendable reports whether tok can be a bearer token in a header: RFC
-// 6750's b64token is printable ASCII without spaces.
-func sendable(tok string) bool {
-	for i := 0; i < len(tok); i++ {
-		if tok[i] <= ' ' || tok[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
 
 // redactURL hides a password in a URL's user info.
 func redactURL(s string) string {

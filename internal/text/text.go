@@ -146,3 +146,16 @@ func jsonEscaped(sec string) string {
 func Scrub(s string, max int, secrets ...string) string {
 	return Clean(Redact(s, secrets...), max)
 }
+
+// Sendable reports whether tok can be sent as a bearer token in a header:
+// printable ASCII without spaces (RFC 6750's b64token is narrower still).
+// A token with a newline or a space would fail every request inside
+// net/http, before any server could refuse it.
+func Sendable(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -87,3 +87,20 @@ func TestScrubRedactsBeforeCutting(t *testing.T) {
 	assert.LessOrEqual(t, len(got), 300)
 	assert.NotContains(t, got, "\n")
 }
+
+func TestSendable(t *testing.T) {
+	for tok, want := range map[string]bool{
+		"":                         true,
+		"eyJhbGciOi.eyJleHAi.c2ln": true,
+		"abc~+/=-_.":               true,
+		"a b":                      false,
+		"a\nX-Evil: 1":             false,
+		"a\tb":                     false,
+		"a\x7fb":                   false,
+		"é":                        false,
+	} {
+		if got := Sendable(tok); got != want {
+			t.Errorf("Sendable(%q) = %v, want %v", tok, got, want)
+		}
+	}
+}

@@ -345,7 +345,7 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 		if token, err = r.cfg.Token(tctx); err != nil {
 			return fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
 		}
-		if !sendable(token) {
+		if !text.Sendable(token) {
 			return fmt.Errorf("%w: the token source gave a token that cannot be sent in a header (a JWT is printable ASCII without spaces)", ErrAuth)
 		}
 		if refused != "" && token != refused {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crus-go/crus/internal/text"
 )
 
 // jwtPayload holds the claims of a Slurm JWT that crus looks at.
@@ -35,17 +37,6 @@ func jwtClaims(tok string) (jwtPayload, error) {
 		return jwtPayload{}, fmt.Errorf("payload: %w", err)
 	}
 	return p, nil
-}
-
-// sendable reports whether tok can go in a header: a JWT is base64url
-// parts and dots, and any bearer token printable ASCII without spaces.
-func sendable(tok string) bool {
-	for i := 0; i < len(tok); i++ {
-		if tok[i] <= ' ' || tok[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // TokenSource returns a TokenSource that gets JWTs for user from
@@ -80,7 +71,7 @@ func (c *CLI) TokenSource(user string, lifespan time.Duration) TokenSource {
 		switch {
 		case !ok || t == "":
 			return "", errors.New("slurm: scontrol token printed no SLURM_JWT=")
-		case !sendable(t):
+		case !text.Sendable(t):
 			return "", errors.New("slurm: scontrol token printed more than one SLURM_JWT= token, or one that cannot be sent in a header")
 		}
 		tok, renew = t, time.Now().Add(lifespan*2/3)
