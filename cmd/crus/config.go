@@ -89,11 +89,14 @@ type setting struct {
 	def                  string
 }
 
+// defaultHSMURL is HSM's root on an HPE Cray EX system's API gateway.
+const defaultHSMURL = "https://api-gw-service-nmn.local/apis/smd/hsm/v2"
+
 var settings = []setting{
 	{"listen", "CRUS_LISTEN", "listen", "address to serve on", "127.0.0.1:8080"},
 	{"ca_file", "CRUS_CA_FILE", "ca-file", "PEM file of the CA of the HSM, BOS and Keycloak certificates", ""},
 	{"tenant", "CRUS_TENANT", "tenant", "Cray-Tenant-Name to send", ""},
-	{"hsm.url", "CRUS_HSM_URL", "hsm-url", "HSM v2 API root", "https://api-gw-service-nmn.local/apis/smd/hsm/v2"},
+	{"hsm.url", "CRUS_HSM_URL", "hsm-url", "HSM v2 API root", defaultHSMURL},
 	{"bos.url", "CRUS_BOS_URL", "bos-url", "BOS API root (without the version)", "https://api-gw-service-nmn.local/apis/bos"},
 	{"bos.version", "CRUS_BOS_VERSION", "bos-version", "BOS API version: v2 or v1", "v2"},
 	{"bos.v1_sessions", "CRUS_BOS_V1_SESSIONS", "bos-v1-sessions", "file recording the BOS v1 session ids (default: in the store directory)", ""},

@@ -179,3 +179,28 @@ func TestEventLine(t *testing.T) {
 		}
 	}
 }
+
+// crus plan's failure with nothing configured says so: it read the
+// defaults of a Cray EX system, which a first try elsewhere cannot reach.
+func TestPlanHintsWhenUnconfigured(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, problems := loadConfig("", nil, none)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	if !unconfigured("", cfg) {
+		t.Error("defaults everywhere: want the hint")
+	}
+	if unconfigured("crus.yaml", cfg) {
+		t.Error("a configuration file given: want no hint")
+	}
+	cfg, _ = loadConfig("", nil, func(k string) string {
+		if k == "CRUS_HSM_URL" {
+			return "https://hsm.example/apis/smd/hsm/v2"
+		}
+		return ""
+	})
+	if unconfigured("", cfg) {
+		t.Error("HSM's URL from the environment: want no hint")
+	}
+}

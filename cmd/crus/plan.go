@@ -97,6 +97,9 @@ func cmdPlan(args []string) int {
 	} else {
 		m, err := groups.Members(ctx, *starting)
 		if err != nil {
+			if unconfigured(*c.cfgPath, cfg) {
+				err = fmt.Errorf("%w\n(nothing configured: crus plan read the live cluster through the default backends of an HPE Cray EX system; give --config FILE, CRUS_CONFIG or --hsm-url, and `crus config check` tests them)", err)
+			}
 			return fail("plan", err)
 		}
 		xnames = m
@@ -241,4 +244,11 @@ func spark(counts []int, limit, width int) string {
 		b.WriteRune(runes[idx])
 	}
 	return b.String()
+}
+
+// unconfigured reports whether crus plan ran with nothing configured, on
+// the defaults of an HPE Cray EX system's API gateway: the usual first
+// try, whose failure deserves a hint.
+func unconfigured(cfgPath string, cfg *Config) bool {
+	return cfgPath == "" && cfg.HSM.URL == defaultHSMURL
 }
