@@ -157,7 +157,7 @@ func cmdPlan(args []string) int {
 		r := row{Strategy: strategies[i].Name, MakespanHours: p.Makespan.Hours(), LostNodeHours: p.Lost.Hours(),
 			MaxOut: p.MaxOut, Upgraded: p.Upgraded, Failed: p.Failed, Skipped: p.Skipped, Out: p.Out}
 		if p.Floor > 0 {
-			r.LostOverFloor = float64(p.Lost) / float64(p.Floor)
+			r.LostOverFloor = p.Lost.Hours() / p.Floor.Hours()
 		}
 		if errs[i] != nil {
 			r.Error = errs[i].Error()

@@ -12,16 +12,16 @@ import "time"
 // demand integrates, over time, the nodes lost waiting while no waiting
 // job could use them.
 type demand struct {
-	jobsWait bool          // a job waits for nodes (SetDemand)
-	nodes    int           // nodes lost waiting now
-	unwanted time.Duration // node-time lost waiting with no job waiting, up to since
+	jobsWait bool      // a job waits for nodes (SetDemand)
+	nodes    int       // nodes lost waiting now
+	unwanted NodeHours // node-time lost waiting with no job waiting, up to since
 	since    time.Time
 }
 
 // advance brings unwanted up to now.
 func (d *demand) advance(now time.Time) {
 	if !d.jobsWait && d.nodes > 0 && now.After(d.since) {
-		d.unwanted += time.Duration(d.nodes) * now.Sub(d.since)
+		d.unwanted += NodeHours(float64(d.nodes) * now.Sub(d.since).Hours())
 	}
 	d.since = now
 }
@@ -39,7 +39,7 @@ func (d *demand) waiting(now time.Time, delta int) {
 
 // unwantedAt returns the node-time lost waiting with no job waiting, up
 // to now, without changing it.
-func (d demand) unwantedAt(now time.Time) time.Duration {
+func (d demand) unwantedAt(now time.Time) NodeHours {
 	d.advance(now)
 	return d.unwanted
 }

@@ -27,18 +27,18 @@ func TestLossUnwanted(t *testing.T) {
 	w.SetDemand(false)
 	w.Advance(30 * time.Minute) // and still going: read as of now
 	l := w.Loss()
-	assert.Equal(t, 4*time.Hour+30*time.Minute, l.Waiting)
-	assert.Equal(t, 2*time.Hour+30*time.Minute, l.Unwanted)
+	assert.InDelta(t, (4*time.Hour + 30*time.Minute).Hours(), l.Waiting.Hours(), 1e-9)
+	assert.InDelta(t, (2*time.Hour + 30*time.Minute).Hours(), l.Unwanted.Hours(), 1e-9)
 
 	// A second node starts waiting: wanted again, both, until the
 	// scheduler says otherwise.
 	require.NoError(t, w.WLM().Drain(ctx, []string{"nid000002"}, "crus test"))
 	assert.Equal(t, 2, w.Waiting())
 	w.Advance(time.Hour)
-	assert.Equal(t, 2*time.Hour+30*time.Minute, w.Loss().Unwanted)
+	assert.InDelta(t, (2*time.Hour + 30*time.Minute).Hours(), w.Loss().Unwanted.Hours(), 1e-9)
 	w.SetDemand(false)
 	w.Advance(time.Hour)
-	assert.Equal(t, 4*time.Hour+30*time.Minute, w.Loss().Unwanted, "two nodes for an hour")
+	assert.InDelta(t, (4*time.Hour + 30*time.Minute).Hours(), w.Loss().Unwanted.Hours(), 1e-9, "two nodes for an hour")
 
 	// A drain that is not crus's loses nothing to crus.
 	require.NoError(t, w.WLM().Drain(ctx, []string{"nid000003"}, "site maintenance"))

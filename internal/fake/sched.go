@@ -414,18 +414,33 @@ const (
 // spent out of service because of crus while still computing (drained,
 // their jobs running: not lost, but counted against the cap).
 type Loss struct {
-	Waiting, Rebooting, Returning, Failed time.Duration
-	Draining                              time.Duration
+	Waiting, Rebooting, Returning, Failed NodeHours
+	Draining                              NodeHours
 	// Unwanted is the part of Waiting during which no waiting job could
 	// have used the waiting nodes (SetDemand, demand.go): capacity lost
 	// to crus only in the count.
-	Unwanted time.Duration
+	Unwanted NodeHours
 }
 
-// Total is the capacity lost: every cause but Draining.
-func (l Loss) Total() time.Duration { return l.Waiting + l.Rebooting + l.Returning + l.Failed }
+// NodeHours is node-time in hours, summed in floating point: a
+// time.Duration holds at most 2.56 million node-hours (2^63 ns), which
+// the capacity lost on a 160,000-node machine can approach.
+type NodeHours float64
 
-func (l *Loss) add(c LostCause, d time.Duration) {
+// Hours returns h in hours, as a time.Duration's Hours does.
+func (h NodeHours) Hours() float64 { return float64(h) }
+
+// Seconds returns h in seconds, as a time.Duration's Seconds does.
+func (h NodeHours) Seconds() float64 { return float64(h) * 3600 }
+
+// nodeHours converts the node-time of one node.
+func nodeHours(d time.Duration) NodeHours { return NodeHours(d.Hours()) }
+
+// Total is the capacity lost: every cause but Draining.
+func (l Loss) Total() NodeHours { return l.Waiting + l.Rebooting + l.Returning + l.Failed }
+
+func (l *Loss) add(c LostCause, dur time.Duration) {
+	d := nodeHours(dur)
 	switch c {
 	case LostWaiting:
 		l.Waiting += d
@@ -442,7 +457,7 @@ func (l *Loss) add(c LostCause, d time.Duration) {
 // the time it was out of service because of crus (drained or failed with
 // a crus reason but not failed yet, rebooting, or waiting for a workload
 // manager reboot) while running no job.
-func (w *World) Lost() time.Duration { return w.Loss().Total() }
+func (w *World) Lost() NodeHours { return w.Loss().Total() }
 
 // Loss returns the capacity lost because of crus so far, by cause.
 func (w *World) Loss() Loss {
@@ -454,7 +469,7 @@ func (w *World) Loss() Loss {
 			l.add(n.sim.cause, w.now.Sub(n.lostSince))
 		}
 		if !n.sim.drainSince.IsZero() {
-			l.Draining += w.now.Sub(n.sim.drainSince)
+			l.Draining += nodeHours(w.now.Sub(n.sim.drainSince))
 		}
 	}
 	l.Unwanted = w.sim.demand.unwantedAt(w.now)
@@ -491,7 +506,7 @@ func (w *World) account(n *node, out bool) {
 	case draining && n.sim.drainSince.IsZero():
 		n.sim.drainSince = w.now
 	case !draining && !n.sim.drainSince.IsZero():
-		w.sim.loss.Draining += w.now.Sub(n.sim.drainSince)
+		w.sim.loss.Draining += nodeHours(w.now.Sub(n.sim.drainSince))
 		n.sim.drainSince = time.Time{}
 	}
 	lost := (out || n.sim.pending && inService(n)) && !busy

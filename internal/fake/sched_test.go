@@ -2,6 +2,7 @@ package fake_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -344,4 +345,20 @@ func TestReserveNamesANodeOnce(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, []string{"nid000001", "nid000003"}, got[0].Nodes)
 	assert.Equal(t, map[string]int{w.XNames()[0]: 1, w.XNames()[2]: 1}, w.Touched())
+}
+
+// TestLossBeyondDuration: capacity lost past 2^63 ns (2.56 million
+// node-hours, within reach of a 160,000-node machine) is counted, not
+// wrapped around to a negative time.Duration.
+func TestLossBeyondDuration(t *testing.T) {
+	const nodes = 30000
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: nodes})
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("nid%06d", i+1)
+	}
+	require.NoError(t, w.WLM().Drain(context.Background(), names, "crus s: upgrade"))
+	w.Advance(100 * time.Hour)
+	assert.InDelta(t, float64(nodes*100), w.Loss().Waiting.Hours(), 1)
+	assert.InDelta(t, float64(nodes*100), w.Lost().Hours(), 1)
 }

@@ -56,7 +56,7 @@ func FuzzTrace(f *testing.F) {
 			require.LessOrEqual(t, r.MaxOut, cfg.Step, st.Name)
 			require.Equal(t, cfg.Nodes, r.Upgraded+r.Failed+r.Skipped+r.Untouched, st.Name)
 			require.Positive(t, r.Makespan, st.Name)
-			require.GreaterOrEqual(t, r.Lost, time.Duration(0), st.Name)
+			require.GreaterOrEqual(t, r.Lost.Hours(), 0.0, st.Name)
 		}
 	})
 }

@@ -192,20 +192,21 @@ type Result struct {
 	// ReturnTimeout (what crus waits too). Bound uses it. Zero: not
 	// measured (Makespan stands).
 	FairMakespan time.Duration
-	// Lost is the capacity lost, in node-time (Loss splits it by cause);
-	// Floor is the sum over the nodes of their first reboot's duration
-	// (Nodes × this run's mean reboot time), the same for every strategy
-	// of a seed.
-	Lost, Floor time.Duration
-	Loss        fake.Loss
-	MaxOut      int
-	Upgraded    int
-	Failed      int
-	Skipped     int
-	Untouched   int
-	WLMCalls    int
-	HSMCalls    int
-	BOSCalls    int
+	// Lost is the capacity lost, in node-hours (Loss splits it by
+	// cause); Floor is the sum over the nodes of their first reboot's
+	// duration (Nodes × this run's mean reboot time), the same for every
+	// strategy of a seed.
+	Lost      fake.NodeHours
+	Floor     time.Duration
+	Loss      fake.Loss
+	MaxOut    int
+	Upgraded  int
+	Failed    int
+	Skipped   int
+	Untouched int
+	WLMCalls  int
+	HSMCalls  int
+	BOSCalls  int
 	// Jobs started by the scheduler during the session.
 	JobsStarted int
 	// Old is the work the scheduler started during the session on nodes
@@ -236,7 +237,7 @@ func (r Result) LostOverFloor() float64 {
 	if r.Floor <= 0 {
 		return 0
 	}
-	return float64(r.Lost) / float64(r.Floor)
+	return r.Lost.Hours() / r.Floor.Hours()
 }
 
 // WantedOverFloor is the capacity lost counting a node's wait before its
@@ -248,7 +249,7 @@ func (r Result) WantedOverFloor() float64 {
 	if r.Floor <= 0 {
 		return 0
 	}
-	return float64(r.Lost-r.Loss.Unwanted) / float64(r.Floor)
+	return (r.Lost - r.Loss.Unwanted).Hours() / r.Floor.Hours()
 }
 
 // MeanReboot is this run's mean reboot time: Floor / Nodes.

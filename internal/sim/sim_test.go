@@ -229,7 +229,7 @@ func TestSchedulerDemand(t *testing.T) {
 	require.NoError(t, w.WLM().Drain(ctx, []string{"nid000005"}, "crus test"))
 	s.pass()
 	w.Advance(time.Hour)
-	assert.Equal(t, time.Hour, w.Loss().Unwanted, "no waiting job fits on 2 nodes")
+	assert.InDelta(t, 1.0, w.Loss().Unwanted.Hours(), 1e-9, "no waiting job fits on 2 nodes")
 
 	// A 2-node job arrives: it would fit on the free node and crus's.
 	s.mu.Lock()
@@ -237,8 +237,8 @@ func TestSchedulerDemand(t *testing.T) {
 	s.mu.Unlock()
 	s.pass()
 	w.Advance(time.Hour)
-	assert.Equal(t, time.Hour, w.Loss().Unwanted, "wanted while the 2-node job waits")
-	assert.Equal(t, 2*time.Hour, w.Loss().Waiting)
+	assert.InDelta(t, 1.0, w.Loss().Unwanted.Hours(), 1e-9, "wanted while the 2-node job waits")
+	assert.InDelta(t, 2.0, w.Loss().Waiting.Hours(), 1e-9)
 }
 
 // TestSchedulerBackfills checks FCFS with EASY backfill on a 4-node world:

@@ -59,13 +59,14 @@ type Prediction struct {
 	Strategy string
 	Makespan time.Duration
 	// Lost is the node-time nodes could not take work because of the
-	// upgrade (drained idle, rebooting); Floor is the nodes taken × the
-	// mean reboot time.
-	Lost, Floor time.Duration
-	MaxOut      int
-	Upgraded    int
-	Failed      int
-	Skipped     int
+	// upgrade (drained idle, rebooting), in node-hours; Floor is the
+	// nodes taken × the mean reboot time.
+	Lost     fake.NodeHours
+	Floor    time.Duration
+	MaxOut   int
+	Upgraded int
+	Failed   int
+	Skipped  int
 	// Out holds the nodes out of service because of the upgrade, every
 	// SnapshotConfig.Sample from the start.
 	Out []int
