@@ -58,13 +58,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if code := exitCode(err); code != 0 {
-		var u usageError
-		if errors.As(err, &u) && !u.printed {
+	var u usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp): // (the flag package printed the help)
+	case errors.As(err, &u):
+		if !u.printed {
 			log.Printf("%v (-h lists the flags)", err)
-		} else if !errors.As(err, &u) {
-			log.Print(err)
 		}
+	default:
+		log.Print(err)
+	}
+	if code := exitCode(err); code != 0 {
 		os.Exit(code)
 	}
 }
@@ -284,20 +288,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	use, _ := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step})
+	// What the replay makes of the trace does not depend on the window:
+	// one survey serves them all.
+	use, err := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step, Start: starts[0], Warmup: *warmup})
+	if err != nil && !errors.Is(err, sim.ErrPastEnd) {
+		return err
+	}
 	// A window past the last job replayed would upgrade an idle cluster:
 	// it is not run, and the report says so. None left is an error.
 	var pastEnd []string
-	for _, st := range slices.Clone(starts) {
-		_, err := sim.Survey(sim.Config{Trace: tr, Nodes: *nodes, Step: *step, Start: st, Warmup: *warmup})
-		switch {
-		case errors.Is(err, sim.ErrPastEnd):
-			pastEnd = append(pastEnd, fmt.Sprintf("%s: not run, past the trace's end (its last job replayed is submitted on day %.1f)", windowName(st), use.LastSubmit.Hours()/24))
-			starts = slices.DeleteFunc(starts, func(d time.Duration) bool { return d == st })
-		case err != nil:
-			return err
+	starts = slices.DeleteFunc(starts, func(st time.Duration) bool {
+		if st <= use.LastSubmit {
+			return false
 		}
-	}
+		pastEnd = append(pastEnd, fmt.Sprintf("%s: not run, past the trace's end (its last job replayed is submitted on day %.1f)", windowName(st), use.LastSubmit.Hours()/24))
+		return true
+	})
 	if len(starts) == 0 {
 		return fmt.Errorf("every window is past the trace's end: %s", strings.Join(pastEnd, "; "))
 	}
@@ -385,14 +391,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "no steering: the simulated scheduler ignores the order the scheduled strategy asks for")
 		}
 	}
-	if *format == "markdown" && len(use.Notes()) > 0 { // (the tables as they were when every line is replayed)
-		for _, l := range useLines(use) {
-			fmt.Fprintln(stdout, l+"  ") // (a line break)
-		}
-	}
 	if *format == "markdown" {
-		for _, l := range pastEnd {
-			fmt.Fprintln(stdout, l+"  ")
+		var lines []string
+		if len(use.Notes()) > 0 { // (the tables as they were when every line is replayed)
+			lines = useLines(use)
+		}
+		for _, l := range append(lines, pastEnd...) {
+			fmt.Fprintln(stdout, l+"  ") // (a line break)
 		}
 	}
 	switch {
