@@ -182,7 +182,7 @@ type REST struct {
 
 	mu      sync.Mutex
 	version string
-	refused string // the token slurmrestd refused last, until the source gives another
+	refused string // the token slurmrestd refused last (RefusedToken)
 }
 
 var (
@@ -335,25 +335,8 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 	}
 	var token string
 	if r.cfg.Token != nil {
-		r.mu.Lock()
-		refused := r.refused
-		r.mu.Unlock()
-		tctx := ctx
-		if refused != "" {
-			tctx = context.WithValue(ctx, refusedKey{}, refused)
-		}
-		if token, err = r.cfg.Token(tctx); err != nil {
-			return fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
-		}
-		if !text.Sendable(token) {
-			return fmt.Errorf("%w: the token source gave a token that cannot be sent in a header (a JWT is printable ASCII without spaces)", ErrAuth)
-		}
-		if refused != "" && token != refused {
-			r.mu.Lock()
-			if r.refused == refused {
-				r.refused = ""
-			}
-			r.mu.Unlock()
+		if token, err = r.token(ctx); err != nil {
+			return err
 		}
 		req.Header.Set("X-SLURM-USER-TOKEN", token)
 	}
@@ -404,6 +387,25 @@ func (r *REST) do(ctx context.Context, method, path string, body any, read func(
 		return fmt.Errorf("slurm: slurmrestd %s %s: %w", method, path, scrub(err, token))
 	}
 	return nil
+}
+
+// token asks the TokenSource for the token to send, telling it the one
+// slurmrestd refused last, and refuses one that cannot go in a header.
+func (r *REST) token(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	refused := r.refused
+	r.mu.Unlock()
+	if refused != "" {
+		ctx = context.WithValue(ctx, refusedKey{}, refused)
+	}
+	token, err := r.cfg.Token(ctx)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: getting a token: %w", ErrAuth, err)
+	case !text.Sendable(token):
+		return "", fmt.Errorf("%w: the token source gave a token that cannot be sent in a header (a JWT is printable ASCII without spaces)", ErrAuth)
+	}
+	return token, nil
 }
 
 // refusal turns an answer other than 200 into an error: an *httpError
