@@ -4,7 +4,10 @@
 // 127.0.0.1 with a port of its own) and, if asked, slurmrestd with JWT
 // authentication. Everything lives in a temporary directory; every daemon
 // is a child process of the test, found by its pid and stopped by it,
-// never by name.
+// never by name. A test process that is killed (go test -timeout) takes
+// its daemons with it (the kernel's parent-death signal); what a job had
+// running on the cluster is stopped, by pid, by the next test process's
+// first Start (see Cluster.Reaped).
 //
 // It needs the Debian 12 packages munge, slurmctld, slurmd, slurm-client,
 // slurmrestd and slurm-wlm-jwt-plugin, and root (slurmd runs jobs as their
@@ -73,6 +76,10 @@ type Cluster struct {
 	// RESTURL is the base URL of slurmrestd ("http://127.0.0.1:port"), if
 	// Options.REST.
 	RESTURL string
+	// Reaped says what the first Start of this test process stopped that
+	// a killed test process had left running (see reapStale), one line
+	// per cluster directory; New logs it.
+	Reaped []string
 
 	names  []string
 	ports  map[string]int
@@ -136,6 +143,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatalf("starting a Slurm test cluster: %v", err)
 	}
+	for _, r := range c.Reaped {
+		t.Logf("slurmtest: %s", r)
+	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("stopping the Slurm test cluster: %v", err)
@@ -166,10 +176,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
+	reaped := reapStaleOnce()
 	var errs []error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		c, err := startOnce(ctx, opts)
 		if err == nil {
+			c.Reaped = reaped
 			return c, nil
 		}
 		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
@@ -201,6 +213,9 @@ func startOnce(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			}
 		}
 	}()
+	if err := recordOwner(dir); err != nil {
+		return nil, err
+	}
 	// slurmrestd runs as nobody and must read slurm.conf.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
@@ -269,8 +284,16 @@ func startOnce(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if opts.REST {
 		c.RESTURL = fmt.Sprintf("http://127.0.0.1:%d", c.ports["slurmrestd"])
-		c.restd, err = c.start("slurmrestd", []string{"SLURM_JWT=daemon"}, "slurmrestd", "-f", c.Conf,
-			"-u", "nobody", "-g", "nogroup", "-s", opts.RESTPlugins, fmt.Sprintf("127.0.0.1:%d", c.ports["slurmrestd"]))
+		// slurmrestd refuses to run as root. It is started as nobody rather
+		// than told to drop root (-u, -g): a process that changes its own
+		// user loses its parent-death signal and would outlive a killed
+		// test.
+		runAs, err := nobody()
+		if err != nil {
+			return nil, err
+		}
+		c.restd, err = c.startAs(runAs, "slurmrestd", []string{"SLURM_JWT=daemon"}, "slurmrestd", "-f", c.Conf,
+			"-s", opts.RESTPlugins, fmt.Sprintf("127.0.0.1:%d", c.ports["slurmrestd"]))
 		if err != nil {
 			return nil, err
 		}
@@ -373,8 +396,15 @@ func (c *Cluster) env(extra ...string) []string {
 }
 
 // start starts a daemon as a child process, in a process group of its own,
-// killed if the test process dies.
+// killed if the test process dies, and records its pid in the cluster's
+// directory (see reapStale).
 func (c *Cluster) start(name string, env []string, prog string, args ...string) (*proc, error) {
+	return c.startAs(nil, name, env, prog, args...)
+}
+
+// startAs is start with the daemon running as runAs; nil means as this
+// process.
+func (c *Cluster) startAs(runAs *syscall.Credential, name string, env []string, prog string, args ...string) (*proc, error) {
 	logPath := filepath.Join(c.Dir, "log", strings.ReplaceAll(name, " ", "-")+".out")
 	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -385,7 +415,7 @@ func (c *Cluster) start(name string, env []string, prog string, args ...string) 
 	cmd.Env = c.env(env...)
 	cmd.Dir = c.Dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(runAs)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("slurmtest: starting %s: %w", name, err)
 	}
@@ -394,6 +424,9 @@ func (c *Cluster) start(name string, env []string, prog string, args ...string) 
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	if err := c.recordDaemon(p); err != nil {
+		return nil, errors.Join(err, p.stop())
+	}
 	return p, nil
 }
 
