@@ -25,7 +25,9 @@
 //	crus_node_stage_duration_seconds{stage}       histogram: drain, reboot, return and total time of each node
 //
 // The histograms count the steps and nodes that finished since the
-// process started (a restart does not count old ones again). From the
+// process started (a restart does not count old ones again), as the
+// scrapes find them: nodes that finish after one scrape in a session
+// whose record is deleted before the next are not counted. From the
 // backends, through the decorators WrapGroups, WrapManager and WrapBoot:
 //
 //	crus_backend_calls_total{backend,call,result} calls by backend (hsm, wlm, bos), method and result (ok, partial, error, canceled)
