@@ -14,6 +14,7 @@ import (
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/bos"
 	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
 
@@ -91,6 +92,9 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		return nil, err
 	}
 	s.UpgradeID = e.cfg.NewID()
+	if err := ValidateID(s.UpgradeID); err != nil {
+		return nil, fmt.Errorf("crus: Config.NewID: %w", err)
+	}
 	if err := e.checkBookingNames(s); err != nil {
 		return nil, err
 	}
@@ -107,6 +111,32 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 		}
 	}
 	return s, nil
+}
+
+// MaxIDLength is the longest session id (Config.NewID) Create accepts: a
+// UUID has 36 characters.
+const MaxIDLength = 64
+
+// ValidateID checks a session id: 1 to MaxIDLength letters, digits, '.',
+// '_' or '-', beginning with a letter or a digit. It names the session's
+// boot sessions (crus-<id>-<n>, which BOS takes up to 127 characters of
+// these), its reservations, its drain reasons ("crus <id>: ...") and its
+// file or key in the store.
+func ValidateID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("a session id must not be empty")
+	case len(id) > MaxIDLength:
+		return fmt.Errorf("session id %q is %d bytes long, more than %d", text.Cap(id, 80), len(id), MaxIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')
+		if !ok {
+			return fmt.Errorf("session id %q: byte %d (%q) is not allowed; an id is letters, digits, '.', '_' and '-', beginning with a letter or a digit", id, i, c)
+		}
+	}
+	return nil
 }
 
 // checkBookingNames refuses a session id that would make the scheduled

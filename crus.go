@@ -192,11 +192,16 @@ func (s Spec) Validate() error {
 	default:
 		add("boot_limit", s.BootLimit, "%q is not one of %q, %q", s.BootLimit, LimitNodes, LimitLabel)
 	}
-	if s.BootTimeout < 0 {
-		add("boot_timeout", s.BootTimeout, "must not be negative")
-	}
-	if s.ReturnTimeout < 0 {
-		add("return_timeout", s.ReturnTimeout, "must not be negative")
+	for _, t := range []struct {
+		field string
+		v     Duration
+	}{{"boot_timeout", s.BootTimeout}, {"return_timeout", s.ReturnTimeout}} {
+		switch {
+		case t.v < 0:
+			add(t.field, t.v, "must not be negative")
+		case t.v > 0 && t.v < MinTimeout:
+			add(t.field, t.v, "must be at least %s (0: the default), got %s", MinTimeout, t.v)
+		}
 	}
 	s.Rollout.validate(s.StepSize, s.BootLimit, add)
 	if err := errs.ErrorOrNil(); err != nil {
@@ -205,6 +210,11 @@ func (s Spec) Validate() error {
 	}
 	return nil
 }
+
+// MinTimeout is the shortest boot_timeout, return_timeout or drain_timeout
+// a spec may set: a node cannot drain, reboot or return faster, and a
+// timeout shorter than a poll would fail or release every node.
+const MinTimeout = Duration(time.Minute)
 
 // listFormat renders a multierror as "what: a; b; c".
 func listFormat(what string) multierror.ErrorFormatFunc {
@@ -221,7 +231,8 @@ func listFormat(what string) multierror.ErrorFormatFunc {
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string
-// ("30m0s"). It reads either a string or a number of nanoseconds.
+// ("30m0s"). It reads only a string: a bare number is refused, since
+// nothing says its unit (3600 meant as seconds would be 3.6µs).
 type Duration time.Duration
 
 // MarshalJSON writes the duration as a string such as "1h30m0s".
@@ -229,7 +240,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-// UnmarshalJSON reads "90m", "1h30m" or a number of nanoseconds.
+// UnmarshalJSON reads a Go duration string: "90m", "1h30m", "45s".
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -237,7 +248,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	switch v := v.(type) {
 	case float64:
-		*d = Duration(v)
+		return fmt.Errorf("duration: a bare number (%s) has no unit: write it as a string with one, such as \"%ss\" or \"30m\"", b, b)
 	case string:
 		p, err := time.ParseDuration(v)
 		if err != nil {

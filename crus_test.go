@@ -1,6 +1,7 @@
 package crus_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/text"
 	"github.com/crus-go/crus/wlm"
 )
@@ -114,8 +116,10 @@ func TestDurationJSON(t *testing.T) {
 	var d crus.Duration
 	require.NoError(t, json.Unmarshal([]byte(`"1h30m"`), &d))
 	assert.Equal(t, crus.Duration(90*time.Minute), d)
-	require.NoError(t, json.Unmarshal([]byte(`60000000000`), &d))
-	assert.Equal(t, crus.Duration(time.Minute), d)
+	// A bare number has no unit: 3600 meant as seconds would be 3.6µs.
+	err := json.Unmarshal([]byte(`3600`), &d)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"3600s"`, "the error says how to write it")
 	out, _ := json.Marshal(crus.Duration(90 * time.Minute))
 	assert.Equal(t, `"1h30m0s"`, string(out))
 	assert.Error(t, json.Unmarshal([]byte(`"soon"`), &d))
@@ -171,4 +175,79 @@ func TestSessionJSONRoundTrip(t *testing.T) {
 // must accept wlm.MaxReason.
 func TestReasonCapIsTheWorkloadManagersBound(t *testing.T) {
 	assert.Equal(t, wlm.MaxReason, text.MaxReason)
+}
+
+// TestSpecTimeoutsHaveAFloor: a timeout below MinTimeout would fail or
+// release every node; the spec is refused, the field named.
+func TestSpecTimeoutsHaveAFloor(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		set   func(*crus.Spec, crus.Duration)
+	}{
+		{"boot_timeout", func(s *crus.Spec, d crus.Duration) { s.BootTimeout = d }},
+		{"return_timeout", func(s *crus.Spec, d crus.Duration) { s.ReturnTimeout = d }},
+		{"drain_timeout", func(s *crus.Spec, d crus.Duration) { s.Rollout.DrainTimeout = d }},
+	} {
+		for _, d := range []crus.Duration{crus.Duration(3600), crus.Duration(59 * time.Second)} {
+			s := validSpec()
+			c.set(&s, d)
+			err := s.Validate()
+			require.ErrorIs(t, err, crus.ErrInvalidSpec, "%s %s", c.field, d)
+			var fe *crus.FieldError
+			require.ErrorAs(t, err, &fe)
+			assert.Equal(t, c.field, fe.Field)
+			assert.Contains(t, fe.Problem, "at least 1m0s")
+		}
+		s := validSpec()
+		c.set(&s, crus.MinTimeout)
+		assert.NoError(t, s.Validate(), "%s of exactly MinTimeout", c.field)
+	}
+}
+
+// TestConfigPollsHaveAFloor: a poll or a first retry of a few nanoseconds
+// would flood the backends; Validate (and NewExecutor) refuse it.
+func TestConfigPollsHaveAFloor(t *testing.T) {
+	for name, c := range map[string]crus.Config{
+		"PollInterval":         {PollInterval: 1},
+		"InFlightPollInterval": {InFlightPollInterval: 99 * time.Millisecond},
+		"RetryInitial":         {RetryInitial: time.Microsecond},
+	} {
+		err := c.Validate()
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), "Config."+name+" must be at least", name)
+	}
+	assert.NoError(t, crus.Config{PollInterval: crus.MinPollInterval, InFlightPollInterval: crus.MinPollInterval, RetryInitial: crus.MinRetryInitial}.Validate())
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
+	_, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, PollInterval: 1})
+	assert.ErrorContains(t, err, "PollInterval")
+}
+
+// TestCreateRefusesBadIDs: an id from Config.NewID that could not name
+// the session's boot sessions, reservations or file is refused before
+// anything is stored or touched.
+func TestCreateRefusesBadIDs(t *testing.T) {
+	for _, id := range []string{"", "a/b c", "-lead", "x:y", strings.Repeat("a", crus.MaxIDLength+1), "ünïcode"} {
+		world := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
+		st := crus.NewMemoryStore()
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, Store: st, NewID: func() string { return id }})
+		require.NoError(t, err)
+		spec := crus.Spec{StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+			StepSize: 2, TemplateID: fake.Template, WorkloadManagerType: "slurm"}
+		_, err = ex.Create(context.Background(), spec)
+		require.Error(t, err, "id %q", id)
+		assert.Contains(t, err.Error(), "Config.NewID", "id %q", id)
+		list, err := st.List(context.Background())
+		require.NoError(t, err)
+		assert.Empty(t, list, "id %q: nothing stored", id)
+		members, err := world.HSM().Members(context.Background(), fake.UpgradingLabel)
+		require.NoError(t, err)
+		assert.Empty(t, members, "id %q: no node taken", id)
+		// The same executor, given a good id, still works.
+		id = "good-id.1_"
+		s, err := ex.Create(context.Background(), spec)
+		require.NoError(t, err)
+		assert.Equal(t, "good-id.1_", s.UpgradeID)
+	}
+	assert.NoError(t, crus.ValidateID(strings.Repeat("a", crus.MaxIDLength)))
+	assert.Error(t, crus.NewMemoryStore().Create(context.Background(), &crus.Session{}), "a record without an id")
 }

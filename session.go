@@ -118,6 +118,20 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("crus: Config.%s must not be negative, got %s", d.name, d.v))
 		}
 	}
+	// A poll reads the workload manager and the boot orchestrator; a
+	// retry calls a backend that just failed. Below these, a typo (a
+	// number of nanoseconds) would flood them.
+	for _, d := range []struct {
+		name     string
+		v, least time.Duration
+	}{
+		{"PollInterval", c.PollInterval, MinPollInterval}, {"InFlightPollInterval", c.InFlightPollInterval, MinPollInterval},
+		{"RetryInitial", c.RetryInitial, MinRetryInitial},
+	} {
+		if d.v > 0 && d.v < d.least {
+			errs = append(errs, fmt.Errorf("crus: Config.%s must be at least %s (0: the default), got %s", d.name, d.least, d.v))
+		}
+	}
 	if c.MaxConcurrentCalls < 0 {
 		errs = append(errs, fmt.Errorf("crus: Config.MaxConcurrentCalls must not be negative, got %d", c.MaxConcurrentCalls))
 	}
@@ -126,6 +140,13 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// The shortest Config.PollInterval and InFlightPollInterval, and the
+// shortest Config.RetryInitial, that Validate accepts.
+const (
+	MinPollInterval = 100 * time.Millisecond
+	MinRetryInitial = time.Millisecond
+)
 
 // Executor carries out sessions: it checks and creates them, then drives
 // each one through observe → plan → record → act until it completes. All

@@ -2,6 +2,7 @@ package crus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -86,6 +87,9 @@ type NodeUpdater interface {
 	UpdateNodes(ctx context.Context, s *Session, changed []int) error
 }
 
+// errNoID refuses a record without an id: nothing could read it back.
+var errNoID = errors.New("crus: a session without an upgrade_id cannot be stored")
+
 // MemoryStore is a Store that keeps sessions in memory. It is complete and
 // safe for concurrent use, but loses everything when the process ends.
 type MemoryStore struct {
@@ -109,6 +113,9 @@ func NewMemoryStore() *MemoryStore {
 func (m *MemoryStore) Create(ctx context.Context, s *Session) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.UpgradeID == "" {
+		return errNoID
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -275,6 +282,9 @@ func (m *MemoryStore) reservations() []Reservation {
 func (m *MemoryStore) CreateReserved(ctx context.Context, s *Session) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.UpgradeID == "" {
+		return errNoID
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -210,6 +210,8 @@ func (r Rollout) validate(step int, limit BootLimit, add func(field string, valu
 	}
 	if r.DrainTimeout < 0 {
 		add("drain_timeout", r.DrainTimeout, "must not be negative")
+	} else if r.DrainTimeout > 0 && r.DrainTimeout < MinTimeout {
+		add("drain_timeout", r.DrainTimeout, "must be at least %s (0: none), got %s", MinTimeout, r.DrainTimeout)
 	}
 	switch r.DrainTimeoutAction {
 	case "", DrainRelease, DrainFail:

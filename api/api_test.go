@@ -572,6 +572,16 @@ func TestExtensions(t *testing.T) {
 		t.Errorf("400 lists %d problems; want 3: %+v", len(p.Errors), p.Errors)
 	}
 	h.expect(400, h.url, "POST", "/plan", bad)
+	// A timeout as a bare number (seconds? nanoseconds?) or below a
+	// minute: refused, the field named, nothing created.
+	for _, v := range []any{3600, "30s"} {
+		bad = original(fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, 4)
+		bad["boot_timeout"] = v
+		out := h.expect(400, h.url, "POST", "/sessions", bad)
+		if !strings.Contains(string(out), "boot_timeout") {
+			t.Errorf("boot_timeout %v: 400 does not name the field: %s", v, out)
+		}
+	}
 	h.expect(413, h.url, "POST", "/sessions", strings.Repeat(" ", 5000))
 	h.expect(413, h.url, "POST", "/plan", strings.Repeat(" ", 5000))
 	h.expect(415, h.url, "POST", "/sessions", "x", "Content-Type", "text/plain")

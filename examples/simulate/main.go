@@ -210,8 +210,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !(*minBusy >= 0 && *minBusy <= 1) {
 		return usagef("-min-busy %v: want a fraction of the nodes, 0 to 1", *minBusy)
 	}
-	if *drain <= 0 {
-		return usagef("-drain-timeout %v: want a positive timeout (the -timeout strategies would run without one)", *drain)
+	if *drain < time.Duration(crus.MinTimeout) {
+		return usagef("-drain-timeout %v: want at least %v (a session's drain_timeout may be no shorter)", *drain, time.Duration(crus.MinTimeout))
 	}
 	if *lookahead < 0 {
 		return usagef("-lookahead %d: want 0 (the default) or more", *lookahead)
@@ -219,8 +219,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *maxDuration <= 0 {
 		return usagef("-max-duration %v: want a positive time", *maxDuration)
 	}
-	if *poll <= 0 {
-		return usagef("-poll %v: want a positive interval", *poll)
+	if *poll < crus.MinPollInterval {
+		return usagef("-poll %v: want at least %v", *poll, crus.MinPollInterval)
+	}
+	if *inflight > 0 && *inflight < crus.MinPollInterval {
+		return usagef("-inflight-poll %v: want 0 (the default) or at least %v", *inflight, crus.MinPollInterval)
 	}
 	for _, f := range []struct {
 		name string

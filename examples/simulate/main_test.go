@@ -87,6 +87,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-days", "NaN"}}, {[]string{"-days", "1e9"}}, {[]string{"-days", "-5"}},
 		{[]string{"-start", "-5h"}}, {[]string{"-warmup", "-1h"}},
 		{[]string{"-default-limit", "-1h"}}, {[]string{"-drain-timeout", "-1h"}},
+		{[]string{"-drain-timeout", "30s"}}, {[]string{"-poll", "1ns"}}, {[]string{"-inflight-poll", "1ms"}},
 	} {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"-trace", kth, "-q", "-nodes", "10", "-step", "2", "-strategies", "rolling-job_end"}, c.args...), &out, &bytes.Buffer{})
