@@ -95,9 +95,6 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 	if err := ValidateID(s.UpgradeID); err != nil {
 		return nil, fmt.Errorf("crus: Config.NewID: %w", err)
 	}
-	if err := e.checkBookingNames(s); err != nil {
-		return nil, err
-	}
 	if err := e.createRecord(ctx, s); err != nil {
 		return nil, err
 	}
@@ -120,8 +117,9 @@ const MaxIDLength = 64
 // ValidateID checks a session id: 1 to MaxIDLength letters, digits, '.',
 // '_' or '-', beginning with a letter or a digit. It names the session's
 // boot sessions (crus-<id>-<n>, which BOS takes up to 127 characters of
-// these), its reservations, its drain reasons ("crus <id>: ...") and its
-// file or key in the store.
+// these), its reservations (crus-<id>-<n>, up to 100 characters with n of
+// 8 digits, a century of 5-minute buckets), its drain reasons ("crus
+// <id>: ...") and its file or key in the store.
 func ValidateID(id string) error {
 	switch {
 	case id == "":
@@ -135,22 +133,6 @@ func ValidateID(id string) error {
 		if !ok {
 			return fmt.Errorf("session id %q: byte %d (%q) is not allowed; an id is letters, digits, '.', '_' and '-', beginning with a letter or a digit", id, i, c)
 		}
-	}
-	return nil
-}
-
-// checkBookingNames refuses a session id that would make the scheduled
-// strategy's reservation names ones the workload manager refuses (a
-// Config.NewID of very long ids): every booking would fail. The longest
-// bucket number a session can reach has 8 digits (a century of 5-minute
-// buckets).
-func (e *Executor) checkBookingNames(s *Session) error {
-	if e.scheduler == nil || !policyOf(&s.Spec).scheduled {
-		return nil
-	}
-	probe := wlm.Reservation{Name: bookingPrefix(s) + "99999999", Nodes: []string{"n"}, Start: s.Progress.CreatedAt, End: s.Progress.CreatedAt.Add(time.Hour)}
-	if err := wlm.ValidateReservation(probe); err != nil {
-		return fmt.Errorf("crus: session id %q (Config.NewID) cannot name the scheduled strategy's reservations: %w", s.UpgradeID, err)
 	}
 	return nil
 }

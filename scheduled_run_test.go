@@ -64,15 +64,20 @@ func TestScheduledOwnsBookingsByExactID(t *testing.T) {
 
 // TestScheduledRefusesIDsTooLongToBook: a Config.NewID whose ids would
 // make reservation names the workload manager refuses fails Create, with
-// nothing stored or touched; the same id is fine for another strategy.
+// nothing stored or touched; so does any id longer than MaxIDLength, for
+// every strategy, and the longest id crus takes names valid reservations.
 func TestScheduledRefusesIDsTooLongToBook(t *testing.T) {
+	longest := strings.Repeat("a", crus.MaxIDLength)
+	require.NoError(t, wlm.ValidateReservation(wlm.Reservation{Name: "crus-" + longest + "-99999999", Nodes: []string{"n"},
+		Start: time.Unix(0, 0), End: time.Unix(3600, 0)}), "the longest id names valid reservations")
+
 	e := newEnv(t, fake.ClusterOptions{Nodes: 4, Busy: 0.5}, 2)
-	long := strings.Repeat("a", 90) // the stores take 200
+	long := strings.Repeat("a", 90) // reservation names take 100 characters, the stores 200
 	e.cfg.NewID = func() string { return long }
 	e.ex = e.executor()
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 	_, err := e.ex.Create(context.Background(), e.spec)
-	require.ErrorIs(t, err, wlm.ErrInvalidArgument)
+	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Config.NewID")
 	ids, lerr := e.store.List(context.Background())
 	require.NoError(t, lerr)
@@ -80,9 +85,14 @@ func TestScheduledRefusesIDsTooLongToBook(t *testing.T) {
 	assert.Zero(t, e.w.Calls()["hsm.AddMembers"]+e.w.Calls()["wlm.Drain"], "nothing touched")
 
 	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+	_, err = e.ex.Create(context.Background(), e.spec)
+	require.Error(t, err, "too long for boot session names too")
+	e.cfg.NewID = func() string { return longest }
+	e.ex = e.executor()
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 	s, err := e.ex.Create(context.Background(), e.spec)
 	require.NoError(t, err)
-	assert.Equal(t, long, s.UpgradeID)
+	assert.Equal(t, longest, s.UpgradeID)
 }
 
 // TestScheduledWithoutScheduler: a workload manager that cannot book

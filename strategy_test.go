@@ -333,7 +333,7 @@ func TestRolloutValidation(t *testing.T) {
 		"max failures":    {r: Rollout{MaxFailures: -1}, field: "max_failures"},
 		"percent":         {r: Rollout{MaxFailurePercent: 101}, field: "max_failure_percent"},
 		"drain timeout":   {r: Rollout{DrainTimeout: -1}, field: "drain_timeout"},
-		"timeout action":  {r: Rollout{DrainTimeout: 1, DrainTimeoutAction: "kill"}, field: "drain_timeout_action"},
+		"timeout action":  {r: Rollout{DrainTimeout: Duration(time.Hour), DrainTimeoutAction: "kill"}, field: "drain_timeout_action"},
 		"action alone":    {r: Rollout{DrainTimeoutAction: DrainFail}, field: "drain_timeout_action"},
 		"canary size":     {r: Rollout{Canary: []int{1, 5}}, field: "canary[1]"},
 		"canary zero":     {r: Rollout{Canary: []int{0}}, field: "canary[0]"},
