@@ -56,6 +56,12 @@ const (
 	// request; its nodes wait drained, no new node is taken, and after
 	// boot_timeout they return to service to be taken again later.
 	CondBootNotAccepted ConditionKind = "boot_not_accepted"
+	// CondDrainNotTaking: nodes the session drained still read not
+	// drained 10 minutes after the first request, though crus asks again
+	// at every observation: the workload manager loses the drains,
+	// someone resumes the nodes, or its adapter's Drain does nothing.
+	// The nodes wait; nothing else does.
+	CondDrainNotTaking ConditionKind = "drain_not_taking"
 )
 
 // partCondition is the condition a part of the observation that could
@@ -105,6 +111,11 @@ func (p *planner) setConditions() {
 		}
 		if len(p.unaccepted) > 0 {
 			add(CondBootNotAccepted, p.unacceptedMessage())
+		}
+		if len(p.undrained) > 0 {
+			slices.Sort(p.undrained)
+			add(CondDrainNotTaking, fmt.Sprintf("The workload manager still shows %s not drained %s or more after crus asked (%s), though crus asks again at every observation: its drains are lost, someone resumes the nodes, or its adapter's Drain does not drain",
+				plural(len(p.undrained), "node"), drainNotTaking, abbreviate(p.undrained, 5)))
 		}
 		if p.pol.scheduled && p.obs.BookingRefused != "" {
 			add(CondBookingRefused, fmt.Sprintf("The workload manager refuses reservations to the user crus runs as (%s): nodes are taken as in rolling by expected job ends; crus asks again every %s", p.obs.BookingRefused, refusalRetry))
@@ -179,6 +190,7 @@ func conditionOver(c Condition, now time.Time) string {
 		CondGroupUnreadable:    "The upgrading group can be read again",
 		CondJobEndsUnavailable: "Expected job ends can be read again",
 		CondBootNotAccepted:    "The boot orchestrator accepts boot requests again, or their nodes were returned to service",
+		CondDrainNotTaking:     "The workload manager shows the session's drains in effect",
 	}[c.Kind]
 	if what == "" {
 		what = "Over: " + string(c.Kind)

@@ -72,8 +72,19 @@ func (p *planner) quiesce(n *NodeRecord) {
 			p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
 		}
 		p.nudges.drain = append(p.nudges.drain, n.XName)
+		if !n.DrainRequested.IsZero() && p.obs.Now.Sub(n.DrainRequested) >= drainNotTaking {
+			p.undrained = append(p.undrained, n.XName)
+		}
 	}
 }
+
+// drainNotTaking is how long after its first drain request a node may
+// still read not drained before the session says so (condition
+// drain_not_taking): a workload manager answers a drain in seconds, so
+// one that still shows the node undrained then either lost every request
+// since, has someone resuming it, or has an adapter whose Drain does not
+// do what it says.
+const drainNotTaking = 10 * time.Minute
 
 // drainTimeout releases or fails a node still busy at its drain timeout,
 // or asks to plan again when the timeout falls due.

@@ -367,6 +367,9 @@ type planner struct {
 	// unaccepted lists the boot sessions the orchestrator has not
 	// accepted, with the nodes that wait for them (see plan_boot.go).
 	unaccepted map[string]*unaccepted
+	// undrained lists the nodes the workload manager still shows not
+	// drained drainNotTaking after crus asked (see plan_drain.go).
+	undrained []string
 	// The scheduled strategy's slots (plan_schedule.go), computed once,
 	// with the pending nodes it slotted, their indices, and the pending
 	// nodes in view (once lookedAhead), in bufs.

@@ -272,6 +272,48 @@ func TestPlanQuiescing(t *testing.T) {
 	}
 }
 
+// TestPlanDrainNotTaking: a node crus drained that still reads not
+// drained 10 minutes after the first request is named in condition
+// drain_not_taking (the drain is asked again either way); before then, or
+// once drained, there is no condition.
+func TestPlanDrainNotTaking(t *testing.T) {
+	lost := wlm.Node{State: wlm.StateAllocated}
+	busy := wlm.Node{State: wlm.StateAllocated, Drain: true, Reason: ourReason}
+	for _, c := range []struct {
+		name  string
+		after time.Duration
+		node  wlm.Node
+		want  bool
+	}{
+		{"lost at 9 minutes", 9 * time.Minute, lost, false},
+		{"lost at 10 minutes", 10 * time.Minute, lost, true},
+		{"lost at 5 hours", 5 * time.Hour, lost, true},
+		{"draining at 5 hours", 5 * time.Hour, busy, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTestSession(2, 2)
+			xs := nodes(s, 1)
+			setPhase(s, PhaseQuiescing, t0, xs...)
+			d := plan(t, s, observe(t0.Add(c.after)).node(xs[0], c.node).node(xs[1], busy).obs)
+			var got []Condition
+			for _, k := range d.Conditions {
+				if k.Kind == CondDrainNotTaking {
+					got = append(got, k)
+				}
+			}
+			if !c.want {
+				assert.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1)
+			assert.Contains(t, got[0].Message, xs[0])
+			assert.NotContains(t, got[0].Message, xs[1], "a node that drains is not named")
+			assert.Contains(t, strings.Join(d.Messages, "\n"), "not drained", "its beginning is a message")
+			require.Len(t, actionsOf(d, ActDrain), 1, "the drain is asked again")
+		})
+	}
+}
+
 func TestPlanBootsWholeStepOnceAllQuiesced(t *testing.T) {
 	for _, limit := range []BootLimit{LimitNodes, LimitLabel} {
 		t.Run(string(limit), func(t *testing.T) {
