@@ -22,16 +22,52 @@ import (
 	"github.com/crus-go/crus/metrics"
 )
 
-// Options tune the demo. The zero value gives the defaults noted.
+// Options tune the demo. A zero field takes the default noted; New
+// refuses a value out of its range rather than replacing it.
 type Options struct {
-	Nodes int     // default 512
-	Step  int     // default 32
-	Speed float64 // virtual seconds per real second; default 120
+	Nodes int     // 1 to MaxNodes; default 512
+	Step  int     // at least 1; default 32
+	Speed float64 // virtual seconds per real second, MinSpeed to MaxSpeed; default 120
 	Seed  uint64
 	// Tick is how often (real time) the virtual clock is moved on.
 	// Default 50ms.
 	Tick   time.Duration
 	Logger *slog.Logger
+}
+
+// The bounds of Options.
+const (
+	// MaxNodes is the largest simulated cluster: every node, its jobs and
+	// its record are kept in memory (100000 nodes take some 140 MB and a
+	// second to build), and the largest machines have about a tenth of it.
+	MaxNodes = 100000
+	// MinSpeed and MaxSpeed bound the clock: slower than a thousandth of
+	// real time nothing visibly moves, and at a million times real time
+	// each 50ms tick already moves the cluster on by some 14 hours, a
+	// session of hundreds of nodes at once.
+	MinSpeed = 0.001
+	MaxSpeed = 1e6
+)
+
+// check refuses the options out of range: a bad speed once froze the
+// clock (a NaN or overflowing one turned into a negative duration), and a
+// bad count was silently replaced by its default.
+func (o Options) check() error {
+	var errs []error
+	if o.Nodes < 1 || o.Nodes > MaxNodes {
+		errs = append(errs, fmt.Errorf("demo: %d nodes: want 1 to %d", o.Nodes, MaxNodes))
+	}
+	if o.Step < 1 {
+		errs = append(errs, fmt.Errorf("demo: step %d: want at least 1", o.Step))
+	}
+	// Written so that NaN, which every comparison fails, is refused.
+	if !(o.Speed >= MinSpeed && o.Speed <= MaxSpeed) {
+		errs = append(errs, fmt.Errorf("demo: speed %g: want %g to %g", o.Speed, MinSpeed, MaxSpeed))
+	}
+	if o.Tick <= 0 {
+		errs = append(errs, fmt.Errorf("demo: tick %v: want a positive duration", o.Tick))
+	}
+	return errors.Join(errs...)
 }
 
 // Demo is a running demo.
@@ -51,19 +87,23 @@ type Demo struct {
 	current string
 }
 
-// New builds the demo; Run starts it.
+// New builds the demo; Run starts it. It returns an error for options
+// out of range.
 func New(opts Options) (*Demo, error) {
-	if opts.Nodes <= 0 {
+	if opts.Nodes == 0 {
 		opts.Nodes = 512
 	}
-	if opts.Step <= 0 {
+	if opts.Step == 0 {
 		opts.Step = 32
 	}
-	if opts.Speed <= 0 {
+	if opts.Speed == 0 {
 		opts.Speed = 120
 	}
-	if opts.Tick <= 0 {
+	if opts.Tick == 0 {
 		opts.Tick = 50 * time.Millisecond
+	}
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +135,42 @@ func TestDemoServes(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Error("no scrape was taken while the session was UPDATING")
+	}
+}
+
+// TestNewRefusesOptionsOutOfRange: a count or a speed no demo can run is
+// an error, not replaced by its default; a NaN, infinite or overflowing
+// speed once froze the simulated clock at the first boot.
+func TestNewRefusesOptionsOutOfRange(t *testing.T) {
+	for _, tc := range []struct {
+		opts demo.Options
+		want string
+	}{
+		{demo.Options{Nodes: -5}, "-5 nodes"},
+		{demo.Options{Nodes: demo.MaxNodes + 1}, "100001 nodes"},
+		{demo.Options{Step: -1}, "step -1"},
+		{demo.Options{Speed: -1}, "speed -1"},
+		{demo.Options{Speed: math.NaN()}, "speed NaN"},
+		{demo.Options{Speed: math.Inf(1)}, "speed +Inf"},
+		{demo.Options{Speed: math.Inf(-1)}, "speed -Inf"},
+		{demo.Options{Speed: 1e300}, "speed 1e+300"},
+		{demo.Options{Speed: demo.MaxSpeed * 1.5}, "speed 1.5e+06"},
+		{demo.Options{Speed: 1e-300}, "speed 1e-300"},
+		{demo.Options{Tick: -time.Second}, "tick -1s"},
+	} {
+		d, err := demo.New(tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, %v; want an error naming %q", tc.opts, d, err, tc.want)
+		}
+	}
+	// The bounds themselves, and the zero value's defaults, are taken.
+	for _, opts := range []demo.Options{
+		{Nodes: 1, Step: 1, Speed: demo.MinSpeed},
+		{Nodes: 8, Speed: demo.MaxSpeed},
+		{},
+	} {
+		if _, err := demo.New(opts); err != nil {
+			t.Errorf("New(%+v): %v", opts, err)
+		}
 	}
 }
