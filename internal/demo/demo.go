@@ -183,7 +183,13 @@ func (d *Demo) spec(i int) crus.Spec {
 		ClearFailed: true,
 	}
 	if i%2 == 0 {
-		s.Rollout = crus.Rollout{Strategy: crus.StrategyRolling, Order: crus.OrderJobEnd, Canary: []int{1, 4}}
+		// Canary batches of 1 node, then 4, each within the step: a
+		// batch larger than the step is refused.
+		canary := []int{1}
+		if d.opts.Step > 1 {
+			canary = append(canary, min(4, d.opts.Step))
+		}
+		s.Rollout = crus.Rollout{Strategy: crus.StrategyRolling, Order: crus.OrderJobEnd, Canary: canary}
 	}
 	return s
 }

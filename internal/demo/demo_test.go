@@ -174,3 +174,19 @@ func TestNewRefusesOptionsOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallStepsStart: every step the demo takes can start its session;
+// steps of 1 to 3 once failed to create the first one, its canary batch
+// of 4 being larger than the step.
+func TestSmallStepsStart(t *testing.T) {
+	for _, step := range []int{1, 2, 3, 4, 5} {
+		d, err := demo.New(demo.Options{Nodes: 16, Step: step})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first session is the rolling one with canary batches.
+		if _, err := d.Start(context.Background()); err != nil {
+			t.Errorf("step %d: %v", step, err)
+		}
+	}
+}
