@@ -50,10 +50,28 @@ func (p *Paced) Run(ctx context.Context, tick time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.mu.Lock()
-			target := p.virt0.Add(time.Duration(float64(time.Since(p.real0)) * p.speed))
-			p.mu.Unlock()
-			p.w.RunUntil(target)
+			p.w.RunUntil(p.due(time.Now()))
 		}
 	}
+}
+
+// reanchor is the virtual time after which due takes its latest reading
+// as its new origin.
+const reanchor = 24 * time.Hour
+
+// due returns the world's time at real time now: speed times the real
+// time since the origin, past the origin's virtual time. A time.Duration
+// holds 292 years, which a clock a million times faster than real time
+// passes within 2.6 hours; due therefore moves its origin on once a day
+// of virtual time has gone by (losing less than a nanosecond each time),
+// and moves at most 146 years at once.
+func (p *Paced) due(now time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := float64(now.Sub(p.real0)) * p.speed
+	if v < float64(reanchor) {
+		return p.virt0.Add(time.Duration(v))
+	}
+	p.real0, p.virt0 = now, p.virt0.Add(time.Duration(min(v, 1<<62)))
+	return p.virt0
 }
