@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -119,12 +120,12 @@ func serveUntil(ctx context.Context, addr string, h *server.Handler, drive func(
 	defer stop()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "crus:", err)
+		fmt.Fprintln(stderr, "crus:", err)
 		return exitFail
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(h.Close)
-	fmt.Fprintf(os.Stderr, "crus: serving on http://%s (API %s, page /, metrics /metrics)\n", ln.Addr(), server.APIPath)
+	fmt.Fprintf(stderr, "crus: serving on http://%s (API %s, page /, metrics /metrics)\n", ln.Addr(), server.APIPath)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -138,7 +139,7 @@ func serveUntil(ctx context.Context, addr string, h *server.Handler, drive func(
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		fmt.Fprintln(os.Stderr, "crus:", err)
+		fmt.Fprintln(stderr, "crus:", err)
 		stop()
 		wg.Wait()
 		return exitFail
@@ -154,19 +155,44 @@ func serveUntil(ctx context.Context, addr string, h *server.Handler, drive func(
 	return exitOK
 }
 
+// speeds is the range of demo --speed.
+var speeds = strconv.FormatFloat(demo.MinSpeed, 'f', -1, 64) + " to " + strconv.FormatFloat(demo.MaxSpeed, 'f', -1, 64)
+
 // cmdDemo serves the same service and page on the in-memory backends of a
 // simulated cluster whose clock runs faster than real time.
 func cmdDemo(args []string) int {
 	fs := flag.NewFlagSet("crus demo", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
-	nodes := fs.Int("nodes", 512, "nodes of the simulated cluster")
-	step := fs.Int("step", 32, "upgrade step size")
-	speed := fs.Float64("speed", 120, "virtual seconds per real second")
+	nodes := fs.Int("nodes", 512, fmt.Sprintf("nodes of the simulated cluster, 1 to %d", demo.MaxNodes))
+	step := fs.Int("step", 32, "upgrade step size, at least 1")
+	speed := fs.Float64("speed", 120, "virtual seconds per real second, "+speeds)
 	seed := fs.Uint64("seed", 1, "random seed")
-	pause := fs.Duration("pause", 20*time.Second, "real time between the end of a session and the next")
+	pause := fs.Duration("pause", 20*time.Second, "real time between the end of a session and the next, 0 or more")
 	verbose := fs.Bool("v", false, "log what the executor does")
 	auto := fs.Bool("sessions", true, "run demo sessions one after the other (false: none; create your own with crus create)")
 	if err := parseNoArgs("demo", fs, args); err != nil {
+		return exitUsage
+	}
+	// Refused before anything starts: a value out of range was once
+	// replaced by the default while the banner showed it, and a NaN or
+	// huge speed froze the simulated clock.
+	var bad []string
+	if *nodes < 1 || *nodes > demo.MaxNodes {
+		bad = append(bad, fmt.Sprintf("--nodes %d: want 1 to %d", *nodes, demo.MaxNodes))
+	}
+	if *step < 1 {
+		bad = append(bad, fmt.Sprintf("--step %d: want at least 1", *step))
+	}
+	if !(*speed >= demo.MinSpeed && *speed <= demo.MaxSpeed) { // NaN fails every comparison
+		bad = append(bad, fmt.Sprintf("--speed %g: want %s", *speed, speeds))
+	}
+	if *pause < 0 {
+		bad = append(bad, fmt.Sprintf("--pause %v: want 0 or more (--sessions=false runs no demo session)", *pause))
+	}
+	if len(bad) > 0 {
+		for _, b := range bad {
+			fmt.Fprintf(stderr, "crus demo: %s\n", b)
+		}
 		return exitUsage
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -175,19 +201,19 @@ func cmdDemo(args []string) int {
 	}
 	d, err := demo.New(demo.Options{Nodes: *nodes, Step: *step, Speed: *speed, Seed: *seed, Logger: log})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "crus demo:", err)
+		fmt.Fprintln(stderr, "crus demo:", err)
 		return exitFail
 	}
 	if *auto {
 		id, err := d.Start(context.Background())
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "crus demo:", err)
+			fmt.Fprintln(stderr, "crus demo:", err)
 			return exitFail
 		}
-		fmt.Fprintf(os.Stderr, "crus demo: %d simulated nodes, steps of %d, clock %gx real time; session %s\n", *nodes, *step, *speed, id)
+		fmt.Fprintf(stderr, "crus demo: %d simulated nodes, steps of %d, clock %gx real time; session %s\n", *nodes, *step, *speed, id)
 	} else {
 		*pause = -1
-		fmt.Fprintf(os.Stderr, "crus demo: %d simulated nodes, clock %gx real time; groups %s, %s, %s, template %s\n",
+		fmt.Fprintf(stderr, "crus demo: %d simulated nodes, clock %gx real time; groups %s, %s, %s, template %s\n",
 			*nodes, *speed, fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, fake.Template)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
