@@ -42,7 +42,7 @@ type clientFlags struct {
 }
 
 func newClientFlags(name string) *clientFlags {
-	c := &clientFlags{fs: flag.NewFlagSet("crus "+name, flag.ContinueOnError)}
+	c := &clientFlags{fs: newFlagSet(name)}
 	def := os.Getenv("CRUS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8080"

@@ -88,7 +88,7 @@ func cmdCreate(args []string) int {
 	c := newClientFlags("create")
 	specOf := specFlags(c.fs)
 	if err := parseNoArgs("create", c.fs, args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	spec, err := specOf()
 	if err != nil {
@@ -113,7 +113,7 @@ func cmdCreate(args []string) int {
 func cmdList(args []string) int {
 	c := newClientFlags("list")
 	if err := parseNoArgs("list", c.fs, args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	t, err := c.target()
 	if err != nil {
@@ -158,22 +158,26 @@ func stepOf(s api.Summary) string {
 	return strconv.Itoa(s.Step)
 }
 
-func oneID(name string, c *clientFlags, args []string) (string, int) {
+// oneID parses the flags of a command on one session, and returns its
+// id; parseExit(err) is the exit code when there is none.
+func oneID(name string, c *clientFlags, args []string) (string, error) {
 	if err := parseFlags(c.fs, args); err != nil {
-		return "", exitUsage
+		return "", err
 	}
 	if c.fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "usage: crus %s UPGRADE_ID [flags]\n", name)
-		return "", exitUsage
+		err := fmt.Errorf("want one UPGRADE_ID, got %d arguments", c.fs.NArg())
+		fmt.Fprintf(stderr, "crus %s: %v\n", name, err)
+		printUsage(stderr, c.fs)
+		return "", err
 	}
-	return c.fs.Arg(0), exitOK
+	return c.fs.Arg(0), nil
 }
 
 func cmdDescribe(args []string) int {
 	c := newClientFlags("describe")
-	id, code := oneID("describe", c, args)
-	if code != exitOK {
-		return code
+	id, err := oneID("describe", c, args)
+	if err != nil {
+		return parseExit(err)
 	}
 	t, err := c.target()
 	if err != nil {
@@ -240,9 +244,9 @@ func describe(w io.Writer, s *crus.Session) {
 func cmdAction(action string) func([]string) int {
 	return func(args []string) int {
 		c := newClientFlags(action)
-		id, code := oneID(action, c, args)
-		if code != exitOK {
-			return code
+		id, err := oneID(action, c, args)
+		if err != nil {
+			return parseExit(err)
 		}
 		t, err := c.target()
 		if err != nil {
@@ -296,9 +300,9 @@ func cmdTimeline(args []string) int {
 	c := newClientFlags("timeline")
 	file := c.fs.String("file", "", "write the SVG to this file (default: standard output)")
 	width := c.fs.Int("width", 960, "width in pixels")
-	id, code := oneID("timeline", c, args)
-	if code != exitOK {
-		return code
+	id, err := oneID("timeline", c, args)
+	if err != nil {
+		return parseExit(err)
 	}
 	t, err := c.target()
 	if err != nil {
@@ -336,9 +340,9 @@ func isTerminal(w io.Writer) bool {
 
 func cmdWatch(args []string) int {
 	c := newClientFlags("watch")
-	id, code := oneID("watch", c, args)
-	if code != exitOK {
-		return code
+	id, err := oneID("watch", c, args)
+	if err != nil {
+		return parseExit(err)
 	}
 	t, err := c.target()
 	if err != nil {
@@ -458,14 +462,18 @@ func progressLine(s *api.Summary, now time.Time) string {
 }
 
 func cmdConfig(args []string) int {
+	fs := newFlagSet("config check")
+	cfgPath := configFlags(fs)
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: crus config check [--config FILE] [flags]")
+		if len(args) > 0 && isHelp(args[0]) { // crus config -h
+			printHelp(stdout, fs)
+			return exitOK
+		}
+		printUsage(stderr, fs)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet("crus config check", flag.ContinueOnError)
-	cfgPath := configFlags(fs)
 	if err := parseNoArgs("config check", fs, args[1:]); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	cfg, problems := loadConfig(*cfgPath, fs, os.Getenv)
 	if len(problems) == 0 {

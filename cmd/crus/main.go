@@ -24,11 +24,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 )
 
 const (
@@ -55,31 +52,28 @@ var commands = map[string]func(args []string) int{
 	"plan":     cmdPlan,
 }
 
-func usage(w io.Writer) {
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	fmt.Fprintf(w, "usage: crus COMMAND [flags] [args]\n\ncommands: %s\n\n'crus COMMAND -h' describes one.\n", strings.Join(names, ", "))
-}
-
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stderr)
-		if len(args) == 0 {
-			return exitUsage
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" { // crus help COMMAND
+			if _, ok := commands[args[1]]; ok {
+				return run([]string{args[1], "-h"})
+			}
 		}
+		usage(stdout)
 		return exitOK
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "crus: unknown command %q\n", args[0])
-		usage(os.Stderr)
+		fmt.Fprintf(stderr, "crus: unknown command %q\n", args[0])
+		usage(stderr)
 		return exitUsage
 	}
 	return cmd(args[1:])
@@ -109,13 +103,17 @@ func parseNoArgs(name string, fs *flag.FlagSet, args []string) error {
 
 // parseFlags parses args allowing flags after the positional arguments
 // (crus describe ID -o json), as kubectl does; the positional arguments
-// are left in fs.Args().
+// are left in fs.Args(). For -h (flag.ErrHelp) it writes the command's
+// help to stdout; for a mistake, the usage to stderr after the flag
+// package's message.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return err
+				printHelp(stdout, fs)
+			} else {
+				printUsage(stderr, fs)
 			}
 			return err
 		}

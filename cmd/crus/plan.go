@@ -32,7 +32,7 @@ func cmdPlan(args []string) int {
 	seed := fs.Uint64("seed", 1, "random seed")
 	settingFlags(fs)
 	if err := parseNoArgs("plan", fs, args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if (*session == "") == (*starting == "") {
 		fmt.Fprintln(stderr, "crus plan: give --session ID or --starting-label LABEL")

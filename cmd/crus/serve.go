@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,11 +41,11 @@ func cmdServe(args []string) int {
 
 // serve is cmdServe until ctx ends.
 func serve(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("crus serve", flag.ContinueOnError)
+	fs := newFlagSet("serve")
 	cfgPath := configFlags(fs)
 	verbose := fs.Bool("v", false, "log debug records")
 	if err := parseNoArgs("serve", fs, args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	log := newLogger(*verbose)
 	cfg, problems := loadConfig(*cfgPath, fs, os.Getenv)
@@ -161,7 +160,7 @@ var speeds = strconv.FormatFloat(demo.MinSpeed, 'f', -1, 64) + " to " + strconv.
 // cmdDemo serves the same service and page on the in-memory backends of a
 // simulated cluster whose clock runs faster than real time.
 func cmdDemo(args []string) int {
-	fs := flag.NewFlagSet("crus demo", flag.ContinueOnError)
+	fs := newFlagSet("demo")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
 	nodes := fs.Int("nodes", 512, fmt.Sprintf("nodes of the simulated cluster, 1 to %d", demo.MaxNodes))
 	step := fs.Int("step", 32, "upgrade step size, at least 1")
@@ -171,7 +170,7 @@ func cmdDemo(args []string) int {
 	verbose := fs.Bool("v", false, "log what the executor does")
 	auto := fs.Bool("sessions", true, "run demo sessions one after the other (false: none; create your own with crus create)")
 	if err := parseNoArgs("demo", fs, args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	// Refused before anything starts: a value out of range was once
 	// replaced by the default while the banner showed it, and a NaN or
