@@ -166,17 +166,26 @@ func setField(v reflect.Value, s string) error {
 	return nil
 }
 
+// serviceSettings are the settings of the service itself, its listener,
+// its authentication and its executor's pace: of no use to a command that
+// only reads the backends (crus plan).
+var serviceSettings = map[string]bool{
+	"listen": true, "auth.mode": true, "auth.jwks_url": true, "auth.issuer": true, "auth.audience": true,
+	"auth.public_reads": true, "executor.poll_interval": true,
+}
+
 // configFlags registers a flag per setting on fs, and --config; loadConfig
 // reads the ones that were set.
 func configFlags(fs *flag.FlagSet) *string {
-	settingFlags(fs)
+	settingFlags(fs, true)
 	return fs.String("config", os.Getenv("CRUS_CONFIG"), "configuration file (YAML; env CRUS_CONFIG)")
 }
 
-// settingFlags registers a flag per setting on fs.
-func settingFlags(fs *flag.FlagSet) {
+// settingFlags registers a flag per setting on fs; the serviceSettings'
+// only if service.
+func settingFlags(fs *flag.FlagSet, service bool) {
 	for _, s := range settings {
-		if s.flag != "" {
+		if s.flag != "" && (service || !serviceSettings[s.key]) {
 			fs.String(s.flag, "", fmt.Sprintf("%s (env %s, config %s; default %q)", s.help, s.env, s.key, s.def))
 		}
 	}

@@ -106,3 +106,34 @@ func TestFlagMistakeIsUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanTakesNoServiceFlags: crus plan -h listed the service's own
+// flags (-listen, -auth, the JWT settings, the poll interval), which plan
+// never used; plan no longer takes them, and still takes the backends'.
+// serve and config check still take them all.
+func TestPlanTakesNoServiceFlags(t *testing.T) {
+	_, out, _ := capture(t, "plan", "-h")
+	for _, flag := range []string{"-listen", "-auth", "-jwks-url", "-jwt-issuer", "-jwt-audience", "-public-reads", "-poll-interval"} {
+		if strings.Contains(out, "  "+flag+" ") {
+			t.Errorf("crus plan -h shows %s", flag)
+		}
+		// (Backends here, so that a plan that took the flag reads nothing beyond this machine.)
+		if code, _, errOut := capture(t, "plan", "--starting-label", "s", "--upgrade-step-size", "4",
+			"--hsm-url", "http://127.0.0.1:1", "--store-dir", t.TempDir(), flag+"=x"); code != exitUsage || !strings.Contains(errOut, "not defined") {
+			t.Errorf("crus plan %s=x: exit %d, %q; want a usage error", flag, code, errOut)
+		}
+	}
+	for _, flag := range []string{"-starting-label", "-session", "-hsm-url", "-slurm-adapter", "-predict-job-ends", "-load", "-server"} {
+		if !strings.Contains(out, "  "+flag+" ") {
+			t.Errorf("crus plan -h does not show %s:\n%s", flag, out)
+		}
+	}
+	for _, cmd := range [][]string{{"serve"}, {"config", "check"}} {
+		_, out, _ := capture(t, append(cmd, "-h")...)
+		for _, flag := range []string{"-listen", "-auth", "-jwks-url", "-public-reads", "-poll-interval", "-hsm-url"} {
+			if !strings.Contains(out, "  "+flag+" ") {
+				t.Errorf("crus %s -h does not show %s", strings.Join(cmd, " "), flag)
+			}
+		}
+	}
+}
