@@ -296,13 +296,21 @@ func past(action string) string {
 	return "approved"
 }
 
+// minTimelineWidth is the narrowest timeline: 110 pixels go to the
+// labels, and a plot narrower than some 90 shows nothing (web.Timeline
+// drew a negative width, and replaced 0 or less by 960 without a word).
+const minTimelineWidth = 200
+
 func cmdTimeline(args []string) int {
 	c := newClientFlags("timeline")
 	file := c.fs.String("file", "", "write the SVG to this file (default: standard output)")
-	width := c.fs.Int("width", 960, "width in pixels")
+	width := c.fs.Int("width", 960, fmt.Sprintf("width in pixels, at least %d", minTimelineWidth))
 	id, err := oneID("timeline", c, args)
 	if err != nil {
 		return parseExit(err)
+	}
+	if *width < minTimelineWidth {
+		return fail("timeline", usageError{fmt.Errorf("--width %d: want at least %d", *width, minTimelineWidth)})
 	}
 	t, err := c.target()
 	if err != nil {
