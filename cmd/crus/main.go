@@ -15,6 +15,9 @@
 // directly to a store through an executor built from the configuration.
 // Output: -o table (default), json or yaml.
 //
+// 'crus COMMAND -h' (or --help) writes what COMMAND does, its usage and
+// its flags to standard output, and exits 0.
+//
 // Exit codes: 0 success; 1 failure (refused, unreachable, not found); 2
 // usage; for watch, 3 when the session ended with failed nodes and 4 when
 // it was cancelled or aborted.
