@@ -525,7 +525,7 @@ func TestPlan(t *testing.T) {
 	// Values no cluster has: a usage error, before anything is read.
 	for _, bad := range [][]string{
 		{"--load", "2"}, {"--load", "NaN"}, {"--reboot-time", "-5m"}, {"--reboot-time", "0s"},
-		{"--drain-timeout", "-1h"}, {"--upgrade-step-size", "-1"},
+		{"--drain-timeout", "-1h"}, {"--drain-timeout", "30s"}, {"--upgrade-step-size", "-1"},
 	} {
 		var errOut bytes.Buffer
 		stderrWas := stderr

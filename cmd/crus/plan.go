@@ -56,6 +56,9 @@ func cmdPlan(args []string) int {
 	case *drain < 0:
 		fmt.Fprintf(stderr, "crus plan: --drain-timeout %v is negative\n", *drain)
 		return exitUsage
+	case *drain > 0 && *drain < time.Duration(crus.MinTimeout):
+		fmt.Fprintf(stderr, "crus plan: --drain-timeout %v: want at least %v (a session's drain_timeout may be no shorter)\n", *drain, time.Duration(crus.MinTimeout))
+		return exitUsage
 	}
 	ctx := context.Background()
 	cfg, problems := loadConfig(*c.cfgPath, fs, os.Getenv)
