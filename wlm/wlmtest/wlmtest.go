@@ -80,13 +80,16 @@ type Rebooter interface {
 // HarnessMaker makes a new Harness for one subtest.
 type HarnessMaker func(ctx context.Context, t *testing.T) (Harness, error)
 
-// Options tune the suite for slow workload managers.
+// Options tune the suite for slow workload managers. A negative duration
+// fails the suite at once, naming the option: a negative Poll would make
+// every wait endless, a negative Settle every wait fail.
 type Options struct {
 	// Settle bounds how long the suite waits for a state change to show
-	// (a job to start or end, a drain to complete). Default 30s of the
-	// harness's time.
+	// (a job to start or end, a drain to complete). Default (zero) 30s of
+	// the harness's time.
 	Settle time.Duration
-	// Poll is the interval between two reads while waiting. Default 250ms.
+	// Poll is the interval between two reads while waiting. Default
+	// (zero) 250ms.
 	Poll time.Duration
 	// ReadsSteering says the adapter's node reads tell a node's place in
 	// the scheduler's choice (wlm.Node.Steering): the Steerer suite then
@@ -620,6 +623,19 @@ func (s *suite) backInService(names ...string) {
 // cleanup is the base suite's: nothing to undo but what its cases undo.
 func (s *suite) cleanup(context.Context) {}
 
+// check says what is wrong with o, or "".
+func (o Options) check() string {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Settle", o.Settle}, {"Poll", o.Poll}} {
+		if d.v < 0 {
+			return fmt.Sprintf("Options.%s %v is negative: give a positive duration, or zero for the default", d.name, d.v)
+		}
+	}
+	return ""
+}
+
 // withDefaults returns o with its zero fields set to their defaults.
 func (o Options) withDefaults() Options {
 	if o.Settle == 0 {
@@ -645,6 +661,9 @@ type capabilityCase[S any] struct {
 // cleanup runs at the end of the case, whatever happened.
 func runCapability[H Harness, S interface{ cleanup(context.Context) }](t *testing.T, opts Options, newHarness func(context.Context, *testing.T) (H, error), cases []capabilityCase[S], skip string, capability func(base suite, h H) (S, bool)) {
 	t.Helper()
+	if msg := opts.check(); msg != "" {
+		t.Fatalf("wlmtest: %s", msg)
+	}
 	opts = opts.withDefaults()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
