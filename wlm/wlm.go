@@ -32,7 +32,8 @@ var (
 // Manager must accept. crus never passes a longer one (it cleans and caps
 // the text it builds its reasons from); an implementation may refuse a
 // longer one for each node with ErrInvalidArgument, never by failing the
-// whole call.
+// whole call. A reason up to this long must read back whole (see
+// Manager.Drain).
 const MaxReason = 1024
 
 // Manager is what crus needs from a workload manager. Every method takes many
@@ -76,6 +77,13 @@ type Manager interface {
 	// An idle node is Drained at once. Draining a node that is already
 	// drained succeeds and replaces its reason. An empty reason is
 	// ErrInvalidArgument.
+	//
+	// Node.Reason must read back beginning with the given reason,
+	// unchanged, up to MaxReason bytes: not cut short, and with nothing
+	// put before it (more after it is allowed). crus recognises its own
+	// drains by their reason alone ("crus <upgrade-id>: ..."), and leaves
+	// a node whose reason it does not recognise drained, as drained by
+	// someone else. The wlmtest suite checks it.
 	Drain(ctx context.Context, names []string, reason string) error
 
 	// Resume returns the nodes to service, clearing drain, fail and
@@ -87,7 +95,9 @@ type Manager interface {
 	// Fail marks the nodes failed with reason: they take no new work and
 	// stay out of service until resumed (Slurm State=FAIL). Running jobs are
 	// not killed. Failing a failed node succeeds and replaces its reason. An
-	// empty reason is ErrInvalidArgument.
+	// empty reason is ErrInvalidArgument. Node.Reason must read back
+	// beginning with the given reason, unchanged, up to MaxReason bytes,
+	// as for Drain: crus finds the nodes its sessions failed by it.
 	Fail(ctx context.Context, names []string, reason string) error
 }
 

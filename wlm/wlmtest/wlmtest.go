@@ -8,6 +8,15 @@
 // idempotency (drain, resume and fail twice). An adapter that passes it
 // needs no further unit tests of these semantics.
 //
+// Reasons: the suite drains and fails with reasons shaped like crus's
+// ("crus <upgrade-id>: rolling upgrade, step 1 of 3"), one of them exactly
+// wlm.MaxReason bytes long, and requires Node.Reason to read back
+// beginning with the reason given, unchanged: the reason set, or the
+// reason set with more after it, but never cut, nor with anything before
+// it. crus recognises its own drains and fails by their reason alone, and
+// leaves a node whose reason it does not recognise drained, as drained by
+// someone else.
+//
 // A harness that can also reboot a node ([Rebooter]) has the suite check
 // what crus relies on through a reboot: while the node is down the
 // adapter reads it not in service and not responding; once it is back it
@@ -119,6 +128,7 @@ func RunConformanceTestsWithOptions(t *testing.T, newHarness HarnessMaker, opts 
 		{"DrainIdempotent", (*suite).drainIdempotent},
 		{"DrainNeedsReason", (*suite).drainNeedsReason},
 		{"DrainUnknownInBatch", (*suite).drainUnknownInBatch},
+		{"LongReason", (*suite).longReason},
 		{"ResumeIdempotent", (*suite).resumeIdempotent},
 		{"ResumeUnknownInBatch", (*suite).resumeUnknownInBatch},
 		{"Fail", (*suite).fail},
@@ -165,20 +175,49 @@ func (s *suite) one(name string) wlm.Node { s.t.Helper(); return s.get(name)[0] 
 // opts.Settle.
 func (s *suite) eventually(name, what string, cond func(wlm.Node) bool) wlm.Node {
 	s.t.Helper()
+	n, ok := s.waitFor(name, cond)
+	if !ok {
+		s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, s.words(n), n.Reason)
+	}
+	return n
+}
+
+// waitFor reads the node until cond holds for it or opts.Settle has
+// passed, and returns its last state and whether cond held.
+func (s *suite) waitFor(name string, cond func(wlm.Node) bool) (wlm.Node, bool) {
+	s.t.Helper()
 	var waited time.Duration
 	for {
 		n := s.one(name)
 		if cond(n) {
-			return n
+			return n, true
 		}
 		if waited >= s.opts.Settle {
-			s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, s.words(n), n.Reason)
+			return n, false
 		}
 		if err := s.h.Sleep(s.ctx, s.opts.Poll); err != nil {
 			s.t.Fatalf("sleep: %v", err)
 		}
 		waited += s.opts.Poll
 	}
+}
+
+// eventuallyWith waits until cond holds for the node and its reason reads
+// back as the one op (Drain, Fail) set. It fails the test after
+// opts.Settle: saying what crus needs of reasons if cond holds but the
+// reason is not the one set (and going on, so that the case can put the
+// node back in service), else as eventually does.
+func (s *suite) eventuallyWith(name, what string, cond func(wlm.Node) bool, op, reason string) wlm.Node {
+	s.t.Helper()
+	n, ok := s.waitFor(name, func(n wlm.Node) bool { return cond(n) && readsBack(n.Reason, reason) })
+	switch {
+	case ok:
+	case cond(n):
+		s.t.Error(reasonProblem(name, op, reason, n.Reason))
+	default:
+		s.t.Fatalf("node %s: not %s after %s; state %s reason %q", name, what, s.opts.Settle, s.words(n), n.Reason)
+	}
+	return n
 }
 
 func (s *suite) must(what string, err error) {
@@ -208,7 +247,67 @@ func (s *suite) checkUnknown(call string, err error) {
 	}
 }
 
-func reasonLike(got, want string) bool { return strings.Contains(got, want) }
+// Reasons. crus recognises its own drains and fails by their reason alone:
+// a node drained or failed by a session has a reason that begins
+// "crus <upgrade-id>:", and a node whose reason does not is someone
+// else's, which crus leaves as it is (skipped: drained by someone else).
+// So the suite drains and fails with reasons of crus's shape, among them
+// one of exactly wlm.MaxReason bytes, and requires Node.Reason to read
+// back beginning with the reason given, unchanged: an adapter that reads
+// it back with a prefix of its own ("root: ...") or cut short makes every
+// session leave its nodes drained.
+
+// reasonID stands for the upgrade ID of a session in the suite's reasons.
+const reasonID = "5f0c2a7e-8d3b-4e61-9a24-c1b7e3d90f58"
+
+// crusReason returns a reason shaped like those crus sets.
+func crusReason(what string) string { return "crus " + reasonID + ": " + what }
+
+// longReason is a reason of crus's shape exactly wlm.MaxReason bytes long:
+// printable ASCII on one line, without runs of blanks, as crus cleans the
+// text it builds its reasons from.
+var longReason = func() string {
+	b := []byte(crusReason("boot failed in boot session crus-5f0c2a7e-3: the boot orchestrator says"))
+	for i := 1; len(b) < wlm.MaxReason; i++ {
+		b = fmt.Appendf(b, " attempt %d: the node did not answer.", i)
+	}
+	b = b[:wlm.MaxReason]
+	b[len(b)-1] = '.' // never a blank at the end
+	return string(b)
+}()
+
+// readsBack reports whether a reason read back (got) is the reason set as
+// crus needs it: it begins with the reason set, unchanged.
+func readsBack(got, set string) bool { return strings.HasPrefix(got, set) }
+
+// reasonProblem says how a node's reason read back (got) differs from the
+// one op set, and what crus needs of it.
+func reasonProblem(node, op, set, got string) string {
+	var how string
+	switch {
+	case got == "":
+		how = "no reason at all"
+	case strings.HasPrefix(set, got):
+		how = fmt.Sprintf("the reason cut to %d of its %d bytes", len(got), len(set))
+	case strings.Contains(got, set):
+		how = fmt.Sprintf("the reason with %q put before it", got[:strings.Index(got, set)])
+	default:
+		how = "another reason"
+	}
+	return fmt.Sprintf("node %s: %s with reason %s (%d bytes) reads back reason %s: %s. "+
+		"Node.Reason must read back beginning with the reason given, unchanged, up to wlm.MaxReason (%d) bytes: "+
+		"crus recognises its own drains and fails only by a reason that begins \"crus <upgrade-id>:\", "+
+		"and leaves a node whose reason it does not recognise drained, as drained by someone else",
+		node, op, shorten(set), len(set), shorten(got), how, wlm.MaxReason)
+}
+
+// shorten quotes s, keeping only its ends if it is long.
+func shorten(s string) string {
+	if len(s) <= 100 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...%q", s[:60], s[len(s)-30:])
+}
 
 // words describes a node as crus would in its messages.
 func (s *suite) words(n wlm.Node) string { return wlm.DescriberOf(s.m).Describe(n) }
@@ -250,7 +349,7 @@ func (s *suite) nodesInto() {
 		s.t.Skip("the Manager does not answer by position (wlm.NodesFiller)")
 	}
 	a, b := s.nodes[0], s.nodes[1]
-	s.must("Drain", s.m.Drain(s.ctx, []string{b}, "wlmtest nodes into"))
+	s.must("Drain", s.m.Drain(s.ctx, []string{b}, crusReason("wlmtest nodes into")))
 	defer func() { s.must("Resume", s.m.Resume(context.WithoutCancel(s.ctx), []string{b})) }()
 	s.eventually(b, "drained", func(n wlm.Node) bool { return n.Drain })
 	names := []string{b, unknownNode, a}
@@ -270,14 +369,12 @@ func (s *suite) nodesInto() {
 
 func (s *suite) drainIdle() {
 	a, b := s.nodes[0], s.nodes[1]
-	s.must("Drain", s.m.Drain(s.ctx, []string{a, b}, "wlmtest drain idle"))
+	reason := crusReason("rolling upgrade, step 1 of 3")
+	s.must("Drain", s.m.Drain(s.ctx, []string{a, b}, reason))
 	for _, name := range []string{a, b} {
-		n := s.eventually(name, "drained", wlm.Node.Drained)
+		n := s.eventuallyWith(name, "drained", wlm.Node.Drained, "Drain", reason)
 		if n.Draining() || n.InService() {
 			s.t.Errorf("drained idle node %s: state %s", name, s.words(n))
-		}
-		if !reasonLike(n.Reason, "wlmtest drain idle") {
-			s.t.Errorf("drained node %s: reason %q, want it to hold %q", name, n.Reason, "wlmtest drain idle")
 		}
 	}
 	if c := s.one(s.nodes[2]); !c.InService() {
@@ -300,30 +397,26 @@ func (s *suite) drainBusy() {
 		}
 	}()
 	s.eventually(a, "busy", wlm.Node.Busy)
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest drain busy"))
+	reason := crusReason("rolling upgrade, step 2 of 3")
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, reason))
 	n := s.one(a)
 	if !n.Draining() || n.Drained() || n.InService() {
 		s.t.Fatalf("busy node %s after drain: state %s; want draining (not drained)", a, s.words(n))
 	}
 	s.must("stop job", stop(s.ctx))
 	stopped = true
-	n = s.eventually(a, "drained after its job ended", wlm.Node.Drained)
-	if !reasonLike(n.Reason, "wlmtest drain busy") {
-		s.t.Errorf("node %s: reason %q after its job ended", a, n.Reason)
-	}
+	s.eventuallyWith(a, "drained after its job ended", wlm.Node.Drained, "Drain", reason)
 	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
 	s.eventually(a, "back in service", wlm.Node.InService)
 }
 
 func (s *suite) drainIdempotent() {
 	a := s.nodes[0]
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest first reason"))
-	s.eventually(a, "drained", wlm.Node.Drained)
-	s.must("Drain again", s.m.Drain(s.ctx, []string{a}, "wlmtest second reason"))
-	n := s.eventually(a, "drained with the new reason", func(n wlm.Node) bool {
-		return n.Drained() && reasonLike(n.Reason, "wlmtest second reason")
-	})
-	_ = n
+	first, second := crusReason("rolling upgrade, step 1 of 3"), crusReason("rolling upgrade, step 3 of 3")
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, first))
+	s.eventuallyWith(a, "drained", wlm.Node.Drained, "Drain", first)
+	s.must("Drain again", s.m.Drain(s.ctx, []string{a}, second))
+	s.eventuallyWith(a, "drained with the new reason", wlm.Node.Drained, "Drain again", second)
 	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
 	s.eventually(a, "back in service", wlm.Node.InService)
 }
@@ -341,10 +434,26 @@ func (s *suite) drainNeedsReason() {
 
 func (s *suite) drainUnknownInBatch() {
 	a := s.nodes[0]
-	s.checkUnknown("Drain", s.m.Drain(s.ctx, []string{a, unknownNode}, "wlmtest batch"))
+	s.checkUnknown("Drain", s.m.Drain(s.ctx, []string{a, unknownNode}, crusReason("wlmtest batch")))
 	s.eventually(a, "drained despite an unknown node in the batch", wlm.Node.Drained)
 	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
 	s.eventually(a, "back in service", wlm.Node.InService)
+}
+
+// longReason drains a node and fails another with a reason of exactly
+// wlm.MaxReason bytes, which each must read back unchanged: crus never
+// sets a longer one, and may set one as long (a failure's reason holds a
+// backend's words).
+func (s *suite) longReason() {
+	a, b := s.nodes[0], s.nodes[1]
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, longReason))
+	s.must("Fail", s.m.Fail(s.ctx, []string{b}, longReason))
+	s.eventuallyWith(a, "drained", wlm.Node.Drained, "Drain", longReason)
+	s.eventuallyWith(b, "failed", func(n wlm.Node) bool { return n.Fail }, "Fail", longReason)
+	s.must("Resume", s.m.Resume(s.ctx, []string{a, b}))
+	for _, name := range []string{a, b} {
+		s.eventually(name, "back in service", wlm.Node.InService)
+	}
 }
 
 func (s *suite) resumeIdempotent() {
@@ -355,7 +464,7 @@ func (s *suite) resumeIdempotent() {
 			s.t.Errorf("node %s after a needless resume: %s", n.Name, s.words(n))
 		}
 	}
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest resume"))
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, crusReason("wlmtest resume")))
 	s.eventually(a, "drained", wlm.Node.Drained)
 	// One node drained, one in service, in one call.
 	s.must("Resume of a mixed batch", s.m.Resume(s.ctx, []string{a, b}))
@@ -368,7 +477,7 @@ func (s *suite) resumeIdempotent() {
 
 func (s *suite) resumeUnknownInBatch() {
 	a := s.nodes[0]
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest resume batch"))
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, crusReason("wlmtest resume batch")))
 	s.eventually(a, "drained", wlm.Node.Drained)
 	s.checkUnknown("Resume", s.m.Resume(s.ctx, []string{a, unknownNode}))
 	s.eventually(a, "resumed despite an unknown node in the batch", wlm.Node.InService)
@@ -376,13 +485,11 @@ func (s *suite) resumeUnknownInBatch() {
 
 func (s *suite) fail() {
 	a := s.nodes[0]
-	s.must("Fail", s.m.Fail(s.ctx, []string{a}, "wlmtest failed node"))
-	n := s.eventually(a, "failed", func(n wlm.Node) bool { return n.Fail })
+	reason := crusReason("did not return within 30m0s of its boot")
+	s.must("Fail", s.m.Fail(s.ctx, []string{a}, reason))
+	n := s.eventuallyWith(a, "failed", func(n wlm.Node) bool { return n.Fail }, "Fail", reason)
 	if n.InService() {
 		s.t.Errorf("failed node %s is in service: %s", a, s.words(n))
-	}
-	if !reasonLike(n.Reason, "wlmtest failed node") {
-		s.t.Errorf("failed node %s: reason %q", a, n.Reason)
 	}
 	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
 	s.eventually(a, "back in service after fail", wlm.Node.InService)
@@ -390,13 +497,12 @@ func (s *suite) fail() {
 
 func (s *suite) failIdempotent() {
 	a := s.nodes[0]
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest before fail"))
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, crusReason("rolling upgrade, step 1 of 1")))
 	s.eventually(a, "drained", wlm.Node.Drained)
-	s.must("Fail a drained node", s.m.Fail(s.ctx, []string{a}, "wlmtest fail one"))
-	s.must("Fail again", s.m.Fail(s.ctx, []string{a}, "wlmtest fail two"))
-	n := s.eventually(a, "failed with the second reason", func(n wlm.Node) bool {
-		return n.Fail && reasonLike(n.Reason, "wlmtest fail two")
-	})
+	s.must("Fail a drained node", s.m.Fail(s.ctx, []string{a}, crusReason("boot failed in boot session one")))
+	second := crusReason("boot failed in boot session two")
+	s.must("Fail again", s.m.Fail(s.ctx, []string{a}, second))
+	n := s.eventuallyWith(a, "failed with the second reason", func(n wlm.Node) bool { return n.Fail }, "Fail again", second)
 	if n.InService() {
 		s.t.Errorf("failed node %s is in service", a)
 	}
@@ -417,7 +523,7 @@ func (s *suite) failNeedsReason() {
 
 func (s *suite) failUnknownInBatch() {
 	a := s.nodes[0]
-	s.checkUnknown("Fail", s.m.Fail(s.ctx, []string{a, unknownNode}, "wlmtest fail batch"))
+	s.checkUnknown("Fail", s.m.Fail(s.ctx, []string{a, unknownNode}, crusReason("wlmtest fail batch")))
 	s.eventually(a, "failed despite an unknown node in the batch", func(n wlm.Node) bool { return n.Fail })
 	s.must("Resume", s.m.Resume(s.ctx, []string{a}))
 	s.eventually(a, "back in service", wlm.Node.InService)
@@ -466,7 +572,7 @@ func (s *suite) canceledContext() {
 	a := s.nodes[0]
 	calls := map[string]error{}
 	_, calls["Nodes"] = s.m.Nodes(ctx, []string{a})
-	calls["Drain"] = s.m.Drain(ctx, []string{a}, "wlmtest canceled")
+	calls["Drain"] = s.m.Drain(ctx, []string{a}, crusReason("wlmtest canceled"))
 	for name, err := range calls {
 		if !errors.Is(err, context.Canceled) {
 			s.t.Errorf("%s with a canceled context: error %v, want context.Canceled", name, err)
@@ -480,7 +586,8 @@ func (s *suite) canceledContext() {
 func (s *suite) describe() {
 	d := wlm.DescriberOf(s.m)
 	a, b := s.nodes[0], s.nodes[1]
-	s.must("Drain", s.m.Drain(s.ctx, []string{a}, "wlmtest describe"))
+	reason := crusReason("wlmtest describe")
+	s.must("Drain", s.m.Drain(s.ctx, []string{a}, reason))
 	na := s.eventually(a, "drained", wlm.Node.Drained)
 	nb := s.one(b)
 	wa, wb := d.Describe(na), d.Describe(nb)
@@ -492,7 +599,7 @@ func (s *suite) describe() {
 	if wa == wb {
 		s.t.Errorf("Describe gives %q for a drained node and for one in service alike", wa)
 	}
-	if strings.Contains(wa, "wlmtest describe") {
+	if strings.Contains(wa, reason) {
 		s.t.Errorf("Describe gives %q: it must leave out the reason, which crus adds itself", wa)
 	}
 	if again := d.Describe(na); again != wa {
@@ -517,8 +624,9 @@ func (s *suite) reboot() {
 	drained, failed, plain := s.nodes[0], s.nodes[1], s.nodes[2]
 	names := []string{drained, failed, plain}
 	before := s.get(names...)
-	s.must("Drain", s.m.Drain(s.ctx, []string{drained}, "wlmtest reboot drained"))
-	s.must("Fail", s.m.Fail(s.ctx, []string{failed}, "wlmtest reboot failed"))
+	drainReason, failReason := crusReason("rolling upgrade, step 2 of 2"), crusReason("boot failed in boot session reboot")
+	s.must("Drain", s.m.Drain(s.ctx, []string{drained}, drainReason))
+	s.must("Fail", s.m.Fail(s.ctx, []string{failed}, failReason))
 	s.eventually(drained, "drained", wlm.Node.Drained)
 	s.eventually(failed, "failed", func(n wlm.Node) bool { return n.Fail })
 
@@ -538,10 +646,10 @@ func (s *suite) reboot() {
 	marks := func(what string) {
 		s.t.Helper()
 		n := s.one(drained)
-		if !n.Drain || !reasonLike(n.Reason, "wlmtest reboot drained") {
+		if !n.Drain || !readsBack(n.Reason, drainReason) {
 			s.t.Errorf("node %s drained before its reboot, %s: %s reason %q; the drain and its reason must survive a reboot", drained, what, s.words(n), n.Reason)
 		}
-		if n := s.one(failed); !n.Fail || !reasonLike(n.Reason, "wlmtest reboot failed") {
+		if n := s.one(failed); !n.Fail || !readsBack(n.Reason, failReason) {
 			s.t.Errorf("node %s failed before its reboot, %s: %s reason %q; the fail and its reason must survive a reboot", failed, what, s.words(n), n.Reason)
 		}
 	}

@@ -129,6 +129,20 @@ var helperCases = map[string]func(t *testing.T){
 	"negative settle": func(t *testing.T) {
 		wlmtest.RunConformanceTestsWithOptions(t, newHarness(adapter{}), wlmtest.Options{Settle: -time.Second})
 	},
+	"prefixed reasons": func(t *testing.T) {
+		wlmtest.RunConformanceTests(t, newHarness(adapter{read: func(r string) string { return "root: " + r }}))
+	},
+	"reasons cut to 40 bytes": func(t *testing.T) {
+		wlmtest.RunConformanceTests(t, newHarness(adapter{read: cut(40)}))
+	},
+	"reasons cut to 1000 bytes": func(t *testing.T) {
+		wlmtest.RunConformanceTests(t, newHarness(adapter{read: cut(1000)})) // crus's short reasons survive
+	},
+}
+
+// cut returns a reader of reasons that keeps n bytes of each.
+func cut(n int) func(string) string {
+	return func(r string) string { return r[:min(n, len(r))] }
 }
 
 const helperEnv = "CRUS_WLMTEST_HELPER"
@@ -177,6 +191,56 @@ func TestNegativeDurationsFailFast(t *testing.T) {
 			}
 			if strings.Contains(out, "=== RUN   TestHelperSuite/") {
 				t.Errorf("the suite with a %s ran its cases; want it to stop before\n%s", name, out)
+			}
+		})
+	}
+}
+
+// The suite passes an adapter that reads reasons back as they were set,
+// or with more after them (Slurm's "[user@time]", if an adapter kept it):
+// crus recognises its reasons by how they begin.
+func TestSuitePassesReasonsReadBackAsSet(t *testing.T) {
+	for name, read := range map[string]func(string) string{
+		"as set":           nil,
+		"with a suffix":    func(r string) string { return r + " [root@2026-01-05T08:00:00]" },
+		"cut to MaxReason": cut(wlm.MaxReason),
+	} {
+		t.Run(name, func(t *testing.T) {
+			wlmtest.RunConformanceTests(t, newHarness(adapter{read: read}))
+		})
+	}
+}
+
+// An adapter whose reasons do not read back beginning with the reason set
+// fails the suite, which says how they differ and what crus needs: crus
+// recognises its own drains by their reason alone, and such an adapter
+// made every session leave its nodes drained, each "skipped: drained by
+// someone else". The suite used to set short reasons of its own shape and
+// look for them anywhere in the reason read back.
+func TestSuiteFailsReasonsNotReadBackAsSet(t *testing.T) {
+	const needs = "Node.Reason must read back beginning with the reason given, unchanged, up to wlm.MaxReason (1024) bytes"
+	for name, want := range map[string][]string{
+		"prefixed reasons": {
+			"--- FAIL: TestHelperSuite/DrainIdle", "--- FAIL: TestHelperSuite/Fail ", "--- FAIL: TestHelperSuite/LongReason",
+			`reads back reason "root: crus 5f0c2a7e-8d3b-4e61-9a24-c1b7e3d90f58: rolling upgrade, step 1 of 3": the reason with "root: " put before it`,
+			needs, `crus recognises its own drains and fails only by a reason that begins "crus <upgrade-id>:"`,
+		},
+		"reasons cut to 40 bytes": {
+			"--- FAIL: TestHelperSuite/DrainIdle", "--- FAIL: TestHelperSuite/Fail ",
+			`reads back reason "crus 5f0c2a7e-8d3b-4e61-9a24-c1b7e3d90f5": the reason cut to 40 of its 71 bytes`,
+			needs,
+		},
+		"reasons cut to 1000 bytes": {
+			"--- PASS: TestHelperSuite/DrainIdle", "--- FAIL: TestHelperSuite/LongReason",
+			"the reason cut to 1000 of its 1024 bytes", needs,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := suiteFails(t, name)
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("the suite on an adapter with %s: want it to say %q; it said\n%s", name, w, out)
+				}
 			}
 		})
 	}
