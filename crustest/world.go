@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,14 +302,33 @@ func (w *World) RemoveMember(label, xname string) { w.fw.RemoveMember(label, xna
 // of its own).
 func (w *World) AddTemplate(name string, nodeGroups ...string) { w.fw.AddTemplate(name, nodeGroups...) }
 
+// ops are the backend methods FailNext, Outage and Calls name: those of
+// HSM, BOS and WLM, as their documentation lists them.
+var ops = []string{
+	"hsm.Members", "hsm.AddMembers", "hsm.RemoveMembers", "hsm.CreateGroup", "hsm.NIDs",
+	"bos.CheckTemplate", "bos.Reboot", "bos.Status",
+	"wlm.Nodes", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds",
+	"wlm.Reserve", "wlm.Unreserve", "wlm.Reservations", "wlm.Steer",
+}
+
+// checkOp panics unless op is one of ops: a misspelt name would make a
+// test inject nothing and pass without testing anything.
+func checkOp(method, op string) {
+	if !slices.Contains(ops, op) {
+		panic(fmt.Sprintf("crustest: World.%s: unknown operation %q; the operations are %s", method, op, strings.Join(ops, ", ")))
+	}
+}
+
 // FailNext makes the next n calls of op fail with err (ErrInjected if
 // nil) before doing anything. op names a backend method: "hsm.Members",
-// "hsm.AddMembers", "hsm.RemoveMembers", "hsm.NIDs", "bos.CheckTemplate",
-// "bos.Reboot", "bos.Status", "wlm.Nodes", "wlm.Drain", "wlm.Resume",
-// "wlm.Fail", "wlm.JobEnds" (also JobEndsInto), "wlm.Reserve",
-// "wlm.Unreserve", "wlm.Reservations", "wlm.Steer". An error matching
-// batch.ErrPermanent is not retried by crus; others are.
+// "hsm.AddMembers", "hsm.RemoveMembers", "hsm.CreateGroup", "hsm.NIDs",
+// "bos.CheckTemplate", "bos.Reboot", "bos.Status", "wlm.Nodes",
+// "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.JobEnds" (also
+// JobEndsInto), "wlm.Reserve", "wlm.Unreserve", "wlm.Reservations",
+// "wlm.Steer"; FailNext panics on any other name, listing these. An error
+// matching batch.ErrPermanent is not retried by crus; others are.
 func (w *World) FailNext(op string, n int, err error) {
+	checkOp("FailNext", op)
 	if err == nil {
 		err = ErrInjected
 	}
@@ -319,10 +339,12 @@ func (w *World) FailNext(op string, n int, err error) {
 	w.fw.FailNext(op, n, err)
 }
 
-// Outage makes every call of op (as for FailNext) fail with err
-// (ErrInjected if nil) from the World's time from until until, before
-// doing anything: a backend down for a while, however long.
+// Outage makes every call of op (as for FailNext, and panicking on the
+// same names) fail with err (ErrInjected if nil) from the World's time
+// from until until, before doing anything: a backend down for a while,
+// however long.
 func (w *World) Outage(op string, from, until time.Time, err error) {
+	checkOp("Outage", op)
 	if err == nil {
 		err = ErrInjected
 	}
