@@ -42,9 +42,12 @@ func (w *World) BOS() bos.Orchestrator { return orchestrator{w} }
 // crus steers only in the scheduled strategy, which books): the kit's
 // own has them all, so a session of the scheduled strategy books its
 // nodes on it.
+//
+// Call UseManager, if at all, before WLM: it panics after.
 func (w *World) WLM() wlm.Manager {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.handedOut = true
 	return w.manager
 }
 
@@ -193,6 +196,24 @@ func (r *recorder) manager() wlm.Manager {
 		}{base, s}
 	}
 	return base
+}
+
+// inherit takes on the failures injected into old, the recorder it
+// replaces.
+func (r *recorder) inherit(old *recorder) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for op, q := range old.faults {
+		r.faults[op] = slices.Clone(q)
+	}
+	for op, o := range old.outages {
+		if r.outages == nil {
+			r.outages = map[string][]outage{}
+		}
+		r.outages[op] = slices.Clone(o)
+	}
 }
 
 func (r *recorder) failNext(op string, n int, err error) {

@@ -40,6 +40,9 @@ import (
 //  5. no node outside the sessions was touched: drained, resumed, failed,
 //     added to or removed from a group, or rebooted.
 //
+// With UseManager, Check also fails if nodes were rebooted but that
+// manager received no call through WLM: crus was given another manager.
+//
 // Pass every session run on the World: one session's nodes are not
 // outsiders to another. Check counts every change made through HSM, BOS
 // and WLM as crus's; make the changes of a test's own (an operator's
@@ -61,7 +64,15 @@ func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
 	for x := range r.reboots {
 		touched[x] = true
 	}
+	rebooted, called := len(r.reboots), 0
+	for _, n := range r.callCount {
+		called += n
+	}
 	r.mu.Unlock()
+	if r.power != nil && rebooted > 0 && called == 0 {
+		add("%d nodes were rebooted, but the workload manager given to UseManager received no call through WLM: "+
+			"give crus the World's WLM (after UseManager), not that manager itself, or Check cannot follow what crus does to it", rebooted)
+	}
 	for x := range w.fw.Touched() {
 		touched[x] = true
 	}

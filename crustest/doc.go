@@ -29,6 +29,12 @@
 //	w := crustest.New(crustest.Options{Nodes: 8, WorkloadManagerType: "pbs"})
 //	cluster := newMyCluster(w, w.Names()) // your manager's backend, on w's clock
 //	w.UseManager(cluster.Manager(), cluster)
+//	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), w.Config())
+//
+// Call UseManager before WLM (it panics after, and on a nil manager or
+// power), and give crus what WLM returns, never your manager itself:
+// Check fails if nodes were rebooted while your manager received no call
+// through WLM.
 //
 // Your manager must know the nodes by the names w.Names returns (nid%06d
 // of their node IDs, crus's default mapping) and take its time from the

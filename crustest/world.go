@@ -103,9 +103,10 @@ type World struct {
 
 	syncMu sync.Mutex // one catch-up with the real clock at a time
 
-	mu      sync.Mutex
-	manager wlm.Manager // the recorded manager crus is given
-	rec     *recorder
+	mu        sync.Mutex
+	manager   wlm.Manager // the recorded manager crus is given
+	rec       *recorder
+	handedOut bool // WLM has returned manager: UseManager may no longer replace it
 }
 
 // MaxNodes is the most nodes a World has: XName numbers cabinets from
@@ -173,17 +174,40 @@ func New(opts Options) *World {
 // node off (an error fails that node's boot), PowerOn once it has booted
 // (never for a node whose faults say it fails to boot or never returns).
 // A wlmtest harness that implements wlmtest.Rebooter is such a power.
+// Neither may be nil: UseManager panics, since the kit could not reboot
+// m's nodes without power.
 //
 // m must know the World's nodes by the names Names returns. Jobs, drains
 // and other operators' actions are then yours to make on m; the kit's
-// StartJob, AdminDrain, AdminResume, SetDown and EndJobs return
-// ErrOutsideManager. Call UseManager before creating an executor.
+// StartJob, AdminDrain, AdminFail, AdminResume, SetDown and EndJobs return
+// ErrOutsideManager. The failures FailNext and Outage injected into the
+// workload manager before carry over to m.
+//
+// Call UseManager before WLM: UseManager panics once WLM has returned the
+// kit's manager, since an executor made with it would go on driving the
+// kit's manager, never m (WLM's answer has the capabilities of the
+// manager it stands for, found by type assertion, so it cannot switch to
+// m later). Check fails if sessions rebooted nodes while m received no
+// call through WLM: crus was given m itself, or another manager.
 func (w *World) UseManager(m wlm.Manager, power wlmtest.Rebooter) {
+	switch {
+	case m == nil:
+		panic("crustest: World.UseManager: nil wlm.Manager")
+	case power == nil:
+		panic("crustest: World.UseManager: nil power: the kit's boot orchestrator reboots the manager's nodes through it (the PowerOff and PowerOn of wlmtest.Rebooter)")
+	}
+	w.mu.Lock()
+	handedOut := w.handedOut
+	w.mu.Unlock()
+	if handedOut {
+		panic("crustest: World.UseManager after World.WLM: an executor made with WLM's answer drives the kit's own workload manager, never this one; call UseManager before WLM")
+	}
 	for _, x := range w.xnames {
 		w.fw.EndJobs(x) // the kit's own jobs (Options.Busy) are not m's
 	}
 	rec := newRecorder(w, m, power)
 	w.mu.Lock()
+	rec.inherit(w.rec)
 	w.rec, w.manager = rec, rec.manager()
 	w.mu.Unlock()
 	w.fw.SetPowerHook(fake.PowerHook{Off: rec.powerOff, On: rec.powerOn})

@@ -1,0 +1,113 @@
+package crustest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/crustest"
+	"github.com/crus-go/crus/wlm"
+)
+
+// newMini returns a mini workload manager of w's nodes, each up and idle.
+func newMini(w *crustest.World) *mini {
+	m := &mini{clock: w, nodes: map[string]*miniNode{}}
+	for _, name := range w.Names() {
+		m.nodes[name] = &miniNode{up: true, booted: w.Now().Add(-time.Hour)}
+	}
+	return m
+}
+
+// panics returns what f panicked with, or "no panic".
+func panics(f func()) (msg string) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg = fmt.Sprint(r)
+		}
+	}()
+	f()
+	return "no panic"
+}
+
+// UseManager refuses a nil manager or a nil power: with no power, it used
+// to take the manager as the kit's own (the kit's StartJob went on
+// starting jobs that m did not know), and nodes were never powered off in
+// m, so Check blamed their reboots on jobs m never ran.
+func TestUseManagerRefusesNil(t *testing.T) {
+	w := crustest.New(crustest.Options{Nodes: 2})
+	m := newMini(w)
+	for name, tc := range map[string]struct {
+		use  func()
+		want string
+	}{
+		"manager": {func() { w.UseManager(nil, m) }, "crustest: World.UseManager: nil wlm.Manager"},
+		"power":   {func() { w.UseManager(m, nil) }, "crustest: World.UseManager: nil power: the kit's boot orchestrator reboots the manager's nodes through it"},
+	} {
+		if got := panics(tc.use); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("UseManager with a nil %s: %s\nwant a panic saying %q", name, got, tc.want)
+		}
+	}
+}
+
+// UseManager after WLM panics: an executor made before with WLM's
+// answer drove the kit's own manager, never m, and Check passed though m
+// was never called.
+func TestUseManagerAfterWLMPanics(t *testing.T) {
+	w := crustest.New(crustest.Options{Nodes: 2})
+	_ = w.WLM()
+	m := newMini(w)
+	want := "crustest: World.UseManager after World.WLM"
+	if got := panics(func() { w.UseManager(m, m) }); !strings.HasPrefix(got, want) {
+		t.Errorf("UseManager after WLM: %s\nwant a panic saying %q", got, want)
+	}
+}
+
+// Check fails when sessions rebooted nodes but the manager given to
+// UseManager was never called through WLM: crus was given that manager
+// itself, so the kit saw none of its drains and resumes and Check had
+// nothing to check them by.
+func TestCheckFailsWhenTheManagerWasNotCalled(t *testing.T) {
+	ctx := context.Background()
+	w := crustest.New(crustest.Options{Nodes: 4, WorkloadManagerType: "mini"})
+	m := newMini(w)
+	w.UseManager(m, m)
+	ex, err := crus.NewExecutor(w.HSM(), m, w.BOS(), w.Config()) // not w.WLM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ex.Create(ctx, w.Spec(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := ex.Run(ctx, s.UpgradeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "4 nodes were rebooted, but the workload manager given to UseManager received no call through WLM"
+	if err := w.Check(ctx, final); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Check: %v\nwant it to say %q", err, want)
+	}
+}
+
+// Failures injected into the workload manager before UseManager are
+// injected into the manager it gives: they used to be dropped with the
+// kit's manager.
+func TestUseManagerKeepsInjectedFailures(t *testing.T) {
+	w := crustest.New(crustest.Options{Nodes: 2})
+	boom := errors.New("boom")
+	w.FailNext("wlm.Drain", 1, boom)
+	w.Outage("wlm.Resume", w.Now(), w.Now().Add(time.Hour), boom)
+	m := newMini(w)
+	w.UseManager(m, m)
+	var mgr wlm.Manager = w.WLM()
+	if err := mgr.Drain(t.Context(), w.Names()[:1], "crus s1: step 1"); !errors.Is(err, boom) {
+		t.Errorf("Drain after FailNext and UseManager: %v, want %v", err, boom)
+	}
+	if err := mgr.Resume(t.Context(), w.Names()[:1]); !errors.Is(err, boom) {
+		t.Errorf("Resume during an Outage begun before UseManager: %v, want %v", err, boom)
+	}
+}
