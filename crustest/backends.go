@@ -123,6 +123,8 @@ type recorder struct {
 	samples     [][]string             // xnames out of service because of crus, after each change
 	sampleTimes []time.Time            // when each sample was taken
 	violations  []string
+	contract    []string        // the manager's breaches of the wlm.Manager contract, each once
+	breached    map[string]bool // the texts of contract
 }
 
 func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder {
@@ -132,6 +134,35 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 		touched: map[string]bool{}, drained: map[string]bool{}, steered: map[string]bool{},
 		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
 		failedAt: map[string]time.Time{}, resumedAt: map[string]time.Time{},
+		breached: map[string]bool{},
+	}
+}
+
+// read reads the named nodes from the manager for the kit's own use, each
+// at most once: a node answered more than once is a breach of the
+// wlm.Manager contract, recorded, and its first answer is taken.
+func (r *recorder) read(ctx context.Context, names []string) ([]wlm.Node, error) {
+	nodes, err := r.inner.Nodes(ctx, names)
+	seen := make(map[string]bool, len(nodes))
+	out := nodes[:0:0]
+	for _, n := range nodes {
+		if seen[n.Name] {
+			r.breach(fmt.Sprintf("the manager answered %s twice in one answer of Nodes: it must answer each node it knows once, in the order asked", n.Name))
+			continue
+		}
+		seen[n.Name] = true
+		out = append(out, n)
+	}
+	return out, err
+}
+
+// breach records a breach of the wlm.Manager contract by the manager, once.
+func (r *recorder) breach(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.breached[s] {
+		r.breached[s] = true
+		r.contract = append(r.contract, s)
 	}
 }
 
@@ -309,7 +340,7 @@ func (r *recorder) sample() {
 	rebooting := maps.Clone(r.rebooting)
 	r.mu.Unlock()
 	slices.Sort(candidates)
-	nodes, _ := r.inner.Nodes(context.Background(), candidates)
+	nodes, _ := r.read(context.Background(), candidates)
 	var out []string
 	for _, n := range nodes {
 		x := r.w.xnameOf(n.Name)
@@ -331,7 +362,7 @@ func (r *recorder) powerOff(xname, name string) error {
 	if r.power != nil {
 		// The kit's own manager records a reboot with jobs itself (it
 		// knows its jobs); an outside one is asked.
-		nodes, err := r.inner.Nodes(context.Background(), []string{name})
+		nodes, err := r.read(context.Background(), []string{name})
 		switch {
 		case err != nil:
 			r.violate(fmt.Sprintf("%s: could not read %s (%s) before rebooting it: %v", r.w.fw.Now().Format(time.RFC3339), xname, name, err))

@@ -41,7 +41,9 @@ import (
 //     added to or removed from a group, or rebooted.
 //
 // With UseManager, Check also fails if nodes were rebooted but that
-// manager received no call through WLM: crus was given another manager.
+// manager received no call through WLM (crus was given another manager),
+// and reports what the kit saw the manager do against the wlm.Manager
+// contract (a node answered twice to one Nodes call, counted once).
 //
 // Pass every session run on the World: one session's nodes are not
 // outsiders to another. Check counts every change made through HSM, BOS
@@ -55,6 +57,7 @@ func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
 
 	r.mu.Lock()
 	violations := slices.Concat(w.fw.Violations(), r.violations)
+	contract := slices.Clone(r.contract)
 	samples := slices.Clone(r.samples)
 	sampleTimes := slices.Clone(r.sampleTimes)
 	touched := map[string]bool{}
@@ -78,6 +81,9 @@ func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
 	}
 	for _, v := range violations {
 		add("reboot of a busy node: %s", v)
+	}
+	for _, v := range contract {
+		add("the workload manager breaks the wlm.Manager contract: %s", v)
 	}
 
 	inside := map[string]bool{}
@@ -143,7 +149,7 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 	for _, n := range s.Progress.Nodes {
 		names = append(names, w.Name(n.XName))
 	}
-	read, err := r.inner.Nodes(ctx, names)
+	read, err := r.read(ctx, names)
 	if err != nil {
 		add("reading its nodes from the workload manager: %v", err)
 	}

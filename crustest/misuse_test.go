@@ -111,3 +111,55 @@ func TestUseManagerKeepsInjectedFailures(t *testing.T) {
 		t.Errorf("Resume during an Outage begun before UseManager: %v, want %v", err, boom)
 	}
 }
+
+// twice is a manager that answers every node twice to Nodes.
+type twice struct{ *mini }
+
+func (m twice) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	nodes, err := m.mini.Nodes(ctx, names)
+	var out []wlm.Node
+	for _, n := range nodes {
+		out = append(out, n, n)
+	}
+	return out, err
+}
+
+// runOn runs a session in steps of step over every node of w, through
+// its WLM, and returns its record.
+func runOn(t *testing.T, w *crustest.World, step int) *crus.Session {
+	t.Helper()
+	ctx := context.Background()
+	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), w.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ex.Create(ctx, w.Spec(step))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := ex.Run(ctx, s.UpgradeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return final
+}
+
+// A manager that answers a node twice is counted once in the nodes out of
+// service (Check reported a breach of the step size, each node named
+// twice), and Check says the manager breaks its contract.
+func TestCheckCountsANodeAnsweredTwiceOnce(t *testing.T) {
+	w := crustest.New(crustest.Options{Nodes: 4, WorkloadManagerType: "mini"})
+	m := twice{newMini(w)}
+	w.UseManager(m, m)
+	err := w.Check(context.Background(), runOn(t, w, 2))
+	if err == nil {
+		t.Fatal("Check found nothing wrong with a manager that answers every node twice")
+	}
+	want := "the workload manager breaks the wlm.Manager contract: the manager answered nid000001 twice in one answer of Nodes"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("Check: %v\nwant it to say %q", err, want)
+	}
+	if strings.Contains(err.Error(), "out of service because of crus") {
+		t.Errorf("Check: %v\nwant no breach of the step size: each node is out of service once", err)
+	}
+}
