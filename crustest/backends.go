@@ -123,9 +123,17 @@ type recorder struct {
 	samples     [][]string             // xnames out of service because of crus, after each change
 	sampleTimes []time.Time            // when each sample was taken
 	violations  []string
-	contract    []string        // the manager's breaches of the wlm.Manager contract, each once
-	breached    map[string]bool // the texts of contract
+	contract    []string           // the manager's breaches of the wlm.Manager contract, each once
+	breached    map[string]bool    // the texts of contract
+	reasons     map[string]string  // name -> the reason crus last drained or failed it with
+	unread      map[string]string  // name -> "Drain" or "Fail": crus just set its reason, not read back yet
+	misread     map[string]misread // name -> its reason, read back not beginning with the one set
 }
+
+// misread is a reason crus set (with Drain or Fail) that the manager read
+// back, at the first read that showed it drained or failed, not beginning
+// with it: crus does not recognise such a drain as its own.
+type misread struct{ op, set, got string }
 
 func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder {
 	return &recorder{
@@ -135,7 +143,50 @@ func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder 
 		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
 		failedAt: map[string]time.Time{}, resumedAt: map[string]time.Time{},
 		breached: map[string]bool{},
+		reasons:  map[string]string{}, unread: map[string]string{}, misread: map[string]misread{},
 	}
+}
+
+// setReason records that crus asked to drain or fail (op) the nodes with
+// reason.
+func (r *recorder) setReason(op string, names []string, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		r.reasons[n], r.unread[n] = reason, op
+	}
+}
+
+// readBack compares the reasons of nodes crus has just drained or failed,
+// read right after its call, with the reasons crus set: the wlm.Manager
+// contract wants them read back beginning with it, unchanged. Only that
+// read is compared (later, an operator may have set a reason of their
+// own), and only for a node it shows drained or failed (the call may have
+// been refused for it); a node that reads back no reason is left alone
+// (crus takes such a drain for its own).
+func (r *recorder) readBack(nodes []wlm.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range nodes {
+		op, ok := r.unread[n.Name]
+		delete(r.unread, n.Name)
+		if !ok || !(op == "Drain" && n.Drain || op == "Fail" && n.Fail) {
+			continue
+		}
+		if set := r.reasons[n.Name]; n.Reason != "" && !strings.HasPrefix(n.Reason, set) {
+			r.misread[n.Name] = misread{op, set, n.Reason}
+		} else {
+			delete(r.misread, n.Name)
+		}
+	}
+}
+
+// ownDrain reports whether the node reads drained by crus: with the reason
+// crus last set for it, or none (crus takes such a drain for its own).
+// Callers hold r.mu.
+func (r *recorder) ownDrain(n wlm.Node) bool {
+	set := r.reasons[n.Name]
+	return n.Drain && (n.Reason == "" || set != "" && strings.HasPrefix(n.Reason, set))
 }
 
 // read reads the named nodes from the manager for the kit's own use, each
@@ -324,9 +375,13 @@ func (r *recorder) changed(names []string, err error, drain bool) {
 }
 
 // sample records the nodes out of service because of crus now: rebooting,
-// or drained by crus (a reason of crus's, or none) and not failed.
-// Failed nodes are crus's outcome, not part of its budget.
-func (r *recorder) sample() {
+// or drained by crus (with the reason crus set, or none) and not failed.
+// Failed nodes are crus's outcome, not part of its budget. A node whose
+// reason reads back other than crus set it is not counted: crus takes it
+// for drained by someone else, and Check reports the reason instead.
+//
+// It returns the nodes it read.
+func (r *recorder) sample() []wlm.Node {
 	r.mu.Lock()
 	candidates := make([]string, 0, len(r.drained)+len(r.rebooting))
 	for n := range r.drained {
@@ -341,20 +396,20 @@ func (r *recorder) sample() {
 	r.mu.Unlock()
 	slices.Sort(candidates)
 	nodes, _ := r.read(context.Background(), candidates)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var out []string
 	for _, n := range nodes {
 		x := r.w.xnameOf(n.Name)
-		ours := n.Drain && (n.Reason == "" || strings.HasPrefix(n.Reason, "crus "))
-		if !n.Fail && (rebooting[x] || ours) {
+		if !n.Fail && (rebooting[x] || r.ownDrain(n)) {
 			out = append(out, x)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if k := len(r.samples); k == 0 || !slices.Equal(r.samples[k-1], out) {
 		r.samples = append(r.samples, out)
 		r.sampleTimes = append(r.sampleTimes, r.w.fw.Now())
 	}
+	return nodes
 }
 
 // powerOff is the World's power hook as a boot session powers a node off.
@@ -439,8 +494,9 @@ func (m recorded) Drain(ctx context.Context, names []string, reason string) erro
 		return err
 	}
 	err := m.r.inner.Drain(ctx, names, reason)
+	m.r.setReason("Drain", names, reason)
 	m.r.changed(names, err, true)
-	m.r.sample()
+	m.r.readBack(m.r.sample()) // every node crus drained is read: changed made it a candidate
 	return err
 }
 
@@ -458,7 +514,10 @@ func (m recorded) Fail(ctx context.Context, names []string, reason string) error
 		return err
 	}
 	err := m.r.inner.Fail(ctx, names, reason)
+	m.r.setReason("Fail", names, reason)
 	m.r.changed(names, err, false)
+	nodes, _ := m.r.read(context.WithoutCancel(ctx), names) // (the known ones, whatever the error)
+	m.r.readBack(nodes)
 	m.r.mu.Lock()
 	for _, n := range names {
 		m.r.failedAt[n] = m.r.w.fw.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -43,7 +44,12 @@ import (
 // With UseManager, Check also fails if nodes were rebooted but that
 // manager received no call through WLM (crus was given another manager),
 // and reports what the kit saw the manager do against the wlm.Manager
-// contract (a node answered twice to one Nodes call, counted once).
+// contract (a node answered twice to one Nodes call, counted once). It
+// knows the reasons crus set, and compares each with the reason read back
+// right after crus's Drain or Fail: one that does not begin with the
+// reason set is reported, by node, and a node crus drained and left
+// drained because of it (crus took it for drained by someone else) is
+// reported as left drained, not as a breach of the step size.
 //
 // Pass every session run on the World: one session's nodes are not
 // outsiders to another. Check counts every change made through HSM, BOS
@@ -58,6 +64,7 @@ func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
 	r.mu.Lock()
 	violations := slices.Concat(w.fw.Violations(), r.violations)
 	contract := slices.Clone(r.contract)
+	misreads := maps.Clone(r.misread)
 	samples := slices.Clone(r.samples)
 	sampleTimes := slices.Clone(r.sampleTimes)
 	touched := map[string]bool{}
@@ -84,6 +91,14 @@ func (w *World) Check(ctx context.Context, sessions ...*crus.Session) error {
 	}
 	for _, v := range contract {
 		add("the workload manager breaks the wlm.Manager contract: %s", v)
+	}
+	if len(misreads) > 0 {
+		names := slices.Sorted(maps.Keys(misreads))
+		m := misreads[names[0]]
+		add("the workload manager's reasons do not read back as set, on %d nodes (%s): crus called %s on %s with reason %q and it reads back %q. "+
+			"Node.Reason must read back beginning with the reason given, unchanged, up to wlm.MaxReason (%d) bytes (see wlm.Manager.Drain): "+
+			"crus recognises its own drains and fails by their reason alone (\"crus <upgrade-id>: ...\") and takes any other for someone else's",
+			len(names), strings.Join(names, " "), m.op, names[0], m.set, m.got, wlm.MaxReason)
 	}
 
 	inside := map[string]bool{}
@@ -160,6 +175,25 @@ func (w *World) checkSession(ctx context.Context, r *recorder, s *crus.Session, 
 	words := wlm.DescriberOf(r.inner)
 	upgrading := w.fw.Members(s.UpgradingLabel)
 	failedGroup := w.fw.Members(s.FailedLabel)
+
+	// Nodes crus drained last (it has not resumed or failed them since)
+	// and that read drained without a reason of the session's: with no
+	// reason, or one read back other than crus set it and unchanged since.
+	r.mu.Lock()
+	var leftDrained []string
+	for _, n := range s.Progress.Nodes {
+		wn, seen := now[n.XName]
+		if !seen || !r.drained[wn.Name] || !(wn.Drain || wn.Fail) || ours(wn) || n.Outcome == crus.OutcomeFailed {
+			continue
+		}
+		if m, ok := r.misread[wn.Name]; wn.Reason == "" || ok && wn.Reason == m.got {
+			leftDrained = append(leftDrained, fmt.Sprintf("%s (%s, reason %q)", n.XName, wn.Name, wn.Reason))
+		}
+	}
+	r.mu.Unlock()
+	if len(leftDrained) > 0 && s.Completed {
+		add("%d nodes left drained: crus drained them and never resumed them, since their reasons do not read back as crus set them: %s", len(leftDrained), strings.Join(leftDrained, ", "))
+	}
 
 	member := map[string]bool{}
 	refused := 0 // failed, but the workload manager would not mark them failed

@@ -39,6 +39,9 @@
 // Your manager must know the nodes by the names w.Names returns (nid%06d
 // of their node IDs, crus's default mapping) and take its time from the
 // World (w.Now), so that jobs end and nodes come back in the World's time.
+// Its reasons must read back as crus set them (see wlm.Manager.Drain):
+// Check reports a reason that does not, and the nodes crus left drained
+// because it did not recognise its own drain.
 // If it implements wlm.Scheduler, a session of the scheduled strategy
 // books its nodes there, and Check also finds any reservation a finished
 // session left behind (the kit's own manager has reservations too); if it

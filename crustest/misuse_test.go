@@ -163,3 +163,59 @@ func TestCheckCountsANodeAnsweredTwiceOnce(t *testing.T) {
 		t.Errorf("Check: %v\nwant no breach of the step size: each node is out of service once", err)
 	}
 }
+
+// reading is a manager that reads reasons back through read.
+type reading struct {
+	*mini
+	read func(string) string
+}
+
+func (m reading) Nodes(ctx context.Context, names []string) ([]wlm.Node, error) {
+	nodes, err := m.mini.Nodes(ctx, names)
+	for i := range nodes {
+		if nodes[i].Reason != "" {
+			nodes[i].Reason = m.read(nodes[i].Reason)
+		}
+	}
+	return nodes, err
+}
+
+// A manager whose reasons do not read back as crus set them makes crus
+// leave every node it drained drained, each "skipped: drained by someone
+// else". Check said nothing (a reason with a prefix) or blamed crus for a
+// breach of the step size (a reason cut to 40 bytes, still beginning
+// "crus "); it now names the nodes, says the reasons do not read back as
+// set, and that the nodes were left drained.
+func TestCheckReasonsNotReadBackAsSet(t *testing.T) {
+	for name, read := range map[string]func(string) string{
+		"prefixed":        func(r string) string { return "root: " + r },
+		"cut to 40 bytes": func(r string) string { return r[:min(40, len(r))] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := crustest.New(crustest.Options{Nodes: 6, WorkloadManagerType: "mini"})
+			m := reading{newMini(w), read}
+			w.UseManager(m, m)
+			final := runOn(t, w, 2)
+			if c := final.Counts(); c.Skipped != 6 {
+				t.Fatalf("a session on a manager whose reasons %s: %+v; want every node skipped, as drained by someone else", name, c)
+			}
+			err := w.Check(context.Background(), final)
+			if err == nil {
+				t.Fatal("Check found nothing wrong")
+			}
+			all := strings.Join(w.Names(), " ")
+			for _, want := range []string{
+				"the workload manager's reasons do not read back as set, on 6 nodes (" + all + "): crus called Drain on nid000001 with reason \"crus " + final.UpgradeID + ": rolling upgrade, step 1 of 3\" and it reads back " + fmt.Sprintf("%q", read("crus "+final.UpgradeID+": rolling upgrade, step 1 of 3")),
+				"Node.Reason must read back beginning with the reason given, unchanged, up to wlm.MaxReason (1024) bytes",
+				"6 nodes left drained: crus drained them and never resumed them, since their reasons do not read back as crus set them: " + crustest.XName(0) + " (nid000001, reason ",
+			} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Check: %v\nwant it to say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "out of service because of crus") {
+				t.Errorf("Check: %v\nwant no breach of the step size: the reasons are the manager's fault", err)
+			}
+		})
+	}
+}
