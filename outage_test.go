@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/hsm"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/wlm"
@@ -438,4 +439,36 @@ func TestPermanentReadErrorsDoNotSpin(t *testing.T) {
 			assert.Less(t, e.w.Calls()["wlm.Nodes"], 1000)
 		})
 	}
+}
+
+// TestFailRetriesTheWorkloadManagerWhenTheGroupRefusesForGood: a node that
+// does not return is failed in both halves. The failed group refuses it
+// for good while the workload manager cannot be reached: the refusal of
+// one half does not end the other's tries, so once the workload manager
+// is back the node is failed there, out of service, and its outcome keeps
+// the group's refusal.
+func TestFailRetriesTheWorkloadManagerWhenTheGroupRefusesForGood(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 2}, 2)
+	x := fake.XName(0)
+	e.w.SetFaults(x, fake.NodeFaults{NeverReturns: true})
+	start := e.w.Now()
+	refused := batch.NewPermanent("hsm: the failed group is read-only")
+	e.onEvent = func(ev crus.Event) {
+		if ev.Kind == crus.EventPhase && ev.Phase == crus.PhaseFailing {
+			e.w.FailNext("hsm.AddMembers", 1000, refused)
+		}
+	}
+	// Failing happens after the return timeout (30 min after the boot):
+	// the workload manager's writes are down from well before to well
+	// after.
+	e.w.Outage("wlm.Fail", start, start.Add(3*time.Hour), nil)
+	s := e.run()
+	n := s.Node(x)
+	require.Equal(t, crus.OutcomeFailed, n.Outcome, "%+v", n)
+	assert.Contains(t, n.Reason, "read-only", "the group's refusal stays with the outcome")
+	assert.NotContains(t, n.Reason, "workload manager:", "the workload manager's outage is not a refusal")
+	ws, ok := e.w.Node(x)
+	require.True(t, ok)
+	assert.True(t, ws.Fail, "failed in the workload manager once it could be reached: %+v", ws)
+	assert.False(t, s.Progress.EndedAt.Before(start.Add(3*time.Hour)), "the session waited for the workload manager")
 }

@@ -135,8 +135,12 @@ func Settle(s *Session, r ActionResult) Decision {
 		})
 
 	case a.Kind == ActFail:
+		// Its two halves fail apart: the failed group refused for good
+		// does not make a workload manager that could not be reached
+		// refuse too. Both are tried again while either may yet work.
+		again := r.Err != nil && !everyPartPermanent(r.Err)
 		each(func(n *NodeRecord, err error) {
-			if n.Phase != PhaseFailing || (r.Err != nil && !permanent) {
+			if n.Phase != PhaseFailing || again {
 				return // try both again at the next plan
 			}
 			c := Change{XName: n.XName, Phase: PhaseDone, Outcome: OutcomeFailed}
@@ -161,6 +165,20 @@ func Settle(s *Session, r ActionResult) Decision {
 		})
 	}
 	return d
+}
+
+// everyPartPermanent reports whether every error joined in err (one,
+// unless err was made by errors.Join) matches batch.ErrPermanent.
+func everyPartPermanent(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !everyPartPermanent(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return batch.IsPermanent(err)
 }
 
 // How a node's LastError begins after a resume that did not go through:
