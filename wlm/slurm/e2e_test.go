@@ -288,7 +288,7 @@ func endToEnd(t *testing.T, adapter string) {
 	sess, err := ex.Create(ctx, crus.Spec{
 		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
 		StepSize: 3, TemplateID: template, WorkloadManagerType: "slurm",
-		BootTimeout: crus.Duration(2 * time.Minute), ReturnTimeout: crus.Duration(15 * time.Second),
+		BootTimeout: crus.Duration(2 * time.Minute), ReturnTimeout: crus.MinTimeout, // the shortest a spec may set: the node that never returns is failed a minute after its boot
 	})
 	if err != nil {
 		t.Fatal(err)
