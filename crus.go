@@ -150,7 +150,12 @@ var wlmTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 // Validate checks the spec on its own (without looking at any backend). It
 // returns nil or an error matching ErrInvalidSpec that lists every problem
 // as a *FieldError. Unset extensions are valid (see WithDefaults).
-func (s Spec) Validate() error {
+func (s Spec) Validate() error { return s.validate(true) }
+
+// validate checks the spec; floors adds the least values a new spec may
+// set (MinTimeout), which a record stored by an older crus may be below:
+// such a record is still read and run (Session.check passes false).
+func (s Spec) validate(floors bool) error {
 	var errs *multierror.Error
 	add := func(field string, value any, format string, args ...any) {
 		errs = multierror.Append(errs, &FieldError{Field: field, Value: value, Problem: fmt.Sprintf(format, args...)})
@@ -199,11 +204,11 @@ func (s Spec) Validate() error {
 		switch {
 		case t.v < 0:
 			add(t.field, t.v, "must not be negative")
-		case t.v > 0 && t.v < MinTimeout:
+		case floors && t.v > 0 && t.v < MinTimeout:
 			add(t.field, t.v, "must be at least %s (0: the default), got %s", MinTimeout, t.v)
 		}
 	}
-	s.Rollout.validate(s.StepSize, s.BootLimit, add)
+	s.Rollout.validate(s.StepSize, s.BootLimit, floors, add)
 	if err := errs.ErrorOrNil(); err != nil {
 		errs.ErrorFormat = listFormat("invalid session spec")
 		return errs
@@ -657,7 +662,7 @@ func (s *Session) check() error {
 	if s.UpgradeID == "" {
 		return bad("no upgrade_id")
 	}
-	if err := s.Spec.Validate(); err != nil {
+	if err := s.Spec.validate(false); err != nil {
 		return bad("%v", err)
 	}
 	if s.MessagesDropped < 0 {

@@ -472,3 +472,22 @@ func TestFailRetriesTheWorkloadManagerWhenTheGroupRefusesForGood(t *testing.T) {
 	assert.True(t, ws.Fail, "failed in the workload manager once it could be reached: %+v", ws)
 	assert.False(t, s.Progress.EndedAt.Before(start.Add(3*time.Hour)), "the session waited for the workload manager")
 }
+
+// TestRecordBelowTheFloorsStillRuns: a session stored by an older crus
+// with a timeout below MinTimeout (which a new spec may no longer set) is
+// read and run as it was, not refused as corrupt.
+func TestRecordBelowTheFloorsStillRuns(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 4, Busy: 0.5, MaxJob: time.Hour}, 2)
+	s := e.create()
+	ctx := context.Background()
+	stored, err := e.store.Get(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	stored.ReturnTimeout = crus.Duration(15 * time.Second)
+	stored.Rollout.DrainTimeout = crus.Duration(30 * time.Second)
+	require.NoError(t, e.store.Update(ctx, stored))
+	require.Error(t, stored.Spec.Validate(), "a new spec may not set these")
+	final, err := e.ex.Run(ctx, s.UpgradeID)
+	require.NoError(t, err)
+	assert.True(t, final.Completed)
+	assert.Equal(t, crus.Duration(15*time.Second), final.ReturnTimeout)
+}

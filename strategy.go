@@ -167,7 +167,7 @@ func (r Rollout) withDefaults() Rollout {
 }
 
 // validate adds a problem per bad field.
-func (r Rollout) validate(step int, limit BootLimit, add func(field string, value any, format string, args ...any)) {
+func (r Rollout) validate(step int, limit BootLimit, floors bool, add func(field string, value any, format string, args ...any)) {
 	switch r.Strategy {
 	case "", StrategyClassic, StrategyRolling, StrategyScheduled:
 	default:
@@ -210,7 +210,7 @@ func (r Rollout) validate(step int, limit BootLimit, add func(field string, valu
 	}
 	if r.DrainTimeout < 0 {
 		add("drain_timeout", r.DrainTimeout, "must not be negative")
-	} else if r.DrainTimeout > 0 && r.DrainTimeout < MinTimeout {
+	} else if floors && r.DrainTimeout > 0 && r.DrainTimeout < MinTimeout {
 		add("drain_timeout", r.DrainTimeout, "must be at least %s (0: none), got %s", MinTimeout, r.DrainTimeout)
 	}
 	switch r.DrainTimeoutAction {
