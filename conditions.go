@@ -56,9 +56,10 @@ const (
 	// request; its nodes wait drained, no new node is taken, and after
 	// boot_timeout they return to service to be taken again later.
 	CondBootNotAccepted ConditionKind = "boot_not_accepted"
-	// CondDrainNotTaking: nodes the session drained still read not
-	// drained 10 minutes after the first request, though crus asks again
-	// at every observation: the workload manager loses the drains,
+	// CondDrainNotTaking: nodes the session drained have read not drained
+	// for 10 minutes (counted from the first request, or from when they
+	// were first seen undrained again after showing the drain), though
+	// crus asks again at every observation: the workload manager loses the drains,
 	// someone resumes the nodes, or its adapter's Drain does nothing.
 	// The nodes wait; nothing else does.
 	CondDrainNotTaking ConditionKind = "drain_not_taking"
@@ -114,7 +115,7 @@ func (p *planner) setConditions() {
 		}
 		if len(p.undrained) > 0 {
 			slices.Sort(p.undrained)
-			add(CondDrainNotTaking, fmt.Sprintf("The workload manager still shows %s not drained %s or more after crus asked (%s), though crus asks again at every observation: its drains are lost, someone resumes the nodes, or its adapter's Drain does not drain",
+			add(CondDrainNotTaking, fmt.Sprintf("The workload manager has shown %s not drained for %s or more after crus asked (%s), though crus asks again at every observation: its drains are lost, someone resumes the nodes, or its adapter's Drain does not drain",
 				plural(len(p.undrained), "node"), drainNotTaking, abbreviate(p.undrained, 5)))
 		}
 		if p.pol.scheduled && p.obs.BookingRefused != "" {

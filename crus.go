@@ -451,8 +451,12 @@ type NodeRecord struct {
 	// turn (its drain timed out).
 	Retries int `json:"retries,omitzero"`
 
-	Since           time.Time `json:"since,omitzero"` // when the current phase began
-	DrainRequested  time.Time `json:"drain_requested,omitzero"`
+	Since          time.Time `json:"since,omitzero"` // when the current phase began
+	DrainRequested time.Time `json:"drain_requested,omitzero"`
+	// Undrained is when the workload manager began to show the node not
+	// drained again while crus still holds its drain (its drain was lost,
+	// or someone resumed the node); zero while it shows the drain.
+	Undrained       time.Time `json:"undrained,omitzero"`
 	Drained         time.Time `json:"drained,omitzero"`
 	RebootRequested time.Time `json:"reboot_requested,omitzero"`
 	Booted          time.Time `json:"booted,omitzero"`   // its boot session reported it booted

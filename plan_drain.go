@@ -59,27 +59,37 @@ func (p *planner) quiesce(n *NodeRecord) {
 	case w.Drain && !p.ours(w):
 		p.done(n, OutcomeSkipped, "drained by someone else during the session: "+p.describeNode(w))
 	case w.Drained():
-		if n.Phase != PhaseQuiesced {
-			p.change(Change{XName: n.XName, Phase: PhaseQuiesced})
+		if n.Phase != PhaseQuiesced || !n.Undrained.IsZero() {
+			p.change(Change{XName: n.XName, Phase: PhaseQuiesced, Drain: DrainHeld})
 		}
 	case w.Draining():
-		if n.Phase != PhaseQuiescing { // a job got onto it after all
-			p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
+		if n.Phase != PhaseQuiescing || !n.Undrained.IsZero() { // a job got onto it after all
+			p.change(Change{XName: n.XName, Phase: PhaseQuiescing, Drain: DrainHeld})
 		}
 		p.drainTimeout(n)
 	default: // not drained: the drain was lost, or someone resumed it
-		if n.Phase != PhaseQuiescing {
-			p.change(Change{XName: n.XName, Phase: PhaseQuiescing})
+		if n.Phase != PhaseQuiescing || n.Undrained.IsZero() {
+			p.change(Change{XName: n.XName, Phase: PhaseQuiescing, Drain: DrainLost})
 		}
 		p.nudges.drain = append(p.nudges.drain, n.XName)
-		if !n.DrainRequested.IsZero() && p.obs.Now.Sub(n.DrainRequested) >= drainNotTaking {
-			p.undrained = append(p.undrained, n.XName)
+		// Counted from the later of crus's first request and the moment
+		// the node was first seen undrained since it last showed the
+		// drain, so that a node an operator resumes after hours drained
+		// is not named at once.
+		if since := n.DrainRequested; !since.IsZero() && !n.Undrained.IsZero() {
+			if n.Undrained.After(since) {
+				since = n.Undrained
+			}
+			if p.obs.Now.Sub(since) >= drainNotTaking {
+				p.undrained = append(p.undrained, n.XName)
+			}
 		}
 	}
 }
 
-// drainNotTaking is how long after its first drain request a node may
-// still read not drained before the session says so (condition
+// drainNotTaking is how long after its first drain request (or after it
+// was first seen undrained again, if later) a node may still read not
+// drained before the session says so (condition
 // drain_not_taking): a workload manager answers a drain in seconds, so
 // one that still shows the node undrained then either lost every request
 // since, has someone resuming it, or has an adapter whose Drain does not

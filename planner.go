@@ -218,7 +218,19 @@ type Change struct {
 	// RebootRequested restarts, so boot_timeout counts from the moment
 	// the orchestrator took the request, not from the first attempt.
 	Accepted bool
+	// Drain says whether the workload manager showed the node's drain.
+	Drain DrainChange
 }
+
+// DrainChange says how a change affects NodeRecord.Undrained.
+type DrainChange int8
+
+// Drain changes.
+const (
+	DrainKeep DrainChange = iota // leave Undrained as it is
+	DrainLost                    // shown not drained: Undrained is set to now, unless set
+	DrainHeld                    // shown drained or draining: Undrained is cleared
+)
 
 // GroupChange says how a change affects NodeRecord.Grouped.
 type GroupChange int8

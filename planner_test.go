@@ -272,29 +272,55 @@ func TestPlanQuiescing(t *testing.T) {
 	}
 }
 
-// TestPlanDrainNotTaking: a node crus drained that still reads not
-// drained 10 minutes after the first request is named in condition
-// drain_not_taking (the drain is asked again either way); before then, or
-// once drained, there is no condition.
+// TestPlanDrainNotTaking: a node crus drained that reads not drained for
+// 10 minutes is named in condition drain_not_taking (the drain is asked
+// again either way). The 10 minutes count from crus's first request, or
+// from when the node was first seen undrained since it last showed the
+// drain: a node an operator resumes after hours drained, or one whose job
+// drained for hours, is not named at once.
 func TestPlanDrainNotTaking(t *testing.T) {
 	lost := wlm.Node{State: wlm.StateAllocated}
 	busy := wlm.Node{State: wlm.StateAllocated, Drain: true, Reason: ourReason}
+	drained := wlm.Node{State: wlm.StateIdle, Drain: true, Reason: ourReason}
+	type seen struct {
+		at   time.Duration // after the first request
+		node wlm.Node
+	}
 	for _, c := range []struct {
 		name  string
-		after time.Duration
-		node  wlm.Node
-		want  bool
+		seen  []seen
+		want  bool // named at the last observation
+		since time.Duration
 	}{
-		{"lost at 9 minutes", 9 * time.Minute, lost, false},
-		{"lost at 10 minutes", 10 * time.Minute, lost, true},
-		{"lost at 5 hours", 5 * time.Hour, lost, true},
-		{"draining at 5 hours", 5 * time.Hour, busy, false},
+		{"never taken, 9 minutes", []seen{{30 * time.Second, lost}, {9 * time.Minute, lost}}, false, 30 * time.Second},
+		{"never taken, 10 minutes", []seen{{0, lost}, {10 * time.Minute, lost}}, true, 0},
+		{"never taken, 5 hours", []seen{{30 * time.Second, lost}, {5 * time.Hour, lost}}, true, 30 * time.Second},
+		{"first seen at 5 hours", []seen{{5 * time.Hour, lost}}, false, 5 * time.Hour},
+		{"draining at 5 hours", []seen{{30 * time.Second, lost}, {5 * time.Hour, busy}}, false, -1},
+		{"drained 5 hours, resumed", []seen{{time.Minute, drained}, {5 * time.Hour, lost}}, false, 5 * time.Hour},
+		{"drained 5 hours, resumed 10 minutes", []seen{{time.Minute, drained}, {5 * time.Hour, lost}, {5*time.Hour + 10*time.Minute, lost}}, true, 5 * time.Hour},
+		{"draining 5 hours, resumed 9 minutes", []seen{{time.Minute, busy}, {5 * time.Hour, lost}, {5*time.Hour + 9*time.Minute, lost}}, false, 5 * time.Hour},
+		{"lost, held, lost again", []seen{{time.Minute, lost}, {time.Hour, busy}, {2 * time.Hour, lost}, {2*time.Hour + 5*time.Minute, lost}}, false, 2 * time.Hour},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTestSession(2, 2)
 			xs := nodes(s, 1)
 			setPhase(s, PhaseQuiescing, t0, xs...)
-			d := plan(t, s, observe(t0.Add(c.after)).node(xs[0], c.node).node(xs[1], busy).obs)
+			var d Decision
+			for _, o := range c.seen {
+				now := t0.Add(o.at)
+				d = plan(t, s, observe(now).node(xs[0], o.node).node(xs[1], busy).obs)
+				s.Apply(d, now)
+				if !o.node.Drain {
+					require.Len(t, actionsOf(d, ActDrain), 1, "the drain is asked again")
+				}
+			}
+			if c.since < 0 {
+				assert.Zero(t, s.Node(xs[0]).Undrained, "a node showing the drain has no undrained time")
+			} else {
+				assert.Equal(t, t0.Add(c.since), s.Node(xs[0]).Undrained, "undrained since its first sight")
+			}
+			assert.Zero(t, s.Node(xs[1]).Undrained, "a node that drains is not undrained")
 			var got []Condition
 			for _, k := range d.Conditions {
 				if k.Kind == CondDrainNotTaking {
@@ -309,7 +335,6 @@ func TestPlanDrainNotTaking(t *testing.T) {
 			assert.Contains(t, got[0].Message, xs[0])
 			assert.NotContains(t, got[0].Message, xs[1], "a node that drains is not named")
 			assert.Contains(t, strings.Join(d.Messages, "\n"), "not drained", "its beginning is a message")
-			require.Len(t, actionsOf(d, ActDrain), 1, "the drain is asked again")
 		})
 	}
 }

@@ -232,7 +232,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 			switch c.Phase {
 			case PhaseQuiescing:
 				if old == PhasePending {
-					n.DrainRequested = now
+					n.DrainRequested, n.Undrained = now, time.Time{}
 				}
 			case PhaseQuiesced:
 				n.Drained = now
@@ -264,6 +264,14 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		}
 		if c.Accepted {
 			n.RebootRequested = now
+		}
+		switch c.Drain {
+		case DrainLost:
+			if n.Undrained.IsZero() {
+				n.Undrained = now
+			}
+		case DrainHeld:
+			n.Undrained = time.Time{}
 		}
 		switch c.Group {
 		case GroupAdded:
