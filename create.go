@@ -114,24 +114,37 @@ func (e *Executor) Create(ctx context.Context, spec Spec) (*Session, error) {
 // UUID has 36 characters.
 const MaxIDLength = 64
 
+// MaxStoredIDLength is the longest session id a store accepts: records
+// written before Create had MaxIDLength may hold ids up to this long, and
+// a store must still read, write and delete them.
+const MaxStoredIDLength = 200
+
 // ValidateID checks a session id: 1 to MaxIDLength letters, digits, '.',
 // '_' or '-', beginning with a letter or a digit. It names the session's
 // boot sessions (crus-<id>-<n>, which BOS takes up to 127 characters of
 // these), its reservations (crus-<id>-<n>, up to 100 characters with n of
 // 8 digits, a century of 5-minute buckets), its drain reasons ("crus
 // <id>: ...") and its file or key in the store.
-func ValidateID(id string) error {
+func ValidateID(id string) error { return checkID(id, MaxIDLength) }
+
+// ValidateStoredID is the check a store makes of the ids it is given:
+// ValidateID's alphabet, up to MaxStoredIDLength bytes. An id it accepts
+// is safe as a file name or a key segment: no path separator, not "." or
+// "..", nothing beginning with '.' or '-'.
+func ValidateStoredID(id string) error { return checkID(id, MaxStoredIDLength) }
+
+func checkID(id string, maxLen int) error {
 	switch {
 	case id == "":
 		return errors.New("a session id must not be empty")
-	case len(id) > MaxIDLength:
-		return fmt.Errorf("session id %q is %d bytes long, more than %d", text.Cap(id, 80), len(id), MaxIDLength)
+	case len(id) > maxLen:
+		return fmt.Errorf("session id %q is %d bytes long, more than %d", text.Cap(id, 80), len(id), maxLen)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')
 		if !ok {
-			return fmt.Errorf("session id %q: byte %d (%q) is not allowed; an id is letters, digits, '.', '_' and '-', beginning with a letter or a digit", id, i, c)
+			return fmt.Errorf("session id %q: byte %d (%q) is not allowed; an id is letters, digits, '.', '_' and '-', beginning with a letter or a digit", text.Cap(id, 80), i, c)
 		}
 	}
 	return nil

@@ -249,5 +249,12 @@ func TestCreateRefusesBadIDs(t *testing.T) {
 		assert.Equal(t, "good-id.1_", s.UpgradeID)
 	}
 	assert.NoError(t, crus.ValidateID(strings.Repeat("a", crus.MaxIDLength)))
+	// A store's check takes the longer ids older records hold, and
+	// nothing else.
+	assert.NoError(t, crus.ValidateStoredID(strings.Repeat("a", crus.MaxStoredIDLength)))
+	assert.Error(t, crus.ValidateStoredID(strings.Repeat("a", crus.MaxStoredIDLength+1)))
+	for _, id := range []string{"", ".", "..", ".hidden", "-x", "a/b", `a\b`, "a b", "a\x00", "ünï"} {
+		assert.Error(t, crus.ValidateStoredID(id), "id %q", id)
+	}
 	assert.Error(t, crus.NewMemoryStore().Create(context.Background(), &crus.Session{}), "a record without an id")
 }

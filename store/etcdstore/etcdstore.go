@@ -183,11 +183,11 @@ func (st *Store) Stats() Stats {
 	return st.stats
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
-
+// checkID refuses an id that could not name a file or key
+// (crus.ValidateStoredID).
 func checkID(id string) error {
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w %q: letters, digits and ._- only, not starting with . or -", ErrInvalidID, id)
+	if err := crus.ValidateStoredID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidID, err)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -175,14 +174,11 @@ func (st *Store) Close() error {
 	return unlockDir(st.lock)
 }
 
-// idRE is what a session id may look like to be a file name: crus's ids
-// are UUIDs; anything with a path separator, or starting with a dot, is
-// refused.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
-
+// checkID refuses an id that could not name a file or key
+// (crus.ValidateStoredID).
 func checkID(id string) error {
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w %q: letters, digits and ._- only, not starting with . or -", ErrInvalidID, id)
+	if err := crus.ValidateStoredID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidID, err)
 	}
 	return nil
 }
