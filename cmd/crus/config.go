@@ -337,20 +337,8 @@ func (b *backends) Close() error {
 // except etcd (its client dials) and the store directory (opened and
 // locked). It returns every problem at once.
 func (c *Config) connect(log *slog.Logger) (*backends, []error) {
-	b := &backends{}
-	var p []error
-	switch c.Token.Source {
-	case "static":
-		b.tokens = auth.StaticToken(c.Token.Value)
-	case "file":
-		b.tokens = &auth.FileToken{Path: c.Token.File}
-	case "client_credentials":
-		b.tokens = &auth.ClientCredentials{TokenURL: c.Token.URL, ClientID: c.Token.ClientID, ClientSecretFile: c.Token.ClientSecretFile, CAFile: c.CAFile}
-	}
+	b, p := c.connectReaders(log)
 	var err error
-	if b.groups, err = hsm.New(hsm.Config{BaseURL: c.HSM.URL, CAFile: c.CAFile, Tokens: b.tokens, Tenant: c.Tenant, Logger: log}); err != nil {
-		p = append(p, fmt.Errorf("hsm: %w", err))
-	}
 	bcfg := bos.Config{BaseURL: c.BOS.URL, CAFile: c.CAFile, Tokens: b.tokens, Tenant: c.Tenant, Logger: log}
 	if c.BOS.Version == "v1" {
 		bcfg.Tenant = ""
@@ -364,27 +352,6 @@ func (c *Config) connect(log *slog.Logger) (*backends, []error) {
 	}
 	if err != nil {
 		p = append(p, fmt.Errorf("bos: %w", err))
-	}
-	cli, err := slurm.NewCLI(slurm.Config{Scontrol: c.Slurm.Scontrol, Squeue: c.Slurm.Squeue, SlurmConf: c.Slurm.SlurmConf, Logger: log})
-	if err != nil {
-		p = append(p, fmt.Errorf("slurm: %w", err))
-	}
-	switch {
-	case c.Slurm.Adapter == "slurmrestd" && cli != nil:
-		rest, err := slurm.NewREST(slurm.RESTConfig{
-			URL: c.Slurm.RestURL, User: c.Slurm.RestUser, Token: cli.TokenSource(c.Slurm.RestUser, time.Hour),
-			CAFile: c.CAFile, Fallback: cli, Logger: log,
-		})
-		if err != nil {
-			p = append(p, fmt.Errorf("slurmrestd: %w", err))
-		} else {
-			b.manager = rest
-		}
-	case cli != nil:
-		b.manager = cli
-	}
-	if c.Slurm.PredictJobEnds && b.manager != nil {
-		b.manager = predicting(b.manager)
 	}
 	if c.Store.EtcdEndpoints != "" {
 		client, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.Store.EtcdEndpoints, ","), DialTimeout: 5 * time.Second})
@@ -419,6 +386,49 @@ func (c *Config) connect(log *slog.Logger) (*backends, []error) {
 		b.auth = &api.JWT{JWKSURL: c.Auth.JWKSURL, Issuer: c.Auth.Issuer, Audience: c.Auth.Audience, HTTPClient: client}
 	default:
 		b.auth = api.Gateway{}
+	}
+	return b, p
+}
+
+// connectReaders builds only the clients that read the cluster: HSM and
+// the workload manager, with their tokens. It opens no store (so it takes
+// no store directory's lock, nor creates one) and builds no BOS client:
+// what `crus plan` needs.
+func (c *Config) connectReaders(log *slog.Logger) (*backends, []error) {
+	b := &backends{}
+	var p []error
+	switch c.Token.Source {
+	case "static":
+		b.tokens = auth.StaticToken(c.Token.Value)
+	case "file":
+		b.tokens = &auth.FileToken{Path: c.Token.File}
+	case "client_credentials":
+		b.tokens = &auth.ClientCredentials{TokenURL: c.Token.URL, ClientID: c.Token.ClientID, ClientSecretFile: c.Token.ClientSecretFile, CAFile: c.CAFile}
+	}
+	var err error
+	if b.groups, err = hsm.New(hsm.Config{BaseURL: c.HSM.URL, CAFile: c.CAFile, Tokens: b.tokens, Tenant: c.Tenant, Logger: log}); err != nil {
+		p = append(p, fmt.Errorf("hsm: %w", err))
+	}
+	cli, err := slurm.NewCLI(slurm.Config{Scontrol: c.Slurm.Scontrol, Squeue: c.Slurm.Squeue, SlurmConf: c.Slurm.SlurmConf, Logger: log})
+	if err != nil {
+		p = append(p, fmt.Errorf("slurm: %w", err))
+	}
+	switch {
+	case c.Slurm.Adapter == "slurmrestd" && cli != nil:
+		rest, err := slurm.NewREST(slurm.RESTConfig{
+			URL: c.Slurm.RestURL, User: c.Slurm.RestUser, Token: cli.TokenSource(c.Slurm.RestUser, time.Hour),
+			CAFile: c.CAFile, Fallback: cli, Logger: log,
+		})
+		if err != nil {
+			p = append(p, fmt.Errorf("slurmrestd: %w", err))
+		} else {
+			b.manager = rest
+		}
+	case cli != nil:
+		b.manager = cli
+	}
+	if c.Slurm.PredictJobEnds && b.manager != nil {
+		b.manager = predicting(b.manager)
 	}
 	return b, p
 }

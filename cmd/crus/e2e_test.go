@@ -26,6 +26,7 @@ import (
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/freeport"
 	"github.com/crus-go/crus/internal/hsmserver"
+	"github.com/crus-go/crus/store/filestore"
 )
 
 // crusBin is the crus command built for the tests, run as a separate
@@ -536,6 +537,55 @@ func TestPlan(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut.String(), bad[0]) {
 			t.Errorf("plan %v: exit %d, %q", bad, code, errOut.String())
 		}
+	}
+}
+
+// TestPlanTakesNoStore: crus plan reads the cluster and, with --session
+// and --store, that store; it neither opens, locks nor creates the
+// configuration's store directory (it once did, so planning a session of
+// a local store that is also the configuration's failed on its own lock,
+// and planning anywhere made the directory).
+func TestPlanTakesNoStore(t *testing.T) {
+	c := newCluster(t, 16)
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := crus.NewExecutor(c.world.HSM(), c.world.WLM(), c.world.BOS(), crus.Config{Store: st, Clock: c.world})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ex.Create(context.Background(), crus.Spec{StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel,
+		FailedLabel: fake.FailedLabel, StepSize: 4, TemplateID: fake.Template, WorkloadManagerType: "slurm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stdoutWas, stderrWas := stdout, stderr
+	defer func() { stdout, stderr = stdoutWas, stderrWas }()
+	var out, errOut bytes.Buffer
+	stdout, stderr = &out, &errOut
+	if code := run([]string{"plan", "--session", s.UpgradeID, "--store", dir, "--store-dir", dir,
+		"--hsm-url", c.hsm, "--bos-url", c.bos, "-o", "json"}); code != exitOK {
+		t.Fatalf("plan --session of the configuration's own store: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	var got struct {
+		Nodes int `json:"nodes"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Nodes != 16 {
+		t.Fatalf("plan --session: %v, %+v\n%s", err, got, out.String())
+	}
+	absent := filepath.Join(t.TempDir(), "absent")
+	out.Reset()
+	if code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "4",
+		"--hsm-url", c.hsm, "--bos-url", c.bos, "--store-dir", absent}); code != exitOK {
+		t.Fatalf("plan: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(absent); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("crus plan made the configuration's store directory (%v)", err)
 	}
 }
 

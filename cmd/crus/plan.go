@@ -65,7 +65,7 @@ func cmdPlan(args []string) int {
 	if len(problems) > 0 {
 		return fail("plan", errors.Join(problems...))
 	}
-	b, problems := cfg.connect(slog.New(slog.DiscardHandler))
+	b, problems := cfg.connectReaders(slog.New(slog.DiscardHandler))
 	defer b.Close()
 	if b.groups == nil || b.manager == nil {
 		return fail("plan", errors.Join(problems...))
