@@ -455,7 +455,8 @@ type NodeRecord struct {
 	DrainRequested time.Time `json:"drain_requested,omitzero"`
 	// Undrained is when the workload manager began to show the node not
 	// drained again while crus still holds its drain (its drain was lost,
-	// or someone resumed the node); zero while it shows the drain.
+	// or someone resumed the node); zero while it shows the drain, and
+	// once the node leaves the phases quiescing and quiesced.
 	Undrained       time.Time `json:"undrained,omitzero"`
 	Drained         time.Time `json:"drained,omitzero"`
 	RebootRequested time.Time `json:"reboot_requested,omitzero"`

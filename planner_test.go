@@ -818,6 +818,29 @@ func TestApplyStampsTransitions(t *testing.T) {
 	require.NoError(t, s.check())
 }
 
+// TestApplyUndrained: Undrained is set at the first sight of a lost drain
+// and kept at later ones, cleared when the drain shows again, and cleared
+// when the node leaves the phases of a drain crus holds, or is taken anew.
+func TestApplyUndrained(t *testing.T) {
+	s := newTestSession(1, 1)
+	x := s.Progress.Nodes[0].XName
+	apply := func(at time.Duration, c Change) time.Time {
+		c.XName = x
+		s.Apply(Decision{Stage: s.Progress.Stage, Changes: []Change{c}}, t0.Add(at))
+		return s.Node(x).Undrained
+	}
+	apply(0, Change{Phase: PhaseQuiescing})
+	assert.Equal(t, t0.Add(time.Minute), apply(time.Minute, Change{Phase: PhaseQuiescing, Drain: DrainLost}))
+	assert.Equal(t, t0.Add(time.Minute), apply(2*time.Minute, Change{Phase: PhaseQuiescing, Drain: DrainLost}), "kept from its first sight")
+	assert.Zero(t, apply(3*time.Minute, Change{Phase: PhaseQuiesced, Drain: DrainHeld}))
+	assert.Equal(t, t0.Add(4*time.Minute), apply(4*time.Minute, Change{Phase: PhaseQuiescing, Drain: DrainLost}))
+	assert.Zero(t, apply(5*time.Minute, Change{Phase: PhaseReleasing}), "released")
+	apply(6*time.Minute, Change{Phase: PhasePending})
+	s.Node(x).Undrained = t0 // as an older record may hold it
+	assert.Zero(t, apply(7*time.Minute, Change{Phase: PhaseQuiescing}), "taken anew")
+	assert.Equal(t, t0.Add(7*time.Minute), s.Node(x).DrainRequested)
+}
+
 // A node released back to service (its drain was refused, or timed out)
 // may run jobs while it is still in the upgrading group: a boot limited by
 // label would reboot it, so the barrier waits for it to leave the group.

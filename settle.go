@@ -229,6 +229,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		if c.Phase != "" && c.Phase != n.Phase {
 			old := n.Phase
 			n.Phase, n.Since = c.Phase, now
+			if c.Phase != PhaseQuiescing && c.Phase != PhaseQuiesced {
+				n.Undrained = time.Time{} // it speaks of a drain crus holds
+			}
 			switch c.Phase {
 			case PhaseQuiescing:
 				if old == PhasePending {
