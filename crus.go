@@ -340,7 +340,8 @@ type Result string
 const (
 	ResultComplete  Result = "complete"  // every node has been through a step
 	ResultCancelled Result = "cancelled" // deleted before every node was
-	// ResultAborted: the failure budget was exceeded; the nodes not taken
+	// ResultAborted: the failure budget was exceeded, or the boot
+	// orchestrator refused a boot request for good; the nodes not taken
 	// were left in service, untouched.
 	ResultAborted Result = "aborted"
 )
@@ -398,7 +399,8 @@ type Progress struct {
 	// (Executor.Approve, for Spec.CanaryApproval).
 	Approved bool `json:"approved,omitzero"`
 	// Abort is why the session stopped taking new nodes (its failure
-	// budget was exceeded); empty while it has not.
+	// budget was exceeded, or the boot orchestrator refused a boot
+	// request for good); empty while it has not.
 	Abort string `json:"abort,omitzero"`
 
 	// StepClosed says the current step's summary message was written.
