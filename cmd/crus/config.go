@@ -32,7 +32,8 @@ import (
 
 // Config is the configuration of `crus serve` (and of the client commands
 // with --store): one YAML file, overridden by environment variables,
-// overridden by flags. Every setting has all three (see settings).
+// overridden by flags. Every setting has all three (see settings), but
+// the static token (token.value, CRUS_TOKEN), which has no flag.
 type Config struct {
 	Listen string `yaml:"listen"`
 	CAFile string `yaml:"ca_file"`
