@@ -104,7 +104,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports settings that cannot work (negative durations).
+// Validate reports settings that cannot work: negative durations or
+// MaxConcurrentCalls, a PollInterval, InFlightPollInterval or
+// RetryInitial set below its minimum (MinPollInterval, MinRetryInitial),
+// and a malformed WorkloadManagerType.
 func (c Config) Validate() error {
 	var errs []error
 	for _, d := range []struct {
