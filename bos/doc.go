@@ -5,8 +5,11 @@
 //
 // A crus reboot is one BOS session (operation "reboot") with a deterministic
 // name and a limit, followed from pending through running to complete.
-// BOS reads HSM group membership while a session is pending, so crus does
-// not change the upgrading group until the session is running.
+// BOS reads HSM group membership while a session is pending, so crus
+// keeps a session's nodes in the upgrading group until it is running; in
+// the original algorithm, or with boot_limit "label", it does not change
+// the group at all until then; otherwise it may add and remove other
+// nodes meanwhile, since each boot is limited to its own nodes.
 //
 // # The boot orchestrator and the workload manager
 //
