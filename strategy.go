@@ -37,8 +37,10 @@ type Rollout struct {
 	// the sorted starting list), "idle_first" (nodes running nothing
 	// first) or "job_end" (nodes whose jobs are expected to end soonest,
 	// by the time limits the workload manager reports; a workload manager
-	// without wlm.JobEnder gives idle_first). Nodes put back by a drain
-	// timeout come after every node not yet tried.
+	// without wlm.JobEnder gives idle_first). The scheduled strategy's
+	// default is "job_end", the order it takes nodes in where it cannot
+	// book. Nodes put back by a drain timeout come after every node not
+	// yet tried.
 	Order Order `json:"order,omitzero"`
 	// Lookahead bounds how many pending nodes (the first ones in the
 	// sorted list) are observed and ranked by Order at each decision.

@@ -522,7 +522,7 @@ func specFlags(fs *flag.FlagSet) func() (crus.Spec, error) {
 	returnTimeout := fs.Duration("return-timeout", 0, "longest a node may take to return after booting (default 30m)")
 	fs.BoolVar(&spec.RetryFailed, "retry-failed", false, "take again the nodes a crus session failed (a crus reason in the workload manager)")
 	strategy := fs.String("strategy", "", "classic (default), rolling or scheduled")
-	order := fs.String("order", "", "listed (default), idle_first or job_end")
+	order := fs.String("order", "", "listed (default; job_end for strategy scheduled), idle_first or job_end")
 	fs.IntVar(&spec.Lookahead, "lookahead", 0, "pending nodes ranked at once")
 	fs.IntVar(&spec.BootBatchSize, "boot-batch-size", 0, "rolling and scheduled: most nodes per boot session")
 	rebootTime := fs.Duration("reboot-time", 0, "scheduled: how long a node taken stays out, the length of a slot (default 15m)")
