@@ -89,7 +89,9 @@ type Spec struct {
 	ClearFailed bool `json:"clear_failed,omitzero"`
 	// BootLimit chooses what limits each boot session: "nodes" (default;
 	// the step's xnames, so a stranger added to the upgrading group is never
-	// rebooted) or "label" (the upgrading label, as the original CRUS did).
+	// rebooted) or "label" (those of the step's xnames that are in the
+	// upgrading group when BOS reads it; the original CRUS limited by the
+	// label alone, which rebooted strangers too).
 	BootLimit BootLimit `json:"boot_limit,omitzero"`
 	// BootTimeout bounds how long a boot session may take; its unfinished
 	// nodes are failed after it. Default 1h.
@@ -118,7 +120,7 @@ type BootLimit string
 // Boot limits.
 const (
 	LimitNodes BootLimit = "nodes" // the step's xnames
-	LimitLabel BootLimit = "label" // the upgrading group's label
+	LimitLabel BootLimit = "label" // the step's xnames within the upgrading group
 )
 
 // Defaults filled in by Spec.WithDefaults.
