@@ -97,8 +97,9 @@ type Spec struct {
 	// nodes are failed after it. Default 1h.
 	BootTimeout Duration `json:"boot_timeout,omitzero"`
 	// ReturnTimeout bounds how long a node may take, after its boot
-	// session completed, to be back in the workload manager with a new
-	// boot time and resumed. Default 30m.
+	// session reported it booted (in the rolling strategies, without
+	// waiting for the session's other nodes), to be back in the workload
+	// manager with a new boot time and resumed. Default 30m.
 	ReturnTimeout Duration `json:"return_timeout,omitzero"`
 	// RetryFailed takes again the nodes a crus session failed: a node the
 	// workload manager shows failed (or drained) with a crus reason
