@@ -34,10 +34,11 @@ import (
 //     workload manager (or AdminResume put it back in service after crus
 //     failed it: the operator's choice); a skipped or untouched node was not rebooted and
 //     is not left drained or failed by crus;
-//  4. the upgrading group holds none of a session's nodes, and none is
+//  4. the upgrading group holds none of a session's nodes, none is
 //     left the scheduler's last choice for new jobs (wlm.Steerer): each
 //     node crus steered was given its place back by a call that
-//     succeeded;
+//     succeeded; and no reservation of the session (wlm.Scheduler) is
+//     left behind;
 //  5. no node outside the sessions was touched: drained, resumed, failed,
 //     added to or removed from a group, or rebooted.
 //
