@@ -40,9 +40,10 @@ type Config struct {
 	// call). Default 30s.
 	Timeout time.Duration
 	// Retries is how many more times a request that is safe to repeat is
-	// sent after a network error, a timeout or a 5xx answer. Default 3;
-	// negative means none. Session creation is never blindly repeated: the
-	// client looks the session up first.
+	// sent after a network error, a timeout, a malformed answer or a 429,
+	// 500, 502, 503 or 504 answer. Default 3; negative means none. Session
+	// creation is never blindly repeated: the client looks the session up
+	// first.
 	Retries int
 	// RetryWait is the first wait between attempts, doubling up to 5s.
 	// Default 250ms.

@@ -53,8 +53,9 @@
 // (ErrTemplateNotFound, ErrSessionNotFound, ErrSessionExists,
 // ErrInvalidRequest, auth.ErrUnauthorized) and the cause when no answer
 // came; errors.As gives the HTTP status and the server's problem details.
-// Requests that are safe to repeat are retried on network errors, timeouts
-// and 5xx answers (Config.Retries).
+// Requests that are safe to repeat are retried on network errors, timeouts,
+// malformed answers and 429, 500, 502, 503 and 504 answers
+// (Config.Retries).
 //
 // The conformance suite of package bos/bostest holds every Orchestrator,
 // both clients included, to the same contract.

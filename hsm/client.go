@@ -64,8 +64,8 @@ type Config struct {
 	// call). Default 30s.
 	Timeout time.Duration
 	// Retries is how many more times a request that is safe to repeat is
-	// sent after a network error, a timeout or a 5xx answer. Default 3;
-	// negative means none.
+	// sent after a network error, a timeout, a malformed answer or a 429,
+	// 500, 502, 503 or 504 answer. Default 3; negative means none.
 	Retries int
 	// RetryWait is the first wait between attempts, doubling up to 5s.
 	// Default 250ms.

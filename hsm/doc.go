@@ -36,8 +36,9 @@
 // when no answer came (context.DeadlineExceeded, a TLS error); errors.As
 // gives the HTTP status and the server's RFC 7807 problem details. Nodes
 // refused one by one are *batch.NodeError values. Requests that are safe to
-// repeat are retried on network errors, timeouts and 5xx answers
-// (Config.Retries); what is still failing is returned for crus to retry.
+// repeat are retried on network errors, timeouts, malformed answers and
+// 429, 500, 502, 503 and 504 answers (Config.Retries); what is still
+// failing is returned for crus to retry.
 //
 // The conformance suite of package hsm/hsmtest holds every GroupStore,
 // this client included, to the same contract.
