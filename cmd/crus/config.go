@@ -175,18 +175,25 @@ var serviceSettings = map[string]bool{
 	"auth.public_reads": true, "executor.poll_interval": true,
 }
 
+// readerSetting reports whether a command that only reads the cluster
+// (crus plan: HSM and the workload manager, see connectReaders) uses the
+// setting: not the service's own, not BOS's, not the store's.
+func readerSetting(key string) bool {
+	return !serviceSettings[key] && !strings.HasPrefix(key, "bos.") && !strings.HasPrefix(key, "store.")
+}
+
 // configFlags registers a flag per setting on fs, and --config; loadConfig
 // reads the ones that were set.
 func configFlags(fs *flag.FlagSet) *string {
-	settingFlags(fs, true)
+	settingFlags(fs, nil)
 	return fs.String("config", os.Getenv("CRUS_CONFIG"), "configuration file (YAML; env CRUS_CONFIG)")
 }
 
-// settingFlags registers a flag per setting on fs; the serviceSettings'
-// only if service.
-func settingFlags(fs *flag.FlagSet, service bool) {
+// settingFlags registers a flag per setting on fs: every one with a flag
+// if use is nil, else those use reports.
+func settingFlags(fs *flag.FlagSet, use func(key string) bool) {
 	for _, s := range settings {
-		if s.flag != "" && (service || !serviceSettings[s.key]) {
+		if s.flag != "" && (use == nil || use(s.key)) {
 			fs.String(s.flag, "", fmt.Sprintf("%s (env %s, config %s; default %q)", s.help, s.env, s.key, s.def))
 		}
 	}

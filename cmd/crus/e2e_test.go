@@ -482,7 +482,7 @@ func TestPlan(t *testing.T) {
 	var buf bytes.Buffer
 	stdout = &buf
 	code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "8",
-		"--hsm-url", c.hsm, "--bos-url", c.bos, "--store-dir", t.TempDir(), "-o", "json"})
+		"--hsm-url", c.hsm, "-o", "json"})
 	if code != exitOK {
 		t.Fatalf("plan exited %d: %s", code, buf.String())
 	}
@@ -518,7 +518,7 @@ func TestPlan(t *testing.T) {
 	}
 	buf.Reset()
 	if code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "8",
-		"--hsm-url", c.hsm, "--bos-url", c.bos, "--store-dir", t.TempDir()}); code != exitOK || !strings.Contains(buf.String(), "crus would choose") {
+		"--hsm-url", c.hsm}); code != exitOK || !strings.Contains(buf.String(), "crus would choose") {
 		t.Errorf("plan table (exit %d):\n%s", code, buf.String())
 	}
 	t.Logf("\n%s", buf.String())
@@ -532,7 +532,7 @@ func TestPlan(t *testing.T) {
 		stderrWas := stderr
 		stderr = &errOut
 		code := run(append([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "8",
-			"--hsm-url", "http://127.0.0.1:1", "--bos-url", "http://127.0.0.1:1", "--store-dir", t.TempDir()}, bad...))
+			"--hsm-url", "http://127.0.0.1:1"}, bad...))
 		stderr = stderrWas
 		if code != exitUsage || !strings.Contains(errOut.String(), bad[0]) {
 			t.Errorf("plan %v: exit %d, %q", bad, code, errOut.String())
@@ -544,7 +544,8 @@ func TestPlan(t *testing.T) {
 // and --store, that store; it neither opens, locks nor creates the
 // configuration's store directory (it once did, so planning a session of
 // a local store that is also the configuration's failed on its own lock,
-// and planning anywhere made the directory).
+// and planning anywhere made the directory), and takes no flag of the
+// store's or BOS's.
 func TestPlanTakesNoStore(t *testing.T) {
 	c := newCluster(t, 16)
 	dir := t.TempDir()
@@ -568,8 +569,8 @@ func TestPlanTakesNoStore(t *testing.T) {
 	defer func() { stdout, stderr = stdoutWas, stderrWas }()
 	var out, errOut bytes.Buffer
 	stdout, stderr = &out, &errOut
-	if code := run([]string{"plan", "--session", s.UpgradeID, "--store", dir, "--store-dir", dir,
-		"--hsm-url", c.hsm, "--bos-url", c.bos, "-o", "json"}); code != exitOK {
+	t.Setenv("CRUS_STORE_DIR", dir)
+	if code := run([]string{"plan", "--session", s.UpgradeID, "--store", dir, "--hsm-url", c.hsm, "-o", "json"}); code != exitOK {
 		t.Fatalf("plan --session of the configuration's own store: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	var got struct {
@@ -579,13 +580,19 @@ func TestPlanTakesNoStore(t *testing.T) {
 		t.Fatalf("plan --session: %v, %+v\n%s", err, got, out.String())
 	}
 	absent := filepath.Join(t.TempDir(), "absent")
+	t.Setenv("CRUS_STORE_DIR", absent)
 	out.Reset()
-	if code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "4",
-		"--hsm-url", c.hsm, "--bos-url", c.bos, "--store-dir", absent}); code != exitOK {
+	if code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--upgrade-step-size", "4", "--hsm-url", c.hsm}); code != exitOK {
 		t.Fatalf("plan: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	if _, err := os.Stat(absent); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("crus plan made the configuration's store directory (%v)", err)
+	}
+	for _, flag := range []string{"--store-dir", "--etcd-endpoints", "--etcd-prefix", "--bos-url", "--bos-version", "--bos-v1-sessions"} {
+		errOut.Reset()
+		if code := run([]string{"plan", "--starting-label", fake.StartingLabel, "--hsm-url", c.hsm, flag, "x"}); code != exitUsage || !strings.Contains(errOut.String(), "not defined") {
+			t.Errorf("crus plan %s x: exit %d, %q; want a usage error", flag, code, errOut.String())
+		}
 	}
 }
 

@@ -119,7 +119,7 @@ func TestPlanTakesNoServiceFlags(t *testing.T) {
 		}
 		// (Backends here, so that a plan that took the flag reads nothing beyond this machine.)
 		if code, _, errOut := capture(t, "plan", "--starting-label", "s", "--upgrade-step-size", "4",
-			"--hsm-url", "http://127.0.0.1:1", "--store-dir", t.TempDir(), flag+"=x"); code != exitUsage || !strings.Contains(errOut, "not defined") {
+			"--hsm-url", "http://127.0.0.1:1", flag+"=x"); code != exitUsage || !strings.Contains(errOut, "not defined") {
 			t.Errorf("crus plan %s=x: exit %d, %q; want a usage error", flag, code, errOut)
 		}
 	}

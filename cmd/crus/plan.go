@@ -30,7 +30,7 @@ func cmdPlan(args []string) int {
 	load := fs.Float64("load", 0, "chance that an idle node not yet taken starts a new job every 10 minutes (0: no new jobs; a lower bound)")
 	reboot := fs.Duration("reboot-time", 10*time.Minute, "mean reboot time")
 	seed := fs.Uint64("seed", 1, "random seed")
-	settingFlags(fs, false) // the backends it reads; not the service's own
+	settingFlags(fs, readerSetting) // the backends it reads: HSM and the workload manager
 	fs.Lookup("config").Usage = "configuration file of the backends to read, and of the store of --store (YAML; env CRUS_CONFIG)"
 	if err := parseNoArgs("plan", fs, args); err != nil {
 		return parseExit(err)

@@ -19,7 +19,7 @@ func TestPredictJobEndsKeepsCapabilities(t *testing.T) {
 	for _, adapter := range []string{"scontrol", "slurmrestd"} {
 		t.Run(adapter, func(t *testing.T) {
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			settingFlags(fs, true)
+			settingFlags(fs, nil)
 			args := []string{"--store-dir", t.TempDir(), "--slurm-adapter", adapter, "--slurmrestd-url", "http://127.0.0.1:1", "--predict-job-ends", "true"}
 			if err := fs.Parse(args); err != nil {
 				t.Fatal(err)
