@@ -218,6 +218,22 @@ func (e *Executor) Get(ctx context.Context, id string) (*Session, error) {
 	return e.store.Get(ctx, id)
 }
 
+// Revision returns the revision of the session with this id (see
+// Session.Revision), or ErrSessionNotFound. It reads only the revision
+// when the store can tell it (RevisionReader), and the whole record
+// otherwise: a surface that polls a session (an event stream, a scrape)
+// reads the record again only when this moved.
+func (e *Executor) Revision(ctx context.Context, id string) (int64, error) {
+	if rr, ok := e.store.(RevisionReader); ok {
+		return rr.Revision(ctx, id)
+	}
+	s, err := e.store.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return s.Revision, nil
+}
+
 // List returns every session record in the store.
 func (e *Executor) List(ctx context.Context) ([]*Session, error) {
 	return e.store.List(ctx)

@@ -1,0 +1,79 @@
+// Package scaletest helps the tests and benchmarks of the surfaces (api,
+// metrics, web, the demo and the command) at the scale of the largest
+// machines: a store that counts what is read through it, to check that a
+// poll or a scrape of a session that has not moved reads its revision
+// only, not its node records; and session records of any size.
+package scaletest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/crus-go/crus"
+)
+
+// Store is a crus.Store (and a crus.RevisionReader, crus.NodeUpdater and
+// crus.Reserver when the wrapped store is) that counts the reads made
+// through it.
+type Store struct {
+	*crus.MemoryStore
+
+	mu     sync.Mutex
+	counts Counts
+}
+
+// Counts are the reads made through a Store.
+type Counts struct {
+	Gets, Lists, Revisions int
+	// Nodes counts the node records handed out by Get and List.
+	Nodes int
+}
+
+// NewStore returns a Store over a new crus.MemoryStore.
+func NewStore() *Store { return &Store{MemoryStore: crus.NewMemoryStore()} }
+
+// Counts returns the reads made so far.
+func (s *Store) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
+// Reset sets the counts back to zero.
+func (s *Store) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts = Counts{}
+}
+
+// Get implements crus.Store.
+func (s *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
+	out, err := s.MemoryStore.Get(ctx, id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts.Gets++
+	if out != nil {
+		s.counts.Nodes += len(out.Progress.Nodes)
+	}
+	return out, err
+}
+
+// List implements crus.Store.
+func (s *Store) List(ctx context.Context) ([]*crus.Session, error) {
+	out, err := s.MemoryStore.List(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts.Lists++
+	for _, x := range out {
+		s.counts.Nodes += len(x.Progress.Nodes)
+	}
+	return out, err
+}
+
+// Revision implements crus.RevisionReader.
+func (s *Store) Revision(ctx context.Context, id string) (int64, error) {
+	s.mu.Lock()
+	s.counts.Revisions++
+	s.mu.Unlock()
+	return s.MemoryStore.Revision(ctx, id)
+}
