@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,43 +147,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 		sub = h.cfg.Events.subscribe(id)
 		defer h.cfg.Events.unsubscribe(sub)
 	}
-	revs := map[string]int64{}
-	// summaries sends the summary of every watched session whose revision
-	// moved; for one session, a 404 if it is gone.
-	summaries := func(sse *sseWriter, force bool) (gone bool, err error) {
-		var list []*crus.Session
-		if id != "" {
-			if rr, ok := h.cfg.Store.(crus.RevisionReader); ok && !force {
-				rev, err := rr.Revision(ctx, id)
-				if errors.Is(err, crus.ErrSessionNotFound) {
-					return true, err
-				}
-				if err == nil && rev == revs[id] {
-					return false, nil
-				}
-			}
-			s, err := h.ex.Get(ctx, id)
-			if err != nil {
-				return errors.Is(err, crus.ErrSessionNotFound), err
-			}
-			list = []*crus.Session{s}
-		} else {
-			if list, err = h.ex.List(ctx); err != nil {
-				return false, err
-			}
-		}
-		for _, s := range list {
-			if rev, ok := revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
-				continue
-			}
-			revs[s.UpgradeID] = s.Revision
-			if err := sse.send("session", SummaryOf(s)); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
-	}
-
+	sw := &watch{h: h, id: id, revs: map[string]int64{}}
 	if id != "" {
 		if _, err := h.ex.Get(ctx, id); err != nil {
 			h.fail(w, r, sessionProblem(err, id))
@@ -198,7 +163,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	w.Header().Set("X-Accel-Buffering", "no") // no buffering in nginx-like gateways
 	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: rc}
-	if _, err := summaries(sse, true); err != nil {
+	if _, err := sw.summaries(ctx, sse, true); err != nil {
 		return
 	}
 	poll := time.NewTicker(h.cfg.WatchPoll)
@@ -223,12 +188,12 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 				if sse.send("lagged", map[string]string{"detail": "events were lost; the summaries that follow are current"}) != nil {
 					return
 				}
-				if _, err := summaries(sse, true); err != nil {
+				if _, err := sw.summaries(ctx, sse, true); err != nil {
 					return
 				}
 			}
 		case <-poll.C:
-			gone, err := summaries(sse, false)
+			gone, err := sw.summaries(ctx, sse, false)
 			if gone {
 				_ = sse.send("gone", map[string]string{"session": id})
 				return
@@ -242,4 +207,50 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 			}
 		}
 	}
+}
+
+// watch is what an event stream knows of the sessions it watches: one
+// (id), or all (id == "").
+type watch struct {
+	h    *Handler
+	id   string
+	revs map[string]int64 // the revision of each summary sent
+}
+
+// summaries sends the summary of every watched session whose revision
+// moved (of every one, if force); for one session, gone is true if it is
+// no more.
+func (sw *watch) summaries(ctx context.Context, sse *sseWriter, force bool) (gone bool, err error) {
+	h, id, revs := sw.h, sw.id, sw.revs
+	var list []*crus.Session
+	if id != "" {
+		if rr, ok := h.cfg.Store.(crus.RevisionReader); ok && !force {
+			rev, err := rr.Revision(ctx, id)
+			if errors.Is(err, crus.ErrSessionNotFound) {
+				return true, err
+			}
+			if err == nil && rev == revs[id] {
+				return false, nil
+			}
+		}
+		s, err := h.ex.Get(ctx, id)
+		if err != nil {
+			return errors.Is(err, crus.ErrSessionNotFound), err
+		}
+		list = []*crus.Session{s}
+	} else {
+		if list, err = h.ex.List(ctx); err != nil {
+			return false, err
+		}
+	}
+	for _, s := range list {
+		if rev, ok := revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
+			continue
+		}
+		revs[s.UpgradeID] = s.Revision
+		if err := sse.send("session", SummaryOf(s)); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }
