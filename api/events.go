@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -148,13 +149,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 		defer h.cfg.Events.unsubscribe(sub)
 	}
 	sw := &watch{h: h, id: id, revs: map[string]int64{}}
-	if id != "" {
-		if _, err := h.ex.Get(ctx, id); err != nil {
+	first, gone, err := sw.read(ctx, true)
+	if err != nil {
+		if id != "" || gone {
 			h.fail(w, r, sessionProblem(err, id))
-			return
+		} else {
+			h.fail(w, r, backendProblem(err))
 		}
-	} else if _, err := h.ex.List(ctx); err != nil {
-		h.fail(w, r, backendProblem(err))
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -163,7 +164,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	w.Header().Set("X-Accel-Buffering", "no") // no buffering in nginx-like gateways
 	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: rc}
-	if _, err := sw.summaries(ctx, sse, true); err != nil {
+	if sw.send(sse, first) != nil {
 		return
 	}
 	poll := time.NewTicker(h.cfg.WatchPoll)
@@ -181,6 +182,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 		case <-h.closing:
 			return
 		case ev := <-events:
+			sw.noticed(ev.Session)
 			if err := sse.send(string(ev.Kind), ev); err != nil {
 				return
 			}
@@ -211,46 +213,127 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 
 // watch is what an event stream knows of the sessions it watches: one
 // (id), or all (id == "").
+//
+// A poll reads the revision of each session watched, and the record of
+// those that moved only: a poll of a 160,000-node session that did not
+// move copied its 50 MB of node records. A stream of all sessions lists
+// them (to find new ones) only every listEvery polls, or at the next poll
+// after an event of a session it does not know.
 type watch struct {
 	h    *Handler
 	id   string
 	revs map[string]int64 // the revision of each summary sent
+	// polls counts the polls since the last list; listNext asks for a
+	// list at the next poll.
+	polls    int
+	listNext bool
+}
+
+// listEvery is how often, in polls (Config.WatchPoll), a stream of every
+// session lists them to find new ones.
+const listEvery = 5
+
+// noticed is told of each event's session: one the stream does not know
+// is listed at the next poll.
+func (sw *watch) noticed(session string) {
+	if _, ok := sw.revs[session]; !ok && sw.id == "" {
+		sw.listNext = true
+	}
 }
 
 // summaries sends the summary of every watched session whose revision
 // moved (of every one, if force); for one session, gone is true if it is
 // no more.
 func (sw *watch) summaries(ctx context.Context, sse *sseWriter, force bool) (gone bool, err error) {
-	h, id, revs := sw.h, sw.id, sw.revs
-	var list []*crus.Session
-	if id != "" {
-		if rr, ok := h.cfg.Store.(crus.RevisionReader); ok && !force {
-			rev, err := rr.Revision(ctx, id)
-			if errors.Is(err, crus.ErrSessionNotFound) {
-				return true, err
-			}
-			if err == nil && rev == revs[id] {
-				return false, nil
-			}
-		}
-		s, err := h.ex.Get(ctx, id)
-		if err != nil {
-			return errors.Is(err, crus.ErrSessionNotFound), err
-		}
-		list = []*crus.Session{s}
-	} else {
-		if list, err = h.ex.List(ctx); err != nil {
-			return false, err
+	list, gone, err := sw.read(ctx, force)
+	if err != nil {
+		return gone, err
+	}
+	return false, sw.send(sse, list)
+}
+
+// send sends the summaries of list, and notes their revisions.
+func (sw *watch) send(sse *sseWriter, list []*crus.Session) error {
+	for _, s := range list {
+		sw.revs[s.UpgradeID] = s.Revision
+		if err := sse.send("session", SummaryOf(s)); err != nil {
+			return err
 		}
 	}
-	for _, s := range list {
-		if rev, ok := revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
+	return nil
+}
+
+// read returns the watched sessions whose revision moved (every one, if
+// force); for one session, gone is true if it is no more.
+func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, gone bool, err error) {
+	h := sw.h
+	if sw.id != "" {
+		if !force {
+			rev, err := h.ex.Revision(ctx, sw.id)
+			if errors.Is(err, crus.ErrSessionNotFound) {
+				return nil, true, err
+			}
+			if err == nil && rev == sw.revs[sw.id] {
+				return nil, false, nil
+			}
+		}
+		s, err := h.ex.Get(ctx, sw.id)
+		if err != nil {
+			return nil, errors.Is(err, crus.ErrSessionNotFound), err
+		}
+		if !force && s.Revision == sw.revs[sw.id] {
+			return nil, false, nil
+		}
+		return []*crus.Session{s}, false, nil
+	}
+	if force || sw.listNext || sw.polls+1 >= listEvery {
+		all, err := h.ex.List(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		sw.polls, sw.listNext = 0, false
+		present := make(map[string]bool, len(all))
+		for _, s := range all {
+			present[s.UpgradeID] = true
+			if rev, ok := sw.revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
+				continue
+			}
+			list = append(list, s)
+		}
+		for id := range sw.revs {
+			if !present[id] {
+				delete(sw.revs, id)
+			}
+		}
+		return list, false, nil
+	}
+	sw.polls++
+	ids := make([]string, 0, len(sw.revs))
+	for id := range sw.revs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the summaries in a stable order
+	for _, id := range ids {
+		rev, err := h.ex.Revision(ctx, id)
+		if errors.Is(err, crus.ErrSessionNotFound) {
+			delete(sw.revs, id)
 			continue
 		}
-		revs[s.UpgradeID] = s.Revision
-		if err := sse.send("session", SummaryOf(s)); err != nil {
-			return false, err
+		if err != nil {
+			return list, false, err
 		}
+		if rev == sw.revs[id] && rev != 0 {
+			continue
+		}
+		s, err := h.ex.Get(ctx, id)
+		if errors.Is(err, crus.ErrSessionNotFound) {
+			delete(sw.revs, id)
+			continue
+		}
+		if err != nil {
+			return list, false, err
+		}
+		list = append(list, s)
 	}
-	return false, nil
+	return list, false, nil
 }

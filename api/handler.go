@@ -31,8 +31,9 @@ type Config struct {
 	// Events feeds the event streams; nil serves streams that carry only
 	// the session summaries, read every WatchPoll.
 	Events *Hub
-	// Store, if it can tell revisions (crus.RevisionReader), spares the
-	// event streams a read of the whole record when nothing changed.
+	// Store is not needed any more and is ignored: the event streams read
+	// the sessions' revisions through the executor (Executor.Revision),
+	// and read a whole record only when its revision moved.
 	Store crus.Store
 	// DryRuns enables the dry runs (POST /plan, GET /sessions/{id}/plan:
 	// Executor.Preview and Executor.Next, which read the backends and
@@ -41,7 +42,9 @@ type Config struct {
 	// MaxBodyBytes bounds a request body. Default 64 KiB.
 	MaxBodyBytes int64
 	// WatchPoll is how often an event stream reads the watched sessions'
-	// revisions. Default 2s.
+	// revisions (a stream of every session also lists them every fifth
+	// poll, to find new ones, or at the next poll after an event of one
+	// it does not know). Default 2s.
 	WatchPoll time.Duration
 	// KeepAlive is how often an idle event stream sends a comment, so that
 	// proxies keep it open. Default 15s.
