@@ -510,6 +510,10 @@ func TestExtensions(t *testing.T) {
 	if len(nodes.Codes) != 16 || len(nodes.XNames) != 16 || nodes.XNames[0] != full.Progress.Nodes[0].XName {
 		t.Errorf("nodes %+v", nodes)
 	}
+	desc := decode[api.Description](t, h.expect(200, h.url, "GET", "/sessions/"+id+"/description", nil))
+	if desc.Counts != sums[0].Counts || desc.UpgradeID != id || desc.Failed == nil || desc.Skipped == nil {
+		t.Errorf("description %+v", desc)
+	}
 	next := decode[api.Preview](t, h.expect(200, h.url, "GET", "/sessions/"+id+"/plan", nil))
 	if next.Session != nil || len(next.Next.Actions) == 0 {
 		t.Errorf("session plan %+v", next)
@@ -594,7 +598,7 @@ func TestExtensions(t *testing.T) {
 	h.check.strict = true
 	h.expect(200, h.url, "DELETE", "/sessions/"+id, nil)
 	h.check.strict = false
-	for _, path := range []string{"/sessions/" + id, "/sessions/" + id + "/nodes", "/sessions/" + id + "/plan", "/sessions/" + id + "/events"} {
+	for _, path := range []string{"/sessions/" + id, "/sessions/" + id + "/nodes", "/sessions/" + id + "/description", "/sessions/" + id + "/plan", "/sessions/" + id + "/events"} {
 		h.expect(404, h.url, "GET", path, nil)
 	}
 	for _, a := range []string{"pause", "resume", "approve"} {
@@ -606,7 +610,7 @@ func TestExtensions(t *testing.T) {
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/sessions"}, {"POST", "/sessions"}, {"GET", "/sessions/x"}, {"DELETE", "/sessions/x"},
 		{"POST", "/sessions/x/pause"}, {"POST", "/sessions/x/resume"}, {"POST", "/sessions/x/approve"},
-		{"GET", "/sessions/x/nodes"}, {"GET", "/sessions/x/plan"}, {"GET", "/sessions/x/events"},
+		{"GET", "/sessions/x/nodes"}, {"GET", "/sessions/x/description"}, {"GET", "/sessions/x/plan"}, {"GET", "/sessions/x/events"},
 		{"POST", "/plan"}, {"GET", "/events"}, {"POST", "/session"}, {"GET", "/session/" + uuid.NewString()}, {"DELETE", "/session/" + uuid.NewString()},
 	} {
 		var body any
@@ -623,6 +627,7 @@ func TestExtensions(t *testing.T) {
 		{"GET", "/sessions"}, {"GET", "/sessions/" + created.UpgradeID}, {"DELETE", "/sessions/" + created.UpgradeID},
 		{"POST", "/sessions/" + created.UpgradeID + "/pause"}, {"POST", "/sessions/" + created.UpgradeID + "/resume"},
 		{"POST", "/sessions/" + created.UpgradeID + "/approve"}, {"GET", "/sessions/" + created.UpgradeID + "/nodes"},
+		{"GET", "/sessions/" + created.UpgradeID + "/description"},
 		{"GET", "/sessions/" + created.UpgradeID + "/plan"}, {"GET", "/sessions/" + created.UpgradeID + "/events"},
 	} {
 		h.expect(503, h.url, rt.method, rt.path, nil)

@@ -42,6 +42,7 @@
 //	GET    /sessions/{id}             the full record (crus.Session: per-node progress)
 //	DELETE /sessions/{id}             cancel → summary
 //	POST   /sessions/{id}/pause       and /resume, /approve → summary
+//	GET    /sessions/{id}/description summary with the failed and skipped nodes and their reasons
 //	GET    /sessions/{id}/nodes       compact per-node state, for grids of 10,000 nodes
 //	GET    /sessions/{id}/plan        what crus would do next (crus.Plan on a fresh observation)
 //	POST   /plan                      dry run of a create: pre-flight and the first decision, nothing stored

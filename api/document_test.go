@@ -35,6 +35,7 @@ func TestDocumentHasEveryField(t *testing.T) {
 		"Window":        reflect.TypeFor[crus.Window](),
 		"SessionStatus": reflect.TypeFor[crus.Status](),
 		"Summary":       reflect.TypeFor[api.Summary](),
+		"Description":   reflect.TypeFor[api.Description](),
 		"Counts":        reflect.TypeFor[api.Counts](),
 		"Nodes":         reflect.TypeFor[api.Nodes](),
 		"NodeReason":    reflect.TypeFor[api.NodeReason](),

@@ -121,6 +121,7 @@ var routes = []route{
 	op("POST", "/sessions/{}/resume", (*Handler).resume),
 	op("POST", "/sessions/{}/approve", (*Handler).approve),
 	op("GET", "/sessions/{}/nodes", (*Handler).nodes),
+	op("GET", "/sessions/{}/description", (*Handler).description),
 	op("GET", "/sessions/{}/plan", (*Handler).planSession),
 	op("GET", "/sessions/{}/events", (*Handler).events),
 	op("POST", "/plan", (*Handler).planCreate),
@@ -342,6 +343,15 @@ func (h *Handler) nodes(w http.ResponseWriter, r *http.Request, params []string)
 		return
 	}
 	writeJSON(w, http.StatusOK, NodesOf(s, r.URL.Query().Get("names") == "true"))
+}
+
+func (h *Handler) description(w http.ResponseWriter, r *http.Request, params []string) {
+	s, err := h.ex.Get(r.Context(), params[0])
+	if err != nil {
+		h.fail(w, r, sessionProblem(err, params[0]))
+		return
+	}
+	writeJSON(w, http.StatusOK, DescriptionOf(s))
 }
 
 func (h *Handler) events(w http.ResponseWriter, r *http.Request, params []string) {

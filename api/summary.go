@@ -63,6 +63,32 @@ func SummaryOf(s *crus.Session) Summary {
 	}
 }
 
+// Description is a session's summary with its failed and skipped nodes
+// and their reasons: what `crus describe` shows, without the other node
+// records (GET /sessions/{id}/description).
+type Description struct {
+	Summary
+	// Failed lists the failed nodes with their reasons, in record order.
+	Failed []NodeReason `json:"failed"`
+	// Skipped lists the skipped nodes with their reasons, in record order.
+	Skipped []NodeReason `json:"skipped"`
+}
+
+// DescriptionOf describes a session record.
+func DescriptionOf(s *crus.Session) Description {
+	d := Description{Summary: SummaryOf(s), Failed: []NodeReason{}, Skipped: []NodeReason{}}
+	for i := range s.Progress.Nodes {
+		n := &s.Progress.Nodes[i]
+		switch n.Outcome {
+		case crus.OutcomeFailed:
+			d.Failed = append(d.Failed, NodeReason{n.XName, n.Name, n.Reason})
+		case crus.OutcomeSkipped:
+			d.Skipped = append(d.Skipped, NodeReason{n.XName, n.Name, n.Reason})
+		}
+	}
+	return d
+}
+
 // Node states in Nodes.Codes, one character per node.
 const (
 	CodePending   = 'p'

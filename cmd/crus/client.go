@@ -26,6 +26,9 @@ import (
 type target interface {
 	Create(ctx context.Context, spec crus.Spec) (*crus.Session, error)
 	Get(ctx context.Context, id string) (*crus.Session, error)
+	// Describe returns the session's summary with its failed and skipped
+	// nodes, without the other node records.
+	Describe(ctx context.Context, id string) (api.Description, error)
 	List(ctx context.Context) ([]api.Summary, error)
 	Act(ctx context.Context, action, id string) (api.Summary, error)
 	// Watch calls fn with each summary and event of the session until fn
@@ -195,6 +198,22 @@ func (r *remote) Get(ctx context.Context, id string) (*crus.Session, error) {
 	return &s, r.do(ctx, "GET", "/sessions/"+id, nil, &s)
 }
 
+// Describe reads GET /sessions/{id}/description; from a server that
+// does not serve it (404), the full record.
+func (r *remote) Describe(ctx context.Context, id string) (api.Description, error) {
+	var d api.Description
+	err := r.do(ctx, "GET", "/sessions/"+id+"/description", nil, &d)
+	var p *api.Problem
+	if errors.As(err, &p) && p.Status == http.StatusNotFound {
+		s, err := r.Get(ctx, id)
+		if err != nil {
+			return api.Description{}, err
+		}
+		return api.DescriptionOf(s), nil
+	}
+	return d, err
+}
+
 func (r *remote) List(ctx context.Context) ([]api.Summary, error) {
 	var out []api.Summary
 	return out, r.do(ctx, "GET", "/sessions", nil, &out)
@@ -301,6 +320,14 @@ func (l *local) Create(ctx context.Context, spec crus.Spec) (*crus.Session, erro
 }
 
 func (l *local) Get(ctx context.Context, id string) (*crus.Session, error) { return l.ex.Get(ctx, id) }
+
+func (l *local) Describe(ctx context.Context, id string) (api.Description, error) {
+	s, err := l.ex.Get(ctx, id)
+	if err != nil {
+		return api.Description{}, err
+	}
+	return api.DescriptionOf(s), nil
+}
 
 func (l *local) List(ctx context.Context) ([]api.Summary, error) {
 	list, err := l.ex.List(ctx)

@@ -104,7 +104,7 @@ func cmdCreate(args []string) int {
 	if err != nil {
 		return fail("create", err)
 	}
-	if err := emit(c.output, s, func(w io.Writer) { describe(w, s) }); err != nil {
+	if err := emit(c.output, s, func(w io.Writer) { describe(w, api.DescriptionOf(s)) }); err != nil {
 		return fail("create", err)
 	}
 	return exitOK
@@ -184,11 +184,24 @@ func cmdDescribe(args []string) int {
 		return fail("describe", err)
 	}
 	defer t.Close()
-	s, err := t.Get(context.Background(), id)
+	if c.output != "table" {
+		// The JSON and YAML forms are the full record, as the API gives it.
+		s, err := t.Get(context.Background(), id)
+		if err != nil {
+			return fail("describe", err)
+		}
+		if err := emit(c.output, s, nil); err != nil {
+			return fail("describe", err)
+		}
+		return exitOK
+	}
+	// The table needs the summary and the failed and skipped nodes only,
+	// not every node record (32 MB of JSON for 160,000 nodes).
+	d, err := t.Describe(context.Background(), id)
 	if err != nil {
 		return fail("describe", err)
 	}
-	if err := emit(c.output, s, func(w io.Writer) { describe(w, s) }); err != nil {
+	if err := emit(c.output, d, func(w io.Writer) { describe(w, d) }); err != nil {
 		return fail("describe", err)
 	}
 	return exitOK
@@ -196,47 +209,44 @@ func cmdDescribe(args []string) int {
 
 // describe writes a session for a person: the record's head, the counts,
 // the failed and skipped nodes with their reasons, and the messages.
-func describe(w io.Writer, s *crus.Session) {
-	sum := api.SummaryOf(s)
+func describe(w io.Writer, d api.Description) {
 	row := func(k string, v any) { fmt.Fprintf(w, "%s:\t%v\n", k, v) }
-	row("upgrade_id", s.UpgradeID)
-	row("state", s.State)
-	row("stage", stageOf(sum))
-	row("step", stepOf(sum))
-	row("strategy", sum.Strategy)
-	row("step size", s.StepSize)
-	row("groups", fmt.Sprintf("starting %s, upgrading %s, failed %s", s.StartingLabel, s.UpgradingLabel, s.FailedLabel))
-	row("template", s.TemplateID)
-	c := sum.Counts
+	row("upgrade_id", d.UpgradeID)
+	row("state", d.State)
+	row("stage", stageOf(d.Summary))
+	row("step", stepOf(d.Summary))
+	row("strategy", d.Strategy)
+	row("step size", d.StepSize)
+	row("groups", fmt.Sprintf("starting %s, upgrading %s, failed %s", d.StartingLabel, d.UpgradingLabel, d.FailedLabel))
+	row("template", d.TemplateID)
+	c := d.Counts
 	row("nodes", fmt.Sprintf("%d: %d upgraded, %d failed, %d skipped, %d untouched, %d in flight, %d pending",
 		c.Nodes, c.Upgraded, c.Failed, c.Skipped, c.Untouched, c.InFlight, c.Pending))
-	if !s.Progress.CreatedAt.IsZero() {
-		row("created", s.Progress.CreatedAt.UTC().Format(time.DateTime))
+	if !d.CreatedAt.IsZero() {
+		row("created", d.CreatedAt.UTC().Format(time.DateTime))
 	}
-	if !s.Progress.EndedAt.IsZero() {
-		row("ended", s.Progress.EndedAt.UTC().Format(time.DateTime))
+	if !d.EndedAt.IsZero() {
+		row("ended", d.EndedAt.UTC().Format(time.DateTime))
 	}
-	if len(s.Progress.Conditions) > 0 {
+	if len(d.Conditions) > 0 {
 		fmt.Fprintln(w, "conditions:")
-		for _, c := range s.Progress.Conditions {
+		for _, c := range d.Conditions {
 			fmt.Fprintf(w, "  %s\tsince %s\t%s\n", c.Kind, c.Since.UTC().Format(time.DateTime), c.Message)
 		}
 	}
-	for _, o := range []crus.Outcome{crus.OutcomeFailed, crus.OutcomeSkipped} {
-		first := true
-		for _, n := range s.Progress.Nodes {
-			if n.Outcome != o {
-				continue
-			}
-			if first {
-				fmt.Fprintf(w, "%s nodes:\n", o)
-				first = false
-			}
+	for _, nodes := range []struct {
+		o    crus.Outcome
+		list []api.NodeReason
+	}{{crus.OutcomeFailed, d.Failed}, {crus.OutcomeSkipped, d.Skipped}} {
+		if len(nodes.list) > 0 {
+			fmt.Fprintf(w, "%s nodes:\n", nodes.o)
+		}
+		for _, n := range nodes.list {
 			fmt.Fprintf(w, "  %s\t%s\t%s\n", n.XName, n.Name, n.Reason)
 		}
 	}
 	fmt.Fprintln(w, "messages:")
-	for _, m := range s.Messages {
+	for _, m := range d.Messages {
 		fmt.Fprintf(w, "  %s\n", m)
 	}
 }

@@ -104,7 +104,7 @@ func TestDescribeShowsConditions(t *testing.T) {
 	s := &crus.Session{UpgradeID: "s1", State: crus.StateUpdating}
 	s.Progress.Conditions = []crus.Condition{{Kind: crus.CondBookingsUnreadable, Since: time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC), Message: "reading reservations: refused"}}
 	var buf bytes.Buffer
-	describe(&buf, s)
+	describe(&buf, api.DescriptionOf(s))
 	if want := "conditions:\n  bookings_unreadable\tsince 2026-01-05 08:00:00\treading reservations: refused\n"; !strings.Contains(buf.String(), want) {
 		t.Errorf("describe:\n%s\nwant it to hold %q", buf.String(), want)
 	}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"text/tabwriter"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/api"
@@ -28,6 +33,12 @@ func (c countingWriter) Write(p []byte) (int, error) {
 // scaleServer serves the API over a store holding one session of n
 // nodes (scaletest.Session), counting the bytes it answers.
 func scaleServer(tb testing.TB, n int) (srv *httptest.Server, st *scaletest.Store, id string, sent *atomic.Int64) {
+	return scaleServerOf(tb, n, nil)
+}
+
+// scaleServerOf is scaleServer, calling seen with each request first; a
+// seen that returns false answers 404 (a path an older server lacks).
+func scaleServerOf(tb testing.TB, n int, seen func(*http.Request) bool) (srv *httptest.Server, st *scaletest.Store, id string, sent *atomic.Int64) {
 	tb.Helper()
 	st = scaletest.NewStore()
 	s := scaletest.Session("scale", n, 500)
@@ -45,6 +56,10 @@ func scaleServer(tb testing.TB, n int) (srv *httptest.Server, st *scaletest.Stor
 	}
 	sent = &atomic.Int64{}
 	srv = httptest.NewServer(http.StripPrefix("/apis/crus", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen != nil && !seen(r) {
+			http.Error(w, `{"status":404,"title":"Not Found","detail":"no such resource"}`, http.StatusNotFound)
+			return
+		}
 		h.ServeHTTP(countingWriter{w, sent}, r)
 	})))
 	tb.Cleanup(srv.Close)
@@ -73,5 +88,64 @@ func BenchmarkDescribe(b *testing.B) {
 			}
 			b.ReportMetric(float64(sent.Load())/float64(b.N), "sent-B/op")
 		})
+	}
+}
+
+// TestDescribeReadsNoNodeRecords: describe's table asks the server for the
+// summary with the failed and skipped nodes (GET .../description), not
+// for the full record, whose every node record it does not show: 32 MB of
+// JSON for 160,000 nodes. The table is the same. A server without that
+// path (an older one) is asked for the full record.
+func TestDescribeReadsNoNodeRecords(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	older := false
+	srv, st, id, sent := scaleServerOf(t, 10_000, func(r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		paths = append(paths, r.URL.Path)
+		return !(older && strings.HasSuffix(r.URL.Path, "/description"))
+	})
+	was := stdout
+	defer func() { stdout = was }()
+	var out bytes.Buffer
+	stdout = &out
+	if code := run([]string{"describe", "--server", srv.URL, id}); code != exitOK {
+		t.Fatalf("describe: exit %d", code)
+	}
+	if want := []string{"/sessions/" + id + "/description"}; !slices.Equal(paths, want) {
+		t.Errorf("describe asked for %q; want %q", paths, want)
+	}
+	if n := sent.Load(); n > 64<<10 {
+		t.Errorf("describe of 10,000 nodes was sent %d bytes; want at most 64 KiB", n)
+	}
+	// The table is what the full record gives.
+	s, err := st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
+	describe(tw, api.DescriptionOf(s))
+	tw.Flush()
+	if out.String() != table.String() {
+		t.Errorf("describe printed:\n%s\nwant:\n%s", out.String(), table.String())
+	}
+	if c := s.Counts(); strings.Count(out.String(), "boot session reported the node failed") != c.Failed || c.Failed == 0 {
+		t.Errorf("describe shows %d failed nodes; want %d", strings.Count(out.String(), "boot session reported the node failed"), c.Failed)
+	}
+	// An older server: the full record, the same table.
+	mu.Lock()
+	older, paths = true, nil
+	mu.Unlock()
+	out.Reset()
+	if code := run([]string{"describe", "--server", srv.URL, id}); code != exitOK {
+		t.Fatalf("describe from an older server: exit %d", code)
+	}
+	if want := []string{"/sessions/" + id + "/description", "/sessions/" + id}; !slices.Equal(paths, want) {
+		t.Errorf("describe from an older server asked for %q; want %q", paths, want)
+	}
+	if out.String() != table.String() {
+		t.Errorf("describe from an older server printed:\n%s\nwant:\n%s", out.String(), table.String())
 	}
 }
