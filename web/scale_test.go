@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"bytes"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -30,5 +32,54 @@ func BenchmarkTimeline(b *testing.B) {
 			b.ReportMetric(float64(buf.Len()), "svg-B")
 			b.ReportMetric(float64(strings.Count(buf.String(), `class="step"`)), "rows")
 		})
+	}
+}
+
+// TestTimelineRowsBounded: a session of thousands of steps draws at most
+// MaxTimelineRows rows, each a run of consecutive steps, together all of
+// them and all their nodes; it drew one row per step, 2,501 rows and
+// 1.4 MB of SVG for 160,000 nodes in steps of 32. A session of fewer steps
+// still draws one row per step.
+func TestTimelineRowsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		nodes, step, rows int
+		first, last       string
+	}{
+		{10_000, 32, 157, "step 1:", "step 157:"},
+		{160_000, 32, 179, "steps 1–14:", "steps 2493–2501:"},
+		{160_000, 1000, 81, "step 1:", "step 81:"},
+	} {
+		s := scaletest.Session("scale", tc.nodes, tc.step)
+		var buf bytes.Buffer
+		if err := web.Timeline(&buf, s, web.TimelineOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		svg := buf.String()
+		titles := regexp.MustCompile(`class="step"[^>]*><title>([^<]*)</title>`).FindAllStringSubmatch(svg, -1)
+		if len(titles) != tc.rows || len(titles) > web.MaxTimelineRows {
+			t.Errorf("%d nodes in steps of %d: %d rows; want %d", tc.nodes, tc.step, len(titles), tc.rows)
+			continue
+		}
+		if first, last := titles[0][1], titles[len(titles)-1][1]; !strings.HasPrefix(first, tc.first) || !strings.HasPrefix(last, tc.last) {
+			t.Errorf("%d nodes in steps of %d: rows from %q to %q; want %q to %q", tc.nodes, tc.step, first, last, tc.first, tc.last)
+		}
+		nodes := 0
+		for _, m := range titles {
+			var n int
+			_, after, _ := strings.Cut(m[1], ": ")
+			if _, err := fmt.Sscanf(after, "%d nodes", &n); err != nil {
+				t.Fatalf("row title %q: %v", m[1], err)
+			}
+			nodes += n
+		}
+		want := 0
+		for _, n := range s.Progress.Nodes {
+			if n.Step > 0 && !n.DrainRequested.IsZero() {
+				want++
+			}
+		}
+		if nodes != want {
+			t.Errorf("%d nodes in steps of %d: the rows count %d nodes; want %d", tc.nodes, tc.step, nodes, want)
+		}
 	}
 }

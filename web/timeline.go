@@ -22,9 +22,15 @@ type TimelineOptions struct {
 	Now time.Time
 }
 
-// stepSpan is what the timeline draws for one step.
+// MaxTimelineRows bounds the rows of a timeline: a session with more
+// steps (2,500 for 160,000 nodes in steps of 32) draws each row for a run
+// of consecutive steps, so that the picture keeps its size.
+const MaxTimelineRows = 180
+
+// stepSpan is what the timeline draws for one step, or for a run of
+// consecutive steps (step to lastStep).
 type stepSpan struct {
-	step                 int
+	step, lastStep       int
 	nodes, failed        int
 	first, last          time.Time // first drain request, last outcome (or now)
 	drainFrom, drainTo   time.Time
@@ -50,7 +56,9 @@ func latest(a, b time.Time) time.Time {
 // Timeline writes an SVG picture of a session: one bar per step, split
 // into its drain, reboot and return phases (from the nodes' timestamps),
 // and below it the number of nodes out of service over time with the cap
-// (upgrade_step_size) beside it. The page shows the same picture.
+// (upgrade_step_size) beside it. The page shows the same picture. A
+// session of more than MaxTimelineRows steps draws a row for each run of
+// consecutive steps.
 func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 	width := opts.Width
 	if width <= 0 {
@@ -68,7 +76,7 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 		t time.Time
 		d int
 	}
-	var edges []edge
+	edges := make([]edge, 0, 2*len(p.Nodes))
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
 		if n.DrainRequested.IsZero() {
@@ -125,6 +133,7 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 		steps = append(steps, sp)
 	}
 	slices.SortFunc(steps, func(a, b *stepSpan) int { return a.step - b.step })
+	steps = mergeSteps(steps, MaxTimelineRows)
 
 	const left, right, top = 90, 20, 46
 	plotW := float64(width - left - right)
@@ -166,27 +175,31 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 	}
 
 	// One row per step (or batch, see Strategy.Batches).
-	unit := "step"
+	unit, units := "step", "steps"
 	if strategy.Batches() {
-		unit = "batch"
+		unit, units = "batch", "batches"
 	}
 	colours := []struct{ name, fill string }{{"drain", "#f0a030"}, {"reboot", "#3070d0"}, {"return", "#9050c0"}}
 	for i, sp := range steps {
 		y := top + float64(i)*rowH
 		h := math.Max(rowH-2, 1)
+		name := fmt.Sprintf("%s %d", unit, sp.step)
+		if sp.lastStep > sp.step {
+			name = fmt.Sprintf("%s %d–%d", units, sp.step, sp.lastStep)
+		}
 		if rowH >= 10 {
-			pf(`<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y+h-3, esc(fmt.Sprintf("%s %d", unit, sp.step)))
+			pf(`<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y+h-3, esc(name))
 		}
 		pf(`<rect class="step" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#dfe6ee"><title>%s</title></rect>`+"\n",
 			x(sp.first), y, math.Max(x(sp.last)-x(sp.first), 1), h,
-			esc(fmt.Sprintf("%s %d: %d nodes, %d failed, %s", unit, sp.step, sp.nodes, sp.failed, duration(sp.last.Sub(sp.first)))))
+			esc(fmt.Sprintf("%s: %d nodes, %d failed, %s", name, sp.nodes, sp.failed, duration(sp.last.Sub(sp.first)))))
 		for j, seg := range [][2]time.Time{{sp.drainFrom, sp.drainTo}, {sp.rebootFrom, sp.rebootTo}, {sp.returnFrom, sp.returnTo}} {
 			if seg[0].IsZero() || seg[1].IsZero() || seg[1].Before(seg[0]) {
 				continue
 			}
 			pf(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" opacity="0.85"><title>%s</title></rect>`+"\n",
 				x(seg[0]), y+h*0.2, math.Max(x(seg[1])-x(seg[0]), 1), h*0.6, colours[j].fill,
-				esc(fmt.Sprintf("step %d %s: %s", sp.step, colours[j].name, duration(seg[1].Sub(seg[0])))))
+				esc(fmt.Sprintf("%s %s: %s", name, colours[j].name, duration(seg[1].Sub(seg[0])))))
 		}
 		if sp.failed > 0 {
 			pf(`<circle cx="%.1f" cy="%.1f" r="%.1f" fill="#d03030"><title>%d failed</title></circle>`+"\n", x(sp.last)+4, y+h/2, math.Min(h/2, 4), sp.failed)
@@ -236,6 +249,37 @@ func Timeline(w io.Writer, s *crus.Session, opts TimelineOptions) error {
 	pf(`<text x="%d" y="%.1f" fill="#666">%s</text>`+"\n", left, float64(height)-8, esc(fmt.Sprintf("started %s UTC; most out at once: %d", start.UTC().Format("2006-01-02 15:04"), slices.Max(peak))))
 	pf("</svg>\n")
 	return b.Flush()
+}
+
+// mergeSteps returns steps (sorted by step) in at most rows rows: each
+// row a run of consecutive steps, all runs of the same length but the
+// last.
+func mergeSteps(steps []*stepSpan, rows int) []*stepSpan {
+	for _, sp := range steps {
+		sp.lastStep = sp.step
+	}
+	if len(steps) <= rows {
+		return steps
+	}
+	per := (len(steps) + rows - 1) / rows
+	out := make([]*stepSpan, 0, rows)
+	for i := 0; i < len(steps); i += per {
+		run := steps[i:min(i+per, len(steps))]
+		m := *run[0]
+		for _, sp := range run[1:] {
+			m.lastStep = sp.step
+			m.nodes += sp.nodes
+			m.failed += sp.failed
+			m.first = earliest(m.first, sp.first)
+			m.last = latest(m.last, sp.last)
+			m.drainFrom, m.drainTo = earliest(m.drainFrom, sp.drainFrom), latest(m.drainTo, sp.drainTo)
+			m.rebootFrom, m.rebootTo = earliest(m.rebootFrom, sp.rebootFrom), latest(m.rebootTo, sp.rebootTo)
+			m.returnFrom, m.returnTo = earliest(m.returnFrom, sp.returnFrom), latest(m.returnTo, sp.returnTo)
+			m.open = m.open || sp.open
+		}
+		out = append(out, &m)
+	}
+	return out
 }
 
 func esc(s string) string { return html.EscapeString(s) }
