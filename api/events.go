@@ -46,7 +46,8 @@ func EventOf(ev crus.Event) Event {
 // Hub fans the executor's events out to the event streams. Give its
 // Publish method to crus.Config.OnEvent. Publish never blocks: a watcher
 // that falls behind loses events and is told so (a "lagged" event), then
-// gets the session's summary again, which is always up to date.
+// gets the summary of each session that moved since its last one (the
+// others' are still current), which is always up to date.
 //
 // A Hub sees the events of its own executor only: on several replicas
 // sharing an etcd store, the streams also read each watched session's
@@ -190,7 +191,12 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 				if sse.send("lagged", map[string]string{"detail": "events were lost; the summaries that follow are current"}) != nil {
 					return
 				}
-				if _, err := sw.summaries(ctx, sse, true); err != nil {
+				// Only the sessions that moved since their last summary:
+				// the others' summaries are current. Reading every
+				// record again copied them all at each burst of events
+				// a watcher could not keep up with (a step of 500 nodes
+				// makes thousands).
+				if _, err := sw.summaries(ctx, sse, false); err != nil {
 					return
 				}
 			}

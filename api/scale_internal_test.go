@@ -2,11 +2,16 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/internal/fake"
@@ -172,4 +177,88 @@ func TestStreamConnectReadsOnce(t *testing.T) {
 			t.Errorf("opening %s read %+v: %d node records, want 1000", path, got, got.Nodes)
 		}
 	}
+}
+
+// gatedWriter is a ResponseWriter whose writes block, once armed, until
+// released; it says when a write is blocked.
+type gatedWriter struct {
+	header  http.Header
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	armed   bool
+	blocked chan struct{} // closed when a write blocks
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedWriter) Header() http.Header { return g.header }
+func (g *gatedWriter) WriteHeader(int)     {}
+func (g *gatedWriter) Flush()              {}
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	armed := g.armed
+	g.mu.Unlock()
+	if armed {
+		g.once.Do(func() { close(g.blocked) })
+		<-g.release
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buf.Write(p)
+}
+
+func (g *gatedWriter) has(s string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return strings.Contains(g.buf.String(), s)
+}
+
+// TestLaggedStreamRereadsOnlyWhatMoved: a watcher that fell behind the
+// events is told so and sent the summaries of the sessions that moved
+// since their last summary: none here, so no record is read. It read
+// every record again (a list of all sessions for the page) at each such
+// burst.
+func TestLaggedStreamRereadsOnlyWhatMoved(t *testing.T) {
+	base, st, ids := scaleHandler(t, 1000)
+	hub := NewHub()
+	h, err := New(base.ex, Config{Events: hub, WatchPoll: time.Hour, KeepAlive: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &gatedWriter{header: http.Header{}, blocked: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, httptest.NewRequestWithContext(ctx, "GET", "/events", nil))
+	}()
+	for !w.has("event: session") {
+		runtime.Gosched()
+	}
+	w.mu.Lock()
+	w.armed = true
+	w.mu.Unlock()
+	hub.Publish(crus.Event{Session: ids[0], Kind: crus.EventPhase, Message: "m0"})
+	<-w.blocked // the stream is writing m0
+	for i := 1; i <= subscriberBuffer+10; i++ {
+		hub.Publish(crus.Event{Session: ids[0], Kind: crus.EventPhase, Message: fmt.Sprintf("m%d", i)})
+	}
+	st.Reset()
+	w.mu.Lock()
+	w.armed = false
+	w.mu.Unlock()
+	close(w.release)
+	last := fmt.Sprintf(`"message":"m%d"`, subscriberBuffer)
+	for !w.has(last) {
+		runtime.Gosched()
+	}
+	if !w.has("event: lagged") {
+		t.Fatal("the watcher was not told it lost events")
+	}
+	if got := st.Counts(); got.Nodes != 0 || got.Lists != 0 || got.Gets != 0 {
+		t.Errorf("after a lag with nothing moved, the stream read %+v; want revisions only", got)
+	}
+	cancel()
+	<-done
 }
