@@ -16,9 +16,9 @@ func TestDemoRefusesBadValues(t *testing.T) {
 	defer func() { stderr = was }()
 	const nowhere = "127.0.0.1:-1"
 	for _, tc := range []struct{ flag, value, want string }{
-		{"--nodes", "-5", "--nodes -5: want 1 to 100000"},
-		{"--nodes", "0", "--nodes 0: want 1 to 100000"},
-		{"--nodes", "100001", "--nodes 100001: want 1 to 100000"},
+		{"--nodes", "-5", "--nodes -5: want 1 to 160000"},
+		{"--nodes", "0", "--nodes 0: want 1 to 160000"},
+		{"--nodes", "160001", "--nodes 160001: want 1 to 160000"},
 		{"--step", "0", "--step 0: want at least 1"},
 		{"--step", "-3", "--step -3: want at least 1"},
 		{"--speed", "0", "--speed 0: want 0.001 to 1000000"},

@@ -37,10 +37,11 @@ type Options struct {
 
 // The bounds of Options.
 const (
-	// MaxNodes is the largest simulated cluster: every node, its jobs and
-	// its record are kept in memory (100000 nodes take some 140 MB and a
-	// second to build), and the largest machines have about a tenth of it.
-	MaxNodes = 100000
+	// MaxNodes is the largest simulated cluster, the size of the largest
+	// machines crus is for: every node, its jobs and its record are kept
+	// in memory (160,000 nodes take some 170 MB and a second to build;
+	// the demo serving them, its page open, peaks near 600 MB).
+	MaxNodes = 160000
 	// MinSpeed and MaxSpeed bound the clock: slower than a thousandth of
 	// real time nothing visibly moves, and at a million times real time
 	// each 50ms tick already moves the cluster on by some 14 hours, a
@@ -85,6 +86,7 @@ type Demo struct {
 
 	mu      sync.Mutex
 	current string
+	ended   map[string]bool // sessions whose "done" event came
 }
 
 // New builds the demo; Run starts it. It returns an error for options
@@ -116,7 +118,8 @@ func New(opts Options) (*Demo, error) {
 	world.KeepBusy(0.5, 90*time.Minute, 10*time.Minute, time.Time{})
 	injectFaults(world, opts.Nodes, opts.Seed)
 
-	d := &Demo{World: world, Clock: NewPaced(world, opts.Speed), Store: crus.NewMemoryStore(), opts: opts, log: log}
+	d := &Demo{World: world, Clock: NewPaced(world, opts.Speed), Store: crus.NewMemoryStore(), opts: opts, log: log,
+		ended: map[string]bool{}}
 	d.Metrics = metrics.New(metrics.Config{Now: world.Now, Logger: log})
 	hub := api.NewHub()
 	groups, manager, boot := d.Metrics.WrapGroups(world.HSM()), d.Metrics.WrapManager(world.WLM()), d.Metrics.WrapBoot(world.BOS())
@@ -127,6 +130,11 @@ func New(opts Options) (*Demo, error) {
 			hub.Publish(ev)
 			if ev.Kind == crus.EventCreated && driver != nil {
 				driver.Kick()
+			}
+			if ev.Kind == crus.EventDone {
+				d.mu.Lock()
+				d.ended[ev.Session] = true
+				d.mu.Unlock()
 			}
 		},
 	}
@@ -207,8 +215,30 @@ func (d *Demo) next(ctx context.Context, i int) (string, error) {
 	}
 	d.mu.Lock()
 	d.current = s.UpgradeID
+	clear(d.ended)
 	d.mu.Unlock()
 	return s.UpgradeID, nil
+}
+
+// fullReadEvery is how often, in seconds of Run's loop, it reads the
+// current session's whole record to see whether it ended, in case its
+// "done" event was missed; the other seconds read its revision only.
+const fullReadEvery = 30
+
+// hasEnded reports whether the session ended (and whether it is gone). It
+// reads the session's revision only, unless full: a record of 160,000
+// nodes is 50 MB to copy.
+func (d *Demo) hasEnded(ctx context.Context, id string, full bool) (ended, gone bool) {
+	if full {
+		s, err := d.Executor.Get(ctx, id)
+		return err == nil && s.Completed, errors.Is(err, crus.ErrSessionNotFound)
+	}
+	if _, err := d.Executor.Revision(ctx, id); err != nil {
+		return false, errors.Is(err, crus.ErrSessionNotFound)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ended[id], false
 }
 
 // Run moves the virtual clock, drives the sessions and starts a new
@@ -228,23 +258,21 @@ func (d *Demo) Run(ctx context.Context, pause time.Duration) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var doneAt time.Time
-	for i := 1; ; {
+	for i, tick := 1, 0; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		s, err := d.Executor.Get(ctx, d.Session())
-		if err != nil {
-			if errors.Is(err, crus.ErrSessionNotFound) { // deleted after it ended
-				doneAt = time.Time{}
-				if _, err := d.next(ctx, i); err == nil {
-					i++
-				}
+		ended, gone := d.hasEnded(ctx, d.Session(), tick%fullReadEvery == fullReadEvery-1)
+		if gone { // deleted after it ended
+			doneAt = time.Time{}
+			if _, err := d.next(ctx, i); err == nil {
+				i++
 			}
 			continue
 		}
-		if !s.Completed {
+		if !ended {
 			continue
 		}
 		if doneAt.IsZero() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -147,7 +149,7 @@ func TestNewRefusesOptionsOutOfRange(t *testing.T) {
 		want string
 	}{
 		{demo.Options{Nodes: -5}, "-5 nodes"},
-		{demo.Options{Nodes: demo.MaxNodes + 1}, "100001 nodes"},
+		{demo.Options{Nodes: demo.MaxNodes + 1}, "160001 nodes"},
 		{demo.Options{Step: -1}, "step -1"},
 		{demo.Options{Speed: -1}, "speed -1"},
 		{demo.Options{Speed: math.NaN()}, "speed NaN"},
@@ -188,5 +190,70 @@ func TestSmallStepsStart(t *testing.T) {
 		if _, err := d.Start(context.Background()); err != nil {
 			t.Errorf("step %d: %v", step, err)
 		}
+	}
+}
+
+// TestDemoStartsTheNext: Run starts a new session once the last one ended
+// (told by its "done" event, its record read only every half minute) and
+// the pause passed, and at once when the last one was deleted. In a
+// bubble: the demo's real-time pacing runs on the bubble's clock.
+func TestDemoStartsTheNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, err := demo.New(demo.Options{Nodes: 8, Step: 8, Speed: demo.MaxSpeed, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		first, err := d.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		go func() { done <- d.Run(ctx, 5*time.Second) }()
+		defer func() { cancel(); <-done }()
+		time.Sleep(2 * time.Minute)
+		second := d.Session()
+		if second == first {
+			t.Fatalf("no new session two minutes after the first started")
+		}
+		s, err := d.Executor.Get(ctx, first)
+		if err != nil || !s.Completed {
+			t.Fatalf("the first session: %v, %v; want it completed", s, err)
+		}
+		// Deleted (its record removed once it ended): the next starts
+		// within a second or two, without the pause.
+		for range 60 {
+			if _, err := d.Executor.Delete(ctx, second); errors.Is(err, crus.ErrSessionNotFound) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(3 * time.Second)
+		if third := d.Session(); third == second || third == first {
+			t.Errorf("no new session after the last was deleted")
+		}
+	})
+}
+
+// TestDemoAtMaxNodes: the demo builds and starts a session on a cluster
+// of MaxNodes, the size of the largest machines.
+func TestDemoAtMaxNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 160,000 simulated nodes")
+	}
+	d, err := demo.New(demo.Options{Nodes: demo.MaxNodes, Step: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := d.Executor.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Counts(); c.Nodes != demo.MaxNodes || c.Skipped != 2 {
+		t.Errorf("the session has %d nodes, %d skipped; want %d and the 2 the demo takes out of service", c.Nodes, c.Skipped, demo.MaxNodes)
 	}
 }
