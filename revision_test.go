@@ -2,6 +2,7 @@ package crus_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,5 +44,33 @@ func TestExecutorRevision(t *testing.T) {
 		assert.ErrorIs(t, err, crus.ErrSessionNotFound)
 		_, err = ex.Delete(ctx, s.UpgradeID)
 		require.NoError(t, err)
+	}
+}
+
+// TestExecutorView: Executor.View shows the stored record itself when the
+// store can (a Viewer: no copy of 160,000 node records for a request
+// that reads a few fields of each), a copy otherwise, and says when the
+// session is gone.
+func TestExecutorView(t *testing.T) {
+	ctx := context.Background()
+	st := scaletest.NewStore()
+	s := scaletest.Session("v", 100, 10)
+	require.NoError(t, st.Create(ctx, s))
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 1})
+	for _, store := range []crus.Store{st, getOnly{st}} {
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, Store: store})
+		require.NoError(t, err)
+		st.Reset()
+		var nodes int
+		require.NoError(t, ex.View(ctx, "v", func(s *crus.Session) error { nodes = len(s.Progress.Nodes); return nil }))
+		assert.Equal(t, 100, nodes)
+		if _, ok := store.(crus.Viewer); ok {
+			assert.Equal(t, scaletest.Counts{Views: 1}, st.Counts(), "shown, not copied")
+		} else {
+			assert.Equal(t, scaletest.Counts{Gets: 1, Nodes: 100}, st.Counts(), "a copy")
+		}
+		assert.ErrorIs(t, ex.View(ctx, "none", func(*crus.Session) error { return nil }), crus.ErrSessionNotFound)
+		boom := errors.New("boom")
+		assert.ErrorIs(t, ex.View(ctx, "v", func(*crus.Session) error { return boom }), boom)
 	}
 }

@@ -234,6 +234,22 @@ func (e *Executor) Revision(ctx context.Context, id string) (int64, error) {
 	return s.Revision, nil
 }
 
+// View calls fn with the record of the session with this id and returns
+// fn's error, or returns ErrSessionNotFound. fn must not change the
+// record, nor keep it or any of its slices after it returns (its strings
+// it may keep). When the store is a Viewer, fn sees the stored record,
+// not a copy, and should be quick; otherwise it gets a copy (Get).
+func (e *Executor) View(ctx context.Context, id string, fn func(s *Session) error) error {
+	if v, ok := e.store.(Viewer); ok {
+		return v.View(ctx, id, fn)
+	}
+	s, err := e.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return fn(s)
+}
+
 // List returns every session record in the store.
 func (e *Executor) List(ctx context.Context) ([]*Session, error) {
 	return e.store.List(ctx)

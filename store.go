@@ -58,6 +58,20 @@ type RevisionReader interface {
 	Revision(ctx context.Context, id string) (int64, error)
 }
 
+// Viewer is implemented by a Store that can show a session's stored
+// record without copying it. A surface that reads a few fields of every
+// node (the page's grid, a description, a timeline) uses it through
+// Executor.View instead of Get, which copies every node record: 50 MB
+// for 160,000 nodes, at each request.
+type Viewer interface {
+	// View calls fn with the stored record of the session and returns
+	// fn's error, or returns ErrSessionNotFound. fn must not change the
+	// record, nor keep it or any of its slices after it returns (its
+	// strings, which never change, it may keep); it should be quick:
+	// writers of the session may wait for it.
+	View(ctx context.Context, id string, fn func(s *Session) error) error
+}
+
 // NodeUpdater is implemented by a Store that can store a change of a few
 // node records at a cost proportional to the change, not to the session:
 // the executor changes a record only through Session.Apply, which touches
@@ -101,6 +115,7 @@ var (
 	_ Store          = (*MemoryStore)(nil)
 	_ RevisionReader = (*MemoryStore)(nil)
 	_ NodeUpdater    = (*MemoryStore)(nil)
+	_ Viewer         = (*MemoryStore)(nil)
 	_ Reserver       = (*MemoryStore)(nil)
 )
 
@@ -240,6 +255,21 @@ func (m *MemoryStore) Delete(ctx context.Context, id string) error {
 	}
 	delete(m.sessions, id)
 	return nil
+}
+
+// View implements Viewer: fn sees the stored record under the store's
+// lock.
+func (m *MemoryStore) View(ctx context.Context, id string, fn func(s *Session) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrSessionNotFound, id)
+	}
+	return fn(s)
 }
 
 // Revision implements RevisionReader.

@@ -62,6 +62,12 @@ func (f *flakyStore) Get(ctx context.Context, id string) (*crus.Session, error) 
 	}
 	return f.MemoryStore.Get(ctx, id)
 }
+func (f *flakyStore) View(ctx context.Context, id string, fn func(*crus.Session) error) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.MemoryStore.View(ctx, id, fn)
+}
 func (f *flakyStore) List(ctx context.Context) ([]*crus.Session, error) {
 	if err := f.err(); err != nil {
 		return nil, err

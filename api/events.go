@@ -259,19 +259,31 @@ func (sw *watch) summaries(ctx context.Context, sse *sseWriter, force bool) (gon
 }
 
 // send sends the summaries of list, and notes their revisions.
-func (sw *watch) send(sse *sseWriter, list []*crus.Session) error {
-	for _, s := range list {
-		sw.revs[s.UpgradeID] = s.Revision
-		if err := sse.send("session", SummaryOf(s)); err != nil {
+func (sw *watch) send(sse *sseWriter, list []Summary) error {
+	for _, sum := range list {
+		sw.revs[sum.UpgradeID] = sum.Revision
+		if err := sse.send("session", sum); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// read returns the watched sessions whose revision moved (every one, if
-// force); for one session, gone is true if it is no more.
-func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, gone bool, err error) {
+// summary reads the summary of one session, from its record in place when
+// the store can show it (Executor.View): a copy of 160,000 node records
+// is 50 MB.
+func (sw *watch) summary(ctx context.Context, id string) (sum Summary, err error) {
+	err = sw.h.ex.View(ctx, id, func(s *crus.Session) error {
+		sum = SummaryOf(s)
+		return nil
+	})
+	return sum, err
+}
+
+// read returns the summaries of the watched sessions whose revision moved
+// (of every one, if force); for one session, gone is true if it is no
+// more.
+func (sw *watch) read(ctx context.Context, force bool) (list []Summary, gone bool, err error) {
 	h := sw.h
 	if sw.id != "" {
 		if !force {
@@ -283,14 +295,14 @@ func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, go
 				return nil, false, nil
 			}
 		}
-		s, err := h.ex.Get(ctx, sw.id)
+		sum, err := sw.summary(ctx, sw.id)
 		if err != nil {
 			return nil, errors.Is(err, crus.ErrSessionNotFound), err
 		}
-		if !force && s.Revision == sw.revs[sw.id] {
+		if !force && sum.Revision == sw.revs[sw.id] {
 			return nil, false, nil
 		}
-		return []*crus.Session{s}, false, nil
+		return []Summary{sum}, false, nil
 	}
 	if force || sw.listNext || sw.polls+1 >= listEvery {
 		all, err := h.ex.List(ctx)
@@ -304,7 +316,7 @@ func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, go
 			if rev, ok := sw.revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
 				continue
 			}
-			list = append(list, s)
+			list = append(list, SummaryOf(s))
 		}
 		for id := range sw.revs {
 			if !present[id] {
@@ -331,7 +343,7 @@ func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, go
 		if rev == sw.revs[id] && rev != 0 {
 			continue
 		}
-		s, err := h.ex.Get(ctx, id)
+		sum, err := sw.summary(ctx, id)
 		if errors.Is(err, crus.ErrSessionNotFound) {
 			delete(sw.revs, id)
 			continue
@@ -339,7 +351,7 @@ func (sw *watch) read(ctx context.Context, force bool) (list []*crus.Session, go
 		if err != nil {
 			return list, false, err
 		}
-		list = append(list, s)
+		list = append(list, sum)
 	}
 	return list, false, nil
 }

@@ -136,7 +136,7 @@ func TestStreamPollReadsRevisions(t *testing.T) {
 	if _, err := all.summaries(ctx, sse, false); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := st.Counts(), (scaletest.Counts{Revisions: 2, Gets: 1, Nodes: 10}); got != want {
+	if got, want := st.Counts(), (scaletest.Counts{Revisions: 2, Views: 1}); got != want {
 		t.Fatalf("a poll after one session moved read %+v; want %+v", got, want)
 	}
 	body := sse.w.(*httptest.ResponseRecorder).Body.String()
@@ -157,15 +157,22 @@ func TestStreamPollReadsRevisions(t *testing.T) {
 	}
 }
 
-// TestStreamConnectReadsOnce: opening a stream reads the session (or the
-// list) once; it read it twice, once to check it, once to send it.
+// TestStreamConnectReadsOnce: opening a stream reads the session (in
+// place) or the list once; it read it twice, once to check it, once to
+// send it.
 func TestStreamConnectReadsOnce(t *testing.T) {
 	h, st, ids := scaleHandler(t, 1000)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	for _, path := range []string{"/sessions/" + ids[0] + "/events", "/events"} {
+	for _, tc := range []struct {
+		path string
+		want scaletest.Counts
+	}{
+		{"/sessions/" + ids[0] + "/events", scaletest.Counts{Views: 1}},
+		{"/events", scaletest.Counts{Lists: 1, Nodes: 1000}},
+	} {
 		st.Reset()
-		resp, err := http.Get(srv.URL + path)
+		resp, err := http.Get(srv.URL + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,8 +180,8 @@ func TestStreamConnectReadsOnce(t *testing.T) {
 		for sc.Scan() && sc.Text() != "event: session" {
 		}
 		resp.Body.Close()
-		if got := st.Counts(); got.Nodes != 1000 {
-			t.Errorf("opening %s read %+v: %d node records, want 1000", path, got, got.Nodes)
+		if got := st.Counts(); got != tc.want {
+			t.Errorf("opening %s read %+v; want %+v", tc.path, got, tc.want)
 		}
 	}
 }
@@ -261,4 +268,44 @@ func TestLaggedStreamRereadsOnlyWhatMoved(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestNodesReadInPlace: the page's nodes, and a description, are read
+// from the record in place (Executor.View), not from a copy of every
+// node record (50 MB for 160,000 nodes, every second or so for each page
+// open).
+func TestNodesReadInPlace(t *testing.T) {
+	h, st, ids := scaleHandler(t, 1000)
+	for _, path := range []string{"/sessions/" + ids[0] + "/nodes", "/sessions/" + ids[0] + "/nodes?names=true", "/sessions/" + ids[0] + "/description"} {
+		st.Reset()
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != 200 {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if got, want := st.Counts(), (scaletest.Counts{Views: 1}); got != want {
+			t.Errorf("GET %s read %+v; want %+v", path, got, want)
+		}
+	}
+}
+
+// BenchmarkNodesRequest: GET /sessions/{id}/nodes, what the page asks for
+// every second or so while a session moves, for 10,000 and 160,000 nodes.
+func BenchmarkNodesRequest(b *testing.B) {
+	for _, n := range []struct {
+		name  string
+		nodes int
+	}{{"10k", 10_000}, {"160k", 160_000}} {
+		b.Run(n.name, func(b *testing.B) {
+			h, _, ids := scaleHandler(b, n.nodes)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", "/sessions/"+ids[0]+"/nodes", nil))
+				if w.Code != 200 {
+					b.Fatal(w.Code)
+				}
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus"
@@ -53,7 +54,7 @@ func SummaryOf(s *crus.Session) Summary {
 	return Summary{
 		Status: s.Status(), Strategy: strategy,
 		Stage: p.Stage, StageSince: p.StageSince, Step: p.Step, Steps: p.Steps, Result: p.Result,
-		Paused: p.Paused, Cancel: p.Cancel, Abort: p.Abort, Conditions: p.Conditions,
+		Paused: p.Paused, Cancel: p.Cancel, Abort: p.Abort, Conditions: slices.Clone(p.Conditions),
 		CreatedAt: p.CreatedAt, StartedAt: p.StartedAt, EndedAt: p.EndedAt,
 		Counts: Counts{
 			Nodes: c.Nodes, Upgraded: c.Upgraded, Failed: c.Failed, Skipped: c.Skipped,

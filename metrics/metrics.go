@@ -14,7 +14,8 @@
 // ones) only every Config.ListEvery scrapes, when the source can tell
 // revisions (a *crus.Executor, or a store that is a crus.RevisionReader):
 // a scrape of an idle 160,000-node session then reads one revision, not
-// 50 MB of node records.
+// 50 MB of node records; one that moved is read in place when the source
+// can show a record without a copy (crus.Viewer, through the executor).
 //
 //	crus_sessions{state}                          sessions by state (CREATED, UPDATING, READY, DELETING)
 //	crus_session_nodes{session,outcome}           nodes by outcome: upgraded, failed, skipped, untouched, in_flight, pending
@@ -289,17 +290,29 @@ func (m *Metrics) reread(ctx context.Context, rs revisionSource) {
 		if rev == g.rev && rev != 0 {
 			continue
 		}
-		s, err := rs.Get(ctx, id)
-		if errors.Is(err, crus.ErrSessionNotFound) {
+		var err2 error
+		if v, ok := rs.(viewer); ok {
+			err2 = v.View(ctx, id, func(s *crus.Session) error { m.read(s); return nil })
+		} else {
+			var s *crus.Session
+			if s, err2 = rs.Get(ctx, id); err2 == nil {
+				m.read(s)
+			}
+		}
+		if errors.Is(err2, crus.ErrSessionNotFound) {
 			m.forget(id)
 			continue
 		}
-		if err != nil {
-			m.log.Warn("metrics: cannot read a session", "session", id, "err", err)
-			continue
+		if err2 != nil {
+			m.log.Warn("metrics: cannot read a session", "session", id, "err", err2)
 		}
-		m.read(s)
 	}
+}
+
+// viewer is a source that can show a record without copying it (the
+// View method of a *crus.Executor, or of a crus.Viewer).
+type viewer interface {
+	View(ctx context.Context, id string, fn func(*crus.Session) error) error
 }
 
 func (m *Metrics) forget(id string) {
@@ -308,12 +321,13 @@ func (m *Metrics) forget(id string) {
 }
 
 // read takes the gauges of a session record, and counts in the
-// histograms what finished in it.
+// histograms what finished in it. It keeps no slice of s (s may be the
+// store's own record, see crus.Viewer).
 func (m *Metrics) read(s *crus.Session) {
 	g := &sessionGauges{
 		rev: s.Revision, state: s.State, counts: s.Counts(),
 		stage: s.Progress.Stage, step: s.Progress.Step, steps: s.Progress.Steps, paused: s.Progress.Paused,
-		conditions: s.Progress.Conditions, stepSize: s.StepSize, phases: make([]int, len(inFlight)),
+		conditions: slices.Clone(s.Progress.Conditions), stepSize: s.StepSize, phases: make([]int, len(inFlight)),
 	}
 	for i := range s.Progress.Nodes {
 		if p := s.Progress.Nodes[i].Phase; p.InFlight() {

@@ -7,6 +7,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/crus-go/crus"
+
 	"github.com/crus-go/crus/internal/scaletest"
 	"github.com/crus-go/crus/metrics"
 )
@@ -106,14 +108,14 @@ func TestScrapeReadsOnlyWhatMoved(t *testing.T) {
 	if _, ok := value(fams, "crus_session_step", "session", "b"); !ok {
 		t.Fatal("the new session is not shown after a list")
 	}
-	// Moved again, between lists: one Get of that session only.
+	// Moved again, between lists: that session only is read, in place.
 	a.Progress.Paused = false
 	if err := st.Update(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	st.Reset()
 	fams = gather(t, m)
-	if got, want := st.Counts(), (scaletest.Counts{Revisions: 2, Gets: 1, Nodes: 1000}); got != want {
+	if got, want := st.Counts(), (scaletest.Counts{Revisions: 2, Views: 1}); got != want {
 		t.Fatalf("a scrape after one session moved read %+v; want %+v", got, want)
 	}
 	if got, _ := value(fams, "crus_session_paused", "session", "a"); got != 0 {
@@ -129,5 +131,55 @@ func TestScrapeReadsOnlyWhatMoved(t *testing.T) {
 	}
 	if got, _ := value(fams, "crus_sessions", "state", "UPDATING"); got != 1 {
 		t.Fatalf("crus_sessions{state=UPDATING} %v; want 1", got)
+	}
+}
+
+// noView is a source that cannot show a record in place: it reads copies.
+type noView struct{ st *scaletest.Store }
+
+func (n noView) List(ctx context.Context) ([]*crus.Session, error) { return n.st.List(ctx) }
+func (n noView) Get(ctx context.Context, id string) (*crus.Session, error) {
+	return n.st.Get(ctx, id)
+}
+func (n noView) Revision(ctx context.Context, id string) (int64, error) {
+	return n.st.Revision(ctx, id)
+}
+
+// BenchmarkScrapeMoved: a scrape between two lists of a store holding one
+// session of 10,000 or 160,000 nodes that moved since the last scrape (as
+// one in progress does), read from a copy (Get) or in place (View).
+func BenchmarkScrapeMoved(b *testing.B) {
+	for _, n := range []struct {
+		name  string
+		nodes int
+	}{{"10k", 10_000}, {"160k", 160_000}} {
+		for _, read := range []string{"copy", "view"} {
+			b.Run(n.name+"/"+read, func(b *testing.B) {
+				ctx := context.Background()
+				st := scaletest.NewStore()
+				s := scaletest.Session("scale", n.nodes, 500)
+				if err := st.Create(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+				m := metrics.New(metrics.Config{Now: func() time.Time { return scaletest.Start }, ListEvery: 1 << 30})
+				if read == "copy" {
+					m.Watch(noView{st})
+				} else {
+					m.Watch(st)
+				}
+				if _, err := m.Gather(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := st.UpdateNodes(ctx, s, nil); err != nil { // moves its revision
+						b.Fatal(err)
+					}
+					if _, err := m.Gather(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

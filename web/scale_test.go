@@ -2,7 +2,9 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -81,5 +83,30 @@ func TestTimelineRowsBounded(t *testing.T) {
 		if nodes != want {
 			t.Errorf("%d nodes in steps of %d: the rows count %d nodes; want %d", tc.nodes, tc.step, nodes, want)
 		}
+	}
+}
+
+// TestTimelineReadInPlace: the page's timeline is drawn from the record
+// in place when the Getter can show it (a store that is a crus.Viewer, or
+// the executor), not from a copy of every node record.
+func TestTimelineReadInPlace(t *testing.T) {
+	st := scaletest.NewStore()
+	if err := st.Create(context.Background(), scaletest.Session("scale", 1000, 32)); err != nil {
+		t.Fatal(err)
+	}
+	h := web.Handler(web.Config{Sessions: st})
+	st.Reset()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/timeline/scale.svg", nil))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "<svg") {
+		t.Fatalf("GET /timeline/scale.svg: %d %.200s", w.Code, w.Body)
+	}
+	if got, want := st.Counts(), (scaletest.Counts{Views: 1}); got != want {
+		t.Errorf("the timeline read %+v; want %+v", got, want)
+	}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/timeline/none.svg", nil))
+	if w.Code != 404 {
+		t.Errorf("the timeline of no session: %d; want 404", w.Code)
 	}
 }

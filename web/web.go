@@ -29,9 +29,34 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Getter reads one session: a *crus.Executor, or a crus.Store.
+// Getter reads one session: a *crus.Executor, or a crus.Store. If it can
+// also show a record without copying it (the View method of a
+// *crus.Executor or of a crus.Viewer), the timelines are drawn from the
+// record in place: a copy of 160,000 node records is 50 MB, and the page
+// asks for a session's timeline every few seconds.
 type Getter interface {
 	Get(ctx context.Context, id string) (*crus.Session, error)
+}
+
+// viewer is a Getter that can show a record in place.
+type viewer interface {
+	View(ctx context.Context, id string, fn func(*crus.Session) error) error
+}
+
+// timeline draws the timeline of the session id into buf.
+func timeline(ctx context.Context, g Getter, id string, buf *bytes.Buffer, opts TimelineOptions) (drawErr, readErr error) {
+	if v, ok := g.(viewer); ok {
+		readErr = v.View(ctx, id, func(s *crus.Session) error {
+			drawErr = Timeline(buf, s, opts)
+			return nil
+		})
+		return drawErr, readErr
+	}
+	s, err := g.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return Timeline(buf, s, opts), nil
 }
 
 // Config configures the page. The zero value of every field but Sessions
@@ -79,7 +104,8 @@ func Handler(cfg Config) http.Handler {
 			files.ServeHTTP(w, r2)
 		case strings.HasPrefix(r.URL.Path, "/timeline/") && strings.HasSuffix(r.URL.Path, ".svg"):
 			id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/timeline/"), ".svg")
-			s, err := cfg.Sessions.Get(r.Context(), id)
+			var buf bytes.Buffer
+			drawErr, err := timeline(r.Context(), cfg.Sessions, id, &buf, TimelineOptions{Now: cfg.Now()})
 			if errors.Is(err, crus.ErrSessionNotFound) {
 				http.Error(w, "no session "+id, http.StatusNotFound)
 				return
@@ -88,9 +114,8 @@ func Handler(cfg Config) http.Handler {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
-			var buf bytes.Buffer
-			if err := Timeline(&buf, s, TimelineOptions{Now: cfg.Now()}); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+			if drawErr != nil {
+				http.Error(w, drawErr.Error(), http.StatusInternalServerError)
 				return
 			}
 			w.Header().Set("Content-Type", "image/svg+xml")

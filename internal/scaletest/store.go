@@ -12,9 +12,9 @@ import (
 	"github.com/crus-go/crus"
 )
 
-// Store is a crus.Store (and a crus.RevisionReader, crus.NodeUpdater and
-// crus.Reserver when the wrapped store is) that counts the reads made
-// through it.
+// Store is a crus.MemoryStore (a crus.Store, crus.RevisionReader,
+// crus.Viewer, crus.NodeUpdater and crus.Reserver) that counts the reads
+// made through it.
 type Store struct {
 	*crus.MemoryStore
 
@@ -25,6 +25,8 @@ type Store struct {
 // Counts are the reads made through a Store.
 type Counts struct {
 	Gets, Lists, Revisions int
+	// Views counts the records shown without a copy (crus.Viewer).
+	Views int
 	// Nodes counts the node records handed out by Get and List.
 	Nodes int
 }
@@ -68,6 +70,14 @@ func (s *Store) List(ctx context.Context) ([]*crus.Session, error) {
 		s.counts.Nodes += len(x.Progress.Nodes)
 	}
 	return out, err
+}
+
+// View implements crus.Viewer.
+func (s *Store) View(ctx context.Context, id string, fn func(*crus.Session) error) error {
+	s.mu.Lock()
+	s.counts.Views++
+	s.mu.Unlock()
+	return s.MemoryStore.View(ctx, id, fn)
 }
 
 // Revision implements crus.RevisionReader.
