@@ -11,7 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"text/tabwriter"
+	"time"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/api"
@@ -148,4 +150,57 @@ func TestDescribeReadsNoNodeRecords(t *testing.T) {
 	if out.String() != table.String() {
 		t.Errorf("describe from an older server printed:\n%s\nwant:\n%s", out.String(), table.String())
 	}
+}
+
+// TestLocalWatchReadsRevisions: watching a session through a store
+// (--store) reads its revision every two seconds and its record only
+// when it moved; it read the whole record every two seconds. In a
+// bubble: the two seconds are the bubble's.
+func TestLocalWatchReadsRevisions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		st := scaletest.NewStore()
+		s := scaletest.Session("w", 1000, 50)
+		if err := st.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		world := fake.NewCluster(fake.ClusterOptions{Nodes: 1})
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &local{ex: ex}
+		var mu sync.Mutex
+		var seen []api.Summary
+		done := make(chan error)
+		go func() {
+			done <- l.Watch(ctx, "w", func(sum *api.Summary, _ *api.Event) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, *sum)
+				return !sum.Completed
+			})
+		}()
+		synctest.Wait()
+		st.Reset()
+		time.Sleep(20 * time.Second) // ten polls, nothing moves
+		synctest.Wait()
+		if got := st.Counts(); got.Nodes != 0 || got.Views != 0 || got.Revisions != 10 {
+			t.Errorf("ten polls of a session that did not move read %+v; want 10 revisions only", got)
+		}
+		s.Completed = true
+		if err := st.Update(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 2 || seen[0].Completed || !seen[1].Completed || seen[1].Counts.Nodes != 1000 {
+			t.Errorf("the watch saw %d summaries: %+v; want the first and the completed one", len(seen), seen)
+		}
+	})
 }
