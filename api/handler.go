@@ -250,13 +250,20 @@ func (h *Handler) listOriginal(w http.ResponseWriter, r *http.Request, _ []strin
 	writeJSON(w, http.StatusOK, out)
 }
 
+// getOriginal reads the record in place when the store can
+// (Executor.View): the original record has no node in it, and clients of
+// the original API poll it.
 func (h *Handler) getOriginal(w http.ResponseWriter, r *http.Request, params []string) {
-	s, err := h.ex.Get(r.Context(), params[0])
+	var out crus.Status
+	err := h.ex.View(r.Context(), params[0], func(s *crus.Session) error {
+		out = s.Status()
+		return nil
+	})
 	if err != nil {
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Status())
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) deleteOriginal(w http.ResponseWriter, r *http.Request, params []string) {

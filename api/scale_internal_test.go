@@ -270,13 +270,14 @@ func TestLaggedStreamRereadsOnlyWhatMoved(t *testing.T) {
 	<-done
 }
 
-// TestNodesReadInPlace: the page's nodes, and a description, are read
-// from the record in place (Executor.View), not from a copy of every
-// node record (50 MB for 160,000 nodes, every second or so for each page
+// TestNodesReadInPlace: the page's nodes, a description and the original
+// API's record (which has no node in it; its clients poll it) are read
+// from the record in place (Executor.View), not from a copy of every node
+// record (50 MB for 160,000 nodes, every second or so for each page
 // open).
 func TestNodesReadInPlace(t *testing.T) {
 	h, st, ids := scaleHandler(t, 1000)
-	for _, path := range []string{"/sessions/" + ids[0] + "/nodes", "/sessions/" + ids[0] + "/nodes?names=true", "/sessions/" + ids[0] + "/description"} {
+	for _, path := range []string{"/sessions/" + ids[0] + "/nodes", "/sessions/" + ids[0] + "/nodes?names=true", "/sessions/" + ids[0] + "/description", "/session/" + ids[0]} {
 		st.Reset()
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
@@ -292,16 +293,30 @@ func TestNodesReadInPlace(t *testing.T) {
 // BenchmarkNodesRequest: GET /sessions/{id}/nodes, what the page asks for
 // every second or so while a session moves, for 10,000 and 160,000 nodes.
 func BenchmarkNodesRequest(b *testing.B) {
+	benchmarkRequest(b, "/nodes")
+}
+
+// BenchmarkOriginalGet: GET /session/{id} of the original API, which its
+// clients poll.
+func BenchmarkOriginalGet(b *testing.B) {
+	benchmarkRequest(b, "")
+}
+
+func benchmarkRequest(b *testing.B, suffix string) {
 	for _, n := range []struct {
 		name  string
 		nodes int
 	}{{"10k", 10_000}, {"160k", 160_000}} {
 		b.Run(n.name, func(b *testing.B) {
 			h, _, ids := scaleHandler(b, n.nodes)
+			path := "/sessions/" + ids[0] + suffix
+			if suffix == "" {
+				path = "/session/" + ids[0]
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				w := httptest.NewRecorder()
-				h.ServeHTTP(w, httptest.NewRequest("GET", "/sessions/"+ids[0]+"/nodes", nil))
+				h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
 				if w.Code != 200 {
 					b.Fatal(w.Code)
 				}
