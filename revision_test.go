@@ -74,3 +74,32 @@ func TestExecutorView(t *testing.T) {
 		assert.ErrorIs(t, ex.View(ctx, "v", func(*crus.Session) error { return boom }), boom)
 	}
 }
+
+// TestExecutorViewAll: Executor.ViewAll shows every record in List's
+// order, in place when the store can, copies otherwise, and stops at the
+// first error.
+func TestExecutorViewAll(t *testing.T) {
+	ctx := context.Background()
+	st := scaletest.NewStore()
+	for _, id := range []string{"c", "a", "b"} {
+		require.NoError(t, st.Create(ctx, scaletest.Session(id, 10, 5)))
+	}
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 1})
+	for _, store := range []crus.Store{st, getOnly{st}} {
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, Store: store})
+		require.NoError(t, err)
+		st.Reset()
+		var ids []string
+		require.NoError(t, ex.ViewAll(ctx, func(s *crus.Session) error { ids = append(ids, s.UpgradeID); return nil }))
+		assert.Equal(t, []string{"a", "b", "c"}, ids, "List's order")
+		if _, ok := store.(crus.Viewer); ok {
+			assert.Equal(t, scaletest.Counts{ViewAlls: 1}, st.Counts(), "shown, not copied")
+		} else {
+			assert.Equal(t, scaletest.Counts{Lists: 1, Nodes: 30}, st.Counts(), "copies")
+		}
+		boom := errors.New("boom")
+		calls := 0
+		assert.ErrorIs(t, ex.ViewAll(ctx, func(*crus.Session) error { calls++; return boom }), boom)
+		assert.Equal(t, 1, calls, "stops at the first error")
+	}
+}

@@ -250,6 +250,26 @@ func (e *Executor) View(ctx context.Context, id string, fn func(s *Session) erro
 	return fn(s)
 }
 
+// ViewAll calls fn with the record of every session, in List's order, on
+// View's terms, and stops at fn's first error, which it returns. When
+// the store is a Viewer, fn sees the stored records, not copies;
+// otherwise it gets copies (List).
+func (e *Executor) ViewAll(ctx context.Context, fn func(s *Session) error) error {
+	if v, ok := e.store.(Viewer); ok {
+		return v.ViewAll(ctx, fn)
+	}
+	list, err := e.store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range list {
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // List returns every session record in the store.
 func (e *Executor) List(ctx context.Context) ([]*Session, error) {
 	return e.store.List(ctx)

@@ -70,6 +70,10 @@ type Viewer interface {
 	// strings, which never change, it may keep); it should be quick:
 	// writers of the session may wait for it.
 	View(ctx context.Context, id string, fn func(s *Session) error) error
+	// ViewAll calls fn with the stored record of every session, in List's
+	// order, on the same terms, and stops at fn's first error, which it
+	// returns.
+	ViewAll(ctx context.Context, fn func(s *Session) error) error
 }
 
 // NodeUpdater is implemented by a Store that can store a change of a few
@@ -234,12 +238,7 @@ func (m *MemoryStore) List(ctx context.Context) ([]*Session, error) {
 		out = append(out, s.Clone())
 	}
 	m.mu.Unlock()
-	slices.SortFunc(out, func(a, b *Session) int {
-		if c := a.Progress.CreatedAt.Compare(b.Progress.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.UpgradeID, b.UpgradeID)
-	})
+	sortSessions(out)
 	return out, nil
 }
 
@@ -270,6 +269,37 @@ func (m *MemoryStore) View(ctx context.Context, id string, fn func(s *Session) e
 		return fmt.Errorf("%w: %s", ErrSessionNotFound, id)
 	}
 	return fn(s)
+}
+
+// ViewAll implements Viewer: fn sees each stored record under the
+// store's lock.
+func (m *MemoryStore) ViewAll(ctx context.Context, fn func(s *Session) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	sortSessions(all)
+	for _, s := range all {
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sortSessions orders sessions by creation time, then id.
+func sortSessions(list []*Session) {
+	slices.SortFunc(list, func(a, b *Session) int {
+		if c := a.Progress.CreatedAt.Compare(b.Progress.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UpgradeID, b.UpgradeID)
+	})
 }
 
 // Revision implements RevisionReader.

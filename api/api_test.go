@@ -68,6 +68,12 @@ func (f *flakyStore) View(ctx context.Context, id string, fn func(*crus.Session)
 	}
 	return f.MemoryStore.View(ctx, id, fn)
 }
+func (f *flakyStore) ViewAll(ctx context.Context, fn func(*crus.Session) error) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.MemoryStore.ViewAll(ctx, fn)
+}
 func (f *flakyStore) List(ctx context.Context) ([]*crus.Session, error) {
 	if err := f.err(); err != nil {
 		return nil, err

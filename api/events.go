@@ -305,19 +305,19 @@ func (sw *watch) read(ctx context.Context, force bool) (list []Summary, gone boo
 		return []Summary{sum}, false, nil
 	}
 	if force || sw.listNext || sw.polls+1 >= listEvery {
-		all, err := h.ex.List(ctx)
+		present := map[string]bool{}
+		err := h.ex.ViewAll(ctx, func(s *crus.Session) error {
+			present[s.UpgradeID] = true
+			if rev, ok := sw.revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
+				return nil
+			}
+			list = append(list, SummaryOf(s))
+			return nil
+		})
 		if err != nil {
 			return nil, false, err
 		}
 		sw.polls, sw.listNext = 0, false
-		present := make(map[string]bool, len(all))
-		for _, s := range all {
-			present[s.UpgradeID] = true
-			if rev, ok := sw.revs[s.UpgradeID]; ok && rev == s.Revision && s.Revision != 0 && !force {
-				continue
-			}
-			list = append(list, SummaryOf(s))
-		}
 		for id := range sw.revs {
 			if !present[id] {
 				delete(sw.revs, id)

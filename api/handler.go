@@ -237,15 +237,17 @@ func (h *Handler) createOriginal(w http.ResponseWriter, r *http.Request, _ []str
 	writeJSON(w, http.StatusCreated, s.Status())
 }
 
+// listOriginal and list read the records in place when the store can
+// (Executor.ViewAll): neither answer has a node in it.
 func (h *Handler) listOriginal(w http.ResponseWriter, r *http.Request, _ []string) {
-	list, err := h.ex.List(r.Context())
+	out := []crus.Status{}
+	err := h.ex.ViewAll(r.Context(), func(s *crus.Session) error {
+		out = append(out, s.Status())
+		return nil
+	})
 	if err != nil {
 		h.fail(w, r, backendProblem(err))
 		return
-	}
-	out := make([]crus.Status, len(list))
-	for i, s := range list {
-		out[i] = s.Status()
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -296,14 +298,14 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ []string) {
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ []string) {
-	list, err := h.ex.List(r.Context())
+	out := []Summary{}
+	err := h.ex.ViewAll(r.Context(), func(s *crus.Session) error {
+		out = append(out, SummaryOf(s))
+		return nil
+	})
 	if err != nil {
 		h.fail(w, r, backendProblem(err))
 		return
-	}
-	out := make([]Summary, len(list))
-	for i, s := range list {
-		out[i] = SummaryOf(s)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

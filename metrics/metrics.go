@@ -14,8 +14,9 @@
 // ones) only every Config.ListEvery scrapes, when the source can tell
 // revisions (a *crus.Executor, or a store that is a crus.RevisionReader):
 // a scrape of an idle 160,000-node session then reads one revision, not
-// 50 MB of node records; one that moved is read in place when the source
-// can show a record without a copy (crus.Viewer, through the executor).
+// 50 MB of node records; the records (of the sessions that moved, and
+// the list) are read in place when the source can show them without a
+// copy (crus.Viewer, through the executor).
 //
 //	crus_sessions{state}                          sessions by state (CREATED, UPDATING, READY, DELETING)
 //	crus_session_nodes{session,outcome}           nodes by outcome: upgraded, failed, skipped, untouched, in_flight, pending
@@ -252,26 +253,43 @@ func (m *Metrics) refresh() {
 // list reads every session, and reads again (from the list) only those
 // whose revision moved.
 func (m *Metrics) list(ctx context.Context) {
-	list, err := m.src.List(ctx)
+	present := map[string]bool{}
+	each := func(s *crus.Session) error {
+		present[s.UpgradeID] = true
+		if g := m.known[s.UpgradeID]; g != nil && g.rev == s.Revision && s.Revision != 0 {
+			return nil
+		}
+		m.read(s)
+		return nil
+	}
+	var err error
+	if v, ok := m.src.(allViewer); ok {
+		err = v.ViewAll(ctx, each)
+	} else {
+		var list []*crus.Session
+		if list, err = m.src.List(ctx); err == nil {
+			for _, s := range list {
+				_ = each(s)
+			}
+		}
+	}
 	if err != nil {
 		// Keep the last values rather than report every session gone.
 		m.log.Warn("metrics: cannot read the sessions", "err", err)
 		return
 	}
 	m.listed, m.scrapes = true, 1
-	present := make(map[string]bool, len(list))
-	for _, s := range list {
-		present[s.UpgradeID] = true
-		if g := m.known[s.UpgradeID]; g != nil && g.rev == s.Revision && s.Revision != 0 {
-			continue
-		}
-		m.read(s)
-	}
 	for id := range m.known {
 		if !present[id] {
 			m.forget(id)
 		}
 	}
+}
+
+// allViewer is a source that can show every record without copying them
+// (the ViewAll method of a *crus.Executor, or of a crus.Viewer).
+type allViewer interface {
+	ViewAll(ctx context.Context, fn func(*crus.Session) error) error
 }
 
 // reread reads the revision of each session known, and the record of

@@ -226,12 +226,15 @@ func (d *Demo) next(ctx context.Context, i int) (string, error) {
 const fullReadEvery = 30
 
 // hasEnded reports whether the session ended (and whether it is gone). It
-// reads the session's revision only, unless full: a record of 160,000
-// nodes is 50 MB to copy.
+// reads the session's revision only, unless full (then the record, in
+// place where the store can: a copy of 160,000 node records is 50 MB).
 func (d *Demo) hasEnded(ctx context.Context, id string, full bool) (ended, gone bool) {
 	if full {
-		s, err := d.Executor.Get(ctx, id)
-		return err == nil && s.Completed, errors.Is(err, crus.ErrSessionNotFound)
+		err := d.Executor.View(ctx, id, func(s *crus.Session) error {
+			ended = s.Completed
+			return nil
+		})
+		return ended, errors.Is(err, crus.ErrSessionNotFound)
 	}
 	if _, err := d.Executor.Revision(ctx, id); err != nil {
 		return false, errors.Is(err, crus.ErrSessionNotFound)

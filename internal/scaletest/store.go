@@ -25,8 +25,9 @@ type Store struct {
 // Counts are the reads made through a Store.
 type Counts struct {
 	Gets, Lists, Revisions int
-	// Views counts the records shown without a copy (crus.Viewer).
-	Views int
+	// Views and ViewAlls count the calls that show records without a
+	// copy (crus.Viewer).
+	Views, ViewAlls int
 	// Nodes counts the node records handed out by Get and List.
 	Nodes int
 }
@@ -78,6 +79,14 @@ func (s *Store) View(ctx context.Context, id string, fn func(*crus.Session) erro
 	s.counts.Views++
 	s.mu.Unlock()
 	return s.MemoryStore.View(ctx, id, fn)
+}
+
+// ViewAll implements crus.Viewer.
+func (s *Store) ViewAll(ctx context.Context, fn func(*crus.Session) error) error {
+	s.mu.Lock()
+	s.counts.ViewAlls++
+	s.mu.Unlock()
+	return s.MemoryStore.ViewAll(ctx, fn)
 }
 
 // Revision implements crus.RevisionReader.
