@@ -238,7 +238,8 @@ func (e *Executor) Revision(ctx context.Context, id string) (int64, error) {
 // fn's error, or returns ErrSessionNotFound. fn must not change the
 // record, nor keep it or any of its slices after it returns (its strings
 // it may keep). When the store is a Viewer, fn sees the stored record,
-// not a copy, and should be quick; otherwise it gets a copy (Get).
+// not a copy, and should be quick and must not call the store nor the
+// Executor; otherwise it gets a copy (Get).
 func (e *Executor) View(ctx context.Context, id string, fn func(s *Session) error) error {
 	if v, ok := e.store.(Viewer); ok {
 		return v.View(ctx, id, fn)

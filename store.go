@@ -68,7 +68,8 @@ type Viewer interface {
 	// fn's error, or returns ErrSessionNotFound. fn must not change the
 	// record, nor keep it or any of its slices after it returns (its
 	// strings, which never change, it may keep); it should be quick:
-	// writers of the session may wait for it.
+	// writers of the session may wait for it. fn must not call the store
+	// (MemoryStore holds its lock while fn runs).
 	View(ctx context.Context, id string, fn func(s *Session) error) error
 	// ViewAll calls fn with the stored record of every session, in List's
 	// order, on the same terms, and stops at fn's first error, which it
