@@ -164,21 +164,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			allow = append(allow, rt.method)
 			continue
 		}
-		if !(h.cfg.PublicReads && (req.Method == "GET" || req.Method == "HEAD")) {
-			caller, err := h.cfg.Auth.Authenticate(req)
-			if err != nil {
-				status := http.StatusUnauthorized
-				if errors.Is(err, errKeys) {
-					status = http.StatusServiceUnavailable
-				} else {
-					w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-				}
-				h.fail(w, req, &Problem{Status: status, Detail: err.Error()})
-				return
-			}
-			if caller != "" && req.Method != "GET" {
-				h.log.Info("request", "method", req.Method, "path", path, "caller", caller)
-			}
+		if !h.authenticate(w, req, path) {
+			return
 		}
 		rt.serve(h, w, req, params)
 		return
@@ -190,6 +177,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	h.fail(w, req, problemf(http.StatusNotFound, "no such resource: %s", path))
+}
+
+// authenticate applies the handler's rule to a request: a read (GET or
+// HEAD) passes without a token when PublicReads is set, anything else
+// must pass Auth. A request that does not is answered (401, or 503 when
+// the keys cannot be had) and authenticate returns false.
+func (h *Handler) authenticate(w http.ResponseWriter, req *http.Request, path string) bool {
+	if h.cfg.PublicReads && (req.Method == "GET" || req.Method == "HEAD") {
+		return true
+	}
+	caller, err := h.cfg.Auth.Authenticate(req)
+	if err != nil {
+		status := http.StatusUnauthorized
+		if errors.Is(err, errKeys) {
+			status = http.StatusServiceUnavailable
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		}
+		h.fail(w, req, &Problem{Status: status, Detail: err.Error()})
+		return false
+	}
+	if caller != "" && req.Method != "GET" {
+		h.log.Info("request", "method", req.Method, "path", path, "caller", caller)
+	}
+	return true
+}
+
+// Guard returns next behind the handler's authentication: what serves a
+// session's data outside the API (the page's timeline pictures) is read
+// under the API's rule, so a token the API would refuse reads nothing
+// there either.
+func (h *Handler) Guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if h.authenticate(w, req, req.URL.Path) {
+			next.ServeHTTP(w, req)
+		}
+	})
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {

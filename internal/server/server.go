@@ -43,7 +43,10 @@ type Options struct {
 type Handler struct {
 	api *api.Handler
 	web http.Handler
-	met http.Handler
+	// timeline is the page's timeline pictures behind the API's
+	// authentication: they show a session's data.
+	timeline http.Handler
+	met      http.Handler
 }
 
 // New returns the handler of the API, the page and the metrics.
@@ -55,7 +58,8 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Handler{api: h, web: web.Handler(web.Config{Sessions: o.Executor, API: APIPath, Now: o.Now})}
+	page := web.Handler(web.Config{Sessions: o.Executor, API: APIPath, Now: o.Now})
+	out := &Handler{api: h, web: page, timeline: h.Guard(page)}
 	if o.Metrics != nil {
 		out.met = o.Metrics.Handler()
 	}
@@ -80,6 +84,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/healthz":
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
+	case strings.HasPrefix(p, "/timeline/"):
+		h.timeline.ServeHTTP(w, r)
 	default:
 		h.web.ServeHTTP(w, r)
 	}
