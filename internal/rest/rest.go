@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,7 +214,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		why := "error"
 		if err == nil {
 			why = fmt.Sprintf("status %d", resp.Status)
-			if ra := retryAfter(resp); ra > wait {
+			if ra := retryAfter(resp, time.Now()); ra > wait {
 				wait = min(ra, maxRetryWait)
 			}
 		}
@@ -311,14 +312,22 @@ type redacted struct {
 func (r redacted) Error() string { return auth.Redact(r.err.Error(), r.token) }
 func (r redacted) Unwrap() error { return r.err }
 
-func retryAfter(r *Response) time.Duration {
-	v := r.Header.Get("Retry-After")
+// retryAfter is the wait a Retry-After header asks for: delay-seconds or
+// an HTTP-date (RFC 9110, section 10.2.3), the latter counted from now;
+// 0 if there is none, it is malformed, or the date has passed.
+func retryAfter(r *Response, now time.Time) time.Duration {
+	v := strings.TrimSpace(r.Header.Get("Retry-After"))
 	if v == "" {
 		return 0
 	}
-	var secs int
-	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(maxRetryWait/time.Second)+1)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
 	}
 	return 0
 }

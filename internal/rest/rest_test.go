@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -336,5 +337,49 @@ func TestNewNeverShowsAPassword(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "url-secret-pw") {
 			t.Errorf("New(%q): %v; want an error without the password", base, err)
 		}
+	}
+}
+
+// Retry-After may be an HTTP-date as well as a number of seconds (RFC 9110,
+// section 10.2.3); both are honoured, up to the longest retry wait.
+func TestRetryAfterDate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header func(now time.Time) string
+		want   time.Duration
+	}{
+		{"seconds", func(time.Time) string { return "3" }, 3 * time.Second},
+		{"date", func(now time.Time) string { return now.Add(3 * time.Second).UTC().Format(http.TimeFormat) }, 3 * time.Second},
+		{"past date", func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) }, 0},
+		{"far date", func(now time.Time) string { return now.Add(time.Hour).UTC().Format(http.TimeFormat) }, maxRetryWait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var calls atomic.Int32
+				rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					h := http.Header{"Content-Type": {"application/json"}}
+					status := http.StatusOK
+					if calls.Add(1) == 1 {
+						status = http.StatusServiceUnavailable
+						h.Set("Retry-After", tc.header(time.Now()))
+					}
+					return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader("{}")), Request: r}, nil
+				})
+				c, err := New(Options{Service: "test", BaseURL: "http://bos.invalid/api", HTTPClient: &http.Client{Transport: rt},
+					Retries: 1, RetryWait: time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				resp, err := c.Do(t.Context(), Request{Method: "GET", Path: "/x", Safe: true})
+				took := time.Since(start)
+				if err != nil || resp.Status != http.StatusOK || calls.Load() != 2 {
+					t.Fatalf("503 then 200: %v, %v after %d calls; want 200 after 2", resp, err, calls.Load())
+				}
+				if took < tc.want || took > tc.want+10*time.Millisecond {
+					t.Errorf("retried after %s of virtual time; want %s", took, tc.want)
+				}
+			})
+		})
 	}
 }
