@@ -177,7 +177,8 @@ func same(s *sessionJSON, req Request, limit string) error {
 // (POST /v2/sessions) unless a session of that name exists: the same
 // session is success, another is ErrSessionExists. A create that gets no
 // clear answer (network error, timeout, 5xx) is followed by a lookup
-// before it is sent again. BOS answers an unknown template with 400; the
+// before it is sent again; a 429 is returned at once, as an error that is
+// not permanent. BOS answers an unknown template with 400; the
 // template is then read to tell ErrTemplateNotFound from other refusals
 // (ErrInvalidRequest).
 func (c *Client) Reboot(ctx context.Context, req Request) error {
@@ -218,7 +219,12 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 				return statusError(op, resp, ErrTemplateNotFound)
 			}
 			return statusError(op, resp, ErrInvalidRequest)
-		case err == nil && resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusTooManyRequests && resp.Status != http.StatusRequestTimeout:
+		case err == nil && resp.Status == http.StatusTooManyRequests:
+			// Refused unprocessed (RFC 6585): nothing to look up, and
+			// sending it again at once is what the server asked us not to
+			// do. The error is not permanent: crus tries again later.
+			return unexpected(op, resp)
+		case err == nil && resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout:
 			return unexpected(op, resp)
 		case err != nil:
 			if ctx.Err() != nil {

@@ -414,7 +414,11 @@ func (c *V1Client) Reboot(ctx context.Context, req Request) error {
 				return statusError(op, resp, ErrTemplateNotFound)
 			}
 			return statusError(op, resp, ErrInvalidRequest)
-		case err == nil && resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusTooManyRequests && resp.Status != http.StatusRequestTimeout:
+		case err == nil && resp.Status == http.StatusTooManyRequests:
+			// Refused unprocessed (RFC 6585): no session to look for, and
+			// no retry at once; crus tries again later.
+			return unexpected(op, resp)
+		case err == nil && resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout:
 			return unexpected(op, resp)
 		case err != nil:
 			if ctx.Err() != nil {

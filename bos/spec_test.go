@@ -1,0 +1,113 @@
+package bos_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
+)
+
+// stubBOS answers as a BOS v2 may by its OpenAPI document, in ways
+// bosserver does not: each test sets what it needs. Requests are counted
+// by "METHOD path".
+type stubBOS struct {
+	mu      sync.Mutex
+	calls   map[string]int
+	handler func(w http.ResponseWriter, r *http.Request) bool // true: answered
+}
+
+func (s *stubBOS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]int{}
+	}
+	s.calls[r.Method+" "+r.URL.Path]++
+	s.mu.Unlock()
+	if s.handler != nil && s.handler(w, r) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"type":"about:blank","title":"Not Found","status":404,"detail":"no such thing"}`))
+}
+
+func (s *stubBOS) count(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[key]
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func stubClient(t *testing.T, s *stubBOS) *bos.Client {
+	t.Helper()
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	c, err := bos.New(bos.Config{BaseURL: ts.URL, RetryWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A 429 to POST /v2/sessions refused the create unprocessed: the client
+// returns at once with an error crus retries later, rather than sending
+// the create again and again without the wait the server asked for.
+func TestCreateTooManyRequests(t *testing.T) {
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v2/sessions" {
+			w.Header().Set("Retry-After", "30")
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"title": "Too Many Requests", "status": 429})
+			return true
+		}
+		return false
+	}}
+	c := stubClient(t, s)
+	err := c.Reboot(t.Context(), bos.Request{Name: "s1", Template: "tmpl", Limit: []string{"x3000c0s1b0n0"}})
+	var apiErr *bos.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || errors.Is(err, batch.ErrPermanent) {
+		t.Errorf("Reboot answered 429: %v; want a 429 APIError that is not permanent", err)
+	}
+	if n := s.count("POST /v2/sessions"); n != 1 {
+		t.Errorf("%d creates sent after a 429; want 1", n)
+	}
+}
+
+// The same for BOS v1: a 429 to POST /v1/session is returned at once.
+func TestV1CreateTooManyRequests(t *testing.T) {
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/session":
+			writeJSON(w, http.StatusOK, []string{})
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/session":
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"title": "Too Many Requests", "status": 429})
+		default:
+			return false
+		}
+		return true
+	}}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	c, err := bos.NewV1(bos.V1Config{Config: bos.Config{BaseURL: ts.URL, RetryWait: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Reboot(t.Context(), bos.Request{Name: "s1", Template: "tmpl", Limit: []string{"x3000c0s1b0n0"}})
+	var apiErr *bos.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || errors.Is(err, batch.ErrPermanent) {
+		t.Errorf("Reboot answered 429: %v; want a 429 APIError that is not permanent", err)
+	}
+	if n := s.count("POST /v1/session"); n != 1 {
+		t.Errorf("%d creates sent after a 429; want 1", n)
+	}
+}
