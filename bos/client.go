@@ -164,7 +164,7 @@ func same(s *sessionJSON, req Request, limit string) error {
 	if s.TemplateName != req.Template {
 		diffs = append(diffs, fmt.Sprintf("template %q, not %q", s.TemplateName, req.Template))
 	}
-	if got := deref(s.Limit); got != limit {
+	if got := deref(s.Limit); s.Limit != nil && got != limit {
 		diffs = append(diffs, fmt.Sprintf("limit %q, not %q", abbreviate(got), abbreviate(limit)))
 	}
 	if len(diffs) == 0 {
@@ -273,7 +273,9 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	}
 	st := Status{Name: name, Error: deref(s.Status.Error), StartTime: parseTime(s.Status.StartTime), EndTime: parseTime(deref(s.Status.EndTime)), Nodes: map[string]NodeStatus{}}
 	switch s.Status.Status {
-	case "pending":
+	case "pending", "":
+		// The spec requires neither status nor status.status: a session
+		// that shows none has not been seen running yet.
 		st.Phase = PhasePending
 	case "running":
 		st.Phase = PhaseRunning

@@ -83,6 +83,30 @@ func TestCreateTooManyRequests(t *testing.T) {
 	}
 }
 
+// The spec requires only name, operation and template_name of a session
+// (V2Session): one read back without limit or status is neither another
+// session nor a failure.
+func TestSessionWithoutLimitOrStatus(t *testing.T) {
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && r.URL.Path == "/v2/sessions/s1" {
+			writeJSON(w, http.StatusOK, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl"})
+			return true
+		}
+		return false
+	}}
+	c := stubClient(t, s)
+	if err := c.Reboot(t.Context(), bos.Request{Name: "s1", Template: "tmpl", Limit: []string{"x3000c0s1b0n0"}}); err != nil {
+		t.Errorf("Reboot of a session that exists without a limit shown: %v; want nil", err)
+	}
+	if n := s.count("POST /v2/sessions"); n != 0 {
+		t.Errorf("%d creates sent for a session that exists", n)
+	}
+	st, err := c.Status(t.Context(), "s1", []string{"x3000c0s1b0n0"})
+	if err != nil || st.Phase != bos.PhasePending {
+		t.Errorf("Status of a session without status: %+v, %v; want pending", st, err)
+	}
+}
+
 // The same for BOS v1: a 429 to POST /v1/session is returned at once.
 func TestV1CreateTooManyRequests(t *testing.T) {
 	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
