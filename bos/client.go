@@ -105,6 +105,15 @@ type (
 	}
 )
 
+// effectiveStatus is the component's status as BOS v2 defines it: a
+// status_override, when set, overrides the status value (V2ComponentStatus).
+func (c componentJSON) effectiveStatus() string {
+	if c.Status.StatusOverride != "" {
+		return c.Status.StatusOverride
+	}
+	return c.Status.Status
+}
+
 // Component statuses of BOS v2 (bos.common.values.Status).
 const (
 	statusStable = "stable"
@@ -296,7 +305,7 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 		if !ok || comp.Session != name {
 			continue // not (or no longer) this session's: unknown
 		}
-		switch comp.Status.Status {
+		switch comp.effectiveStatus() {
 		case statusStable:
 			st.Nodes[x] = NodeStatus{Result: ResultSucceeded}
 		case statusFailed:

@@ -107,6 +107,40 @@ func TestSessionWithoutLimitOrStatus(t *testing.T) {
 	}
 }
 
+// V2ComponentStatus: "status_override: If set, this will override the
+// status value."
+func TestStatusOverride(t *testing.T) {
+	const a, b, c3 = "x3000c0s1b0n0", "x3000c0s2b0n0", "x3000c0s3b0n0"
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/sessions/s1":
+			writeJSON(w, http.StatusOK, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl",
+				"limit":  a + "," + b + "," + c3,
+				"status": map[string]any{"status": "complete", "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T00:10:00Z", "error": nil}})
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/components":
+			writeJSON(w, http.StatusOK, []map[string]any{
+				{"id": a, "session": "s1", "error": "", "status": map[string]any{"phase": "", "status": "stable", "status_override": "failed"}},
+				{"id": b, "session": "s1", "error": "", "status": map[string]any{"phase": "", "status": "failed", "status_override": "stable"}},
+				{"id": c3, "session": "s1", "error": "", "status": map[string]any{"phase": "", "status": "stable", "status_override": ""}},
+			})
+		default:
+			return false
+		}
+		return true
+	}}
+	c := stubClient(t, s)
+	st, err := c.Status(t.Context(), "s1", []string{a, b, c3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bos.Result{a: bos.ResultFailed, b: bos.ResultSucceeded, c3: bos.ResultSucceeded}
+	for x, r := range want {
+		if st.Nodes[x].Result != r {
+			t.Errorf("node %s: %+v; want %q", x, st.Nodes[x], r)
+		}
+	}
+}
+
 // The same for BOS v1: a 429 to POST /v1/session is returned at once.
 func TestV1CreateTooManyRequests(t *testing.T) {
 	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
