@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/crus-go/crus/internal/rest"
 )
@@ -22,7 +23,9 @@ import (
 // idempotent: Reboot looks the name up before it creates anything, and
 // after a create that got no clear answer, so a session is never created
 // twice (BOS before 2.x-2023 silently replaced a session of the same
-// name).
+// name). Should the create's answer give the session another name, the
+// client follows the session under that name, in this process: a
+// restarted client knows only the caller's name.
 //
 // Per-node outcomes come from the BOS components
 // (GET /v2/components?ids=...): a component whose session is this one and
@@ -35,6 +38,9 @@ type Client struct {
 	rc  *rest.Client
 	cfg Config
 	log *slog.Logger
+	// named maps a requested session name to the name BOS gave the
+	// session, where they differ (see Reboot).
+	named sync.Map // string -> string
 }
 
 var _ Orchestrator = (*Client)(nil)
@@ -198,7 +204,7 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 		return err
 	}
 	limit := req.LimitString()
-	s, err := c.session(ctx, req.Name)
+	s, err := c.session(ctx, c.bosName(req.Name))
 	if err != nil {
 		return err
 	}
@@ -213,6 +219,14 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 		switch {
 		case err == nil && (resp.Status == http.StatusCreated || resp.Status == http.StatusOK):
 			c.log.Debug("session created", "session", req.Name, "template", req.Template, "limit", abbreviate(limit))
+			// The answer is the session (V2Session): BOS may have named
+			// it otherwise. Follow it under BOS's name, never create it
+			// again under ours.
+			var created sessionJSON
+			if jerr := resp.JSON(&created); jerr == nil && created.Name != "" && created.Name != req.Name {
+				c.named.Store(req.Name, created.Name)
+				c.log.Warn("BOS named the session otherwise; following it under BOS's name", "session", req.Name, "bos_name", created.Name)
+			}
 			return nil
 		case err == nil && resp.Status == http.StatusConflict:
 			s, gerr := c.session(ctx, req.Name)
@@ -256,6 +270,15 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 	return last
 }
 
+// bosName is the name BOS gave the session requested as name: name
+// itself unless the create's answer named it otherwise.
+func (c *Client) bosName(name string) string {
+	if v, ok := c.named.Load(name); ok {
+		return v.(string)
+	}
+	return name
+}
+
 // maxIDsParam is the longest ids query parameter BOS takes: the spec gives
 // it the schema V2ComponentId (maxLength 127), and BOS's connexion layer
 // validates parameters, so a longer list is refused with 400.
@@ -273,7 +296,8 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	if !nameRE.MatchString(name) {
 		return Status{}, fmt.Errorf("%w: %q is not a valid session name", ErrSessionNotFound, name)
 	}
-	s, err := c.session(ctx, name)
+	bn := c.bosName(name)
+	s, err := c.session(ctx, bn)
 	if err != nil {
 		return Status{}, err
 	}
@@ -296,13 +320,13 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	if st.Phase == PhasePending || len(nodes) == 0 || (st.Phase == PhaseComplete && st.Error != "") {
 		return st, nil
 	}
-	comps, err := c.components(ctx, name, nodes)
+	comps, err := c.components(ctx, bn, nodes)
 	if err != nil {
 		return Status{}, err
 	}
 	for _, x := range nodes {
 		comp, ok := comps[x]
-		if !ok || comp.Session != name {
+		if !ok || comp.Session != bn {
 			continue // not (or no longer) this session's: unknown
 		}
 		switch comp.effectiveStatus() {

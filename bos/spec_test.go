@@ -169,3 +169,50 @@ func TestV1CreateTooManyRequests(t *testing.T) {
 		t.Errorf("%d creates sent after a 429; want 1", n)
 	}
 }
+
+// POST /v2/sessions answers with the session (V2Session), whose name is
+// BOS's to give: the client follows the session under that name, and
+// never creates it again under its own.
+func TestSessionNamedByBOS(t *testing.T) {
+	const x = "x3000c0s1b0n0"
+	var mu sync.Mutex
+	created := false
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		session := map[string]any{"name": "tenant-a-s1", "operation": "reboot", "template_name": "tmpl", "limit": x,
+			"status": map[string]any{"status": "complete", "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T00:10:00Z"}}
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/v2/sessions":
+			if created {
+				writeJSON(w, http.StatusConflict, map[string]any{"title": "Conflict", "status": 409})
+				return true
+			}
+			created = true
+			session["status"] = map[string]any{"status": "pending", "start_time": "2026-01-01T00:00:00Z"}
+			writeJSON(w, http.StatusCreated, session)
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/sessions/tenant-a-s1" && created:
+			writeJSON(w, http.StatusOK, session)
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/components" && r.URL.Query().Get("ids") == x:
+			writeJSON(w, http.StatusOK, []map[string]any{{"id": x, "session": "tenant-a-s1", "status": map[string]any{"status": "stable"}}})
+		default:
+			return false
+		}
+		return true
+	}}
+	c := stubClient(t, s)
+	req := bos.Request{Name: "s1", Template: "tmpl", Limit: []string{x}}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(t.Context(), "s1", []string{x})
+	if err != nil || st.Phase != bos.PhaseComplete || st.Nodes[x].Result != bos.ResultSucceeded {
+		t.Errorf("Status of the session BOS named tenant-a-s1: %+v, %v; want complete, %s succeeded", st, err, x)
+	}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Errorf("Reboot again: %v; want nil, nothing created", err)
+	}
+	if n := s.count("POST /v2/sessions"); n != 1 {
+		t.Errorf("%d creates; want 1", n)
+	}
+}
