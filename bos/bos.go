@@ -47,7 +47,12 @@ type Orchestrator interface {
 
 	// Status reports the session's progress and the outcome of each of
 	// nodes (xnames) known so far. It returns ErrSessionNotFound if no
-	// session has this name.
+	// session has this name and none was ever known to have it. A session
+	// that the orchestrator had (created by Reboot, or read by Status) and
+	// that is gone since (deleted) is reported PhaseComplete with an Error
+	// instead: crus sends the boot of a session not found again, and a
+	// deleted one must not reboot its nodes twice. Reboot of such a name
+	// creates nothing.
 	Status(ctx context.Context, name string, nodes []string) (Status, error)
 }
 

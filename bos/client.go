@@ -41,6 +41,10 @@ type Client struct {
 	// named maps a requested session name to the name BOS gave the
 	// session, where they differ (see Reboot).
 	named sync.Map // string -> string
+	// seen holds the requested names of the sessions this client created
+	// or read: one of them that BOS no longer knows was deleted, not
+	// never created (see Status).
+	seen sync.Map // string -> struct{}
 }
 
 var _ Orchestrator = (*Client)(nil)
@@ -188,6 +192,15 @@ func same(s *sessionJSON, req Request, limit string) error {
 	return fmt.Errorf("%w: session %q has %s", ErrSessionExists, req.Name, strings.Join(diffs, "; "))
 }
 
+// same is same, noting the session seen when it is the one asked for.
+func (c *Client) same(s *sessionJSON, req Request, limit string) error {
+	err := same(s, req, limit)
+	if err == nil {
+		c.seen.Store(req.Name, struct{}{})
+	}
+	return err
+}
+
 // Reboot implements Orchestrator. It creates the session
 // (POST /v2/sessions) unless a session of that name exists: the same
 // session is success, another is ErrSessionExists. A create that gets no
@@ -209,7 +222,12 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 		return err
 	}
 	if s != nil {
-		return same(s, req, limit)
+		return c.same(s, req, limit)
+	}
+	if _, ok := c.seen.Load(req.Name); ok {
+		// Created (or read) before, and deleted since: never again.
+		c.log.Warn("session was deleted from BOS; not creating it again", "session", req.Name)
+		return nil
 	}
 	op := fmt.Sprintf("create session %q", req.Name)
 	body := sessionCreateJSON{Name: req.Name, Operation: "reboot", TemplateName: req.Template, Limit: limit, IncludeDisabled: c.cfg.IncludeDisabled}
@@ -227,6 +245,7 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 				c.named.Store(req.Name, created.Name)
 				c.log.Warn("BOS named the session otherwise; following it under BOS's name", "session", req.Name, "bos_name", created.Name)
 			}
+			c.seen.Store(req.Name, struct{}{})
 			return nil
 		case err == nil && resp.Status == http.StatusConflict:
 			s, gerr := c.session(ctx, req.Name)
@@ -236,7 +255,7 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 			case s == nil:
 				return fmt.Errorf("%w (and it was gone when read back; try again)", statusError(op, resp, nil))
 			}
-			return same(s, req, limit)
+			return c.same(s, req, limit)
 		case err == nil && (resp.Status == http.StatusBadRequest || resp.Status == http.StatusNotFound):
 			if terr := c.CheckTemplate(ctx, req.Template); errors.Is(terr, ErrTemplateNotFound) {
 				return statusError(op, resp, ErrTemplateNotFound)
@@ -264,10 +283,17 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 			return errors.Join(last, gerr)
 		}
 		if s != nil {
-			return same(s, req, limit)
+			return c.same(s, req, limit)
 		}
 	}
 	return last
+}
+
+// deletedStatus is the status of a session that BOS accepted and then
+// deleted before it was seen complete: over, with no known outcome.
+func deletedStatus(name string) Status {
+	return Status{Name: name, Phase: PhaseComplete, Nodes: map[string]NodeStatus{},
+		Error: "the boot session was deleted from the boot orchestrator before it was seen complete: whether its nodes rebooted is not known"}
 }
 
 // bosName is the name BOS gave the session requested as name: name
@@ -288,7 +314,9 @@ const maxIDsParam = 127
 // session has chosen its nodes, one GET /v2/components for the nodes asked
 // about: ?ids=x1,x2,... when the list fits in the 127 characters BOS takes,
 // else ?session={name} (the components the session manages, which are the
-// only ones whose outcome counts).
+// only ones whose outcome counts). A 404 for a session this client created
+// or read before is a deletion, not ErrSessionNotFound (see Orchestrator);
+// the client knows only the sessions of its own process.
 func (c *Client) Status(ctx context.Context, name string, nodes []string) (Status, error) {
 	if err := ctx.Err(); err != nil {
 		return Status{}, err
@@ -302,8 +330,14 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 		return Status{}, err
 	}
 	if s == nil {
+		if _, ok := c.seen.Load(name); ok {
+			// BOS had it: deleted (by an admin, or by BOS's cleanup), not
+			// unaccepted. Sending it again would reboot its nodes twice.
+			return deletedStatus(name), nil
+		}
 		return Status{}, &APIError{Op: fmt.Sprintf("read session %q", name), StatusCode: http.StatusNotFound, Title: "Not Found", Kind: ErrSessionNotFound}
 	}
+	c.seen.Store(name, struct{}{})
 	st := Status{Name: name, Error: deref(s.Status.Error), StartTime: parseTime(s.Status.StartTime), EndTime: parseTime(deref(s.Status.EndTime)), Nodes: map[string]NodeStatus{}}
 	switch s.Status.Status {
 	case "pending", "":

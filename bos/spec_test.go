@@ -216,3 +216,81 @@ func TestSessionNamedByBOS(t *testing.T) {
 		t.Errorf("%d creates; want 1", n)
 	}
 }
+
+// A session BOS accepted and then deleted (DELETE /v2/sessions/{name}: 204)
+// is over with no known outcome: it is not ErrSessionNotFound, which crus
+// takes for a boot never accepted and sends again, rebooting the nodes a
+// second time. A 404 for a session never seen is still ErrSessionNotFound.
+func TestDeletedSessionIsNotCreatedAgain(t *testing.T) {
+	const x = "x3000c0s1b0n0"
+	var mu sync.Mutex
+	exists := false
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/v2/sessions":
+			exists = true
+			writeJSON(w, http.StatusCreated, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl", "limit": x,
+				"status": map[string]any{"status": "pending", "start_time": "2026-01-01T00:00:00Z"}})
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/sessions/s1" && exists:
+			writeJSON(w, http.StatusOK, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl", "limit": x,
+				"status": map[string]any{"status": "running", "start_time": "2026-01-01T00:00:00Z"}})
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/components":
+			writeJSON(w, http.StatusOK, []map[string]any{})
+		default:
+			return false
+		}
+		return true
+	}}
+	c := stubClient(t, s)
+	if _, err := c.Status(t.Context(), "s1", []string{x}); !errors.Is(err, bos.ErrSessionNotFound) {
+		t.Errorf("Status before any create: %v; want ErrSessionNotFound", err)
+	}
+	req := bos.Request{Name: "s1", Template: "tmpl", Limit: []string{x}}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(t.Context(), "s1", []string{x}); err != nil || st.Phase != bos.PhaseRunning {
+		t.Fatalf("Status: %+v, %v; want running", st, err)
+	}
+	mu.Lock()
+	exists = false // deleted by an admin
+	mu.Unlock()
+	st, err := c.Status(t.Context(), "s1", []string{x})
+	if err != nil || st.Phase != bos.PhaseComplete || st.Error == "" {
+		t.Errorf("Status of the deleted session: %+v, %v; want complete with an error", st, err)
+	}
+	if err := c.Reboot(t.Context(), req); err != nil {
+		t.Errorf("Reboot of the deleted session: %v; want nil, nothing created", err)
+	}
+	if n := s.count("POST /v2/sessions"); n != 1 {
+		t.Errorf("%d creates; want 1", n)
+	}
+}
+
+// The same for BOS v1 (DELETE /v1/session/{session_id}: 204): a recorded
+// session that BOS no longer has was deleted.
+func TestV1DeletedSession(t *testing.T) {
+	const x = "x3000c0s1b0n0"
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		return false // every session is gone
+	}}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	store := &bos.MemoryV1Store{}
+	if err := store.Put(t.Context(), bos.V1Record{Name: "s1", ID: "0d4d8b8c-1111-2222-3333-444455556666", Template: "tmpl", Limit: []string{x}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := bos.NewV1(bos.V1Config{Config: bos.Config{BaseURL: ts.URL, RetryWait: time.Millisecond}, Sessions: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(t.Context(), "s1", []string{x})
+	if err != nil || st.Phase != bos.PhaseComplete || st.Error == "" {
+		t.Errorf("Status of the deleted session: %+v, %v; want complete with an error", st, err)
+	}
+	if _, err := c.Status(t.Context(), "never", []string{x}); !errors.Is(err, bos.ErrSessionNotFound) {
+		t.Errorf("Status of a session never created: %v; want ErrSessionNotFound", err)
+	}
+}

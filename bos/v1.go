@@ -154,6 +154,9 @@ type V1Config struct {
 // one new session of the template is taken as this one; none means the
 // create did not happen and it is sent again; more is ErrAmbiguous.
 //
+// A recorded session that BOS no longer has was deleted: Status reports it
+// complete with an Error, and Reboot does not create it again.
+//
 // Status reads /v1/session/{id}/status and, for each boot set, its phases:
 // a node in a "failed" category failed (with the phase's error for it as
 // the reason); a node that succeeded in every phase it appears in, and is
@@ -504,7 +507,10 @@ func (c *V1Client) Status(ctx context.Context, name string, nodes []string) (Sta
 			return Status{}, derr
 		}
 		if d == nil {
-			return Status{}, statusError(op, resp, ErrSessionNotFound)
+			// Recorded, so BOS created it: deleted since, not unaccepted
+			// (see Orchestrator.Status).
+			c.log.Warn("session was deleted from BOS", "session", name, "id", r.ID)
+			return deletedStatus(name), nil
 		}
 		// The session exists but has no status yet: BOA has not started.
 		return Status{Name: name, Phase: PhasePending, Nodes: map[string]NodeStatus{}}, nil
