@@ -289,11 +289,13 @@ func (c *Client) Reboot(ctx context.Context, req Request) error {
 	return last
 }
 
-// deletedStatus is the status of a session that BOS accepted and then
-// deleted before it was seen complete: over, with no known outcome.
+// deletedError is the Status.Error of a session that BOS accepted and then
+// deleted before its outcome was known.
+const deletedError = "the boot session was deleted from the boot orchestrator before it was seen complete: whether its nodes rebooted is not known"
+
+// deletedStatus is the status of such a session: over, failed.
 func deletedStatus(name string) Status {
-	return Status{Name: name, Phase: PhaseComplete, Nodes: map[string]NodeStatus{},
-		Error: "the boot session was deleted from the boot orchestrator before it was seen complete: whether its nodes rebooted is not known"}
+	return Status{Name: name, Phase: PhaseComplete, Nodes: map[string]NodeStatus{}, Error: deletedError}
 }
 
 // bosName is the name BOS gave the session requested as name: name
@@ -331,9 +333,10 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	}
 	if s == nil {
 		if _, ok := c.seen.Load(name); ok {
-			// BOS had it: deleted (by an admin, or by BOS's cleanup), not
+			// BOS had it: deleted (by an admin, or by BOS's cleanup of
+			// complete sessions, cleanup_completed_session_ttl), not
 			// unaccepted. Sending it again would reboot its nodes twice.
-			return deletedStatus(name), nil
+			return c.deleted(ctx, name, bn, nodes)
 		}
 		return Status{}, &APIError{Op: fmt.Sprintf("read session %q", name), StatusCode: http.StatusNotFound, Title: "Not Found", Kind: ErrSessionNotFound}
 	}
@@ -354,9 +357,36 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 	if st.Phase == PhasePending || len(nodes) == 0 || (st.Phase == PhaseComplete && st.Error != "") {
 		return st, nil
 	}
+	if err := c.outcomes(ctx, &st, bn, nodes); err != nil {
+		return Status{}, err
+	}
+	return st, nil
+}
+
+// deleted is the status of a session BOS accepted and then deleted: over.
+// The nodes' components may still tell their outcomes (BOS deletes a
+// complete session after cleanup_completed_session_ttl); if any node has
+// none, the session's outcome is not known and it reads as failed.
+func (c *Client) deleted(ctx context.Context, name, bn string, nodes []string) (Status, error) {
+	st := Status{Name: name, Phase: PhaseComplete, Nodes: map[string]NodeStatus{}}
+	if len(nodes) > 0 {
+		if err := c.outcomes(ctx, &st, bn, nodes); err != nil {
+			return Status{}, err
+		}
+	}
+	if len(st.Nodes) < len(nodes) || len(nodes) == 0 {
+		st.Error = deletedError
+	}
+	c.log.Warn("session was deleted from BOS", "session", name, "outcomes", len(st.Nodes), "nodes", len(nodes))
+	return st, nil
+}
+
+// outcomes reads the components of nodes into st.Nodes: those that
+// belong to the session bn and have an outcome.
+func (c *Client) outcomes(ctx context.Context, st *Status, bn string, nodes []string) error {
 	comps, err := c.components(ctx, bn, nodes)
 	if err != nil {
-		return Status{}, err
+		return err
 	}
 	for _, x := range nodes {
 		comp, ok := comps[x]
@@ -374,7 +404,7 @@ func (c *Client) Status(ctx context.Context, name string, nodes []string) (Statu
 			}
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // components reads the BOS components of the given xnames, or of the

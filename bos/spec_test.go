@@ -294,3 +294,40 @@ func TestV1DeletedSession(t *testing.T) {
 		t.Errorf("Status of a session never created: %v; want ErrSessionNotFound", err)
 	}
 }
+
+// BOS deletes complete sessions itself after cleanup_completed_session_ttl
+// (V2Options): a session deleted before crus read it complete still has
+// its outcomes in its components, and they count.
+func TestDeletedSessionOutcomesFromComponents(t *testing.T) {
+	const a, b = "x3000c0s1b0n0", "x3000c0s2b0n0"
+	var mu sync.Mutex
+	exists := true
+	s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/sessions/s1" && exists:
+			writeJSON(w, http.StatusOK, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl", "limit": a + "," + b,
+				"status": map[string]any{"status": "pending", "start_time": "2026-01-01T00:00:00Z"}})
+		case r.Method == http.MethodGet && r.URL.Path == "/v2/components":
+			writeJSON(w, http.StatusOK, []map[string]any{
+				{"id": a, "session": "s1", "status": map[string]any{"status": "stable"}},
+				{"id": b, "session": "s1", "error": "power on failed", "status": map[string]any{"status": "failed"}},
+			})
+		default:
+			return false
+		}
+		return true
+	}}
+	c := stubClient(t, s)
+	if st, err := c.Status(t.Context(), "s1", []string{a, b}); err != nil || st.Phase != bos.PhasePending {
+		t.Fatalf("Status: %+v, %v; want pending", st, err)
+	}
+	mu.Lock()
+	exists = false // complete, and cleaned up by BOS
+	mu.Unlock()
+	st, err := c.Status(t.Context(), "s1", []string{a, b})
+	if err != nil || st.Phase != bos.PhaseComplete || st.Error != "" || st.Nodes[a].Result != bos.ResultSucceeded || st.Nodes[b].Result != bos.ResultFailed {
+		t.Errorf("Status of the session cleaned up: %+v, %v; want complete, %s succeeded, %s failed", st, err, a, b)
+	}
+}
