@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -596,11 +597,18 @@ func (s *Server) getComponents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	slices.Sort(ids)
+	// Paging (start_after_id, page_size; 0 or absent: no limit). The
+	// parameters are validated against the document before this runs.
+	after := q.Get("start_after_id")
+	size, _ := strconv.Atoi(q.Get("page_size"))
 	out := []map[string]any{}
 	for _, id := range slices.Compact(ids) {
 		c, ok := s.components[id]
-		if !ok || (q.Get("session") != "" && c.session != q.Get("session")) {
+		if !ok || (q.Get("session") != "" && c.session != q.Get("session")) || (after != "" && id <= after) {
 			continue
+		}
+		if size > 0 && len(out) == size {
+			break
 		}
 		out = append(out, map[string]any{
 			"id": c.id, "enabled": c.enabled, "error": c.err, "session": c.session,
