@@ -448,6 +448,10 @@ type NodeRecord struct {
 	Outcome Outcome `json:"outcome,omitzero"`
 	Reason  string  `json:"reason,omitzero"` // why it has its outcome (or is skipped)
 	Boot    string  `json:"boot,omitzero"`   // the boot session that rebooted it
+	// BootAccepted is set once the boot orchestrator accepted the
+	// request of Boot: a boot session it then does not know was deleted,
+	// and is never requested again.
+	BootAccepted bool `json:"boot_accepted,omitzero"`
 	// Grouped is set while the node may be in the upgrading group.
 	Grouped bool `json:"grouped,omitzero"`
 	// LastError is the most recent error of an action on this node.

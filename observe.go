@@ -28,6 +28,10 @@ import (
 // manager shows with a boot time newer than its reboot request: news
 // worth a request. The others are left out (not observed: the planner
 // waits for them).
+// bootDeleted is the error of a boot session the orchestrator accepted and
+// then no longer knew.
+const bootDeleted = "the boot orchestrator accepted the boot session, then no longer knew it (deleted): whether its nodes rebooted is not known"
+
 func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation, error) {
 	s := r.s
 	// All of an observation's calls retry within one RetryTimeout of its
@@ -226,6 +230,13 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 				st, err = e.boot.Status(ctx, b.Name, b.Nodes)
 				return err
 			})
+			if errors.Is(err, bos.ErrSessionNotFound) && b.Accepted {
+				// Accepted, and now unknown: deleted (by an admin, or by
+				// the orchestrator's cleanup), though the orchestrator's
+				// client may not know it had it (it restarted). Never sent
+				// again: over, with no known outcome, read as any status.
+				st, err = bos.Status{Name: b.Name, Phase: bos.PhaseComplete, Nodes: map[string]bos.NodeStatus{}, Error: bootDeleted}, nil
+			}
 			switch {
 			case errors.Is(err, bos.ErrSessionNotFound):
 				mu.Lock()

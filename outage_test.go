@@ -2,6 +2,7 @@ package crus_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/bos"
 	"github.com/crus-go/crus/hsm"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/wlm"
@@ -490,4 +492,72 @@ func TestRecordBelowTheFloorsStillRuns(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, final.Completed)
 	assert.Equal(t, crus.Duration(15*time.Second), final.ReturnTimeout)
+}
+
+// forgetful is a boot orchestrator whose sessions are deleted as soon as
+// they are accepted, and whose client then does not know it had them (it
+// restarted): Status answers bos.ErrSessionNotFound, as the BOS clients
+// do for a session they never saw.
+type forgetful struct {
+	bos.Orchestrator
+	mu      sync.Mutex
+	gone    map[string]bool
+	reboots map[string]int
+	stop    func() // called at a third request of one session
+}
+
+func (f *forgetful) Reboot(ctx context.Context, req bos.Request) error {
+	f.mu.Lock()
+	f.reboots[req.Name]++
+	if f.reboots[req.Name] == 3 {
+		f.stop()
+	}
+	f.mu.Unlock()
+	err := f.Orchestrator.Reboot(ctx, req)
+	if err == nil {
+		f.mu.Lock()
+		f.gone[req.Name] = true
+		f.mu.Unlock()
+	}
+	return err
+}
+
+func (f *forgetful) Status(ctx context.Context, name string, nodes []string) (bos.Status, error) {
+	f.mu.Lock()
+	gone := f.gone[name]
+	f.mu.Unlock()
+	if gone {
+		return bos.Status{}, fmt.Errorf("%w: %s", bos.ErrSessionNotFound, name)
+	}
+	return f.Orchestrator.Status(ctx, name, nodes)
+}
+
+// TestDeletedBootSessionIsNotSentAgain: a boot session the orchestrator
+// accepted and then no longer knows was deleted (by an admin, or by BOS's
+// cleanup); it is not a request never accepted. Sending it again would
+// create it anew and reboot its nodes a second time: the nodes are failed
+// instead, their outcome unknown.
+func TestDeletedBootSessionIsNotSentAgain(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 2}, 2)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	f := &forgetful{Orchestrator: e.w.BOS(), gone: map[string]bool{}, reboots: map[string]int{}, stop: stop}
+	ex, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), f, e.cfg)
+	require.NoError(t, err)
+	e.ex = ex
+	start := e.w.Now()
+	s, err := ex.Run(ctx, e.create().UpgradeID)
+	require.NoError(t, err, "the session must end without a boot sent again and again")
+	assert.Less(t, e.w.Now().Sub(start), 30*time.Minute, "the deletion is acted on when seen, not at boot_timeout")
+	assert.Len(t, messagesWith(s, "boot session complete: 0 booted, 0 failed"), 1, "one message for the deleted session")
+	for name, n := range f.reboots {
+		assert.Equal(t, 1, n, "boot session %s requested %d times", name, n)
+	}
+	assert.Len(t, f.reboots, 1)
+	for _, n := range s.Progress.Nodes {
+		assert.Equal(t, crus.OutcomeFailed, n.Outcome, "%s: %+v", n.XName, n)
+		assert.Contains(t, n.Reason, "deleted", n.XName)
+		ws, _ := e.w.Node(n.XName)
+		assert.Equal(t, 1, ws.Reboots, "%s rebooted %d times", n.XName, ws.Reboots)
+	}
 }

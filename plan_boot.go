@@ -26,6 +26,11 @@ import (
 // (Settle: Change.Accepted). While
 // a request is unaccepted no new node is taken, and a cancel returns the
 // waiting nodes to service at once.
+//
+// A request the orchestrator accepted (NodeRecord.BootAccepted) and whose
+// session it then does not know was deleted, not unaccepted: it is never
+// sent again, which would reboot its nodes twice; the observation reports
+// the session failed as a whole (Observe).
 
 // verifyBoot follows a node whose reboot was requested.
 func (p *planner) verifyBoot(i int, n *NodeRecord) {

@@ -60,6 +60,9 @@ type BootRef struct {
 	// Requested is the earliest reboot request of its nodes: a boot time
 	// later than this is news of them.
 	Requested time.Time
+	// Accepted: the orchestrator accepted the request (a node of it has
+	// NodeRecord.BootAccepted), so a session it does not know was deleted.
+	Accepted bool
 }
 
 // Part names a part of an observation, for Observation.Errors.
@@ -218,6 +221,9 @@ type Change struct {
 	// RebootRequested restarts, so boot_timeout counts from the moment
 	// the orchestrator took the request, not from the first attempt.
 	Accepted bool
+	// BootAccepted: the orchestrator accepted the request of the node's
+	// boot session (NodeRecord.BootAccepted).
+	BootAccepted bool
 	// Drain says whether the workload manager showed the node's drain.
 	Drain DrainChange
 }

@@ -76,6 +76,7 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int, []int) {
 			if n.RebootRequested.Before(sc.Boots[j].Requested) {
 				sc.Boots[j].Requested = n.RebootRequested
 			}
+			sc.Boots[j].Accepted = sc.Boots[j].Accepted || n.BootAccepted
 			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)
 		}
 	}

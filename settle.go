@@ -94,9 +94,16 @@ func Settle(s *Session, r ActionResult) Decision {
 			// A request sent again and accepted at last: the boot session
 			// begins now. Counting boot_timeout from the first attempt
 			// would fail nodes for the outage that delayed it.
+			// Either way the request is recorded as accepted: should the
+			// orchestrator later not know the session, it was deleted,
+			// and sending it again would reboot the nodes twice.
 			each(func(n *NodeRecord, err error) {
-				if err == nil && n.Phase == PhaseBooting && n.Boot == a.Reboot.Name && n.LastError != "" && !strings.HasPrefix(n.LastError, lastErrResolved) {
-					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Accepted: true, LastError: lastErrResolved + n.LastError})
+				switch {
+				case err != nil || n.Phase != PhaseBooting || n.Boot != a.Reboot.Name:
+				case n.LastError != "" && !strings.HasPrefix(n.LastError, lastErrResolved):
+					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Accepted: true, BootAccepted: true, LastError: lastErrResolved + n.LastError})
+				case !n.BootAccepted:
+					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, BootAccepted: true})
 				}
 			})
 			break
@@ -256,8 +263,12 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		if c.Reason != "" {
 			n.Reason = c.Reason
 		}
-		if c.Boot != "" {
+		if c.Boot != "" && c.Boot != n.Boot {
 			n.Boot = c.Boot
+			n.BootAccepted = false
+		}
+		if c.BootAccepted {
+			n.BootAccepted = true
 		}
 		if c.LastError != "" {
 			n.LastError = c.LastError
