@@ -84,7 +84,7 @@ type (
 		TemplateName    string `json:"template_name"`
 		Limit           string `json:"limit"`
 		Stage           bool   `json:"stage"`
-		IncludeDisabled bool   `json:"include_disabled"`
+		IncludeDisabled bool   `json:"include_disabled,omitempty"`
 	}
 	sessionJSON struct {
 		Name         string  `json:"name"`

@@ -54,7 +54,8 @@ type Config struct {
 	// Default 4.
 	Concurrency int
 	// IncludeDisabled creates sessions that also boot nodes disabled in
-	// HSM (BOS v2 include_disabled). Default false, as in BOS.
+	// HSM (BOS v2 include_disabled). Default false, as in BOS; the field
+	// is sent only when true, since BOS before 2.0.10 does not know it.
 	IncludeDisabled bool
 }
 

@@ -331,3 +331,38 @@ func TestDeletedSessionOutcomesFromComponents(t *testing.T) {
 		t.Errorf("Status of the session cleaned up: %+v, %v; want complete, %s succeeded, %s failed", st, err, a, b)
 	}
 }
+
+// include_disabled (V2SessionCreate, default false) arrived in BOS 2.0.10:
+// it is sent only when set, so that an older BOS v2 is not sent a field
+// it does not know.
+func TestIncludeDisabledSentOnlyWhenSet(t *testing.T) {
+	for _, set := range []bool{false, true} {
+		var mu sync.Mutex
+		var body map[string]any
+		s := &stubBOS{handler: func(w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodPost || r.URL.Path != "/v2/sessions" {
+				return false
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			writeJSON(w, http.StatusCreated, map[string]any{"name": "s1", "operation": "reboot", "template_name": "tmpl"})
+			return true
+		}}
+		ts := httptest.NewServer(s)
+		t.Cleanup(ts.Close)
+		c, err := bos.New(bos.Config{BaseURL: ts.URL, RetryWait: time.Millisecond, IncludeDisabled: set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Reboot(t.Context(), bos.Request{Name: "s1", Template: "tmpl", Limit: []string{"x3000c0s1b0n0"}}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		v, sent := body["include_disabled"]
+		mu.Unlock()
+		if sent != set || set && v != true {
+			t.Errorf("IncludeDisabled %v: body %v", set, body)
+		}
+	}
+}
