@@ -40,7 +40,10 @@
 // second session; it reads outcomes from GET /v2/components?ids=... (or
 // ?session=, for lists longer than BOS takes): stable is booted, failed is
 // failed with BOS's error, left on_hold when the session completed is
-// failed.
+// failed (a component's status_override, when set, is its status). It
+// follows a session under the name BOS's answer gives it, and takes a
+// session it created or read that BOS no longer has for one deleted:
+// complete, never created again.
 //
 // [V1Client] speaks BOS v1 (POST /v1/session and its status), for systems
 // older than CSM 1.6 where v2 is missing. BOS v1 names sessions itself;
