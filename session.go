@@ -234,6 +234,19 @@ func (e *Executor) Revision(ctx context.Context, id string) (int64, error) {
 	return s.Revision, nil
 }
 
+// Revisions returns the revision of every session, by id, when the store
+// can tell them without reading the records (RevisionLister); otherwise
+// it returns an error matching errors.ErrUnsupported, and the caller
+// lists the records (List, ViewAll). A surface that lists the sessions
+// again and again reads again, with Get or View, only those whose
+// revision moved and those it did not know.
+func (e *Executor) Revisions(ctx context.Context) (map[string]int64, error) {
+	if rl, ok := e.store.(RevisionLister); ok {
+		return rl.Revisions(ctx)
+	}
+	return nil, fmt.Errorf("crus: the store cannot list revisions (RevisionLister): %w", errors.ErrUnsupported)
+}
+
 // View calls fn with the record of the session with this id and returns
 // fn's error, or returns ErrSessionNotFound. fn must not change the
 // record, nor keep it or any of its slices after it returns (its strings

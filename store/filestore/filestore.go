@@ -108,6 +108,7 @@ type fileState struct {
 var (
 	_ crus.Store          = (*Store)(nil)
 	_ crus.RevisionReader = (*Store)(nil)
+	_ crus.RevisionLister = (*Store)(nil)
 	_ crus.Reserver       = (*Store)(nil)
 	_ crus.NodeUpdater    = (*Store)(nil)
 )
@@ -595,6 +596,77 @@ func (st *Store) Revision(ctx context.Context, id string) (int64, error) {
 		return 0, err
 	}
 	return k.revision, nil
+}
+
+// Revisions implements crus.RevisionLister: it lists the directory and
+// takes each session's revision from what this Store wrote or read of
+// its file, if the file's size and modification time are still the ones
+// it recorded (a stat), and otherwise from the file's frames, without
+// inflating its records. A damaged file fails it, naming the file, as it
+// fails List.
+func (st *Store) Revisions(ctx context.Context) (map[string]int64, error) {
+	if err := st.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer st.mu.Unlock()
+	ids, err := st.ids()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(ids))
+	var errs []error
+	for _, id := range ids {
+		rev, err := st.revision(id)
+		switch {
+		case errors.Is(err, crus.ErrSessionNotFound):
+			continue
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		}
+		out[id] = rev
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// revision returns the session's revision, from the cache if the file is
+// the one this process last wrote or read, else from the file's frames.
+func (st *Store) revision(id string) (int64, error) {
+	if k, ok := st.known[id]; ok {
+		p := st.path(id)
+		if k.legacy {
+			p = st.legacyPath(id)
+		}
+		fi, err := os.Lstat(p)
+		if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
+			return k.revision, nil
+		}
+	}
+	p := st.path(id)
+	b, _, err := readFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, fst, err := st.readLegacy(id)
+		if err != nil {
+			return 0, err
+		}
+		return fst.revision, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("filestore: reading session %s: %w", id, err)
+	}
+	rev, err := journalRevision(id, b)
+	if err != nil {
+		var us errUnknownSchema
+		if errors.As(err, &us) {
+			return 0, fmt.Errorf("%w %d in file %s (this version reads schema %d); the file is left as it is",
+				ErrUnknownSchema, us.schema, p, SchemaVersion)
+		}
+		return 0, fmt.Errorf("%w: file %s: %v; the file is left as it is: repair or remove it", crus.ErrCorruptSession, p, err)
+	}
+	return rev, nil
 }
 
 // List implements crus.Store. A damaged file fails the whole List, naming

@@ -168,6 +168,8 @@ func TestDamagedFiles(t *testing.T) {
 			check(st.UpdateNodes(ctx, s, []int{1}), "UpdateNodes")
 			_, err = st.Revision(ctx, "s")
 			check(err, "Revision")
+			_, err = st.Revisions(ctx)
+			check(err, "Revisions")
 			_, err = st.List(ctx)
 			check(err, "List")
 			_, err = st.Reservations(ctx)
@@ -185,6 +187,48 @@ func TestDamagedFiles(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestRevisionsReadNoRecord: Revisions of a file this Store has not read
+// (after a restart) takes the revision from the frames without inflating
+// a record: a delta whose payload is damaged behind a valid checksum
+// fails List and Get, not Revisions; once the Store wrote or read a file,
+// a stat tells that it did not change.
+func TestRevisionsReadNoRecord(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := journalWith(t, 5)
+	p := filepath.Join(dir, "s.journal")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	fr := frames(t, b)
+	require.Len(t, fr, 7)
+	// Garble the payload of the delta of revision 4, and seal it again.
+	body := b[fr[4]+10 : fr[5]]
+	for i := 9; i < len(body); i++ {
+		body[i] ^= 0x55
+	}
+	binary.LittleEndian.PutUint32(b[fr[4]+6:], crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+
+	st := open(t, dir)
+	_, err = st.List(ctx)
+	require.ErrorIs(t, err, crus.ErrCorruptSession, "the records are damaged")
+	revs, err := st.Revisions(ctx)
+	require.NoError(t, err, "Revisions inflates no record")
+	assert.Equal(t, map[string]int64{"s": 6}, revs)
+
+	// A file this Store wrote: its revision from the stat.
+	good := storetest.Session("g", 30)
+	require.NoError(t, st.Create(ctx, good))
+	require.NoError(t, os.Remove(p))
+	revs, err = st.Revisions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"g": 1}, revs, "a file removed is gone from the list")
+	good.AddMessages("more")
+	require.NoError(t, st.UpdateNodes(ctx, good, nil))
+	revs, err = st.Revisions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"g": 2}, revs)
 }
 
 // TestUnknownSchema: a journal of another schema (a newer crus) is left
@@ -233,6 +277,9 @@ func TestTornTail(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, b, 0o600))
 		st, err := filestore.Open(dir, filestore.Options{})
 		require.NoError(t, err)
+		revs, err := st.Revisions(ctx)
+		require.NoError(t, err, "case %d: %d bytes", i, len(b))
+		assert.Equal(t, map[string]int64{"s": 3}, revs, "case %d: Revisions drops the torn write", i)
 		got, err := st.Get(ctx, "s")
 		require.NoError(t, err, "case %d: %d bytes", i, len(b))
 		assert.Equal(t, int64(3), got.Revision, "case %d: the torn write is not there", i)

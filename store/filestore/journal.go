@@ -226,3 +226,65 @@ func newJournal(s *crus.Session, rev int64) ([]byte, error) {
 	b = appendFrame(b, typeHeader, 0, h)
 	return appendFrame(b, typeSnapshot, rev, snap), nil
 }
+
+// journalRevision returns the revision of the journal of session id
+// without decoding its records: its frames' checksums and revisions are
+// checked, their payloads (the snapshot, the deltas) not inflated. Its
+// errors are decodeJournal's; damage it cannot see, reading the records
+// does.
+func journalRevision(id string, b []byte) (int64, error) {
+	bad := func(off int, format string, args ...any) error {
+		return &corruptAt{off: off, msg: fmt.Sprintf(format, args...)}
+	}
+	if len(b) < len(magic) || string(b[:len(magic)]) != magic {
+		return 0, bad(0, "not a crus journal (no %q at its start)", magic)
+	}
+	off := len(magic)
+	body, next, ok := frameAt(b, off)
+	if !ok {
+		return 0, bad(off, "file header frame incomplete or damaged")
+	}
+	if body[0] != typeHeader {
+		return 0, bad(off, "first frame of type %q, not the file header", body[0])
+	}
+	var fh fileHeader
+	if err := json.Unmarshal(body[bodyHead:], &fh); err != nil {
+		return 0, bad(off, "file header: %v", err)
+	}
+	if fh.Schema != SchemaVersion {
+		return 0, errUnknownSchema{fh.Schema}
+	}
+	if fh.Session != id {
+		return 0, bad(off, "holds session %q", fh.Session)
+	}
+	off = next
+	body, next, ok = frameAt(b, off)
+	if !ok {
+		return 0, bad(off, "snapshot frame incomplete or damaged")
+	}
+	if body[0] != typeSnapshot {
+		return 0, bad(off, "second frame of type %q, not a snapshot", body[0])
+	}
+	rev := int64(binary.LittleEndian.Uint64(body[1:]))
+	if rev < 1 {
+		return 0, bad(off, "snapshot of revision %d", rev)
+	}
+	for off = next; off < len(b); off = next {
+		body, next, ok = frameAt(b, off)
+		if !ok {
+			if validFrameAfter(b, off) {
+				return 0, bad(off, "damaged record (valid records follow it, so it is not a torn write)")
+			}
+			break // a torn tail
+		}
+		r := int64(binary.LittleEndian.Uint64(body[1:]))
+		switch {
+		case body[0] != typeDelta:
+			return 0, bad(off, "record of type %q after the snapshot", body[0])
+		case r != rev+1:
+			return 0, bad(off, "record of revision %d after revision %d", r, rev)
+		}
+		rev = r
+	}
+	return rev, nil
+}

@@ -103,6 +103,14 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
 	t.Run("LargeSession", func(t *testing.T) { testLargeSession(t, newStore(t)) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, newStore(t)) })
+	t.Run("RevisionLister", func(t *testing.T) {
+		st := newStore(t)
+		rl, ok := st.(crus.RevisionLister)
+		if !ok {
+			t.Skip("the store does not implement crus.RevisionLister")
+		}
+		testRevisionLister(t, st, rl)
+	})
 	t.Run("RevisionReader", func(t *testing.T) {
 		st := newStore(t)
 		rr, ok := st.(crus.RevisionReader)
@@ -391,6 +399,58 @@ func testRevisionReader(t *testing.T, st crus.Store, rr crus.RevisionReader) {
 	assert.Equal(t, s.Revision, rev)
 	_, err = rr.Revision(ctx, "nope")
 	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+}
+
+// testRevisionLister checks that Revisions tells what List tells of each
+// session's revision, through creates, updates of either kind (and the
+// reads that follow them), deletes and a session created again.
+func testRevisionLister(t *testing.T, st crus.Store, rl crus.RevisionLister) {
+	ctx := context.Background()
+	check := func(msg string) {
+		t.Helper()
+		list, err := st.List(ctx)
+		require.NoError(t, err)
+		want := map[string]int64{}
+		for _, s := range list {
+			want[s.UpgradeID] = s.Revision
+		}
+		got, err := rl.Revisions(ctx)
+		require.NoError(t, err, msg)
+		assert.Equal(t, want, got, msg)
+	}
+	got, err := rl.Revisions(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, got, "an empty store")
+	a, b := Session("a", 40), Session("b", 3)
+	require.NoError(t, st.Create(ctx, a))
+	require.NoError(t, st.Create(ctx, b))
+	check("two created")
+	a.Progress.Nodes[7].Phase = crus.PhaseQuiescing
+	require.NoError(t, st.Update(ctx, a))
+	check("a updated")
+	if nu, ok := st.(crus.NodeUpdater); ok {
+		for i := range 5 {
+			a.Progress.Nodes[i].Reason = fmt.Sprint("step ", i)
+			a.AddMessages(fmt.Sprint("message ", i))
+			require.NoError(t, nu.UpdateNodes(ctx, a, []int{i}))
+			if i == 2 {
+				check("a updated by nodes, between")
+			}
+		}
+		check("a updated by nodes")
+		got, err := rl.Revisions(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, a.Revision, got["a"], "the revision of the last write")
+	}
+	require.NoError(t, st.Delete(ctx, "b"))
+	check("b deleted")
+	b = Session("b", 3)
+	require.NoError(t, st.Create(ctx, b))
+	check("b created again")
+	ctx2, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = rl.Revisions(ctx2)
+	assert.ErrorIs(t, err, context.Canceled)
 }
 
 // reserved returns a small session holding nodes (workload-manager name
