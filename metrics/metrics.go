@@ -14,9 +14,12 @@
 // ones) only every Config.ListEvery scrapes, when the source can tell
 // revisions (a *crus.Executor, or a store that is a crus.RevisionReader):
 // a scrape of an idle 160,000-node session then reads one revision, not
-// 50 MB of node records; the records (of the sessions that moved, and
-// the list) are read in place when the source can show them without a
-// copy (crus.Viewer, through the executor).
+// 50 MB of node records. The list, too, reads only the revisions when
+// the source can list them (Executor.Revisions, through
+// crus.RevisionLister, which the memory, file and etcd stores implement),
+// and then the records of the sessions that moved or are new only; else
+// it reads every record. The records are read in place when the source
+// can show them without a copy (crus.Viewer, through the executor).
 //
 //	crus_sessions{state}                          sessions by state (CREATED, UPDATING, READY, DELETING)
 //	crus_session_nodes{session,outcome}           nodes by outcome: upgraded, failed, skipped, untouched, in_flight, pending
@@ -81,7 +84,9 @@ type Config struct {
 	// find new ones; the others read the revisions of the sessions known
 	// and read again only those that moved (a deleted session is dropped
 	// at once). Default 4; 1 lists at every scrape. It applies only to a
-	// source that can tell revisions (see Watch).
+	// source that can tell revisions (see Watch). A source that can also
+	// list them (Executor.Revisions) lists no record, so that a list
+	// costs about what the scrapes between two lists cost.
 	ListEvery int
 }
 
@@ -250,9 +255,27 @@ func (m *Metrics) refresh() {
 	m.set()
 }
 
-// list reads every session, and reads again (from the list) only those
-// whose revision moved.
+// revisionLister is a source that can tell every session's revision
+// without reading the records (the Revisions method of a *crus.Executor,
+// or of a crus.RevisionLister).
+type revisionLister interface {
+	Revisions(ctx context.Context) (map[string]int64, error)
+}
+
+// list finds every session and reads again only those whose revision
+// moved, and new ones: from their revisions (revisionLister) when the
+// source can tell them, reading the records of those only; else from the
+// records of all, listed.
 func (m *Metrics) list(ctx context.Context) {
+	if rl, ok := m.src.(revisionLister); ok {
+		if rs, ok := m.src.(revisionSource); ok {
+			revs, err := rl.Revisions(ctx)
+			if !errors.Is(err, errors.ErrUnsupported) {
+				m.listRevisions(ctx, rs, revs, err)
+				return
+			}
+		}
+	}
 	present := map[string]bool{}
 	each := func(s *crus.Session) error {
 		present[s.UpgradeID] = true
@@ -286,6 +309,28 @@ func (m *Metrics) list(ctx context.Context) {
 	}
 }
 
+// listRevisions is list from the sessions' revisions (revs, or err):
+// it reads the record of each session that moved or is new, and drops
+// those gone.
+func (m *Metrics) listRevisions(ctx context.Context, rs revisionSource, revs map[string]int64, err error) {
+	if err != nil {
+		m.log.Warn("metrics: cannot read the sessions", "err", err)
+		return
+	}
+	m.listed, m.scrapes = true, 1
+	for id := range m.known {
+		if _, ok := revs[id]; !ok {
+			m.forget(id)
+		}
+	}
+	for id, rev := range revs {
+		if g := m.known[id]; g != nil && g.rev == rev && rev != 0 {
+			continue
+		}
+		m.readOne(ctx, rs, id)
+	}
+}
+
 // allViewer is a source that can show every record without copying them
 // (the ViewAll method of a *crus.Executor, or of a crus.Viewer).
 type allViewer interface {
@@ -308,22 +353,28 @@ func (m *Metrics) reread(ctx context.Context, rs revisionSource) {
 		if rev == g.rev && rev != 0 {
 			continue
 		}
-		var err2 error
-		if v, ok := rs.(viewer); ok {
-			err2 = v.View(ctx, id, func(s *crus.Session) error { m.read(s); return nil })
-		} else {
-			var s *crus.Session
-			if s, err2 = rs.Get(ctx, id); err2 == nil {
-				m.read(s)
-			}
+		m.readOne(ctx, rs, id)
+	}
+}
+
+// readOne reads the record of one session (in place when the source can
+// show it), or drops it if it is gone.
+func (m *Metrics) readOne(ctx context.Context, rs revisionSource, id string) {
+	var err error
+	if v, ok := rs.(viewer); ok {
+		err = v.View(ctx, id, func(s *crus.Session) error { m.read(s); return nil })
+	} else {
+		var s *crus.Session
+		if s, err = rs.Get(ctx, id); err == nil {
+			m.read(s)
 		}
-		if errors.Is(err2, crus.ErrSessionNotFound) {
-			m.forget(id)
-			continue
-		}
-		if err2 != nil {
-			m.log.Warn("metrics: cannot read a session", "session", id, "err", err2)
-		}
+	}
+	if errors.Is(err, crus.ErrSessionNotFound) {
+		m.forget(id)
+		return
+	}
+	if err != nil {
+		m.log.Warn("metrics: cannot read a session", "session", id, "err", err)
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 )
 
 // Store is a crus.MemoryStore (a crus.Store, crus.RevisionReader,
-// crus.Viewer, crus.NodeUpdater and crus.Reserver) that counts the reads
+// crus.RevisionLister, crus.Viewer, crus.NodeUpdater and crus.Reserver)
+// that counts the reads
 // made through it.
 type Store struct {
 	*crus.MemoryStore
@@ -25,6 +26,9 @@ type Store struct {
 // Counts are the reads made through a Store.
 type Counts struct {
 	Gets, Lists, Revisions int
+	// RevisionLists counts the lists of every session's revision
+	// (crus.RevisionLister).
+	RevisionLists int
 	// Views and ViewAlls count the calls that show records without a
 	// copy (crus.Viewer).
 	Views, ViewAlls int
@@ -95,4 +99,12 @@ func (s *Store) Revision(ctx context.Context, id string) (int64, error) {
 	s.counts.Revisions++
 	s.mu.Unlock()
 	return s.MemoryStore.Revision(ctx, id)
+}
+
+// Revisions implements crus.RevisionLister.
+func (s *Store) Revisions(ctx context.Context) (map[string]int64, error) {
+	s.mu.Lock()
+	s.counts.RevisionLists++
+	s.mu.Unlock()
+	return s.MemoryStore.Revisions(ctx)
 }
