@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,7 +225,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 // those that moved only: a poll of a 160,000-node session that did not
 // move copied its 50 MB of node records. A stream of all sessions lists
 // them (to find new ones) only every listEvery polls, or at the next poll
-// after an event of a session it does not know.
+// after an event of a session it does not know; that list reads the
+// sessions' revisions (Executor.Revisions) and the records of those that
+// moved or are new only, where the store can list revisions: the list of
+// records it read otherwise decoded every node record on the file and
+// etcd stores.
 type watch struct {
 	h    *Handler
 	id   string
@@ -305,6 +310,18 @@ func (sw *watch) read(ctx context.Context, force bool) (list []Summary, gone boo
 		return []Summary{sum}, false, nil
 	}
 	if force || sw.listNext || sw.polls+1 >= listEvery {
+		// The periodic list reads the revisions, and the records of the
+		// sessions that moved or are new only, where the store can list
+		// them (RevisionLister): else it decoded every node record of
+		// every session on the file and etcd stores at each list.
+		if !force {
+			if revs, err := h.ex.Revisions(ctx); !errors.Is(err, errors.ErrUnsupported) {
+				if err != nil {
+					return nil, false, err
+				}
+				return sw.listRevisions(ctx, revs)
+			}
+		}
 		present := map[string]bool{}
 		err := h.ex.ViewAll(ctx, func(s *crus.Session) error {
 			present[s.UpgradeID] = true
@@ -352,6 +369,39 @@ func (sw *watch) read(ctx context.Context, force bool) (list []Summary, gone boo
 			return list, false, err
 		}
 		list = append(list, sum)
+	}
+	return list, false, nil
+}
+
+// listRevisions is read's list, from every session's revision (revs):
+// it reads the summary of each session that moved or is new, in the
+// order of a list (Executor.List), and forgets the sessions gone.
+func (sw *watch) listRevisions(ctx context.Context, revs map[string]int64) (list []Summary, gone bool, err error) {
+	for id, rev := range revs {
+		if old, ok := sw.revs[id]; ok && old == rev && rev != 0 {
+			continue
+		}
+		sum, err := sw.summary(ctx, id)
+		if errors.Is(err, crus.ErrSessionNotFound) {
+			delete(revs, id) // deleted since
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		list = append(list, sum)
+	}
+	slices.SortFunc(list, func(a, b Summary) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UpgradeID, b.UpgradeID)
+	})
+	sw.polls, sw.listNext = 0, false
+	for id := range sw.revs {
+		if _, ok := revs[id]; !ok {
+			delete(sw.revs, id)
+		}
 	}
 	return list, false, nil
 }

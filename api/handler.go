@@ -44,7 +44,9 @@ type Config struct {
 	// WatchPoll is how often an event stream reads the watched sessions'
 	// revisions (a stream of every session also lists them every fifth
 	// poll, to find new ones, or at the next poll after an event of one
-	// it does not know). Default 2s.
+	// it does not know: their revisions, where the store can list them,
+	// crus.RevisionLister, and then the records of those that moved or
+	// are new only). Default 2s.
 	WatchPoll time.Duration
 	// KeepAlive is how often an idle event stream sends a comment, so that
 	// proxies keep it open. Default 15s.

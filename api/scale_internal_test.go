@@ -119,7 +119,7 @@ func TestStreamPollReadsRevisions(t *testing.T) {
 	if _, err := all.summaries(ctx, sse, false); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := st.Counts(), (scaletest.Counts{ViewAlls: 1}); got != want {
+	if got, want := st.Counts(), (scaletest.Counts{RevisionLists: 1}); got != want {
 		t.Fatalf("the listing poll read %+v; want %+v", got, want)
 	}
 	// One session moves: read again, alone, and its summary sent.

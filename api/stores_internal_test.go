@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/crus-go/crus"
@@ -85,5 +86,82 @@ func BenchmarkListRequestStore(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// TestStreamListReadsRevisionsOnStores: on the file and etcd stores, the
+// poll of the stream of every session that lists them reads their
+// revisions and decodes only the records of those that moved or are new,
+// and sends their summaries in the order of a list; a deleted one is
+// forgotten. That poll decoded every record: 50 MB and 0.7 s for one idle
+// 160,000-node session (BenchmarkStreamListStore).
+func TestStreamListReadsRevisionsOnStores(t *testing.T) {
+	for _, kind := range scaletest.Backends {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			back := scaletest.NewBackend(t, kind)
+			st := scaletest.Count(back)
+			world := fake.NewCluster(fake.ClusterOptions{Nodes: 1})
+			ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := New(ex, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := scaletest.Session("b", 1000, 50)
+			if err := back.Create(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			sw := &watch{h: h, revs: map[string]int64{}}
+			if _, err := sw.summaries(ctx, recorderSSE(), true); err != nil {
+				t.Fatal(err)
+			}
+			poll := func() string {
+				t.Helper()
+				st.Reset()
+				sse := recorderSSE()
+				sw.listNext = true
+				if _, err := sw.summaries(ctx, sse, false); err != nil {
+					t.Fatal(err)
+				}
+				return sse.w.(*httptest.ResponseRecorder).Body.String()
+			}
+			if body := poll(); body != "" {
+				t.Fatalf("a listing poll of an idle session sent:\n%s", body)
+			}
+			if got, want := st.Counts(), (scaletest.Counts{RevisionLists: 1}); got != want {
+				t.Fatalf("a listing poll of an idle session read %+v; want %+v", got, want)
+			}
+			// b moves, a and c are created: three summaries, in the
+			// order of a list (created at the same instant: by id).
+			b.Progress.Paused = true
+			if err := back.Update(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"c", "a"} {
+				if err := back.Create(ctx, scaletest.Session(id, 10, 5)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			body := poll()
+			if got, want := st.Counts(), (scaletest.Counts{RevisionLists: 1, Gets: 3, Nodes: 1020}); got != want {
+				t.Fatalf("a listing poll after changes read %+v; want %+v", got, want)
+			}
+			ia, ib, ic := strings.Index(body, `"upgrade_id":"a"`), strings.Index(body, `"upgrade_id":"b"`), strings.Index(body, `"upgrade_id":"c"`)
+			if strings.Count(body, "event: session") != 3 || ia < 0 || !(ia < ib && ib < ic) || !strings.Contains(body, `"paused":true`) {
+				t.Fatalf("a listing poll after changes sent:\n%s", body)
+			}
+			if err := back.Delete(ctx, "c"); err != nil {
+				t.Fatal(err)
+			}
+			if body := poll(); body != "" {
+				t.Fatalf("a listing poll after a delete sent:\n%s", body)
+			}
+			if _, ok := sw.revs["c"]; ok || len(sw.revs) != 2 {
+				t.Fatalf("after a delete the stream knows %v", sw.revs)
+			}
+		})
 	}
 }
