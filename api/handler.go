@@ -63,6 +63,7 @@ type Handler struct {
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
+	sums    summaries // for the lists of sessions
 }
 
 // New returns a Handler for the sessions of ex.
@@ -260,20 +261,22 @@ func (h *Handler) createOriginal(w http.ResponseWriter, r *http.Request, _ []str
 		h.fail(w, r, createProblem(err))
 		return
 	}
+	h.sums.forget(s.UpgradeID)
 	writeJSON(w, http.StatusCreated, s.Status())
 }
 
-// listOriginal and list read the records in place when the store can
-// (Executor.ViewAll): neither answer has a node in it.
+// listOriginal and list read the summaries of the sessions that moved
+// since the last list only (summaries), in place when the store can
+// (Executor.View): neither answer has a node in it.
 func (h *Handler) listOriginal(w http.ResponseWriter, r *http.Request, _ []string) {
-	out := []crus.Status{}
-	err := h.ex.ViewAll(r.Context(), func(s *crus.Session) error {
-		out = append(out, s.Status())
-		return nil
-	})
+	sums, err := h.sums.list(r.Context(), h.ex)
 	if err != nil {
 		h.fail(w, r, backendProblem(err))
 		return
+	}
+	out := make([]crus.Status, len(sums))
+	for i := range sums {
+		out[i] = sums[i].Status
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -295,7 +298,9 @@ func (h *Handler) getOriginal(w http.ResponseWriter, r *http.Request, params []s
 }
 
 func (h *Handler) deleteOriginal(w http.ResponseWriter, r *http.Request, params []string) {
+	h.sums.forget(params[0])
 	s, err := h.ex.Delete(r.Context(), params[0])
+	h.sums.forget(params[0])
 	if err != nil {
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
@@ -320,15 +325,12 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ []string) {
 		h.fail(w, r, createProblem(err))
 		return
 	}
+	h.sums.forget(s.UpgradeID)
 	writeJSON(w, http.StatusCreated, s)
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ []string) {
-	out := []Summary{}
-	err := h.ex.ViewAll(r.Context(), func(s *crus.Session) error {
-		out = append(out, SummaryOf(s))
-		return nil
-	})
+	out, err := h.sums.list(r.Context(), h.ex)
 	if err != nil {
 		h.fail(w, r, backendProblem(err))
 		return
@@ -356,7 +358,10 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, params []string) {
-	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) { return h.ex.Delete(r.Context(), id) })
+	h.act(w, r, params[0], func(r *http.Request, id string) (*crus.Session, error) {
+		defer h.sums.forget(id)
+		return h.ex.Delete(r.Context(), id)
+	})
 }
 
 func (h *Handler) pause(w http.ResponseWriter, r *http.Request, params []string) {
