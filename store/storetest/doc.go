@@ -5,6 +5,8 @@
 // It checks copies in and out, the compare-and-swap of Update, the error
 // sentinels, ordering, concurrent writers, a 10,000-node record, and,
 // where the store has them, the optional capabilities crus.RevisionReader,
+// crus.RevisionLister (what List tells of every revision, through
+// creates, both kinds of update, deletes and a session created again),
 // crus.Reserver (nodes, workload-manager names and groups) and
 // crus.NodeUpdater: a write through UpdateNodes gives the same record as
 // the same write through Update, with the same conflicts, a read after
