@@ -961,9 +961,10 @@ func (st *Store) Revision(ctx context.Context, id string) (int64, error) {
 }
 
 // Revisions implements crus.RevisionLister: one read of the heads (a few
-// dozen bytes each), then, for each session, of the key of its last
-// delta without its value, all at the heads' revision; no record is read.
-// A damaged head fails it, naming it, as it fails List.
+// dozen bytes each), then one transaction per MaxTxnOps sessions that
+// reads the key of each one's last delta, without its value, at the
+// heads' revision; no record is read. A damaged head fails it, naming
+// it, as it fails List.
 func (st *Store) Revisions(ctx context.Context) (map[string]int64, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := st.revisions(ctx)
@@ -980,6 +981,8 @@ func (st *Store) revisions(ctx context.Context) (map[string]int64, error) {
 		return nil, fmt.Errorf("etcdstore: listing sessions: %w", err)
 	}
 	out := make(map[string]int64, len(resp.Kvs))
+	var ids []string
+	var ops []clientv3.Op
 	var errs []error
 	for _, kv := range resp.Kvs {
 		id := strings.TrimPrefix(string(kv.Key), st.headPrefix())
@@ -988,22 +991,28 @@ func (st *Store) revisions(ctx context.Context) (map[string]int64, error) {
 			errs = append(errs, err)
 			continue
 		}
-		rev := kv.ModRevision
-		last, err := st.c.Get(ctx, st.genPrefix(id, h.Gen)+"d/", clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithRev(resp.Header.Revision))
+		out[id] = kv.ModRevision
+		ids = append(ids, id)
+		ops = append(ops, clientv3.OpGet(st.genPrefix(id, h.Gen)+"d/", clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithRev(resp.Header.Revision)))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for i := 0; i < len(ops); i += st.cfg.MaxTxnOps {
+		j := min(i+st.cfg.MaxTxnOps, len(ops))
+		tr, err := st.c.Txn(ctx).Then(ops[i:j]...).Commit()
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) || strings.Contains(err.Error(), "compacted") {
 				return nil, errCompacted
 			}
-			return nil, fmt.Errorf("etcdstore: reading session %s: %w", id, err)
+			return nil, fmt.Errorf("etcdstore: listing sessions: %w", err)
 		}
-		if len(last.Kvs) > 0 {
-			rev = max(rev, last.Kvs[0].ModRevision)
+		for k, r := range tr.Responses {
+			if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+				out[ids[i+k]] = max(out[ids[i+k]], kvs[0].ModRevision)
+			}
 		}
-		out[id] = rev
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }

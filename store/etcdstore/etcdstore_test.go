@@ -350,7 +350,12 @@ func BenchmarkUpdate10k(b *testing.B) {
 // values they returned.
 type countingKV struct {
 	clientv3.KV
-	gets, values int
+	gets, txns, values int
+}
+
+func (k *countingKV) Txn(ctx context.Context) clientv3.Txn {
+	k.txns++
+	return k.KV.Txn(ctx)
 }
 
 func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
@@ -364,8 +369,9 @@ func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOpt
 	return resp, err
 }
 
-// TestRevisionsReadNoRecord: Revisions reads the heads and one key a
-// session without its value, never a record: at 2,300 nodes a List reads
+// TestRevisionsReadNoRecord: Revisions reads the heads, then in one
+// transaction per MaxTxnOps sessions one key a session without its
+// value, never a record: at 2,300 nodes a List reads
 // some 15 KB of compressed records, Revisions about a hundred bytes,
 // whatever the size of the sessions.
 func TestRevisionsReadNoRecord(t *testing.T) {
@@ -374,11 +380,17 @@ func TestRevisionsReadNoRecord(t *testing.T) {
 	_, prefix := etcdtest.Shared(t)
 	kv := &countingKV{KV: c.KV}
 	c.KV = kv
-	st, err := etcdstore.New(c, etcdstore.Config{Prefix: prefix})
+	st, err := etcdstore.New(c, etcdstore.Config{Prefix: prefix, MaxTxnOps: 4})
 	require.NoError(t, err)
 	a, b := storetest.Session("a", 2000), storetest.Session("b", 300)
 	require.NoError(t, st.Create(ctx, a))
 	require.NoError(t, st.Create(ctx, b))
+	want := map[string]int64{}
+	for i := range 5 { // sessions without a delta
+		s := storetest.Session(fmt.Sprint("s", i), 2)
+		require.NoError(t, st.Create(ctx, s))
+		want[s.UpgradeID] = s.Revision
+	}
 	for i := range 3 {
 		a.Progress.Nodes[i].Reason = "moved"
 		a.AddMessages(fmt.Sprint("message ", i))
@@ -391,11 +403,13 @@ func TestRevisionsReadNoRecord(t *testing.T) {
 	listed := kv.values
 	assert.Greater(t, listed, 10000, "List reads the records (compressed)")
 
-	kv.gets, kv.values = 0, 0
+	kv.gets, kv.txns, kv.values = 0, 0, 0
 	revs, err := st.Revisions(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int64{"a": a.Revision, "b": b.Revision}, revs)
-	assert.Equal(t, 3, kv.gets, "the heads, then the last delta of each session")
-	assert.Less(t, kv.values, 400, "only the heads' values")
-	t.Logf("List read %d bytes of values, Revisions %d in %d reads", listed, kv.values, kv.gets)
+	want["a"], want["b"] = a.Revision, b.Revision
+	assert.Equal(t, want, revs)
+	assert.Equal(t, 1, kv.gets, "the heads")
+	assert.Equal(t, 2, kv.txns, "the last delta of 7 sessions, 4 a transaction")
+	assert.Less(t, kv.values, 1000, "only the heads' values")
+	t.Logf("List read %d bytes of values, Revisions %d in %d reads and %d transactions", listed, kv.values, kv.gets, kv.txns)
 }
