@@ -154,6 +154,29 @@ func TestBOSAcceptsJustBeforeBootTimeout(t *testing.T) {
 	}
 }
 
+// TestBootTimeoutCountsFromAcceptance: BOS answers the step's boot
+// request only on the eleventh attempt of one call, some 105 seconds after
+// the step was recorded. The boot session begins when BOS accepts it, so
+// boot_timeout counts from then: with a boot_timeout of 11 minutes and
+// reboots of 10, the nodes are upgraded, not failed for the time BOS took
+// to answer.
+func TestBootTimeoutCountsFromAcceptance(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Options: fake.Options{RebootTime: 10 * time.Minute, RebootJitter: time.Second}, Nodes: 2}, 2)
+	e.spec.BootTimeout = crus.Duration(11 * time.Minute)
+	e.w.FailNext("bos.Reboot", 10, fake.ErrInjected)
+	s := e.run()
+	c := s.Counts()
+	assert.Equal(t, 2, c.Upgraded, "%+v", c)
+	assert.Zero(t, c.Failed)
+	assert.Equal(t, 11, e.w.Calls()["bos.Reboot"], "accepted at the eleventh attempt")
+	for _, n := range s.Progress.Nodes {
+		st, err := e.w.BOS().Status(context.Background(), n.Boot, nil)
+		require.NoError(t, err)
+		assert.Equal(t, st.StartTime, n.RebootRequested, "%s: boot_timeout counts from the boot session's start", n.XName)
+		assert.Greater(t, n.RebootRequested.Sub(n.Drained), 100*time.Second, "%s: BOS took its time to answer", n.XName)
+	}
+}
+
 // TestDeleteDuringBOSOutageReleasesNodes: a Delete while BOS does not
 // accept the boot request returns the drained nodes to service, out of the
 // upgrading group, untouched.

@@ -91,10 +91,13 @@ func Settle(s *Session, r ActionResult) Decision {
 
 	case a.Kind == ActReboot:
 		if r.Err == nil {
-			// A request sent again and accepted at last: the boot session
-			// begins now. Counting boot_timeout from the first attempt
-			// would fail nodes for the outage that delayed it.
-			// Either way the request is recorded as accepted: should the
+			// The boot session begins now: boot_timeout counts from the
+			// acceptance, not from when the request was recorded.
+			// Counting from the record would fail nodes for whatever
+			// delayed the request: an outage that made it be sent again,
+			// the retries of a slow orchestrator within one call, or a
+			// pause of the executor between the record and the call.
+			// The request is also recorded as accepted: should the
 			// orchestrator later not know the session, it was deleted,
 			// and sending it again would reboot the nodes twice.
 			each(func(n *NodeRecord, err error) {
@@ -103,7 +106,7 @@ func Settle(s *Session, r ActionResult) Decision {
 				case n.LastError != "" && !strings.HasPrefix(n.LastError, lastErrResolved):
 					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Accepted: true, BootAccepted: true, LastError: lastErrResolved + n.LastError})
 				case !n.BootAccepted:
-					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, BootAccepted: true})
+					d.Changes = append(d.Changes, Change{XName: n.XName, Phase: n.Phase, Accepted: true, BootAccepted: true})
 				}
 			})
 			break
