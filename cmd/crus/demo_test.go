@@ -28,6 +28,8 @@ func TestDemoRefusesBadValues(t *testing.T) {
 		{"--speed", "1e300", "--speed 1e+300: want 0.001 to 1000000"},
 		{"--speed", "1e-9", "--speed 1e-09: want 0.001 to 1000000"},
 		{"--pause", "-1s", "--pause -1s: want 0 or more"},
+		{"--keep", "0", "--keep 0: want 1 or more, or -1"},
+		{"--keep", "-2", "--keep -2: want 1 or more, or -1"},
 	} {
 		var out bytes.Buffer
 		stderr = &out
@@ -39,7 +41,7 @@ func TestDemoRefusesBadValues(t *testing.T) {
 	// The bounds are taken: the demo gets as far as listening.
 	var out bytes.Buffer
 	stderr = &out
-	if code := run([]string{"demo", "--listen", nowhere, "--nodes", "1", "--step", "1", "--speed", "1e6", "--pause", "0s"}); code != exitFail {
+	if code := run([]string{"demo", "--listen", nowhere, "--nodes", "1", "--step", "1", "--speed", "1e6", "--pause", "0s", "--keep", "-1"}); code != exitFail {
 		t.Errorf("demo at its bounds: exit %d, stderr %q; want %d (the address refused)", code, out.String(), exitFail)
 	}
 }

@@ -172,6 +172,7 @@ func cmdDemo(args []string) int {
 	speed := fs.Float64("speed", 120, "virtual seconds per real second, "+speeds)
 	seed := fs.Uint64("seed", 1, "random seed")
 	pause := fs.Duration("pause", 20*time.Second, "real time between the end of a session and the next, 0 or more")
+	keep := fs.Int("keep", demo.DefaultKeep, "ended demo sessions kept for the page and the API (older ones are deleted), 1 or more; -1 keeps all")
 	verbose := fs.Bool("v", false, "log what the executor does")
 	auto := fs.Bool("sessions", true, "run demo sessions one after the other (false: none; create your own with crus create)")
 	if err := parseNoArgs("demo", fs, args); err != nil {
@@ -193,6 +194,9 @@ func cmdDemo(args []string) int {
 	if *pause < 0 {
 		bad = append(bad, fmt.Sprintf("--pause %v: want 0 or more (--sessions=false runs no demo session)", *pause))
 	}
+	if *keep < -1 || *keep == 0 {
+		bad = append(bad, fmt.Sprintf("--keep %d: want 1 or more, or -1 to keep every session", *keep))
+	}
 	if len(bad) > 0 {
 		for _, b := range bad {
 			fmt.Fprintf(stderr, "crus demo: %s\n", b)
@@ -210,7 +214,7 @@ func cmdDemo(args []string) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(demoMemoryLimit)
 	}
-	d, err := demo.New(demo.Options{Nodes: *nodes, Step: *step, Speed: *speed, Seed: *seed, Logger: log})
+	d, err := demo.New(demo.Options{Nodes: *nodes, Step: *step, Speed: *speed, Seed: *seed, Keep: *keep, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "crus demo:", err)
 		return exitFail

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +32,14 @@ type Options struct {
 	Seed  uint64
 	// Tick is how often (real time) the virtual clock is moved on.
 	// Default 50ms.
-	Tick   time.Duration
+	Tick time.Duration
+	// Keep is how many of its own ended sessions the demo keeps for the
+	// page and the API; it deletes the records of older ones as it
+	// starts new sessions (one ended record of 160,000 nodes is some
+	// 50 MB, and the demo runs sessions back to back for as long as it
+	// runs). Default 3; negative keeps them all. Sessions created
+	// through the API are never deleted.
+	Keep   int
 	Logger *slog.Logger
 }
 
@@ -87,6 +95,7 @@ type Demo struct {
 	mu      sync.Mutex
 	current string
 	ended   map[string]bool // sessions whose "done" event came
+	started []string        // the demo's own sessions still kept, oldest first
 }
 
 // New builds the demo; Run starts it. It returns an error for options
@@ -103,6 +112,9 @@ func New(opts Options) (*Demo, error) {
 	}
 	if opts.Tick == 0 {
 		opts.Tick = 50 * time.Millisecond
+	}
+	if opts.Keep == 0 {
+		opts.Keep = DefaultKeep
 	}
 	if err := opts.check(); err != nil {
 		return nil, err
@@ -216,8 +228,51 @@ func (d *Demo) next(ctx context.Context, i int) (string, error) {
 	d.mu.Lock()
 	d.current = s.UpgradeID
 	clear(d.ended)
+	d.started = append(d.started, s.UpgradeID)
 	d.mu.Unlock()
+	d.prune(ctx)
 	return s.UpgradeID, nil
+}
+
+// DefaultKeep is Options.Keep's default.
+const DefaultKeep = 3
+
+// prune deletes the records of the demo's own ended sessions past the
+// Keep most recent, the current one aside. A session not ended (an
+// operator paused it through the API) is kept until it ends, and one
+// already deleted is forgotten.
+func (d *Demo) prune(ctx context.Context) {
+	if d.opts.Keep < 0 {
+		return
+	}
+	d.mu.Lock()
+	old := slices.Clone(d.started[:len(d.started)-1]) // the last is the current one
+	d.mu.Unlock()
+	gone, kept := map[string]bool{}, 0
+	for _, id := range slices.Backward(old) {
+		var ended bool
+		err := d.Executor.View(ctx, id, func(s *crus.Session) error {
+			ended = s.Completed
+			return nil
+		})
+		switch {
+		case errors.Is(err, crus.ErrSessionNotFound):
+			gone[id] = true
+		case err != nil || !ended:
+			// Kept, and not counted: deleted once it ended.
+		case kept < d.opts.Keep:
+			kept++
+		default:
+			if _, err := d.Executor.Delete(ctx, id); err == nil || errors.Is(err, crus.ErrSessionNotFound) {
+				gone[id] = true
+			} else {
+				d.log.Warn("demo: deleting an ended session", "session", id, "err", err)
+			}
+		}
+	}
+	d.mu.Lock()
+	d.started = slices.DeleteFunc(d.started, func(id string) bool { return gone[id] })
+	d.mu.Unlock()
 }
 
 // fullReadEvery is how often, in seconds of Run's loop, it reads the

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -199,7 +200,7 @@ func TestSmallStepsStart(t *testing.T) {
 // bubble: the demo's real-time pacing runs on the bubble's clock.
 func TestDemoStartsTheNext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d, err := demo.New(demo.Options{Nodes: 8, Step: 8, Speed: demo.MaxSpeed, Seed: 3})
+		d, err := demo.New(demo.Options{Nodes: 8, Step: 8, Speed: demo.MaxSpeed, Seed: 3, Keep: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,6 +232,57 @@ func TestDemoStartsTheNext(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		if third := d.Session(); third == second || third == first {
 			t.Errorf("no new session after the last was deleted")
+		}
+	})
+}
+
+// TestDemoKeepsTheLastEnded: the demo runs sessions back to back and
+// deletes the records of its own ended sessions past the Keep most
+// recent, so that a demo left running does not grow without bound.
+func TestDemoKeepsTheLastEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, err := demo.New(demo.Options{Nodes: 8, Step: 8, Speed: demo.MaxSpeed, Seed: 3, Keep: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		first, err := d.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		go func() { done <- d.Run(ctx, 0) }()
+		seen := map[string]bool{}
+		for range 120 {
+			seen[d.Session()] = true
+			time.Sleep(time.Second)
+		}
+		cancel()
+		<-done
+		if len(seen) < 6 {
+			t.Fatalf("%d sessions seen in two minutes; want at least 6 to see old ones deleted", len(seen))
+		}
+		kept, err := d.Executor.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The current session and the 2 last ended, newest first.
+		slices.SortFunc(kept, func(a, b *crus.Session) int { return b.Progress.CreatedAt.Compare(a.Progress.CreatedAt) })
+		if len(kept) != 3 || kept[0].UpgradeID != d.Session() {
+			t.Fatalf("%d sessions kept, the newest %s; want 3, the newest the current one %s", len(kept), kept[0].UpgradeID, d.Session())
+		}
+		for _, s := range kept[1:] {
+			if !s.Completed {
+				t.Errorf("session %s kept, not ended", s.UpgradeID)
+			}
+		}
+		if _, err := d.Executor.Get(context.Background(), first); !errors.Is(err, crus.ErrSessionNotFound) {
+			t.Errorf("the first session: %v; want it deleted", err)
+		}
+		for id := range seen {
+			if _, err := d.Executor.Get(context.Background(), id); err == nil && !slices.ContainsFunc(kept, func(s *crus.Session) bool { return s.UpgradeID == id }) {
+				t.Errorf("session %s kept", id)
+			}
 		}
 	})
 }
