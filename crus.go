@@ -93,8 +93,9 @@ type Spec struct {
 	// upgrading group when BOS reads it; the original CRUS limited by the
 	// label alone, which rebooted strangers too).
 	BootLimit BootLimit `json:"boot_limit,omitzero"`
-	// BootTimeout bounds how long a boot session may take; its unfinished
-	// nodes are failed after it. Default 1h.
+	// BootTimeout bounds how long a boot session may take, from when the
+	// boot orchestrator accepted it; its unfinished nodes are failed
+	// after it. Default 1h.
 	BootTimeout Duration `json:"boot_timeout,omitzero"`
 	// ReturnTimeout bounds how long a node may take, after its boot
 	// session reported it booted (in the rolling strategies, without
@@ -466,8 +467,11 @@ type NodeRecord struct {
 	// drained again while crus still holds its drain (its drain was lost,
 	// or someone resumed the node); zero while it shows the drain, and
 	// once the node leaves the phases quiescing and quiesced.
-	Undrained       time.Time `json:"undrained,omitzero"`
-	Drained         time.Time `json:"drained,omitzero"`
+	Undrained time.Time `json:"undrained,omitzero"`
+	Drained   time.Time `json:"drained,omitzero"`
+	// RebootRequested is when the boot request was recorded, then when
+	// the boot orchestrator accepted it: its boot_timeout counts from
+	// there.
 	RebootRequested time.Time `json:"reboot_requested,omitzero"`
 	Booted          time.Time `json:"booted,omitzero"`   // its boot session reported it booted
 	Returned        time.Time `json:"returned,omitzero"` // the workload manager saw it back

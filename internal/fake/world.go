@@ -117,7 +117,8 @@ type World struct {
 	calls      map[string]int
 	faults     map[string][]error
 	outages    map[string][]outage
-	touched    map[string]int // changing calls that named an xname no node has (see touch)
+	latency    map[string]time.Duration // by op; "" for every op without its own
+	touched    map[string]int           // changing calls that named an xname no node has (see touch)
 	violations []string
 	raced      []string // see Raced
 	acts       uint64   // counts boot requests and administrators' resumes, to order them
@@ -181,6 +182,7 @@ func New(opts Options) *World {
 		sessions:  map[string]*bootSession{},
 		calls:     map[string]int{},
 		faults:    map[string][]error{},
+		latency:   map[string]time.Duration{},
 		touched:   map[string]int{},
 	}
 }
@@ -362,11 +364,43 @@ func (w *World) call(op string) error {
 	return w.outageErr(op)
 }
 
-// begin starts a backend call: it takes the lock, honours ctx, counts the
-// call and returns its injected failure. On success the caller holds the
-// lock and must release it.
+// SetLatency makes every call of op take d of virtual time before it
+// does anything, as a slow backend does: the world moves on (its events
+// run) while the caller waits, and calls made at the same time end
+// together. op "" sets it for every op without one of its own; 0 removes
+// it.
+func (w *World) SetLatency(op string, d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d <= 0 {
+		delete(w.latency, op)
+		return
+	}
+	w.latency[op] = d
+}
+
+// latencyOf returns how long a call of op takes. Callers hold the lock.
+func (w *World) latencyOf(op string) time.Duration {
+	if d, ok := w.latency[op]; ok {
+		return d
+	}
+	return w.latency[""]
+}
+
+// begin starts a backend call: it takes the lock, waits out the op's
+// latency (SetLatency), honours ctx, counts the call and returns its
+// injected failure. On success the caller holds the lock and must
+// release it.
 func (w *World) begin(ctx context.Context, op string) (*World, error) {
 	w.mu.Lock()
+	if d := w.latencyOf(op); d > 0 {
+		// Calls made at the same time overlap: each ends d after it
+		// began, however many run.
+		end := w.now.Add(d)
+		w.mu.Unlock()
+		w.RunUntil(end)
+		w.mu.Lock()
+	}
 	if err := ctx.Err(); err != nil {
 		w.mu.Unlock()
 		return nil, err
