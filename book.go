@@ -182,7 +182,7 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 	if r.refused != nil && !r.retrying {
 		return nil, nil // refused (run.refused): the rest of the decision's bookings are dropped, said once
 	}
-	if earliest := e.clock.Now().Add(bookingLead(e.horizon())); a.Booking.Start.Before(earliest) {
+	if earliest := e.clock.Now().Add(bookingLead(e.horizonFor(r))); a.Booking.Start.Before(earliest) {
 		// Planned from an observation that took a while: a booking never
 		// starts sooner than a lead from when it is made, or it could
 		// begin before the executor looks again.
@@ -232,33 +232,69 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 // healthy run nothing is due: nodes are taken, and their reservations
 // deleted, before their slots come.
 func (e *Executor) keepAhead(ctx context.Context, r *run) {
-	if e.scheduler == nil || len(r.booked) == 0 || r.dry || r.refused != nil {
+	if e.scheduler == nil || r.dry {
 		return
 	}
-	lead := bookingLead(e.horizon())
 	now := e.clock.Now()
+	r.busy.look(now)
+	if len(r.booked) == 0 || r.refused != nil {
+		return
+	}
+	lead := bookingLead(e.horizonFor(r))
+	var due []Booking
 	for _, name := range sortedKeys(r.booked) {
 		b := r.booked[name]
 		if len(b.Nodes) == 0 || !b.Start.IsZero() && b.Start.After(now.Add(lead/2)) {
 			continue
 		}
-		if tried, ok := r.keptAhead[name]; ok && now.Sub(tried) < lead/2 {
-			continue
+		if tried, ok := r.keptAhead[name]; ok && b.Start.IsZero() && now.Sub(tried) < lead/2 {
+			continue // its state is not known: at most once per half a lead
 		}
+		due = append(due, b)
+	}
+	// The soonest first (those in an unknown state, with no start, before
+	// all).
+	slices.SortStableFunc(due, func(a, b Booking) int { return a.Start.Compare(b.Start) })
+	// A look must be short: the next one is due within a stretch of work
+	// (horizonFor), and every move is a call. Moves that each take
+	// minutes, one after the other, made looks of half an hour, which
+	// widened the lead, which made more reservations due at each look.
+	start := e.clock.Now()
+	est := r.moveTook // how long a move takes, as the last one did
+	for i, b := range due {
 		if ctx.Err() != nil {
+			return
+		}
+		t := e.clock.Now()
+		if est > 0 && (i > 0 && t.Sub(start)+est > lead/8 || !b.Start.After(t.Add(2*est))) {
+			// Slow moves: the rest would take too long, or begin before
+			// their turn came. Delete them at once, in one call; the
+			// planner books them again, a lead on, at its next decision.
+			names := make([]string, 0, len(due)-i)
+			for _, b := range due[i:] {
+				names = append(names, b.Name)
+			}
+			if err := e.unbook(ctx, r, names); err != nil {
+				r.log.Warn("could not delete reservations about to begin", "reservations", names, "err", err)
+			} else {
+				r.log.Info("deleted reservations about to begin: moving them one by one takes too long", "reservations", names, "move", est)
+			}
 			return
 		}
 		if r.keptAhead == nil {
 			r.keptAhead = map[string]time.Time{}
 		}
-		r.keptAhead[name] = now
-		b.Start = now.Add(lead).Truncate(time.Second).Add(time.Second)
+		t0 := e.clock.Now()
+		r.keptAhead[b.Name] = t0
+		b.Start = t0.Add(lead).Truncate(time.Second).Add(time.Second)
 		b.End = b.Start.Add(bookingLength(lead))
 		if _, err := e.book(ctx, r, Action{Kind: ActBook, Booking: b}, b.Nodes); err != nil {
-			r.log.Warn("could not move on a reservation about to begin", "reservation", name, "err", err)
+			r.log.Warn("could not move on a reservation about to begin", "reservation", b.Name, "err", err)
 		} else {
-			r.log.Debug("moved on a reservation about to begin", "reservation", name, "start", b.Start)
+			r.log.Debug("moved on a reservation about to begin", "reservation", b.Name, "start", b.Start)
 		}
+		r.moveTook = e.clock.Now().Sub(t0)
+		est = max(est, r.moveTook)
 	}
 }
 

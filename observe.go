@@ -59,7 +59,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		BootTimeSlack: e.cfg.BootTimeSlack,
 		Describer:     e.words,
 		Scheduling:    e.scheduler != nil,
-		Horizon:       e.horizon(),
+		Horizon:       e.horizonFor(r),
 		InFlightOnly:  light,
 		at:            &r.at,
 	}
@@ -390,6 +390,59 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 // observation.
 func (e *Executor) horizon() time.Duration {
 	return e.cfg.PollInterval + 6*e.cfg.RetryTimeout
+}
+
+// horizonFor is horizon, widened for a run whose backends are slower
+// than that allows for. A reservation is moved on once it is due within
+// half a lead (keepAhead); it must not begin before the run looks again
+// and its move is through. With calls that each took two minutes, an
+// observation took six, and reservations began on nodes crus had not
+// taken, beyond the cap (TestSlowBackendsKeepTheCap). So half a lead is
+// at least twice the longest of the run's recent stretches of work
+// between two looks (the next stretch, then the move, which is no
+// longer), and a retry time more. A healthy run works for seconds
+// between two looks: its lead stays horizon's.
+func (e *Executor) horizonFor(r *run) time.Duration {
+	return max(e.horizon(), 4*r.busy.longest()+2*e.cfg.RetryTimeout)
+}
+
+// busyWindow is how many of a run's last stretches of work between two
+// looks at its reservations horizonFor takes into account.
+const busyWindow = 64
+
+// busyGaps keeps a run's last busyWindow stretches of work between two
+// looks at its reservations; its naps (Executor.sleep) do not count,
+// since they are sized from the lead.
+type busyGaps struct {
+	last time.Time // the last look, zero while resting
+	gaps [busyWindow]time.Duration
+	n    int
+}
+
+// look notes a look at now, ending a stretch of work begun at the last
+// look.
+func (g *busyGaps) look(now time.Time) {
+	if !g.last.IsZero() && now.After(g.last) {
+		g.gaps[g.n%busyWindow] = now.Sub(g.last)
+		g.n++
+	}
+	g.last = now
+}
+
+// rest ends the stretch of work at now: the run naps until its next
+// look.
+func (g *busyGaps) rest(now time.Time) {
+	g.look(now)
+	g.last = time.Time{}
+}
+
+// longest returns the longest of the stretches kept.
+func (g *busyGaps) longest() time.Duration {
+	var m time.Duration
+	for _, d := range g.gaps {
+		m = max(m, d)
+	}
+	return m
 }
 
 // bootRead is a boot session's status as last read (at), and when it was

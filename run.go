@@ -52,10 +52,16 @@ type run struct {
 	retrying  bool
 	// keptAhead: when keepAhead last moved each reservation on.
 	keptAhead map[string]time.Time
-	steer     steering // the nodes steered last (steer.go)
-	log       *slog.Logger
-	wakeC     chan struct{}
-	dry       bool // a dry run (Next): no events
+	// busy measures how long the run works (observes, acts) between two
+	// looks at its reservations, to widen the booking lead when its
+	// backends are slow (Executor.horizonFor).
+	busy busyGaps
+	// moveTook is how long keepAhead's last move of a reservation took.
+	moveTook time.Duration
+	steer    steering // the nodes steered last (steer.go)
+	log      *slog.Logger
+	wakeC    chan struct{}
+	dry      bool // a dry run (Next): no events
 }
 
 // indexed returns the index of the run's session record.
@@ -155,6 +161,10 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		if !light {
 			nextFull = e.clock.Now().Add(e.cfg.PollInterval)
 		}
+		// Before every observation too: a decision that moved the
+		// session on plans again at once, and an observation of slow
+		// backends takes minutes.
+		e.keepAhead(ctx, r)
 		obs, err := e.observe(ctx, r, light)
 		if err != nil {
 			return r.s, err
@@ -283,10 +293,14 @@ func (e *Executor) refresh(ctx context.Context, r *run) error {
 // lead to keep them from beginning (keepAhead): a poll interval can be
 // longer than that.
 func (e *Executor) sleep(ctx context.Context, r *run, d time.Duration) error {
+	r.busy.rest(e.clock.Now())
 	for {
 		nap := d
 		if len(r.booked) > 0 {
-			nap = min(nap, bookingLead(e.horizon())/2)
+			// A reservation due just beyond half a lead at the last
+			// look must be moved on before it begins: wake in time to
+			// look and move it, however long that takes.
+			nap = min(nap, bookingLead(e.horizonFor(r))/2-r.busy.longest())
 		}
 		select {
 		case <-ctx.Done():
