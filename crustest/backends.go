@@ -113,15 +113,16 @@ type recorder struct {
 	callCount   map[string]int
 	faults      map[string][]error
 	outages     map[string][]outage
-	touched     map[string]bool        // workload-manager names crus changed
-	drained     map[string]bool        // names crus drained and has not resumed or failed since
-	rebooting   map[string]bool        // xnames powered off whose boot has not ended
-	reboots     map[string][]time.Time // xname -> when it was powered off
-	steered     map[string]bool        // names crus steered last, and may not have given their place back since
-	failedAt    map[string]time.Time   // name -> when crus last asked to fail it
-	resumedAt   map[string]time.Time   // name -> when an operator last resumed it (World.AdminResume)
-	samples     [][]string             // xnames out of service because of crus, after each change
-	sampleTimes []time.Time            // when each sample was taken
+	latency     map[string]time.Duration // by op; "" for every wlm op without its own
+	touched     map[string]bool          // workload-manager names crus changed
+	drained     map[string]bool          // names crus drained and has not resumed or failed since
+	rebooting   map[string]bool          // xnames powered off whose boot has not ended
+	reboots     map[string][]time.Time   // xname -> when it was powered off
+	steered     map[string]bool          // names crus steered last, and may not have given their place back since
+	failedAt    map[string]time.Time     // name -> when crus last asked to fail it
+	resumedAt   map[string]time.Time     // name -> when an operator last resumed it (World.AdminResume)
+	samples     [][]string               // xnames out of service because of crus, after each change
+	sampleTimes []time.Time              // when each sample was taken
 	violations  []string
 	contract    []string           // the manager's breaches of the wlm.Manager contract, each once
 	breached    map[string]bool    // the texts of contract
@@ -296,6 +297,21 @@ func (r *recorder) inherit(old *recorder) {
 		}
 		r.outages[op] = slices.Clone(o)
 	}
+	r.latency = maps.Clone(old.latency)
+}
+
+// setLatency makes every call of op take d (see World.SetLatency).
+func (r *recorder) setLatency(op string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d <= 0 {
+		delete(r.latency, op)
+		return
+	}
+	if r.latency == nil {
+		r.latency = map[string]time.Duration{}
+	}
+	r.latency[op] = d
 }
 
 func (r *recorder) failNext(op string, n int, err error) {
@@ -340,6 +356,17 @@ func (r *recorder) begin(ctx context.Context, op string) error {
 	}
 	r.w.sync()
 	now := r.w.fw.Now()
+	r.mu.Lock()
+	d, ok := r.latency[op]
+	if !ok {
+		d = r.latency[""]
+	}
+	r.mu.Unlock()
+	if d > 0 {
+		// The World moves on while the call takes its time; calls made
+		// at the same time end together.
+		now = r.w.fw.RunUntil(now.Add(d))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.callCount[op]++

@@ -53,7 +53,8 @@
 //
 // FailNext makes the next calls of a backend method fail (transient or
 // permanent errors), Outage every call during a time window (both panic
-// on a name that is no backend method's, listing the names); SetFaults
+// on a name that is no backend method's, listing the names); SetLatency
+// makes calls take their time while the World moves on; SetFaults
 // makes a node fail to boot, never return, refuse to drain, or drain
 // slowly; BreakTemplate fails whole boot sessions; StartJob, AdminDrain,
 // AdminFail, AdminResume, SetDown, AddMember and RemoveMember act as users

@@ -106,7 +106,8 @@ type World struct {
 	mu        sync.Mutex
 	manager   wlm.Manager // the recorded manager crus is given
 	rec       *recorder
-	handedOut bool // WLM has returned manager: UseManager may no longer replace it
+	handedOut bool                     // WLM has returned manager: UseManager may no longer replace it
+	latency   map[string]time.Duration // SetLatency's, by op ("" for the rest)
 }
 
 // MaxNodes is the most nodes a World has: XName numbers cabinets from
@@ -377,6 +378,46 @@ func (w *World) Outage(op string, from, until time.Time, err error) {
 		return
 	}
 	w.fw.Outage(op, from, until, err)
+}
+
+// SetLatency makes every call of op (a name FailNext takes, or "" for
+// every operation without a latency of its own) take d of the World's
+// time before it does anything, as a slow backend does: the World moves
+// on (jobs end, nodes reboot) while crus waits for the answer, and calls
+// made at the same time end together. d of 0 removes it. It panics on an
+// unknown name, and with Options.RealClock (the World cannot make real
+// time pass faster).
+func (w *World) SetLatency(op string, d time.Duration) {
+	if op != "" {
+		checkOp("SetLatency", op)
+	}
+	if w.opts.RealClock {
+		panic("crustest: World.SetLatency needs the World's own clock, not Options.RealClock")
+	}
+	w.mu.Lock()
+	if w.latency == nil {
+		w.latency = map[string]time.Duration{}
+	}
+	if d > 0 {
+		w.latency[op] = d
+	} else {
+		delete(w.latency, op)
+	}
+	effective := func(op string) time.Duration {
+		if d, ok := w.latency[op]; ok {
+			return d
+		}
+		return w.latency[""]
+	}
+	w.mu.Unlock()
+	// The workload manager's calls take their time in the recorder,
+	// whichever manager is behind it; the rest in the fake world.
+	w.recorder().setLatency(op, d)
+	for _, o := range ops {
+		if !strings.HasPrefix(o, "wlm.") {
+			w.fw.SetLatency(o, effective(o))
+		}
+	}
 }
 
 // SetFaults sets the faults of the node with this xname.
