@@ -261,12 +261,13 @@ func (e *Executor) keepAhead(ctx context.Context, r *run) {
 	// widened the lead, which made more reservations due at each look.
 	start := e.clock.Now()
 	est := r.moveTook // how long a move takes, as the last one did
+	deleting := true  // while the workload manager deletes them
 	for i, b := range due {
 		if ctx.Err() != nil {
 			return
 		}
 		t := e.clock.Now()
-		if est > 0 && (i > 0 && t.Sub(start)+est > lead/8 || !b.Start.After(t.Add(2*est))) {
+		if deleting && est > 0 && (i > 0 && t.Sub(start)+est > lead/8 || !b.Start.After(t.Add(2*est))) {
 			// Slow moves: the rest would take too long, or begin before
 			// their turn came. Delete them at once, in one call; the
 			// planner books them again, a lead on, at its next decision.
@@ -274,12 +275,15 @@ func (e *Executor) keepAhead(ctx context.Context, r *run) {
 			for _, b := range due[i:] {
 				names = append(names, b.Name)
 			}
-			if err := e.unbook(ctx, r, names); err != nil {
-				r.log.Warn("could not delete reservations about to begin", "reservations", names, "err", err)
-			} else {
+			err := e.unbook(ctx, r, names)
+			if err == nil {
 				r.log.Info("deleted reservations about to begin: moving them one by one takes too long", "reservations", names, "move", est)
+				return
 			}
-			return
+			// Moved one by one after all: the soonest may still be in
+			// time.
+			r.log.Warn("could not delete reservations about to begin; moving them on one by one", "reservations", names, "err", err)
+			deleting = false
 		}
 		if r.keptAhead == nil {
 			r.keptAhead = map[string]time.Time{}
