@@ -53,7 +53,10 @@ const (
 	// MinSpeed and MaxSpeed bound the clock: slower than a thousandth of
 	// real time nothing visibly moves, and at a million times real time
 	// each 50ms tick already moves the cluster on by some 14 hours, a
-	// session of hundreds of nodes at once.
+	// session of hundreds of nodes at once. So fast, the cluster can
+	// outrun the executor: on a loaded machine it may fall a few ticks
+	// behind and see a boot or return timeout pass that no node really
+	// took, failing nodes a slower clock would have upgraded.
 	MinSpeed = 0.001
 	MaxSpeed = 1e6
 )
