@@ -101,6 +101,11 @@ func (q *eventQueue) Pop() any {
 
 // World is the simulated system. All methods are safe for concurrent use.
 type World struct {
+	// runMu makes one RunUntil run the events at a time: calls that take
+	// their time (SetLatency) and retries wait on the clock from
+	// several goroutines, and events assume they run one after the
+	// other. Events must not move the clock themselves.
+	runMu sync.Mutex
 	mu    sync.Mutex
 	opts  Options
 	now   time.Time
@@ -212,8 +217,11 @@ func (w *World) Advance(d time.Duration) time.Time {
 }
 
 // RunUntil runs every event due up to t, in order, and sets the clock to t
-// (or leaves it, if it is already later).
+// (or leaves it, if it is already later). Callers in several goroutines
+// take turns.
 func (w *World) RunUntil(t time.Time) time.Time {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
 	for {
 		w.mu.Lock()
 		if len(w.queue) == 0 || w.queue[0].at.After(t) {
