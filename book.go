@@ -259,7 +259,7 @@ func (e *Executor) keepAhead(ctx context.Context, r *run) {
 	// (horizonFor), and every move is a call. Moves that each take
 	// minutes, one after the other, made looks of half an hour, which
 	// widened the lead, which made more reservations due at each look.
-	start := e.clock.Now()
+	start := now
 	est := r.moveTook // how long a move takes, as the last one did
 	deleting := true  // while the workload manager deletes them
 	for i, b := range due {
@@ -288,16 +288,15 @@ func (e *Executor) keepAhead(ctx context.Context, r *run) {
 		if r.keptAhead == nil {
 			r.keptAhead = map[string]time.Time{}
 		}
-		t0 := e.clock.Now()
-		r.keptAhead[b.Name] = t0
-		b.Start = t0.Add(lead).Truncate(time.Second).Add(time.Second)
+		r.keptAhead[b.Name] = t
+		b.Start = t.Add(lead).Truncate(time.Second).Add(time.Second)
 		b.End = b.Start.Add(bookingLength(lead))
 		if _, err := e.book(ctx, r, Action{Kind: ActBook, Booking: b}, b.Nodes); err != nil {
 			r.log.Warn("could not move on a reservation about to begin", "reservation", b.Name, "err", err)
 		} else {
 			r.log.Debug("moved on a reservation about to begin", "reservation", b.Name, "start", b.Start)
 		}
-		r.moveTook = e.clock.Now().Sub(t0)
+		r.moveTook = e.clock.Now().Sub(t)
 		est = max(est, r.moveTook)
 	}
 }
