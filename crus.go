@@ -469,13 +469,28 @@ type NodeRecord struct {
 	// once the node leaves the phases quiescing and quiesced.
 	Undrained time.Time `json:"undrained,omitzero"`
 	Drained   time.Time `json:"drained,omitzero"`
-	// RebootRequested is when the boot request was recorded, then when
-	// the boot orchestrator accepted it: its boot_timeout counts from
-	// there.
+	// RebootRequested is when the boot request was recorded, before it
+	// was first sent: the earliest the node could begin to reboot, so a
+	// boot time after it proves the reboot.
 	RebootRequested time.Time `json:"reboot_requested,omitzero"`
-	Booted          time.Time `json:"booted,omitzero"`   // its boot session reported it booted
-	Returned        time.Time `json:"returned,omitzero"` // the workload manager saw it back
-	Finished        time.Time `json:"finished,omitzero"`
+	// RebootAccepted is when the boot orchestrator last accepted the
+	// request (an answer can come long after the reboot began, or be
+	// lost and the request sent again): boot_timeout counts from it, or
+	// from RebootRequested until then.
+	RebootAccepted time.Time `json:"reboot_accepted,omitzero"`
+	Booted         time.Time `json:"booted,omitzero"`   // its boot session reported it booted
+	Returned       time.Time `json:"returned,omitzero"` // the workload manager saw it back
+	Finished       time.Time `json:"finished,omitzero"`
+}
+
+// bootClock is when the node's boot_timeout began: when the orchestrator
+// accepted its boot request, or, until it has, when the request was
+// recorded.
+func (n *NodeRecord) bootClock() time.Time {
+	if !n.RebootAccepted.IsZero() {
+		return n.RebootAccepted
+	}
+	return n.RebootRequested
 }
 
 // Bounds of Session.Messages: a record keeps its first MessagesFirst

@@ -210,7 +210,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 		// A status read before its nodes' boot_timeout ran out must not
 		// be what fails them: past it, read it again (if that read fails,
 		// the planner waits).
-		deadline := deadlineOf(b.Requested, s.BootTimeout)
+		deadline := deadlineOf(b.TimedFrom, s.BootTimeout)
 		stale := ok && last.st.Phase != bos.PhaseComplete && obs.Now.After(deadline) && !last.at.After(deadline)
 		if !ok || news || stale || !light && last.st.Phase != bos.PhaseComplete && !obs.Now.Before(last.due(e.cfg.PollInterval)) {
 			boots = append(boots, b)

@@ -149,7 +149,7 @@ func TestBOSAcceptsJustBeforeBootTimeout(t *testing.T) {
 	assert.Equal(t, 3, c.Upgraded, "%+v", c)
 	assert.Zero(t, c.Failed)
 	for _, n := range s.Progress.Nodes {
-		assert.False(t, n.RebootRequested.Before(start.Add(59*time.Minute)), "%s: the boot was accepted at %s, not before", n.XName, n.RebootRequested.Sub(start))
+		assert.False(t, n.RebootAccepted.Before(start.Add(59*time.Minute)), "%s: the boot was accepted at %s, not before", n.XName, n.RebootAccepted.Sub(start))
 		assert.True(t, strings.HasPrefix(n.LastError, "resolved: "), "%s: last error %q", n.XName, n.LastError)
 	}
 }
@@ -172,8 +172,9 @@ func TestBootTimeoutCountsFromAcceptance(t *testing.T) {
 	for _, n := range s.Progress.Nodes {
 		st, err := e.w.BOS().Status(context.Background(), n.Boot, nil)
 		require.NoError(t, err)
-		assert.Equal(t, st.StartTime, n.RebootRequested, "%s: boot_timeout counts from the boot session's start", n.XName)
-		assert.Greater(t, n.RebootRequested.Sub(n.Drained), 100*time.Second, "%s: BOS took its time to answer", n.XName)
+		assert.Equal(t, st.StartTime, n.RebootAccepted, "%s: boot_timeout counts from the boot session's start", n.XName)
+		assert.Greater(t, n.RebootAccepted.Sub(n.RebootRequested), 100*time.Second, "%s: BOS took its time to answer", n.XName)
+		assert.False(t, n.RebootRequested.After(n.Drained.Add(time.Second)), "%s: the request is dated when it was first sent, the earliest a reboot could begin", n.XName)
 	}
 }
 

@@ -36,7 +36,7 @@ import (
 func (p *planner) verifyBoot(i int, n *NodeRecord) {
 	s, obs := p.s, p.obs
 	b, ok := obs.Boots[n.Boot]
-	deadline := deadlineOf(n.RebootRequested, s.BootTimeout)
+	deadline := deadlineOf(n.bootClock(), s.BootTimeout)
 	switch {
 	case obs.MissingBoots[n.Boot]:
 		p.unacceptedBoot(i, n)
@@ -90,7 +90,7 @@ func (p *planner) verifyBoot(i int, n *NodeRecord) {
 // (resendUnaccepted); any other goes back to the drain stage.
 func (p *planner) unacceptedBoot(i int, n *NodeRecord) {
 	s, obs := p.s, p.obs
-	deadline := deadlineOf(n.RebootRequested, s.BootTimeout)
+	deadline := deadlineOf(n.bootClock(), s.BootTimeout)
 	w, seen := obs.Nodes[n.XName]
 	switch {
 	case s.Progress.Cancel:

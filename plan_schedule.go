@@ -80,7 +80,7 @@ func (p *planner) planSlotsNow() *slotPlan {
 		n := &s.Progress.Nodes[i]
 		switch p.phaseAt(i) {
 		case PhaseQuiescing, PhaseQuiesced, PhaseBooting, PhaseReturning, PhaseResuming:
-			anchor := n.RebootRequested
+			anchor := n.bootClock()
 			if anchor.IsZero() || p.chg[i] != 0 && p.phaseAt(i) == PhaseQuiescing {
 				anchor = now
 			}

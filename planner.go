@@ -60,6 +60,10 @@ type BootRef struct {
 	// Requested is the earliest reboot request of its nodes: a boot time
 	// later than this is news of them.
 	Requested time.Time
+	// TimedFrom is the earliest start of its nodes' boot_timeout (when
+	// the orchestrator accepted the request, or until then when it was
+	// recorded).
+	TimedFrom time.Time
 	// Accepted: the orchestrator accepted the request (a node of it has
 	// NodeRecord.BootAccepted), so a session it does not know was deleted.
 	Accepted bool
@@ -217,9 +221,9 @@ type Change struct {
 	// Retry counts one more retry of the node (it was put back to wait
 	// for a later turn).
 	Retry bool
-	// Accepted: the node's boot request, sent again, was accepted now;
-	// RebootRequested restarts, so boot_timeout counts from the moment
-	// the orchestrator took the request, not from the first attempt.
+	// Accepted: the orchestrator accepted the node's boot request now
+	// (NodeRecord.RebootAccepted): boot_timeout counts from the moment
+	// it took the request, not from the first attempt.
 	Accepted bool
 	// BootAccepted: the orchestrator accepted the request of the node's
 	// boot session (NodeRecord.BootAccepted).

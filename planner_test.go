@@ -730,7 +730,7 @@ func TestScopeFor(t *testing.T) {
 	setPhase(s, PhaseBooting, t0, xs[0].XName, xs[1].XName)
 	assert.Equal(t, Scope{
 		Nodes: []string{xs[0].XName, xs[1].XName},
-		Boots: []BootRef{{Name: "crus-u1-1", Nodes: []string{xs[0].XName, xs[1].XName}, Requested: t0}},
+		Boots: []BootRef{{Name: "crus-u1-1", Nodes: []string{xs[0].XName, xs[1].XName}, Requested: t0, TimedFrom: t0}},
 	}, ScopeFor(s))
 }
 

@@ -71,10 +71,13 @@ func scopeWith(s *Session, idx *nodeIndex, light bool) (Scope, []int, []int) {
 			if !ok {
 				j = len(sc.Boots)
 				boots[n.Boot] = j
-				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot, Requested: n.RebootRequested})
+				sc.Boots = append(sc.Boots, BootRef{Name: n.Boot, Requested: n.RebootRequested, TimedFrom: n.bootClock()})
 			}
 			if n.RebootRequested.Before(sc.Boots[j].Requested) {
 				sc.Boots[j].Requested = n.RebootRequested
+			}
+			if c := n.bootClock(); c.Before(sc.Boots[j].TimedFrom) {
+				sc.Boots[j].TimedFrom = c
 			}
 			sc.Boots[j].Accepted = sc.Boots[j].Accepted || n.BootAccepted
 			sc.Boots[j].Nodes = append(sc.Boots[j].Nodes, n.XName)

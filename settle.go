@@ -250,7 +250,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 			case PhaseQuiesced:
 				n.Drained = now
 			case PhaseBooting:
-				n.RebootRequested = now
+				n.RebootRequested, n.RebootAccepted = now, time.Time{}
 			case PhaseReturning:
 				n.Booted = now
 			case PhaseResuming:
@@ -268,7 +268,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 		}
 		if c.Boot != "" && c.Boot != n.Boot {
 			n.Boot = c.Boot
-			n.BootAccepted = false
+			n.BootAccepted, n.RebootAccepted = false, time.Time{}
 		}
 		if c.BootAccepted {
 			n.BootAccepted = true
@@ -280,7 +280,7 @@ func (s *Session) Apply(d Decision, now time.Time) {
 			n.Retries++
 		}
 		if c.Accepted {
-			n.RebootRequested = now
+			n.RebootAccepted = now
 		}
 		switch c.Drain {
 		case DrainLost:

@@ -1,13 +1,18 @@
 package crus_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/bos"
+	"github.com/crus-go/crus/crustest"
 	"github.com/crus-go/crus/internal/fake"
 )
 
@@ -86,4 +91,46 @@ func TestSlowBackendsKeepTheCap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lateAnswerBOS carries out a boot request at once and answers it only
+// after late, as a BOS whose answer is held up after it created the
+// session (a slow proxy, a loaded API server).
+type lateAnswerBOS struct {
+	bos.Orchestrator
+	late time.Duration
+}
+
+func (b lateAnswerBOS) Reboot(ctx context.Context, req bos.Request) error {
+	err := b.Orchestrator.Reboot(ctx, req)
+	select {
+	case <-time.After(b.late):
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// TestLateBootAnswerProvesTheReboot: BOS reboots the nodes at once but
+// answers the request only after they are back (90 s, reboots of about a
+// minute). Their boot times are earlier than the answer and later than
+// the request: they prove the reboot, and every node is upgraded. When
+// the answer moved the request's time (as boot_timeout's start does),
+// every node of the first step failed as "not rebooted since the
+// request".
+func TestLateBootAnswerProvesTheReboot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := crustest.New(crustest.Options{Nodes: 4, Seed: 2, RealClock: true, RebootTime: time.Minute})
+		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), lateAnswerBOS{w.BOS(), 90 * time.Second}, w.Config())
+		require.NoError(t, err)
+		ctx := context.Background()
+		s, err := ex.Create(ctx, w.Spec(2))
+		require.NoError(t, err)
+		final, err := ex.Run(ctx, s.UpgradeID)
+		require.NoError(t, err)
+		for _, n := range final.Progress.Nodes {
+			assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
+			assert.GreaterOrEqual(t, n.RebootAccepted.Sub(n.RebootRequested), 90*time.Second, "%s: boot_timeout counts from the answer", n.XName)
+		}
+		require.NoError(t, w.Check(ctx, final))
+	})
 }
