@@ -29,18 +29,18 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 	var err error
 	switch a.Kind {
 	case ActAddMembers:
-		res.PerNode, err = e.call(ctx, what, func() error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
+		res.PerNode, err = e.call(ctx, what, func(ctx context.Context) error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
 	case ActRemoveMembers:
-		res.PerNode, err = e.call(ctx, what, func() error { return e.groups.RemoveMembers(ctx, a.Label, res.Nodes) })
+		res.PerNode, err = e.call(ctx, what, func(ctx context.Context) error { return e.groups.RemoveMembers(ctx, a.Label, res.Nodes) })
 	case ActDrain:
-		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Drain(ctx, names(), a.Reason) }))
+		res.PerNode, err = byWLMName(e.call(ctx, what, func(ctx context.Context) error { return e.wlm.Drain(ctx, names(), a.Reason) }))
 	case ActResume:
-		res.PerNode, err = byWLMName(e.call(ctx, what, func() error { return e.wlm.Resume(ctx, names()) }))
+		res.PerNode, err = byWLMName(e.call(ctx, what, func(ctx context.Context) error { return e.wlm.Resume(ctx, names()) }))
 	case ActFail:
 		// Both halves, always: a node refused by one is still failed by
 		// the other.
-		inGroup, gerr := e.call(ctx, what, func() error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
-		inWLM, werr := byWLMName(e.call(ctx, what, func() error { return e.wlm.Fail(ctx, names(), a.Reason) }))
+		inGroup, gerr := e.call(ctx, what, func(ctx context.Context) error { return e.groups.AddMembers(ctx, a.Label, res.Nodes) })
+		inWLM, werr := byWLMName(e.call(ctx, what, func(ctx context.Context) error { return e.wlm.Fail(ctx, names(), a.Reason) }))
 		res.PerNode = map[string]error{}
 		for x, nerr := range inGroup {
 			res.PerNode[x] = fmt.Errorf("failed group %q: %w", a.Label, nerr)
@@ -56,7 +56,7 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 		}
 		err = errors.Join(gerr, werr)
 	case ActReboot:
-		err = e.retry(ctx, what, func() error { return e.boot.Reboot(ctx, a.Reboot) })
+		err = e.retry(ctx, what, func(ctx context.Context) error { return e.boot.Reboot(ctx, a.Reboot) })
 	case ActBook:
 		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
 	case ActUnbook:
@@ -94,11 +94,11 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 // call runs a batch call, retrying failures of the whole call (not those
 // of single nodes) with backoff. It returns the per-node failures and the
 // call's error, if it still failed.
-func (e *Executor) call(ctx context.Context, what string, f func() error) (map[string]error, error) {
+func (e *Executor) call(ctx context.Context, what string, f func(ctx context.Context) error) (map[string]error, error) {
 	var perNode map[string]error
-	err := e.retry(ctx, what, func() error {
+	err := e.retry(ctx, what, func(ctx context.Context) error {
 		var rest error
-		perNode, rest = batch.Split(f())
+		perNode, rest = batch.Split(f(ctx))
 		return rest
 	})
 	return perNode, err
@@ -114,11 +114,24 @@ func withRetryDeadline(ctx context.Context, t time.Time) context.Context {
 	return context.WithValue(ctx, retryDeadlineKey{}, t)
 }
 
-// retry runs f until it succeeds, fails permanently (batch.ErrPermanent),
-// ctx ends, or RetryTimeout passes, waiting on the executor's clock. Under
-// a retry deadline (withRetryDeadline), it makes no attempt after it
-// passes but the first.
-func (e *Executor) retry(ctx context.Context, what string, f func() error) error {
+// retry runs the backend call f until it succeeds, fails permanently
+// (batch.ErrPermanent), ctx ends, or RetryTimeout passes, waiting on the
+// executor's clock. Under a retry deadline (withRetryDeadline), it makes
+// no attempt after it passes but the first. Each attempt gets a ctx that
+// ends after CallTimeout (see attempt).
+func (e *Executor) retry(ctx context.Context, what string, f func(ctx context.Context) error) error {
+	return e.retryAttempts(ctx, what, func() error { return e.attempt(ctx, what, f) })
+}
+
+// retryStore retries a write to the store as retry does a backend call,
+// without CallTimeout: a write cut short might still land, and the store
+// bounds its own requests (the etcd store its client's; the file store
+// writes locally).
+func (e *Executor) retryStore(ctx context.Context, what string, f func() error) error {
+	return e.retryAttempts(ctx, what, f)
+}
+
+func (e *Executor) retryAttempts(ctx context.Context, what string, f func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = e.cfg.RetryInitial
 	b.MaxInterval = e.cfg.RetryMax
@@ -149,4 +162,22 @@ func (e *Executor) retry(ctx context.Context, what string, f func() error) error
 		e.log.Debug("retrying", "call", what, "err", err, "in", next)
 	}
 	return backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, &clockTimer{clock: e.clock})
+}
+
+// attempt makes one attempt of a backend call: f runs under a ctx that
+// ends after CallTimeout, so that an adapter that does not answer cannot
+// hold the run (and with it the cap's guards: reservations moved on in
+// time, timeouts counted) for longer. The deadline runs on the wall
+// clock, not the executor's: it bounds how long a call really blocks,
+// and a virtual clock that moves only while the executor waits would
+// never end it. An attempt cut short returns an error that wraps
+// ErrCallTimeout and what f returned.
+func (e *Executor) attempt(ctx context.Context, what string, f func(ctx context.Context) error) error {
+	actx, cancel := context.WithTimeoutCause(ctx, e.cfg.CallTimeout, ErrCallTimeout)
+	defer cancel()
+	err := f(actx)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), ErrCallTimeout) {
+		return fmt.Errorf("%s: %w after %s: %w", what, ErrCallTimeout, e.cfg.CallTimeout, err)
+	}
+	return err
 }

@@ -42,7 +42,7 @@ func ownBooking(s *Session, name string) bool {
 // node crus does not know by that name is left out).
 func (e *Executor) bookings(ctx context.Context, r *run) (map[string]Booking, error) {
 	var rs []wlm.Reservation
-	err := e.retry(ctx, "read bookings", func() (err error) {
+	err := e.retry(ctx, "read bookings", func(ctx context.Context) (err error) {
 		rs, err = e.scheduler.Reservations(ctx, bookingPrefix(r.s))
 		return err
 	})
@@ -107,7 +107,7 @@ type bookedNodes struct {
 // at most forgetChunk names.
 func (e *Executor) forgetBookings(ctx context.Context, r *run) {
 	deleted, listed, err := unbookListed(r.s, func(names []string) error {
-		return e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+		return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
 	})
 	if !listed {
 		return // none may exist; wait to read them (a record of an older version may not say)
@@ -191,7 +191,7 @@ func (e *Executor) book(ctx context.Context, r *run, a Action, nodes []string) (
 		a.Booking.End = a.Booking.Start.Add(length)
 	}
 	res := wlm.Reservation{Name: a.Booking.Name, Nodes: r.names.names(nodes), Start: a.Booking.Start, End: a.Booking.End}
-	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func() error { return e.scheduler.Reserve(ctx, res) }))
+	perNode, err := r.names.byXName(e.call(ctx, string(a.Kind), func(ctx context.Context) error { return e.scheduler.Reserve(ctx, res) }))
 	if errors.Is(err, wlm.ErrPermissionDenied) && !r.dry {
 		// Nothing was made, and nothing will be until a retry
 		// (refusalRetry) finds the right granted.
@@ -306,7 +306,7 @@ func (e *Executor) unbook(ctx context.Context, r *run, names []string) error {
 	if e.scheduler == nil {
 		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
-	err := e.retry(ctx, string(ActUnbook), func() error { return e.scheduler.Unreserve(ctx, names) })
+	err := e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
 	if err == nil {
 		for _, name := range names {
 			delete(r.booked, name)

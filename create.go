@@ -239,7 +239,10 @@ func (e *Executor) canBook(ctx context.Context) bool {
 	if e.scheduler == nil {
 		return false
 	}
-	_, err := e.scheduler.Reservations(ctx, "crus-")
+	err := e.attempt(ctx, "list reservations", func(ctx context.Context) error {
+		_, err := e.scheduler.Reservations(ctx, "crus-")
+		return err
+	})
 	return !errors.Is(err, wlm.ErrUnsupported)
 }
 
@@ -256,14 +259,14 @@ func (e *Executor) readSpecWorld(ctx context.Context, spec Spec, pf *preflight) 
 		var err error
 		if tr, ok := e.boot.(bos.TemplateReader); ok {
 			var t bos.Template
-			err = e.retry(gctx, "read template", func() (err error) { t, err = tr.Template(gctx, spec.TemplateID); return err })
+			err = e.retry(gctx, "read template", func(gctx context.Context) (err error) { t, err = tr.Template(gctx, spec.TemplateID); return err })
 			if err == nil {
 				mu.Lock()
 				tmpl = &t
 				mu.Unlock()
 			}
 		} else {
-			err = e.retry(gctx, "check template", func() error { return e.boot.CheckTemplate(gctx, spec.TemplateID) })
+			err = e.retry(gctx, "check template", func(gctx context.Context) error { return e.boot.CheckTemplate(gctx, spec.TemplateID) })
 		}
 		switch {
 		case errors.Is(err, bos.ErrTemplateNotFound):
@@ -296,7 +299,7 @@ func (e *Executor) readSpecWorld(ctx context.Context, spec Spec, pf *preflight) 
 
 func (e *Executor) members(ctx context.Context, label string) ([]string, error) {
 	var m []string
-	err := e.retry(ctx, "read group", func() (err error) {
+	err := e.retry(ctx, "read group", func(ctx context.Context) (err error) {
 		m, err = e.groups.Members(ctx, label)
 		return err
 	})
@@ -341,7 +344,7 @@ func (e *Executor) checkCoverage(ctx context.Context, spec Spec, t bos.Template,
 func (e *Executor) mapStarting(ctx context.Context, starting []string, pf *preflight) (map[string]string, error) {
 	var names map[string]string
 	var perNode map[string]error
-	err := e.retry(ctx, "map node names", func() error {
+	err := e.retry(ctx, "map node names", func(ctx context.Context) error {
 		var err error
 		names, err = mapNames(ctx, e.cfg.Mapper, starting)
 		var rest error
@@ -389,7 +392,7 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 		return nil, nil
 	}
 	var nodes []wlm.Node
-	perNode, err := e.call(ctx, "read nodes", func() (err error) {
+	perNode, err := e.call(ctx, "read nodes", func(ctx context.Context) (err error) {
 		nodes, err = e.wlm.Nodes(ctx, wnames)
 		return err
 	})

@@ -46,6 +46,10 @@ var (
 	ErrSessionBusy = errors.New("crus: session is already running")
 	// ErrCorruptSession: a stored session record is inconsistent.
 	ErrCorruptSession = errors.New("crus: corrupt session record")
+	// ErrCallTimeout: a call to a backend (HSM, BOS, the workload
+	// manager) did not answer within Config.CallTimeout; the executor
+	// cancelled it through its ctx and treats it as a failed attempt.
+	ErrCallTimeout = errors.New("crus: call timed out")
 )
 
 // FieldError describes one problem with one field of a Spec.

@@ -211,12 +211,14 @@ func TestConfigPollsHaveAFloor(t *testing.T) {
 		"PollInterval":         {PollInterval: 1},
 		"InFlightPollInterval": {InFlightPollInterval: 99 * time.Millisecond},
 		"RetryInitial":         {RetryInitial: time.Microsecond},
+		"CallTimeout":          {CallTimeout: 999 * time.Millisecond},
 	} {
 		err := c.Validate()
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), "Config."+name+" must be at least", name)
 	}
-	assert.NoError(t, crus.Config{PollInterval: crus.MinPollInterval, InFlightPollInterval: crus.MinPollInterval, RetryInitial: crus.MinRetryInitial}.Validate())
+	assert.NoError(t, crus.Config{PollInterval: crus.MinPollInterval, InFlightPollInterval: crus.MinPollInterval, RetryInitial: crus.MinRetryInitial, CallTimeout: crus.MinCallTimeout}.Validate())
+	assert.ErrorContains(t, crus.Config{CallTimeout: -time.Second}.Validate(), "Config.CallTimeout must not be negative")
 	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
 	_, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world, PollInterval: 1})
 	assert.ErrorContains(t, err, "PollInterval")

@@ -77,7 +77,9 @@ func (e *Executor) unbookUnrun(ctx context.Context, s *Session) {
 	if e.scheduler == nil {
 		return
 	}
-	deleted, listed, err := unbookListed(s, func(names []string) error { return e.scheduler.Unreserve(ctx, names) })
+	deleted, listed, err := unbookListed(s, func(names []string) error {
+		return e.attempt(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
+	})
 	switch {
 	case !listed:
 	case err != nil:
@@ -175,7 +177,7 @@ func (e *Executor) casUpdate(ctx context.Context, id string, s *Session, f func(
 			return s, false, nil
 		}
 		s.AddMessages(msg)
-		err := e.retry(ctx, "store session", func() error { return e.store.Update(ctx, s) })
+		err := e.retryStore(ctx, "store session", func() error { return e.store.Update(ctx, s) })
 		switch {
 		case err == nil:
 			return s, true, nil

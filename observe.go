@@ -99,7 +99,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			// Nodes.
 			var nodes []wlm.Node
 			filler, byPosition := e.wlm.(wlm.NodesFiller)
-			perNode, err := e.call(ctx, "read nodes", func() (err error) {
+			perNode, err := e.call(ctx, "read nodes", func(ctx context.Context) (err error) {
 				if byPosition {
 					return filler.NodesInto(ctx, names, r.at.nodes)
 				}
@@ -226,7 +226,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 	for _, b := range boots {
 		g.Go(func() error {
 			var st bos.Status
-			err := e.retry(ctx, "boot session status", func() (err error) {
+			err := e.retry(ctx, "boot session status", func(ctx context.Context) (err error) {
 				st, err = e.boot.Status(ctx, b.Name, b.Nodes)
 				return err
 			})
@@ -264,7 +264,7 @@ func (e *Executor) observe(ctx context.Context, r *run, light bool) (Observation
 			r.endsNames, r.endsWhere = names, at
 			ends := resize(r.endsAt, len(names))
 			r.endsAt = ends
-			_, err := e.call(ctx, "job ends", func() error {
+			_, err := e.call(ctx, "job ends", func(ctx context.Context) error {
 				// By position from a wlm.JobEndsFiller, sparing a map
 				// of thousands of names; else from the map.
 				return wlm.JobEndsAt(ctx, e.jobEnder, names, ends)

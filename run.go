@@ -335,7 +335,7 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 			changed := r.names.positions(d.Changes)
 			update = func() error { return m.UpdateNodes(ctx, r.s, changed) }
 		}
-		err := e.retry(ctx, "store session", update)
+		err := e.retryStore(ctx, "store session", update)
 		if err == nil {
 			break
 		}

@@ -52,6 +52,18 @@ type Config struct {
 	// Defaults 1s, 30s and 2m. Errors matching batch.ErrPermanent are not
 	// retried.
 	RetryInitial, RetryMax, RetryTimeout time.Duration
+	// CallTimeout bounds each attempt of a call to HSM, BOS or the
+	// workload manager: an attempt still running after it has its ctx
+	// cancelled (with cause ErrCallTimeout) and counts as failed, to be
+	// retried within RetryTimeout. It runs on the wall clock, whatever
+	// Clock is: it bounds how long a call really blocks the run. An
+	// adapter must return soon after its ctx ends. Default 10m: above any
+	// call that is only slow (the clients of this module bound theirs
+	// lower), so it ends only calls that hang. With the scheduled
+	// strategy, a call longer than half the reservations' lead (6 min at
+	// the defaults) can let one begin while the run waits for it: set it
+	// below that if an adapter may hang.
+	CallTimeout time.Duration
 	// BootTimeSlack is the clock skew allowed when comparing a node's boot
 	// time with the time its reboot was requested. Default 3s: Slurm
 	// reports whole seconds, and a real slurmd was seen reporting a boot
@@ -92,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.RetryTimeout == 0 {
 		c.RetryTimeout = 2 * time.Minute
 	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
 	if c.BootTimeSlack == 0 {
 		c.BootTimeSlack = 3 * time.Second
 	}
@@ -105,9 +120,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports settings that cannot work: negative durations or
-// MaxConcurrentCalls, a PollInterval, InFlightPollInterval or
-// RetryInitial set below its minimum (MinPollInterval, MinRetryInitial),
-// and a malformed WorkloadManagerType.
+// MaxConcurrentCalls, a PollInterval, InFlightPollInterval, RetryInitial
+// or CallTimeout set below its minimum (MinPollInterval, MinRetryInitial,
+// MinCallTimeout), and a malformed WorkloadManagerType.
 func (c Config) Validate() error {
 	var errs []error
 	for _, d := range []struct {
@@ -115,7 +130,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"PollInterval", c.PollInterval}, {"InFlightPollInterval", c.InFlightPollInterval}, {"RetryInitial", c.RetryInitial}, {"RetryMax", c.RetryMax},
-		{"RetryTimeout", c.RetryTimeout}, {"BootTimeSlack", c.BootTimeSlack},
+		{"RetryTimeout", c.RetryTimeout}, {"CallTimeout", c.CallTimeout}, {"BootTimeSlack", c.BootTimeSlack},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("crus: Config.%s must not be negative, got %s", d.name, d.v))
@@ -129,7 +144,7 @@ func (c Config) Validate() error {
 		v, least time.Duration
 	}{
 		{"PollInterval", c.PollInterval, MinPollInterval}, {"InFlightPollInterval", c.InFlightPollInterval, MinPollInterval},
-		{"RetryInitial", c.RetryInitial, MinRetryInitial},
+		{"RetryInitial", c.RetryInitial, MinRetryInitial}, {"CallTimeout", c.CallTimeout, MinCallTimeout},
 	} {
 		if d.v > 0 && d.v < d.least {
 			errs = append(errs, fmt.Errorf("crus: Config.%s must be at least %s (0: the default), got %s", d.name, d.least, d.v))
@@ -144,12 +159,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// The shortest Config.PollInterval and InFlightPollInterval, and the
-// shortest Config.RetryInitial, that Validate accepts.
+// The shortest Config.PollInterval and InFlightPollInterval, the
+// shortest Config.RetryInitial and the shortest Config.CallTimeout that
+// Validate accepts.
 const (
 	MinPollInterval = 100 * time.Millisecond
 	MinRetryInitial = time.Millisecond
+	MinCallTimeout  = time.Second
 )
+
+// DefaultCallTimeout is Config.CallTimeout's default.
+const DefaultCallTimeout = 10 * time.Minute
 
 // Executor carries out sessions: it checks and creates them, then drives
 // each one through observe → plan → record → act until it completes. All

@@ -252,7 +252,7 @@ func (e *Executor) steerAt(ctx context.Context, r *run, at []int, last bool) err
 	for k, i := range at {
 		names[k] = r.names.wlm[i]
 	}
-	err := e.steerer.Steer(ctx, names, last)
+	err := e.attempt(ctx, "steer", func(ctx context.Context) error { return e.steerer.Steer(ctx, names, last) })
 	perNode, rest := batch.Split(err)
 	for _, nerr := range perNode {
 		if !errors.Is(nerr, wlm.ErrNodeNotFound) {

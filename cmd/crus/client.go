@@ -115,7 +115,7 @@ func (c *clientFlags) local() (target, error) {
 		return nil, errors.Join(problems...)
 	}
 	ex, err := crus.NewExecutor(b.groups, b.manager, b.boot, crus.Config{
-		Store: b.store, PollInterval: cfg.Executor.PollInterval,
+		Store: b.store, PollInterval: cfg.Executor.PollInterval, CallTimeout: cfg.Executor.CallTimeout,
 		Mapper: crus.NIDMapper{Resolver: hsm.NIDResolver(b.groups), Format: cfg.Executor.NodeNameFormat},
 	})
 	if err != nil {

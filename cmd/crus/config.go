@@ -79,6 +79,7 @@ type Config struct {
 	} `yaml:"auth"`
 	Executor struct {
 		PollInterval   time.Duration `yaml:"poll_interval"`
+		CallTimeout    time.Duration `yaml:"call_timeout"`
 		NodeNameFormat string        `yaml:"node_name_format"`
 	} `yaml:"executor"`
 }
@@ -123,6 +124,7 @@ var settings = []setting{
 	{"auth.audience", "CRUS_JWT_AUDIENCE", "jwt-audience", "required token audience (auth jwt)", ""},
 	{"auth.public_reads", "CRUS_PUBLIC_READS", "public-reads", "let GET requests (the page) through without a token", "false"},
 	{"executor.poll_interval", "CRUS_POLL_INTERVAL", "poll-interval", "how often the world is observed while waiting", "30s"},
+	{"executor.call_timeout", "CRUS_CALL_TIMEOUT", "call-timeout", "how long one attempt of a backend call may take before it is cancelled and retried", crus.DefaultCallTimeout.String()},
 	{"executor.node_name_format", "CRUS_NODE_NAME_FORMAT", "node-name-format", "workload-manager name of a NID", crus.DefaultNIDFormat},
 }
 
@@ -314,6 +316,9 @@ func (c *Config) validate() []error {
 	}
 	if c.Executor.PollInterval <= 0 {
 		bad("executor.poll_interval must be positive")
+	}
+	if c.Executor.CallTimeout < crus.MinCallTimeout {
+		bad("executor.call_timeout must be at least %s, got %s", crus.MinCallTimeout, c.Executor.CallTimeout)
 	}
 	if !strings.Contains(c.Executor.NodeNameFormat, "%") {
 		bad("executor.node_name_format %q has no verb for the NID (such as %%06d)", c.Executor.NodeNameFormat)

@@ -430,13 +430,13 @@ func TestConfigCheck(t *testing.T) {
 
 	// A configuration with several mistakes.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("hsm:\n  url: ftp://nowhere\nbos:\n  version: v3\ntoken:\n  source: file\nslurm:\n  adapter: pbs\nauth:\n  mode: jwt\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("hsm:\n  url: ftp://nowhere\nbos:\n  version: v3\ntoken:\n  source: file\nslurm:\n  adapter: pbs\nauth:\n  mode: jwt\nexecutor:\n  call_timeout: 500ms\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code := run([]string{"config", "check", "--config", bad, "--store-dir", t.TempDir()}); code != exitFail {
 		t.Errorf("a bad configuration: exit %d", code)
 	}
-	for _, want := range []string{"hsm.url", "bos.version", "token.file", "slurm.adapter", "auth.jwks_url"} {
+	for _, want := range []string{"hsm.url", "bos.version", "token.file", "slurm.adapter", "auth.jwks_url", "executor.call_timeout must be at least 1s, got 500ms"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("config check does not report %s:\n%s", want, buf.String())
 		}

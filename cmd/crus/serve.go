@@ -74,7 +74,7 @@ func serve(ctx context.Context, args []string) int {
 	groups, manager, boot := m.WrapGroups(b.groups), m.WrapManager(b.manager), m.WrapBoot(b.boot)
 	hub := api.NewHub()
 	var driver *crus.Driver
-	excfg.Store, excfg.Logger, excfg.PollInterval = b.store, log, cfg.Executor.PollInterval
+	excfg.Store, excfg.Logger, excfg.PollInterval, excfg.CallTimeout = b.store, log, cfg.Executor.PollInterval, cfg.Executor.CallTimeout
 	excfg.Mapper = crus.NIDMapper{Resolver: groups.(hsm.NIDResolver), Format: cfg.Executor.NodeNameFormat}
 	excfg.OnEvent = func(ev crus.Event) {
 		hub.Publish(ev)
