@@ -248,9 +248,12 @@ func (w *World) Spec(step int) crus.Spec {
 }
 
 // sync brings a RealClock World up to the real time: every event due runs.
-// A virtual World moves only through After and Advance.
+// A virtual World moves only through After and Advance. A call made from
+// a scheduled function (or a power hook) is made at the time of its event,
+// inside a catch-up that cannot go on before it returns: it does not wait
+// for it.
 func (w *World) sync() {
-	if !w.opts.RealClock {
+	if !w.opts.RealClock || w.fw.InScheduled() {
 		return
 	}
 	w.syncMu.Lock()
