@@ -493,10 +493,10 @@ func TestScheduledInvariantsUnderBookingFaults(t *testing.T) {
 // refusing both to change and to delete reservations, and a restart while
 // it refuses both to list and to delete them. So in one scenario it
 // refuses either changes or deletions, and if deletions, the executor
-// restarts only when reservations can be listed. Slow backends are
-// TestSlowBackendsKeepTheCap's: the scenarios' scheduled operator
-// actions and commands run inside the world's events, which calls that
-// take their time would run from several goroutines at once.
+// restarts only when reservations can be listed. In some, the backends
+// are slow (see TestSlowBackendsKeepTheCap): the operators' actions and
+// the commands then run as functions of the World's Schedule, whose calls
+// take no time of their own (fake.World.SetLatency).
 func drawBookingScenario(t *rapid.T) scenario {
 	sc := scenario{
 		nodes:      rapid.IntRange(4, 24).Draw(t, "nodes"),
@@ -525,6 +525,19 @@ func drawBookingScenario(t *rapid.T) scenario {
 		operatorKinds: []string{"job", "job", "resume", "drain"}, operator: 3,
 		commandKinds: []string{"pause", "pause", "resume", "delete"}, commands: 2, commandsFrom: 400,
 	})
+	if refused == "wlm.Reserve" && rapid.Float64Range(0, 1).Draw(t, "slow") < 0.5 {
+		// Slow backends: every call takes up to 3 minutes, and one of
+		// the reads of every observation up to 10. Left out, as the
+		// README states: a call made only now and then, first slow after
+		// the bookings are made and slower than half their lead; and
+		// deletions refused, where reservations due at once can only be
+		// moved on one call after the other.
+		sc.latency = map[string]time.Duration{"": time.Duration(rapid.IntRange(5, 180).Draw(t, "latencySeconds")) * time.Second}
+		if rapid.Bool().Draw(t, "slowRead") {
+			op := rapid.SampledFrom([]string{"wlm.Nodes", "wlm.JobEnds", "wlm.Reservations"}).Draw(t, "slowReadOp")
+			sc.latency[op] = time.Duration(rapid.IntRange(1, 10).Draw(t, "slowReadMinutes")) * time.Minute
+		}
+	}
 	sc.rollout = drawRollout(t, sc.step)
 	sc.rollout.Strategy = crus.StrategyScheduled
 	return sc

@@ -77,3 +77,34 @@ func TestSessionsAtOnceOnTheRealClock(t *testing.T) {
 		t.Logf("two sessions of 6 nodes at once: %s of (bubble) time", took.Round(time.Minute))
 	})
 }
+
+// TestScheduledFunctionOnTheRealClock: a scheduled function that acts on
+// a World following the real clock (an operator's drain, a read of a
+// group) hung it: each call first brings the World up to the real time,
+// and waited for the catch-up that was running the function.
+func TestScheduledFunctionOnTheRealClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := crustest.New(crustest.Options{Nodes: 4, RealClock: true})
+		x := w.XNames()[0]
+		done := make(chan error, 1)
+		w.Schedule(w.Now().Add(time.Second), func() {
+			if err := w.AdminDrain(x, "admin: scheduled"); err != nil {
+				done <- err
+				return
+			}
+			_, err := w.HSM().Members(context.Background(), crustest.StartingLabel)
+			done <- err
+		})
+		w.Advance(time.Hour)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := w.WLM().Nodes(context.Background(), []string{w.Name(x)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) != 1 || !nodes[0].Drain {
+			t.Errorf("%s after the scheduled drain: %+v", x, nodes)
+		}
+	})
+}

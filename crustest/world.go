@@ -248,9 +248,12 @@ func (w *World) Spec(step int) crus.Spec {
 }
 
 // sync brings a RealClock World up to the real time: every event due runs.
-// A virtual World moves only through After and Advance.
+// A virtual World moves only through After and Advance. A call made from
+// a scheduled function (or a power hook) is made at the time of its event,
+// inside a catch-up that cannot go on before it returns: it does not wait
+// for it.
 func (w *World) sync() {
-	if !w.opts.RealClock {
+	if !w.opts.RealClock || w.fw.InScheduled() {
 		return
 	}
 	w.syncMu.Lock()
@@ -291,9 +294,15 @@ func (w *World) Advance(d time.Duration) time.Time {
 }
 
 // Schedule runs fn at time at (or as soon as the World next moves, if at
-// is past), without the World's locks: fn may call the World's methods
-// and act on an outside workload manager. Use it for what an operator or
-// a fault does during a session.
+// is past), without the World's locks: fn may call the World's methods,
+// act on an outside workload manager, send an executor's commands, and
+// wait on the World's clock (After, Advance), from its own goroutine or
+// from goroutines it starts and waits for. The World moves on during such
+// a wait (jobs end, nodes reboot and come back), but the functions
+// scheduled for that time run once fn has returned: scheduled functions
+// run one at a time, in order. fn's calls take no time of their own (see
+// SetLatency). Use it for what an operator or a fault does during a
+// session.
 func (w *World) Schedule(at time.Time, fn func()) { w.fw.Schedule(at, fn) }
 
 // XNames returns the xnames of the nodes, in order.
@@ -383,10 +392,14 @@ func (w *World) Outage(op string, from, until time.Time, err error) {
 // SetLatency makes every call of op (a name FailNext takes, or "" for
 // every operation without a latency of its own) take d of the World's
 // time before it does anything, as a slow backend does: the World moves
-// on (jobs end, nodes reboot) while crus waits for the answer, and calls
-// made at the same time end together. d of 0 removes it. It panics on an
-// unknown name, and with Options.RealClock (the World cannot make real
-// time pass faster).
+// on (jobs end, nodes reboot) while crus waits for the answer. Calls
+// overlap the wait that is moving the World, another call's or the
+// clock's: one made meanwhile ends with it, or d after it began if that
+// is later, so calls made at the same time end together; one made from a
+// scheduled function (Schedule), or while one runs, takes no time of its
+// own: the wait that runs the function cannot go on before it returns.
+// d of 0 removes it. It panics on an unknown name, and with
+// Options.RealClock (the World cannot make real time pass faster).
 func (w *World) SetLatency(op string, d time.Duration) {
 	if op != "" {
 		checkOp("SetLatency", op)

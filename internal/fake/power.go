@@ -26,8 +26,8 @@ type powerState struct {
 }
 
 // SetPowerHook installs h (the zero PowerHook removes it). Its functions
-// run as events, at the virtual time of the change, without the World's
-// lock: they may call the World's methods.
+// run as functions of Schedule, at the virtual time of the change, without
+// the World's lock: they may call the World's methods.
 func (w *World) SetPowerHook(h PowerHook) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -41,7 +41,7 @@ func (w *World) powerOff(n *node) {
 	if off == nil {
 		return
 	}
-	w.schedule(w.now, func() {
+	w.scheduleFn(w.now, func() {
 		if err := off(n.xname, n.name); err != nil {
 			w.locked(func() { w.power.errs[n.xname] = err.Error() })
 		}
@@ -55,7 +55,7 @@ func (w *World) powerOn(n *node, back bool) {
 	if on == nil {
 		return
 	}
-	w.schedule(w.now, func() { on(n.xname, n.name, back) })
+	w.scheduleFn(w.now, func() { on(n.xname, n.name, back) })
 }
 
 // bootFailure says whether n's boot fails, and why: a BootFails fault,

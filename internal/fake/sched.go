@@ -107,7 +107,9 @@ func (w *World) SetPlacement(p Placement) {
 // call the World's methods) before virtual time moves on whenever nodes
 // may have become free since it last ran: a job ended, a node was resumed
 // or came back from a reboot. A trace-driven scheduler uses it to start
-// queued jobs at once. nil removes it.
+// queued jobs at once. It runs as the functions of Schedule do, one of
+// them at a time, and not within a wait made from inside one (see
+// RunUntil), which runs the World's own events alone. nil removes it.
 func (w *World) SetScheduler(fn func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -226,10 +228,12 @@ func (w *World) StartJobOnFree(k int, user string, runFor, limit time.Duration, 
 				})
 			})
 		})
-		if ended != nil {
-			ended()
-		}
 	})
+	if ended != nil {
+		// Not in the event: the caller's code runs as a function of
+		// Schedule (see RunUntil), just after the job has ended.
+		w.scheduleFn(j.end, ended)
+	}
 	return true
 }
 

@@ -101,16 +101,29 @@ func (q *eventQueue) Pop() any {
 
 // World is the simulated system. All methods are safe for concurrent use.
 type World struct {
-	// runMu makes one RunUntil run the events at a time: calls that take
-	// their time (SetLatency) and retries wait on the clock from
-	// several goroutines, and events assume they run one after the
-	// other. Events must not move the clock themselves.
+	// runMu makes the runs of the events made outside any function of
+	// Schedule (a RunUntil, After or Advance, or a call that takes its
+	// time) take turns: the executor's concurrent calls and retries wait
+	// on the clock from several goroutines, and the functions of
+	// Schedule assume they run one after the other. It is held while
+	// such a function runs, so a wait made from inside one cannot take
+	// it: that wait runs the World's own events due itself, nested (see
+	// RunUntil).
 	runMu sync.Mutex
+	// evMu orders the World's own events, whichever run executes them:
+	// a run holds it while it takes the next event and executes it (not
+	// while a function of Schedule runs), or sets the clock at its end.
+	evMu  sync.Mutex
 	mu    sync.Mutex
 	opts  Options
 	now   time.Time
 	seq   uint64
-	queue eventQueue
+	queue eventQueue // the World's own events (schedule)
+	fns   eventQueue // the functions of Schedule
+	// inFn is set while a run executes a function of Schedule or the
+	// scheduler's hook (SetScheduler): the waits, and the calls that take
+	// their time, made meanwhile are taken for the function's own.
+	inFn  bool
 	jobID int
 
 	nodes     map[string]*node // by xname
@@ -217,53 +230,173 @@ func (w *World) Advance(d time.Duration) time.Time {
 }
 
 // RunUntil runs every event due up to t, in order, and sets the clock to t
-// (or leaves it, if it is already later). Callers in several goroutines
-// take turns.
+// (or leaves it, if it is already later). It returns the new time.
+// Callers in several goroutines take turns.
+//
+// RunUntil may also be called (through After and Advance too) from inside
+// a function of Schedule, or from goroutines the function starts and
+// waits for. It then runs the World's own events due up to t (jobs end,
+// nodes reboot and return, boot sessions move on) within the function,
+// and leaves the functions of Schedule due meanwhile to run once it has
+// returned, in order: the functions of Schedule run one at a time, however
+// many goroutines wait on the clock.
+//
+// A wait cannot tell the goroutines of a function of Schedule from
+// others (a goroutine has no identity to ask), so any wait made while
+// such a function runs is taken for the function's: one from another
+// goroutine (the executor's concurrent retries) would otherwise wait for
+// the function to end, and the World would hang if it were the
+// function's after all. Running the World's own events is safe beside
+// anything (they take the World's lock, and never wait), and they still
+// run one at a time, in order; running another function of Schedule
+// would not be, which is why such a wait leaves them.
 func (w *World) RunUntil(t time.Time) time.Time {
+	w.mu.Lock()
+	nested := w.inFn
+	w.mu.Unlock()
+	if nested {
+		return w.run(true, t)
+	}
+	return w.runTop(t)
+}
+
+// InScheduled reports whether a function of Schedule (or the scheduler's
+// hook) runs now: a call made now is taken for one made from inside it
+// (see RunUntil).
+func (w *World) InScheduled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inFn
+}
+
+// runTop runs the events due up to t as a run made outside any function
+// of Schedule.
+func (w *World) runTop(t time.Time) time.Time {
 	w.runMu.Lock()
 	defer w.runMu.Unlock()
+	return w.run(false, t)
+}
+
+// run runs the events due up to t, or up to the time the clock has
+// reached if that is later (a nested run moved it): the World's own
+// events, and, unless nested, the functions of Schedule and the
+// scheduler's hook.
+func (w *World) run(nested bool, t time.Time) time.Time {
 	for {
+		w.evMu.Lock()
 		w.mu.Lock()
-		if len(w.queue) == 0 || w.queue[0].at.After(t) {
-			if w.kick && w.hook != nil && t.After(w.now) {
-				w.kick = false
-				hook := w.hook
-				w.mu.Unlock()
-				hook()
-				continue
-			}
+		due := t
+		if w.now.After(due) {
+			due = w.now
+		}
+		q := &w.queue
+		if !nested && len(w.fns) > 0 && (len(w.queue) == 0 || before(w.fns[0], w.queue[0])) {
+			q = &w.fns
+		}
+		next := len(*q) > 0 && !(*q)[0].at.After(due)
+		// Let the scheduler use what was freed before time moves on.
+		if !nested && w.kick && w.hook != nil && (next && (*q)[0].at.After(w.now) || !next && t.After(w.now)) {
+			w.kick = false
+			w.evMu.Unlock()
+			w.exec(w.hook)
+			continue
+		}
+		if !next {
 			if t.After(w.now) {
 				w.now = t
 			}
 			now := w.now
 			w.mu.Unlock()
+			w.evMu.Unlock()
 			return now
 		}
-		if w.kick && w.hook != nil && w.queue[0].at.After(w.now) {
-			// Let the scheduler use what was freed before time moves on.
-			w.kick = false
-			hook := w.hook
-			w.mu.Unlock()
-			hook()
-			continue
-		}
-		ev := heap.Pop(&w.queue).(event)
+		ev := heap.Pop(q).(event)
 		if ev.at.After(w.now) {
 			w.now = ev.at
 		}
+		if q == &w.fns {
+			w.evMu.Unlock()
+			w.exec(ev.fn)
+			continue
+		}
 		w.mu.Unlock()
-		ev.fn() // without the lock: events may call the World's methods
+		w.own(ev.fn)
 	}
 }
 
+// own executes one of the World's own events, holding evMu, which it
+// releases.
+func (w *World) own(fn func()) {
+	defer w.evMu.Unlock()
+	fn() // without the lock: events take it
+}
+
+// before reports whether event a comes before event b.
+func before(a, b event) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
+	}
+	return a.seq < b.seq
+}
+
+// exec runs fn, a function of Schedule or the scheduler's hook, without
+// the lock (fn may call the World's methods), with inFn set so that the
+// waits made meanwhile nest. Callers hold the lock; exec releases it.
+func (w *World) exec(fn func()) {
+	w.inFn = true
+	w.mu.Unlock()
+	defer w.locked(func() { w.inFn = false })
+	fn()
+}
+
+// TakeTime lets d of virtual time pass for a call that takes its time (see
+// SetLatency) and returns the time the call goes on at. A call made while
+// a function of Schedule runs (see RunUntil) overlaps the run that
+// executes it and takes no time of its own: it could not wait for that
+// run to end. Any other call waits for the runs in progress, then moves
+// the world on to d after it began, if it is not there yet: calls begun
+// together end together.
+func (w *World) TakeTime(d time.Duration) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.takeTime(d)
+	return w.now
+}
+
+// takeTime is TakeTime for callers that hold the lock: it may release it
+// while the World moves on, and takes it again before it returns.
+func (w *World) takeTime(d time.Duration) {
+	if d <= 0 || w.inFn {
+		return
+	}
+	end := w.now.Add(d)
+	w.mu.Unlock()
+	defer w.mu.Lock()
+	// Not RunUntil: a function that begins meanwhile, in another run, is
+	// not the caller's.
+	w.runTop(end)
+}
+
 // Schedule runs fn at virtual time at (at once, on the next advance, if at
-// is past). fn runs without the World's lock and may call its methods.
+// is past). fn runs without the World's lock and may call its methods and
+// wait on its clock (see RunUntil). The functions of Schedule run one at a
+// time, in order.
 func (w *World) Schedule(at time.Time, fn func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.schedule(at, fn)
+	w.scheduleFn(at, fn)
 }
 
+// scheduleFn is Schedule for callers that hold the lock.
+func (w *World) scheduleFn(at time.Time, fn func()) {
+	w.seq++
+	heap.Push(&w.fns, event{at: at, seq: w.seq, fn: fn})
+}
+
+// schedule runs fn, one of the World's own events, at virtual time at.
+// fn runs without the lock, takes it, and never waits on the clock nor
+// calls anything that takes its time: it may run beside a function of
+// Schedule (see RunUntil). Callers hold the lock.
 func (w *World) schedule(at time.Time, fn func()) {
 	w.seq++
 	heap.Push(&w.queue, event{at: at, seq: w.seq, fn: fn})
@@ -374,9 +507,13 @@ func (w *World) call(op string) error {
 
 // SetLatency makes every call of op take d of virtual time before it
 // does anything, as a slow backend does: the world moves on (its events
-// run) while the caller waits, and calls made at the same time end
-// together. op "" sets it for every op without one of its own; 0 removes
-// it.
+// run) while the caller waits. Calls overlap the wait that is moving the
+// world, another call's or the clock's: one made meanwhile ends with it,
+// or d after it began if that is later, so calls made at the same time
+// end together; one made from a function of Schedule, or while one runs,
+// takes no time of its own: the wait that runs the function cannot go on
+// before it returns (see TakeTime). op "" sets it for every op without
+// one of its own; 0 removes it.
 func (w *World) SetLatency(op string, d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -401,14 +538,9 @@ func (w *World) latencyOf(op string) time.Duration {
 // release it.
 func (w *World) begin(ctx context.Context, op string) (*World, error) {
 	w.mu.Lock()
-	if d := w.latencyOf(op); d > 0 {
-		// Calls made at the same time overlap: each ends d after it
-		// began, however many run.
-		end := w.now.Add(d)
-		w.mu.Unlock()
-		w.RunUntil(end)
-		w.mu.Lock()
-	}
+	// Calls made at the same time overlap: each ends d after it began,
+	// however many run.
+	w.takeTime(w.latencyOf(op))
 	if err := ctx.Err(); err != nil {
 		w.mu.Unlock()
 		return nil, err
