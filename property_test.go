@@ -40,6 +40,12 @@ var faultOps = []string{
 	"bos.Reboot", "bos.Status",
 }
 
+// lostAnswerOps are the writes whose answers a fault may lose, the work
+// done (fake.World.LoseNextAnswers).
+var lostAnswerOps = []string{
+	"hsm.AddMembers", "hsm.RemoveMembers", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "bos.Reboot",
+}
+
 // scenario is a randomly drawn cluster, fault plan and session.
 type scenario struct {
 	nodes, step  int
@@ -65,7 +71,10 @@ type callFault struct {
 	op        string
 	n         int
 	permanent bool
-	at        time.Duration
+	// lost: the calls (writes) are carried out and their answers lost
+	// (fake.World.LoseNextAnswers), instead of failing.
+	lost bool
+	at   time.Duration
 }
 
 // outageAt is a backend operation failing for a while: from a minute to
@@ -149,12 +158,16 @@ func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
 		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Minute
 	}
 	for i := range rapid.IntRange(0, p.callFaults).Draw(t, "callFaults") {
-		sc.callFaults = append(sc.callFaults, callFault{
+		f := callFault{
 			op:        rapid.SampledFrom(p.ops).Draw(t, fmt.Sprintf("op%d", i)),
 			n:         rapid.IntRange(1, 40).Draw(t, fmt.Sprintf("n%d", i)),
 			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
 			at:        minutes(0, p.from, fmt.Sprintf("at%d", i)),
-		})
+		}
+		if !f.permanent && slices.Contains(lostAnswerOps, f.op) {
+			f.lost = rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("lost%d", i)) < 0.4
+		}
+		sc.callFaults = append(sc.callFaults, f)
 	}
 	for i := range rapid.IntRange(p.outages[0], p.outages[1]).Draw(t, "outages") {
 		sc.outages = append(sc.outages, outageAt{
@@ -267,6 +280,10 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 		if f.permanent {
 			err = errPermanentInjected
 			out.refused = out.refused || f.op == "bos.Reboot"
+		}
+		if f.lost {
+			e.w.Schedule(start.Add(f.at), func() { e.w.LoseNextAnswers(f.op, f.n) })
+			continue
 		}
 		e.w.Schedule(start.Add(f.at), func() { e.w.FailNext(f.op, f.n, err) })
 	}

@@ -51,12 +51,12 @@ func (b *BOS) CheckTemplate(ctx context.Context, name string) error {
 }
 
 // Reboot implements bos.Orchestrator.
-func (b *BOS) Reboot(ctx context.Context, req bos.Request) error {
+func (b *BOS) Reboot(ctx context.Context, req bos.Request) (err error) {
 	w, err := b.begin(ctx, "bos.Reboot")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("bos.Reboot", &err)
 	if !sessionNameRE.MatchString(req.Name) {
 		return fmt.Errorf("%w: session name %q", bos.ErrInvalidRequest, req.Name)
 	}

@@ -39,12 +39,12 @@ func (h *HSM) Members(ctx context.Context, label string) ([]string, error) {
 
 // AddMembers implements hsm.GroupStore. Like the real HSM it refuses
 // malformed xnames and components it does not know.
-func (h *HSM) AddMembers(ctx context.Context, label string, xnames []string) error {
+func (h *HSM) AddMembers(ctx context.Context, label string, xnames []string) (err error) {
 	w, err := h.begin(ctx, "hsm.AddMembers")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("hsm.AddMembers", &err)
 	g, ok := w.groups[label]
 	if !ok {
 		return fmt.Errorf("%w: %q", hsm.ErrGroupNotFound, label)
@@ -66,12 +66,12 @@ func (h *HSM) AddMembers(ctx context.Context, label string, xnames []string) err
 }
 
 // RemoveMembers implements hsm.GroupStore.
-func (h *HSM) RemoveMembers(ctx context.Context, label string, xnames []string) error {
+func (h *HSM) RemoveMembers(ctx context.Context, label string, xnames []string) (err error) {
 	w, err := h.begin(ctx, "hsm.RemoveMembers")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("hsm.RemoveMembers", &err)
 	g, ok := w.groups[label]
 	if !ok {
 		return fmt.Errorf("%w: %q", hsm.ErrGroupNotFound, label)

@@ -146,12 +146,12 @@ func (w *World) dropReservation(r *reservation) {
 }
 
 // Reserve implements wlm.Scheduler.
-func (m *WLM) Reserve(ctx context.Context, r wlm.Reservation) error {
+func (m *WLM) Reserve(ctx context.Context, r wlm.Reservation) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Reserve")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Reserve", &err)
 	if err := wlm.ValidateReservation(r); err != nil {
 		return err
 	}
@@ -189,12 +189,12 @@ func (m *WLM) Reserve(ctx context.Context, r wlm.Reservation) error {
 }
 
 // Unreserve implements wlm.Scheduler.
-func (m *WLM) Unreserve(ctx context.Context, names []string) error {
+func (m *WLM) Unreserve(ctx context.Context, names []string) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Unreserve")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Unreserve", &err)
 	for _, name := range names {
 		if r, ok := w.sim.resv.byName[name]; ok {
 			w.dropReservation(r)

@@ -16,12 +16,12 @@ import (
 var _ wlm.Steerer = (*WLM)(nil)
 
 // Steer implements wlm.Steerer.
-func (m *WLM) Steer(ctx context.Context, names []string, last bool) error {
+func (m *WLM) Steer(ctx context.Context, names []string, last bool) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Steer")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Steer", &err)
 	var unknown []string
 	for _, name := range names {
 		n, ok := w.lookup(name)

@@ -147,12 +147,12 @@ func (w *World) each(names []string, f func(n *node) error) error {
 }
 
 // Drain implements wlm.Manager.
-func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
+func (m *WLM) Drain(ctx context.Context, names []string, reason string) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Drain")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Drain", &err)
 	if reason == "" {
 		return fmt.Errorf("%w: drain needs a reason", wlm.ErrInvalidArgument)
 	}
@@ -169,12 +169,12 @@ func (m *WLM) Drain(ctx context.Context, names []string, reason string) error {
 }
 
 // Resume implements wlm.Manager.
-func (m *WLM) Resume(ctx context.Context, names []string) error {
+func (m *WLM) Resume(ctx context.Context, names []string) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Resume")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Resume", &err)
 	return w.each(names, func(n *node) error {
 		n.drain, n.fail, n.reason, n.reasonTime = false, false, "", time.Time{}
 		return nil
@@ -182,12 +182,12 @@ func (m *WLM) Resume(ctx context.Context, names []string) error {
 }
 
 // Fail implements wlm.Manager.
-func (m *WLM) Fail(ctx context.Context, names []string, reason string) error {
+func (m *WLM) Fail(ctx context.Context, names []string, reason string) (err error) {
 	w, err := m.w.begin(ctx, "wlm.Fail")
 	if err != nil {
 		return err
 	}
-	defer w.mu.Unlock()
+	defer w.end("wlm.Fail", &err)
 	if reason == "" {
 		return fmt.Errorf("%w: fail needs a reason", wlm.ErrInvalidArgument)
 	}

@@ -136,6 +136,7 @@ type World struct {
 	faults     map[string][]error
 	outages    map[string][]outage
 	latency    map[string]time.Duration // by op; "" for every op without its own
+	lost       map[string]int           // answers to lose, by op (LoseNextAnswers)
 	touched    map[string]int           // changing calls that named an xname no node has (see touch)
 	violations []string
 	raced      []string // see Raced
@@ -201,6 +202,7 @@ func New(opts Options) *World {
 		calls:     map[string]int{},
 		faults:    map[string][]error{},
 		latency:   map[string]time.Duration{},
+		lost:      map[string]int{},
 		touched:   map[string]int{},
 	}
 }
@@ -488,6 +490,42 @@ func (w *World) FailNext(op string, n int, err error) {
 	defer w.mu.Unlock()
 	for range n {
 		w.faults[op] = append(w.faults[op], err)
+	}
+}
+
+// LoseNextAnswers makes the next n calls of op (a write: "bos.Reboot",
+// "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve",
+// "wlm.Steer", "hsm.AddMembers", "hsm.RemoveMembers") that succeed do
+// their work and then fail with ErrAnswerLost: the request was carried
+// out, its answer never came (a connection cut, a proxy's timeout). It
+// panics on any other op: a lost read is a failed read (FailNext).
+func (w *World) LoseNextAnswers(op string, n int) {
+	if !slices.Contains(writeOps, op) {
+		panic(fmt.Sprintf("fake: LoseNextAnswers of %q, not a write", op))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lost[op] += n
+}
+
+// writeOps are the calls that change something (LoseNextAnswers).
+var writeOps = []string{
+	"bos.Reboot", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
+	"hsm.AddMembers", "hsm.RemoveMembers",
+}
+
+// ErrAnswerLost is the error of a call whose work was done and whose
+// answer was lost (LoseNextAnswers).
+var ErrAnswerLost = errors.New("fake: injected lost answer (the request was carried out)")
+
+// end finishes a write begun by begin, releasing the lock: if it
+// succeeded and its answer is to be lost (LoseNextAnswers), its work
+// stays done and *err becomes ErrAnswerLost.
+func (w *World) end(op string, err *error) {
+	defer w.mu.Unlock()
+	if *err == nil && w.lost[op] > 0 {
+		w.lost[op]--
+		*err = ErrAnswerLost
 	}
 }
 

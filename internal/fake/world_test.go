@@ -2,6 +2,7 @@ package fake_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -169,4 +170,41 @@ func TestFanOutInsideAScheduledFunction(t *testing.T) {
 		require.EqualValues(t, 100, ran.Load(), "round %d: events run", round)
 		assert.False(t, w.InScheduled())
 	}
+}
+
+// TestLoseNextAnswers: a write whose answer is lost is carried out all the
+// same; only the next n that succeed lose theirs, and reads cannot.
+func TestLoseNextAnswers(t *testing.T) {
+	w := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
+	ctx := context.Background()
+	names := []string{"nid000001", "nid000002"}
+	w.LoseNextAnswers("wlm.Drain", 1)
+	// A drain refused (no reason) keeps its own error and the lost answer.
+	if err := w.WLM().Drain(ctx, names, ""); errors.Is(err, fake.ErrAnswerLost) || err == nil {
+		t.Fatalf("a refused drain: %v", err)
+	}
+	if err := w.WLM().Drain(ctx, names, "maintenance"); !errors.Is(err, fake.ErrAnswerLost) {
+		t.Fatalf("the drain whose answer is lost returned %v", err)
+	}
+	nodes, err := w.WLM().Nodes(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if !n.Drained() || n.Reason != "maintenance" {
+			t.Errorf("%s: %s %q; want drained for maintenance, the answer lost but the work done", n.Name, n.State, n.Reason)
+		}
+	}
+	if err := w.WLM().Resume(ctx, names); err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+	if err := w.WLM().Drain(ctx, names, "again"); err != nil {
+		t.Fatalf("one answer lost, not two: %v", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("LoseNextAnswers of a read did not panic")
+		}
+	}()
+	w.LoseNextAnswers("wlm.Nodes", 1)
 }
