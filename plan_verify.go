@@ -58,10 +58,12 @@ func (p *planner) verifyResume(n *NodeRecord) {
 		p.done(n, OutcomeUpgraded, "rebooted and back in service")
 	case seen && (w.Drain || w.Fail) && !p.ours(w):
 		p.done(n, OutcomeUpgraded, "rebooted; left out of service by someone else: "+p.describeNode(w))
-	case obs.Now.After(deadline) && seen && !resumeUndelivered(n):
+	case obs.Now.After(deadline) && seen && !resumeUndelivered(n) && !obs.TakenUp:
 		// Resumed but not in service (down, not responding, drained
 		// still), or the resume refused: the node's failure. A resume that
-		// could not be delivered is sent again.
+		// could not be delivered is sent again, and so is one an earlier
+		// run recorded (it may have stopped before sending it), before
+		// the node is judged.
 		p.fail(n, fmt.Sprintf("could not be resumed within %s of booting (%s; %s)", s.ReturnTimeout, p.stateOf(w, seen), orNone(n.LastError)))
 	default:
 		p.nudges.resume = append(p.nudges.resume, n.XName)

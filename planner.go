@@ -142,6 +142,11 @@ type Observation struct {
 	// (between two full observations): no pending node was observed, so
 	// none is taken and no booking is changed.
 	InFlightOnly bool
+	// TakenUp says the run that observes has carried out no decision of
+	// its own yet (it has just started, after a crash, a restart or a
+	// takeover by another replica): what an earlier run recorded it
+	// would do, such as resuming a node, may never have been done.
+	TakenUp bool
 
 	// at is the same observation by position, as the executor made it
 	// (nil from anyone else): see observedAt.

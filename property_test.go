@@ -417,9 +417,20 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 		}
 	}
 	assert.Empty(t, e.w.Reservations("crus-"), "the session's reservations went with it")
+	index := map[string]int{}
+	for i, x := range e.w.XNames() {
+		index[x] = i
+	}
 	for _, n := range s.Progress.Nodes {
 		ws, _ := e.w.Node(n.XName)
 		assert.LessOrEqual(t, ws.Reboots, 1, "%s rebooted more than once", n.XName)
+		if _, faulty := sc.nodeFaults[index[n.XName]]; n.Outcome == crus.OutcomeFailed && ws.Reboots == 1 && !faulty && !o.operated[n.XName] {
+			// A healthy node rebooted is back in service with its boot
+			// time: it is failed only when the boot orchestrator says
+			// its boot session failed as a whole, or a backend refuses
+			// for good what it needs (a resume).
+			assert.Regexp(t, `^boot session \S+ failed: |injected permanent failure`, n.Reason, "%s, healthy and rebooted, failed", n.XName)
+		}
 		if n.Outcome == crus.OutcomeFailed && ws.Reboots == 0 {
 			// A node never rebooted is never failed for a backend's
 			// outage: only for its own drain timeout, for leaving the

@@ -17,6 +17,9 @@ import (
 
 // run is the state of one Run call.
 type run struct {
+	// acted: the run has carried out a decision of its own
+	// (Observation.TakenUp).
+	acted bool
 	s     *Session
 	names *nodeNames // of the session (fixed for a session)
 	idx   *nodeIndex // of s; rebuilt whenever s is replaced
@@ -170,6 +173,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			return r.s, err
 		}
 		e.noticeSteering(r, &obs)
+		obs.TakenUp = !r.acted
 		d, err := planWith(r.s, obs, r.indexed())
 		if err != nil {
 			return r.s, err
@@ -213,6 +217,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 				}
 			}
 		}
+		r.acted = true
 		e.steer(ctx, r)
 		if moved && replans < maxReplans {
 			replans++

@@ -1,0 +1,77 @@
+package crus_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/crustest"
+	"github.com/crus-go/crus/wlm"
+)
+
+// crashBeforeResume stops its run (cancels stop) at the first resume,
+// before sending it: crus stopped between recording that it would
+// resume nodes and doing so.
+type crashBeforeResume struct {
+	wlm.Manager
+	once sync.Once
+	stop context.CancelFunc
+}
+
+func (m *crashBeforeResume) ReportsBootTime() bool {
+	r, ok := m.Manager.(wlm.BootTimeReporter)
+	return ok && r.ReportsBootTime()
+}
+
+func (m *crashBeforeResume) Resume(ctx context.Context, names []string) error {
+	crashed := false
+	m.once.Do(func() { m.stop(); crashed = true })
+	if crashed {
+		return context.Canceled
+	}
+	return m.Manager.Resume(ctx, names)
+}
+
+// TestResumeRecordedNotSentBeforeATakeUp: crus records that it resumes
+// the step's rebooted nodes, then stops before it sends the resume, and
+// runs again only after their return_timeout has passed. The nodes are
+// back, idle and drained by crus: the new run sends the resume and they
+// are upgraded. Before, it judged them at once, resumed long ago and not
+// in service, and failed them ("could not be resumed"); the booking
+// property test found it with a crash and slow backends.
+func TestResumeRecordedNotSentBeforeATakeUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := crustest.New(crustest.Options{Nodes: 4, Seed: 3, RealClock: true})
+		ctx, stop := context.WithCancel(context.Background())
+		m := &crashBeforeResume{Manager: w.WLM(), stop: stop}
+		ex, err := crus.NewExecutor(w.HSM(), m, w.BOS(), w.Config())
+		require.NoError(t, err)
+		s, err := ex.Create(context.Background(), w.Spec(2))
+		require.NoError(t, err)
+		_, err = ex.Run(ctx, s.UpgradeID)
+		require.ErrorIs(t, err, context.Canceled)
+		mid, err := ex.Get(context.Background(), s.UpgradeID)
+		require.NoError(t, err)
+		resuming := 0
+		for _, n := range mid.Progress.Nodes {
+			if n.Phase == crus.PhaseResuming {
+				resuming++
+			}
+		}
+		require.Equal(t, 2, resuming, "stopped with the step's nodes recorded resuming")
+
+		time.Sleep(time.Duration(mid.Spec.ReturnTimeout) + 10*time.Minute)
+		final, err := ex.Run(context.Background(), s.UpgradeID)
+		require.NoError(t, err)
+		for _, n := range final.Progress.Nodes {
+			assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
+		}
+		require.NoError(t, w.Check(context.Background(), final))
+	})
+}
