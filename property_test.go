@@ -40,8 +40,8 @@ var faultOps = []string{
 	"bos.Reboot", "bos.Status",
 }
 
-// lostAnswerOps are the writes whose answers a fault may lose, the work
-// done (fake.World.LoseNextAnswers).
+// lostAnswerOps are the writes whose answers a fault or an outage may
+// lose, the work done (fake.World.LoseNextAnswers, LoseAnswers).
 var lostAnswerOps = []string{
 	"hsm.AddMembers", "hsm.RemoveMembers", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "bos.Reboot",
 }
@@ -53,6 +53,7 @@ type scenario struct {
 	busy         float64
 	keepBusy     bool
 	noBootTimes  bool
+	rebootTime   time.Duration // 0: the fake's default (10 min)
 	limit        crus.BootLimit
 	nodeFaults   map[int]int // node index -> fault kind
 	callFaults   []callFault
@@ -83,6 +84,9 @@ type outageAt struct {
 	op        string
 	at, span  time.Duration
 	permanent bool // the calls fail with an error that says retrying is pointless
+	// lost: the calls (writes) are carried out and their answers lost
+	// (fake.World.LoseAnswers), instead of failing.
+	lost bool
 }
 
 // operatorAct is an administrator acting on a node behind crus's back.
@@ -110,6 +114,12 @@ func drawScenario(t *rapid.T) scenario {
 		noBootTimes: rapid.Float64Range(0, 1).Draw(t, "noBootTimes") < 0.2,
 		limit:       rapid.SampledFrom([]crus.BootLimit{crus.LimitNodes, crus.LimitLabel}).Draw(t, "limit"),
 		nodeFaults:  map[int]int{},
+	}
+	if rapid.Float64Range(0, 1).Draw(t, "shortReboots") < 0.3 {
+		// Reboots shorter than a round of retries: a boot request whose
+		// answer is lost, sent again, is accepted after its nodes are
+		// back.
+		sc.rebootTime = time.Duration(rapid.IntRange(20, 180).Draw(t, "rebootSeconds")) * time.Second
 	}
 	for i := range sc.nodes {
 		// 0 boot fails, 1 never returns, 2 refuses drain, 3 admin-drained
@@ -170,12 +180,16 @@ func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
 		sc.callFaults = append(sc.callFaults, f)
 	}
 	for i := range rapid.IntRange(p.outages[0], p.outages[1]).Draw(t, "outages") {
-		sc.outages = append(sc.outages, outageAt{
+		o := outageAt{
 			op:        rapid.SampledFrom(p.ops).Draw(t, fmt.Sprintf("outageOp%d", i)),
 			at:        minutes(0, p.from, fmt.Sprintf("outageAt%d", i)),
 			span:      minutes(p.span[0], p.span[1], fmt.Sprintf("outageSpan%d", i)),
 			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
-		})
+		}
+		if !o.permanent && slices.Contains(lostAnswerOps, o.op) {
+			o.lost = rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outageLost%d", i)) < 0.4
+		}
+		sc.outages = append(sc.outages, o)
 	}
 	for i := range rapid.IntRange(0, p.operator).Draw(t, "operator") {
 		sc.operator = append(sc.operator, operatorAct{
@@ -235,7 +249,7 @@ type outcome struct {
 func (sc scenario) play(t tb, sequential bool) outcome {
 	e := newEnv(t, fake.ClusterOptions{
 		Nodes: sc.nodes, Busy: sc.busy, MaxJob: 5 * time.Hour,
-		Options: fake.Options{Seed: sc.seed, NoBootTimes: sc.noBootTimes},
+		Options: fake.Options{Seed: sc.seed, NoBootTimes: sc.noBootTimes, RebootTime: sc.rebootTime},
 	}, sc.step)
 	watch := &watchedStore{inner: e.store, w: e.w}
 	e.cfg.Store = watch
@@ -288,6 +302,10 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 		e.w.Schedule(start.Add(f.at), func() { e.w.FailNext(f.op, f.n, err) })
 	}
 	for _, o := range sc.outages {
+		if o.lost {
+			e.w.LoseAnswers(o.op, start.Add(o.at), start.Add(o.at+o.span))
+			continue
+		}
 		var err error
 		if o.permanent {
 			err = errPermanentInjected

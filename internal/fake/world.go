@@ -137,6 +137,7 @@ type World struct {
 	outages    map[string][]outage
 	latency    map[string]time.Duration // by op; "" for every op without its own
 	lost       map[string]int           // answers to lose, by op (LoseNextAnswers)
+	lostFrom   map[string][]outage      // windows in which answers are lost, by op (LoseAnswers)
 	touched    map[string]int           // changing calls that named an xname no node has (see touch)
 	violations []string
 	raced      []string // see Raced
@@ -508,6 +509,22 @@ func (w *World) LoseNextAnswers(op string, n int) {
 	w.lost[op] += n
 }
 
+// LoseAnswers makes every successful call of op (a write, as for
+// LoseNextAnswers) from virtual time from until until carry out its work
+// and then fail with ErrAnswerLost: an outage of the answers, not of the
+// work.
+func (w *World) LoseAnswers(op string, from, until time.Time) {
+	if !slices.Contains(writeOps, op) {
+		panic(fmt.Sprintf("fake: LoseAnswers of %q, not a write", op))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lostFrom == nil {
+		w.lostFrom = map[string][]outage{}
+	}
+	w.lostFrom[op] = append(w.lostFrom[op], outage{from: from, until: until})
+}
+
 // writeOps are the calls that change something (LoseNextAnswers).
 var writeOps = []string{
 	"bos.Reboot", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
@@ -519,12 +536,18 @@ var writeOps = []string{
 var ErrAnswerLost = errors.New("fake: injected lost answer (the request was carried out)")
 
 // end finishes a write begun by begin, releasing the lock: if it
-// succeeded and its answer is to be lost (LoseNextAnswers), its work
-// stays done and *err becomes ErrAnswerLost.
+// succeeded and its answer is to be lost (LoseNextAnswers, LoseAnswers),
+// its work stays done and *err becomes ErrAnswerLost.
 func (w *World) end(op string, err *error) {
 	defer w.mu.Unlock()
-	if *err == nil && w.lost[op] > 0 {
+	if *err != nil {
+		return
+	}
+	switch {
+	case w.lost[op] > 0:
 		w.lost[op]--
+		*err = ErrAnswerLost
+	case slices.ContainsFunc(w.lostFrom[op], func(o outage) bool { return !w.now.Before(o.from) && w.now.Before(o.until) }):
 		*err = ErrAnswerLost
 	}
 }
@@ -646,8 +669,8 @@ func (w *World) touch(x string) {
 
 // Violations lists every broken promise the world saw (a node rebooted
 // while it still ran jobs). A node an administrator resumed (AdminResume)
-// after its boot request was accepted, and which got a job before the
-// boot orchestrator rebooted it, is not one: see Raced.
+// after its boot request was sent, and which got a job before the boot
+// orchestrator rebooted it, is not one: see Raced.
 func (w *World) Violations() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -656,8 +679,9 @@ func (w *World) Violations() []string {
 
 // Raced lists the nodes rebooted while running jobs because an
 // administrator put them back in service after their boot request was
-// accepted: the boot orchestrator reboots what it was asked to, and no
-// client can take a node out of a boot session once accepted.
+// sent (while it travelled, with SetLatency, or once accepted): the boot
+// orchestrator reboots what it was asked to, and no client can take a
+// node out of a request it sent.
 func (w *World) Raced() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

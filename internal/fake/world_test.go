@@ -172,9 +172,9 @@ func TestFanOutInsideAScheduledFunction(t *testing.T) {
 	}
 }
 
-// TestLoseNextAnswers: a write whose answer is lost is carried out all the
+// TestLostAnswers: a write whose answer is lost is carried out all the
 // same; only the next n that succeed lose theirs, and reads cannot.
-func TestLoseNextAnswers(t *testing.T) {
+func TestLostAnswers(t *testing.T) {
 	w := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
 	ctx := context.Background()
 	names := []string{"nid000001", "nid000002"}
@@ -200,6 +200,26 @@ func TestLoseNextAnswers(t *testing.T) {
 	}
 	if err := w.WLM().Drain(ctx, names, "again"); err != nil {
 		t.Fatalf("one answer lost, not two: %v", err)
+	}
+	// A window of lost answers: every resume in it is done, none answered.
+	w.LoseAnswers("wlm.Resume", w.Now(), w.Now().Add(time.Minute))
+	for range 2 {
+		if err := w.WLM().Resume(ctx, names); !errors.Is(err, fake.ErrAnswerLost) {
+			t.Fatalf("a resume in the window returned %v", err)
+		}
+	}
+	nodes, err = w.WLM().Nodes(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if !n.InService() {
+			t.Errorf("%s: %s; want resumed, the answer lost but the work done", n.Name, n.State)
+		}
+	}
+	w.Advance(time.Minute)
+	if err := w.WLM().Resume(ctx, names); err != nil {
+		t.Fatalf("a resume after the window: %v", err)
 	}
 	defer func() {
 		if recover() == nil {
