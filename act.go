@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/crus-go/crus/batch"
+	"github.com/crus-go/crus/wlm"
 )
 
 // act carries out one action and reports what came of it. Nodes in failed
@@ -56,7 +57,9 @@ func (e *Executor) act(ctx context.Context, r *run, a Action, failed map[string]
 		}
 		err = errors.Join(gerr, werr)
 	case ActReboot:
-		err = e.retry(ctx, what, func(ctx context.Context) error { return e.boot.Reboot(ctx, a.Reboot) })
+		if err = e.stillDrained(ctx, r, res.Nodes); err == nil {
+			err = e.retry(ctx, what, func(ctx context.Context) error { return e.boot.Reboot(ctx, a.Reboot) })
+		}
 	case ActBook:
 		res.PerNode, err = e.book(ctx, r, a, res.Nodes)
 	case ActUnbook:
@@ -180,4 +183,41 @@ func (e *Executor) attempt(ctx context.Context, what string, f func(ctx context.
 		return fmt.Errorf("%s: %w after %s: %w", what, ErrCallTimeout, e.cfg.CallTimeout, err)
 	}
 	return err
+}
+
+// errBootStale: a boot request's nodes were read again just before it
+// was sent, and some run jobs or are in service again (an administrator
+// resumed them since the observation the decision came from).
+var errBootStale = errors.New("not sent: nodes back in service or running jobs since they were seen drained")
+
+// stillDrained reads the nodes of a boot request again just before it is
+// sent, and returns an error (a transient one: the request is not sent,
+// and the next decision sends it again naming only the nodes it sees
+// drained) if any of them runs jobs or is in service. The decision comes
+// from an observation that, with slow backends, can be minutes old, and
+// an administrator may have resumed a node since: the orchestrator would
+// reboot it under its new job. A node the workload manager no longer
+// knows is left to the planner. If the nodes cannot be read, the
+// request is not sent either.
+func (e *Executor) stillDrained(ctx context.Context, r *run, xnames []string) error {
+	var nodes []wlm.Node
+	// Nodes the workload manager no longer knows (per-node errors) are
+	// left to the planner.
+	_, err := e.call(ctx, "read nodes before booting them", func(ctx context.Context) (err error) {
+		nodes, err = e.wlm.Nodes(ctx, r.names.names(xnames))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("not sent: reading its nodes first: %w", err)
+	}
+	var back []string
+	for _, n := range nodes {
+		if n.Busy() || n.InService() {
+			back = append(back, n.Name+" ("+n.Condition()+")")
+		}
+	}
+	if len(back) > 0 {
+		return fmt.Errorf("%w: %s", errBootStale, abbreviate(back, 5))
+	}
+	return nil
 }

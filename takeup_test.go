@@ -75,3 +75,44 @@ func TestResumeRecordedNotSentBeforeATakeUp(t *testing.T) {
 		require.NoError(t, w.Check(context.Background(), final))
 	})
 }
+
+// TestBootRequestReadsItsNodesFirst: between the observation a boot
+// request comes from and its sending (minutes, with slow backends), an
+// administrator resumes one of its drained nodes and a job lands on it.
+// The executor reads the nodes again just before sending: the request is
+// not sent, the next decision sends it for the node still drained, and no
+// node is rebooted under a job (before, the job's node was).
+func TestBootRequestReadsItsNodesFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := crustest.New(crustest.Options{Nodes: 4, Seed: 3, RealClock: true})
+		cfg := w.Config()
+		var once sync.Once
+		var resumed string
+		cfg.OnEvent = func(ev crus.Event) {
+			// Called at the record of the decision that sends the first
+			// boot request, before it is sent.
+			if ev.Kind != crus.EventPhase || ev.Phase != crus.PhaseBooting {
+				return
+			}
+			once.Do(func() {
+				resumed = ev.Node
+				require.NoError(t, w.AdminResume(resumed))
+				require.NoError(t, w.StartJob(resumed, time.Hour, 2*time.Hour))
+			})
+		}
+		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), cfg)
+		require.NoError(t, err)
+		ctx := context.Background()
+		s, err := ex.Create(ctx, w.Spec(2))
+		require.NoError(t, err)
+		final, err := ex.Run(ctx, s.UpgradeID)
+		require.NoError(t, err)
+		require.NotEmpty(t, resumed)
+		require.NoError(t, w.Check(ctx, final), "no node rebooted under a job")
+		for _, n := range final.Progress.Nodes {
+			if n.XName != resumed {
+				assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
+			}
+		}
+	})
+}

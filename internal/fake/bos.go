@@ -28,7 +28,7 @@ type bootSession struct {
 	err     string
 	start   time.Time
 	end     time.Time
-	acts    uint64 // World.acts when it was created
+	acts    uint64 // World.acts when the request that created it was sent
 	targets map[string]bool
 	results map[string]bos.NodeStatus
 }
@@ -52,6 +52,10 @@ func (b *BOS) CheckTemplate(ctx context.Context, name string) error {
 
 // Reboot implements bos.Orchestrator.
 func (b *BOS) Reboot(ctx context.Context, req bos.Request) (err error) {
+	// The request is sent now: an administrator's resume from here on,
+	// while it travels (SetLatency), is the administrator's race (Raced).
+	var sent uint64
+	b.w.locked(func() { b.w.acts++; sent = b.w.acts })
 	w, err := b.begin(ctx, "bos.Reboot")
 	if err != nil {
 		return err
@@ -73,8 +77,7 @@ func (b *BOS) Reboot(ctx context.Context, req bos.Request) (err error) {
 		return fmt.Errorf("%w: %q", bos.ErrSessionExists, req.Name)
 	}
 	req.Limit = slices.Clone(req.Limit)
-	w.acts++
-	s := &bootSession{req: req, phase: bos.PhasePending, start: w.now, acts: w.acts, results: map[string]bos.NodeStatus{}}
+	s := &bootSession{req: req, phase: bos.PhasePending, start: w.now, acts: sent, results: map[string]bos.NodeStatus{}}
 	w.sessions[req.Name] = s
 	w.schedule(w.now.Add(w.opts.PendingDelay), func() { w.locked(func() { w.startSession(s) }) })
 	return nil
