@@ -113,6 +113,8 @@ type recorder struct {
 	callCount   map[string]int
 	faults      map[string][]error
 	outages     map[string][]outage
+	lost        map[string]int           // answers to lose, by op (LoseNextAnswers)
+	lostFrom    map[string][]outage      // windows of lost answers, by op (LoseAnswers)
 	latency     map[string]time.Duration // by op; "" for every wlm op without its own
 	touched     map[string]bool          // workload-manager names crus changed
 	drained     map[string]bool          // names crus drained and has not resumed or failed since
@@ -322,6 +324,44 @@ func (r *recorder) failNext(op string, n int, err error) {
 	}
 }
 
+func (r *recorder) loseNext(op string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lost == nil {
+		r.lost = map[string]int{}
+	}
+	r.lost[op] += n
+}
+
+func (r *recorder) loseFrom(op string, from, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lostFrom == nil {
+		r.lostFrom = map[string][]outage{}
+	}
+	r.lostFrom[op] = append(r.lostFrom[op], outage{from: from, until: until})
+}
+
+// end finishes a write of op that returned err: a success whose answer
+// is to be lost (LoseNextAnswers, LoseAnswers) becomes ErrAnswerLost, its
+// work done.
+func (r *recorder) end(op string, err error) error {
+	if err != nil {
+		return err
+	}
+	now := r.w.fw.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.lost[op] > 0:
+		r.lost[op]--
+		return ErrAnswerLost
+	case slices.ContainsFunc(r.lostFrom[op], func(o outage) bool { return !now.Before(o.from) && now.Before(o.until) }):
+		return ErrAnswerLost
+	}
+	return nil
+}
+
 type outage struct {
 	from, until time.Time
 	err         error
@@ -523,7 +563,7 @@ func (m recorded) Drain(ctx context.Context, names []string, reason string) erro
 	m.r.setReason("Drain", names, reason)
 	m.r.changed(names, err, true)
 	m.r.readBack(m.r.sample()) // every node crus drained is read: changed made it a candidate
-	return err
+	return m.r.end("wlm.Drain", err)
 }
 
 func (m recorded) Resume(ctx context.Context, names []string) error {
@@ -532,7 +572,7 @@ func (m recorded) Resume(ctx context.Context, names []string) error {
 	}
 	err := m.r.inner.Resume(ctx, names)
 	m.r.changed(names, err, false)
-	return err
+	return m.r.end("wlm.Resume", err)
 }
 
 func (m recorded) Fail(ctx context.Context, names []string, reason string) error {
@@ -549,7 +589,7 @@ func (m recorded) Fail(ctx context.Context, names []string, reason string) error
 		m.r.failedAt[n] = m.r.w.fw.Now()
 	}
 	m.r.mu.Unlock()
-	return err
+	return m.r.end("wlm.Fail", err)
 }
 
 // ReportsBootTime implements wlm.BootTimeReporter for the manager it
@@ -595,14 +635,14 @@ func (m recordedReservations) Reserve(ctx context.Context, res wlm.Reservation) 
 	if err := m.r.begin(ctx, "wlm.Reserve"); err != nil {
 		return err
 	}
-	return m.sc.Reserve(ctx, res)
+	return m.r.end("wlm.Reserve", m.sc.Reserve(ctx, res))
 }
 
 func (m recordedReservations) Unreserve(ctx context.Context, names []string) error {
 	if err := m.r.begin(ctx, "wlm.Unreserve"); err != nil {
 		return err
 	}
-	return m.sc.Unreserve(ctx, names)
+	return m.r.end("wlm.Unreserve", m.sc.Unreserve(ctx, names))
 }
 
 func (m recordedReservations) Reservations(ctx context.Context, prefix string) ([]wlm.Reservation, error) {
@@ -623,7 +663,7 @@ func (m recordedSteer) Steer(ctx context.Context, names []string, last bool) err
 	}
 	err := m.st.Steer(ctx, names, last)
 	m.r.steer(names, last, err)
-	return err
+	return m.r.end("wlm.Steer", err)
 }
 
 // steer records a Steer call: a node steered last may be so even if the

@@ -54,7 +54,9 @@
 // FailNext makes the next calls of a backend method fail (transient or
 // permanent errors), Outage every call during a time window (both panic
 // on a name that is no backend method's, listing the names); SetLatency
-// makes calls take their time while the World moves on; SetFaults
+// makes calls take their time while the World moves on; LoseNextAnswers
+// and LoseAnswers make writes do their work and lose their answers (a
+// connection cut after the request was served); SetFaults
 // makes a node fail to boot, never return, refuse to drain, or drain
 // slowly; BreakTemplate fails whole boot sessions; StartJob, AdminDrain,
 // AdminFail, AdminResume, SetDown, AddMember and RemoveMember act as users

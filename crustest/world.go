@@ -27,6 +27,10 @@ const (
 // ErrInjected is the error FailNext injects when given none.
 var ErrInjected = fake.ErrInjected
 
+// ErrAnswerLost is the error of a call whose work was done and whose
+// answer was lost (LoseNextAnswers, LoseAnswers).
+var ErrAnswerLost = fake.ErrAnswerLost
+
 // ErrOutsideManager is returned by the methods that act on the kit's own
 // workload manager (StartJob, AdminDrain, ...) once UseManager has
 // replaced it: act on yours instead.
@@ -387,6 +391,49 @@ func (w *World) Outage(op string, from, until time.Time, err error) {
 		return
 	}
 	w.fw.Outage(op, from, until, err)
+}
+
+// writeOps are the calls that change something: the ones whose answers
+// LoseNextAnswers and LoseAnswers can lose.
+var writeOps = []string{
+	"hsm.AddMembers", "hsm.RemoveMembers", "bos.Reboot",
+	"wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
+}
+
+func checkWrite(method, op string) {
+	if !slices.Contains(writeOps, op) {
+		panic(fmt.Sprintf("crustest: World.%s: %q is not a write; the writes are %s (a lost read is a failed read: FailNext)", method, op, strings.Join(writeOps, ", ")))
+	}
+}
+
+// LoseNextAnswers makes the next n successful calls of op, a write
+// ("hsm.AddMembers", "hsm.RemoveMembers", "bos.Reboot", "wlm.Drain",
+// "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve",
+// "wlm.Steer"), carry out their work and then fail with
+// ErrAnswerLost, as when a connection is cut after the request was
+// served: crus must find out what was done, or repeat the call safely.
+// It panics on any other name. With UseManager, the workload manager's
+// calls are carried out by yours and their answers lost by the kit.
+func (w *World) LoseNextAnswers(op string, n int) {
+	checkWrite("LoseNextAnswers", op)
+	if strings.HasPrefix(op, "wlm.") {
+		w.recorder().loseNext(op, n)
+		return
+	}
+	w.fw.LoseNextAnswers(op, n)
+}
+
+// LoseAnswers makes every successful call of op (a write, as for
+// LoseNextAnswers) from the World's time from until until carry out its
+// work and then fail with ErrAnswerLost: an outage of the answers, not of
+// the work.
+func (w *World) LoseAnswers(op string, from, until time.Time) {
+	checkWrite("LoseAnswers", op)
+	if strings.HasPrefix(op, "wlm.") {
+		w.recorder().loseFrom(op, from, until)
+		return
+	}
+	w.fw.LoseAnswers(op, from, until)
 }
 
 // SetLatency makes every call of op (a name FailNext takes, or "" for
