@@ -198,7 +198,8 @@ var errBootStale = errors.New("not sent: nodes back in service or running jobs s
 // an administrator may have resumed a node since: the orchestrator would
 // reboot it under its new job. A node the workload manager no longer
 // knows is left to the planner. If the nodes cannot be read, the
-// request is not sent either.
+// request is not sent either, and that is transient too, whatever the
+// read's error: the orchestrator refused nothing.
 func (e *Executor) stillDrained(ctx context.Context, r *run, xnames []string) error {
 	var nodes []wlm.Node
 	// Nodes the workload manager no longer knows (per-node errors) are
@@ -208,7 +209,10 @@ func (e *Executor) stillDrained(ctx context.Context, r *run, xnames []string) er
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("not sent: reading its nodes first: %w", err)
+		// %v: a permanent refusal of the read must not read as the
+		// orchestrator's permanent refusal of the request, which aborts
+		// the session.
+		return fmt.Errorf("not sent: reading its nodes first: %v", err)
 	}
 	var back []string
 	for _, n := range nodes {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/crustest"
 	"github.com/crus-go/crus/wlm"
 )
@@ -114,5 +115,37 @@ func TestBootRequestReadsItsNodesFirst(t *testing.T) {
 				assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
 			}
 		}
+	})
+}
+
+// TestBootRequestReadFailing: the read of a boot request's nodes just
+// before it is sent fails, even with an error that says retrying is
+// pointless: the request is not sent, and sent at a later decision. It
+// is not the orchestrator refusing the request for good, which would
+// abort the session (as it did, in CI, when the property test's workload
+// manager refused reads for good just then).
+func TestBootRequestReadFailing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := crustest.New(crustest.Options{Nodes: 4, Seed: 3, RealClock: true})
+		cfg := w.Config()
+		var once sync.Once
+		cfg.OnEvent = func(ev crus.Event) {
+			if ev.Kind == crus.EventPhase && ev.Phase == crus.PhaseBooting {
+				// The next read is the boot request's.
+				once.Do(func() { w.FailNext("wlm.Nodes", 1, batch.NewPermanent("refused for good")) })
+			}
+		}
+		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), cfg)
+		require.NoError(t, err)
+		ctx := context.Background()
+		s, err := ex.Create(ctx, w.Spec(2))
+		require.NoError(t, err)
+		final, err := ex.Run(ctx, s.UpgradeID)
+		require.NoError(t, err)
+		assert.Equal(t, crus.ResultComplete, final.Progress.Result, final.Progress.Abort)
+		for _, n := range final.Progress.Nodes {
+			assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
+		}
+		require.NoError(t, w.Check(ctx, final))
 	})
 }
