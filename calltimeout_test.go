@@ -181,6 +181,7 @@ func TestCallTimeoutSaysWhichCall(t *testing.T) {
 		assert.ErrorIs(t, err, crus.ErrCallTimeout)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Nil(t, s)
+		require.NotEmpty(t, h.causes["Nodes"], "the read hung and was cancelled")
 		for _, c := range h.causes["Nodes"] {
 			assert.True(t, errors.Is(c, crus.ErrCallTimeout), "cause %v", c)
 		}
