@@ -127,14 +127,40 @@ func (e *Executor) retry(ctx context.Context, what string, f func(ctx context.Co
 }
 
 // retryStore retries a write to the store as retry does a backend call,
-// without CallTimeout: a write cut short might still land, and the store
-// bounds its own requests (the etcd store its client's; the file store
-// writes locally).
-func (e *Executor) retryStore(ctx context.Context, what string, f func() error) error {
-	return e.retryAttempts(ctx, what, f)
+// each attempt under CallTimeout too: a store that does not answer (an
+// etcd cut off behind a connection that never closes) would otherwise
+// hold the run, and with it the reservations it must move on. Cutting a
+// write short is safe because every write is a compare-and-swap on the
+// record's revision: a write that landed all the same makes the next
+// attempt fail with ErrConflict, and the caller reads the record again
+// (record treats what it reads as a record taken up; see there). Between
+// attempts, r's reservations are kept from beginning (keepAhead), as
+// between the run's other calls; r may be nil.
+func (e *Executor) retryStore(ctx context.Context, r *run, what string, f func(ctx context.Context) error) error {
+	var between func()
+	if r != nil {
+		between = func() { e.keepAhead(ctx, r) }
+	}
+	return e.retryAttemptsThen(ctx, what, func() error { return e.attempt(ctx, what, f) }, between)
+}
+
+// getSession reads a session from the store in one attempt under
+// CallTimeout (see retryStore).
+func (e *Executor) getSession(ctx context.Context, id string) (s *Session, err error) {
+	err = e.attempt(ctx, "read session", func(ctx context.Context) (err error) {
+		s, err = e.store.Get(ctx, id)
+		return err
+	})
+	return s, err
 }
 
 func (e *Executor) retryAttempts(ctx context.Context, what string, f func() error) error {
+	return e.retryAttemptsThen(ctx, what, f, nil)
+}
+
+// retryAttemptsThen is retryAttempts that calls between, if not nil,
+// after each failed attempt that is to be retried, before the wait.
+func (e *Executor) retryAttemptsThen(ctx context.Context, what string, f func() error, between func()) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = e.cfg.RetryInitial
 	b.MaxInterval = e.cfg.RetryMax
@@ -163,6 +189,9 @@ func (e *Executor) retryAttempts(ctx context.Context, what string, f func() erro
 	}
 	notify := func(err error, next time.Duration) {
 		e.log.Debug("retrying", "call", what, "err", err, "in", next)
+		if between != nil {
+			between()
+		}
 	}
 	return backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, &clockTimer{clock: e.clock})
 }

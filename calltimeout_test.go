@@ -95,6 +95,41 @@ func (b hangingBOS) Status(ctx context.Context, name string, nodes []string) (st
 	return st, err
 }
 
+// hangingStore is a MemoryStore whose calls may hang. A write that hangs
+// after it acts is carried out on a copy of the record: the caller keeps
+// the revision it had, as a client of a remote store whose answer never
+// came.
+type hangingStore struct {
+	*crus.MemoryStore
+	h *hangs
+}
+
+func (st hangingStore) Get(ctx context.Context, id string) (s *crus.Session, err error) {
+	err = st.h.hang(ctx, "store.Get", func() error {
+		s, err = st.MemoryStore.Get(ctx, id)
+		return err
+	})
+	return s, err
+}
+
+func (st hangingStore) Revision(ctx context.Context, id string) (rev int64, err error) {
+	err = st.h.hang(ctx, "store.Revision", func() error {
+		rev, err = st.MemoryStore.Revision(ctx, id)
+		return err
+	})
+	return rev, err
+}
+
+func (st hangingStore) UpdateNodes(ctx context.Context, s *crus.Session, changed []int) error {
+	st.h.mu.Lock()
+	remote := st.h.after && st.h.left["store.UpdateNodes"] > 0
+	st.h.mu.Unlock()
+	if remote {
+		s = s.Clone()
+	}
+	return st.h.hang(ctx, "store.UpdateNodes", func() error { return st.MemoryStore.UpdateNodes(ctx, s, changed) })
+}
+
 // TestCallTimeoutEndsHungCalls: backends that take a request and never
 // answer (before acting on it, or after) do not hold a session: every
 // such call is cancelled after Config.CallTimeout, with ErrCallTimeout as
@@ -110,6 +145,11 @@ func TestCallTimeoutEndsHungCalls(t *testing.T) {
 	}{
 		{"request lost", false, 30 * time.Second, []string{"Nodes", "Drain", "Resume", "Reboot", "Status"}, 0},
 		{"answer lost", true, 30 * time.Second, []string{"Nodes", "Drain", "Resume", "Reboot", "Status"}, 0},
+		// The store too: a write that landed though its answer never
+		// came makes the next attempt conflict, and the run reads the
+		// record again.
+		{"store, request lost", false, 30 * time.Second, []string{"store.UpdateNodes", "store.Revision", "store.Get"}, 0},
+		{"store, answer lost", true, 30 * time.Second, []string{"store.UpdateNodes", "store.Revision", "store.Get"}, 0},
 		// The nodes reboot (in about a minute) while the boot request's
 		// answer is awaited (90 s, within one RetryTimeout): their boot
 		// times are earlier than the orchestrator's acceptance of the
@@ -127,6 +167,7 @@ func TestCallTimeoutEndsHungCalls(t *testing.T) {
 				}
 				cfg := w.Config()
 				cfg.CallTimeout = c.callTimeout
+				cfg.Store = hangingStore{crus.NewMemoryStore(), h}
 				ex, err := crus.NewExecutor(w.HSM(), hangingWLM{w.WLM(), h}, hangingBOS{w.BOS(), h}, cfg)
 				require.NoError(t, err)
 				ctx := context.Background()
@@ -134,6 +175,13 @@ func TestCallTimeoutEndsHungCalls(t *testing.T) {
 				require.NoError(t, err)
 				start := time.Now()
 				final, err := ex.Run(ctx, s.UpgradeID)
+				if err != nil {
+					// The run's first read of the record hung: it fails,
+					// and a Driver runs it again.
+					require.ErrorIs(t, err, crus.ErrCallTimeout)
+					assert.Contains(t, err.Error(), "read session")
+					final, err = ex.Run(ctx, s.UpgradeID)
+				}
 				require.NoError(t, err)
 				assert.True(t, final.Completed)
 				for _, op := range ops {

@@ -47,8 +47,9 @@ var (
 	// ErrCorruptSession: a stored session record is inconsistent.
 	ErrCorruptSession = errors.New("crus: corrupt session record")
 	// ErrCallTimeout: a call to a backend (HSM, BOS, the workload
-	// manager) did not answer within Config.CallTimeout; the executor
-	// cancelled it through its ctx and treats it as a failed attempt.
+	// manager) or a run's call to the store did not answer within
+	// Config.CallTimeout; the executor cancelled it through its ctx and
+	// treats it as a failed attempt.
 	ErrCallTimeout = errors.New("crus: call timed out")
 )
 

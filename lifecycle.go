@@ -162,7 +162,7 @@ func (e *Executor) casUpdate(ctx context.Context, id string, s *Session, f func(
 	for {
 		if s == nil {
 			var err error
-			if s, err = e.store.Get(ctx, id); err != nil {
+			if s, err = e.getSession(ctx, id); err != nil {
 				return nil, false, err
 			}
 			if err := s.check(); err != nil {
@@ -177,7 +177,7 @@ func (e *Executor) casUpdate(ctx context.Context, id string, s *Session, f func(
 			return s, false, nil
 		}
 		s.AddMessages(msg)
-		err := e.retryStore(ctx, "store session", func() error { return e.store.Update(ctx, s) })
+		err := e.retryStore(ctx, nil, "store session", func(ctx context.Context) error { return e.store.Update(ctx, s) })
 		switch {
 		case err == nil:
 			return s, true, nil

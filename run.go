@@ -107,7 +107,10 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 // Failures of single nodes become those nodes' outcomes; failing backend
 // calls are retried; a part of the world that cannot be read is waited
 // for while the rest moves on (see Progress.Conditions). Run itself fails
-// only when the store cannot record progress, or the record is corrupt.
+// only when the store cannot record progress (for a RetryTimeout, each
+// attempt bounded by CallTimeout), or the record is corrupt; before it
+// does, it deletes the reservations its record lists (the scheduled
+// strategy's: nothing would move them on before the next run).
 func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	wakeC := make(chan struct{}, 1)
 	e.mu.Lock()
@@ -123,7 +126,7 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		e.mu.Unlock()
 	}()
 
-	s, err := e.store.Get(ctx, id)
+	s, err := e.getSession(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -153,13 +156,24 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		r.log.Info(msg)
 		e.emit(Event{Time: e.clock.Now(), Session: id, Kind: EventStarted, Step: s.Progress.Step, Steps: s.Progress.Steps, Stage: s.Progress.Stage, Message: msg})
 	}
+	s, err = e.loop(ctx, r)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrLeaseLost) {
+		e.dropBookings(ctx, r, err)
+	}
+	return s, err
+}
 
+// loop is Run's loop, once the session is taken up as r.
+func (e *Executor) loop(ctx context.Context, r *run) (*Session, error) {
 	replans := 0
 	light := false         // this round looks at the nodes in flight only
 	var nextFull time.Time // when a full observation is due
 	for {
 		if err := ctx.Err(); err != nil {
 			return r.s, err
+		}
+		if r.s.Completed {
+			return r.s, nil // completed by someone else, as read again
 		}
 		if !light {
 			nextFull = e.clock.Now().Add(e.cfg.PollInterval)
@@ -192,15 +206,18 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			if err != nil {
 				return r.s, err
 			}
-			if !ok {
-				continue // someone else changed the session: plan again
+			switch {
+			case ok:
+			case r.s.Completed:
+				// The decision that completes it landed, its answer
+				// lost.
+				return e.finished(r, e.clock.Now()), nil
+			default:
+				continue // the session changed since it was read: plan again
 			}
 		}
 		if d.Done {
-			c := r.s.Counts()
-			r.log.Info("session finished", "result", r.s.Progress.Result, "upgraded", c.Upgraded, "failed", c.Failed, "skipped", c.Skipped, "untouched", c.Untouched)
-			e.emit(Event{Time: obs.Now, Session: id, Kind: EventDone, Step: r.s.Progress.Step, Steps: r.s.Progress.Steps, Stage: StageDone, Message: string(r.s.Progress.Result)})
-			return r.s, nil
+			return e.finished(r, obs.Now), nil
 		}
 		failed := map[string]bool{}
 		for _, a := range d.Actions {
@@ -246,6 +263,38 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	}
 }
 
+// dropBookings deletes, by name, every reservation the record of a run
+// that stops on an error (the store unreachable for a retry timeout, a
+// corrupt record) says the session may hold: nothing would move them on
+// before a run takes the session up again, and one that began would hold
+// its idle nodes out of service on top of the cap. The next run books
+// anew. A run stopped by its ctx (a shutdown, or a crash, which could
+// not do this) leaves them, as does one whose lease went to another
+// replica, which drives the session and its reservations now.
+func (e *Executor) dropBookings(ctx context.Context, r *run, why error) {
+	if e.scheduler == nil || r.dry {
+		return
+	}
+	deleted, listed, err := unbookListed(r.s, func(names []string) error {
+		return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
+	})
+	switch {
+	case !listed:
+	case err != nil:
+		r.log.Warn("the run stops on an error, and could not delete the session's reservations: they may begin before a run takes it up", "deleted", deleted, "err", err, "why", why)
+	default:
+		r.log.Info("the run stops on an error: deleted the session's reservations, to be booked anew by the next run", "reservations", deleted, "why", why)
+	}
+}
+
+// finished logs and announces the end of r's session, as recorded.
+func (e *Executor) finished(r *run, now time.Time) *Session {
+	c := r.s.Counts()
+	r.log.Info("session finished", "result", r.s.Progress.Result, "upgraded", c.Upgraded, "failed", c.Failed, "skipped", c.Skipped, "untouched", c.Untouched)
+	e.emit(Event{Time: now, Session: r.s.UpgradeID, Kind: EventDone, Step: r.s.Progress.Step, Steps: r.s.Progress.Steps, Stage: StageDone, Message: string(r.s.Progress.Result)})
+	return r.s
+}
+
 // returning reports whether a node of the session is on its way back
 // (drained, rebooting, or rebooted and waiting to be resumed): worth
 // looking at more often than the rest. It reads the active nodes only.
@@ -264,7 +313,11 @@ func (r *run) returning() bool {
 // be refused anyway. A session removed from the store stops Run.
 func (e *Executor) refresh(ctx context.Context, r *run) error {
 	if rr, ok := e.store.(RevisionReader); ok {
-		rev, err := rr.Revision(ctx, r.s.UpgradeID)
+		var rev int64
+		err := e.attempt(ctx, "read session revision", func(ctx context.Context) (err error) {
+			rev, err = rr.Revision(ctx, r.s.UpgradeID)
+			return err
+		})
 		switch {
 		case err == nil && rev == r.s.Revision:
 			return nil
@@ -272,7 +325,7 @@ func (e *Executor) refresh(ctx context.Context, r *run) error {
 			return err
 		}
 	}
-	fresh, err := e.store.Get(ctx, r.s.UpgradeID)
+	fresh, err := e.getSession(ctx, r.s.UpgradeID)
 	switch {
 	case errors.Is(err, ErrSessionNotFound) || ctx.Err() != nil:
 		return err
@@ -322,10 +375,12 @@ func (e *Executor) sleep(ctx context.Context, r *run, d time.Duration) error {
 }
 
 // record applies a decision to the session and stores it before anything
-// it announces is done. If the stored session was changed by someone else
-// (ErrConflict), the fresh record is loaded; a settled result (fact) is
-// applied to it and stored, while a plan is dropped and record reports
-// false, so that the caller plans again from the fresh record.
+// it announces is done. If the stored session was changed since it was
+// read (ErrConflict: by someone else, or by a write of this run that
+// landed though its attempt was cut short or its answer lost), the fresh
+// record is loaded; a settled result (fact) is applied to it and stored,
+// while a plan is dropped and record reports false, so that the caller
+// plans again from the fresh record, as a run that takes it up would.
 func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time, fact bool) (bool, error) {
 	events := e.eventsOf(r.s, d, now)
 	for {
@@ -333,21 +388,21 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 		if r.idx.valid(r.s) {
 			r.idx.update(d)
 		}
-		update := func() error { return e.store.Update(ctx, r.s) }
+		update := func(ctx context.Context) error { return e.store.Update(ctx, r.s) }
 		if m, ok := e.store.(NodeUpdater); ok {
 			// r.s is the store's record at its revision, changed since
 			// only by this Apply.
 			changed := r.names.positions(d.Changes)
-			update = func() error { return m.UpdateNodes(ctx, r.s, changed) }
+			update = func(ctx context.Context) error { return m.UpdateNodes(ctx, r.s, changed) }
 		}
-		err := e.retryStore(ctx, "store session", update)
+		err := e.retryStore(ctx, r, "store session", update)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, ErrConflict) {
 			return false, fmt.Errorf("recording session %s: %w", r.s.UpgradeID, err)
 		}
-		fresh, gerr := e.store.Get(ctx, r.s.UpgradeID)
+		fresh, gerr := e.getSession(ctx, r.s.UpgradeID)
 		if gerr != nil {
 			return false, fmt.Errorf("reloading session %s after a conflict: %w", r.s.UpgradeID, gerr)
 		}
@@ -355,8 +410,13 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 			return false, err
 		}
 		r.s = fresh
-		r.log.Info("session changed by someone else; reloaded", "revision", fresh.Revision)
+		r.log.Info("session changed since it was read (by someone else, or by a write of this run whose answer was lost); reloaded", "revision", fresh.Revision)
 		if !fact || fresh.Completed {
+			// The write may have landed all the same (an attempt cut
+			// short, an answer lost): the fresh record then holds this
+			// plan, recorded and not carried out, as a stopped run
+			// leaves it. The next round reads it as a record taken up.
+			r.acted = false
 			return false, nil
 		}
 	}

@@ -53,9 +53,12 @@ type Config struct {
 	// retried.
 	RetryInitial, RetryMax, RetryTimeout time.Duration
 	// CallTimeout bounds each attempt of a call to HSM, BOS or the
-	// workload manager: an attempt still running after it has its ctx
-	// cancelled (with cause ErrCallTimeout) and counts as failed, to be
-	// retried within RetryTimeout. It runs on the wall clock, whatever
+	// workload manager, and of a run's calls to the Store: an attempt
+	// still running after it has its ctx cancelled (with cause
+	// ErrCallTimeout) and counts as failed, to be retried within
+	// RetryTimeout (a store write cut short that landed all the same
+	// shows as ErrConflict at the next attempt: every write is a
+	// compare-and-swap). It runs on the wall clock, whatever
 	// Clock is: it bounds how long a call really blocks the run. An
 	// adapter must return soon after its ctx ends. Default 10m: above any
 	// call that is only slow (the clients of this module bound theirs

@@ -124,7 +124,7 @@ var settings = []setting{
 	{"auth.audience", "CRUS_JWT_AUDIENCE", "jwt-audience", "required token audience (auth jwt)", ""},
 	{"auth.public_reads", "CRUS_PUBLIC_READS", "public-reads", "let GET requests (the page) through without a token", "false"},
 	{"executor.poll_interval", "CRUS_POLL_INTERVAL", "poll-interval", "how often the world is observed while waiting", "30s"},
-	{"executor.call_timeout", "CRUS_CALL_TIMEOUT", "call-timeout", "how long one attempt of a backend call may take before it is cancelled and retried", crus.DefaultCallTimeout.String()},
+	{"executor.call_timeout", "CRUS_CALL_TIMEOUT", "call-timeout", "how long one attempt of a backend or store call may take before it is cancelled and retried", crus.DefaultCallTimeout.String()},
 	{"executor.node_name_format", "CRUS_NODE_NAME_FORMAT", "node-name-format", "workload-manager name of a NID", crus.DefaultNIDFormat},
 }
 
