@@ -3,6 +3,7 @@ package crus_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -64,6 +65,9 @@ type scenario struct {
 	// latency: calls that take their time (fake.World.SetLatency; ""
 	// for every call).
 	latency map[string]time.Duration
+	// storeFaults: windows in which the executor's store fails (the
+	// other executor's commands reach it).
+	storeFaults []storeFaultAt
 
 	rollout crus.Rollout
 }
@@ -87,6 +91,12 @@ type outageAt struct {
 	// lost: the calls (writes) are carried out and their answers lost
 	// (fake.World.LoseAnswers), instead of failing.
 	lost bool
+}
+
+// storeFaultAt is a window in which the store fails (see storeFault).
+type storeFaultAt struct {
+	kind     string
+	at, span time.Duration
 }
 
 // operatorAct is an administrator acting on a node behind crus's back.
@@ -132,6 +142,7 @@ func drawScenario(t *rapid.T) scenario {
 		ops: faultOps, callFaults: 5, outages: [2]int{0, 3}, from: 600, span: [2]int{1, 240},
 		operatorKinds: operatorKinds, operator: 4,
 		commandKinds: []string{"delete", "pause", "pause", "resume", "approve"}, commands: 3, commandsFrom: 900,
+		storeFaults: 3,
 	})
 	if rapid.Float64Range(0, 1).Draw(t, "crash") < 0.25 {
 		sc.crashAtEvent = rapid.IntRange(1, 60).Draw(t, "crashAt")
@@ -160,6 +171,7 @@ type faultPlan struct {
 	commandKinds  []string
 	commands      int // at most this many commands
 	commandsFrom  int // the latest a command comes
+	storeFaults   int // at most this many windows of store faults
 }
 
 // drawFaults draws faults, outages, operators' acts and commands into sc.
@@ -203,6 +215,17 @@ func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
 			kind: rapid.SampledFrom(p.commandKinds).Draw(t, fmt.Sprintf("cmd%d", i)),
 			at:   minutes(0, p.commandsFrom, fmt.Sprintf("cmdAt%d", i)),
 		})
+	}
+	if p.storeFaults > 0 && rapid.Float64Range(0, 1).Draw(t, "storeFaulty") < 0.25 {
+		// Shorter and longer than a retry timeout: a run that cannot
+		// record for that long stops, and is run again.
+		for i := range rapid.IntRange(1, p.storeFaults).Draw(t, "storeFaults") {
+			sc.storeFaults = append(sc.storeFaults, storeFaultAt{
+				kind: rapid.SampledFrom([]string{"write", "read", "down", "lost"}).Draw(t, fmt.Sprintf("storeFault%d", i)),
+				at:   minutes(1, p.from, fmt.Sprintf("storeFaultAt%d", i)),
+				span: minutes(1, 180, fmt.Sprintf("storeFaultSpan%d", i)),
+			})
+		}
 	}
 }
 
@@ -256,11 +279,17 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 	if sequential {
 		e.cfg.MaxConcurrentCalls = 1
 	}
+	otherCfg := e.cfg
+	start := e.w.Now()
+	var faulty *faultyStore
+	if len(sc.storeFaults) > 0 {
+		faulty = newFaultyStore(watch, e.w)
+		e.cfg.Store = faulty
+	}
 	e.ex = e.executor()
 	e.spec.BootLimit = sc.limit
 	e.spec.Rollout = sc.rollout
 	out := outcome{e: e, operated: map[string]bool{}}
-	start := e.w.Now()
 	if sc.keepBusy {
 		e.w.KeepBusy(sc.busy, 5*time.Hour, 15*time.Minute, start.Add(48*time.Hour))
 	}
@@ -289,6 +318,14 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 		return out
 	}
 	watch.start(t, s, sc.step)
+	if faulty != nil {
+		// From the session's creation on (with slow backends, Create
+		// takes its time).
+		created := e.w.Now()
+		for _, f := range sc.storeFaults {
+			faulty.add(storeFault{kind: f.kind, from: created.Add(f.at), until: created.Add(f.at + f.span)})
+		}
+	}
 	for _, f := range sc.callFaults {
 		err := fake.ErrInjected
 		if f.permanent {
@@ -335,7 +372,10 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 			}
 		})
 	}
-	other := e.executor() // another controller on the same store
+	// Another controller on the same store (which it reaches while this
+	// one cannot).
+	other, err := crus.NewExecutor(e.w.HSM(), e.w.WLM(), e.w.BOS(), otherCfg)
+	require.NoError(t, err)
 	for _, c := range sc.commands {
 		e.w.Schedule(start.Add(c.at), func() {
 			var err error
@@ -398,19 +438,32 @@ func (sc scenario) play(t tb, sequential bool) outcome {
 			}
 		}
 	}()
-	final, err := e.ex.Run(ctx, s.UpgradeID)
-	select {
-	case <-spun:
-		t.Fatalf("a million backend calls at virtual time %s: Run spins", e.w.Now().Sub(start))
-	default:
-	}
-	if err != nil {
-		require.ErrorIs(t, err, context.Canceled)
-		e.mu.Lock()
-		e.onEvent = nil
-		e.mu.Unlock()
-		final, err = e.executor().Run(context.Background(), s.UpgradeID)
-		require.NoError(t, err)
+	// The runs, as a Driver makes them: one that stops on the store is
+	// run again 30 seconds later; after the crash, a new executor runs
+	// the session.
+	ex, runCtx := e.ex, ctx
+	var final *crus.Session
+	for runs := 0; ; runs++ {
+		require.Less(t, runs, 10_000, "the session never completes")
+		final, err = ex.Run(runCtx, s.UpgradeID)
+		select {
+		case <-spun:
+			t.Fatalf("a million backend calls at virtual time %s: Run spins", e.w.Now().Sub(start))
+		default:
+		}
+		if err == nil {
+			break
+		}
+		if runCtx.Err() != nil {
+			// The crash (the run may have been stopping on the store).
+			e.mu.Lock()
+			e.onEvent = nil
+			e.mu.Unlock()
+			ex, runCtx = e.executor(), context.Background()
+			continue
+		}
+		require.True(t, errors.Is(err, errStoreDown) || errors.Is(err, errStoreAnswerLost), "a run stops only on the store: %v", err)
+		<-e.w.After(30 * time.Second)
 	}
 	out.final = final
 	out.broken = watch.broken()
@@ -566,10 +619,19 @@ func drawBookingScenario(t *rapid.T) scenario {
 	if refused == "wlm.Unreserve" && sc.crashAtEvent > 0 {
 		ops = ops[2:]
 	}
+	// The store fails only while the workload manager takes deletions:
+	// a run that stops on the store deletes its reservations (nothing
+	// else would move them on), and one that cannot is the README's
+	// third case.
+	storeFaults := 2
+	if refused == "wlm.Unreserve" {
+		storeFaults = 0
+	}
 	drawFaults(t, &sc, faultPlan{
 		ops: ops, callFaults: 4, outages: [2]int{1, 3}, from: 300, span: [2]int{5, 240},
 		operatorKinds: []string{"job", "job", "resume", "drain"}, operator: 3,
 		commandKinds: []string{"pause", "pause", "resume", "delete"}, commands: 2, commandsFrom: 400,
+		storeFaults: storeFaults,
 	})
 	if refused == "wlm.Reserve" && rapid.Float64Range(0, 1).Draw(t, "slow") < 0.5 {
 		// Slow backends: every call takes up to 3 minutes, and one of
