@@ -1,10 +1,13 @@
 package crus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/crus-go/crus/wlm"
@@ -388,11 +391,11 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 		if r.idx.valid(r.s) {
 			r.idx.update(d)
 		}
+		changed := r.names.positions(d.Changes)
 		update := func(ctx context.Context) error { return e.store.Update(ctx, r.s) }
 		if m, ok := e.store.(NodeUpdater); ok {
 			// r.s is the store's record at its revision, changed since
 			// only by this Apply.
-			changed := r.names.positions(d.Changes)
 			update = func(ctx context.Context) error { return m.UpdateNodes(ctx, r.s, changed) }
 		}
 		err := e.retryStore(ctx, r, "store session", update)
@@ -409,13 +412,20 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 		if err := fresh.check(); err != nil {
 			return false, err
 		}
+		if landed(r.s, fresh, changed) {
+			// This write landed after all (an attempt cut short, an
+			// answer lost), and no other since: recorded.
+			r.s = fresh
+			r.log.Info("session record written, its answer lost", "revision", fresh.Revision)
+			break
+		}
 		r.s = fresh
-		r.log.Info("session changed since it was read (by someone else, or by a write of this run whose answer was lost); reloaded", "revision", fresh.Revision)
+		r.log.Info("session changed since it was read (by someone else, or by writes of this run whose answers were lost); reloaded", "revision", fresh.Revision)
 		if !fact || fresh.Completed {
-			// The write may have landed all the same (an attempt cut
-			// short, an answer lost): the fresh record then holds this
-			// plan, recorded and not carried out, as a stopped run
-			// leaves it. The next round reads it as a record taken up.
+			// A write of this run may have landed all the same before
+			// someone else's: the fresh record then holds its plan,
+			// recorded and not carried out, as a stopped run leaves
+			// it. The next round reads it as a record taken up.
 			r.acted = false
 			return false, nil
 		}
@@ -432,6 +442,41 @@ func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time
 		}
 	}
 	return true, nil
+}
+
+// landed reports whether fresh, the record read after a write of tried
+// conflicted, is tried as it was to be written: the write landed though
+// its attempt was cut short or its answer lost, and nothing else was
+// written since. It compares what a write may change (see NodeUpdater):
+// the header, the node records at positions (those the write changed),
+// and the messages. It costs the encoding of those, only after a
+// conflict.
+func landed(tried, fresh *Session, positions []int) bool {
+	if len(tried.Progress.Nodes) != len(fresh.Progress.Nodes) || !slices.Equal(tried.Messages, fresh.Messages) {
+		return false
+	}
+	for _, i := range positions {
+		if !sameJSON(&tried.Progress.Nodes[i], &fresh.Progress.Nodes[i]) {
+			return false
+		}
+	}
+	head := func(s *Session) *Session {
+		h := *s
+		h.Revision, h.Progress.Nodes, h.Messages = 0, nil, nil
+		return &h
+	}
+	return sameJSON(head(tried), head(fresh))
+}
+
+// sameJSON reports whether a and b encode the same (times in the same
+// instant and offset, whatever their monotonic readings).
+func sameJSON(a, b any) bool {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return false
+	}
+	jb, err := json.Marshal(b)
+	return err == nil && bytes.Equal(ja, jb)
 }
 
 // eventsOf lists the events a decision will cause, computed before it is
