@@ -331,7 +331,7 @@ func (d *Driver) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, 
 		case <-ctx.Done():
 			return
 		case <-stop.C:
-			cancel(fmt.Errorf("lease not renewed within %s of its expiry", d.cfg.Margin))
+			cancel(&leaseEnding{margin: d.cfg.Margin, deadline: validUntil.Add(-d.cfg.Margin / 2)})
 			return
 		case <-next.C:
 		}
@@ -351,6 +351,21 @@ func (d *Driver) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, 
 			next.Reset(ttl / 20) // try again soon; stop fires if it is too late
 		}
 	}
+}
+
+// leaseEnding is the cause with which a Driver stops its runs when it
+// could not renew its lease in time, Margin before it may expire. A run
+// so stopped may still delete its reservations until deadline, half the
+// margin later (see Executor.Run): nothing else would move them on while
+// no replica can take the session, and the lease is still this
+// replica's, with half the margin left for a call in flight.
+type leaseEnding struct {
+	margin   time.Duration
+	deadline time.Time // on the wall clock
+}
+
+func (e *leaseEnding) Error() string {
+	return fmt.Sprintf("lease not renewed within %s of its expiry", e.margin)
 }
 
 // claim marks the session as being campaigned for or driven here, and

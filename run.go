@@ -113,7 +113,8 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 // only when the store cannot record progress (for a RetryTimeout, each
 // attempt bounded by CallTimeout), or the record is corrupt; before it
 // does, it deletes the reservations its record lists (the scheduled
-// strategy's: nothing would move them on before the next run).
+// strategy's: nothing would move them on before the next run), as it
+// does when a Driver stops it for a lease it could not renew.
 func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	wakeC := make(chan struct{}, 1)
 	e.mu.Lock()
@@ -160,7 +161,19 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		e.emit(Event{Time: e.clock.Now(), Session: id, Kind: EventStarted, Step: s.Progress.Step, Steps: s.Progress.Steps, Stage: s.Progress.Stage, Message: msg})
 	}
 	s, err = e.loop(ctx, r)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrLeaseLost) {
+	var ending *leaseEnding
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		if errors.As(context.Cause(ctx), &ending) {
+			// A Driver that could not renew its lease: the lease is
+			// still its own until the deadline, and no replica may be
+			// able to take the session up. One attempt.
+			dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), ending.deadline)
+			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), r, context.Cause(ctx))
+			cancel()
+		}
+	case !errors.Is(err, ErrLeaseLost):
 		e.dropBookings(ctx, r, err)
 	}
 	return s, err
@@ -268,12 +281,13 @@ func (e *Executor) loop(ctx context.Context, r *run) (*Session, error) {
 
 // dropBookings deletes, by name, every reservation the record of a run
 // that stops on an error (the store unreachable for a retry timeout, a
-// corrupt record) says the session may hold: nothing would move them on
-// before a run takes the session up again, and one that began would hold
-// its idle nodes out of service on top of the cap. The next run books
-// anew. A run stopped by its ctx (a shutdown, or a crash, which could
-// not do this) leaves them, as does one whose lease went to another
-// replica, which drives the session and its reservations now.
+// corrupt record), or because its Driver could not renew its lease, says
+// the session may hold: nothing would move them on before a run takes
+// the session up again, and one that began would hold its idle nodes out
+// of service on top of the cap. The next run books anew. A run stopped
+// by its ctx otherwise (a shutdown, or a crash, which could not do this)
+// leaves them, as does one whose lease went to another replica, which
+// drives the session and its reservations now.
 func (e *Executor) dropBookings(ctx context.Context, r *run, why error) {
 	if e.scheduler == nil || r.dry {
 		return
