@@ -526,11 +526,17 @@ func (o outcome) checkEnd(t tb, sc scenario) {
 	}
 	// Nodes are put back only by a drain timeout that releases, or a boot
 	// request the orchestrator did not accept within boot_timeout (it
-	// failed, or a crash came between recording it and sending it).
+	// failed; a crash came between recording it and sending it; or it
+	// was not sent, its nodes' read just before failing, and not sent
+	// again in time: that read failing for as long, or the boot
+	// sessions' status unreadable meanwhile, which makes the request's
+	// fate unknown).
 	release := sc.rollout.DrainTimeout > 0 && sc.rollout.DrainTimeoutAction != crus.DrainFail
-	rebootTrouble := sc.crashAtEvent > 0 ||
-		slices.ContainsFunc(sc.callFaults, func(f callFault) bool { return f.op == "bos.Reboot" }) ||
-		slices.ContainsFunc(sc.outages, func(o outageAt) bool { return o.op == "bos.Reboot" })
+	troubled := func(op string) bool {
+		return slices.ContainsFunc(sc.callFaults, func(f callFault) bool { return f.op == op }) ||
+			slices.ContainsFunc(sc.outages, func(o outageAt) bool { return o.op == op })
+	}
+	rebootTrouble := sc.crashAtEvent > 0 || troubled("bos.Reboot") || troubled("wlm.Nodes")
 	if !release && !rebootTrouble {
 		for _, n := range s.Progress.Nodes {
 			assert.Zero(t, n.Retries, "%s put back without a reason to", n.XName)
