@@ -12,6 +12,7 @@ import (
 	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/bos"
 	"github.com/crus-go/crus/hsm"
+	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/wlm"
 	"github.com/crus-go/crus/wlm/wlmtest"
 )
@@ -111,10 +112,7 @@ type recorder struct {
 
 	mu          sync.Mutex
 	callCount   map[string]int
-	faults      map[string][]error
-	outages     map[string][]outage
-	lost        map[string]int           // answers to lose, by op (LoseNextAnswers)
-	lostFrom    map[string][]outage      // windows of lost answers, by op (LoseAnswers)
+	injected    fake.Injected            // FailNext, Outage, LoseNextAnswers, LoseAnswers
 	latency     map[string]time.Duration // by op; "" for every wlm op without its own
 	touched     map[string]bool          // workload-manager names crus changed
 	drained     map[string]bool          // names crus drained and has not resumed or failed since
@@ -141,8 +139,8 @@ type misread struct{ op, set, got string }
 func newRecorder(w *World, inner wlm.Manager, power wlmtest.Rebooter) *recorder {
 	return &recorder{
 		w: w, inner: inner, power: power,
-		callCount: map[string]int{}, faults: map[string][]error{},
-		touched: map[string]bool{}, drained: map[string]bool{}, steered: map[string]bool{},
+		callCount: map[string]int{},
+		touched:   map[string]bool{}, drained: map[string]bool{}, steered: map[string]bool{},
 		rebooting: map[string]bool{}, reboots: map[string][]time.Time{},
 		failedAt: map[string]time.Time{}, resumedAt: map[string]time.Time{},
 		breached: map[string]bool{},
@@ -290,15 +288,7 @@ func (r *recorder) inherit(old *recorder) {
 	defer old.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for op, q := range old.faults {
-		r.faults[op] = slices.Clone(q)
-	}
-	for op, o := range old.outages {
-		if r.outages == nil {
-			r.outages = map[string][]outage{}
-		}
-		r.outages[op] = slices.Clone(o)
-	}
+	r.injected = old.injected.Clone()
 	r.latency = maps.Clone(old.latency)
 }
 
@@ -319,27 +309,19 @@ func (r *recorder) setLatency(op string, d time.Duration) {
 func (r *recorder) failNext(op string, n int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for range n {
-		r.faults[op] = append(r.faults[op], err)
-	}
+	r.injected.FailNext(op, n, err)
 }
 
 func (r *recorder) loseNext(op string, n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.lost == nil {
-		r.lost = map[string]int{}
-	}
-	r.lost[op] += n
+	r.injected.LoseNext(op, n)
 }
 
 func (r *recorder) loseFrom(op string, from, until time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.lostFrom == nil {
-		r.lostFrom = map[string][]outage{}
-	}
-	r.lostFrom[op] = append(r.lostFrom[op], outage{from: from, until: until})
+	r.injected.LoseIn(op, from, until)
 }
 
 // end finishes a write of op that returned err: a success whose answer
@@ -352,28 +334,16 @@ func (r *recorder) end(op string, err error) error {
 	now := r.w.fw.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case r.lost[op] > 0:
-		r.lost[op]--
-		return ErrAnswerLost
-	case slices.ContainsFunc(r.lostFrom[op], func(o outage) bool { return !now.Before(o.from) && now.Before(o.until) }):
+	if r.injected.Lost(op, now) {
 		return ErrAnswerLost
 	}
 	return nil
 }
 
-type outage struct {
-	from, until time.Time
-	err         error
-}
-
 func (r *recorder) outage(op string, from, until time.Time, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.outages == nil {
-		r.outages = map[string][]outage{}
-	}
-	r.outages[op] = append(r.outages[op], outage{from, until, err})
+	r.injected.Outage(op, from, until, err)
 }
 
 func (r *recorder) calls() map[string]int {
@@ -409,16 +379,7 @@ func (r *recorder) begin(ctx context.Context, op string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.callCount[op]++
-	if q := r.faults[op]; len(q) > 0 {
-		r.faults[op] = q[1:]
-		return q[0]
-	}
-	for _, o := range r.outages[op] {
-		if !now.Before(o.from) && now.Before(o.until) {
-			return o.err
-		}
-	}
-	return nil
+	return r.injected.Fail(op, now)
 }
 
 // changed records a change crus asked for: drain (true) or the end of

@@ -2,6 +2,7 @@ package crustest_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,28 @@ func TestLostAnswersRefuseReads(t *testing.T) {
 			}()
 			f()
 		}()
+	}
+}
+
+// TestLostAnswersKeptByUseManager: answers to lose, set before
+// UseManager, are lost by the outside manager's calls too, as failures
+// and outages are (they used to be dropped with the kit's own manager).
+func TestLostAnswersKeptByUseManager(t *testing.T) {
+	ctx := context.Background()
+	w := crustest.New(crustest.Options{Nodes: 2})
+	w.LoseNextAnswers("wlm.Resume", 1)
+	w.LoseAnswers("wlm.Drain", w.Now(), w.Now().Add(time.Hour))
+	m := newMini(w)
+	w.UseManager(m, m)
+	mgr := w.WLM()
+	name := w.Names()[:1]
+	if err := mgr.Drain(ctx, name, "test"); !errors.Is(err, crustest.ErrAnswerLost) {
+		t.Errorf("drain within the window: %v; want ErrAnswerLost", err)
+	}
+	if err := mgr.Resume(ctx, name); !errors.Is(err, crustest.ErrAnswerLost) {
+		t.Errorf("first resume: %v; want ErrAnswerLost", err)
+	}
+	if err := mgr.Resume(ctx, name); err != nil {
+		t.Errorf("second resume: %v; want its answer", err)
 	}
 }

@@ -8,12 +8,6 @@ import (
 // crus's back, at any moment. The property tests draw them for every
 // strategy.
 
-// outage makes every call of an operation fail during a time window.
-type outage struct {
-	from, until time.Time
-	err         error
-}
-
 // Outage makes every call of op (a backend method such as "bos.Reboot",
 // "wlm.Nodes" or "hsm.Members"; see Calls) fail with err (ErrInjected if
 // nil) from virtual time from until until, before doing anything.
@@ -23,21 +17,7 @@ func (w *World) Outage(op string, from, until time.Time, err error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.outages == nil {
-		w.outages = map[string][]outage{}
-	}
-	w.outages[op] = append(w.outages[op], outage{from: from, until: until, err: err})
-}
-
-// outageErr returns the error of an outage of op under way now. Callers
-// hold the lock.
-func (w *World) outageErr(op string) error {
-	for _, o := range w.outages[op] {
-		if !w.now.Before(o.from) && w.now.Before(o.until) {
-			return o.err
-		}
-	}
-	return nil
+	w.injected.Outage(op, from, until, err)
 }
 
 // AdminFail fails a node as an administrator would, with reason (Slurm's

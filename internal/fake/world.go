@@ -133,11 +133,8 @@ type World struct {
 	sessions  map[string]*bootSession
 
 	calls      map[string]int
-	faults     map[string][]error
-	outages    map[string][]outage
+	injected   Injected                 // FailNext, Outage, LoseNextAnswers, LoseAnswers
 	latency    map[string]time.Duration // by op; "" for every op without its own
-	lost       map[string]int           // answers to lose, by op (LoseNextAnswers)
-	lostFrom   map[string][]outage      // windows in which answers are lost, by op (LoseAnswers)
 	touched    map[string]int           // changing calls that named an xname no node has (see touch)
 	violations []string
 	raced      []string // see Raced
@@ -201,9 +198,7 @@ func New(opts Options) *World {
 		templates: map[string]*template{},
 		sessions:  map[string]*bootSession{},
 		calls:     map[string]int{},
-		faults:    map[string][]error{},
 		latency:   map[string]time.Duration{},
-		lost:      map[string]int{},
 		touched:   map[string]int{},
 	}
 }
@@ -489,9 +484,7 @@ func (w *World) SetFaults(xname string, f NodeFaults) {
 func (w *World) FailNext(op string, n int, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for range n {
-		w.faults[op] = append(w.faults[op], err)
-	}
+	w.injected.FailNext(op, n, err)
 }
 
 // LoseNextAnswers makes the next n calls of op (a write: "bos.Reboot",
@@ -506,7 +499,7 @@ func (w *World) LoseNextAnswers(op string, n int) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.lost[op] += n
+	w.injected.LoseNext(op, n)
 }
 
 // LoseAnswers makes every successful call of op (a write, as for
@@ -519,10 +512,7 @@ func (w *World) LoseAnswers(op string, from, until time.Time) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.lostFrom == nil {
-		w.lostFrom = map[string][]outage{}
-	}
-	w.lostFrom[op] = append(w.lostFrom[op], outage{from: from, until: until})
+	w.injected.LoseIn(op, from, until)
 }
 
 // writeOps are the calls that change something (LoseNextAnswers).
@@ -543,11 +533,7 @@ func (w *World) end(op string, err *error) {
 	if *err != nil {
 		return
 	}
-	switch {
-	case w.lost[op] > 0:
-		w.lost[op]--
-		*err = ErrAnswerLost
-	case slices.ContainsFunc(w.lostFrom[op], func(o outage) bool { return !w.now.Before(o.from) && w.now.Before(o.until) }):
+	if w.injected.Lost(op, w.now) {
 		*err = ErrAnswerLost
 	}
 }
@@ -559,11 +545,7 @@ var ErrInjected = errors.New("fake: injected transient failure")
 // Callers hold the lock.
 func (w *World) call(op string) error {
 	w.calls[op]++
-	if q := w.faults[op]; len(q) > 0 {
-		w.faults[op] = q[1:]
-		return q[0]
-	}
-	return w.outageErr(op)
+	return w.injected.Fail(op, w.now)
 }
 
 // SetLatency makes every call of op take d of virtual time before it
