@@ -184,7 +184,20 @@ func (e *Executor) casUpdate(ctx context.Context, id string, s *Session, f func(
 		case !errors.Is(err, ErrConflict):
 			return nil, false, fmt.Errorf("recording session %s: %w", id, err)
 		}
-		s = nil // changed by someone else: read it again
+		// Changed since it was read: read it again. The write may have
+		// landed all the same (its answer lost), and nothing else since:
+		// then it is recorded (applying f again would add its message
+		// again, and again while answers are lost).
+		tried := s
+		if s, err = e.getSession(ctx, id); err != nil {
+			return nil, false, err
+		}
+		if err := s.check(); err != nil {
+			return nil, false, err
+		}
+		if landed(tried, s, nil) {
+			return s, true, nil
+		}
 	}
 }
 
