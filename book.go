@@ -19,14 +19,20 @@ import (
 
 // bookingPrefix is the name prefix of the session's reservations: they
 // are named prefix + a bucket number (see slotParams.bucket).
-func bookingPrefix(s *Session) string { return "crus-" + s.UpgradeID + "-" }
+func bookingPrefix(s *Session) string { return bookingPrefixOf(s.UpgradeID) }
+
+// bookingPrefixOf is bookingPrefix of the session with this id.
+func bookingPrefixOf(id string) string { return "crus-" + id + "-" }
 
 // ownBooking reports whether a reservation name is one of the session's:
 // its prefix followed by decimal digits alone. A prefix is not enough:
 // session "7"'s prefix "crus-7-" also begins the names of session "7-1"'s
 // reservations ("crus-7-1-3"), which are not its to move or delete.
-func ownBooking(s *Session, name string) bool {
-	rest, ok := strings.CutPrefix(name, bookingPrefix(s))
+func ownBooking(s *Session, name string) bool { return ownBookingOf(s.UpgradeID, name) }
+
+// ownBookingOf is ownBooking of the session with this id.
+func ownBookingOf(id, name string) bool {
+	rest, ok := strings.CutPrefix(name, bookingPrefixOf(id))
 	if !ok || rest == "" {
 		return false
 	}

@@ -130,14 +130,31 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 		e.mu.Unlock()
 	}()
 
-	s, err := e.getSession(ctx, id)
+	// The first read is retried as writes are: a run that cannot take
+	// the session up deletes its reservations (below).
+	var s *Session
+	var missing error
+	err := e.retryStore(ctx, nil, "read session", func(ctx context.Context) (err error) {
+		s, err = e.store.Get(ctx, id)
+		if errors.Is(err, ErrSessionNotFound) {
+			missing = err
+			return nil // an answer: not retried
+		}
+		return err
+	})
+	if err == nil && missing != nil {
+		return nil, missing
+	}
+	if err == nil {
+		err = s.check()
+	}
 	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrSessionNotFound) {
+			e.dropBookings(ctx, id, nil, e.log.With("session", id), err)
+		}
 		return nil, err
 	}
-	if err := s.check(); err != nil {
-		return nil, err
-	}
-	s, started, err := e.casUpdate(ctx, id, s, func(s *Session, now time.Time) string {
+	taken, started, err := e.casUpdate(ctx, id, s, func(s *Session, now time.Time) string {
 		if s.State == StateCreated {
 			s.State = StateUpdating
 		}
@@ -149,10 +166,14 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	})
 	switch {
 	case err != nil:
-		return s, err
-	case s.Completed:
-		return s, nil // completed (or deleted before it started) by someone else
+		if ctx.Err() == nil && !errors.Is(err, ErrLeaseLost) && !errors.Is(err, ErrSessionNotFound) {
+			e.dropBookings(ctx, id, s, e.log.With("session", id), err)
+		}
+		return taken, err
+	case taken.Completed:
+		return taken, nil // completed (or deleted before it started) by someone else
 	}
+	s = taken
 	r := &run{s: s, log: e.log.With("session", id), wakeC: wakeC}
 	r.names = newNodeNames(s)
 	if started {
@@ -170,11 +191,11 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 			// still its own until the deadline, and no replica may be
 			// able to take the session up. One attempt.
 			dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), ending.deadline)
-			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), r, context.Cause(ctx))
+			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), id, r.s, r.log, context.Cause(ctx))
 			cancel()
 		}
 	case !errors.Is(err, ErrLeaseLost):
-		e.dropBookings(ctx, r, err)
+		e.dropBookings(ctx, id, r.s, r.log, err)
 	}
 	return s, err
 }
@@ -279,28 +300,57 @@ func (e *Executor) loop(ctx context.Context, r *run) (*Session, error) {
 	}
 }
 
-// dropBookings deletes, by name, every reservation the record of a run
-// that stops on an error (the store unreachable for a retry timeout, a
-// corrupt record), or because its Driver could not renew its lease, says
-// the session may hold: nothing would move them on before a run takes
-// the session up again, and one that began would hold its idle nodes out
-// of service on top of the cap. The next run books anew. A run stopped
-// by its ctx otherwise (a shutdown, or a crash, which could not do this)
-// leaves them, as does one whose lease went to another replica, which
-// drives the session and its reservations now.
-func (e *Executor) dropBookings(ctx context.Context, r *run, why error) {
-	if e.scheduler == nil || r.dry {
+// dropBookings deletes, by name, every reservation the session id may
+// hold, when a run stops on an error (the store unreachable for a retry
+// timeout, a corrupt record) or because its Driver could not renew its
+// lease, or cannot take the session up for its store: nothing would move
+// them on before a run takes the session up again, and one that began
+// would hold its idle nodes out of service on top of the cap. The next
+// run books anew. The names are those the record s lists; without a
+// record (it could not be read), those the workload manager lists under
+// the session's prefix. A run stopped by its ctx otherwise (a shutdown,
+// or a crash, which could not do this) leaves them, as does one whose
+// lease went to another replica, which drives the session and its
+// reservations now.
+func (e *Executor) dropBookings(ctx context.Context, id string, s *Session, log *slog.Logger, why error) {
+	if e.scheduler == nil {
 		return
 	}
-	deleted, listed, err := unbookListed(r.s, func(names []string) error {
+	unreserve := func(names []string) error {
 		return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
-	})
+	}
+	var (
+		deleted int
+		listed  bool
+		err     error
+	)
+	if s != nil {
+		deleted, listed, err = unbookListed(s, unreserve)
+	} else {
+		var rs []wlm.Reservation
+		err = e.retry(ctx, "read bookings", func(ctx context.Context) (err error) {
+			rs, err = e.scheduler.Reservations(ctx, bookingPrefixOf(id))
+			return err
+		})
+		var names []string
+		for _, r := range rs {
+			if ownBookingOf(id, r.Name) {
+				names = append(names, r.Name)
+			}
+		}
+		if listed = len(names) > 0; listed && err == nil {
+			if err = unreserve(names); err == nil {
+				deleted = len(names)
+			}
+		}
+		listed = listed || err != nil
+	}
 	switch {
 	case !listed:
 	case err != nil:
-		r.log.Warn("the run stops on an error, and could not delete the session's reservations: they may begin before a run takes it up", "deleted", deleted, "err", err, "why", why)
+		log.Warn("the run stops, and could not delete the session's reservations: they may begin before a run takes it up", "deleted", deleted, "err", err, "why", why)
 	default:
-		r.log.Info("the run stops on an error: deleted the session's reservations, to be booked anew by the next run", "reservations", deleted, "why", why)
+		log.Info("the run stops: deleted the session's reservations, to be booked anew by the next run", "reservations", deleted, "why", why)
 	}
 }
 

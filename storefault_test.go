@@ -237,19 +237,32 @@ func TestStoreFaults(t *testing.T) {
 // would hold its idle nodes out on top of the cap), and the next run,
 // once the store is back, books anew. While a write is retried, the
 // reservations are kept from beginning as between any other calls.
+//
+// With "read" faults, the run is stopped first (a crash, leaving its
+// reservations): the runs that follow cannot read the record, and delete
+// the reservations the workload manager lists under the session's name.
 func TestScheduledStoreDown(t *testing.T) {
 	stopped := 0
-	for seed := range uint64(20) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+	for seed := range uint64(30) {
+		kind := []string{"write", "down", "read"}[seed%3]
+		t.Run(fmt.Sprint(kind, "/seed", seed), func(t *testing.T) {
 			e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: seed}}, 3)
 			e.w.KeepBusy(0.6, 3*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
 			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 			start := e.w.Now()
-			kind := map[bool]string{true: "write", false: "down"}[seed%2 == 0]
 			fs := newFaultyStore(e.store, e.w, storeFault{kind: kind, from: start.Add(20 * time.Minute), until: start.Add(140 * time.Minute)})
 			e.cfg.Store = fs
 			e.ex = e.executor()
 			s := e.create()
+			if kind == "read" {
+				ctx, cancel := context.WithCancel(context.Background())
+				e.w.Schedule(start.Add(19*time.Minute), cancel)
+				_, err := e.ex.Run(ctx, s.UpgradeID)
+				require.ErrorIs(t, err, context.Canceled)
+				require.NotEmpty(t, e.w.Reservations("crus-"), "the stopped run left reservations")
+				<-e.w.After(5 * time.Minute) // down until the store cannot be read
+				e.ex = e.executor()
+			}
 			final, failed := runAsDriver(t, e.w, e.ex, s.UpgradeID, 30*time.Second, 1000)
 			if failed > 0 {
 				stopped++
