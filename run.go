@@ -445,9 +445,11 @@ func (e *Executor) sleep(ctx context.Context, r *run, d time.Duration) error {
 // it announces is done. If the stored session was changed since it was
 // read (ErrConflict: by someone else, or by a write of this run that
 // landed though its attempt was cut short or its answer lost), the fresh
-// record is loaded; a settled result (fact) is applied to it and stored,
-// while a plan is dropped and record reports false, so that the caller
-// plans again from the fresh record, as a run that takes it up would.
+// record is loaded. If it holds this write and nothing else since
+// (landed), the decision is recorded. Otherwise a settled result (fact)
+// is applied to it and stored, while a plan is dropped and record
+// reports false, so that the caller plans again from the fresh record,
+// as a run that takes it up would.
 func (e *Executor) record(ctx context.Context, r *run, d Decision, now time.Time, fact bool) (bool, error) {
 	events := e.eventsOf(r.s, d, now)
 	for {
