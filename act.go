@@ -126,16 +126,16 @@ func (e *Executor) retry(ctx context.Context, what string, f func(ctx context.Co
 	return e.retryAttempts(ctx, what, func() error { return e.attempt(ctx, what, f) })
 }
 
-// retryStore retries a write to the store as retry does a backend call,
+// retryStore retries a call to the store as retry does a backend call,
 // each attempt under CallTimeout too: a store that does not answer (an
 // etcd cut off behind a connection that never closes) would otherwise
 // hold the run, and with it the reservations it must move on. Cutting a
 // write short is safe because every write is a compare-and-swap on the
 // record's revision: a write that landed all the same makes the next
 // attempt fail with ErrConflict, and the caller reads the record again
-// (record treats what it reads as a record taken up; see there). Between
-// attempts, r's reservations are kept from beginning (keepAhead), as
-// between the run's other calls; r may be nil.
+// and finds it written (landed). Between attempts, r's reservations are
+// kept from beginning (keepAhead), as between the run's other calls; r
+// may be nil.
 func (e *Executor) retryStore(ctx context.Context, r *run, what string, f func(ctx context.Context) error) error {
 	var between func()
 	if r != nil {
