@@ -393,16 +393,11 @@ func (w *World) Outage(op string, from, until time.Time, err error) {
 	w.fw.Outage(op, from, until, err)
 }
 
-// writeOps are the calls that change something: the ones whose answers
-// LoseNextAnswers and LoseAnswers can lose.
-var writeOps = []string{
-	"hsm.AddMembers", "hsm.RemoveMembers", "bos.Reboot",
-	"wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
-}
-
+// checkWrite panics unless op is a call that changes something: the
+// ones whose answers LoseNextAnswers and LoseAnswers can lose.
 func checkWrite(method, op string) {
-	if !slices.Contains(writeOps, op) {
-		panic(fmt.Sprintf("crustest: World.%s: %q is not a write; the writes are %s (a lost read is a failed read: FailNext)", method, op, strings.Join(writeOps, ", ")))
+	if !fake.IsWrite(op) {
+		panic(fmt.Sprintf("crustest: World.%s: %q is not a write; the writes are %s (a lost read is a failed read: FailNext)", method, op, strings.Join(fake.WriteOps(), ", ")))
 	}
 }
 

@@ -21,6 +21,19 @@ type Injected struct {
 	lost     map[string][]window
 }
 
+// writeOps are the calls that change something: the only ones whose
+// answers can be lost, their work done (a lost read is a failed read).
+var writeOps = []string{
+	"hsm.AddMembers", "hsm.RemoveMembers", "bos.Reboot",
+	"wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
+}
+
+// WriteOps returns the calls whose answers can be lost (LoseNext, LoseIn).
+func WriteOps() []string { return slices.Clone(writeOps) }
+
+// IsWrite reports whether op is one of WriteOps.
+func IsWrite(op string) bool { return slices.Contains(writeOps, op) }
+
 // window is a span of time [from, until) in which calls of an operation
 // fail with err, or lose their answers.
 type window struct {

@@ -494,7 +494,7 @@ func (w *World) FailNext(op string, n int, err error) {
 // out, its answer never came (a connection cut, a proxy's timeout). It
 // panics on any other op: a lost read is a failed read (FailNext).
 func (w *World) LoseNextAnswers(op string, n int) {
-	if !slices.Contains(writeOps, op) {
+	if !IsWrite(op) {
 		panic(fmt.Sprintf("fake: LoseNextAnswers of %q, not a write", op))
 	}
 	w.mu.Lock()
@@ -507,18 +507,12 @@ func (w *World) LoseNextAnswers(op string, n int) {
 // and then fail with ErrAnswerLost: an outage of the answers, not of the
 // work.
 func (w *World) LoseAnswers(op string, from, until time.Time) {
-	if !slices.Contains(writeOps, op) {
+	if !IsWrite(op) {
 		panic(fmt.Sprintf("fake: LoseAnswers of %q, not a write", op))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.injected.LoseIn(op, from, until)
-}
-
-// writeOps are the calls that change something (LoseNextAnswers).
-var writeOps = []string{
-	"bos.Reboot", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "wlm.Unreserve", "wlm.Steer",
-	"hsm.AddMembers", "hsm.RemoveMembers",
 }
 
 // ErrAnswerLost is the error of a call whose work was done and whose
