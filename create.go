@@ -524,13 +524,45 @@ func (e *Executor) checkReserved(ctx context.Context, spec Spec, starting []stri
 }
 
 // createRecord stores a new session, reserving its nodes and groups when
-// the store can.
+// the store can. It retries as the run's writes do, each attempt under
+// CallTimeout. An attempt that failed may have stored the record all the
+// same (its answer lost): the next then finds the id taken, or the nodes
+// held by this very session; the record is read back, and if it is the
+// one being created, it was created (not reported as failed while it
+// exists, and a Driver runs it).
 func (e *Executor) createRecord(ctx context.Context, s *Session) error {
-	var err error
-	if rs, ok := e.store.(Reserver); ok {
-		err = rs.CreateReserved(ctx, s)
-	} else {
-		err = e.store.Create(ctx, s)
+	var refused error // ErrSessionExists or ErrReserved: an answer, not retried
+	uncertain := false
+	err := e.retryStore(ctx, nil, "store session", func(ctx context.Context) error {
+		var err error
+		if rs, ok := e.store.(Reserver); ok {
+			err = rs.CreateReserved(ctx, s)
+		} else {
+			err = e.store.Create(ctx, s)
+		}
+		switch {
+		case errors.Is(err, ErrSessionExists), errors.Is(err, ErrReserved):
+			refused = err
+			return nil
+		case err != nil:
+			uncertain = true
+		}
+		return err
+	})
+	if err == nil && refused != nil && uncertain {
+		if stored, gerr := e.getSession(ctx, s.UpgradeID); gerr == nil {
+			all := make([]int, len(s.Progress.Nodes))
+			for i := range all {
+				all[i] = i
+			}
+			if landed(s, stored, all) {
+				s.Revision = stored.Revision
+				return nil
+			}
+		}
+	}
+	if err == nil {
+		err = refused
 	}
 	switch {
 	case errors.Is(err, ErrReserved):

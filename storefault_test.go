@@ -299,3 +299,31 @@ func TestTakeUpWhileAnswersLost(t *testing.T) {
 	assert.Len(t, messagesWith(final, "Session taken up"), 1)
 	assert.Less(t, fs.failures("lost"), 200, "writes whose answers were lost")
 }
+
+// TestCreateThroughStoreFaults: a session created while the store loses
+// the answers of the writes it carries out, or refuses writes for a
+// minute, is created once, and Create says so: it used to report the
+// failure of a record that existed (and that a Driver would run), and
+// creating it again was refused with the nodes held by it.
+func TestCreateThroughStoreFaults(t *testing.T) {
+	for _, kind := range []string{"lost", "write"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 6, Busy: 0.5, MaxJob: time.Hour}, 2)
+			start := e.w.Now()
+			fs := newFaultyStore(e.store, e.w, storeFault{kind: kind, from: start, until: start.Add(time.Minute)})
+			e.cfg.Store = fs
+			e.ex = e.executor()
+			s := e.create()
+			all, err := e.store.List(context.Background())
+			require.NoError(t, err)
+			require.Len(t, all, 1)
+			assert.Equal(t, s.UpgradeID, all[0].UpgradeID)
+			assert.Equal(t, all[0].Revision, s.Revision, "Create returns the record as stored")
+			assert.Positive(t, fs.failures(map[bool]string{true: "lost", false: "down"}[kind == "lost"]))
+			final, err := e.ex.Run(context.Background(), s.UpgradeID)
+			require.NoError(t, err)
+			e.check(final)
+			assert.Equal(t, 6, final.Counts().Upgraded)
+		})
+	}
+}
