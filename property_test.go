@@ -41,12 +41,6 @@ var faultOps = []string{
 	"bos.Reboot", "bos.Status",
 }
 
-// lostAnswerOps are the writes whose answers a fault or an outage may
-// lose, the work done (fake.World.LoseNextAnswers, LoseAnswers).
-var lostAnswerOps = []string{
-	"hsm.AddMembers", "hsm.RemoveMembers", "wlm.Drain", "wlm.Resume", "wlm.Fail", "wlm.Reserve", "bos.Reboot",
-}
-
 // scenario is a randomly drawn cluster, fault plan and session.
 type scenario struct {
 	nodes, step  int
@@ -186,7 +180,7 @@ func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
 			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("perm%d", i)) < 0.3,
 			at:        minutes(0, p.from, fmt.Sprintf("at%d", i)),
 		}
-		if !f.permanent && slices.Contains(lostAnswerOps, f.op) {
+		if !f.permanent && fake.IsWrite(f.op) {
 			f.lost = rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("lost%d", i)) < 0.4
 		}
 		sc.callFaults = append(sc.callFaults, f)
@@ -198,7 +192,7 @@ func drawFaults(t *rapid.T, sc *scenario, p faultPlan) {
 			span:      minutes(p.span[0], p.span[1], fmt.Sprintf("outageSpan%d", i)),
 			permanent: rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outagePerm%d", i)) < 0.3,
 		}
-		if !o.permanent && slices.Contains(lostAnswerOps, o.op) {
+		if !o.permanent && fake.IsWrite(o.op) {
 			o.lost = rapid.Float64Range(0, 1).Draw(t, fmt.Sprintf("outageLost%d", i)) < 0.4
 		}
 		sc.outages = append(sc.outages, o)
