@@ -263,7 +263,11 @@ func TestScheduledStoreDown(t *testing.T) {
 				<-e.w.After(5 * time.Minute) // down until the store cannot be read
 				e.ex = e.executor()
 			}
-			final, failed := runAsDriver(t, e.w, e.ex, s.UpgradeID, 30*time.Second, 1000)
+			// Run again 20 minutes after a run stops (a Driver's
+			// RetryAfter, or an operator): longer than half the
+			// reservations' lead, so that the stopped run must delete
+			// them itself.
+			final, failed := runAsDriver(t, e.w, e.ex, s.UpgradeID, 20*time.Minute, 1000)
 			if failed > 0 {
 				stopped++
 			}
