@@ -144,6 +144,15 @@ func (e *Executor) retryStore(ctx context.Context, r *run, what string, f func(c
 	return e.retryAttemptsThen(ctx, what, func() error { return e.attempt(ctx, what, f) }, between)
 }
 
+// isStoreAnswer reports whether err is a store's answer rather than a
+// failure to reach it: the record changed (ErrConflict), is missing, is
+// taken, or holds what another session holds. Asking again changes
+// nothing, so it is not retried.
+func isStoreAnswer(err error) bool {
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrSessionNotFound) ||
+		errors.Is(err, ErrSessionExists) || errors.Is(err, ErrReserved)
+}
+
 // getSession reads a session from the store in one attempt under
 // CallTimeout (see retryStore).
 func (e *Executor) getSession(ctx context.Context, id string) (s *Session, err error) {
@@ -182,7 +191,7 @@ func (e *Executor) retryAttemptsThen(ctx context.Context, what string, f func() 
 			return nil
 		case ctx.Err() != nil:
 			return backoff.Permanent(ctx.Err())
-		case batch.IsPermanent(err), errors.Is(err, ErrConflict):
+		case batch.IsPermanent(err), isStoreAnswer(err):
 			return backoff.Permanent(err)
 		}
 		return err

@@ -531,8 +531,7 @@ func (e *Executor) checkReserved(ctx context.Context, spec Spec, starting []stri
 // one being created, it was created (not reported as failed while it
 // exists, and a Driver runs it).
 func (e *Executor) createRecord(ctx context.Context, s *Session) error {
-	var refused error // ErrSessionExists or ErrReserved: an answer, not retried
-	uncertain := false
+	uncertain := false // an attempt failed: its write may have landed
 	err := e.retryStore(ctx, nil, "store session", func(ctx context.Context) error {
 		var err error
 		if rs, ok := e.store.(Reserver); ok {
@@ -540,16 +539,12 @@ func (e *Executor) createRecord(ctx context.Context, s *Session) error {
 		} else {
 			err = e.store.Create(ctx, s)
 		}
-		switch {
-		case errors.Is(err, ErrSessionExists), errors.Is(err, ErrReserved):
-			refused = err
-			return nil
-		case err != nil:
+		if err != nil && !isStoreAnswer(err) {
 			uncertain = true
 		}
 		return err
 	})
-	if err == nil && refused != nil && uncertain {
+	if uncertain && (errors.Is(err, ErrSessionExists) || errors.Is(err, ErrReserved)) {
 		if stored, gerr := e.getSession(ctx, s.UpgradeID); gerr == nil {
 			all := make([]int, len(s.Progress.Nodes))
 			for i := range all {
@@ -560,9 +555,6 @@ func (e *Executor) createRecord(ctx context.Context, s *Session) error {
 				return nil
 			}
 		}
-	}
-	if err == nil {
-		err = refused
 	}
 	switch {
 	case errors.Is(err, ErrReserved):

@@ -133,23 +133,18 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	// The first read is retried as writes are: a run that cannot take
 	// the session up deletes its reservations (below).
 	var s *Session
-	var missing error
 	err := e.retryStore(ctx, nil, "read session", func(ctx context.Context) (err error) {
 		s, err = e.store.Get(ctx, id)
-		if errors.Is(err, ErrSessionNotFound) {
-			missing = err
-			return nil // an answer: not retried
-		}
 		return err
 	})
-	if err == nil && missing != nil {
-		return nil, missing
+	if errors.Is(err, ErrSessionNotFound) {
+		return nil, err
 	}
 	if err == nil {
 		err = s.check()
 	}
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, ErrSessionNotFound) {
+		if ctx.Err() == nil {
 			e.dropBookings(ctx, id, nil, e.log.With("session", id), err)
 		}
 		return nil, err
