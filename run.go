@@ -238,13 +238,7 @@ func (e *Executor) loop(ctx context.Context, r *run) (*Session, error) {
 			if err != nil {
 				return r.s, err
 			}
-			switch {
-			case ok:
-			case r.s.Completed:
-				// The decision that completes it landed, its answer
-				// lost.
-				return e.finished(r, e.clock.Now()), nil
-			default:
+			if !ok {
 				continue // the session changed since it was read: plan again
 			}
 		}
