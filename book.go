@@ -112,9 +112,7 @@ type bookedNodes struct {
 // (Progress.BookedUpTo), costs one name per number below it, in calls of
 // at most forgetChunk names.
 func (e *Executor) forgetBookings(ctx context.Context, r *run) {
-	deleted, listed, err := unbookListed(r.s, func(names []string) error {
-		return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
-	})
+	deleted, listed, err := unbookListed(r.s, func(names []string) error { return e.unreserve(ctx, names) })
 	if !listed {
 		return // none may exist; wait to read them (a record of an older version may not say)
 	}
@@ -312,7 +310,7 @@ func (e *Executor) unbook(ctx context.Context, r *run, names []string) error {
 	if e.scheduler == nil {
 		return fmt.Errorf("%w: the workload manager cannot book nodes", wlm.ErrUnsupported)
 	}
-	err := e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
+	err := e.unreserve(ctx, names)
 	if err == nil {
 		for _, name := range names {
 			delete(r.booked, name)
@@ -320,6 +318,11 @@ func (e *Executor) unbook(ctx context.Context, r *run, names []string) error {
 		}
 	}
 	return err
+}
+
+// unreserve deletes reservations by name, in one call, retried.
+func (e *Executor) unreserve(ctx context.Context, names []string) error {
+	return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
 }
 
 // remember records what a booking action did in the run's memory of the

@@ -305,9 +305,7 @@ func (e *Executor) dropBookings(ctx context.Context, id string, s *Session, log 
 	if e.scheduler == nil {
 		return
 	}
-	unreserve := func(names []string) error {
-		return e.retry(ctx, string(ActUnbook), func(ctx context.Context) error { return e.scheduler.Unreserve(ctx, names) })
-	}
+	unreserve := func(names []string) error { return e.unreserve(ctx, names) }
 	var (
 		deleted int
 		listed  bool
@@ -316,23 +314,25 @@ func (e *Executor) dropBookings(ctx context.Context, id string, s *Session, log 
 	if s != nil {
 		deleted, listed, err = unbookListed(s, unreserve)
 	} else {
+		// No record: the names the workload manager lists as the
+		// session's.
+		var names []string
 		var rs []wlm.Reservation
 		err = e.retry(ctx, "read bookings", func(ctx context.Context) (err error) {
 			rs, err = e.scheduler.Reservations(ctx, bookingPrefixOf(id))
 			return err
 		})
-		var names []string
 		for _, r := range rs {
 			if ownBookingOf(id, r.Name) {
 				names = append(names, r.Name)
 			}
 		}
-		if listed = len(names) > 0; listed && err == nil {
+		if err == nil && len(names) > 0 {
 			if err = unreserve(names); err == nil {
 				deleted = len(names)
 			}
 		}
-		listed = listed || err != nil
+		listed = err != nil || len(names) > 0
 	}
 	switch {
 	case !listed:
