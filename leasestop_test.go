@@ -91,6 +91,8 @@ func (c cutLease) Revoke(context.Context) error          { return nil }
 // move them on while no replica can take the session up, and they would
 // begin on idle nodes on top of the cap.
 func TestLeaseCutDeletesReservations(t *testing.T) {
+	// In a synctest bubble: the Driver's timers, the World's RealClock
+	// and the waits below run on the bubble's time, not the machine's.
 	synctest.Test(t, func(t *testing.T) {
 		w := crustest.New(crustest.Options{Nodes: 16, Busy: 0.8, Seed: 3, RealClock: true})
 		sched := w.WLM().(wlm.Scheduler)

@@ -101,13 +101,8 @@ func TestBootRequestReadsItsNodesFirst(t *testing.T) {
 				require.NoError(t, w.StartJob(resumed, time.Hour, 2*time.Hour))
 			})
 		}
-		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), cfg)
-		require.NoError(t, err)
 		ctx := context.Background()
-		s, err := ex.Create(ctx, w.Spec(2))
-		require.NoError(t, err)
-		final, err := ex.Run(ctx, s.UpgradeID)
-		require.NoError(t, err)
+		final := runKitSession(t, w, cfg, 2)
 		require.NotEmpty(t, resumed)
 		require.NoError(t, w.Check(ctx, final), "no node rebooted under a job")
 		for _, n := range final.Progress.Nodes {
@@ -135,17 +130,25 @@ func TestBootRequestReadFailing(t *testing.T) {
 				once.Do(func() { w.FailNext("wlm.Nodes", 1, batch.NewPermanent("refused for good")) })
 			}
 		}
-		ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), cfg)
-		require.NoError(t, err)
 		ctx := context.Background()
-		s, err := ex.Create(ctx, w.Spec(2))
-		require.NoError(t, err)
-		final, err := ex.Run(ctx, s.UpgradeID)
-		require.NoError(t, err)
+		final := runKitSession(t, w, cfg, 2)
 		assert.Equal(t, crus.ResultComplete, final.Progress.Result, final.Progress.Abort)
 		for _, n := range final.Progress.Nodes {
 			assert.Equal(t, crus.OutcomeUpgraded, n.Outcome, "%s: %s", n.XName, n.Reason)
 		}
 		require.NoError(t, w.Check(ctx, final))
 	})
+}
+
+// runKitSession creates a session of the kit's World w in steps of step,
+// runs it to its end with an executor of cfg, and returns the final record.
+func runKitSession(t *testing.T, w *crustest.World, cfg crus.Config, step int) *crus.Session {
+	t.Helper()
+	ex, err := crus.NewExecutor(w.HSM(), w.WLM(), w.BOS(), cfg)
+	require.NoError(t, err)
+	s, err := ex.Create(context.Background(), w.Spec(step))
+	require.NoError(t, err)
+	final, err := ex.Run(context.Background(), s.UpgradeID)
+	require.NoError(t, err)
+	return final
 }
