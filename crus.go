@@ -473,7 +473,12 @@ type NodeRecord struct {
 	// or someone resumed the node); zero while it shows the drain, and
 	// once the node leaves the phases quiescing and quiesced.
 	Undrained time.Time `json:"undrained,omitzero"`
-	Drained   time.Time `json:"drained,omitzero"`
+	// DrainTaken is when the workload manager showed the drain again
+	// after it had shown the node not drained (Undrained): a lost drain
+	// sent again, or one an outage kept from it until then. drain_timeout
+	// counts from it, or from DrainRequested if it is zero (drainClock).
+	DrainTaken time.Time `json:"drain_taken,omitzero"`
+	Drained    time.Time `json:"drained,omitzero"`
 	// RebootRequested is when the boot request was recorded, before it
 	// was first sent: the earliest the node could begin to reboot, so a
 	// boot time after it proves the reboot.
@@ -486,6 +491,18 @@ type NodeRecord struct {
 	Booted         time.Time `json:"booted,omitzero"`   // its boot session reported it booted
 	Returned       time.Time `json:"returned,omitzero"` // the workload manager saw it back
 	Finished       time.Time `json:"finished,omitzero"`
+}
+
+// drainClock is when the node's drain_timeout began: when the workload
+// manager last showed its drain again after showing it lost, or, if it
+// never lost it, when the drain was requested. Jobs that started while
+// the drain was not in force get the whole timeout, however long the
+// drain took to get through.
+func (n *NodeRecord) drainClock() time.Time {
+	if n.DrainTaken.After(n.DrainRequested) {
+		return n.DrainTaken
+	}
+	return n.DrainRequested
 }
 
 // bootClock is when the node's boot_timeout began: when the orchestrator

@@ -585,3 +585,29 @@ func TestDeletedBootSessionIsNotSentAgain(t *testing.T) {
 		assert.Equal(t, 1, ws.Reboots, "%s rebooted %d times", n.XName, ws.Reboots)
 	}
 }
+
+// TestDrainTimeoutCountsFromTheDeliveredDrain: the workload manager takes
+// no drain for three hours (drain_timeout is one, its action "fail"),
+// while jobs of up to an hour keep starting on the nodes crus asked for.
+// The drains get through once it recovers, and drain_timeout counts from
+// then: the jobs end within the hour and the nodes are upgraded, not
+// failed at once for the outage that kept the request from them.
+func TestDrainTimeoutCountsFromTheDeliveredDrain(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 4, Busy: 1, MaxJob: time.Hour}, 2)
+	e.spec.Rollout = crus.Rollout{DrainTimeout: crus.Duration(time.Hour), DrainTimeoutAction: crus.DrainFail}
+	start := e.w.Now()
+	e.w.Outage("wlm.Drain", start, start.Add(3*time.Hour), nil)
+	e.w.KeepBusy(1, time.Hour, 10*time.Minute, start.Add(3*time.Hour))
+	s := e.run()
+	c := s.Counts()
+	assert.Equal(t, 4, c.Upgraded, "%+v", c)
+	assert.Zero(t, c.Failed)
+	busy := 0
+	for _, n := range s.Progress.Nodes {
+		assert.False(t, n.Drained.Before(start.Add(3*time.Hour)), "%s drained at %s, during the outage?", n.XName, n.Drained.Sub(start))
+		if n.Drained.After(start.Add(3*time.Hour + 5*time.Minute)) {
+			busy++
+		}
+	}
+	assert.Positive(t, busy, "some node still ran a job when its drain got through")
+}

@@ -103,12 +103,16 @@ func (p *planner) drainTimeout(n *NodeRecord) {
 	if t <= 0 || p.s.Progress.Cancel {
 		return
 	}
-	deadline := n.DrainRequested.Add(t)
+	since := n.drainClock()
+	if !n.Undrained.IsZero() {
+		since = p.obs.Now // shown again now (DrainHeld sets DrainTaken)
+	}
+	deadline := since.Add(t)
 	switch {
 	case p.obs.Now.Before(deadline):
 		p.wake(deadline)
 	case p.pol.drainFail:
-		p.fail(n, fmt.Sprintf("still running jobs %s after its drain was requested (drain_timeout)", t))
+		p.fail(n, fmt.Sprintf("still running jobs %s after its drain took effect (drain_timeout)", t))
 	default:
 		p.releaseFor(n, reasonDrainTimeout)
 	}

@@ -244,7 +244,7 @@ type DrainChange int8
 const (
 	DrainKeep DrainChange = iota // leave Undrained as it is
 	DrainLost                    // shown not drained: Undrained is set to now, unless set
-	DrainHeld                    // shown drained or draining: Undrained is cleared
+	DrainHeld                    // shown drained or draining: Undrained is cleared, DrainTaken set to now if it was set
 )
 
 // GroupChange says how a change affects NodeRecord.Grouped.

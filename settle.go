@@ -240,12 +240,13 @@ func (s *Session) Apply(d Decision, now time.Time) {
 			old := n.Phase
 			n.Phase, n.Since = c.Phase, now
 			if c.Phase != PhaseQuiescing && c.Phase != PhaseQuiesced {
-				n.Undrained = time.Time{} // it speaks of a drain crus holds
+				// They speak of a drain crus holds.
+				n.Undrained, n.DrainTaken = time.Time{}, time.Time{}
 			}
 			switch c.Phase {
 			case PhaseQuiescing:
 				if old == PhasePending {
-					n.DrainRequested, n.Undrained = now, time.Time{}
+					n.DrainRequested, n.Undrained, n.DrainTaken = now, time.Time{}, time.Time{}
 				}
 			case PhaseQuiesced:
 				n.Drained = now
@@ -288,6 +289,9 @@ func (s *Session) Apply(d Decision, now time.Time) {
 				n.Undrained = now
 			}
 		case DrainHeld:
+			if !n.Undrained.IsZero() {
+				n.DrainTaken = now
+			}
 			n.Undrained = time.Time{}
 		}
 		switch c.Group {

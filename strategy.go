@@ -73,6 +73,9 @@ type Rollout struct {
 	// DrainTimeout bounds how long a node may keep running jobs after its
 	// drain was requested. After it, the node is released back to service
 	// and tried again later, or failed if DrainTimeoutAction is "fail".
+	// A drain that did not take (the workload manager out, or someone
+	// resuming the node) counts from when the workload manager showed it
+	// again: the jobs that started meanwhile get the whole timeout.
 	// 0: wait as long as the jobs run.
 	DrainTimeout Duration `json:"drain_timeout,omitzero"`
 	// DrainTimeoutAction is "release" (default) or "fail".

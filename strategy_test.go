@@ -389,3 +389,39 @@ func TestStrategyBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainTimeoutCountsFromADrainShownAgain: a drain the workload
+// manager showed lost (an outage kept it from the node, or someone resumed
+// it) counts drain_timeout from when it shows again, not from the first
+// request: the jobs that started meanwhile get the whole timeout.
+func TestDrainTimeoutCountsFromADrainShownAgain(t *testing.T) {
+	s := rollingSession(2, 1, Rollout{Strategy: StrategyRolling, DrainTimeout: Duration(time.Hour), DrainTimeoutAction: DrainFail})
+	x := xnames(s, 0, 1)
+	setPhase(s, PhaseQuiescing, t0, x[0])
+	s.Node(x[0]).DrainRequested = t0
+	undrained := wlm.Node{Name: x[0], State: wlm.StateAllocated}
+	busyDrained := wlm.Node{Name: x[0], State: wlm.StateAllocated, Drain: true, Reason: ourReason}
+
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	d := plan(t, s, observe(at(time.Minute)).node(x[0], undrained).obs)
+	s.Apply(d, at(time.Minute))
+	require.Equal(t, at(time.Minute), s.Node(x[0]).Undrained, "seen lost")
+
+	// Shown again three hours after the request: not failed, and the
+	// timeout counts from now.
+	d = plan(t, s, observe(at(3*time.Hour)).node(x[0], busyDrained).obs)
+	assert.Empty(t, actionsOf(d, ActFail))
+	assert.Equal(t, at(4*time.Hour), d.Wake, "plan again an hour after the drain showed")
+	s.Apply(d, at(3*time.Hour))
+	assert.Equal(t, at(3*time.Hour), s.Node(x[0]).DrainTaken)
+	assert.Zero(t, s.Node(x[0]).Undrained)
+
+	d = plan(t, s, observe(at(3*time.Hour+59*time.Minute)).node(x[0], busyDrained).obs)
+	assert.Empty(t, actionsOf(d, ActFail))
+	d = plan(t, s, observe(at(4*time.Hour)).node(x[0], busyDrained).obs)
+	require.Len(t, actionsOf(d, ActFail), 1, "an hour after the drain showed again")
+	s.Apply(d, at(4*time.Hour))
+
+	// Leaving the phases of a drain clears it, as Undrained.
+	assert.Zero(t, s.Node(x[0]).DrainTaken)
+}
