@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/hsm"
 )
 
@@ -44,8 +45,11 @@ var (
 	ErrSessionDone = errors.New("crus: session already completed")
 	// ErrSessionBusy: the session is already being run by this executor.
 	ErrSessionBusy = errors.New("crus: session is already running")
-	// ErrCorruptSession: a stored session record is inconsistent.
-	ErrCorruptSession = errors.New("crus: corrupt session record")
+	// ErrCorruptSession: a stored session record is inconsistent. It
+	// matches batch.ErrPermanent: reading it again reads the same damage,
+	// so a run stops at once (a Driver tries again after its RetryAfter,
+	// in case an operator repaired the record).
+	ErrCorruptSession = batch.NewPermanent("crus: corrupt session record")
 	// ErrCallTimeout: a call to a backend (HSM, BOS, the workload
 	// manager) or a run's call to the store did not answer within
 	// Config.CallTimeout; the executor cancelled it through its ctx and

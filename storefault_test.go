@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,5 +330,39 @@ func TestCreateThroughStoreFaults(t *testing.T) {
 			e.check(final)
 			assert.Equal(t, 6, final.Counts().Upgraded)
 		})
+	}
+}
+
+// corruptStore answers every read of a whole record with damage, as a
+// store does for a record an old bug or a disk wrote wrong.
+type corruptStore struct {
+	innerStore
+	reads atomic.Int64
+}
+
+func (cs *corruptStore) Get(ctx context.Context, id string) (*crus.Session, error) {
+	cs.reads.Add(1)
+	return nil, fmt.Errorf("%w %s: chunk 3: unexpected end of JSON input", crus.ErrCorruptSession, id)
+}
+
+// TestCorruptRecordStopsAtOnce: a damaged record reads the same however
+// often it is read, so Run stops at its first read with the store's
+// error, rather than reading it again for a retry timeout; it touches no
+// node. (A Driver runs it again after its RetryAfter, in case an
+// operator repaired the record.)
+func TestCorruptRecordStopsAtOnce(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 4}, 2)
+	s := e.create()
+	cs := &corruptStore{innerStore: e.store}
+	e.cfg.Store = cs
+	e.ex = e.executor()
+	start, before := e.w.Now(), e.w.Calls()
+	_, err := e.ex.Run(context.Background(), s.UpgradeID)
+	require.ErrorIs(t, err, crus.ErrCorruptSession)
+	assert.ErrorContains(t, err, "chunk 3")
+	assert.Equal(t, int64(1), cs.reads.Load(), "read once")
+	assert.Less(t, e.w.Now().Sub(start), time.Second, "no retry timeout waited")
+	for op, n := range e.w.Calls() {
+		assert.False(t, fake.IsWrite(op) && n != before[op], "%s called: a node touched", op)
 	}
 }

@@ -37,7 +37,9 @@
 // so a reader at the head's revision sees a consistent record. Values
 // read from etcd are not trusted: a head is checked before anything is
 // allocated for what it announces, each value inflates to a bounded size,
-// and a damaged record is an error naming its key (crus.ErrCorruptSession).
+// and a damaged record is an error naming its key (crus.ErrCorruptSession,
+// which matches batch.ErrPermanent: the executor does not read it again
+// and again, a Driver only after its RetryAfter).
 //
 // The session's revision (crus.Session.Revision) is its last delta's
 // ModRevision, or the head's when no delta follows the snapshot.

@@ -30,9 +30,9 @@ const SchemaVersion = 2
 var (
 	// ErrUnknownSchema: a head was written in a layout this version does
 	// not know (a newer or an older crus wrote it). It is left alone.
-	ErrUnknownSchema = errors.New("etcdstore: unknown schema version")
+	ErrUnknownSchema = batch.NewPermanent("etcdstore: unknown schema version")
 	// ErrInvalidID: the session id cannot be part of a key.
-	ErrInvalidID = errors.New("etcdstore: invalid session id")
+	ErrInvalidID = batch.NewPermanent("etcdstore: invalid session id")
 	// ErrNoSpace: etcd refused the write because its database reached its
 	// quota ("mvcc: database space exceeded", the NOSPACE alarm). Nothing
 	// was stored; etcd refuses every write, for every user of it, until

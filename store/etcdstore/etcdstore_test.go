@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/internal/etcdtest"
 	"github.com/crus-go/crus/store/etcdstore"
 	"github.com/crus-go/crus/store/storetest"
@@ -250,6 +251,7 @@ func TestDamagedRecords(t *testing.T) {
 			_, err = fresh.Get(ctx, "s")
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.want)
+			assert.ErrorIs(t, err, batch.ErrPermanent, "reading again reads the same damage")
 			assert.ErrorContains(t, err, tc.message)
 			assert.ErrorContains(t, err, "s under "+st.Prefix(), "the error names the session and the prefix")
 			_, err = fresh.List(ctx)
@@ -284,6 +286,7 @@ func TestBadInput(t *testing.T) {
 		s := storetest.Session("x", 1)
 		s.UpgradeID = id
 		assert.ErrorIs(t, st.Create(ctx, s), etcdstore.ErrInvalidID, "%q", id)
+		assert.ErrorIs(t, st.Create(ctx, s), batch.ErrPermanent, "%q", id)
 		_, err := st.Get(ctx, id)
 		assert.ErrorIs(t, err, crus.ErrSessionNotFound, "%q", id)
 	}

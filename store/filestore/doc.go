@@ -37,7 +37,10 @@
 // file — is reported with the file's path and the offset of the damage,
 // and never replaced: Get, Update and List fail on it (matching
 // crus.ErrCorruptSession, or ErrUnknownSchema for a file written by a
-// newer version) until an administrator repairs or removes it.
+// newer version) until an administrator repairs or removes it. Those
+// errors match batch.ErrPermanent, as do the file system's refusals that
+// last until someone acts (ErrNotWritable: full, over quota, read-only,
+// not permitted): the executor stops at once rather than retrying.
 //
 // # One process at a time
 //

@@ -7,3 +7,6 @@ func SetCompaction(st *Store, ratio, min int) {
 	defer st.mu.Unlock()
 	st.ratio, st.min = ratio, min
 }
+
+// WriteErr is writeErr, for the tests of the errors it marks.
+var WriteErr = writeErr

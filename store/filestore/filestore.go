@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/store/internal/record"
 )
 
@@ -33,11 +35,21 @@ var (
 	ErrLocked = errors.New("filestore: store directory is in use")
 	// ErrUnknownSchema: a session file was written in a format this
 	// version does not know (a newer crus wrote it). It is left alone.
-	ErrUnknownSchema = errors.New("filestore: unknown schema version")
+	ErrUnknownSchema = batch.NewPermanent("filestore: unknown schema version")
 	// ErrInvalidID: the session id cannot name a file.
-	ErrInvalidID = errors.New("filestore: invalid session id")
+	ErrInvalidID = batch.NewPermanent("filestore: invalid session id")
 	// ErrClosed: the Store was closed.
-	ErrClosed = errors.New("filestore: store is closed")
+	ErrClosed = batch.NewPermanent("filestore: store is closed")
+	// ErrNotWritable: the file system refused a write of a session for a
+	// reason that lasts until someone acts on it: it is full (or the
+	// user's quota is), mounted read-only, or crus may not write there.
+	// Nothing new was stored. The executor stops at once instead of
+	// retrying, before acting on what it could not record; a Driver
+	// tries again after its RetryAfter.
+	//
+	// These, like ErrUnknownSchema, ErrInvalidID, ErrClosed and
+	// crus.ErrCorruptSession, match batch.ErrPermanent.
+	ErrNotWritable = batch.NewPermanent("filestore: the store directory cannot be written")
 	// ErrUnsafeDir: the store directory, or its lock file, could let
 	// another user replace the sessions or make crus write elsewhere: a
 	// directory writable by its group or by others, a lock file that is a
@@ -327,12 +339,12 @@ func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, 
 	p := st.path(id)
 	tmp, err := os.CreateTemp(st.dir, "."+id+".journal.tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	fail := func(err error) (*fileState, error) {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	if _, err := tmp.Write(b); err != nil {
 		return fail(err)
@@ -354,7 +366,7 @@ func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, 
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	st.stats.Writes++
 	st.stats.Snapshots++
@@ -367,12 +379,12 @@ func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, 
 		// The file is in place; whether it survives a power cut is not
 		// known. Report it: the caller retries, and the retry is a
 		// conflict it resolves by reading the record again.
-		return nil, fmt.Errorf("filestore: writing session %s: syncing the directory: %w", id, err)
+		return nil, writeErr(id, "syncing the directory: ", err)
 	}
 	// A session of schema 1 now has its journal: the old file goes.
 	if err := os.Remove(st.legacyPath(id)); err == nil {
 		if err := syncDir(st.dir); err != nil {
-			return nil, fmt.Errorf("filestore: writing session %s: syncing the directory: %w", id, err)
+			return nil, writeErr(id, "syncing the directory: ", err)
 		}
 	}
 	fst := &fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: len(b), end: len(b)}
@@ -385,11 +397,11 @@ func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, 
 func (st *Store) appendDelta(id string, k *fileState, frame []byte) (*fileState, error) {
 	f, err := os.OpenFile(st.path(id), os.O_WRONLY|openNoFollow, 0)
 	if err != nil {
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	fail := func(err error) (*fileState, error) {
 		f.Close()
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	if k.size != int64(k.end) {
 		if err := f.Truncate(int64(k.end)); err != nil {
@@ -407,7 +419,7 @@ func (st *Store) appendDelta(id string, k *fileState, frame []byte) (*fileState,
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("filestore: writing session %s: %w", id, err)
+		return nil, writeErr(id, "", err)
 	}
 	st.stats.Writes++
 	st.stats.Bytes += int64(len(frame))
@@ -822,4 +834,22 @@ func (st *Store) CreateReserved(ctx context.Context, s *crus.Session) error {
 		return err
 	}
 	return st.create(s)
+}
+
+// writeErr wraps an error of writing session id (what says which step, if
+// not the write itself), marking with ErrNotWritable the refusals that
+// writing again will not cure.
+func writeErr(id, what string, err error) error {
+	if notWritable(err) {
+		return fmt.Errorf("filestore: writing session %s: %s%w: %w", id, what, ErrNotWritable, err)
+	}
+	return fmt.Errorf("filestore: writing session %s: %s%w", id, what, err)
+}
+
+// notWritable reports whether err says the file system will refuse writes
+// until someone acts: no space or quota left, a read-only mount, no
+// permission.
+func notWritable(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/batch"
 	"github.com/crus-go/crus/store/filestore"
 	"github.com/crus-go/crus/store/storetest"
 )
@@ -158,6 +159,7 @@ func TestDamagedFiles(t *testing.T) {
 				t.Helper()
 				require.Error(t, err, op)
 				assert.ErrorIs(t, err, tc.want, op)
+				assert.ErrorIs(t, err, batch.ErrPermanent, "%s: reading again reads the same damage", op)
 				assert.ErrorContains(t, err, tc.message, op)
 				assert.ErrorContains(t, err, p, "%s: the error names the file", op)
 			}
@@ -249,7 +251,36 @@ func TestUnknownSchema(t *testing.T) {
 	st := open(t, dir)
 	_, err = st.Get(ctx, "s")
 	assert.ErrorIs(t, err, filestore.ErrUnknownSchema)
+	assert.ErrorIs(t, err, batch.ErrPermanent, "reading again reads the same file")
 	assert.ErrorContains(t, err, "unknown schema version 7 in file "+p)
+}
+
+// TestWriteErrors: the file system's refusals that last until someone
+// acts (full, over quota, read-only, not permitted) match ErrNotWritable
+// and batch.ErrPermanent, so that the executor stops at once rather than
+// retrying a write that cannot land; others stay worth retrying. Each
+// keeps the system's error and the session's id.
+func TestWriteErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err       error
+		permanent bool
+	}{
+		{syscall.ENOSPC, true},
+		{syscall.EDQUOT, true},
+		{syscall.EROFS, true},
+		{syscall.EACCES, true},
+		{syscall.EPERM, true},
+		{syscall.EIO, false},
+		{syscall.EINTR, false},
+		{errors.New("something else"), false},
+	} {
+		err := filestore.WriteErr("s1", "", &fs.PathError{Op: "write", Path: "/var/lib/crus/s1.journal", Err: tc.err})
+		assert.ErrorIs(t, err, tc.err)
+		assert.Equal(t, tc.permanent, errors.Is(err, filestore.ErrNotWritable), "%v", tc.err)
+		assert.Equal(t, tc.permanent, errors.Is(err, batch.ErrPermanent), "%v", tc.err)
+		assert.ErrorContains(t, err, "writing session s1: ")
+		assert.ErrorContains(t, err, tc.err.Error())
+	}
 }
 
 // TestTornTail: a crash in the middle of an append leaves part of a
@@ -458,6 +489,7 @@ func TestBadIDs(t *testing.T) {
 		s.UpgradeID = id
 		err := st.Create(ctx, s)
 		assert.ErrorIs(t, err, filestore.ErrInvalidID, "%q", id)
+		assert.ErrorIs(t, err, batch.ErrPermanent, "%q", id)
 		_, err = st.Get(ctx, id)
 		assert.ErrorIs(t, err, crus.ErrSessionNotFound, "%q", id)
 		assert.ErrorIs(t, err, filestore.ErrInvalidID, "%q", id)
