@@ -622,6 +622,7 @@ func (s *Session) Clone() *Session {
 	c.Messages = slices.Clone(s.Messages)
 	c.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
 	c.Progress.Conditions = slices.Clone(s.Progress.Conditions)
+	c.Progress.Booked = slices.Clone(s.Progress.Booked)
 	c.Progress.Nodes = slices.Clone(s.Progress.Nodes)
 	c.Canary = slices.Clone(s.Canary)
 	c.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
@@ -644,6 +645,7 @@ func (s *Session) copyInto(dst *Session) {
 	}
 	dst.Progress.FailedToClear = slices.Clone(s.Progress.FailedToClear)
 	dst.Progress.Conditions = slices.Clone(s.Progress.Conditions)
+	dst.Progress.Booked = slices.Clone(s.Progress.Booked)
 	dst.Canary = slices.Clone(s.Canary)
 	dst.MaintenanceWindows = slices.Clone(s.MaintenanceWindows)
 	for i := range dst.MaintenanceWindows {

@@ -142,6 +142,25 @@ type cached struct {
 	messages []string
 	dropped  int
 	last     []byte // the header of the last delta, nil after a snapshot (see record.EncodeDelta)
+	// hdr is the rest of the record (without nodes and messages), never
+	// changed once cached: with it the cache holds the whole record, which
+	// View shows and Get copies while the session's revision is rev.
+	hdr *crus.Session
+}
+
+// headerOf returns a copy of s without its node records and messages.
+func headerOf(s *crus.Session) *crus.Session {
+	h := *s
+	h.Progress.Nodes, h.Messages = nil, nil
+	return h.Clone()
+}
+
+// session returns the cached record, its node records and messages shared
+// with the cache: the caller holds st.mu while it uses it.
+func (c *cached) session() *crus.Session {
+	s := *c.hdr
+	s.Progress.Nodes, s.Messages, s.MessagesDropped, s.Revision = c.nodes, c.messages, c.dropped, c.rev
+	return &s
 }
 
 type fence struct {
@@ -155,6 +174,7 @@ var (
 	_ crus.RevisionLister = (*Store)(nil)
 	_ crus.Reserver       = (*Store)(nil)
 	_ crus.NodeUpdater    = (*Store)(nil)
+	_ crus.Viewer         = (*Store)(nil)
 )
 
 // New returns a Store on the client. The caller keeps ownership of the
@@ -258,13 +278,56 @@ func (st *Store) decodeHead(id string, b []byte) (*head, error) {
 // Get implements crus.Store. It reads the head, then the records it names
 // at the head's revision, so the record is consistent even while it is
 // being written.
+//
+// A session in progress that this Store last wrote or read at its current
+// revision is copied from what it keeps, after one read of that revision
+// (as Revision): 160,000 node records are not read from etcd and decoded
+// again at each request while the session runs.
 func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
+	var s *crus.Session
+	err := st.View(ctx, id, func(v *crus.Session) error {
+		s = v.Clone()
+		return nil
+	})
+	return s, err
+}
+
+// View implements crus.Viewer. For a session in progress that this Store
+// last wrote or read at its current revision (one read of it, as
+// Revision), fn sees the record it keeps, under its lock: the writes of
+// this Store wait for fn. Otherwise the record is read and decoded, kept
+// if the session is in progress, and fn sees that.
+func (st *Store) View(ctx context.Context, id string, fn func(s *crus.Session) error) error {
+	rev, err := st.Revision(ctx, id)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	if c := st.cache[id]; c != nil && c.rev == rev && c.hdr != nil {
+		defer st.mu.Unlock()
+		return fn(c.session())
+	}
+	st.mu.Unlock()
 	s, c, err := st.load(ctx, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	st.remember(id, c)
-	return s, nil
+	return fn(s)
+}
+
+// ViewAll implements crus.Viewer: fn sees copies, as List returns them.
+func (st *Store) ViewAll(ctx context.Context, fn func(s *crus.Session) error) error {
+	list, err := st.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range list {
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // load reads the session and what the cache keeps of it.
@@ -367,7 +430,7 @@ func (st *Store) build(id string, h *head, headRev int64, vals map[string]*mvccp
 		}
 	}
 	s.Revision = c.rev
-	c.nodes, c.messages, c.dropped = s.Progress.Nodes, s.Messages, s.MessagesDropped
+	c.nodes, c.messages, c.dropped, c.hdr = s.Progress.Nodes, s.Messages, s.MessagesDropped, headerOf(s)
 	return s, c, nil
 }
 
@@ -703,7 +766,7 @@ func (st *Store) create(ctx context.Context, s *crus.Session, reserve bool) erro
 			st.mu.Unlock()
 			s.Revision = rev
 			st.remember(id, &cached{rev: rev, headRev: rev, head: w.head, nodes: s.Progress.Nodes,
-				messages: s.Messages, dropped: s.MessagesDropped})
+				messages: s.Messages, dropped: s.MessagesDropped, hdr: headerOf(s)})
 			return nil
 		}
 		if len(rs[0].GetResponseRange().Kvs) > 0 {
@@ -897,7 +960,7 @@ func (st *Store) update(ctx context.Context, s *crus.Session, changed []int, tru
 		return nil
 	}
 	n := &cached{rev: rev, headRev: c.headRev, head: w.head, deltas: w.deltas, journal: w.journal, last: w.last,
-		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped}
+		messages: slices.Clone(s.Messages), dropped: s.MessagesDropped, hdr: headerOf(s)}
 	if w.putHead {
 		n.headRev = rev
 	}

@@ -416,3 +416,67 @@ func TestRevisionsReadNoRecord(t *testing.T) {
 	assert.Less(t, kv.values, 1000, "only the heads' values")
 	t.Logf("List read %d bytes of values, Revisions %d in %d reads and %d transactions", listed, kv.values, kv.gets, kv.txns)
 }
+
+// TestViewReadsNoRecordWhileCurrent: a session this Store wrote is shown
+// (View) and copied (Get) from what it keeps, after a read of its
+// revision alone: 2,000 node records are not read from etcd again at each
+// request while the session runs. Another Store on the same etcd (a
+// replica that does not drive the session) reads the record once, then
+// sees each write of the first: a record kept at an older revision is
+// never shown.
+func TestViewReadsNoRecordWhileCurrent(t *testing.T) {
+	ctx := context.Background()
+	srv := etcdtest.SharedServer(t)
+	_, prefix := etcdtest.Shared(t)
+	newCounted := func() (*etcdstore.Store, *countingKV) {
+		c := srv.Client(t)
+		kv := &countingKV{KV: c.KV}
+		c.KV = kv
+		st, err := etcdstore.New(c, etcdstore.Config{Prefix: prefix})
+		require.NoError(t, err)
+		return st, kv
+	}
+	st, kv := newCounted()
+	other, okv := newCounted()
+	a := storetest.Session("a", 2000)
+	require.NoError(t, st.Create(ctx, a))
+	for i := range 5 {
+		a.Progress.Nodes[i].Reason = "moved"
+		a.AddMessages(fmt.Sprint("message ", i))
+		require.NoError(t, st.UpdateNodes(ctx, a, []int{i}))
+
+		kv.gets, kv.values = 0, 0
+		require.NoError(t, st.View(ctx, "a", func(s *crus.Session) error {
+			assert.Equal(t, a.Revision, s.Revision)
+			assert.Equal(t, "moved", s.Progress.Nodes[i].Reason)
+			assert.Equal(t, a.Messages, s.Messages)
+			return nil
+		}))
+		got, err := st.Get(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, a.Progress.Nodes, got.Progress.Nodes)
+		assert.Less(t, kv.values, 1000, "write %d: only the head's value, twice", i)
+
+		okv.values = 0
+		seen, err := other.Get(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, a.Revision, seen.Revision, "write %d: the other Store sees it", i)
+		assert.Equal(t, a.Progress.Nodes, seen.Progress.Nodes)
+		assert.Greater(t, okv.values, 10000, "write %d: the other Store reads the record that moved", i)
+	}
+	okv.values = 0
+	_, err := other.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Less(t, okv.values, 1000, "read again unmoved: from what it keeps")
+}
+
+func BenchmarkReads(b *testing.B) {
+	for _, n := range []int{10000, 160000} {
+		b.Run(fmt.Sprint(n/1000, "k"), func(b *testing.B) {
+			c, prefix := etcdtest.Shared(b)
+			st, err := etcdstore.New(c, etcdstore.Config{Prefix: prefix})
+			require.NoError(b, err)
+			storetest.BenchmarkReads(b, st, n)
+		})
+	}
+}

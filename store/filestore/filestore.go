@@ -115,6 +115,11 @@ type fileState struct {
 	messages []string // the stored messages (bounded)
 	dropped  int
 	last     []byte // the header of the last delta, nil after the snapshot (see record.EncodeDelta)
+	// rec is the whole record of a session in progress as this Store last
+	// wrote it, or read it for Get or View (nil otherwise): while the file
+	// is unchanged, View shows it and Get copies it, instead of decoding
+	// the file again (160,000 node records at each request).
+	rec *crus.Session
 }
 
 var (
@@ -123,6 +128,7 @@ var (
 	_ crus.RevisionLister = (*Store)(nil)
 	_ crus.Reserver       = (*Store)(nil)
 	_ crus.NodeUpdater    = (*Store)(nil)
+	_ crus.Viewer         = (*Store)(nil)
 )
 
 // Open opens the store in dir and locks it. Close releases the lock.
@@ -304,19 +310,31 @@ func (st *Store) readLegacy(id string) (*crus.Session, *fileState, error) {
 	return s, fst, nil
 }
 
+// unchanged returns what is known of the session's file if the file is
+// the one this process last wrote or read (a stat: its size and
+// modification time), else nil.
+func (st *Store) unchanged(id string) *fileState {
+	k, ok := st.known[id]
+	if !ok {
+		return nil
+	}
+	p := st.path(id)
+	if k.legacy {
+		p = st.legacyPath(id)
+	}
+	fi, err := os.Lstat(p)
+	if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
+		return k
+	}
+	return nil
+}
+
 // current returns what is known of the session's file, from the cache if
 // the file is the one this process last wrote or read, else by reading
 // it (so that a damaged file is reported, not replaced).
 func (st *Store) current(id string) (*fileState, error) {
-	if k, ok := st.known[id]; ok {
-		p := st.path(id)
-		if k.legacy {
-			p = st.legacyPath(id)
-		}
-		fi, err := os.Lstat(p)
-		if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
-			return k, nil
-		}
+	if k := st.unchanged(id); k != nil {
+		return k, nil
 	}
 	_, fst, err := st.read(id)
 	if err != nil {
@@ -389,6 +407,10 @@ func (st *Store) writeNew(s *crus.Session, rev int64, create bool) (*fileState, 
 	}
 	fst := &fileState{revision: rev, size: fi.Size(), modTime: fi.ModTime(), snapshot: len(b), end: len(b)}
 	fst.remember(s)
+	if !s.Completed {
+		fst.rec = s.Clone()
+		fst.rec.Revision = rev
+	}
 	return fst, nil
 }
 
@@ -476,19 +498,69 @@ func (st *Store) create(s *crus.Session) error {
 	return nil
 }
 
-// Get implements crus.Store.
+// Get implements crus.Store. A session in progress whose file is the one
+// this Store last wrote or read for Get or View is copied from the record
+// it keeps (a stat of the file, and a copy), not decoded again.
 func (st *Store) Get(ctx context.Context, id string) (*crus.Session, error) {
 	if err := st.beginID(ctx, id); err != nil {
 		return nil, notFound(err)
 	}
 	defer st.mu.Unlock()
+	if k := st.unchanged(id); k != nil && k.rec != nil {
+		return k.rec.Clone(), nil
+	}
+	s, err := st.readKept(id)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readKept reads the session's file, and keeps a copy of the record if
+// the session is in progress (fileState.rec).
+func (st *Store) readKept(id string) (*crus.Session, error) {
 	s, fst, err := st.read(id)
 	if err != nil {
 		delete(st.known, id)
 		return nil, err
 	}
+	if !s.Completed {
+		fst.rec = s.Clone()
+	}
 	st.known[id] = fst
 	return s, nil
+}
+
+// View implements crus.Viewer: as Get, but fn sees the record this Store
+// keeps, under its lock (the Store's other calls wait for fn), or the one
+// it read.
+func (st *Store) View(ctx context.Context, id string, fn func(s *crus.Session) error) error {
+	if err := st.beginID(ctx, id); err != nil {
+		return notFound(err)
+	}
+	defer st.mu.Unlock()
+	if k := st.unchanged(id); k != nil && k.rec != nil {
+		return fn(k.rec)
+	}
+	s, err := st.readKept(id)
+	if err != nil {
+		return err
+	}
+	return fn(s)
+}
+
+// ViewAll implements crus.Viewer: fn sees copies, as List returns them.
+func (st *Store) ViewAll(ctx context.Context, fn func(s *crus.Session) error) error {
+	list, err := st.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range list {
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Update implements crus.Store. It writes the whole record: a new
@@ -582,6 +654,20 @@ func (st *Store) UpdateNodes(ctx context.Context, s *crus.Session, changed []int
 	fst.last = d.Header
 	fst.messages = append(fst.messages[:0:0], s.Messages...)
 	fst.dropped = s.MessagesDropped
+	if rec := fst.rec; rec != nil && !s.Completed {
+		// The kept record follows the write in place: its header and
+		// messages replaced, the changed node records copied.
+		nodes := rec.Progress.Nodes
+		h := *s
+		h.Progress.Nodes, h.Messages = nil, nil
+		*rec = *h.Clone()
+		rec.Progress.Nodes, rec.Messages, rec.Revision = nodes, slices.Clone(s.Messages), rev
+		for _, i := range changed {
+			nodes[i] = s.Progress.Nodes[i]
+		}
+	} else {
+		fst.rec = nil
+	}
 	st.wrote(s, rev, fst)
 	return nil
 }
@@ -647,15 +733,8 @@ func (st *Store) Revisions(ctx context.Context) (map[string]int64, error) {
 // revision returns the session's revision, from the cache if the file is
 // the one this process last wrote or read, else from the file's frames.
 func (st *Store) revision(id string) (int64, error) {
-	if k, ok := st.known[id]; ok {
-		p := st.path(id)
-		if k.legacy {
-			p = st.legacyPath(id)
-		}
-		fi, err := os.Lstat(p)
-		if err == nil && fi.Size() == k.size && fi.ModTime().Equal(k.modTime) {
-			return k.revision, nil
-		}
+	if k := st.unchanged(id); k != nil {
+		return k.revision, nil
 	}
 	p := st.path(id)
 	b, _, err := readFile(p)

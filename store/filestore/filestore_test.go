@@ -651,3 +651,14 @@ func BenchmarkUpdate10k(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkReads(b *testing.B) {
+	for _, n := range []int{10000, 160000} {
+		b.Run(fmt.Sprint(n/1000, "k"), func(b *testing.B) {
+			st, err := filestore.Open(b.TempDir(), filestore.Options{})
+			require.NoError(b, err)
+			defer st.Close()
+			storetest.BenchmarkReads(b, st, n)
+		})
+	}
+}

@@ -145,6 +145,14 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 			f(t, st, nu)
 		})
 	}
+	t.Run("Viewer", func(t *testing.T) {
+		st := newStore(t)
+		v, ok := st.(crus.Viewer)
+		if !ok {
+			t.Skip("the store does not implement crus.Viewer")
+		}
+		testViewer(t, st, v)
+	})
 	nodeUpdater("UpdateNodes", testUpdateNodes)
 	nodeUpdater("UpdateNodesCompareAndSwap", testUpdateNodesCAS)
 	nodeUpdater("UpdateNodesLarge", testUpdateNodesLarge)
@@ -781,4 +789,117 @@ func testUpdateNodesLarge(t *testing.T, st crus.Store, nu crus.NodeUpdater) {
 			}
 		}
 	}
+}
+
+// view returns a copy of what v shows of the session.
+func view(t *testing.T, v crus.Viewer, id string) *crus.Session {
+	t.Helper()
+	var got *crus.Session
+	require.NoError(t, v.View(context.Background(), id, func(s *crus.Session) error {
+		got = s.Clone()
+		return nil
+	}))
+	return got
+}
+
+// testViewer: View shows the record Get returns, as each kind of write
+// leaves it (a store that keeps records to show them must keep them up
+// to date), including a completed session; ViewAll shows List's records
+// in List's order; fn's error is returned; a missing session is
+// ErrSessionNotFound.
+func testViewer(t *testing.T, st crus.Store, v crus.Viewer) {
+	ctx := context.Background()
+	a, b := Session("a", 200), Session("b", 3)
+	require.NoError(t, st.Create(ctx, a))
+	equal(t, a, view(t, v, "a"), "after Create")
+	require.NoError(t, st.Create(ctx, b))
+	nu, _ := st.(crus.NodeUpdater)
+	r := rand.New(rand.NewPCG(3, 4))
+	for step := 1; step <= 30; step++ {
+		c := drawChange(r, a, step)
+		changed := c.apply(a)
+		if nu != nil && step%4 != 0 {
+			require.NoError(t, nu.UpdateNodes(ctx, a, changed), "write %d", step)
+		} else {
+			require.NoError(t, st.Update(ctx, a), "write %d", step)
+		}
+		equal(t, a, view(t, v, "a"), fmt.Sprintf("View after write %d", step))
+		got, err := st.Get(ctx, "a")
+		require.NoError(t, err)
+		equal(t, a, got, fmt.Sprintf("Get after write %d", step))
+		if t.Failed() {
+			return
+		}
+	}
+	a.Completed, a.State = true, crus.StateReady
+	require.NoError(t, st.Update(ctx, a))
+	equal(t, a, view(t, v, "a"), "completed")
+
+	var ids []string
+	require.NoError(t, v.ViewAll(ctx, func(s *crus.Session) error {
+		ids = append(ids, s.UpgradeID)
+		return nil
+	}))
+	list, err := st.List(ctx)
+	require.NoError(t, err)
+	var want []string
+	for _, s := range list {
+		want = append(want, s.UpgradeID)
+	}
+	assert.Equal(t, want, ids, "ViewAll in List's order")
+
+	stop := errors.New("stop here")
+	assert.ErrorIs(t, v.View(ctx, "a", func(*crus.Session) error { return stop }), stop)
+	n := 0
+	assert.ErrorIs(t, v.ViewAll(ctx, func(*crus.Session) error { n++; return stop }), stop)
+	assert.Equal(t, 1, n, "ViewAll stops at fn's first error")
+	err = v.View(ctx, "missing", func(*crus.Session) error { t.Error("fn called for a missing session"); return nil })
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+	require.NoError(t, st.Delete(ctx, "b"))
+	err = v.View(ctx, "b", func(*crus.Session) error { t.Error("fn called for a deleted session"); return nil })
+	assert.ErrorIs(t, err, crus.ErrSessionNotFound)
+}
+
+// BenchmarkReads measures what the surfaces pay to read a session in
+// progress that moved since they last read it (a page's event stream, a
+// scrape, a description, while the session runs): after each write of
+// one node record through UpdateNodes (not timed), a Get and a View (if
+// the store is a Viewer) of n node records.
+func BenchmarkReads(b *testing.B, st crus.Store, n int) {
+	ctx := context.Background()
+	nu, ok := st.(crus.NodeUpdater)
+	if !ok {
+		b.Skip("the store does not implement crus.NodeUpdater")
+	}
+	s := Session(fmt.Sprint("bench-", n), n)
+	require.NoError(b, st.Create(ctx, s))
+	write := func(i int) {
+		b.StopTimer()
+		k := (i * 37) % n
+		s.Progress.Nodes[k].LastError = fmt.Sprint(i)
+		require.NoError(b, nu.UpdateNodes(ctx, s, []int{k}))
+		b.StartTimer()
+	}
+	b.Run("get", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			write(i)
+			if _, err := st.Get(ctx, s.UpgradeID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	v, ok := st.(crus.Viewer)
+	if !ok {
+		return
+	}
+	b.Run("view", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			write(i)
+			if err := v.View(ctx, s.UpgradeID, func(*crus.Session) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
