@@ -295,7 +295,14 @@ func (e *Executor) ViewAll(ctx context.Context, fn func(s *Session) error) error
 	if v, ok := e.store.(Viewer); ok {
 		return v.ViewAll(ctx, fn)
 	}
-	list, err := e.store.List(ctx)
+	return ViewList(ctx, e.store, fn)
+}
+
+// ViewList calls fn with a copy of every session of st, as List returns
+// them, and stops at fn's first error, which it returns: Viewer.ViewAll
+// for a store that cannot list its records in place.
+func ViewList(ctx context.Context, st Store, fn func(s *Session) error) error {
+	list, err := st.List(ctx)
 	if err != nil {
 		return err
 	}

@@ -318,16 +318,7 @@ func (st *Store) View(ctx context.Context, id string, fn func(s *crus.Session) e
 
 // ViewAll implements crus.Viewer: fn sees copies, as List returns them.
 func (st *Store) ViewAll(ctx context.Context, fn func(s *crus.Session) error) error {
-	list, err := st.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range list {
-		if err := fn(s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return crus.ViewList(ctx, st, fn)
 }
 
 // load reads the session and what the cache keeps of it.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,66 +104,28 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
 	t.Run("LargeSession", func(t *testing.T) { testLargeSession(t, newStore(t)) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, newStore(t)) })
-	t.Run("RevisionLister", func(t *testing.T) {
+	optional(t, newStore, "RevisionLister", testRevisionLister)
+	optional(t, newStore, "RevisionReader", testRevisionReader)
+	optional(t, newStore, "Reserver", testReserver)
+	optional(t, newStore, "ReserverNames", testReserverNames)
+	optional(t, newStore, "Viewer", testViewer)
+	optional(t, newStore, "UpdateNodes", testUpdateNodes)
+	optional(t, newStore, "UpdateNodesCompareAndSwap", testUpdateNodesCAS)
+	optional(t, newStore, "UpdateNodesLarge", testUpdateNodesLarge)
+	optional(t, newStore, "ReserverConcurrent", testReserverConcurrent)
+}
+
+// optional runs f as the subtest name on a store from newStore that
+// implements the optional interface T, and skips it, saying so, on one
+// that does not.
+func optional[T any](t *testing.T, newStore NewStore, name string, f func(*testing.T, crus.Store, T)) {
+	t.Run(name, func(t *testing.T) {
 		st := newStore(t)
-		rl, ok := st.(crus.RevisionLister)
+		x, ok := st.(T)
 		if !ok {
-			t.Skip("the store does not implement crus.RevisionLister")
+			t.Skipf("the store does not implement %v", reflect.TypeFor[T]())
 		}
-		testRevisionLister(t, st, rl)
-	})
-	t.Run("RevisionReader", func(t *testing.T) {
-		st := newStore(t)
-		rr, ok := st.(crus.RevisionReader)
-		if !ok {
-			t.Skip("the store does not implement crus.RevisionReader")
-		}
-		testRevisionReader(t, st, rr)
-	})
-	t.Run("Reserver", func(t *testing.T) {
-		st := newStore(t)
-		rs, ok := st.(crus.Reserver)
-		if !ok {
-			t.Skip("the store does not implement crus.Reserver")
-		}
-		testReserver(t, st, rs)
-	})
-	t.Run("ReserverNames", func(t *testing.T) {
-		st := newStore(t)
-		rs, ok := st.(crus.Reserver)
-		if !ok {
-			t.Skip("the store does not implement crus.Reserver")
-		}
-		testReserverNames(t, st, rs)
-	})
-	nodeUpdater := func(name string, f func(*testing.T, crus.Store, crus.NodeUpdater)) {
-		t.Run(name, func(t *testing.T) {
-			st := newStore(t)
-			nu, ok := st.(crus.NodeUpdater)
-			if !ok {
-				t.Skip("the store does not implement crus.NodeUpdater")
-			}
-			f(t, st, nu)
-		})
-	}
-	t.Run("Viewer", func(t *testing.T) {
-		st := newStore(t)
-		v, ok := st.(crus.Viewer)
-		if !ok {
-			t.Skip("the store does not implement crus.Viewer")
-		}
-		testViewer(t, st, v)
-	})
-	nodeUpdater("UpdateNodes", testUpdateNodes)
-	nodeUpdater("UpdateNodesCompareAndSwap", testUpdateNodesCAS)
-	nodeUpdater("UpdateNodesLarge", testUpdateNodesLarge)
-	t.Run("ReserverConcurrent", func(t *testing.T) {
-		st := newStore(t)
-		rs, ok := st.(crus.Reserver)
-		if !ok {
-			t.Skip("the store does not implement crus.Reserver")
-		}
-		testReserverConcurrent(t, st, rs)
+		f(t, st, x)
 	})
 }
 
