@@ -208,6 +208,9 @@ func (e *Executor) prepare(ctx context.Context, spec Spec) (*Session, error) {
 		if state, err = e.readStarting(ctx, starting, names, pf); err != nil {
 			return nil, err
 		}
+		if policyOf(&spec).scheduled && e.steerer != nil {
+			e.checkSteered(starting, names, state, pf)
+		}
 	}
 	if err := e.checkReserved(ctx, spec, starting, names, pf); err != nil {
 		return nil, err
@@ -415,6 +418,30 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 		state[n.Name] = n
 	}
 	return state, nil
+}
+
+// checkSteered is the pre-flight check of a session that will steer its
+// nodes: a starting node the workload manager reports as its last choice
+// already (wlm.SteeringLast) is a problem. No session in progress holds
+// the node (checkReserved), so it is the site's setting (Slurm: a weight
+// from slurm.SteerWeight up, which reads as steered), or one a session
+// left behind when it could not give it back: crus could not tell either
+// from its own steering, and giving the node its place back as it takes
+// it would change it (Slurm: lower the weight by slurm.SteerWeight).
+func (e *Executor) checkSteered(starting []string, names map[string]string, state map[string]wlm.Node, pf *preflight) {
+	var steered []string
+	for _, x := range starting {
+		if n, ok := state[names[x]]; ok && n.Steering == wlm.SteeringLast {
+			steered = append(steered, fmt.Sprintf("%s (%s)", names[x], x))
+		}
+	}
+	if len(steered) > 0 {
+		pf.add(fmt.Errorf("%w: the workload manager reports %s of the starting group as its last choice for new jobs already: %s. "+
+			"The scheduled strategy steers the nodes it has still to take the same way and gives each its place back as it takes it, which would change this setting. "+
+			"Give them their place back first (Slurm: a node weight from 8388608, slurm.SteerWeight, to 16777215 reads as steered; keep the site's weights below 8388608), "+
+			"or choose another strategy",
+			ErrSteered, plural(len(steered), "node"), abbreviate(steered, 20)))
+	}
 }
 
 // packNames returns the names of xnames (by names, "" if none) as

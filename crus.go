@@ -34,6 +34,14 @@ var (
 	ErrGroupNotEmpty = errors.New("crus: group is not empty")
 	// ErrNoNodes: the starting group has no members, or none can be taken.
 	ErrNoNodes = errors.New("crus: no nodes to upgrade")
+	// ErrSteered: a session of the scheduled strategy, which steers the
+	// nodes it has still to take (wlm.Steerer), was refused because the
+	// workload manager reports nodes of its starting group as its last
+	// choice already (wlm.SteeringLast). crus could not tell the site's
+	// own setting from its steering, and would undo it when it gives the
+	// nodes their place back (Slurm: a site's weight from
+	// slurm.SteerWeight up).
+	ErrSteered = errors.New("crus: nodes already steered last")
 	// ErrSessionNotFound: the store has no session with this id.
 	ErrSessionNotFound = errors.New("crus: session not found")
 	// ErrSessionExists: the store already has a session with this id.

@@ -456,3 +456,45 @@ func (m placeUnread) NodesInto(ctx context.Context, names []string, out []wlm.No
 	}
 	return err
 }
+
+// TestCreateRefusesNodesSteeredAlready: a scheduled session is refused,
+// with every such node named and nothing changed, when the workload
+// manager reports nodes of its starting group as its last choice already
+// before it exists. crus could not tell the site's setting from its own,
+// and would change it when it gives the nodes their place back (Slurm: a
+// site's weight of 9,000,000, above slurm.SteerWeight, came back as
+// 611,392 after a session on the real cluster). The other strategies do
+// not steer, and take such nodes.
+func TestCreateRefusesNodesSteeredAlready(t *testing.T) {
+	e := newEnv(t, fake.ClusterOptions{Nodes: 6, Busy: 0.5, MaxJob: time.Hour}, 2)
+	steered := []string{fake.XName(1), fake.XName(4)}
+	for _, x := range steered {
+		e.w.AdminSteer(x, true)
+	}
+	before := e.w.Calls()
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+	for _, create := range []func(context.Context, crus.Spec) (*crus.Session, error){e.ex.Preview, e.ex.Create} {
+		_, err := create(context.Background(), e.spec)
+		require.ErrorIs(t, err, crus.ErrPreflight)
+		require.ErrorIs(t, err, crus.ErrSteered)
+		for _, x := range steered {
+			n, _ := e.w.Node(x)
+			assert.Contains(t, err.Error(), n.Name)
+		}
+		assert.Contains(t, err.Error(), "weight", "the error says what to change on Slurm")
+	}
+	assert.Equal(t, steered, e.w.Steered(), "the nodes keep the site's setting")
+	assert.Empty(t, e.w.Reservations("crus-"))
+	after := e.w.Calls()
+	for _, op := range []string{"wlm.Steer", "wlm.Drain", "wlm.Reserve", "hsm.AddMembers"} {
+		assert.Equal(t, before[op], after[op], "%s called by a refused Create", op)
+	}
+	list, err := e.store.List(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, list, "no session stored")
+
+	// A rolling session does not steer: the nodes are taken as any.
+	e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+	_, err = e.ex.Create(context.Background(), e.spec)
+	require.NoError(t, err)
+}
