@@ -377,10 +377,23 @@ func (e *Executor) mapStarting(ctx context.Context, starting []string, pf *prefl
 		pf.add(fmt.Errorf("HSM does not know %s of the starting group: %s: %w", plural(len(unknown), "node"), abbreviate(unknown, 20), unknownErr))
 	}
 	if len(unmapped) > 0 {
-		pf.add(fmt.Errorf("%s of the starting group have no workload-manager name: %s: %w", plural(len(unmapped), "node"), abbreviate(unmapped, 20), unmappedErr))
+		pf.add(saying(fmt.Sprintf("%s of the starting group have no workload-manager name: %s", plural(len(unmapped), "node"), abbreviate(unmapped, 20)), unmappedErr))
 	}
 	return names, nil
 }
+
+// saying returns an error that says msg and matches cause (errors.Is,
+// errors.As) without saying it again: for a list of nodes whose every
+// item gives its node's cause already.
+func saying(msg string, cause error) error { return &causedError{msg: msg, cause: cause} }
+
+type causedError struct {
+	msg   string
+	cause error
+}
+
+func (e *causedError) Error() string { return e.msg }
+func (e *causedError) Unwrap() error { return e.cause }
 
 // readStarting reads the starting nodes from the workload manager. Nodes
 // it does not know are a problem.
@@ -411,7 +424,7 @@ func (e *Executor) readStarting(ctx context.Context, starting []string, names ma
 				last = err
 			}
 		}
-		pf.add(fmt.Errorf("the workload manager does not know %s of the starting group: %s: %w", plural(len(unknown), "node"), abbreviate(unknown, 20), last))
+		pf.add(saying(fmt.Sprintf("the workload manager does not know %s of the starting group: %s", plural(len(unknown), "node"), abbreviate(unknown, 20)), last))
 	}
 	state := make(map[string]wlm.Node, len(nodes))
 	for _, n := range nodes {

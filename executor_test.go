@@ -420,6 +420,9 @@ func TestPreflightBadInput(t *testing.T) {
 		setup func(e *env)
 		want  []error
 		has   []string
+		// times: texts the error says exactly so many times (a node's
+		// cause once per node, not once more for the list).
+		times map[string]int
 	}{
 		{name: "step size zero", setup: func(e *env) { e.spec.StepSize = 0 },
 			want: []error{crus.ErrInvalidSpec}, has: []string{"upgrade_step_size must be at least 1"}},
@@ -449,7 +452,11 @@ func TestPreflightBadInput(t *testing.T) {
 			}
 		}, want: []error{crus.ErrPreflight, crus.ErrNoNodes}, has: []string{"none of the 4 nodes"}},
 		{name: "node unknown to the WLM", setup: func(e *env) { e.w.RemoveNode(fake.XName(1)); e.w.RemoveNode(fake.XName(2)) },
-			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 2 nodes of the starting group", "nid000002", "nid000003"}},
+			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 2 nodes of the starting group", "nid000002", "nid000003"},
+			times: map[string]int{"node not found": 2}},
+		{name: "a node unknown to the WLM", setup: func(e *env) { e.w.RemoveNode(fake.XName(1)) },
+			want: []error{crus.ErrPreflight, wlm.ErrNodeNotFound}, has: []string{"does not know 1 node of the starting group", "nid000002"},
+			times: map[string]int{"node not found": 1}},
 		{name: "node unknown to HSM", setup: func(e *env) { e.w.AddGroup(fake.StartingLabel, fake.XName(0), "x9000c0s0b0n0") },
 			want: []error{crus.ErrPreflight, hsm.ErrComponentNotFound}, has: []string{"HSM does not know 1 node of the starting group", "x9000c0s0b0n0"}},
 		{name: "a member with a terminal's escapes", setup: func(e *env) { e.w.AddGroup(fake.UpgradingLabel, "x1c0s0b0n0\n\x1b]0;owned\x07\x1b[2J") },
@@ -475,6 +482,9 @@ func TestPreflightBadInput(t *testing.T) {
 			}
 			for _, has := range tc.has {
 				assert.Contains(t, err.Error(), has)
+			}
+			for text, n := range tc.times {
+				assert.Equal(t, n, strings.Count(err.Error(), text), "how many times the error says %q: %s", text, err)
 			}
 			// A backend's text reaches the error without control
 			// characters (it is shown to admins and logged); the only
