@@ -884,3 +884,66 @@ func (h *countingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h *countingHandler) WithGroup(name string) slog.Handler {
 	return &countingHandler{Handler: h.Handler.WithGroup(name), msg: h.msg, n: h.n}
 }
+
+// TestEndToEndScheduledSiteWeight: a site's own node weight from
+// slurm.SteerWeight up (9,000,000 here) reads as steered, and a session
+// that steered and gave back such a node lowered it by SteerWeight (to
+// 611,392, seen on this cluster). A scheduled session over it is refused
+// at its creation, naming the node, and the weights stay as the site set
+// them; a rolling session, which does not steer, is not.
+func TestEndToEndScheduledSiteWeight(t *testing.T) {
+	e := newE2ECluster(t, "CLI", 2)
+	ctx := t.Context()
+	var session []string
+	for _, n := range e.c.Names() {
+		session = append(session, e.xnameOf[n])
+	}
+	e.world.AddGroup(fake.StartingLabel, session...)
+	site := map[string]string{"nid000001": "9000000", "nid000002": "50"}
+	for n, w := range site {
+		if _, err := e.c.Command(ctx, "scontrol", "update", "NodeName="+n, "Weight="+w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	weights := func() map[string]string {
+		out, err := e.c.Command(ctx, "scontrol", "show", "node", strings.Join(e.c.Names(), ","))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, m := range regexp.MustCompile(`NodeName=(\S+)[\s\S]*?Weight=(\d+)`).FindAllStringSubmatch(string(out), -1) {
+			got[m[1]] = m[2]
+		}
+		return got
+	}
+	if got := weights(); !maps.Equal(got, site) {
+		t.Fatalf("weights %v after scontrol update; want %v", got, site)
+	}
+	ex, err := crus.NewExecutor(e.world.HSM(), e.manager, e.bos("compute-upgrade"), crus.Config{Mapper: e.mapper, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := crus.Spec{
+		StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+		StepSize: 1, TemplateID: "compute-upgrade", WorkloadManagerType: "slurm",
+		Rollout: crus.Rollout{Strategy: crus.StrategyScheduled},
+	}
+	_, err = ex.Create(ctx, spec)
+	if !errors.Is(err, crus.ErrSteered) || !errors.Is(err, crus.ErrPreflight) || !strings.Contains(err.Error(), "nid000001") || strings.Contains(err.Error(), "nid000002") {
+		t.Errorf("Create of a scheduled session: %v; want ErrSteered within ErrPreflight, naming nid000001 alone", err)
+	}
+	if got := weights(); !maps.Equal(got, site) {
+		t.Errorf("weights %v after the refused session; want the site's: %v", got, site)
+	}
+	all, err := showReservations(ctx, e.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 0 {
+		t.Errorf("reservations after the refused session: %+v", all)
+	}
+	spec.Rollout = crus.Rollout{Strategy: crus.StrategyRolling}
+	if _, err := ex.Preview(ctx, spec); err != nil {
+		t.Errorf("Preview of a rolling session: %v; it does not steer", err)
+	}
+}
