@@ -105,7 +105,13 @@ func (e *Executor) Next(ctx context.Context, s *Session) (Observation, Decision,
 // once, writing nothing, if it already has), or the record as it stands
 // and ctx's error when ctx is cancelled. Cancelling ctx stops the executor
 // between two calls; the session stays as recorded and a later Run (by any
-// executor on the same store) carries on from there.
+// executor on the same store) carries on from there. On its way out, a
+// Run so stopped deletes the reservations its record lists (the scheduled
+// strategy's, in one attempt of at most 30 seconds): nothing would move
+// them on before the next Run, and one that began would hold its idle
+// nodes out of service on top of the nodes in flight. The next Run books
+// anew. (A ctx cancelled with a cause matching ErrLeaseLost leaves them:
+// another replica may drive the session now.)
 //
 // Failures of single nodes become those nodes' outcomes; failing backend
 // calls are retried; a part of the world that cannot be read is waited
@@ -181,12 +187,27 @@ func (e *Executor) Run(ctx context.Context, id string) (*Session, error) {
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		if errors.As(context.Cause(ctx), &ending) {
+		switch cause := context.Cause(ctx); {
+		case errors.As(cause, &ending):
 			// A Driver that could not renew its lease: the lease is
 			// still its own until the deadline, and no replica may be
 			// able to take the session up. One attempt.
 			dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), ending.deadline)
-			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), id, r.s, r.log, context.Cause(ctx))
+			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), id, r.s, r.log, cause)
+			cancel()
+		case errors.Is(cause, ErrLeaseLost):
+			// Another replica may drive the session, and its
+			// reservations (named alike), now.
+		default:
+			// Stopped by its caller (a shutdown): no run may take the
+			// session up before its reservations begin, and one that
+			// began would hold its idle nodes out of service on top of
+			// the nodes in flight, which stay out (on a real cluster, 2
+			// minutes after a SIGTERM, 3 idle booked nodes and 1 in
+			// flight with a step of 2). The next run books anew. One
+			// attempt, bounded: a shutdown must not wait on it.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopUnbookTimeout)
+			e.dropBookings(withRetryDeadline(dctx, e.clock.Now()), id, r.s, r.log, cause)
 			cancel()
 		}
 	case !errors.Is(err, ErrLeaseLost):
@@ -289,18 +310,22 @@ func (e *Executor) loop(ctx context.Context, r *run) (*Session, error) {
 	}
 }
 
+// stopUnbookTimeout bounds how long a run stopped by its caller spends
+// deleting its reservations (see Run).
+const stopUnbookTimeout = 30 * time.Second
+
 // dropBookings deletes, by name, every reservation the session id may
 // hold, when a run stops on an error (the store unreachable for a retry
-// timeout, a corrupt record) or because its Driver could not renew its
+// timeout, a corrupt record), because its caller stopped it (its ctx
+// cancelled: a shutdown), or because its Driver could not renew its
 // lease, or cannot take the session up for its store: nothing would move
 // them on before a run takes the session up again, and one that began
 // would hold its idle nodes out of service on top of the cap. The next
 // run books anew. The names are those the record s lists; without a
 // record (it could not be read), those the workload manager lists under
-// the session's prefix. A run stopped by its ctx otherwise (a shutdown,
-// or a crash, which could not do this) leaves them, as does one whose
-// lease went to another replica, which drives the session and its
-// reservations now.
+// the session's prefix. A crash cannot do this and leaves them, as does
+// a run whose lease went to another replica, which drives the session
+// and its reservations now.
 func (e *Executor) dropBookings(ctx context.Context, id string, s *Session, log *slog.Logger, why error) {
 	if e.scheduler == nil {
 		return

@@ -2,6 +2,7 @@ package crus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -498,7 +499,7 @@ func (m *refusingBooking) Unreserve(ctx context.Context, names []string) error {
 	return fmt.Errorf("%w: Invalid user id", wlm.ErrPermissionDenied)
 }
 
-// TestDeleteUnrunUnbooks: a scheduled session whose run stopped (its
+// TestDeleteUnrunUnbooks: a scheduled session whose run crashed (its
 // executor gone) is deleted through an executor that does not run it:
 // its reservations are deleted at once, not left to begin on their own
 // before some run takes the session up; the run that then carries out
@@ -512,10 +513,10 @@ func TestDeleteUnrunUnbooks(t *testing.T) {
 			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
 			s := e.create()
 			ctx, cancel := context.WithCancel(context.Background())
-			e.w.Schedule(e.w.Now().Add(20*time.Minute), cancel)
+			crashAt(e.w, e.w.Now().Add(20*time.Minute), cancel)
 			_, err := e.ex.Run(ctx, s.UpgradeID)
 			require.ErrorIs(t, err, context.Canceled)
-			require.NotEmpty(t, e.w.Reservations("crus-"), "the stopped run left reservations")
+			require.NotEmpty(t, e.w.Reservations("crus-"), "the crashed run left reservations")
 
 			if fails {
 				e.w.FailNext("wlm.Unreserve", 1, fake.ErrInjected)
@@ -538,4 +539,65 @@ func TestDeleteUnrunUnbooks(t *testing.T) {
 			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
 		})
 	}
+}
+
+// TestScheduledStopDeletesBookings: a run stopped by its caller (a
+// shutdown: crus serve on SIGTERM cancels its runs) deletes the session's
+// reservations on its way out, as a run stopping on an error does. No run
+// may take the session up before they begin, and one that began would
+// hold its idle nodes out of service on top of the nodes in flight, which
+// stay out until a run carries on: on a real Slurm cluster, 2 minutes
+// after a SIGTERM, 3 idle booked nodes and 1 in flight were out with a
+// step of 2. The next run, half an hour later, books anew.
+func TestScheduledStopDeletesBookings(t *testing.T) {
+	stopped := 0
+	for seed := range uint64(10) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			e := newEnv(t, fake.ClusterOptions{Nodes: 16, Busy: 0.8, MaxJob: 3 * time.Hour, Options: fake.Options{Seed: seed}}, 3)
+			e.w.KeepBusy(0.6, 3*time.Hour, 10*time.Minute, e.w.Now().Add(12*time.Hour))
+			e.spec.Rollout = crus.Rollout{Strategy: crus.StrategyScheduled}
+			s := e.create()
+			// Stopped at the first minute it holds reservations.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			start := e.w.Now()
+			var held int
+			for m := 1; m < 600; m++ {
+				e.w.Schedule(start.Add(time.Duration(m)*time.Minute), func() {
+					if ctx.Err() == nil && len(e.w.Reservations("crus-")) > 0 {
+						held = len(e.w.Reservations("crus-"))
+						cancel()
+					}
+				})
+			}
+			_, err := e.ex.Run(ctx, s.UpgradeID)
+			if !errors.Is(err, context.Canceled) {
+				require.NoError(t, err)
+				t.Skip("the session ended without holding a reservation at a whole minute")
+			}
+			stopped++
+			require.Positive(t, held)
+			assert.Empty(t, e.w.Reservations("crus-"), "the stopped run deleted its %d reservations", held)
+			<-e.w.After(30 * time.Minute) // no run meanwhile
+			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap, while no run carries the session")
+			final, err := e.executor().Run(context.Background(), s.UpgradeID)
+			require.NoError(t, err)
+			e.check(final)
+			assert.Equal(t, 16, final.Counts().Upgraded+final.Counts().Failed)
+			assert.LessOrEqual(t, e.w.MaxOut(), 3, "the cap")
+			assert.Empty(t, e.w.Reservations("crus-"))
+		})
+	}
+	assert.Positive(t, stopped)
+}
+
+// crashAt stops a run at time at as a crash would: its ctx is cancelled
+// (cancel) and the deletion of its reservations a stopped run makes on
+// its way out fails, so that they are left as a killed process leaves
+// them.
+func crashAt(w *fake.World, at time.Time, cancel context.CancelFunc) {
+	w.Schedule(at, func() {
+		w.FailNext("wlm.Unreserve", 1, errors.New("crash test: the process died"))
+		cancel()
+	})
 }

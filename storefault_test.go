@@ -256,11 +256,13 @@ func TestScheduledStoreDown(t *testing.T) {
 			e.ex = e.executor()
 			s := e.create()
 			if kind == "read" {
+				// A crash: the run stops and cannot delete its
+				// reservations on its way out (a stopped run would).
 				ctx, cancel := context.WithCancel(context.Background())
-				e.w.Schedule(start.Add(19*time.Minute), cancel)
+				crashAt(e.w, start.Add(19*time.Minute), cancel)
 				_, err := e.ex.Run(ctx, s.UpgradeID)
 				require.ErrorIs(t, err, context.Canceled)
-				require.NotEmpty(t, e.w.Reservations("crus-"), "the stopped run left reservations")
+				require.NotEmpty(t, e.w.Reservations("crus-"), "the crashed run left reservations")
 				<-e.w.After(5 * time.Minute) // down until the store cannot be read
 				e.ex = e.executor()
 			}
