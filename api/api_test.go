@@ -414,6 +414,9 @@ func TestOriginalAPI(t *testing.T) {
 	h.expect(503, h.url, "POST", "/session", original(fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, 4))
 	h.store.down.Store(false)
 
+	// 403: a write a browser sends from another site's page.
+	h.crossSite("POST /session", "DELETE /session/"+st.UpgradeID)
+
 	// Every answer the original document lists was given.
 	seen := h.check.covered()
 	for _, d := range []*document{h.check.crus, h.check.ext} {
@@ -651,6 +654,11 @@ func TestExtensions(t *testing.T) {
 	h.store.down.Store(true)
 	h.expect(503, h.url, "GET", "/events", nil)
 	h.store.down.Store(false)
+
+	// 403: a write a browser sends from another site's page.
+	h.crossSite("POST /sessions", "POST /plan", "DELETE /sessions/"+created.UpgradeID,
+		"POST /sessions/"+created.UpgradeID+"/pause", "POST /sessions/"+created.UpgradeID+"/resume",
+		"POST /sessions/"+created.UpgradeID+"/approve")
 
 	// Every answer of every extension path was given (the streams' 200s
 	// are checked by h.stream, not by the checker).

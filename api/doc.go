@@ -54,4 +54,13 @@
 // Config.Auth decides who may call. Gateway trusts every request, as the
 // original service did behind the API gateway; JWT verifies a bearer token
 // against the keys of a JWKS URL (Keycloak's certs endpoint).
+//
+// Whatever the Authenticator, a request that changes something (POST,
+// DELETE) and that a browser sent from another site's page is refused with
+// 403 (net/http's CrossOriginProtection: the Sec-Fetch-Site header, or an
+// Origin header naming another host than the request's). Behind the
+// gateway every request is trusted, so without this check any web page an
+// admin opened on the management network could create a session — a
+// rolling reboot — through their browser. Clients that are not browsers
+// send neither header and are not affected.
 package api

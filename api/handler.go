@@ -64,6 +64,9 @@ type Handler struct {
 	closing chan struct{}
 	once    sync.Once
 	sums    summaries // for the lists of sessions
+	// origins refuses state-changing requests a browser sends from
+	// another site's page (CSRF).
+	origins *http.CrossOriginProtection
 }
 
 // New returns a Handler for the sessions of ex.
@@ -87,7 +90,7 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{ex: ex, cfg: cfg, log: log, closing: make(chan struct{})}, nil
+	return &Handler{ex: ex, cfg: cfg, log: log, closing: make(chan struct{}), origins: http.NewCrossOriginProtection()}, nil
 }
 
 // Close ends the event streams in progress (give it to
@@ -166,6 +169,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if rt.method != req.Method && !(rt.method == "GET" && req.Method == "HEAD") {
 			allow = append(allow, rt.method)
 			continue
+		}
+		if err := h.origins.Check(req); err != nil {
+			// A browser on another site's page: a form or a fetch in
+			// no-cors mode (no Content-Type, or text/plain) could
+			// otherwise create or cancel sessions with the credentials
+			// of an admin's browser, or with none behind the gateway.
+			h.fail(w, req, problemf(http.StatusForbidden, "cross-origin request refused: %v", err))
+			return
 		}
 		if !h.authenticate(w, req, path) {
 			return
