@@ -165,6 +165,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // no buffering in nginx-like gateways
 	w.WriteHeader(http.StatusOK)
+	// The answer's head goes now, whatever follows: a stream of every
+	// session when there is none has no summary to send, and its client
+	// (an EventSource, crus watch) waited for the first keep-alive,
+	// KeepAlive later, to learn that the stream was open.
+	if rc.Flush() != nil {
+		return
+	}
 	sse := &sseWriter{w: w, rc: rc}
 	if sw.send(sse, first) != nil {
 		return

@@ -2,9 +2,15 @@ package api_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
+	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/api"
 	"github.com/crus-go/crus/internal/fake"
 )
 
@@ -45,4 +51,47 @@ func (h *harness) crossSite(requests ...string) {
 		method, path, _ := strings.Cut(r, " ")
 		h.expect(http.StatusForbidden, h.url, method, path, "{}", "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
 	}
+}
+
+// flushWriter records whether anything was flushed to the client.
+type flushWriter struct {
+	header  http.Header
+	status  int
+	flushed atomic.Bool
+}
+
+func (w *flushWriter) Header() http.Header              { return w.header }
+func (w *flushWriter) WriteHeader(status int)           { w.status = status }
+func (w *flushWriter) Write(p []byte) (int, error)      { return len(p), nil }
+func (w *flushWriter) Flush()                           { w.flushed.Store(true) }
+func (w *flushWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// TestEmptyStreamAnswersAtOnce: the stream of every session, when there
+// is none, sends its head at once; it waited for the first keep-alive
+// (15 s by default), the client not knowing meanwhile whether it was
+// connected.
+func TestEmptyStreamAnswersAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler, err := api.New(ex, api.Config{Events: api.NewHub(), KeepAlive: time.Hour, WatchPoll: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &flushWriter{header: http.Header{}}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			handler.ServeHTTP(w, httptest.NewRequest("GET", "/events", nil))
+		}()
+		synctest.Wait()
+		if !w.flushed.Load() || w.status != http.StatusOK {
+			t.Errorf("an open stream with nothing to send yet: status %d, flushed %v; want 200, flushed", w.status, w.flushed.Load())
+		}
+		handler.Close()
+		<-done
+	})
 }
