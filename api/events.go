@@ -115,14 +115,29 @@ func (h *Hub) takeLagged(s *subscriber) bool {
 
 // sseWriter writes Server-Sent Events.
 type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	id int
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	id      int
+	timeout time.Duration // each write's deadline
+}
+
+// deadline gives the next write timeout to complete: a client that stops
+// reading makes the write fail then, and its stream end. A writer without
+// deadlines (ErrNotSupported) is written to without one.
+func (s *sseWriter) deadline() error {
+	err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
 }
 
 func (s *sseWriter) send(event string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
+		return err
+	}
+	if err := s.deadline(); err != nil {
 		return err
 	}
 	s.id++
@@ -133,6 +148,9 @@ func (s *sseWriter) send(event string, v any) error {
 }
 
 func (s *sseWriter) comment(text string) error {
+	if err := s.deadline(); err != nil {
+		return err
+	}
 	if _, err := fmt.Fprintf(s.w, ": %s\n\n", text); err != nil {
 		return err
 	}
@@ -145,6 +163,13 @@ func (s *sseWriter) comment(text string) error {
 // moves (checked every WatchPoll), and a comment every KeepAlive.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
+	if n := h.streams.Add(1); n > int64(h.cfg.MaxStreams) {
+		h.streams.Add(-1)
+		w.Header().Set("Retry-After", "30")
+		h.fail(w, r, problemf(http.StatusServiceUnavailable, "%d event streams are open, as many as this server serves: try again later", h.cfg.MaxStreams))
+		return
+	}
+	defer h.streams.Add(-1)
 	var sub *subscriber
 	if h.cfg.Events != nil {
 		sub = h.cfg.Events.subscribe(id)
@@ -164,15 +189,18 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // no buffering in nginx-like gateways
+	sse := &sseWriter{w: w, rc: rc, timeout: h.cfg.StreamWriteTimeout}
+	// The connection may serve another request after the stream: not
+	// with the stream's deadline.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	w.WriteHeader(http.StatusOK)
 	// The answer's head goes now, whatever follows: a stream of every
 	// session when there is none has no summary to send, and its client
 	// (an EventSource, crus watch) waited for the first keep-alive,
 	// KeepAlive later, to learn that the stream was open.
-	if rc.Flush() != nil {
+	if sse.deadline() != nil || rc.Flush() != nil {
 		return
 	}
-	sse := &sseWriter{w: w, rc: rc}
 	if sw.send(sse, first) != nil {
 		return
 	}

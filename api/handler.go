@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/crus-go/crus"
@@ -51,10 +52,26 @@ type Config struct {
 	// KeepAlive is how often an idle event stream sends a comment, so that
 	// proxies keep it open. Default 15s.
 	KeepAlive time.Duration
+	// MaxStreams bounds the event streams open at once; one more is
+	// answered 503 with Retry-After. Each stream holds a connection, a
+	// buffer of events and a read of its sessions' revisions at every
+	// WatchPoll, and every event is handed to each: without a bound,
+	// clients opening thousands of streams grew the server's memory by
+	// hundreds of megabytes and slowed the executor's every event.
+	// Default 256; the page and `crus watch` open one each.
+	MaxStreams int
+	// StreamWriteTimeout bounds each write to an event stream: a client
+	// that stops reading (its connection open, its window full) is
+	// dropped once a write has waited that long, instead of holding its
+	// stream, and its slot under MaxStreams, for ever. Default 1m.
+	StreamWriteTimeout time.Duration
 	// Logger receives a record of every refused or failed request. Nil
 	// means no logging.
 	Logger *slog.Logger
 }
+
+// DefaultMaxStreams is Config.MaxStreams's default.
+const DefaultMaxStreams = 256
 
 // Handler serves the original CRUS API and its extensions.
 type Handler struct {
@@ -63,7 +80,8 @@ type Handler struct {
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
-	sums    summaries // for the lists of sessions
+	sums    summaries    // for the lists of sessions
+	streams atomic.Int64 // event streams open
 	// origins refuses state-changing requests a browser sends from
 	// another site's page (CSRF).
 	origins *http.CrossOriginProtection
@@ -85,6 +103,12 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 15 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = time.Minute
 	}
 	log := cfg.Logger
 	if log == nil {
