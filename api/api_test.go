@@ -154,7 +154,8 @@ func newHarness(t *testing.T, nodes int) *harness {
 		t.Cleanup(handler.Close)
 		return srv.URL
 	}
-	h.url = mount(api.Config{Events: h.hub, Store: h.store, DryRuns: true, MaxBodyBytes: 4096, WatchPoll: 20 * time.Millisecond})
+	// A body is given a second (h.stalled).
+	h.url = mount(api.Config{Events: h.hub, Store: h.store, DryRuns: true, MaxBodyBytes: 4096, WatchPoll: 20 * time.Millisecond, BodyReadTimeout: time.Second})
 	h.bare = mount(api.Config{})
 
 	// A JWKS endpoint with one RSA key, and a signer for it.
@@ -416,6 +417,8 @@ func TestOriginalAPI(t *testing.T) {
 
 	// 403: a write a browser sends from another site's page.
 	h.crossSite("POST /session", "DELETE /session/"+st.UpgradeID)
+	// 408: a body that does not arrive.
+	h.stalled(h.url, "POST", "/session")
 
 	// Every answer the original document lists was given.
 	seen := h.check.covered()
@@ -659,6 +662,8 @@ func TestExtensions(t *testing.T) {
 	h.crossSite("POST /sessions", "POST /plan", "DELETE /sessions/"+created.UpgradeID,
 		"POST /sessions/"+created.UpgradeID+"/pause", "POST /sessions/"+created.UpgradeID+"/resume",
 		"POST /sessions/"+created.UpgradeID+"/approve")
+	h.stalled(h.url, "POST", "/sessions")
+	h.stalled(h.url, "POST", "/plan")
 
 	// Every answer of every extension path was given (the streams' 200s
 	// are checked by h.stream, not by the checker).

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/crus-go/crus"
 )
@@ -45,19 +47,32 @@ var specFields = func() map[string][]int {
 	return out
 }()
 
-// readBody reads a JSON request body of at most limit bytes.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Problem) {
+// readBody reads a JSON request body of at most limit bytes, within
+// timeout.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, *Problem) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := strings.Cut(ct, ";")
 		if mt = strings.TrimSpace(strings.ToLower(mt)); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return nil, problemf(http.StatusUnsupportedMediaType, "the body must be application/json, not %s", mt)
 		}
 	}
+	// The deadline is the connection's: it is lifted once the body is
+	// in, or the server's watch of the connection would end the
+	// request's context, and Create with it, when it passed.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, problemf(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes", limit)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+			return nil, problemf(http.StatusRequestTimeout, "the body did not arrive within %v", timeout)
 		}
 		return nil, problemf(http.StatusBadRequest, "reading the body: %v", err)
 	}

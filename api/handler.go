@@ -42,6 +42,12 @@ type Config struct {
 	DryRuns bool
 	// MaxBodyBytes bounds a request body. Default 64 KiB.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request body, from the
+	// moment the handler starts reading it; a body not in by then is
+	// answered 408 and its connection closed. Without it a client
+	// trickling a body a byte at a time held its connection, and its
+	// file descriptor, for as long as it liked. Default 30s.
+	BodyReadTimeout time.Duration
 	// WatchPoll is how often an event stream reads the watched sessions'
 	// revisions (a stream of every session also lists them every fifth
 	// poll, to find new ones, or at the next poll after an event of one
@@ -97,6 +103,9 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 30 * time.Second
 	}
 	if cfg.WatchPoll <= 0 {
 		cfg.WatchPoll = 2 * time.Second
@@ -273,7 +282,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // readSpec reads a request's body as a Spec, with only the given fields
 // if fields is not nil; it answers the request itself when it cannot.
 func (h *Handler) readSpec(w http.ResponseWriter, r *http.Request, fields []string) (crus.Spec, bool) {
-	body, p := readBody(w, r, h.cfg.MaxBodyBytes)
+	body, p := readBody(w, r, h.cfg.MaxBodyBytes, h.cfg.BodyReadTimeout)
 	if p == nil {
 		var spec crus.Spec
 		if spec, p = decodeSpec(body, fields); p == nil {

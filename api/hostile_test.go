@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -225,4 +226,131 @@ func TestStuckStreamReaderDropped(t *testing.T) {
 		handler.Close()
 		<-done
 	})
+}
+
+// trickle is a request body sent a few bytes and then no more, and the
+// connection under it: a read waits until the read deadline passes (and
+// fails), or for ever if none is set. It records the deadlines set.
+type trickle struct {
+	header    http.Header
+	status    int
+	start     []byte
+	never     chan struct{}
+	mu        sync.Mutex
+	deadline  time.Time
+	deadlines []time.Time
+}
+
+func (c *trickle) Header() http.Header         { return c.header }
+func (c *trickle) WriteHeader(status int)      { c.status = status }
+func (c *trickle) Write(p []byte) (int, error) { return len(p), nil }
+func (c *trickle) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	c.deadlines = append(c.deadlines, t)
+	return nil
+}
+func (c *trickle) Read(p []byte) (int, error) {
+	if len(c.start) > 0 {
+		n := copy(p, c.start)
+		c.start = c.start[n:]
+		return n, nil
+	}
+	if c.never == nil {
+		return 0, io.EOF // the whole body was sent
+	}
+	c.mu.Lock()
+	d := c.deadline
+	c.mu.Unlock()
+	if d.IsZero() {
+		<-c.never
+		return 0, net.ErrClosed
+	}
+	time.Sleep(time.Until(d))
+	return 0, os.ErrDeadlineExceeded
+}
+
+// TestTrickledBodyTimesOut: a body that stops arriving is answered 408
+// once BodyReadTimeout has passed; before, the request waited for it for
+// ever (2,000 clients sending a byte a second held 2,000 connections and
+// file descriptors of the demo, unanswered, for as long as they kept on).
+// A body that arrives lifts its deadline, which would otherwise end the
+// request's context, and Create with it, at that time.
+func TestTrickledBodyTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		world := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler, err := api.New(ex, api.Config{BodyReadTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/session", "/sessions"} {
+			c := &trickle{header: http.Header{}, start: []byte(`{"starting_label":`), never: make(chan struct{})}
+			req := httptest.NewRequest("POST", path, c)
+			req.Header.Set("Content-Type", "application/json")
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				handler.ServeHTTP(c, req)
+			}()
+			time.Sleep(time.Hour)
+			synctest.Wait()
+			select {
+			case <-done:
+				if c.status != http.StatusRequestTimeout {
+					t.Errorf("POST %s with a body that stopped: %d; want 408", path, c.status)
+				}
+			default:
+				t.Errorf("POST %s with a body that stopped is still waiting for it an hour later", path)
+				close(c.never)
+				<-done
+			}
+		}
+		body, _ := json.Marshal(original(fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, 2))
+		c := &trickle{header: http.Header{}, start: body}
+		req := httptest.NewRequest("POST", "/session", c)
+		req.Header.Set("Content-Type", "application/json")
+		handler.ServeHTTP(c, req)
+		if c.status != http.StatusCreated {
+			t.Fatalf("POST /session: %d; want 201", c.status)
+		}
+		if n := len(c.deadlines); n == 0 || !c.deadlines[n-1].IsZero() {
+			t.Errorf("read deadlines set %v: the last must lift the body's", c.deadlines)
+		}
+	})
+}
+
+// stalled sends a request whose body stops after its first bytes, to a
+// server whose BodyReadTimeout is short, and checks the 408 against the
+// documents.
+func (h *harness) stalled(base, method, path string) {
+	h.t.Helper()
+	start := []byte(`{"starting_label":`)
+	never := make(chan struct{})
+	defer close(never)
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(start)
+		<-never
+		pw.Close()
+	}()
+	req, err := http.NewRequest(method, base+"/apis/crus"+path, pr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		h.t.Fatalf("%s %s with a body that stopped: %d %s; want 408", method, path, resp.StatusCode, out)
+	}
+	h.check.check(exchange{method, req.URL.Path, start, req.Header, resp.StatusCode, resp.Header, out}, req)
 }

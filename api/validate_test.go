@@ -58,7 +58,7 @@ func extDocument(t testing.TB) *document { return loadDocument(t, "api/openapi.y
 
 // addedToOriginal are the answers crus adds to the original paths, as its
 // own document says; the original document does not list them.
-var addedToOriginal = []int{401, 403, 405, 409, 413, 415, 503}
+var addedToOriginal = []int{401, 403, 405, 408, 409, 413, 415, 503}
 
 // exchange is one request and its answer, as the client saw them.
 type exchange struct {
