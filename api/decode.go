@@ -99,6 +99,21 @@ func decodeSpec(body []byte, allowed []string) (crus.Spec, *Problem) {
 	}
 	var problems []*crus.FieldError
 	bad := map[string]bool{}
+	// A key given twice is refused: the decoder keeps the last value,
+	// while a proxy, a log or a reviewer may read the first (a
+	// starting_label of "test" and then "compute" upgraded the
+	// second group).
+	twice, inside := duplicateKeys(body)
+	for _, k := range twice {
+		problems = append(problems, &crus.FieldError{Field: k, Problem: "is given more than once"})
+		bad[k] = true
+	}
+	for _, k := range inside {
+		if !bad[k] {
+			problems = append(problems, &crus.FieldError{Field: k, Problem: "holds an object with a key given more than once"})
+			bad[k] = true
+		}
+	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
@@ -106,6 +121,9 @@ func decodeSpec(body []byte, allowed []string) (crus.Spec, *Problem) {
 	slices.Sort(keys)
 	v := reflect.ValueOf(&spec).Elem()
 	for _, k := range keys {
+		if bad[k] {
+			continue
+		}
 		idx, known := specFields[k]
 		if !known || (allowed != nil && !slices.Contains(allowed, k)) {
 			problem := "is not a field of this request"
@@ -160,4 +178,69 @@ func typeProblem(t reflect.Type, err error) string {
 		want = "a " + t.Name()
 	}
 	return fmt.Sprintf("must be %s (%v)", want, err)
+}
+
+// duplicateKeys returns the keys given more than once in the object of
+// body (twice), and the keys whose value holds an object with a key
+// given more than once (inside), each once, in the body's order. body is
+// one valid JSON object.
+func duplicateKeys(body []byte) (twice, inside []string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// value reads one value and reports whether an object in it has a
+	// key twice.
+	var value func() bool
+	value = func() bool {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		dup := false
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return dup
+				}
+				key, _ := k.(string)
+				if seen[key] {
+					dup = true
+				}
+				seen[key] = true
+				if value() {
+					dup = true
+				}
+			}
+			_, _ = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if value() {
+					dup = true
+				}
+			}
+			_, _ = dec.Token()
+		}
+		return dup
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, _ := k.(string)
+		if seen[key] && !slices.Contains(twice, key) {
+			twice = append(twice, key)
+		}
+		seen[key] = true
+		if value() && !slices.Contains(inside, key) {
+			inside = append(inside, key)
+		}
+	}
+	return twice, inside
 }

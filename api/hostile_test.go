@@ -354,3 +354,34 @@ func (h *harness) stalled(base, method, path string) {
 	}
 	h.check.check(exchange{method, req.URL.Path, start, req.Header, resp.StatusCode, resp.Header, out}, req)
 }
+
+// TestDuplicateKeysRefused: a body giving a key twice is refused, naming
+// the key, and creates nothing. The decoder kept the last value, while a
+// proxy, a log or whoever reviewed the request may have read the first:
+// a starting_label of "other" and then the real group upgraded the
+// real group.
+func TestDuplicateKeysRefused(t *testing.T) {
+	h := newHarness(t, 12)
+	for _, c := range []struct{ path, body, field string }{
+		{"/session", `{"starting_label":"other","upgrading_label":"crus-upgrading","failed_label":"crus-failed",` +
+			`"upgrade_step_size":4,"upgrade_template_id":"compute-upgrade","workload_manager_type":"slurm","starting_label":"crus-starting"}`, "starting_label"},
+		{"/sessions", `{"starting_label":"crus-starting","upgrading_label":"crus-upgrading","failed_label":"crus-failed",` +
+			`"upgrade_step_size":4,"upgrade_step_size":12,"upgrade_template_id":"compute-upgrade","workload_manager_type":"slurm"}`, "upgrade_step_size"},
+		{"/sessions", `{"starting_label":"crus-starting","upgrading_label":"crus-upgrading","failed_label":"crus-failed",` +
+			`"upgrade_step_size":4,"upgrade_template_id":"compute-upgrade","workload_manager_type":"slurm",` +
+			`"maintenance_windows":[{"start":"22:00","end":"06:00","start":"00:00"}]}`, "maintenance_windows"},
+	} {
+		p := decode[api.Problem](t, h.expect(http.StatusBadRequest, h.url, "POST", c.path, c.body))
+		found := false
+		for _, e := range p.Errors {
+			found = found || e.Field == c.field
+		}
+		if !found {
+			t.Errorf("POST %s with %s twice: %+v; want a problem with %s", c.path, c.field, p, c.field)
+		}
+	}
+	if n := h.sessions(); n != 0 {
+		t.Errorf("%d sessions created from bodies with keys given twice", n)
+	}
+	h.untouched("bodies with keys given twice")
+}
