@@ -58,6 +58,12 @@ type Config struct {
 	// KeepAlive is how often an idle event stream sends a comment, so that
 	// proxies keep it open. Default 15s.
 	KeepAlive time.Duration
+	// WriteTimeout bounds the writing of an answer other than an event
+	// stream, from when it begins: a client that does not read it within
+	// that time is dropped. Without it a client that stopped reading the
+	// record of a 160,000-node session held its 50 MB answer in the
+	// server's memory for as long as its connection lived. Default 2m.
+	WriteTimeout time.Duration
 	// MaxStreams bounds the event streams open at once; one more is
 	// answered 503 with Retry-After. Each stream holds a connection, a
 	// buffer of events and a read of its sessions' revisions at every
@@ -112,6 +118,9 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 15 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Minute
 	}
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
@@ -269,14 +278,30 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {
 		level = slog.LevelWarn
 	}
 	h.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", p.Status, "detail", p.Detail)
+	defer h.writeDeadline(w)()
 	writeProblem(w, p)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
+	defer h.writeDeadline(w)()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeDeadline gives the answer about to be written WriteTimeout to
+// reach the client, and returns what lifts that deadline once it is
+// written (the connection may serve other requests, which set their own
+// or none). The deadline starts here, not with the request: a create or
+// a dry run can wait minutes on slow backends, and its answer must not
+// be cut for that.
+func (h *Handler) writeDeadline(w http.ResponseWriter) (lift func()) {
+	rc := http.NewResponseController(w)
+	if rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)) != nil {
+		return func() {}
+	}
+	return func() { _ = rc.SetWriteDeadline(time.Time{}) }
 }
 
 // readSpec reads a request's body as a Spec, with only the given fields
@@ -306,7 +331,7 @@ func (h *Handler) createOriginal(w http.ResponseWriter, r *http.Request, _ []str
 		return
 	}
 	h.sums.forget(s.UpgradeID)
-	writeJSON(w, http.StatusCreated, s.Status())
+	h.writeJSON(w, http.StatusCreated, s.Status())
 }
 
 // listOriginal and list read the summaries of the sessions that moved
@@ -322,7 +347,7 @@ func (h *Handler) listOriginal(w http.ResponseWriter, r *http.Request, _ []strin
 	for i := range sums {
 		out[i] = sums[i].Status
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 // getOriginal reads the record in place when the store can
@@ -338,7 +363,7 @@ func (h *Handler) getOriginal(w http.ResponseWriter, r *http.Request, params []s
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) deleteOriginal(w http.ResponseWriter, r *http.Request, params []string) {
@@ -349,12 +374,13 @@ func (h *Handler) deleteOriginal(w http.ResponseWriter, r *http.Request, params 
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Status())
+	h.writeJSON(w, http.StatusOK, s.Status())
 }
 
 // Extensions.
 
 func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request, _ []string) {
+	defer h.writeDeadline(w)()
 	w.Header().Set("Content-Type", "application/yaml")
 	_, _ = w.Write(OpenAPI)
 }
@@ -370,7 +396,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ []string) {
 		return
 	}
 	h.sums.forget(s.UpgradeID)
-	writeJSON(w, http.StatusCreated, s)
+	h.writeJSON(w, http.StatusCreated, s)
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ []string) {
@@ -379,7 +405,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ []string) {
 		h.fail(w, r, backendProblem(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, params []string) {
@@ -388,7 +414,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, params []string) {
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, s)
+	h.writeJSON(w, http.StatusOK, s)
 }
 
 // act answers an action on one session with the session's summary.
@@ -398,7 +424,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func
 		h.fail(w, r, sessionProblem(err, id))
 		return
 	}
-	writeJSON(w, http.StatusOK, SummaryOf(s))
+	h.writeJSON(w, http.StatusOK, SummaryOf(s))
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, params []string) {
@@ -434,7 +460,7 @@ func (h *Handler) nodes(w http.ResponseWriter, r *http.Request, params []string)
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) description(w http.ResponseWriter, r *http.Request, params []string) {
@@ -447,7 +473,7 @@ func (h *Handler) description(w http.ResponseWriter, r *http.Request, params []s
 		h.fail(w, r, sessionProblem(err, params[0]))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) events(w http.ResponseWriter, r *http.Request, params []string) {

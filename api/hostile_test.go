@@ -385,3 +385,49 @@ func TestDuplicateKeysRefused(t *testing.T) {
 	}
 	h.untouched("bodies with keys given twice")
 }
+
+// TestStuckAnswerReaderDropped: a client that stops reading an answer
+// (here the full record of a session) is dropped once a write has waited
+// WriteTimeout, and the deadline is lifted after an answer that went
+// through; before, the answer's buffer — 50 MB for a session of 160,000
+// nodes — was held for as long as the connection lived.
+func TestStuckAnswerReaderDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		world := fake.NewCluster(fake.ClusterOptions{Nodes: 8})
+		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ex.Create(t.Context(), crus.Spec{
+			StartingLabel: fake.StartingLabel, UpgradingLabel: fake.UpgradingLabel, FailedLabel: fake.FailedLabel,
+			StepSize: 2, TemplateID: fake.Template, WorkloadManagerType: "slurm",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler, err := api.New(ex, api.Config{WriteTimeout: 2 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &stuckWriter{header: http.Header{}, budget: 0, never: make(chan struct{})}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			handler.ServeHTTP(w, httptest.NewRequest("GET", "/sessions/"+s.UpgradeID, nil))
+		}()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Error("the answer to a client that stopped reading is still being written an hour later")
+			close(w.never)
+			<-done
+		}
+		ok := &stuckWriter{header: http.Header{}, budget: 1 << 20}
+		handler.ServeHTTP(ok, httptest.NewRequest("GET", "/sessions/"+s.UpgradeID, nil))
+		if !ok.deadline.IsZero() {
+			t.Errorf("write deadline %v left after the answer", ok.deadline)
+		}
+	})
+}

@@ -106,7 +106,7 @@ func (h *Handler) planCreate(w http.ResponseWriter, r *http.Request, _ []string)
 		h.fail(w, r, backendProblem(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, Preview{Session: s, Next: DecisionOf(d)})
+	h.writeJSON(w, http.StatusOK, Preview{Session: s, Next: DecisionOf(d)})
 }
 
 func (h *Handler) planSession(w http.ResponseWriter, r *http.Request, params []string) {
@@ -128,5 +128,5 @@ func (h *Handler) planSession(w http.ResponseWriter, r *http.Request, params []s
 		h.fail(w, r, backendProblem(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, Preview{Next: DecisionOf(d)})
+	h.writeJSON(w, http.StatusOK, Preview{Next: DecisionOf(d)})
 }
