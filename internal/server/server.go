@@ -73,6 +73,14 @@ func (h *Handler) Close() { h.api.Close() }
 // redirects paths it finds unclean: nothing here ever redirects.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	if !strings.HasPrefix(p, APIPath+"/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The page, its pictures, the metrics and /healthz are read
+		// only: a POST or DELETE there was answered as a GET, 200,
+		// as if it had done something.
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, r.Method+" is not allowed on "+p, http.StatusMethodNotAllowed)
+		return
+	}
 	switch {
 	case strings.HasPrefix(p, APIPath+"/"):
 		r2 := r.Clone(r.Context())

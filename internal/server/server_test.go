@@ -13,6 +13,7 @@ import (
 	"github.com/crus-go/crus/api"
 	"github.com/crus-go/crus/internal/fake"
 	"github.com/crus-go/crus/internal/server"
+	"github.com/crus-go/crus/metrics"
 )
 
 // tokenAuth accepts one bearer token.
@@ -86,5 +87,35 @@ func TestTimelineUnderTheAPIsAuthentication(t *testing.T) {
 				t.Errorf("GET / without a token: %d, want 200 (the page holds no session data)", page.Code)
 			}
 		})
+	}
+}
+
+// TestReadOnlyPathsRefuseWrites: outside the API everything is read
+// only; a POST, PUT or DELETE of the page, a picture, the metrics or
+// /healthz is answered 405 with Allow, not served as a GET.
+func TestReadOnlyPathsRefuseWrites(t *testing.T) {
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
+	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{Clock: world})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := server.New(server.Options{Executor: ex, Hub: api.NewHub(), Metrics: metrics.New(metrics.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, path := range []string{"/", "/index.html", "/assets/app.js", "/timeline/x.svg", "/metrics", "/healthz"} {
+		for _, method := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader("{}")))
+			if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d (Allow %q); want 405 with Allow: GET, HEAD", method, path, w.Code, w.Header().Get("Allow"))
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("HEAD", path, nil))
+		if w.Code == http.StatusMethodNotAllowed {
+			t.Errorf("HEAD %s: 405", path)
+		}
 	}
 }
