@@ -53,7 +53,9 @@ type JWT struct {
 	HTTPClient *http.Client
 	// Leeway is the clock skew allowed on exp, nbf and iat. Default 1m.
 	Leeway time.Duration
-	// MinRefresh bounds how often the keys are fetched again. Default 10s.
+	// MinRefresh bounds how often the keys are fetched again, whether
+	// the last fetch succeeded or not (until the first succeeds, requests
+	// between two fetches are answered 503). Default 10s.
 	MinRefresh time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -61,6 +63,11 @@ type JWT struct {
 	mu      sync.Mutex
 	keys    *jose.JSONWebKeySet
 	fetched time.Time
+	// tried is when the last fetch began; fetching is closed when the
+	// one in progress ends; fetchErr is the last fetch's error.
+	tried    time.Time
+	fetching chan struct{}
+	fetchErr error
 }
 
 // algorithms are the signature algorithms accepted (never "none", never
@@ -121,39 +128,79 @@ func (j *JWT) Authenticate(r *http.Request) (string, error) {
 
 // key returns the public key with this id, fetching the keys again if it
 // is not known.
+//
+// No lock is held while the keys are fetched: a token naming an unknown
+// key (anyone can send one) held the lock for up to the fetch's 30 s,
+// and every other request, tokens of known keys included, waited behind
+// it. One fetch runs at a time, the requests that need it wait for it
+// alone, and a fetch is tried at most once per MinRefresh whether it
+// succeeded or not: a failing one was tried again at every request.
 func (j *JWT) key(ctx context.Context, kid string) (any, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	find := func() (any, bool) {
-		if j.keys == nil {
-			return nil, false
-		}
-		for _, k := range j.keys.Keys {
-			if (kid == "" || k.KeyID == kid) && k.Use != "enc" && k.Valid() && k.IsPublic() {
-				return k.Key, true
-			}
-		}
-		return nil, false
-	}
-	if k, ok := find(); ok {
-		return k, nil
-	}
 	minRefresh := j.MinRefresh
 	if minRefresh == 0 {
 		minRefresh = 10 * time.Second
 	}
-	now := time.Now()
-	if j.keys == nil || now.Sub(j.fetched) >= minRefresh {
-		keys, err := j.fetch(ctx)
-		if err != nil {
-			return nil, err
+	j.mu.Lock()
+	if k, ok := j.find(kid); ok {
+		j.mu.Unlock()
+		return k, nil
+	}
+	wait := j.fetching
+	if wait == nil {
+		if !j.tried.IsZero() && time.Since(j.tried) < minRefresh {
+			err := j.fetchErr
+			j.mu.Unlock()
+			if j.keys == nil && err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: no key %q in %s", ErrUnauthenticated, kid, j.JWKSURL)
 		}
-		j.keys, j.fetched = keys, now
-		if k, ok := find(); ok {
-			return k, nil
+		j.tried = time.Now()
+		done := make(chan struct{})
+		j.fetching = done
+		j.mu.Unlock()
+		// The fetch is shared: it does not end with this request.
+		keys, err := j.fetch(context.WithoutCancel(ctx))
+		j.mu.Lock()
+		if err == nil {
+			j.keys, j.fetched, j.fetchErr = keys, time.Now(), nil
+		} else {
+			j.fetchErr = err
 		}
+		j.fetching = nil
+		close(done)
+		wait = done
+	} else {
+		j.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errKeys, ctx.Err())
+		}
+		j.mu.Lock()
+	}
+	defer j.mu.Unlock()
+	if k, ok := j.find(kid); ok {
+		return k, nil
+	}
+	if j.keys == nil && j.fetchErr != nil {
+		return nil, j.fetchErr
 	}
 	return nil, fmt.Errorf("%w: no key %q in %s", ErrUnauthenticated, kid, j.JWKSURL)
+}
+
+// find returns the key with this id among those fetched (any key for no
+// id). j.mu is held.
+func (j *JWT) find(kid string) (any, bool) {
+	if j.keys == nil {
+		return nil, false
+	}
+	for _, k := range j.keys.Keys {
+		if (kid == "" || k.KeyID == kid) && k.Use != "enc" && k.Valid() && k.IsPublic() {
+			return k.Key, true
+		}
+	}
+	return nil, false
 }
 
 // errKeys: the keys could not be fetched (answered 503, not 401).

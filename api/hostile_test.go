@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"net"
@@ -15,6 +18,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/api"
@@ -430,4 +435,118 @@ func TestStuckAnswerReaderDropped(t *testing.T) {
 			t.Errorf("write deadline %v left after the answer", ok.deadline)
 		}
 	})
+}
+
+// blockingKeys serves a JWKS document, holding a fetch while held is
+// open, and says when a fetch is held.
+type blockingKeys struct {
+	doc    []byte
+	held   chan struct{}
+	waits  chan struct{}
+	fetchs atomic.Int32
+}
+
+func (b *blockingKeys) RoundTrip(req *http.Request) (*http.Response, error) {
+	if b.fetchs.Add(1) > 1 {
+		select {
+		case b.waits <- struct{}{}:
+		default:
+		}
+		select {
+		case <-b.held:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(b.doc)), Request: req}, nil
+}
+
+// TestUnknownKeyDoesNotHoldOthers: a token naming a key the server does
+// not know makes it fetch the keys again; while that fetch waits on a
+// slow issuer, tokens of known keys are still verified at once. The
+// fetch held the lock every verification takes, for up to 30 s, so one
+// forged token could stall every request behind it.
+func TestUnknownKeyDoesNotHoldOthers(t *testing.T) {
+	h := newHarness(t, 2)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	keys := &blockingKeys{doc: doc, held: make(chan struct{}), waits: make(chan struct{}, 1)}
+	defer close(keys.held)
+	auth := &api.JWT{JWKSURL: "https://keycloak.test/certs", Issuer: issuer, Audience: audience,
+		HTTPClient: &http.Client{Transport: keys}, MinRefresh: time.Nanosecond}
+	if err := auth.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sign := func(kid string) string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.token(s, validClaims())
+	}
+	request := func(tok string) *http.Request {
+		r := httptest.NewRequest("GET", "/sessions", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return r
+	}
+	forged := sign("k-unknown")
+	go func() { _, _ = auth.Authenticate(request(forged)) }()
+	<-keys.waits // the fetch the forged token asked for is held
+	done := make(chan error, 1)
+	go func() {
+		_, err := auth.Authenticate(request(sign("k1")))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a token of a known key: %v", err)
+		}
+	case <-time.After(30 * time.Second): // a bound on a hang, not a measure
+		t.Fatal("a token of a known key waits for the fetch a forged token asked for")
+	}
+}
+
+// failingKeys answers every fetch of the keys 500, and counts them.
+type failingKeys struct{ fetches atomic.Int32 }
+
+func (f *failingKeys) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.fetches.Add(1)
+	return &http.Response{StatusCode: http.StatusInternalServerError, Body: io.NopCloser(strings.NewReader("down")), Request: req}, nil
+}
+
+// TestFailingKeysFetchedOncePerRefresh: while the issuer cannot give its
+// keys, requests are answered 503 without asking it again more than once
+// per MinRefresh; every request with a token asked it once more, so
+// clients hammered a Keycloak that was already failing.
+func TestFailingKeysFetchedOncePerRefresh(t *testing.T) {
+	keys := &failingKeys{}
+	auth := &api.JWT{JWKSURL: "https://keycloak.test/certs", HTTPClient: &http.Client{Transport: keys}, MinRefresh: time.Hour}
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
+	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, err := api.New(ex, api.Config{Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Any well-formed token will do: no key can verify it.
+	tok := "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
+	for range 10 {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/sessions", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		handler.ServeHTTP(w, r)
+		if w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("GET /sessions while the keys cannot be had: %d %s; want 503", w.Code, w.Body)
+		}
+	}
+	if n := keys.fetches.Load(); n != 1 {
+		t.Errorf("10 requests fetched the keys %d times; want 1 within MinRefresh", n)
+	}
 }
