@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/text"
 )
 
 // OpenAPI is the OpenAPI document of the extensions (and of the original
@@ -81,6 +82,15 @@ type Config struct {
 	// means no logging.
 	Logger *slog.Logger
 }
+
+// maxEcho bounds what of a request (its path, a session id in it) an
+// answer or a log record repeats; maxLoggedDetail bounds the detail of a
+// refusal in the log (a 400 lists every problem of a body of up to
+// MaxBodyBytes).
+const (
+	maxEcho         = 256
+	maxLoggedDetail = 4096
+)
 
 // DefaultMaxStreams is Config.MaxStreams's default.
 const DefaultMaxStreams = 256
@@ -232,7 +242,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.fail(w, req, problemf(http.StatusMethodNotAllowed, "%s is not allowed on %s", req.Method, path))
 		return
 	}
-	h.fail(w, req, problemf(http.StatusNotFound, "no such resource: %s", path))
+	h.fail(w, req, problemf(http.StatusNotFound, "no such resource: %s", text.Cap(path, maxEcho)))
 }
 
 // authenticate applies the handler's rule to a request: a read (GET or
@@ -277,7 +287,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {
 	if p.Status >= 500 {
 		level = slog.LevelWarn
 	}
-	h.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", p.Status, "detail", p.Detail)
+	// A path is as long as a client likes (up to the server's 1 MB of
+	// head): each refusal logged it whole.
+	h.log.Log(r.Context(), level, "request refused", "method", text.Cap(r.Method, maxEcho), "path", text.Cap(r.URL.Path, maxEcho),
+		"status", p.Status, "detail", text.Cap(p.Detail, maxLoggedDetail))
 	defer h.writeDeadline(w)()
 	writeProblem(w, p)
 }

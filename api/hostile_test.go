@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -548,5 +549,34 @@ func TestFailingKeysFetchedOncePerRefresh(t *testing.T) {
 	}
 	if n := keys.fetches.Load(); n != 1 {
 		t.Errorf("10 requests fetched the keys %d times; want 1 within MinRefresh", n)
+	}
+}
+
+// TestLongPathsNotEchoed: a path of 200 KB is answered, and logged, with
+// a few hundred bytes of it. Each refusal repeated the whole path in its
+// answer and its log record, so a client could write up to a megabyte
+// (the server's limit on a request's head) to the log per request.
+func TestLongPathsNotEchoed(t *testing.T) {
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
+	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	handler, err := api.New(ex, api.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("a", 200<<10)
+	for _, path := range []string{"/session/" + long, "/sessions/" + long + "/nodes", "/" + long, "/sessions/" + long + "/x"} {
+		log.Reset()
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != http.StatusNotFound {
+			t.Errorf("GET %.40s…: %d; want 404", path, w.Code)
+		}
+		if w.Body.Len() > 2048 || log.Len() > 4096 {
+			t.Errorf("GET %.40s… (%d bytes): an answer of %d bytes, a log of %d", path, len(path), w.Body.Len(), log.Len())
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/text"
 )
 
 // Problem is an RFC 7807 problem details body, as the original service
@@ -146,9 +147,9 @@ func createProblem(err error) *Problem {
 func sessionProblem(err error, id string) *Problem {
 	switch {
 	case errors.Is(err, crus.ErrSessionNotFound):
-		return problemf(http.StatusNotFound, "no session %s", id)
+		return problemf(http.StatusNotFound, "no session %s", text.Cap(id, maxEcho))
 	case errors.Is(err, crus.ErrSessionDone):
-		return &Problem{Status: http.StatusConflict, Title: "Conflict", Detail: fmt.Sprintf("session %s has completed", id)}
+		return &Problem{Status: http.StatusConflict, Title: "Conflict", Detail: fmt.Sprintf("session %s has completed", text.Cap(id, maxEcho))}
 	case errors.Is(err, crus.ErrConflict):
 		return &Problem{Status: http.StatusConflict, Title: "Conflict", Detail: err.Error()}
 	}

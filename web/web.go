@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/crus-go/crus"
+	"github.com/crus-go/crus/internal/text"
 )
 
 //go:embed assets
@@ -107,7 +108,7 @@ func Handler(cfg Config) http.Handler {
 			var buf bytes.Buffer
 			drawErr, err := timeline(r.Context(), cfg.Sessions, id, &buf, TimelineOptions{Now: cfg.Now()})
 			if errors.Is(err, crus.ErrSessionNotFound) {
-				http.Error(w, "no session "+id, http.StatusNotFound)
+				http.Error(w, "no session "+text.Cap(id, 256), http.StatusNotFound)
 				return
 			}
 			if err != nil {
