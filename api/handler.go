@@ -41,6 +41,13 @@ type Config struct {
 	// Executor.Preview and Executor.Next, which read the backends and
 	// change nothing); without it those answer 501.
 	DryRuns bool
+	// MaxDryRuns bounds the dry runs in progress at once; one more is
+	// answered 503 with Retry-After. Each reads the backends as a create
+	// does (every node of the groups from HSM and the workload manager:
+	// on Slurm, slurmctld answers for 160,000 nodes), so a client
+	// looping on POST /plan could otherwise load the cluster's controllers
+	// as many times over as it had connections. Default 2.
+	MaxDryRuns int
 	// MaxBodyBytes bounds a request body. Default 64 KiB.
 	MaxBodyBytes int64
 	// BodyReadTimeout bounds the reading of a request body, from the
@@ -102,8 +109,9 @@ type Handler struct {
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
-	sums    summaries    // for the lists of sessions
-	streams atomic.Int64 // event streams open
+	sums    summaries     // for the lists of sessions
+	streams atomic.Int64  // event streams open
+	dryRuns chan struct{} // a token per dry run in progress
 	// origins refuses state-changing requests a browser sends from
 	// another site's page (CSRF).
 	origins *http.CrossOriginProtection
@@ -116,6 +124,9 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	}
 	if cfg.Auth == nil {
 		cfg.Auth = Gateway{}
+	}
+	if cfg.MaxDryRuns <= 0 {
+		cfg.MaxDryRuns = 2
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -142,7 +153,10 @@ func New(ex *crus.Executor, cfg Config) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{ex: ex, cfg: cfg, log: log, closing: make(chan struct{}), origins: http.NewCrossOriginProtection()}, nil
+	return &Handler{
+		ex: ex, cfg: cfg, log: log, closing: make(chan struct{}), origins: http.NewCrossOriginProtection(),
+		dryRuns: make(chan struct{}, cfg.MaxDryRuns),
+	}, nil
 }
 
 // Close ends the event streams in progress (give it to

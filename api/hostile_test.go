@@ -24,6 +24,7 @@ import (
 
 	"github.com/crus-go/crus"
 	"github.com/crus-go/crus/api"
+	"github.com/crus-go/crus/hsm"
 	"github.com/crus-go/crus/internal/fake"
 )
 
@@ -578,5 +579,78 @@ func TestLongPathsNotEchoed(t *testing.T) {
 		if w.Body.Len() > 2048 || log.Len() > 4096 {
 			t.Errorf("GET %.40s… (%d bytes): an answer of %d bytes, a log of %d", path, len(path), w.Body.Len(), log.Len())
 		}
+	}
+}
+
+// heldGroups is an HSM whose member reads wait while held is open; it
+// tells on reading each read made for a request (its context's dryRun
+// value), once per request.
+type heldGroups struct {
+	hsm.GroupStore
+	held    chan struct{}
+	reading map[string]chan struct{}
+}
+
+type dryRunKey struct{}
+
+func (g *heldGroups) Members(ctx context.Context, label string) ([]string, error) {
+	if name, ok := ctx.Value(dryRunKey{}).(string); ok {
+		select {
+		case g.reading[name] <- struct{}{}:
+		default:
+		}
+	}
+	<-g.held
+	return g.GroupStore.Members(ctx, label)
+}
+
+// TestDryRunsBounded: dry runs beyond MaxDryRuns are refused with 503 and
+// Retry-After instead of reading the backends once more each: a client
+// looping on POST /plan loaded HSM and the workload manager as many times
+// over as it had connections.
+func TestDryRunsBounded(t *testing.T) {
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
+	groups := &heldGroups{GroupStore: world.HSM(), held: make(chan struct{}), reading: map[string]chan struct{}{
+		"first": make(chan struct{}, 1), "second": make(chan struct{}, 1), "third": make(chan struct{}, 1),
+	}}
+	ex, err := crus.NewExecutor(groups, world.WLM(), world.BOS(), crus.Config{Mapper: crus.NIDMapper{Resolver: world.HSM()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, err := api.New(ex, api.Config{DryRuns: true, MaxDryRuns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(original(fake.StartingLabel, fake.UpgradingLabel, fake.FailedLabel, 2))
+	post := func(name string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequestWithContext(context.WithValue(t.Context(), dryRunKey{}, name), "POST", "/plan", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		handler.ServeHTTP(w, r)
+		return w
+	}
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- post("first") }()
+	<-groups.reading["first"] // the first dry run reads HSM
+	second := make(chan *httptest.ResponseRecorder, 1)
+	go func() { second <- post("second") }()
+	select {
+	case w := <-second:
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			close(groups.held)
+			t.Fatalf("a dry run while another reads the backends: %d %s; want 503 with Retry-After", w.Code, w.Body)
+		}
+	case <-groups.reading["second"]:
+		close(groups.held)
+		<-second
+		<-first
+		t.Fatal("a second dry run reads the backends while the first does")
+	}
+	close(groups.held)
+	if w := <-first; w.Code != http.StatusOK {
+		t.Fatalf("the first dry run: %d %s", w.Code, w.Body)
+	}
+	if w := post("third"); w.Code != http.StatusOK {
+		t.Fatalf("a dry run once the first ended: %d %s", w.Code, w.Body)
 	}
 }

@@ -92,6 +92,10 @@ func (h *Handler) planCreate(w http.ResponseWriter, r *http.Request, _ []string)
 		h.fail(w, r, problemf(http.StatusNotImplemented, "dry runs are not enabled on this server"))
 		return
 	}
+	if !h.startDryRun(w, r) {
+		return
+	}
+	defer h.endDryRun()
 	spec, ok := h.readSpec(w, r, nil)
 	if !ok {
 		return
@@ -114,6 +118,10 @@ func (h *Handler) planSession(w http.ResponseWriter, r *http.Request, params []s
 		h.fail(w, r, problemf(http.StatusNotImplemented, "dry runs are not enabled on this server"))
 		return
 	}
+	if !h.startDryRun(w, r) {
+		return
+	}
+	defer h.endDryRun()
 	s, err := h.ex.Get(r.Context(), params[0])
 	if err != nil {
 		h.fail(w, r, sessionProblem(err, params[0]))
@@ -130,3 +138,18 @@ func (h *Handler) planSession(w http.ResponseWriter, r *http.Request, params []s
 	}
 	h.writeJSON(w, http.StatusOK, Preview{Next: DecisionOf(d)})
 }
+
+// startDryRun takes a place among the MaxDryRuns dry runs in progress,
+// or answers 503 and returns false; endDryRun gives it back.
+func (h *Handler) startDryRun(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case h.dryRuns <- struct{}{}:
+		return true
+	default:
+		w.Header().Set("Retry-After", "10")
+		h.fail(w, r, problemf(http.StatusServiceUnavailable, "%d dry runs are in progress, as many as this server runs at once: try again later", h.cfg.MaxDryRuns))
+		return false
+	}
+}
+
+func (h *Handler) endDryRun() { <-h.dryRuns }
