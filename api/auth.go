@@ -80,8 +80,10 @@ var algorithms = []jose.SignatureAlgorithm{
 // Authenticate implements Authenticator. It returns the token's
 // preferred_username, or its subject.
 func (j *JWT) Authenticate(r *http.Request) (string, error) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(raw) == "" {
+	// The scheme is case-insensitive (RFC 9110, 11.1): a client sending
+	// "bearer" was refused 401 with a valid token.
+	scheme, raw, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
 		return "", fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
 	}
 	tok, err := jwt.ParseSigned(strings.TrimSpace(raw), algorithms)

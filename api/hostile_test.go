@@ -654,3 +654,18 @@ func TestDryRunsBounded(t *testing.T) {
 		t.Fatalf("a dry run once the first ended: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestBearerSchemeAnyCase: the authentication scheme is case-insensitive
+// (RFC 9110, 11.1); a valid token sent as "bearer …" was refused 401.
+// Tokens anywhere but the Authorization header are still ignored.
+func TestBearerSchemeAnyCase(t *testing.T) {
+	h := newHarness(t, 2)
+	tok := h.token(h.signer, validClaims())
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		h.expect(http.StatusOK, h.jwtURL, "GET", "/session", nil, "Authorization", scheme+" "+tok)
+	}
+	h.expect(http.StatusUnauthorized, h.jwtURL, "GET", "/session?access_token="+tok, nil)
+	h.expect(http.StatusUnauthorized, h.jwtURL, "GET", "/session", nil, "Authorization", "Basic "+tok)
+	h.expect(http.StatusUnauthorized, h.jwtURL, "GET", "/session", nil, "Authorization", "Bearer"+tok)
+	h.expect(http.StatusUnauthorized, h.jwtURL, "GET", "/session", nil, "Cookie", "token="+tok)
+}
