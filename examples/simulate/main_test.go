@@ -50,7 +50,7 @@ func TestSingleRun(t *testing.T) {
 	require.Len(t, lines, 2+3+3, text)
 	assert.True(t, strings.HasPrefix(lines[3], "| strategy | makespan h | ÷ bound |"), lines[3])
 	assert.True(t, strings.HasPrefix(lines[6], "| reboot-asap | "))
-	assert.Contains(t, lines[6], "| 1.00 |", "reboot-asap is at the bound or the bound is ceil(N/step) reboots")
+	assert.Contains(t, lines[6], "| 1.00 |", "reboot-asap is at the bound or the bound is the reboots step at a time")
 	assert.Empty(t, errOut.String(), "-q: no progress")
 }
 

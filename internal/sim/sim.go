@@ -262,19 +262,27 @@ func (r Result) MeanReboot() time.Duration {
 
 // Bound is the least makespan a strategy that keeps a cap of step nodes
 // and lets every job finish can reach: the uncapped reboot-asap's makespan
-// (every node must wait for the job it runs now), or ceil(nodes / step)
-// reboots one after another, whichever is longer. Of reboot-asap it takes
+// (every node must wait for the job it runs now), or the nodes' reboots
+// step at a time, whichever is longer. Of reboot-asap it takes
 // FairMakespan: a timeout only the workload manager's reboot pays does not
-// lengthen the bound. asap is the reboot-asap
-// run of the same configuration and seed; r gives the cap and the mean
-// reboot time.
+// lengthen the bound. asap is the reboot-asap run of the same
+// configuration and seed; r gives the cap and the floor.
+//
+// Every node is out of service for its whole first reboot (a boot that
+// fails too), and at most step of them at once, so the reboots take at
+// least the sum of their durations (Floor) over step: nodes / step mean
+// reboots. Not ceil(nodes / step) of them: reboot times vary, and where
+// step does not divide the nodes the last ones start as soon as the
+// first reboots end, not when a whole round has (11 nodes, step 10: the
+// eleventh starts some 7-13 min in, and the session ends before two mean
+// reboots). Where step divides the nodes the two are the same.
 func Bound(asap, r Result) time.Duration {
 	b := asap.Makespan
 	if asap.FairMakespan > 0 {
 		b = asap.FairMakespan
 	}
 	if r.Step > 0 {
-		b = max(b, time.Duration((r.Nodes+r.Step-1)/r.Step)*r.MeanReboot())
+		b = max(b, r.Floor/time.Duration(r.Step))
 	}
 	return b
 }

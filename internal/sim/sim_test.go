@@ -395,7 +395,7 @@ func TestLoadedStart(t *testing.T) {
 }
 
 // TestFloorAndBound: the floor is the seed's, not the strategy's; the bound
-// is the uncapped makespan or the reboots one step after another.
+// is the uncapped makespan or the reboots step at a time.
 func TestFloorAndBound(t *testing.T) {
 	cfg := small(t)
 	a, err := Run(context.Background(), cfg, asap)
@@ -411,7 +411,7 @@ func TestFloorAndBound(t *testing.T) {
 
 	assert.Equal(t, a.FairMakespan, Bound(a, j), "a job longer than 8 reboots bounds it")
 	assert.LessOrEqual(t, a.FairMakespan, a.Makespan)
-	assert.Equal(t, 8*j.MeanReboot(), Bound(Result{Makespan: time.Minute}, j), "ceil(40/5) reboots")
+	assert.Equal(t, j.Floor/5, Bound(Result{Makespan: time.Minute}, j), "40 reboots, 5 at a time")
 	assert.Zero(t, a.Makespan%cfg.withDefaultsMust(t).PollInterval, "reboot-asap looks every poll interval")
 }
 
@@ -625,5 +625,30 @@ func TestNoJobToReplay(t *testing.T) {
 	} {
 		_, err := Run(context.Background(), Config{Trace: c.tr, Nodes: 4, Step: 2, Start: 2 * time.Hour, Warmup: time.Hour}, jobEnd)
 		assert.EqualError(t, err, c.want, name)
+	}
+}
+
+// TestBoundWhenStepDoesNotDivideNodes: the bound is a lower bound of every
+// capped strategy's makespan, also where the step does not divide the
+// nodes. On an idle cluster of 11 nodes with a step of 10 the eleventh
+// reboot starts as soon as the first of the ten returns, some 7-13 min
+// in: ceil(11/10) whole rounds of the mean reboot, which the bound was,
+// is longer than the session takes. What every strategy must spend is
+// each node's reboot, step at a time: their sum over step.
+func TestBoundWhenStepDoesNotDivideNodes(t *testing.T) {
+	idle := &swf.Trace{Header: swf.Header{MaxNodes: 11}, Jobs: []swf.Job{
+		{ID: 1, Submit: 0, Run: time.Minute, Procs: 1, ReqTime: 2 * time.Minute, Partition: -1},
+		{ID: 2, Submit: 48 * time.Hour, Run: time.Minute, Procs: 1, ReqTime: 2 * time.Minute, Partition: -1},
+	}}
+	for seed := uint64(1); seed <= 5; seed++ {
+		cfg := Config{Trace: idle, Nodes: 11, Step: 10, Seed: seed, NoFaults: true,
+			Start: 48*time.Hour - time.Second, Warmup: 24 * time.Hour}
+		a, err := Run(context.Background(), cfg, asap)
+		require.NoError(t, err)
+		r, err := Run(context.Background(), cfg, jobEnd)
+		require.NoError(t, err)
+		require.Zero(t, r.Busy, "an idle cluster: the bound is the reboots'")
+		assert.GreaterOrEqual(t, r.Makespan, Bound(a, r), "seed %d: a capped session finished under the bound", seed)
+		assert.GreaterOrEqual(t, Bound(a, r), r.Floor/10, "seed %d: no less than the reboots' sum over the step", seed)
 	}
 }
