@@ -133,6 +133,12 @@ func strategies(drain time.Duration, lookahead int, slack time.Duration) []sim.S
 	}
 }
 
+// maxRuns bounds the runs of one sweep (windows × seeds × strategies):
+// some 350 bytes each are held until the report, so a million is some
+// 350 MB, and at a tenth of a second a run (a small cluster) a day on a
+// core.
+const maxRuns = 1_000_000
+
 // isReference reports whether a strategy is a reference row rather than a
 // crus strategy: the original algorithm, the uncapped reboot ASAP, or a
 // clairvoyant oracle.
@@ -286,6 +292,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			chosen = append(chosen, all[i])
 		}
+	}
+	// Every run's result is kept for the report, and the runs are listed
+	// before the first starts: -seeds 100000000 was a runtime crash (out of
+	// memory), not an error.
+	if per := len(starts) * len(chosen); *seeds > maxRuns/per {
+		return usagef("-seeds %d: %d windows × %d strategies × %d seeds is more than the %d runs a sweep may have (each run's result is kept for the report)",
+			*seeds, len(starts), len(chosen), *seeds, maxRuns)
 	}
 	tr, err := swf.ReadFile(*trace)
 	if err != nil {

@@ -174,6 +174,26 @@ func TestUsageErrors(t *testing.T) {
 	assert.Equal(t, 0, exitCode(nil))
 }
 
+// TestTooManyRuns: a sweep of more runs than memory holds is a usage
+// error naming -seeds, before the trace is read or anything runs
+// (-seeds 100000000 was a crash: the runtime out of memory, listing the
+// runs).
+func TestTooManyRuns(t *testing.T) {
+	for _, args := range [][]string{
+		{"-seeds", "100000000"},
+		{"-seeds", "9223372036854775807"},
+		{"-seeds", "500001", "-days", "1,2"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"-trace", "no/such/trace.swf", "-q", "-strategies", "reboot-asap"}, args...), &out, &bytes.Buffer{})
+		require.Error(t, err, "%v", args)
+		assert.Equal(t, 2, exitCode(err), "%v: a usage error: %v", args, err)
+		assert.Contains(t, err.Error(), "-seeds", "%v", args)
+		assert.Contains(t, err.Error(), "runs", "%v", args)
+		assert.Empty(t, out.String(), "%v: nothing run", args)
+	}
+}
+
 // TestUnknownBound: without a reboot-asap run the bound is unknown, and
 // so is every ratio to it: an empty CSV field, "–" in a table, never 0.
 func TestUnknownBound(t *testing.T) {
