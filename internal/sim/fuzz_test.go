@@ -17,8 +17,8 @@ import (
 // whatever the jobs (out of order, wider than the machine, without limits
 // or run times, overrunning their requests, a header that lies), the
 // simulator either says why it cannot run or runs to the end with the cap
-// held and every node accounted for, for the rolling and the scheduled
-// strategies.
+// held, every node accounted for and the makespan no shorter than the
+// bound, for the rolling and the scheduled strategies.
 func FuzzTrace(f *testing.F) {
 	f.Add([]byte("; MaxNodes: 4\n; MaxProcs: 8\n" +
 		"1 0 0 7200 8 -1 -1 8 7200 -1 1 1 -1 -1 -1 1 -1 -1\n" +
@@ -44,6 +44,10 @@ func FuzzTrace(f *testing.F) {
 		}
 		cfg := Config{Trace: tr, Nodes: 6, Step: 2, Seed: 1, Start: last,
 			Warmup: min(last, 2*24*time.Hour), MaxDuration: 3 * 24 * time.Hour}
+		a, err := Run(context.Background(), cfg, asap)
+		if err != nil && !errors.Is(err, ErrTooLong) {
+			require.NoError(t, err, asap.Name)
+		}
 		for _, st := range []Strategy{
 			jobEnd,
 			{Name: "scheduled-predicted", Rollout: crus.Rollout{Strategy: crus.StrategyScheduled}, Ends: EndsPredicted},
@@ -57,6 +61,9 @@ func FuzzTrace(f *testing.F) {
 			require.Equal(t, cfg.Nodes, r.Upgraded+r.Failed+r.Skipped+r.Untouched, st.Name)
 			require.Positive(t, r.Makespan, st.Name)
 			require.GreaterOrEqual(t, r.Lost.Hours(), 0.0, st.Name)
+			if !a.Unfinished {
+				require.GreaterOrEqual(t, r.Makespan, Bound(a, r), "%s: a capped session under the bound", st.Name)
+			}
 		}
 	})
 }
