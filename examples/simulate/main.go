@@ -395,8 +395,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep := report{w: stdout, format: *format, names: names, windows: ws, minBusy: *minBusy, pastEnd: pastEnd}
 	if *format == "table" {
-		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, placement %s, seeds %d-%d, %s of warm-up\n",
-			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, *warmup)
+		fmt.Fprintf(stdout, "trace %s (%s), %d nodes, step %d, placement %s, seeds %d-%d, %s\n",
+			*trace, tr.Header.Computer, *nodes, *step, place, *seed, *seed+uint64(*seeds)-1, warmupText(*warmup, starts))
 		for _, l := range append(useLines(use), pastEnd...) {
 			fmt.Fprintln(stdout, l)
 		}
@@ -428,6 +428,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = fmt.Errorf("%d of %d runs did not finish within %v of simulated time: reported unfinished", unfinished, len(results), *maxDuration)
 	}
 	return err
+}
+
+// warmupText says how much of the trace is replayed before the upgrade:
+// the warm-up asked for, or less where a window starts earlier (the
+// simulator replays the trace from its beginning then).
+func warmupText(warmup time.Duration, starts []time.Duration) string {
+	first := slices.Min(starts)
+	switch {
+	case first >= warmup:
+		return fmt.Sprintf("%s of warm-up", warmup)
+	case len(starts) == 1:
+		return fmt.Sprintf("%s of warm-up (the trace's beginning: -warmup %s is longer)", first, warmup)
+	}
+	return fmt.Sprintf("%s of warm-up (less where a window starts earlier: from the trace's beginning)", warmup)
 }
 
 // useLines says how many of the trace's job lines are replayed, and which

@@ -174,6 +174,25 @@ func TestUsageErrors(t *testing.T) {
 	assert.Equal(t, 0, exitCode(nil))
 }
 
+// TestWarmupAsReplayed: the header says how much of the trace was
+// replayed before the upgrade; a window that starts before the warm-up
+// asked for has the trace from its beginning (the header said 48h0m0s
+// of warm-up where 24 h were replayed).
+func TestWarmupAsReplayed(t *testing.T) {
+	path := writeTrace(t, 3)
+	for _, c := range []struct{ days, want string }{
+		{"1", "24h0m0s of warm-up (the trace's beginning: -warmup 48h0m0s is longer)"},
+		{"1,2.5", "48h0m0s of warm-up (less where a window starts earlier: from the trace's beginning)"},
+		{"2.5", "48h0m0s of warm-up\n"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", c.days, "-warmup", "48h", "-q",
+			"-strategies", "reboot-asap"}, &out, &bytes.Buffer{})
+		require.NoError(t, err, c.days)
+		assert.Contains(t, out.String(), c.want, c.days)
+	}
+}
+
 // TestTooManyRuns: a sweep of more runs than memory holds is a usage
 // error naming -seeds, before the trace is read or anything runs
 // (-seeds 100000000 was a crash: the runtime out of memory, listing the
