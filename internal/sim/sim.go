@@ -660,7 +660,10 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	sch.replay()
 
 	res := Result{Strategy: st.Name, Nodes: cfg.Nodes, Step: cfg.Step, Floor: w.FirstReboots()}
-	start := w.RunUntil(origin.Add(cfg.Warmup))
+	start, err := replayUntil(ctx, w, origin.Add(cfg.Warmup))
+	if err != nil {
+		return Result{}, err
+	}
 	res.Loaded = cfg.MinBusy <= 0
 	for !res.Loaded {
 		if float64(w.BusyCount()) >= cfg.MinBusy*float64(cfg.Nodes) {
@@ -670,7 +673,9 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 		if start.Sub(origin) >= cfg.Warmup+cfg.Seek {
 			break
 		}
-		start = w.RunUntil(start.Add(time.Hour))
+		if start, err = replayUntil(ctx, w, start.Add(time.Hour)); err != nil {
+			return Result{}, err
+		}
 	}
 	res.Start = start.Sub(traceStart)
 	res.Busy = float64(w.BusyCount()) / float64(cfg.Nodes)
@@ -700,6 +705,26 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	}
 	res.Wall = time.Since(wall)
 	return res, nil
+}
+
+// replayUntil replays the trace up to t (the warm-up, the search for a
+// loaded point) an hour of it at a time, and stops with ctx's error
+// between two: the command's interrupt cancels ctx, and a warm-up of days
+// on a loaded cluster of thousands of nodes takes minutes, which Ctrl-C
+// waited out before (and then the warm-up of every run not yet started).
+// The hours change nothing: time moves only to the next event, as in
+// one call.
+func replayUntil(ctx context.Context, w *fake.World, t time.Time) (time.Time, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return w.Now(), fmt.Errorf("sim: replaying the trace: %w", err)
+		}
+		next := w.Now().Add(time.Hour)
+		if !next.Before(t) {
+			return w.RunUntil(t), nil
+		}
+		w.RunUntil(next)
+	}
 }
 
 // injectFaults makes BootFailures of the nodes fail to boot and

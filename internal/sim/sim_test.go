@@ -669,3 +669,43 @@ func TestBoundWhenStepDoesNotDivideNodes(t *testing.T) {
 		assert.GreaterOrEqual(t, Bound(a, r), r.Floor/10, "seed %d: no less than the reboots' sum over the step", seed)
 	}
 }
+
+// cancelAfter is a context that reports itself cancelled from its n-th
+// look on: cancelled in the middle of a run, whatever the wall clock.
+type cancelAfter struct {
+	context.Context
+	n, looks int
+	mu       sync.Mutex
+}
+
+func (c *cancelAfter) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.looks++; c.looks >= c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCancelStopsTheReplay: a cancelled context (the command's Ctrl-C)
+// stops a run in its warm-up, not once the days of trace before the
+// upgrade have been replayed: on a loaded cluster of thousands of nodes
+// that took minutes, which an interrupt waited out, and then the warm-up
+// of every run not yet started. Cancelled from the start a run replays
+// nothing; cancelled after a few hours of its warm-up it stops there.
+func TestCancelStopsTheReplay(t *testing.T) {
+	cfg := small(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r, err := Run(ctx, cfg, jobEnd)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, r.Start, "nothing replayed")
+
+	for _, st := range []Strategy{jobEnd, asap} {
+		c := &cancelAfter{Context: context.Background(), n: 3}
+		r, err := Run(c, cfg, st)
+		require.ErrorIs(t, err, context.Canceled, st.Name)
+		assert.Zero(t, r.Start, "%s: stopped in the warm-up (%d looks at the context)", st.Name, c.looks)
+		assert.Equal(t, 3, c.looks, "%s: stopped at the third look, three hours into the warm-up", st.Name)
+	}
+}
