@@ -635,6 +635,9 @@ const maxMachine = 1 << 30
 // Run simulates one strategy and reports what it measured.
 func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 	wall := time.Now()
+	if err := ctx.Err(); err != nil { // (the trace's survey and its jobs take a while too)
+		return Result{}, fmt.Errorf("sim: %w", err)
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return Result{}, err

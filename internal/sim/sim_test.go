@@ -700,6 +700,11 @@ func TestCancelStopsTheReplay(t *testing.T) {
 	r, err := Run(ctx, cfg, jobEnd)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Zero(t, r.Start, "nothing replayed")
+	// Nor is the trace surveyed (a second or so on LLNL Thunder, for each
+	// of the runs not yet started when Ctrl-C came): a trace it would
+	// refuse is not looked at.
+	_, err = Run(ctx, Config{Trace: &swf.Trace{Header: swf.Header{MaxNodes: 4}}}, jobEnd)
+	require.ErrorIs(t, err, context.Canceled)
 
 	for _, st := range []Strategy{jobEnd, asap} {
 		c := &cancelAfter{Context: context.Background(), n: 3}
