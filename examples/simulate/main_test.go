@@ -290,3 +290,19 @@ func TestWindowsNotCounted(t *testing.T) {
 	err = run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "30,40", "-q"}, &out, &bytes.Buffer{})
 	assert.ErrorContains(t, err, "every window is past the trace's end")
 }
+
+// TestWindowsStartingTogether: two windows asked for that start at the
+// same point (-min-busy moves both to the end of an outage, or -days
+// names one twice) are one window's runs twice: the second is shown and
+// not counted again (the summary said "met in 2 of 2 windows" for one).
+func TestWindowsStartingTogether(t *testing.T) {
+	path := writeTrace(t, 20)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-trace", path, "-nodes", "4", "-step", "2", "-days", "3,3,5", "-warmup", "12h", "-q",
+		"-strategies", "reboot-asap,rolling-job_end"}, &out, &bytes.Buffer{})
+	require.NoError(t, err)
+	text := out.String()
+	assert.Regexp(t, `met in [0-2] of 2 windows \(not counted: 1 starting where an earlier one did\)`, text)
+	assert.Regexp(t, `day 3 +rolling-job_end .* not counted: the same start as day 3 asked`, text)
+	assert.Equal(t, 1, strings.Count(text, "the same start as"), text)
+}

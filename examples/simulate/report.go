@@ -346,7 +346,12 @@ func (rep report) sweep() error {
 		best   stats
 		ok     bool
 		loaded bool // every run found the cluster as busy as -min-busy asks
+		// same names the window asked for earlier that started at the
+		// same point (-min-busy moved both to the end of a gap, or -days
+		// named it twice): its runs are that window's again, not counted.
+		same string
 	}
+	firstAt := map[time.Duration]string{} // the window asked for first, by start
 	var sums []summary
 	for _, w := range rep.windows {
 		first := w.runs[0][0]
@@ -380,8 +385,12 @@ func (rep report) sweep() error {
 				loaded = loaded && r.Loaded
 			}
 		}
+		same, seen := firstAt[first.Start]
+		if !seen {
+			firstAt[first.Start] = windowName(w.start)
+		}
 		if b, ok := best(sts); ok {
-			sums = append(sums, summary{windowName(first.Start), b, b.meets() && loaded, loaded})
+			sums = append(sums, summary{windowName(first.Start), b, b.meets() && loaded, loaded, same})
 		}
 	}
 	if len(sums) == 0 || !slices.Contains(rep.names, "reboot-asap") { // (no bound to meet)
@@ -389,12 +398,15 @@ func (rep report) sweep() error {
 	}
 	met, counted := 0, 0
 	var rows [][]string
+	dup := 0
 	for _, s := range sums {
 		goal := "no"
-		if s.loaded {
+		if s.loaded && s.same == "" {
 			counted++
 		}
 		switch {
+		case s.same != "":
+			goal, dup = fmt.Sprintf("not counted: the same start as %s asked", s.same), dup+1
 		case !s.loaded:
 			goal = fmt.Sprintf("not counted: not loaded (under %.0f%% busy)", 100*rep.minBusy)
 		case s.ok:
@@ -407,8 +419,11 @@ func (rep report) sweep() error {
 		rows = append(rows, []string{s.window, s.best.name, s.best.overBound.text(2), s.best.overFloor.text(2), fmt.Sprint(s.best.maxOut), goal})
 	}
 	var left []string
-	if n := len(sums) - counted; n > 0 {
+	if n := len(sums) - counted - dup; n > 0 {
 		left = append(left, fmt.Sprintf("%d not loaded", n))
+	}
+	if dup > 0 {
+		left = append(left, fmt.Sprintf("%d starting where an earlier one did", dup))
 	}
 	if n := len(rep.pastEnd); n > 0 {
 		left = append(left, fmt.Sprintf("%d past the trace's end, not run", n))
