@@ -712,9 +712,10 @@ func Run(ctx context.Context, cfg Config, st Strategy) (Result, error) {
 
 // replayUntil replays the trace up to t (the warm-up, the search for a
 // loaded point) an hour of it at a time, and stops with ctx's error
-// between two: the command's interrupt cancels ctx, and a warm-up of days
-// on a loaded cluster of thousands of nodes takes minutes, which Ctrl-C
-// waited out before (and then the warm-up of every run not yet started).
+// between two: the command's interrupt cancels ctx, and the warm-up of
+// days of a loaded trace takes seconds of wall time, which Ctrl-C waited
+// out before in every run not yet started (a Thunder sweep ran on for
+// more than a minute after SIGINT).
 // The hours change nothing: time moves only to the next event, as in
 // one call.
 func replayUntil(ctx context.Context, w *fake.World, t time.Time) (time.Time, error) {
