@@ -28,6 +28,22 @@ import (
 	"github.com/crus-go/crus/internal/fake"
 )
 
+// hostileHandler returns a handler with cfg over an executor on an
+// in-memory world of nodes nodes.
+func hostileHandler(t *testing.T, nodes int, cfg api.Config) *api.Handler {
+	t.Helper()
+	world := fake.NewCluster(fake.ClusterOptions{Nodes: nodes})
+	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, err := api.New(ex, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return handler
+}
+
 // TestCrossSiteWritesRefused: a page on another site cannot make an
 // admin's browser create, pause or cancel a session. A fetch in no-cors
 // mode sends a JSON body without a Content-Type (a simple request, no
@@ -86,15 +102,7 @@ func (w *flushWriter) SetWriteDeadline(time.Time) error { return nil }
 // connected.
 func TestEmptyStreamAnswersAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
-		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		handler, err := api.New(ex, api.Config{Events: api.NewHub(), KeepAlive: time.Hour, WatchPoll: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		handler := hostileHandler(t, 2, api.Config{Events: api.NewHub(), KeepAlive: time.Hour, WatchPoll: time.Hour})
 		w := &flushWriter{header: http.Header{}}
 		done := make(chan struct{})
 		go func() {
@@ -168,20 +176,43 @@ func TestEventStreamsBounded(t *testing.T) {
 // budget bytes, then a write waits until the write deadline passes (and
 // fails), or for ever if none is set.
 type stuckWriter struct {
-	header   http.Header
-	budget   int
+	header http.Header
+	budget int
+	stall
+}
+
+// stall is the side of a connection whose peer stopped: an operation on
+// it waits until its deadline passes, then fails, or for ever (until
+// never is closed) if none is set.
+type stall struct {
 	mu       sync.Mutex
 	deadline time.Time
 	never    chan struct{}
+}
+
+func (s *stall) setDeadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+}
+
+func (s *stall) wait() error {
+	s.mu.Lock()
+	d := s.deadline
+	s.mu.Unlock()
+	if d.IsZero() {
+		<-s.never
+		return net.ErrClosed
+	}
+	time.Sleep(time.Until(d))
+	return os.ErrDeadlineExceeded
 }
 
 func (w *stuckWriter) Header() http.Header { return w.header }
 func (w *stuckWriter) WriteHeader(int)     {}
 func (w *stuckWriter) Flush()              {}
 func (w *stuckWriter) SetWriteDeadline(t time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.deadline = t
+	w.setDeadline(t)
 	return nil
 }
 func (w *stuckWriter) Write(p []byte) (int, error) {
@@ -189,15 +220,7 @@ func (w *stuckWriter) Write(p []byte) (int, error) {
 		w.budget -= len(p)
 		return len(p), nil
 	}
-	w.mu.Lock()
-	d := w.deadline
-	w.mu.Unlock()
-	if d.IsZero() {
-		<-w.never
-		return 0, net.ErrClosed
-	}
-	time.Sleep(time.Until(d))
-	return 0, os.ErrDeadlineExceeded
+	return 0, w.wait()
 }
 
 // TestStuckStreamReaderDropped: a client that keeps its event stream open
@@ -206,17 +229,9 @@ func (w *stuckWriter) Write(p []byte) (int, error) {
 // events and its slot were held for as long as the connection lived.
 func TestStuckStreamReaderDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
-		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		hub := api.NewHub()
-		handler, err := api.New(ex, api.Config{Events: hub, KeepAlive: time.Second, WatchPoll: time.Hour, StreamWriteTimeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := &stuckWriter{header: http.Header{}, budget: 100, never: make(chan struct{})}
+		handler := hostileHandler(t, 2, api.Config{Events: hub, KeepAlive: time.Second, WatchPoll: time.Hour, StreamWriteTimeout: time.Minute})
+		w := &stuckWriter{header: http.Header{}, budget: 100, stall: stall{never: make(chan struct{})}}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -242,19 +257,17 @@ type trickle struct {
 	header    http.Header
 	status    int
 	start     []byte
-	never     chan struct{}
-	mu        sync.Mutex
-	deadline  time.Time
 	deadlines []time.Time
+	stall
 }
 
 func (c *trickle) Header() http.Header         { return c.header }
 func (c *trickle) WriteHeader(status int)      { c.status = status }
 func (c *trickle) Write(p []byte) (int, error) { return len(p), nil }
 func (c *trickle) SetReadDeadline(t time.Time) error {
+	c.setDeadline(t)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.deadline = t
 	c.deadlines = append(c.deadlines, t)
 	return nil
 }
@@ -267,15 +280,7 @@ func (c *trickle) Read(p []byte) (int, error) {
 	if c.never == nil {
 		return 0, io.EOF // the whole body was sent
 	}
-	c.mu.Lock()
-	d := c.deadline
-	c.mu.Unlock()
-	if d.IsZero() {
-		<-c.never
-		return 0, net.ErrClosed
-	}
-	time.Sleep(time.Until(d))
-	return 0, os.ErrDeadlineExceeded
+	return 0, c.wait()
 }
 
 // TestTrickledBodyTimesOut: a body that stops arriving is answered 408
@@ -286,17 +291,9 @@ func (c *trickle) Read(p []byte) (int, error) {
 // request's context, and Create with it, at that time.
 func TestTrickledBodyTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		world := fake.NewCluster(fake.ClusterOptions{Nodes: 4})
-		ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		handler, err := api.New(ex, api.Config{BodyReadTimeout: 30 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
+		handler := hostileHandler(t, 4, api.Config{BodyReadTimeout: 30 * time.Second})
 		for _, path := range []string{"/session", "/sessions"} {
-			c := &trickle{header: http.Header{}, start: []byte(`{"starting_label":`), never: make(chan struct{})}
+			c := &trickle{header: http.Header{}, start: []byte(`{"starting_label":`), stall: stall{never: make(chan struct{})}}
 			req := httptest.NewRequest("POST", path, c)
 			req.Header.Set("Content-Type", "application/json")
 			done := make(chan struct{})
@@ -416,7 +413,7 @@ func TestStuckAnswerReaderDropped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := &stuckWriter{header: http.Header{}, budget: 0, never: make(chan struct{})}
+		w := &stuckWriter{header: http.Header{}, budget: 0, stall: stall{never: make(chan struct{})}}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -528,15 +525,7 @@ func (f *failingKeys) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestFailingKeysFetchedOncePerRefresh(t *testing.T) {
 	keys := &failingKeys{}
 	auth := &api.JWT{JWKSURL: "https://keycloak.test/certs", HTTPClient: &http.Client{Transport: keys}, MinRefresh: time.Hour}
-	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
-	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler, err := api.New(ex, api.Config{Auth: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := hostileHandler(t, 2, api.Config{Auth: auth})
 	// Any well-formed token will do: no key can verify it.
 	tok := "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
 	for range 10 {
@@ -558,16 +547,8 @@ func TestFailingKeysFetchedOncePerRefresh(t *testing.T) {
 // answer and its log record, so a client could write up to a megabyte
 // (the server's limit on a request's head) to the log per request.
 func TestLongPathsNotEchoed(t *testing.T) {
-	world := fake.NewCluster(fake.ClusterOptions{Nodes: 2})
-	ex, err := crus.NewExecutor(world.HSM(), world.WLM(), world.BOS(), crus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var log bytes.Buffer
-	handler, err := api.New(ex, api.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := hostileHandler(t, 2, api.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	long := strings.Repeat("a", 200<<10)
 	for _, path := range []string{"/session/" + long, "/sessions/" + long + "/nodes", "/" + long, "/sessions/" + long + "/x"} {
 		log.Reset()
